@@ -1,0 +1,1050 @@
+"""Numba kernels of the backtest engine: the full event simulator and the fast signal path.
+
+Kept free of polars/pandas so the kernels compile once (cache=True) and are called with plain numpy arrays.
+Record tables are 2-D float64 arrays with named column indices (grown by doubling), which keeps the kernels simple
+and the Python wrapper (`engine.py`) responsible for names, timestamps and strings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# --- integer codes shared with engine.py (Side/Action/OrderType/SizeType follow schema.py's `code`) -------------
+BUY, SELL = 0, 1
+ENTRY, EXIT, MODIFY, CANCEL = 0, 1, 2, 3
+MARKET, LIMIT, STOP, STOP_LIMIT = 0, 1, 2, 3
+SHARES, CONTRACTS, NOTIONAL, RISK_PERCENT, EQUITY_PERCENT = 0, 1, 2, 3, 4
+ST_NEW, ST_FILLED, ST_PARTIAL, ST_REJECTED, ST_CANCELLED, ST_EXPIRED = 0, 1, 2, 3, 4, 5
+
+# reason codes (text in engine.REASONS)
+R_NONE = 0
+R_NONPOSITIVE_SIZE = 1
+R_BAD_PRICE = 2
+R_STRATEGY_CAP = 3
+R_INSTRUMENT_CAP = 4
+R_PORTFOLIO_CAP = 5
+R_NEW_EXPOSURE_CAP = 6
+R_KILL_SWITCH = 7
+R_DAILY_LOSS = 8
+R_SHORT_DISABLED = 9
+R_NO_EQUITY = 10
+R_PARTICIPATION = 11
+R_EXPIRED = 12
+R_CANCELLED = 13
+R_REPLACED = 14
+R_NO_POSITION = 15
+R_BAD_STOP_DISTANCE = 16
+R_MODIFIED = 17
+R_KILL_DRAWDOWN = 18
+R_KILL_STALE = 19
+R_KILL_SLIPPAGE = 20
+R_DAILY_CAP_HIT = 21
+R_UNKNOWN_REF = 22
+R_END_OF_DATA = 23
+R_EXIT_SIDE = 24
+
+# event kinds
+EV_REJECTED, EV_RESIZED, EV_KILL, EV_DAILY, EV_PARTIAL, EV_CANCELLED = 0, 1, 2, 3, 4, 5
+
+# order record columns
+O_BAR, O_SLOT, O_SIDE, O_ACTION, O_TYPE, O_SIZE_TYPE, O_SIZE = 0, 1, 2, 3, 4, 5, 6
+O_LIMIT, O_STOP, O_STOP_DIST, O_TIF, O_REF, O_REVERSE = 7, 8, 9, 10, 11, 12
+O_STATUS, O_REASON, O_REQ, O_FILLED, O_AVG_PX, O_LAST_BAR, O_ACTIVE, O_TRIGGERED, O_RESOLVED, O_INPUT_ID = (
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+)
+N_O = 23
+
+# fill record columns
+F_BAR, F_ORDER, F_SLOT, F_SIDE, F_PRICE, F_UNITS, F_FEE, F_SLIP, F_EXP_SLIP, F_MAKER = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+N_F = 10
+
+# trade record columns
+T_SLOT, T_DIR, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PX, T_EXIT_PX, T_SIZE, T_FEES, T_FUNDING, T_OPEN = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+)
+N_T = 10
+
+# risk event columns
+E_BAR, E_ORDER, E_SLOT, E_INST, E_KIND, E_REASON, E_REQ, E_ALLOWED = 0, 1, 2, 3, 4, 5, 6, 7
+N_E = 8
+
+# params vector indices
+P_INIT_CASH = 0
+P_FILL_CLOSE = 1
+P_LATENCY = 2
+P_MAKER_FEE = 3
+P_TAKER_FEE = 4
+P_FIXED_FEE = 5
+P_SLIPPAGE = 6
+P_VOL_K = 7
+P_LIQ_K = 8
+P_IMPACT_K = 9
+P_PARTICIPATION = 10
+P_MAX_LEVERAGE = 11
+P_MAX_STRATEGY = 12
+P_MAX_INSTRUMENT = 13
+P_MAX_NEW = 14
+P_DAILY_LOSS = 15
+P_COOLDOWN = 16
+P_MAX_STALE = 17
+P_MAX_DD = 18
+P_MAX_SLIP_RATIO = 19
+P_MIN_SLIP_FILLS = 20
+P_FLATTEN_ON_KILL = 21
+P_ALLOW_SHORT = 22
+P_SIG_SIZE_TYPE = 23
+N_P = 24
+
+# signal bit flags
+SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
+
+
+@njit(cache=True)
+def _grow(arr: np.ndarray) -> np.ndarray:
+    out = np.full((arr.shape[0] * 2 + 16, arr.shape[1]), np.nan)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+@njit(cache=True)
+def resolve_signal(flags: int, pos: float, allow_short: bool) -> tuple[int, int, int]:
+    """vectorbt's from_signals rules (accumulate=False, conflicts ignored): return (side, action, reverse) or side -1."""
+    le = (flags & SIG_LONG_ENTRY) != 0
+    lx = (flags & SIG_LONG_EXIT) != 0
+    se = (flags & SIG_SHORT_ENTRY) != 0 and allow_short
+    sx = (flags & SIG_SHORT_EXIT) != 0
+    if le and lx:
+        le = False
+        lx = False
+    if se and sx:
+        se = False
+        sx = False
+    if le and se:
+        le = False
+        se = False
+    if pos > 0:
+        if se:
+            return SELL, ENTRY, 1
+        if lx:
+            return SELL, EXIT, 0
+    elif pos < 0:
+        if le:
+            return BUY, ENTRY, 1
+        if sx:
+            return BUY, EXIT, 0
+    else:
+        if le:
+            return BUY, ENTRY, 0
+        if se:
+            return SELL, ENTRY, 0
+    return -1, -1, 0
+
+
+@njit(cache=True)
+def _book_fill(
+    trades: np.ndarray,
+    nt: int,
+    s: int,
+    bar: int,
+    sgn: float,
+    units: float,
+    price: float,
+    fee: float,
+    pos: np.ndarray,
+    t_bar: np.ndarray,
+    t_px: np.ndarray,
+    t_fees: np.ndarray,
+    t_fund: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Trade bookkeeping per slot, vectorbt's exit-trade convention: each reduction closes a trade record with
+    pro-rated entry fees/funding; a flip opens a new trade with the rest of the order and its share of the fee."""
+    p = pos[s]
+    if p == 0.0 or (p > 0) == (sgn > 0):
+        if p == 0.0:
+            t_bar[s] = bar
+            t_px[s] = price
+            t_fees[s] = fee
+            t_fund[s] = 0.0
+        else:
+            t_px[s] = (t_px[s] * abs(p) + price * units) / (abs(p) + units)
+            t_fees[s] += fee
+        pos[s] = p + sgn * units
+        return trades, nt
+    close_units = min(units, abs(p))
+    frac = close_units / abs(p)
+    close_fee = fee * close_units / units
+    if nt >= trades.shape[0]:
+        trades = _grow(trades)
+    trades[nt, T_SLOT] = s
+    trades[nt, T_DIR] = 0.0 if p > 0 else 1.0
+    trades[nt, T_ENTRY_BAR] = t_bar[s]
+    trades[nt, T_EXIT_BAR] = bar
+    trades[nt, T_ENTRY_PX] = t_px[s]
+    trades[nt, T_EXIT_PX] = price
+    trades[nt, T_SIZE] = close_units
+    trades[nt, T_FEES] = t_fees[s] * frac + close_fee
+    trades[nt, T_FUNDING] = t_fund[s] * frac
+    trades[nt, T_OPEN] = 0.0
+    nt += 1
+    t_fees[s] -= t_fees[s] * frac
+    t_fund[s] -= t_fund[s] * frac
+    rest = units - close_units
+    if close_units >= abs(p):
+        pos[s] = 0.0
+        if rest > 0.0:
+            t_bar[s] = bar
+            t_px[s] = price
+            t_fees[s] = fee - close_fee
+            t_fund[s] = 0.0
+            pos[s] = sgn * rest
+    else:
+        pos[s] = p + sgn * units
+    return trades, nt
+
+
+@njit(cache=True)
+def _close_open_trades(
+    trades: np.ndarray,
+    nt: int,
+    pos: np.ndarray,
+    last_px: np.ndarray,
+    slot_inst: np.ndarray,
+    last_bar: int,
+    t_bar: np.ndarray,
+    t_px: np.ndarray,
+    t_fees: np.ndarray,
+    t_fund: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    for s in range(pos.shape[0]):
+        if pos[s] != 0.0:
+            if nt >= trades.shape[0]:
+                trades = _grow(trades)
+            trades[nt, T_SLOT] = s
+            trades[nt, T_DIR] = 0.0 if pos[s] > 0 else 1.0
+            trades[nt, T_ENTRY_BAR] = t_bar[s]
+            trades[nt, T_EXIT_BAR] = last_bar
+            trades[nt, T_ENTRY_PX] = t_px[s]
+            trades[nt, T_EXIT_PX] = last_px[slot_inst[s]]
+            trades[nt, T_SIZE] = abs(pos[s])
+            trades[nt, T_FEES] = t_fees[s]
+            trades[nt, T_FUNDING] = t_fund[s]
+            trades[nt, T_OPEN] = 1.0
+            nt += 1
+    return trades, nt
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fast path: independent columns, market orders, no partial fills, no risk layer
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def fast_signals_nb(
+    fill_price: np.ndarray,
+    flags: np.ndarray,
+    size: np.ndarray,
+    notional: bool,
+    fees: float,
+    fixed_fees: float,
+    slippage: float,
+    init_cash: float,
+    next_bar: bool,
+    allow_short: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per column: signals at bar i fill at `fill_price[i]` (close mode) or `fill_price[i+1]` (next-open mode).
+
+    `size` is per column (units, or quote notional when `notional`; +inf = all cash). Returns fills, trades,
+    final cash and final position per column. Mirrors `simulate_nb` on the same case exactly (tested).
+    """
+    n, m = fill_price.shape
+    fills = np.full((64, N_F), np.nan)
+    trades = np.full((64, N_T), np.nan)
+    nf = 0
+    nt = 0
+    cash_out = np.empty(m)
+    pos_out = np.empty(m)
+    one = np.zeros(1)
+    t_bar = np.zeros(1)
+    t_px = np.zeros(1)
+    t_fees = np.zeros(1)
+    t_fund = np.zeros(1)
+    for c in range(m):
+        cash = init_cash
+        one[0] = 0.0
+        pending = 0
+        p_side = -1
+        p_action = 0
+        p_rev = 0
+        sz = size[c]
+        last = np.nan
+        for i in range(n):
+            px = fill_price[i, c]
+            if not np.isnan(px):
+                last = px
+            # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
+            if next_bar and pending == 1 and not np.isnan(px):
+                cash, nf, nt, fills, trades = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+                pending = 0
+            f = flags[i, c]
+            if f != 0:
+                side, action, rev = resolve_signal(f, one[0], allow_short)
+                if side >= 0:
+                    pending = 1
+                    p_side = side
+                    p_action = action
+                    p_rev = rev
+            if not next_bar and pending == 1 and not np.isnan(px):
+                cash, nf, nt, fills, trades = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+                pending = 0
+        lp = np.empty(1)
+        lp[0] = last
+        si = np.zeros(1, dtype=np.int64)
+        nt0 = nt
+        trades, nt = _close_open_trades(trades, nt, one, lp, si, n - 1, t_bar, t_px, t_fees, t_fund)
+        for k in range(nt0, nt):
+            trades[k, T_SLOT] = c
+        cash_out[c] = cash
+        pos_out[c] = one[0]
+    return fills[:nf], trades[:nt], cash_out, pos_out
+
+
+@njit(cache=True)
+def _fast_exec(
+    c: int,
+    i: int,
+    side: int,
+    action: int,
+    rev: int,
+    px: float,
+    sz: float,
+    notional: bool,
+    fees: float,
+    fixed_fees: float,
+    slippage: float,
+    cash: float,
+    pos: np.ndarray,
+    fills: np.ndarray,
+    nf: int,
+    trades: np.ndarray,
+    nt: int,
+    t_bar: np.ndarray,
+    t_px: np.ndarray,
+    t_fees: np.ndarray,
+    t_fund: np.ndarray,
+) -> tuple[float, int, int, np.ndarray, np.ndarray]:
+    sgn = 1.0 if side == BUY else -1.0
+    p = pos[0]
+    if action == EXIT:
+        if p == 0.0 or (p > 0) == (sgn > 0):
+            return cash, nf, nt, fills, trades
+        units = abs(p)
+        adj = px * (1.0 + sgn * slippage)
+        fee = units * adj * fees + fixed_fees
+    else:
+        adj = px * (1.0 + sgn * slippage)
+        if notional and np.isinf(sz):
+            if sgn < 0:
+                return cash, nf, nt, fills, trades  # all-cash short is undefined (as in vectorbt)
+            max_req = (cash - fixed_fees) / (1.0 + fees)
+            if max_req <= 0.0:
+                return cash, nf, nt, fills, trades
+            units = max_req / adj
+            fee = cash - max_req
+        else:
+            units = sz / px if notional else sz
+            if rev == 1 and p != 0.0 and (p > 0) != (sgn > 0):
+                units += abs(p)
+            fee = units * adj * fees + fixed_fees
+    if not units > 0.0:
+        return cash, nf, nt, fills, trades
+    cash -= sgn * units * adj + fee
+    if nf >= fills.shape[0]:
+        fills = _grow(fills)
+    fills[nf, F_BAR] = i
+    fills[nf, F_ORDER] = -1
+    fills[nf, F_SLOT] = c
+    fills[nf, F_SIDE] = side
+    fills[nf, F_PRICE] = adj
+    fills[nf, F_UNITS] = units
+    fills[nf, F_FEE] = fee
+    fills[nf, F_SLIP] = units * px * slippage
+    fills[nf, F_EXP_SLIP] = units * px * slippage
+    fills[nf, F_MAKER] = 0.0
+    nf += 1
+    nt0 = nt
+    trades, nt = _book_fill(trades, nt, 0, i, sgn, units, adj, fee, pos, t_bar, t_px, t_fees, t_fund)
+    for k in range(nt0, nt):
+        trades[k, T_SLOT] = c
+    return cash, nf, nt, fills, trades
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# full simulator: shared cash, many (strategy, instrument) slots, all order types, costs, risk, funding
+# ------------------------------------------------------------------------------------------------------------------
+
+R_ALL_CASH_SHORT = 25
+
+
+@njit(cache=True)
+def _event(
+    events: np.ndarray, ne: int, bar: int, k: int, s: int, j: int, kind: int, reason: int, req: float, allowed: float
+) -> tuple[np.ndarray, int]:
+    if ne >= events.shape[0]:
+        events = _grow(events)
+    events[ne, E_BAR] = bar
+    events[ne, E_ORDER] = k
+    events[ne, E_SLOT] = s
+    events[ne, E_INST] = j
+    events[ne, E_KIND] = kind
+    events[ne, E_REASON] = reason
+    events[ne, E_REQ] = req
+    events[ne, E_ALLOWED] = allowed
+    return events, ne + 1
+
+
+@njit(cache=True)
+def _equity(cash: float, pos: np.ndarray, mark: np.ndarray, slot_inst: np.ndarray) -> float:
+    eq = cash
+    for s in range(pos.shape[0]):
+        if pos[s] != 0.0:
+            eq += pos[s] * mark[slot_inst[s]]
+    return eq
+
+
+@njit(cache=True)
+def _admit_check(orders: np.ndarray, k: int) -> int:
+    """Reason code for an order that cannot be accepted (0 = fine)."""
+    action = int(orders[k, O_ACTION])
+    typ = int(orders[k, O_TYPE])
+    if action == ENTRY:
+        sz = orders[k, O_SIZE]
+        if not (sz > 0.0):
+            return R_NONPOSITIVE_SIZE
+        if int(orders[k, O_SIZE_TYPE]) == RISK_PERCENT and not (orders[k, O_STOP_DIST] > 0.0):
+            return R_BAD_STOP_DISTANCE
+    if action in (ENTRY, EXIT):
+        if (typ in (LIMIT, STOP_LIMIT)) and not (orders[k, O_LIMIT] > 0.0 and np.isfinite(orders[k, O_LIMIT])):
+            return R_BAD_PRICE
+        if (typ in (STOP, STOP_LIMIT)) and not (orders[k, O_STOP] > 0.0 and np.isfinite(orders[k, O_STOP])):
+            return R_BAD_PRICE
+    return R_NONE
+
+
+@njit(cache=True)
+def simulate_nb(
+    op: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    cl: np.ndarray,
+    vol: np.ndarray,
+    half_spread: np.ndarray,
+    sigma: np.ndarray,
+    adv: np.ndarray,
+    fund: np.ndarray,
+    new_day: np.ndarray,
+    next_day: np.ndarray,
+    slot_inst: np.ndarray,
+    slot_strat: np.ndarray,
+    sig_flags: np.ndarray,
+    sig_size: np.ndarray,
+    sig_stop_dist: np.ndarray,
+    orders_in: np.ndarray,
+    params: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Event loop over bars. Per bar: funding at the open, fills of active orders (open phase: intrabar OHLC logic),
+    then at the close: new orders and signals, close-mode market fills, mark-to-market, kill switches, daily loss
+    cap, expiry. Returns orders, fills, trades, risk events, funding payments, per-bar state and final positions."""
+    n, nj = cl.shape
+    ns = slot_inst.shape[0]
+    n_in = orders_in.shape[0]
+    n_sig = 0
+    for i in range(n):
+        for s in range(ns):
+            if sig_flags[i, s] != 0:
+                n_sig += 1
+    cap = n_in + n_sig + ns + 1
+    orders = np.full((cap, N_O), np.nan)
+    orders[:n_in] = orders_in
+    no = n_in
+    pending = np.empty(cap, dtype=np.int64)
+    npend = 0
+    next_in = 0
+
+    init_cash = params[P_INIT_CASH]
+    fill_close = params[P_FILL_CLOSE] > 0.5
+    lat = int(params[P_LATENCY])
+    maker_fee = params[P_MAKER_FEE]
+    taker_fee = params[P_TAKER_FEE]
+    fixed_fee = params[P_FIXED_FEE]
+    fixed_slip = params[P_SLIPPAGE]
+    vol_k = params[P_VOL_K]
+    liq_k = params[P_LIQ_K]
+    imp_k = params[P_IMPACT_K]
+    part = params[P_PARTICIPATION]
+    max_lev = params[P_MAX_LEVERAGE]
+    max_strat = params[P_MAX_STRATEGY]
+    max_inst = params[P_MAX_INSTRUMENT]
+    max_new = params[P_MAX_NEW]
+    daily_cap = params[P_DAILY_LOSS]
+    cooldown = int(params[P_COOLDOWN])
+    max_stale = params[P_MAX_STALE]
+    max_dd = params[P_MAX_DD]
+    max_slip_ratio = params[P_MAX_SLIP_RATIO]
+    min_slip_fills = params[P_MIN_SLIP_FILLS]
+    flatten = params[P_FLATTEN_ON_KILL] > 0.5
+    allow_short = params[P_ALLOW_SHORT] > 0.5
+    sig_size_type = params[P_SIG_SIZE_TYPE]
+
+    fills = np.full((256, N_F), np.nan)
+    nf = 0
+    trades = np.full((64, N_T), np.nan)
+    nt = 0
+    events = np.full((16, N_E), np.nan)
+    ne = 0
+    funds = np.full((16, 5), np.nan)
+    nfu = 0
+    state = np.zeros((n, 6))  # cash, positions value, gross exposure, fees cum, funding cum, kill flag
+
+    cash = init_cash
+    pos = np.zeros(ns)
+    mark = np.full(nj, np.nan)
+    valid = np.zeros(nj, dtype=np.bool_)
+    stale = np.zeros(nj)
+    used_vol = np.zeros(nj)
+    t_bar = np.zeros(ns)
+    t_px = np.zeros(ns)
+    t_fees = np.zeros(ns)
+    t_fund = np.zeros(ns)
+    fees_cum = 0.0
+    funding_cum = 0.0
+    killed = False
+    blocked_until = -1
+    day_start_eq = init_cash
+    last_eq = init_cash
+    peak = init_cash
+    real_slip = 0.0
+    exp_slip = 0.0
+    n_slip = 0
+
+    for i in range(n):
+        for j in range(nj):
+            used_vol[j] = 0.0
+            v = np.isfinite(op[i, j]) and np.isfinite(hi[i, j]) and np.isfinite(lo[i, j]) and np.isfinite(cl[i, j])
+            valid[j] = v
+            stale[j] = 0.0 if v else stale[j] + 1.0
+        new_exp = 0.0
+        if new_day[i]:
+            day_start_eq = last_eq
+
+        # funding: positions held over the funding timestamp pay/receive at this bar's open (mark = open)
+        for s in range(ns):
+            j = slot_inst[s]
+            r = fund[i, j]
+            if pos[s] != 0.0 and np.isfinite(r):
+                mpx = op[i, j] if valid[j] else mark[j]
+                if np.isfinite(mpx):
+                    pay = pos[s] * mpx * r
+                    cash -= pay
+                    funding_cum += pay
+                    t_fund[s] += pay
+                    if nfu >= funds.shape[0]:
+                        funds = _grow(funds)
+                    funds[nfu, 0] = i
+                    funds[nfu, 1] = s
+                    funds[nfu, 2] = r
+                    funds[nfu, 3] = mpx
+                    funds[nfu, 4] = pay
+                    nfu += 1
+        for j in range(nj):
+            if valid[j]:
+                mark[j] = op[i, j]
+
+        for phase in range(2):
+            if phase == 1:
+                for j in range(nj):
+                    if valid[j]:
+                        mark[j] = cl[i, j]
+                # admit orders submitted at this bar's close
+                while next_in < n_in and orders[next_in, O_BAR] <= i:
+                    k = next_in
+                    next_in += 1
+                    action = int(orders[k, O_ACTION])
+                    orders[k, O_STATUS] = ST_NEW
+                    orders[k, O_REASON] = R_NONE
+                    orders[k, O_FILLED] = 0.0
+                    orders[k, O_RESOLVED] = 0.0
+                    orders[k, O_TRIGGERED] = -1.0
+                    orders[k, O_LAST_BAR] = i
+                    s = int(orders[k, O_SLOT])
+                    if action in (MODIFY, CANCEL):
+                        tgt = int(orders[k, O_REF])
+                        ok = tgt >= 0 and tgt < k
+                        if ok:
+                            st = int(orders[tgt, O_STATUS])
+                            ok = st in (ST_NEW, ST_PARTIAL)
+                        if not ok:
+                            orders[k, O_STATUS] = ST_REJECTED
+                            orders[k, O_REASON] = R_UNKNOWN_REF
+                            events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, R_UNKNOWN_REF, 0.0, 0.0)
+                            continue
+                        if action == CANCEL:
+                            orders[tgt, O_STATUS] = ST_CANCELLED
+                            orders[tgt, O_REASON] = R_CANCELLED
+                            orders[tgt, O_LAST_BAR] = i
+                        else:
+                            if orders[k, O_SIZE] > 0.0:
+                                orders[tgt, O_SIZE] = orders[k, O_SIZE]
+                                orders[tgt, O_RESOLVED] = 0.0
+                            if np.isfinite(orders[k, O_LIMIT]):
+                                orders[tgt, O_LIMIT] = orders[k, O_LIMIT]
+                            if np.isfinite(orders[k, O_STOP]):
+                                orders[tgt, O_STOP] = orders[k, O_STOP]
+                            orders[tgt, O_REASON] = R_MODIFIED
+                            bad = _admit_check(orders, tgt)
+                            if bad != R_NONE:
+                                orders[tgt, O_STATUS] = ST_REJECTED
+                                orders[tgt, O_REASON] = bad
+                        orders[k, O_STATUS] = ST_FILLED
+                        orders[k, O_FILLED] = 0.0
+                        continue
+                    bad = _admit_check(orders, k)
+                    if bad != R_NONE:
+                        orders[k, O_STATUS] = ST_REJECTED
+                        orders[k, O_REASON] = bad
+                        events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
+                        continue
+                    typ = int(orders[k, O_TYPE])
+                    orders[k, O_ACTIVE] = i + lat + (0 if (fill_close and typ == MARKET) else 1)
+                    pending[npend] = k
+                    npend += 1
+                # signals -> market orders (vectorbt rules against the current position)
+                for s in range(ns):
+                    f = sig_flags[i, s]
+                    if f == 0:
+                        continue
+                    side, action, rev = resolve_signal(f, pos[s], allow_short)
+                    if side < 0:
+                        continue
+                    for q in range(npend):
+                        kk = pending[q]
+                        st = int(orders[kk, O_STATUS])
+                        if int(orders[kk, O_SLOT]) == s and orders[kk, O_INPUT_ID] < 0 and (st in (ST_NEW, ST_PARTIAL)):
+                            orders[kk, O_STATUS] = ST_CANCELLED
+                            orders[kk, O_REASON] = R_REPLACED
+                            orders[kk, O_LAST_BAR] = i
+                    k = no
+                    no += 1
+                    orders[k, O_BAR] = i
+                    orders[k, O_SLOT] = s
+                    orders[k, O_SIDE] = side
+                    orders[k, O_ACTION] = action
+                    orders[k, O_TYPE] = MARKET
+                    orders[k, O_SIZE_TYPE] = sig_size_type
+                    orders[k, O_SIZE] = sig_size[i, s] if action == ENTRY else np.nan
+                    orders[k, O_STOP_DIST] = sig_stop_dist[i, s]
+                    orders[k, O_TIF] = -1.0
+                    orders[k, O_REF] = -1.0
+                    orders[k, O_REVERSE] = rev
+                    orders[k, O_INPUT_ID] = -1.0
+                    orders[k, O_STATUS] = ST_NEW
+                    orders[k, O_REASON] = R_NONE
+                    orders[k, O_FILLED] = 0.0
+                    orders[k, O_RESOLVED] = 0.0
+                    orders[k, O_TRIGGERED] = -1.0
+                    orders[k, O_LAST_BAR] = i
+                    bad = _admit_check(orders, k)
+                    if bad != R_NONE:
+                        orders[k, O_STATUS] = ST_REJECTED
+                        orders[k, O_REASON] = bad
+                        events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
+                        continue
+                    orders[k, O_ACTIVE] = i + lat + (0 if fill_close else 1)
+                    pending[npend] = k
+                    npend += 1
+                if not fill_close:
+                    break
+
+            # ---- fills ----
+            for q in range(npend):
+                k = pending[q]
+                st = int(orders[k, O_STATUS])
+                if st not in (ST_NEW, ST_PARTIAL) or orders[k, O_ACTIVE] > i:
+                    continue
+                typ = int(orders[k, O_TYPE])
+                if fill_close and ((phase == 0) == (typ == MARKET)):
+                    continue
+                s = int(orders[k, O_SLOT])
+                j = slot_inst[s]
+                if not valid[j]:
+                    continue
+                sgn = 1.0 if int(orders[k, O_SIDE]) == BUY else -1.0
+                o = op[i, j]
+                h = hi[i, j]
+                lw = lo[i, j]
+                c = cl[i, j]
+                lim = orders[k, O_LIMIT]
+                ref = np.nan
+                cap_px = np.nan
+                maker = False
+                trig = orders[k, O_TRIGGERED]
+                if typ == MARKET:
+                    ref = o if phase == 0 else c
+                elif typ == LIMIT or (typ == STOP_LIMIT and trig >= 0 and trig < i):
+                    maker = True
+                    if sgn > 0:
+                        if o <= lim:
+                            ref = o
+                        elif lw <= lim:
+                            ref = lim
+                    else:
+                        if o >= lim:
+                            ref = o
+                        elif h >= lim:
+                            ref = lim
+                elif trig < 0:
+                    stp = orders[k, O_STOP]
+                    t = np.nan
+                    if sgn > 0:
+                        if o >= stp:
+                            t = o
+                        elif h >= stp:
+                            t = stp
+                    else:
+                        if o <= stp:
+                            t = o
+                        elif lw <= stp:
+                            t = stp
+                    if np.isfinite(t):
+                        if typ == STOP:
+                            ref = t
+                        else:
+                            orders[k, O_TRIGGERED] = i
+                            if (sgn > 0 and t <= lim) or (sgn < 0 and t >= lim):
+                                ref = t
+                                cap_px = lim
+                if not np.isfinite(ref):
+                    continue
+
+                # ---- size ----
+                p = pos[s]
+                opposite = p != 0.0 and (p > 0) != (sgn > 0)
+                action = int(orders[k, O_ACTION])
+                all_cash = False
+                max_req = 0.0
+                fee_rate = maker_fee if maker else taker_fee
+                base = fixed_slip
+                if not maker:
+                    if np.isfinite(half_spread[i, j]):
+                        base += half_spread[i, j]
+                    if np.isfinite(sigma[i, j]):
+                        base += vol_k * sigma[i, j]
+                if action == EXIT:
+                    if p == 0.0:
+                        orders[k, O_STATUS] = ST_CANCELLED if orders[k, O_FILLED] == 0.0 else ST_FILLED
+                        orders[k, O_REASON] = R_NO_POSITION if orders[k, O_FILLED] == 0.0 else orders[k, O_REASON]
+                        orders[k, O_LAST_BAR] = i
+                        continue
+                    if not opposite:
+                        orders[k, O_STATUS] = ST_REJECTED
+                        orders[k, O_REASON] = R_EXIT_SIDE
+                        events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_EXIT_SIDE, abs(p), 0.0)
+                        continue
+                    want = abs(p)
+                    if orders[k, O_RESOLVED] == 0.0:
+                        orders[k, O_REQ] = want
+                        orders[k, O_RESOLVED] = 1.0
+                else:
+                    if orders[k, O_RESOLVED] == 0.0:
+                        sz = orders[k, O_SIZE]
+                        stype = int(orders[k, O_SIZE_TYPE])
+                        eq = _equity(cash, pos, mark, slot_inst)
+                        if stype == NOTIONAL:
+                            u = sz / ref
+                        elif stype == EQUITY_PERCENT:
+                            u = sz * eq / ref
+                        elif stype == RISK_PERCENT:
+                            u = sz * eq / orders[k, O_STOP_DIST]
+                        else:
+                            u = sz
+                        if orders[k, O_REVERSE] > 0.5 and opposite:
+                            u += abs(p)
+                        orders[k, O_REQ] = u
+                        orders[k, O_RESOLVED] = 1.0
+                    want = orders[k, O_REQ] - orders[k, O_FILLED]
+                    if np.isinf(want):
+                        if sgn < 0:
+                            orders[k, O_STATUS] = ST_REJECTED
+                            orders[k, O_REASON] = R_ALL_CASH_SHORT
+                            events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, want, 0.0)
+                            continue
+                        max_req = (cash - fixed_fee) / (1.0 + fee_rate)
+                        if not (max_req > 0.0):
+                            orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                            orders[k, O_REASON] = R_NO_EQUITY
+                            events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
+                            continue
+                        all_cash = True
+                        want = max_req / (ref * (1.0 + sgn * base))
+                close_part = min(want, abs(p)) if opposite else 0.0
+                open_part = want - close_part
+
+                # ---- risk allocator: caps apply to the exposure-increasing part only, in a fixed order ----
+                if open_part > 0.0:
+                    allowed = open_part
+                    reason = R_NONE
+                    after = p + sgn * close_part
+                    if killed:
+                        allowed = 0.0
+                        reason = R_KILL_SWITCH
+                    elif i < blocked_until:
+                        allowed = 0.0
+                        reason = R_DAILY_LOSS
+                    elif sgn < 0 and not allow_short:
+                        allowed = 0.0
+                        reason = R_SHORT_DISABLED
+                    else:
+                        eq = _equity(cash, pos, mark, slot_inst)
+                        if not (eq > 0.0):
+                            allowed = 0.0
+                            reason = R_NO_EQUITY
+                        else:
+                            if np.isfinite(max_strat):
+                                sg = abs(after) * ref
+                                for s2 in range(ns):
+                                    if s2 != s and slot_strat[s2] == slot_strat[s] and pos[s2] != 0.0:
+                                        sg += abs(pos[s2]) * mark[slot_inst[s2]]
+                                lim_u = (max_strat * eq - sg) / ref
+                                if lim_u < allowed * (1.0 - 1e-12):
+                                    allowed = max(lim_u, 0.0)
+                                    reason = R_STRATEGY_CAP
+                            net = after
+                            for s2 in range(ns):
+                                if s2 != s and slot_inst[s2] == j:
+                                    net += pos[s2]
+                            if np.isfinite(max_inst):
+                                lim_u = max_inst * eq / ref - sgn * net
+                                if lim_u < allowed * (1.0 - 1e-12):
+                                    allowed = max(lim_u, 0.0)
+                                    reason = R_INSTRUMENT_CAP
+                            if np.isfinite(max_lev):
+                                gross_other = 0.0
+                                for j2 in range(nj):
+                                    if j2 != j:
+                                        nj2 = 0.0
+                                        for s2 in range(ns):
+                                            if slot_inst[s2] == j2:
+                                                nj2 += pos[s2]
+                                        if nj2 != 0.0:
+                                            gross_other += abs(nj2) * mark[j2]
+                                lim_u = (max_lev * eq - gross_other) / ref - sgn * net
+                                if lim_u < allowed * (1.0 - 1e-12):
+                                    allowed = max(lim_u, 0.0)
+                                    reason = R_PORTFOLIO_CAP
+                            if np.isfinite(max_new):
+                                lim_u = (max_new * eq - new_exp) / ref
+                                if lim_u < allowed * (1.0 - 1e-12):
+                                    allowed = max(lim_u, 0.0)
+                                    reason = R_NEW_EXPOSURE_CAP
+                    if reason != R_NONE:
+                        kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) else EV_REJECTED
+                        events, ne = _event(events, ne, i, k, s, j, kind, reason, open_part, allowed)
+                        orders[k, O_REASON] = reason
+                        all_cash = False
+                        if np.isfinite(orders[k, O_REQ]):
+                            orders[k, O_REQ] -= open_part - allowed
+                        else:
+                            orders[k, O_REQ] = orders[k, O_FILLED] + close_part + allowed
+                        open_part = allowed
+                        want = close_part + open_part
+                        if not (want > 0.0):
+                            orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                            orders[k, O_LAST_BAR] = i
+                            continue
+
+                # ---- participation cap ----
+                units = want
+                if np.isfinite(part):
+                    v = vol[i, j]
+                    capu = part * v - used_vol[j] if np.isfinite(v) else 0.0
+                    if capu < units:
+                        units = max(capu, 0.0)
+                        all_cash = False
+                        orders[k, O_REASON] = R_PARTICIPATION
+                        events, ne = _event(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
+                        if np.isinf(orders[k, O_REQ]):
+                            orders[k, O_REQ] = orders[k, O_FILLED] + want
+                if not (units > 0.0):
+                    continue
+
+                # ---- price: spread + volatility + liquidity + participation impact ----
+                dyn = 0.0
+                if not maker:
+                    if liq_k > 0.0 and adv[i, j] > 0.0:
+                        dyn += liq_k * units * ref / adv[i, j]
+                    if imp_k > 0.0 and vol[i, j] > 0.0 and np.isfinite(sigma[i, j]):
+                        dyn += imp_k * sigma[i, j] * np.sqrt(units / vol[i, j])
+                px = ref * (1.0 + sgn * (base + dyn))
+                if np.isfinite(cap_px):
+                    px = min(px, cap_px) if sgn > 0 else max(px, cap_px)
+                if all_cash:
+                    units = max_req / px
+                    fee = cash - max_req
+                    orders[k, O_REQ] = orders[k, O_FILLED] + units
+                else:
+                    fee = units * px * fee_rate + fixed_fee
+                close_done = min(units, abs(p)) if opposite else 0.0
+                cash -= sgn * units * px + fee
+                fees_cum += fee
+                trades, nt = _book_fill(trades, nt, s, i, sgn, units, px, fee, pos, t_bar, t_px, t_fees, t_fund)
+                if nf >= fills.shape[0]:
+                    fills = _grow(fills)
+                slip_cost = sgn * (px - ref) * units
+                exp_cost = 0.0 if maker else base * ref * units
+                fills[nf, F_BAR] = i
+                fills[nf, F_ORDER] = k
+                fills[nf, F_SLOT] = s
+                fills[nf, F_SIDE] = 0.0 if sgn > 0 else 1.0
+                fills[nf, F_PRICE] = px
+                fills[nf, F_UNITS] = units
+                fills[nf, F_FEE] = fee
+                fills[nf, F_SLIP] = slip_cost
+                fills[nf, F_EXP_SLIP] = exp_cost
+                fills[nf, F_MAKER] = 1.0 if maker else 0.0
+                nf += 1
+                if not maker:
+                    real_slip += slip_cost
+                    exp_slip += exp_cost
+                    n_slip += 1
+                prev = orders[k, O_FILLED]
+                avg = orders[k, O_AVG_PX] if prev > 0.0 else 0.0
+                orders[k, O_FILLED] = prev + units
+                orders[k, O_AVG_PX] = (avg * prev + px * units) / (prev + units)
+                orders[k, O_LAST_BAR] = i
+                used_vol[j] += units
+                new_exp += max(units - close_done, 0.0) * ref
+                done = pos[s] == 0.0 if action == EXIT else orders[k, O_FILLED] >= orders[k, O_REQ] * (1.0 - 1e-12)
+                orders[k, O_STATUS] = ST_FILLED if done else ST_PARTIAL
+
+        # ---- close: mark to market, kill switches, daily loss cap, expiry ----
+        eq = _equity(cash, pos, mark, slot_inst)
+        posval = eq - cash
+        gross = 0.0
+        for j in range(nj):
+            netj = 0.0
+            for s in range(ns):
+                if slot_inst[s] == j:
+                    netj += pos[s]
+            if netj != 0.0:
+                gross += abs(netj) * mark[j]
+        peak = max(peak, eq)
+        if not killed:
+            trip = R_NONE
+            tj = -1
+            if np.isfinite(max_dd) and eq < peak * (1.0 - max_dd):
+                trip = R_KILL_DRAWDOWN
+            if trip == R_NONE and np.isfinite(max_stale):
+                for s in range(ns):
+                    if pos[s] != 0.0 and stale[slot_inst[s]] > max_stale:
+                        trip = R_KILL_STALE
+                        tj = slot_inst[s]
+                        break
+            if trip == R_NONE and np.isfinite(max_slip_ratio) and n_slip >= min_slip_fills and exp_slip > 0.0:
+                if real_slip / exp_slip > max_slip_ratio:
+                    trip = R_KILL_SLIPPAGE
+            if trip != R_NONE:
+                killed = True
+                events, ne = _event(events, ne, i, -1, -1, tj, EV_KILL, trip, 0.0, 0.0)
+                for q in range(npend):
+                    kk = pending[q]
+                    st = int(orders[kk, O_STATUS])
+                    if int(orders[kk, O_ACTION]) == ENTRY and (st in (ST_NEW, ST_PARTIAL)):
+                        orders[kk, O_STATUS] = ST_CANCELLED
+                        orders[kk, O_REASON] = R_KILL_SWITCH
+                        orders[kk, O_LAST_BAR] = i
+                if flatten:
+                    for s in range(ns):
+                        if pos[s] != 0.0:
+                            k = no
+                            no += 1
+                            orders[k, O_BAR] = i
+                            orders[k, O_SLOT] = s
+                            orders[k, O_SIDE] = SELL if pos[s] > 0 else BUY
+                            orders[k, O_ACTION] = EXIT
+                            orders[k, O_TYPE] = MARKET
+                            orders[k, O_SIZE_TYPE] = SHARES
+                            orders[k, O_SIZE] = np.nan
+                            orders[k, O_TIF] = -1.0
+                            orders[k, O_REF] = -1.0
+                            orders[k, O_REVERSE] = 0.0
+                            orders[k, O_INPUT_ID] = -2.0
+                            orders[k, O_STATUS] = ST_NEW
+                            orders[k, O_REASON] = trip
+                            orders[k, O_FILLED] = 0.0
+                            orders[k, O_RESOLVED] = 0.0
+                            orders[k, O_TRIGGERED] = -1.0
+                            orders[k, O_LAST_BAR] = i
+                            orders[k, O_ACTIVE] = i + lat + 1
+                            pending[npend] = k
+                            npend += 1
+        if np.isfinite(daily_cap) and i >= blocked_until and eq < day_start_eq * (1.0 - daily_cap):
+            blocked_until = max(int(next_day[i]), i + 1 + cooldown)
+            events, ne = _event(events, ne, i, -1, -1, -1, EV_DAILY, R_DAILY_CAP_HIT, 0.0, 0.0)
+        # expiry and compaction of the pending list
+        w = 0
+        for q in range(npend):
+            kk = pending[q]
+            st = int(orders[kk, O_STATUS])
+            if st in (ST_NEW, ST_PARTIAL):
+                tif = orders[kk, O_TIF]
+                if tif >= 0 and i >= orders[kk, O_ACTIVE] + tif - 1:
+                    orders[kk, O_STATUS] = ST_EXPIRED
+                    orders[kk, O_REASON] = R_EXPIRED
+                    orders[kk, O_LAST_BAR] = i
+                    continue
+                pending[w] = kk
+                w += 1
+        npend = w
+        last_eq = eq
+        state[i, 0] = cash
+        state[i, 1] = posval
+        state[i, 2] = gross
+        state[i, 3] = fees_cum
+        state[i, 4] = funding_cum
+        state[i, 5] = 1.0 if killed else 0.0
+
+    for q in range(npend):
+        kk = pending[q]
+        if orders[kk, O_REASON] == R_NONE:
+            orders[kk, O_REASON] = R_END_OF_DATA
+    # admitted-never orders (submitted after the last bar) stay NEW with END_OF_DATA
+    while next_in < n_in:
+        orders[next_in, O_STATUS] = ST_NEW
+        orders[next_in, O_REASON] = R_END_OF_DATA
+        next_in += 1
+    trades, nt = _close_open_trades(trades, nt, pos, mark, slot_inst, n - 1, t_bar, t_px, t_fees, t_fund)
+    return orders[:no], fills[:nf], trades[:nt], events[:ne], funds[:nfu], state, pos

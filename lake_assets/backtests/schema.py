@@ -1,0 +1,280 @@
+"""The canonical trading vocabulary: Signal, Order, Fill, Position, Trade, their enums and table schemas.
+
+Every producer (strategy compiler, model signals, blueprints, the paper loop) and every consumer (engine, audit
+tables, DuckDB views, reports) uses these definitions, so an order means the same thing everywhere.
+The integer codes (`code`) are what the compiled engine stores; the string values are what tables hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+import polars as pl
+
+from lake_assets.vocabulary import INSTRUMENT, PRICE, SIDE, SIZE, TS, TS_DTYPE
+
+
+class _Coded(StrEnum):
+    """A string enum whose members also have a stable small-integer code for numba arrays."""
+
+    @property
+    def code(self) -> int:
+        return list(type(self)).index(self)
+
+    @classmethod
+    def from_code(cls, code: int) -> _Coded:
+        return list(cls)[code]
+
+
+class Side(_Coded):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class Action(_Coded):
+    ENTRY = "ENTRY"
+    EXIT = "EXIT"  # close the whole position of the order's strategy in the instrument (size ignored)
+    MODIFY = "MODIFY"  # change size / limit / stop of a pending order (`ref_order_id`)
+    CANCEL = "CANCEL"  # cancel a pending order (`ref_order_id`)
+
+
+class OrderType(_Coded):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class SizeType(_Coded):
+    SHARES = "SHARES"
+    CONTRACTS = "CONTRACTS"  # same arithmetic as SHARES (contract multiplier 1)
+    NOTIONAL = "NOTIONAL"  # quote currency; +inf means "all available cash" (vectorbt's size=np.inf)
+    RISK_PERCENT = "RISK_PERCENT"  # fraction of equity lost if the stop (`stop_distance`) is hit
+    EQUITY_PERCENT = "EQUITY_PERCENT"  # position notional as a fraction of equity (vol target, Kelly, % equity)
+
+
+class OrderStatus(_Coded):
+    NEW = "NEW"
+    FILLED = "FILLED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+class Liquidity(_Coded):
+    TAKER = "TAKER"
+    MAKER = "MAKER"
+
+
+class Direction(_Coded):
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+
+class TradeStatus(_Coded):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"  # still open at the end of the data, marked at the last valid close
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An intent emitted by a strategy at the close of bar `ts`; the engine turns it into an order."""
+
+    ts: datetime
+    instrument: str
+    side: Side
+    action: Action = Action.ENTRY
+    strength: float = 1.0
+    strategy: str = "default"
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order submitted at the close of bar `ts`; it can fill from the next bar (plus latency) on."""
+
+    order_id: int
+    ts: datetime
+    instrument: str
+    side: Side
+    size: float
+    action: Action = Action.ENTRY
+    order_type: OrderType = OrderType.MARKET
+    size_type: SizeType = SizeType.SHARES
+    limit_price: float | None = None
+    stop_price: float | None = None
+    stop_distance: float | None = None  # price distance to the protective stop, for RISK_PERCENT sizing
+    time_in_force_bars: int | None = None  # None = good till cancelled
+    ref_order_id: int | None = None  # target of MODIFY / CANCEL
+    strategy: str = "default"
+    status: OrderStatus = OrderStatus.NEW
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    order_id: int
+    ts: datetime
+    instrument: str
+    side: Side
+    price: float
+    size: float
+    fee: float
+    slippage_cost: float
+    liquidity: Liquidity
+    strategy: str = "default"
+
+
+@dataclass(slots=True)
+class Position:
+    instrument: str
+    size: float = 0.0  # signed units: > 0 long, < 0 short
+    avg_price: float = 0.0
+    strategy: str = "default"
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0
+
+    @property
+    def direction(self) -> Direction | None:
+        return None if self.size == 0 else (Direction.LONG if self.size > 0 else Direction.SHORT)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    trade_id: int
+    instrument: str
+    direction: Direction
+    entry_ts: datetime
+    exit_ts: datetime | None
+    entry_price: float
+    exit_price: float
+    size: float
+    pnl: float  # net of this trade's share of fees and funding
+    fees: float
+    funding: float
+    status: TradeStatus = TradeStatus.CLOSED
+    strategy: str = "default"
+    entry_bar: int = field(default=-1, compare=False)
+    exit_bar: int = field(default=-1, compare=False)
+
+
+# --- table schemas (audit tables and DuckDB views) ---------------------------------------------
+
+ORDER_ID: Final = "order_id"
+STRATEGY: Final = "strategy"
+
+ORDERS_SCHEMA: Final = pl.Schema(
+    {
+        ORDER_ID: pl.Int64,
+        TS: TS_DTYPE,  # submission bar (signal known at its close)
+        INSTRUMENT: pl.String,
+        STRATEGY: pl.String,
+        SIDE: pl.String,
+        "action": pl.String,
+        "order_type": pl.String,
+        "size_type": pl.String,
+        SIZE: pl.Float64,  # as submitted, in `size_type` units
+        "limit_price": pl.Float64,
+        "stop_price": pl.Float64,
+        "requested_units": pl.Float64,  # resolved at the first fill attempt
+        "filled_units": pl.Float64,
+        "avg_fill_price": pl.Float64,
+        "status": pl.String,
+        "reason": pl.String,  # why rejected / resized / cancelled / expired; null when filled as asked
+        "last_update_ts": TS_DTYPE,
+    }
+)
+
+FILLS_SCHEMA: Final = pl.Schema(
+    {
+        "fill_id": pl.Int64,
+        ORDER_ID: pl.Int64,
+        TS: TS_DTYPE,
+        INSTRUMENT: pl.String,
+        STRATEGY: pl.String,
+        SIDE: pl.String,
+        PRICE: pl.Float64,  # including spread and slippage
+        SIZE: pl.Float64,  # units, positive
+        "fee": pl.Float64,
+        "slippage_cost": pl.Float64,  # (fill price - reference price) * units, signed so a cost is positive
+        "expected_slippage_cost": pl.Float64,
+        "liquidity": pl.String,
+    }
+)
+
+TRADES_SCHEMA: Final = pl.Schema(
+    {
+        "trade_id": pl.Int64,
+        INSTRUMENT: pl.String,
+        STRATEGY: pl.String,
+        "direction": pl.String,
+        "entry_ts": TS_DTYPE,
+        "exit_ts": TS_DTYPE,
+        "entry_bar": pl.Int64,
+        "exit_bar": pl.Int64,
+        "entry_price": pl.Float64,
+        "exit_price": pl.Float64,
+        SIZE: pl.Float64,
+        "gross_pnl": pl.Float64,
+        "fees": pl.Float64,
+        "funding": pl.Float64,
+        "pnl": pl.Float64,  # gross - fees - funding
+        "return": pl.Float64,  # pnl / entry notional
+        "status": pl.String,
+    }
+)
+
+RISK_EVENTS_SCHEMA: Final = pl.Schema(
+    {
+        TS: TS_DTYPE,
+        ORDER_ID: pl.Int64,  # null for portfolio-level events (kill switches)
+        INSTRUMENT: pl.String,
+        STRATEGY: pl.String,
+        "event": pl.String,  # REJECTED / RESIZED / KILL_SWITCH / DAILY_LOSS_CAP / ...
+        "reason": pl.String,
+        "requested_units": pl.Float64,
+        "allowed_units": pl.Float64,
+    }
+)
+
+EQUITY_SCHEMA: Final = pl.Schema(
+    {
+        TS: TS_DTYPE,
+        "cash": pl.Float64,
+        "positions_value": pl.Float64,
+        "equity": pl.Float64,
+        "gross_exposure": pl.Float64,
+        "fees_cum": pl.Float64,
+        "funding_cum": pl.Float64,
+        "drawdown": pl.Float64,
+    }
+)
+
+# The input frame of explicit orders accepted by `engine.run_orders` (output columns are filled in by the engine).
+ORDER_INPUT_SCHEMA: Final = pl.Schema(
+    {
+        ORDER_ID: pl.Int64,
+        TS: TS_DTYPE,
+        INSTRUMENT: pl.String,
+        STRATEGY: pl.String,
+        SIDE: pl.String,
+        "action": pl.String,
+        "order_type": pl.String,
+        "size_type": pl.String,
+        SIZE: pl.Float64,
+        "limit_price": pl.Float64,
+        "stop_price": pl.Float64,
+        "stop_distance": pl.Float64,
+        "time_in_force_bars": pl.Int64,
+        "ref_order_id": pl.Int64,
+    }
+)

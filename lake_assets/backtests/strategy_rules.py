@@ -1,0 +1,723 @@
+"""The strategy rule language: a tokenizer, a recursive-descent parser and a compiler to polars expressions.
+
+Rules are data, never code: "RSI(rsi_period) crosses above oversold and close > SMA(200)" becomes a boolean
+`pl.Expr` over bar/feature columns and the indicator catalogue; nothing is ever `eval`ed. Every error is a
+`RuleError` that names the offending token and its 0-based character position in the rule.
+
+Grammar (lowest precedence first; keywords are case-insensitive):
+
+    rule       := or
+    or         := and ("or" and)*
+    and        := not ("and" not)*
+    not        := "not" not | comparison
+    comparison := sum [(">" | ">=" | "<" | "<=" | "==" | "!=" | "crosses" ("above" | "below")) sum]
+    sum        := product (("+" | "-") product)*
+    product    := unary (("*" | "/") unary)*
+    unary      := "-" unary | postfix
+    postfix    := primary ("[" (INT | IDENT) "]")*          # n bars ago; negative lookbacks are refused
+    primary    := NUMBER | STRING | "(" rule ")" | IDENT ["(" args ")"] [["."] OUTPUT]
+
+An identifier is, in this order: true/false, a strategy parameter, a column of the frame, an indicator with
+default parameters (e.g. `OBV`, `MACD histogram`). A call is a builtin (highest, lowest, mean, std, sum, change,
+zscore, abs, min, max) or an indicator from `lake_assets.features.indicators.INDICATORS` (case-insensitive).
+Indicator arguments are numbers or parameter names (bound to the indicator's numeric parameters in order) and,
+optionally first, a column name for indicators computed on a column (`SMA(volume, 20)`).
+Comparisons are not chained ("a < b < c" is an error) and `crosses` compares with the previous bar:
+`a crosses above b` = a > b now and a <= b one bar earlier.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class RuleError(ValueError):
+    """A malformed rule or an unknown name; carries the token and its position in the rule text."""
+
+    def __init__(self, rule: str, position: int, token: str, problem: str) -> None:
+        self.rule, self.position, self.token, self.problem = rule, position, token, problem
+        caret = " " * position + "^"
+        shown = repr(token) if token else "end of rule"
+        super().__init__(f"{problem} at position {position} (token {shown})\n  {rule}\n  {caret}")
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # NUM, IDENT, STR, OP, END
+    text: str
+    pos: int
+
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<str>"[^"]*"|'[^']*')
+  | (?P<op>>=|<=|==|!=|[<>+\-*/()\[\],.])
+    """,
+    re.VERBOSE,
+)
+
+KEYWORDS = frozenset({"and", "or", "not", "crosses", "above", "below", "true", "false"})
+COMPARATORS = (">", ">=", "<", "<=", "==", "!=")
+
+
+def tokenize(rule: str) -> list[Token]:
+    """Split a rule into tokens; an unexpected character is reported with its position."""
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(rule):
+        m = _TOKEN_RE.match(rule, pos)
+        if m is None:
+            ch = rule[pos]
+            if ch in "\"'":
+                raise RuleError(rule, pos, rule[pos:], "unterminated string")
+            raise RuleError(rule, pos, ch, f"unexpected character {ch!r}")
+        kind = m.lastgroup
+        text = m.group()
+        if kind == "num":
+            tokens.append(Token("NUM", text, pos))
+        elif kind == "ident":
+            tokens.append(Token("IDENT", text, pos))
+        elif kind == "str":
+            tokens.append(Token("STR", text[1:-1], pos))
+        elif kind == "op":
+            tokens.append(Token("OP", text, pos))
+        pos = m.end()
+    tokens.append(Token("END", "", len(rule)))
+    return tokens
+
+
+# --- AST -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    pos: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+    pos: int
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    pos: int
+    output: Name | None = None  # `MACD histogram` / `BBANDS.upper`
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Node, ...]
+    pos: int
+    output: Name | None = None
+
+
+@dataclass(frozen=True)
+class Lookback:
+    operand: Node
+    bars: Num | Name
+    pos: int
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # "-" or "not"
+    operand: Node
+    pos: int
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # arithmetic, comparison, "and", "or", "crosses above", "crosses below"
+    left: Node
+    right: Node
+    pos: int
+
+
+Node = Num | Str | Name | Call | Lookback | Unary | Binary
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        self.tokens = tokenize(rule)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def error(self, problem: str, tok: Token | None = None) -> RuleError:
+        tok = tok or self.tok
+        return RuleError(self.rule, tok.pos, tok.text, problem)
+
+    def advance(self) -> Token:
+        tok = self.tok
+        self.i += 1
+        return tok
+
+    def is_kw(self, word: str) -> bool:
+        return self.tok.kind == "IDENT" and self.tok.text.lower() == word
+
+    def is_op(self, *ops: str) -> bool:
+        return self.tok.kind == "OP" and self.tok.text in ops
+
+    def expect_op(self, op: str, what: str) -> Token:
+        if not self.is_op(op):
+            raise self.error(f"expected {op!r} {what}")
+        return self.advance()
+
+    def parse(self) -> Node:
+        if self.tok.kind == "END":
+            raise self.error("empty rule")
+        node = self.parse_or()
+        if self.tok.kind != "END":
+            if self.tok.kind == "IDENT" and self.tok.text.lower() not in KEYWORDS:
+                raise self.error("unexpected name (missing 'and'/'or' or an operator?)")
+            raise self.error("unexpected token")
+        return node
+
+    def parse_or(self) -> Node:
+        node = self.parse_and()
+        while self.is_kw("or"):
+            tok = self.advance()
+            node = Binary("or", node, self.parse_and(), tok.pos)
+        return node
+
+    def parse_and(self) -> Node:
+        node = self.parse_not()
+        while self.is_kw("and"):
+            tok = self.advance()
+            node = Binary("and", node, self.parse_not(), tok.pos)
+        return node
+
+    def parse_not(self) -> Node:
+        if self.is_kw("not"):
+            tok = self.advance()
+            return Unary("not", self.parse_not(), tok.pos)
+        return self.parse_comparison()
+
+    def parse_comparison(self) -> Node:
+        left = self.parse_sum()
+        op_tok = self.tok
+        if self.is_op(*COMPARATORS):
+            op = self.advance().text
+        elif self.is_kw("crosses"):
+            self.advance()
+            if not (self.is_kw("above") or self.is_kw("below")):
+                raise self.error("expected 'above' or 'below' after 'crosses'")
+            op = "crosses " + self.advance().text.lower()
+        else:
+            return left
+        right = self.parse_sum()
+        if self.is_op(*COMPARATORS) or self.is_kw("crosses"):
+            raise self.error("chained comparison; combine comparisons with 'and'")
+        return Binary(op, left, right, op_tok.pos)
+
+    def parse_sum(self) -> Node:
+        node = self.parse_product()
+        while self.is_op("+", "-"):
+            tok = self.advance()
+            node = Binary(tok.text, node, self.parse_product(), tok.pos)
+        return node
+
+    def parse_product(self) -> Node:
+        node = self.parse_unary()
+        while self.is_op("*", "/"):
+            tok = self.advance()
+            node = Binary(tok.text, node, self.parse_unary(), tok.pos)
+        return node
+
+    def parse_unary(self) -> Node:
+        if self.is_op("-"):
+            tok = self.advance()
+            return Unary("-", self.parse_unary(), tok.pos)
+        if self.is_op("+"):
+            self.advance()
+            return self.parse_unary()
+        return self.parse_postfix()
+
+    def parse_postfix(self) -> Node:
+        node = self.parse_primary()
+        while self.is_op("["):
+            open_tok = self.advance()
+            tok = self.tok
+            if tok.kind == "NUM":
+                if not re.fullmatch(r"\d+", tok.text):
+                    raise self.error("a lookback must be a whole number of bars")
+                bars: Num | Name = Num(float(tok.text), tok.pos, tok.text)
+            elif tok.kind == "IDENT" and tok.text.lower() not in KEYWORDS:
+                bars = Name(tok.text, tok.pos)
+            elif self.is_op("-"):
+                raise self.error("negative lookback would read future bars")
+            else:
+                raise self.error("expected a number of bars or a parameter name inside '[ ]'")
+            self.advance()
+            self.expect_op("]", "to close the lookback")
+            node = Lookback(node, bars, open_tok.pos)
+        return node
+
+    def parse_primary(self) -> Node:
+        tok = self.tok
+        if tok.kind == "NUM":
+            self.advance()
+            return Num(float(tok.text), tok.pos, tok.text)
+        if tok.kind == "STR":
+            self.advance()
+            return Str(tok.text, tok.pos)
+        if self.is_op("("):
+            self.advance()
+            node = self.parse_or()
+            self.expect_op(")", "to close '('")
+            return node
+        if tok.kind == "IDENT":
+            if tok.text.lower() in KEYWORDS - {"true", "false"}:
+                raise self.error(f"unexpected keyword {tok.text.lower()!r}")
+            self.advance()
+            if self.is_op("("):
+                self.advance()
+                args: list[Node] = []
+                if not self.is_op(")"):
+                    args.append(self.parse_or())
+                    while self.is_op(","):
+                        self.advance()
+                        args.append(self.parse_or())
+                self.expect_op(")", f"to close the arguments of {tok.text}")
+                return Call(tok.text, tuple(args), tok.pos, self.parse_output())
+            return Name(tok.text, tok.pos, self.parse_output())
+        if tok.kind == "END":
+            raise self.error("unexpected end of rule")
+        raise self.error("unexpected token")
+
+    def parse_output(self) -> Name | None:
+        """`MACD(12, 26, 9) histogram` or `BBANDS(20, 2).upper`: the output of a multi-output indicator."""
+        if self.is_op("."):
+            self.advance()
+            if self.tok.kind != "IDENT":
+                raise self.error("expected an output name after '.'")
+            tok = self.advance()
+            return Name(tok.text, tok.pos)
+        if self.tok.kind == "IDENT" and self.tok.text.lower() not in KEYWORDS:
+            tok = self.advance()
+            return Name(tok.text, tok.pos)
+        return None
+
+
+def parse_rule(rule: str) -> Node:
+    """Parse a rule into its syntax tree (names are resolved later, by `compile_rule`)."""
+    if not isinstance(rule, str):
+        raise TypeError(f"a rule must be a string, got {type(rule).__name__}")
+    return _Parser(rule).parse()
+
+
+# --- compiler ------------------------------------------------------------------------------
+
+NUM, BOOL, STR, ANY = "number", "condition", "text", "any"
+
+OUTPUT_ALIASES = {
+    "histogram": "hist",
+    "middle": "mid",
+    "basis": "mid",
+    "line": "macd",
+    "percent_b": "pctb",
+    "bandwidth": "width",
+}
+
+BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
+    "highest": (2, 2),
+    "lowest": (2, 2),
+    "mean": (2, 2),
+    "std": (2, 2),
+    "sum": (2, 2),
+    "change": (1, 2),
+    "zscore": (2, 2),
+    "abs": (1, 1),
+    "min": (2, 2),
+    "max": (2, 2),
+}
+
+
+@dataclass(frozen=True)
+class IndicatorInfo:
+    """What the compiler needs to know of one catalogue indicator."""
+
+    name: str
+    params: dict[str, Any]  # name -> default, in positional order
+    outputs: tuple[str, ...]
+    build: Callable[[dict[str, Any]], dict[str, pl.Expr]]
+
+    @property
+    def column_params(self) -> list[str]:
+        return [k for k, v in self.params.items() if isinstance(v, str)]
+
+    @property
+    def numeric_params(self) -> list[str]:
+        return [k for k, v in self.params.items() if not isinstance(v, str)]
+
+
+def _first_attr(obj: Any, names: tuple[str, ...], default: Any = None) -> Any:
+    for n in names:
+        if isinstance(obj, Mapping) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def _as_info(name: str, defn: Any) -> IndicatorInfo:
+    params = _first_attr(defn, ("params", "defaults", "param_defaults", "parameters"), {}) or {}
+    if not isinstance(params, Mapping):  # a sequence of (name, default) or of objects with name/default
+        params = {
+            (p[0] if isinstance(p, tuple) else p.name): (p[1] if isinstance(p, tuple) else p.default) for p in params
+        }
+    outputs = tuple(_first_attr(defn, ("outputs", "output_names"), ()) or ())
+    build = _first_attr(defn, ("build",))
+    if build is None:
+        raise TypeError(f"indicator {name} has no build(params) function")
+    return IndicatorInfo(name.upper(), dict(params), outputs, build)
+
+
+def indicator_catalogue() -> dict[str, IndicatorInfo]:
+    """The indicator catalogue of the features layer, keyed by upper-case name."""
+    from lake_assets.features.indicators import INDICATORS
+
+    return {name.upper(): _as_info(name, defn) for name, defn in INDICATORS.items()}
+
+
+def _kind_of_dtype(dtype: Any) -> str:
+    if dtype is None:
+        return ANY
+    if dtype == pl.Boolean:
+        return BOOL
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical):
+        return STR
+    if dtype.is_numeric():
+        return NUM
+    return ANY
+
+
+def _kind_of_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int | float):
+        return NUM
+    if isinstance(value, str):
+        return STR
+    return ANY
+
+
+class _Compiler:
+    def __init__(
+        self,
+        rule: str,
+        params: Mapping[str, Any],
+        columns: Mapping[str, Any] | None,
+        indicators: Mapping[str, IndicatorInfo] | None,
+        column_ok: Callable[[str], bool] | None,
+    ) -> None:
+        self.rule = rule
+        self.params = dict(params)
+        self.columns = columns
+        self.column_ok = column_ok
+        self._indicators = indicators
+
+    @property
+    def indicators(self) -> Mapping[str, IndicatorInfo]:
+        if self._indicators is None:
+            self._indicators = indicator_catalogue()
+        return self._indicators
+
+    def error(self, pos: int, token: str, problem: str) -> RuleError:
+        return RuleError(self.rule, pos, token, problem)
+
+    def need(self, node: Node, got: tuple[pl.Expr, str], *kinds: str) -> pl.Expr:
+        expr, kind = got
+        if kind != ANY and kind not in kinds:
+            want = " or ".join(kinds)
+            raise self.error(node.pos, _token_text(self.rule, node), f"expected a {want}, got a {kind}")
+        return expr
+
+    def is_column(self, name: str) -> bool:
+        if self.columns is not None and name in self.columns:
+            return True
+        return self.column_ok is not None and self.column_ok(name)
+
+    def column_kind(self, name: str) -> str:
+        return _kind_of_dtype(self.columns.get(name)) if isinstance(self.columns, Mapping) else ANY
+
+    # - nodes -
+    def compile(self, node: Node) -> tuple[pl.Expr, str]:
+        if isinstance(node, Num):
+            return pl.lit(node.value), NUM
+        if isinstance(node, Str):
+            return pl.lit(node.value), STR
+        if isinstance(node, Name):
+            return self.compile_name(node)
+        if isinstance(node, Call):
+            return self.compile_call(node)
+        if isinstance(node, Lookback):
+            expr, kind = self.compile(node.operand)
+            n = self.bars(node.bars)
+            return (expr if self.constant_node(node.operand) else expr.shift(n)), kind
+        if isinstance(node, Unary):
+            if node.op == "not":
+                return ~self.need(node.operand, self.compile(node.operand), BOOL), BOOL
+            return -self.need(node.operand, self.compile(node.operand), NUM), NUM
+        return self.compile_binary(node)
+
+    def compile_binary(self, node: Binary) -> tuple[pl.Expr, str]:
+        op = node.op
+        if op in ("and", "or"):
+            a = self.need(node.left, self.compile(node.left), BOOL)
+            b = self.need(node.right, self.compile(node.right), BOOL)
+            return (a & b if op == "and" else a | b), BOOL
+        left, right = self.compile(node.left), self.compile(node.right)
+        if op in ("+", "-", "*", "/"):
+            a, b = self.need(node.left, left, NUM), self.need(node.right, right, NUM)
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op], NUM
+        if op.startswith("crosses"):
+            a, b = _num(self.need(node.left, left, NUM)), _num(self.need(node.right, right, NUM))
+            a1 = a if self.constant_node(node.left) else a.shift(1)
+            b1 = b if self.constant_node(node.right) else b.shift(1)
+            if op == "crosses above":
+                return (a > b) & (a1 <= b1), BOOL
+            return (a < b) & (a1 >= b1), BOOL
+        if op in ("==", "!=") and STR in (left[1], right[1]):
+            a, b = self.need(node.left, left, STR), self.need(node.right, right, STR)
+        elif op in ("==", "!=") and BOOL in (left[1], right[1]):
+            a, b = self.need(node.left, left, BOOL), self.need(node.right, right, BOOL)
+        else:
+            a, b = _num(self.need(node.left, left, NUM)), _num(self.need(node.right, right, NUM))
+        cmp = {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b, "==": a == b, "!=": a != b}[op]
+        return cmp, BOOL
+
+    def constant_node(self, node: Node) -> bool:
+        """True when a node reads no column (literals, parameters): shifting it would only produce nulls."""
+        if isinstance(node, Num | Str):
+            return True
+        if isinstance(node, Name):
+            return node.output is None and (node.name in self.params or node.name.lower() in ("true", "false"))
+        if isinstance(node, Unary):
+            return self.constant_node(node.operand)
+        if isinstance(node, Binary):
+            return self.constant_node(node.left) and self.constant_node(node.right)
+        if isinstance(node, Lookback):
+            return self.constant_node(node.operand)
+        return False
+
+    def bars(self, node: Num | Name) -> int:
+        if isinstance(node, Num):
+            return int(node.value)
+        if node.name not in self.params:
+            raise self.error(node.pos, node.name, "unknown parameter in lookback")
+        value = self.params[node.name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise self.error(node.pos, node.name, f"lookback parameter must be a whole number, got {value!r}")
+        if value < 0:
+            raise self.error(node.pos, node.name, f"negative lookback ({value}) would read future bars")
+        return int(value)
+
+    def compile_name(self, node: Name) -> tuple[pl.Expr, str]:
+        name = node.name
+        if node.output is None:
+            if name.lower() in ("true", "false"):
+                return pl.lit(name.lower() == "true"), BOOL
+            if name in self.params:
+                value = self.params[name]
+                return pl.lit(value), _kind_of_value(value)
+            if self.is_column(name):
+                return pl.col(name), self.column_kind(name)
+        if name.upper() in self.indicators:
+            return self.indicator(self.indicators[name.upper()], (), node)
+        if node.output is not None and (name in self.params or self.is_column(name)):
+            out = node.output
+            raise self.error(out.pos, out.name, f"{name!r} is not an indicator and has no output {out.name!r}")
+        raise self.error(node.pos, name, "unknown name (not a parameter, column or indicator)")
+
+    def compile_call(self, node: Call) -> tuple[pl.Expr, str]:
+        lname = node.name.lower()
+        if lname in BUILTINS and node.name.upper() not in self.indicators:
+            if node.output is not None:
+                raise self.error(node.output.pos, node.output.name, f"{lname}() has no outputs")
+            return self.builtin(node)
+        if node.name.upper() in self.indicators:
+            return self.indicator(self.indicators[node.name.upper()], node.args, node)
+        raise self.error(node.pos, node.name, "unknown indicator or function")
+
+    def constant(self, node: Node, what: str) -> Any:
+        """A number literal or a parameter name (also `-3`)."""
+        if isinstance(node, Num):
+            return int(node.value) if node.text.isdigit() else node.value
+        if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Num):
+            return -self.constant(node.operand, what)
+        if isinstance(node, Name) and node.output is None and node.name in self.params:
+            return self.params[node.name]
+        tok = _token_text(self.rule, node)
+        raise self.error(node.pos, tok, f"{what} must be a number or a parameter name")
+
+    def window(self, node: Node, fn: str) -> int:
+        value = self.constant(node, f"the window of {fn}()")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1:
+            raise self.error(node.pos, _token_text(self.rule, node), f"window must be a whole number >= 1, got {value}")
+        return int(value)
+
+    def builtin(self, node: Call) -> tuple[pl.Expr, str]:
+        fn = node.name.lower()
+        lo, hi = BUILTINS[fn]
+        if not lo <= len(node.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.error(node.pos, node.name, f"{fn}() takes {want} arguments, got {len(node.args)}")
+        x = _num(self.need(node.args[0], self.compile(node.args[0]), NUM))
+        if fn == "abs":
+            return x.abs(), NUM
+        if fn in ("min", "max"):
+            y = self.need(node.args[1], self.compile(node.args[1]), NUM)
+            return (pl.min_horizontal(x, y) if fn == "min" else pl.max_horizontal(x, y)), NUM
+        n = self.window(node.args[1], fn) if len(node.args) > 1 else 1
+        if fn == "highest":
+            return x.rolling_max(n, min_samples=n), NUM
+        if fn == "lowest":
+            return x.rolling_min(n, min_samples=n), NUM
+        if fn == "mean":
+            return x.rolling_mean(n, min_samples=n), NUM
+        if fn == "sum":
+            return x.rolling_sum(n, min_samples=n), NUM
+        if fn == "change":
+            return x - x.shift(n), NUM
+        if n < 2:
+            raise self.error(node.args[1].pos, _token_text(self.rule, node.args[1]), f"{fn}() needs a window >= 2")
+        std = x.rolling_std(n, min_samples=n)
+        if fn == "std":
+            return std, NUM
+        return (x - x.rolling_mean(n, min_samples=n)) / std, NUM
+
+    def indicator(self, info: IndicatorInfo, args: tuple[Node, ...], node: Name | Call) -> tuple[pl.Expr, str]:
+        bound: dict[str, Any] = dict(info.params)
+        rest = list(args)
+        col_params = info.column_params
+        if rest and col_params and isinstance(rest[0], Name) and rest[0].output is None:
+            first = rest[0]
+            if first.name not in self.params and self.is_column(first.name):
+                bound[col_params[0]] = first.name
+                rest.pop(0)
+        numeric = info.numeric_params
+        if len(rest) > len(numeric):
+            extra = rest[len(numeric)]
+            sig = ", ".join(info.params)
+            raise self.error(
+                extra.pos, _token_text(self.rule, extra), f"too many arguments for {info.name}({sig})"
+            )
+        for pname, arg in zip(numeric, rest, strict=False):
+            value = self.constant(arg, f"argument {pname!r} of {info.name}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise self.error(arg.pos, _token_text(self.rule, arg), f"{pname} must be a number, got {value!r}")
+            bound[pname] = value
+        try:
+            outputs = info.build(bound)
+        except (KeyError, ValueError, TypeError) as exc:
+            problem = exc.args[0] if exc.args else exc
+            raise self.error(node.pos, node.name, f"invalid parameters for {info.name}: {problem}") from exc
+        names = list(outputs)
+        if node.output is not None:
+            want = node.output.name.lower()
+            want = OUTPUT_ALIASES.get(want, want)
+            if want not in outputs:
+                raise self.error(
+                    node.output.pos, node.output.name, f"{info.name} has no output {node.output.name!r}; has {names}"
+                )
+            return outputs[want], NUM
+        if len(outputs) == 1:
+            return next(iter(outputs.values())), NUM
+        if info.name.lower() in outputs:
+            return outputs[info.name.lower()], NUM
+        raise self.error(node.pos, node.name, f"{info.name} has several outputs {names}; name one (e.g. {info.name} {names[0]})")
+
+
+def _num(expr: pl.Expr) -> pl.Expr:
+    """NaN (the catalogue's missing marker) becomes null: polars orders NaN above every number, nulls stay null."""
+    return expr.fill_nan(None)
+
+
+def _token_text(rule: str, node: Node) -> str:
+    """The source token at a node's position (used in error messages)."""
+    toks = [t for t in tokenize(rule) if t.pos == node.pos]
+    return toks[0].text if toks else ""
+
+
+def compile_rule(
+    rule: str | Node,
+    params: Mapping[str, Any] | None = None,
+    columns: Mapping[str, Any] | Collection[str] | None = None,
+    *,
+    indicators: Mapping[str, IndicatorInfo] | None = None,
+    column_ok: Callable[[str], bool] | None = None,
+    source: str | None = None,
+) -> pl.Expr:
+    """Compile a rule into a boolean polars expression (nulls where inputs are missing, e.g. gap rows).
+
+    `columns` is the frame's schema (name -> dtype, enables type checks) or just its column names; names outside
+    it (and outside `column_ok`, a predicate for column families like `rsi_14`) are unknown-name errors.
+    """
+    if isinstance(rule, str):
+        source, tree = rule, parse_rule(rule)
+    else:
+        if source is None:
+            raise ValueError("compile_rule needs `source` (the rule text) when given a parsed tree")
+        tree = rule
+    cols: Mapping[str, Any] | None
+    if columns is None:
+        cols = None
+    elif isinstance(columns, Mapping):
+        cols = columns
+    else:
+        cols = dict.fromkeys(columns)
+    compiler = _Compiler(source, params or {}, cols, indicators, column_ok)
+    expr, kind = compiler.compile(tree)
+    if kind not in (BOOL, ANY):
+        raise RuleError(source, tree.pos, _token_text(source, tree), f"a rule must be a condition, got a {kind}")
+    return expr
+
+
+def referenced_names(rule: str) -> set[str]:
+    """Every bare name a rule mentions (parameters, columns, indicators without parentheses)."""
+    found: set[str] = set()
+
+    def walk(node: Node) -> None:
+        if isinstance(node, Name):
+            found.add(node.name)
+        elif isinstance(node, Call):
+            for a in node.args:
+                walk(a)
+        elif isinstance(node, Lookback):
+            walk(node.operand)
+            walk(node.bars)
+        elif isinstance(node, Unary):
+            walk(node.operand)
+        elif isinstance(node, Binary):
+            walk(node.left)
+            walk(node.right)
+
+    walk(parse_rule(rule))
+    return found

@@ -1,0 +1,280 @@
+"""`qlake`: demo, sql, materialize, report — the front door for people who are not in the Dagster UI.
+
+History is loaded in a few runs, not one per partition: each instrument's month range is one single-run backfill
+of every instrument × month asset, month-partitioned assets run as one range, the rest once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lake_assets.settings import data_root, warehouse_path
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: false
+"""
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_root() / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML)
+    return home
+
+
+@dataclass
+class PlannedRun:
+    """One in-process run: a set of assets sharing a partitions definition, and the partition range."""
+
+    label: str
+    asset_keys: list[str]
+    range_start: str | None = None
+    range_end: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def run_tags(self) -> dict[str, str]:
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        tags = dict(self.tags)
+        if self.range_start is not None and self.range_end is not None:
+            tags[ASSET_PARTITION_RANGE_START_TAG] = self.range_start
+            tags[ASSET_PARTITION_RANGE_END_TAG] = self.range_end
+        return tags
+
+
+def sync_instruments(instance: object) -> None:
+    from lake_assets.partitions import instrument_partitions
+    from lake_assets.specs import universe
+    from sensors.instruments import partition_requests
+
+    name = instrument_partitions.name or "instrument"
+    existing = set(instance.get_dynamic_partitions(name))  # type: ignore[attr-defined]
+    for req in partition_requests(existing, universe().ids):
+        keys = list(req.partition_keys)
+        if type(req).__name__.startswith("Add"):
+            instance.add_dynamic_partitions(name, keys)  # type: ignore[attr-defined]
+        else:
+            for key in keys:
+                instance.delete_dynamic_partition(name, key)  # type: ignore[attr-defined]
+
+
+def plan_runs(
+    asset_keys: Sequence[str] | None = None,
+    instruments: Sequence[str] | None = None,
+    months: tuple[str, str] | None = None,
+) -> list[PlannedRun]:
+    """Group the selected assets by partitioning and plan one run per instrument range / month range / once."""
+    from lake_assets.definitions import all_assets
+    from lake_assets.partitions import instrument_month_partitions, month_partitions, multi_key
+    from lake_assets.raw.ingest import month_key
+    from lake_assets.specs import universe
+
+    selected = [a for a in all_assets if asset_keys is None or a.key.to_user_string() in asset_keys]
+    if asset_keys is not None:
+        missing = set(asset_keys) - {a.key.to_user_string() for a in selected}
+        if missing:
+            raise SystemExit(f"unknown asset(s): {sorted(missing)}")
+    by_kind: dict[str, list[str]] = {"instrument_month": [], "month": [], "other": [], "none": []}
+    for a in selected:
+        pdef = a.partitions_def
+        kind = (
+            "none" if pdef is None
+            else "instrument_month" if pdef == instrument_month_partitions
+            else "month" if pdef == month_partitions
+            else "other"
+        )  # fmt: skip
+        by_kind[kind].append(a.key.to_user_string())
+    last_month = month_partitions.get_last_partition_key()
+    runs: list[PlannedRun] = []
+    spans: list[tuple[str, str]] = []
+    for inst in universe().instruments:
+        if instruments is not None and inst.id not in instruments:
+            continue
+        lo = month_key(inst.start)
+        hi = month_key(inst.end) if inst.end else (last_month or lo)
+        if months is not None:
+            lo, hi = max(lo, months[0]), min(hi, months[1])
+        if lo > hi:
+            continue
+        spans.append((lo, hi))
+        if by_kind["instrument_month"]:
+            runs.append(
+                PlannedRun(f"{inst.id} {lo}..{hi}", by_kind["instrument_month"], multi_key(inst.id, lo),
+                           multi_key(inst.id, hi))
+            )  # fmt: skip
+    if by_kind["month"] and spans:
+        month_keys = month_partitions.get_partition_keys()
+        wanted = [m for m in month_keys if any(lo <= m <= hi for lo, hi in spans)]
+        # one run per contiguous block of months that hold data
+        block: list[str] = []
+        for m in [*wanted, None]:
+            if m is not None and (not block or month_keys.index(m) == month_keys.index(block[-1]) + 1):
+                block.append(m)
+                continue
+            if block:
+                runs.append(PlannedRun(f"months {block[0]}..{block[-1]}", by_kind["month"], block[0], block[-1]))
+            block = [m] if m is not None else []
+    for key in by_kind["other"]:
+        runs.append(_other_run(key))
+    if by_kind["none"]:
+        runs.append(PlannedRun("unpartitioned", by_kind["none"]))
+    return runs
+
+
+def _other_run(asset_key: str) -> PlannedRun:
+    """A one-dimensional static/dynamic partitioned asset: the whole key range in one run."""
+    from lake_assets.definitions import all_assets
+
+    asset = next(a for a in all_assets if a.key.to_user_string() == asset_key)
+    pdef = asset.partitions_def
+    assert pdef is not None
+    keys = list(pdef.get_partition_keys(dynamic_partitions_store=_instance()))
+    if not keys:
+        return PlannedRun(f"{asset_key} (no partitions)", [])
+    return PlannedRun(f"{asset_key} {keys[0]}..{keys[-1]}", [asset_key], keys[0], keys[-1])
+
+
+def _instance():  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    _dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[PlannedRun, bool, float]]:
+    import dagster as dg
+    from tqdm import tqdm
+
+    from lake_assets.definitions import all_assets, defs
+
+    instance = _instance()
+    sync_instruments(instance)
+    results = []
+    bar = tqdm(runs, desc="qlake", unit="run", disable=not progress, file=sys.stderr)
+    for run in bar:
+        if not run.asset_keys:
+            continue
+        bar.set_postfix_str(run.label[:40])
+        t0 = time.perf_counter()
+        result = dg.materialize(
+            all_assets,
+            selection=dg.AssetSelection.assets(*run.asset_keys),
+            instance=instance,
+            resources=defs.resources,
+            tags=run.run_tags(),
+            raise_on_error=False,
+        )
+        results.append((run, result.success, time.perf_counter() - t0))
+        if not result.success:
+            tqdm.write(f"run failed: {run.label} ({result.run_id}); see `dagster dev` run logs", file=sys.stderr)
+    return results
+
+
+def _print_table(df: object) -> None:
+    print(df)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("POLARS_MAX_THREADS", "2")
+    t0 = time.perf_counter()
+    results = execute(plan_runs())
+    failed = [r for r, ok, _ in results if not ok]
+    from lake_assets.storage.warehouse import build_catalog, query
+
+    build_catalog()
+    print(f"\nqlake demo: {len(results)} runs in {time.perf_counter() - t0:.1f}s, {len(failed)} failed")
+    print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
+    print(
+        f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
+        "Query:      qlake sql \"select instrument, count(*) from bars group by 1\"\n"
+        "UI:         dagster dev -w workspace.yaml   (DAGSTER_HOME="
+        f"{os.environ['DAGSTER_HOME']})"
+    )
+    return 1 if failed else 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from lake_assets.storage.warehouse import query
+
+    df = query(args.query)
+    with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+        if args.format == "csv":
+            sys.stdout.write(df.write_csv())
+        else:
+            print(df)
+    return 0
+
+
+def _parse_months(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    lo, _, hi = text.partition("..")
+    return lo, hi or lo
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from lake_assets.vocabulary import validate_instrument_id
+
+    select = [s.strip() for s in args.select.split(",")] if args.select else None
+    instruments = [validate_instrument_id(i.strip()) for i in args.instruments.split(",")] if args.instruments else None
+    runs = plan_runs(select, instruments, _parse_months(args.months))
+    results = execute(runs)
+    for run, ok, secs in results:
+        print(f"{'ok    ' if ok else 'FAILED'} {secs:7.1f}s  {run.label}")
+    from lake_assets.storage.warehouse import build_catalog
+
+    build_catalog()
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lake_assets.settings import reports_root
+
+    reports = sorted(reports_root().glob("*/report.md"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        print("no report yet: run `qlake demo` or materialize research_report", file=sys.stderr)
+        return 1
+    print(reports[-1])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(data_root() / ".numba_cache"))
+    parser = argparse.ArgumentParser(prog="qlake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="materialize the whole graph for the default universe").set_defaults(fn=cmd_demo)
+    p_sql = sub.add_parser("sql", help="query the DuckDB warehouse (read-only)")
+    p_sql.add_argument("query")
+    p_sql.add_argument("--format", choices=["table", "csv"], default="table")
+    p_sql.add_argument("--limit", type=int, default=50, help="rows to print in table format")
+    p_sql.set_defaults(fn=cmd_sql)
+    p_mat = sub.add_parser("materialize", help="materialize assets for instruments/months in a few runs")
+    p_mat.add_argument("--select", help="comma-separated asset names (default: all)")
+    p_mat.add_argument("--instruments", help="comma-separated instrument ids (default: the universe)")
+    p_mat.add_argument("--months", "--partitions", dest="months", help="YYYY-MM or YYYY-MM..YYYY-MM")
+    p_mat.set_defaults(fn=cmd_materialize)
+    sub.add_parser("report", help="print the path of the latest research report").set_defaults(fn=cmd_report)
+    args = parser.parse_args(argv)
+    _dagster_home()
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""The one place the asset graph is assembled: assets, checks, resources, sensors and schedules."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lake_assets.cleaned.assets import cleaned_assets
+from lake_assets.raw.assets import raw_assets
+from resources import resources_for
+from sensors.instruments import instrument_sensor
+from sensors.landing import landing_job, landing_sensor
+from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
+
+all_assets: list[dg.AssetsDefinition] = [*raw_assets, *cleaned_assets]
+
+defs = dg.Definitions(
+    assets=all_assets,
+    jobs=[refresh_current_month_job, landing_job],
+    schedules=[daily_refresh_schedule],
+    sensors=[instrument_sensor, landing_sensor, automation_sensor],
+    resources=resources_for(),
+)

@@ -1,0 +1,56 @@
+"""`phase2_candidates`: shrinkage, one-sided p-values from the shrunk t, grouped FDR, gates, tracks, DSR, SPA/StepM.
+
+The p-value tests "expectancy > 0 in the template's direction": t_shrunk = shrunk effect / raw standard error
+(the raw, not the posterior, standard error: conservative), p = t.sf(t_shrunk, n - 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from lake_assets.discovery.gates import apply_gates
+from lake_assets.discovery.hypotheses import TEMPLATE
+from lake_assets.discovery.multiplicity import grouped_fdr
+from lake_assets.discovery.shrinkage import shrink_hierarchical
+from lake_assets.discovery.snooping import deflated_sharpe, snooping_tests
+from lake_assets.discovery.spec_model import DiscoverySpec, load_discovery_spec, require_current_spec
+
+
+def shrunk_pvalues(df: pl.DataFrame, min_samples: int) -> pl.DataFrame:
+    """Vectorised one-sided p-values from the shrunk t-statistic; untested rows (n < min_samples) get null."""
+    n = df["n"].to_numpy().astype(np.float64)
+    se = df["se_bps"].fill_null(np.nan).to_numpy()
+    eff = df["shrunk_effect_bps"].fill_null(np.nan).to_numpy()
+    ok = (n >= min_samples) & np.isfinite(se) & (se > 0) & np.isfinite(eff)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(ok, eff / se, np.nan)
+        p = np.where(ok, stats.t.sf(t, np.maximum(n - 1, 1)), np.nan)
+    return df.with_columns(
+        t_shrunk=pl.Series(t).fill_nan(None), p_value=pl.Series(p).fill_nan(None)
+    )
+
+
+def phase2_candidates(
+    hypotheses: pl.DataFrame,
+    spec: DiscoverySpec | None = None,
+    samples: pl.DataFrame | None = None,
+    with_dsr: bool = True,
+) -> pl.DataFrame:
+    """Candidates from hypotheses (all event types together); `samples` (discovery trades) enables SPA/StepM."""
+    spec = spec or load_discovery_spec()
+    require_current_spec(hypotheses, spec, "phase2_hypotheses")
+    fdr = spec.families.fdr
+    df = shrink_hierarchical(hypotheses, spec.families.shrinkage.cell_by)
+    df = shrunk_pvalues(df, spec.defaults.discovery.min_samples)
+    if "verb" not in df.columns:
+        df = df.with_columns(verb=pl.col(TEMPLATE))
+    df = df.with_columns(q_value=grouped_fdr(df, "p_value", fdr.group_by, fdr.method), fdr_method=pl.lit(fdr.method))
+    df = apply_gates(df, spec)
+    if with_dsr:
+        df = deflated_sharpe(df, pl.col("promotion_track").is_not_null())
+    if samples is not None:
+        snoop = snooping_tests(df, samples, spec)
+        df = df.join(snoop, on="hypothesis_id", how="left")
+    return df.sort(["promoted", "q_value", "shrunk_effect_bps"], descending=[True, False, True], nulls_last=True)

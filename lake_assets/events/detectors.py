@@ -1,0 +1,470 @@
+"""The declarative detector vocabulary: each template is a small pydantic params model plus a compiler to polars.
+
+Specs name a template and give its parameters; nothing in YAML is ever evaluated as code. Every compiled expression
+looks only backwards (shift / rolling / forward-fill), so an event at bar t depends on bars <= t only. The registry
+nulls every input on gap rows before these expressions run, so "unknown" propagates instead of a gap looking like a
+quiet bar.
+
+Sign convention: a detection's sign is the direction of the triggering move (> 0 up/long, < 0 down/short, 0 or null
+undirected); the registry turns it into the row's direction for events declared `both`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lake_assets.events.columns import ColumnKind
+from lake_assets.vocabulary import CLOSE, HIGH, IS_GAP, LOW
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        """(key inside params, column name, allowed kinds or None for any) for every column the params read."""
+        return []
+
+
+# --- predicates ------------------------------------------------------------------------------
+
+NUMERIC_OPS = ("gt", "ge", "lt", "le", "abs_gt", "abs_ge", "abs_lt", "abs_le")
+PredicateOp = Literal[
+    "gt", "ge", "lt", "le", "abs_gt", "abs_ge", "abs_lt", "abs_le", "eq", "ne", "in", "not_in", "is_true", "is_false",
+    "not_null",
+]  # fmt: skip
+Scalar = bool | int | float | str
+
+
+class Predicate(_Params):
+    """`column op value`, e.g. {column: funding_z, op: abs_gt, value: 2.5}."""
+
+    column: str
+    op: PredicateOp
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Predicate:
+        v = self.value
+        if self.op in NUMERIC_OPS and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ValueError(f"op {self.op!r} needs a numeric `value`, got {v!r}")
+        if self.op in ("in", "not_in") and (not isinstance(v, list) or not v):
+            raise ValueError(f"op {self.op!r} needs a non-empty list `value`, got {v!r}")
+        if self.op in ("eq", "ne") and (v is None or isinstance(v, list)):
+            raise ValueError(f"op {self.op!r} needs a scalar `value`, got {v!r}")
+        if self.op in ("is_true", "is_false", "not_null") and v is not None:
+            raise ValueError(f"op {self.op!r} takes no `value`, got {v!r}")
+        return self
+
+
+def _value_kind(v: Any) -> ColumnKind:
+    return "bool" if isinstance(v, bool) else "string" if isinstance(v, str) else "numeric"
+
+
+def predicate_kind_problem(p: Predicate, kind: ColumnKind) -> str | None:
+    """Why predicate `p` cannot apply to a column of `kind` (None when it can)."""
+    if p.op in NUMERIC_OPS and kind != "numeric":
+        return f"op {p.op!r} needs a numeric column, {p.column!r} is {kind}"
+    if p.op in ("is_true", "is_false") and kind != "bool":
+        return f"op {p.op!r} needs a boolean column, {p.column!r} is {kind}"
+    values = p.value if isinstance(p.value, list) else [p.value] if p.op in ("eq", "ne") else []
+    for v in values:
+        if _value_kind(v) != kind:
+            return f"value {v!r} does not match {kind} column {p.column!r}"
+    return None
+
+
+def predicate_expr(p: Predicate) -> pl.Expr:
+    """Boolean expression; null where the column is null or the bar is a gap (unknown, never 'false')."""
+    c = pl.col(p.column)
+    v = p.value
+    num = c.cast(pl.Float64)
+    exprs: dict[str, Callable[[], pl.Expr]] = {
+        "gt": lambda: num > v,
+        "ge": lambda: num >= v,
+        "lt": lambda: num < v,
+        "le": lambda: num <= v,
+        "abs_gt": lambda: num.abs() > v,
+        "abs_ge": lambda: num.abs() >= v,
+        "abs_lt": lambda: num.abs() < v,
+        "abs_le": lambda: num.abs() <= v,
+        "eq": lambda: c == pl.lit(v),
+        "ne": lambda: c != pl.lit(v),
+        "in": lambda: c.is_in(pl.Series(v)),
+        "not_in": lambda: c.is_in(pl.Series(v)).not_(),
+        "is_true": lambda: c.cast(pl.Boolean),
+        "is_false": lambda: c.cast(pl.Boolean).not_(),
+        "not_null": lambda: c.is_not_null(),
+    }
+    return pl.when(pl.col(IS_GAP)).then(None).otherwise(exprs[p.op]())
+
+
+# --- detections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A compiled detector: where it fires, how strongly, which way, and whether it reads the previous bar."""
+
+    condition: pl.Expr  # Boolean; null means "no event"
+    severity: pl.Expr  # Float64
+    sign: pl.Expr  # Float64; > 0 up, < 0 down, 0/null undirected
+    needs_prev: bool  # must not fire right after a gap bar
+
+
+def _f(name: str) -> pl.Expr:
+    return pl.col(name).cast(pl.Float64)
+
+
+def _one() -> pl.Expr:
+    return pl.lit(1.0, dtype=pl.Float64)
+
+
+def _zero() -> pl.Expr:
+    return pl.lit(0.0, dtype=pl.Float64)
+
+
+def _pick(side: str, up: pl.Expr, down: pl.Expr) -> pl.Expr:
+    return up if side in ("up", "above", "bearish") else down if side in ("down", "below", "bullish") else up | down
+
+
+Side = Literal["up", "down", "both"]
+_NUMERIC: tuple[ColumnKind, ...] = ("numeric",)
+
+
+# threshold crossing ---------------------------------------------------------------------------
+
+
+class ThresholdCrossParams(_Params):
+    """`column` crosses a level (`value`, or another column); `mode: level` fires whenever it is beyond it."""
+
+    column: str
+    value: float | None = None
+    other_column: str | None = None
+    side: Literal["above", "below", "either", "abs_above"] = "above"
+    mode: Literal["cross", "level"] = "cross"
+    severity: Literal["value", "excess"] = "value"
+
+    @model_validator(mode="after")
+    def _one_level(self) -> ThresholdCrossParams:
+        if (self.value is None) == (self.other_column is None):
+            raise ValueError("give exactly one of `value` or `other_column`")
+        if self.side == "abs_above" and (self.value is None or self.value < 0):
+            raise ValueError("side 'abs_above' needs a non-negative `value`")
+        return self
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        refs: list[tuple[str, str, tuple[ColumnKind, ...] | None]] = [("column", self.column, _NUMERIC)]
+        if self.other_column is not None:
+            refs.append(("other_column", self.other_column, _NUMERIC))
+        return refs
+
+
+def threshold_cross(p: ThresholdCrossParams) -> Detection:
+    x = _f(p.column)
+    if p.side == "abs_above":
+        x = x.abs()
+    level = _f(p.other_column) if p.other_column is not None else pl.lit(p.value, dtype=pl.Float64)
+    prev_level = level.shift(1) if p.other_column is not None else level
+    if p.mode == "cross":
+        up = (x > level) & (x.shift(1) <= prev_level)
+        down = (x < level) & (x.shift(1) >= prev_level)
+    else:
+        up, down = x > level, x < level
+    raw = _f(p.column)
+    cond = up if p.side == "abs_above" else _pick(p.side, up, down)
+    sign = raw.sign() if p.side == "abs_above" else pl.when(x > level).then(1.0).when(x < level).then(-1.0).otherwise(0.0)
+    severity = (x - level).abs() if p.severity == "excess" else raw.abs()
+    return Detection(cond, severity, sign, needs_prev=p.mode == "cross")
+
+
+# z-score spike --------------------------------------------------------------------------------
+
+
+class ZScoreSpikeParams(_Params):
+    """z of (a transform of) `column` against the previous `window` bars (the current bar excluded) beyond `z`."""
+
+    column: str
+    window: int = Field(ge=2)
+    z: float = Field(gt=0)
+    side: Side = "both"
+    transform: Literal["level", "abs", "diff", "abs_diff"] = "level"
+    min_periods: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _periods(self) -> ZScoreSpikeParams:
+        if self.min_periods is not None and self.min_periods > self.window:
+            raise ValueError(f"min_periods {self.min_periods} exceeds window {self.window}")
+        return self
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("column", self.column, _NUMERIC)]
+
+
+def zscore(x: pl.Expr, window: int, min_periods: int | None = None) -> pl.Expr:
+    """(x - mean) / std over the `window` bars before the current one; null when std is 0 or history is short."""
+    mp = min_periods or window
+    mu = x.rolling_mean(window, min_samples=mp).shift(1)
+    sd = x.rolling_std(window, min_samples=mp).shift(1)
+    return pl.when(sd > 0).then((x - mu) / sd).otherwise(None)
+
+
+def zscore_spike(p: ZScoreSpikeParams) -> Detection:
+    x = _f(p.column)
+    dx = x - x.shift(1)
+    y = {"level": x, "abs": x.abs(), "diff": dx, "abs_diff": dx.abs()}[p.transform]
+    z = zscore(y, p.window, p.min_periods)
+    cond = _pick(p.side, z >= p.z, z <= -p.z)
+    sign = {"level": z.sign(), "abs": x.sign(), "diff": z.sign(), "abs_diff": dx.sign()}[p.transform]
+    return Detection(cond, z.abs(), sign, needs_prev=True)
+
+
+# regime shift -------------------------------------------------------------------------------
+
+
+class RegimeShiftParams(_Params):
+    """A categorical state moves into `to` (from `from`) and holds for `persist` bars; fires on the last of them."""
+
+    column: str
+    to: list[str] = Field(min_length=1)
+    from_: list[str] | None = Field(default=None, alias="from", min_length=1)
+    persist: int = Field(default=1, ge=1)
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("column", self.column, ("string",))]
+
+
+def regime_shift(p: RegimeShiftParams) -> Detection:
+    s = pl.col(p.column)
+    before = s.shift(p.persist)
+    cond = s.is_in(pl.Series(p.to)) & before.is_not_null() & (before != s)
+    for j in range(1, p.persist):
+        cond = cond & (s.shift(j) == s)
+    if p.from_ is not None:
+        cond = cond & before.is_in(pl.Series(p.from_))
+    return Detection(cond, _one(), _zero(), needs_prev=True)
+
+
+class LevelShiftParams(_Params):
+    """The mean over the last `short` bars vs the mean of the `long` bars before them crosses `factor` (or 1/factor)."""
+
+    column: str
+    short: int = Field(ge=1)
+    long: int = Field(ge=2)
+    factor: float = Field(gt=1)
+    side: Side = "up"
+    min_periods: int | None = Field(default=None, ge=1)
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("column", self.column, _NUMERIC)]
+
+
+def level_shift(p: LevelShiftParams) -> Detection:
+    x = _f(p.column)
+    recent = x.rolling_mean(p.short, min_samples=p.short)
+    base = x.rolling_mean(p.long, min_samples=p.min_periods or p.long).shift(p.short)
+    ratio = pl.when(base > 0).then(recent / base).otherwise(None)
+    up = (ratio >= p.factor) & (ratio.shift(1) < p.factor)
+    down = (ratio <= 1 / p.factor) & (ratio.shift(1) > 1 / p.factor)
+    sign = pl.when(ratio >= 1).then(1.0).otherwise(-1.0)
+    return Detection(_pick(p.side, up, down), ratio.log().abs(), sign, needs_prev=True)
+
+
+# range breakout / false breakout --------------------------------------------------------------
+
+
+class _RangeParams(_Params):
+    window: int = Field(ge=2)
+    side: Side = "both"
+    high: str = HIGH
+    low: str = LOW
+    close: str = CLOSE
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("high", self.high, _NUMERIC), ("low", self.low, _NUMERIC), ("close", self.close, _NUMERIC)]
+
+    def channel(self) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        """(close, upper, lower): the channel of the `window` bars before the current one (full windows only)."""
+        upper = _f(self.high).rolling_max(self.window, min_samples=self.window).shift(1)
+        lower = _f(self.low).rolling_min(self.window, min_samples=self.window).shift(1)
+        return _f(self.close), upper, lower
+
+
+class RangeBreakoutParams(_RangeParams):
+    """The first close outside the prior `window`-bar high/low channel."""
+
+
+def _breakouts(p: _RangeParams) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    c, upper, lower = p.channel()
+    up = (c > upper) & (c.shift(1) <= upper.shift(1))
+    down = (c < lower) & (c.shift(1) >= lower.shift(1))
+    return c, upper, lower, up, down
+
+
+def range_breakout(p: RangeBreakoutParams) -> Detection:
+    c, upper, lower, up, down = _breakouts(p)
+    width = pl.when(upper > lower).then(upper - lower).otherwise(None)
+    severity = pl.when(c > upper).then((c - upper) / width).otherwise((lower - c) / width)
+    sign = pl.when(c > upper).then(1.0).when(c < lower).then(-1.0).otherwise(0.0)
+    return Detection(_pick(p.side, up, down), severity, sign, needs_prev=True)
+
+
+class FalseBreakoutParams(_RangeParams):
+    """A breakout of the `window` channel whose close falls back inside within `within` bars (first such close)."""
+
+    within: int = Field(ge=1)
+
+
+def false_breakout(p: FalseBreakoutParams) -> Detection:
+    c, upper, lower, up, down = _breakouts(p)
+    width = upper - lower
+
+    def held(flag: pl.Expr, value: pl.Expr) -> pl.Expr:
+        # value at the latest breakout among the previous `within` bars
+        return pl.when(flag).then(value).otherwise(None).forward_fill(limit=p.within - 1).shift(1)
+
+    up_level, up_width = held(up, upper), held(up, width)
+    dn_level, dn_width = held(down, lower), held(down, width)
+    failed_up = (c < up_level) & (c.shift(1) >= up_level)
+    failed_down = (c > dn_level) & (c.shift(1) <= dn_level)
+    cond = _pick(p.side, failed_up, failed_down)
+    severity = (
+        pl.when(failed_up)
+        .then((up_level - c) / up_width)
+        .otherwise((c - dn_level) / dn_width)
+        .pipe(lambda e: pl.when(e.is_finite()).then(e).otherwise(None))
+    )
+    sign = pl.when(failed_up).then(-1.0).when(failed_down).then(1.0).otherwise(0.0)
+    return Detection(cond, severity, sign, needs_prev=True)
+
+
+# divergence -----------------------------------------------------------------------------------
+
+
+class DivergenceParams(_Params):
+    """Price makes a new `window` high (low) while the oscillator stays at least `min_gap` below its high (above low)."""
+
+    oscillator: str
+    window: int = Field(ge=2)
+    min_gap: float = Field(default=0.0, ge=0)
+    side: Literal["bearish", "bullish", "both"] = "both"
+    price: str = CLOSE
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("oscillator", self.oscillator, _NUMERIC), ("price", self.price, _NUMERIC)]
+
+
+def divergence(p: DivergenceParams) -> Detection:
+    price, osc = _f(p.price), _f(p.oscillator)
+    pmax = price.rolling_max(p.window, min_samples=p.window).shift(1)
+    pmin = price.rolling_min(p.window, min_samples=p.window).shift(1)
+    omax = osc.rolling_max(p.window, min_samples=p.window).shift(1)
+    omin = osc.rolling_min(p.window, min_samples=p.window).shift(1)
+    bearish = (price > pmax) & (osc < omax - p.min_gap)
+    bullish = (price < pmin) & (osc > omin + p.min_gap)
+    cond = _pick(p.side, bearish, bullish)
+    severity = pl.when(bearish).then(omax - osc).otherwise(osc - omin)
+    sign = pl.when(bearish).then(-1.0).when(bullish).then(1.0).otherwise(0.0)
+    return Detection(cond, severity, sign, needs_prev=True)
+
+
+# onset / normalisation / run length ---------------------------------------------------------
+
+
+class _PredicateParams(_Params):
+    when: Predicate
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("when.column", self.when.column, None)]
+
+
+class OnsetParams(_PredicateParams):
+    """`when` becomes true after being (known) false for at least `min_off` bars."""
+
+    min_off: int = Field(default=1, ge=1)
+
+
+class NormalisationParams(_PredicateParams):
+    """`when` becomes (known) false after being true for at least `min_on` bars."""
+
+    min_on: int = Field(default=1, ge=1)
+
+
+class RunLengthParams(_PredicateParams):
+    """`when` has held for exactly `bars` consecutive bars (once per run; a gap breaks the run)."""
+
+    bars: int = Field(ge=1)
+
+
+def _count(flag: pl.Expr, n: int) -> pl.Expr:
+    """How many of the last n bars (current included) have `flag` true; null when any of them is unknown."""
+    return flag.cast(pl.Int32).rolling_sum(n, min_samples=n)
+
+
+def _pred_severity(p: Predicate, kind: ColumnKind) -> pl.Expr:
+    return _f(p.column).abs() if kind == "numeric" else _one()
+
+
+def onset(p: OnsetParams, kind: ColumnKind) -> Detection:
+    pred = predicate_expr(p.when)
+    cond = pred & (_count(pred.not_(), p.min_off).shift(1) == p.min_off)
+    return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=True)
+
+
+def normalisation(p: NormalisationParams, kind: ColumnKind) -> Detection:
+    pred = predicate_expr(p.when)
+    cond = pred.not_() & (_count(pred, p.min_on).shift(1) == p.min_on)
+    return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=True)
+
+
+def run_length(p: RunLengthParams, kind: ColumnKind) -> Detection:
+    pred = predicate_expr(p.when)
+    cond = (_count(pred, p.bars) == p.bars) & pred.shift(p.bars).fill_null(False).not_()
+    return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=p.bars > 1)
+
+
+# timestamp match ------------------------------------------------------------------------------
+
+
+class TimestampMatchParams(_Params):
+    """Bars whose calendar/market-context column equals `equals` (default true): session opens, funding stamps."""
+
+    column: str
+    equals: Scalar = True
+
+    def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
+        return [("column", self.column, (_value_kind(self.equals),))]
+
+
+def timestamp_match(p: TimestampMatchParams) -> Detection:
+    cond = pl.col(p.column) == pl.lit(p.equals)
+    return Detection(cond, _one(), _zero(), needs_prev=False)
+
+
+# registry of templates ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    params: type[_Params]
+    compile: Callable[..., Detection]
+    uses_predicate: bool = False  # compile(params, kind_of_predicate_column)
+
+
+TEMPLATES: dict[str, Template] = {
+    "threshold_cross": Template(ThresholdCrossParams, threshold_cross),
+    "zscore_spike": Template(ZScoreSpikeParams, zscore_spike),
+    "regime_shift": Template(RegimeShiftParams, regime_shift),
+    "level_shift": Template(LevelShiftParams, level_shift),
+    "range_breakout": Template(RangeBreakoutParams, range_breakout),
+    "false_breakout": Template(FalseBreakoutParams, false_breakout),
+    "divergence": Template(DivergenceParams, divergence),
+    "onset": Template(OnsetParams, onset, uses_predicate=True),
+    "normalisation": Template(NormalisationParams, normalisation, uses_predicate=True),
+    "run_length": Template(RunLengthParams, run_length, uses_predicate=True),
+    "timestamp_match": Template(TimestampMatchParams, timestamp_match),
+}

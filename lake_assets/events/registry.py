@@ -1,0 +1,292 @@
+"""Run every event type over per-instrument frames: events, applicability, wide flags and prevalence.
+
+Input: one frame per instrument, cleaned bars joined with features, context_features and market_context, sorted by
+`ts` (bar open time) on the regular bar grid. An event fires at the bar that completes its condition, so it is known
+at that bar's close. All expressions look backwards and cooldown is a forward pass, so events for any window are
+identical whether or not later bars exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from lake_assets.events.columns import STATE_COLUMNS
+from lake_assets.events.cooldown import apply_cooldown
+from lake_assets.events.detectors import TEMPLATES, Detection, predicate_expr
+from lake_assets.events.spec_model import EventSpec
+from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS, TS_DTYPE
+
+EVENT_TYPE = "event_type"
+
+EVENT_REGISTRY_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String,
+        EVENT_TYPE: pl.String,
+        "family": pl.String,
+        INSTRUMENT: pl.String,
+        TS: TS_DTYPE,
+        "direction": pl.String,
+        "severity": pl.Float64,
+        **dict.fromkeys(STATE_COLUMNS, pl.String),
+    }
+)
+
+APPLICABILITY_SCHEMA = pl.Schema(
+    {
+        INSTRUMENT: pl.String,
+        EVENT_TYPE: pl.String,
+        "applicable": pl.Boolean,
+        "reason": pl.String,  # null when applicable
+        "n_bars": pl.Int64,  # non-gap bars of the instrument, the denominator for prevalence
+    }
+)
+
+PREVALENCE_SCHEMA = pl.Schema(
+    {
+        EVENT_TYPE: pl.String,
+        "family": pl.String,
+        INSTRUMENT: pl.String,
+        "n_events": pl.Int64,
+        "n_bars": pl.Int64,
+        "per_1000": pl.Float64,
+        "min_per_1000": pl.Float64,
+        "max_per_1000": pl.Float64,
+        "status": pl.String,  # pass | fail | not_applicable
+        "passed": pl.Boolean,  # False only for status == fail
+    }
+)
+
+
+def event_id(event_type: str, instrument: str, ts: datetime) -> str:
+    """Deterministic id: the first 16 hex digits of sha1("type|instrument|ts-isoformat")."""
+    return hashlib.sha1(f"{event_type}|{instrument}|{ts.isoformat()}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CompiledEvent:
+    spec: EventSpec
+    condition: pl.Expr  # final Boolean (nulls -> False), gap and filter rules applied
+    severity: pl.Expr
+    sign: pl.Expr
+
+
+def compile_event(spec: EventSpec) -> CompiledEvent:
+    """The spec's detector plus the registry-wide rules: no gap bars, no bar right after a gap when the detector
+    reads the previous bar, every declared column known at the bar, and all filters true."""
+    template = TEMPLATES[spec.template]
+    det: Detection
+    if template.uses_predicate:
+        when = spec.params.when  # type: ignore[attr-defined]
+        det = template.compile(spec.params, spec.kind(when.column))
+    else:
+        det = template.compile(spec.params)
+    gap = pl.col(IS_GAP)
+    cond = det.condition.fill_null(False) & gap.not_()
+    if det.needs_prev:
+        cond = cond & gap.shift(1).fill_null(True).not_()
+    for col in spec.columns:
+        cond = cond & pl.col(col).is_not_null()
+    for f in spec.filters:
+        cond = cond & predicate_expr(f).fill_null(False)
+    severity = pl.col(spec.severity_column).cast(pl.Float64).abs() if spec.severity_column else det.severity
+    sign = pl.col(spec.sign_column).cast(pl.Float64).sign() if spec.sign_column else det.sign
+    return CompiledEvent(spec, cond, severity.cast(pl.Float64), sign.cast(pl.Float64))
+
+
+def _non_applicable_reason(frame: pl.DataFrame, spec: EventSpec, non_null: Mapping[str, int]) -> str | None:
+    missing = [c for c in spec.columns if c not in frame.columns]
+    empty = [c for c in spec.columns if c in frame.columns and non_null[c] == 0]
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(missing)}")
+    if empty:
+        parts.append(f"all-null column(s) {', '.join(empty)}")
+    return "; ".join(parts) or None
+
+
+def _prepare(frame: pl.DataFrame, instrument: str | None) -> tuple[pl.DataFrame, str]:
+    if TS not in frame.columns:
+        raise ValueError(f"event input has no {TS!r} column")
+    if instrument is None:
+        if INSTRUMENT not in frame.columns:
+            raise ValueError(f"event input has no {INSTRUMENT!r} column; pass instrument=")
+        ids = frame.get_column(INSTRUMENT).drop_nulls().unique().to_list()
+        if len(ids) != 1:
+            raise ValueError(f"event input must hold exactly one instrument, got {sorted(ids)[:5]}")
+        instrument = str(ids[0])
+    ts = frame.get_column(TS)
+    if ts.null_count() or (ts.diff().drop_nulls() <= timedelta(0)).any():
+        raise ValueError(f"{instrument}: `ts` must be non-null and strictly increasing (one row per bar)")
+    if IS_GAP not in frame.columns:
+        frame = frame.with_columns(pl.lit(False).alias(IS_GAP))
+    return frame.with_columns(pl.col(IS_GAP).fill_null(False)), instrument
+
+
+def _mask_gaps(frame: pl.DataFrame, columns: Iterable[str]) -> list[pl.Expr]:
+    """Every input is unknown (null) on gap rows, and float NaN is null, so rolling windows skip gaps."""
+    out = []
+    for c in columns:
+        e = pl.col(c)
+        if frame.schema[c].is_float():
+            e = e.fill_nan(None)
+        out.append(pl.when(pl.col(IS_GAP)).then(None).otherwise(e).alias(c))
+    return out
+
+
+def detect_events(
+    frame: pl.DataFrame, specs: Iterable[EventSpec], instrument: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """All event types over one instrument's frame -> (events, applicability).
+
+    An event whose declared columns are missing or all-null in `frame` is NOT APPLICABLE (with the reason) and
+    produces no rows.
+    """
+    specs = list(specs)
+    frame, instrument = _prepare(frame, instrument)
+    n_bars = int(frame.height - frame.get_column(IS_GAP).sum())
+    declared = sorted({c for s in specs for c in s.columns if c in frame.columns})
+    non_null = dict(zip(declared, frame.select(pl.col(declared).count()).row(0), strict=True)) if declared else {}
+
+    app_rows, runnable = [], []
+    for spec in specs:
+        reason = _non_applicable_reason(frame, spec, non_null)
+        app_rows.append((instrument, spec.name, reason is None, reason, n_bars))
+        if reason is None:
+            runnable.append(compile_event(spec))
+    applicability = pl.DataFrame(app_rows, schema=APPLICABILITY_SCHEMA, orient="row")
+    if not runnable or frame.height == 0:
+        return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), applicability
+
+    used = sorted({c for ev in runnable for c in ev.spec.columns} - {TS, IS_GAP})
+    state = [c for c in STATE_COLUMNS if c in frame.columns]
+    prepared = frame.select(pl.col(TS), pl.col(IS_GAP), *_mask_gaps(frame, sorted(set(used) | set(state))))
+
+    exprs = []
+    for i, ev in enumerate(runnable):
+        exprs += [ev.condition.alias(f"c{i}"), ev.severity.alias(f"s{i}"), ev.sign.alias(f"g{i}")]
+    computed = prepared.lazy().select(exprs).collect()
+
+    ts = prepared.get_column(TS)
+    state_values = {c: prepared.get_column(c).cast(pl.String) for c in state}
+    parts = []
+    for i, ev in enumerate(runnable):
+        cand = np.flatnonzero(computed.get_column(f"c{i}").to_numpy())
+        idx = apply_cooldown(cand, ev.spec.cooldown)
+        if idx.size == 0:
+            continue
+        parts.append(_event_rows(ev.spec, instrument, idx, ts, computed[f"s{i}"], computed[f"g{i}"], state_values))
+    if not parts:
+        return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), applicability
+    events = pl.concat(parts).sort(TS, EVENT_TYPE)
+    return events, applicability
+
+
+def _event_rows(
+    spec: EventSpec,
+    instrument: str,
+    idx: np.ndarray,
+    ts: pl.Series,
+    severity: pl.Series,
+    sign: pl.Series,
+    state: Mapping[str, pl.Series],
+) -> pl.DataFrame:
+    take = pl.Series(idx)
+    ev_ts = ts.gather(take)
+    if spec.direction == "both":
+        s = sign.gather(take).fill_null(0.0).to_numpy()
+        direction = pl.Series(np.where(s > 0, "long", np.where(s < 0, "short", "both")), dtype=pl.String)
+    else:
+        direction = pl.Series([spec.direction] * idx.size, dtype=pl.String)
+    ids = [event_id(spec.name, instrument, t) for t in ev_ts.to_list()]
+    cols: dict[str, pl.Series] = {
+        "event_id": pl.Series(ids, dtype=pl.String),
+        EVENT_TYPE: pl.Series([spec.name] * idx.size, dtype=pl.String),
+        "family": pl.Series([spec.family] * idx.size, dtype=pl.String),
+        INSTRUMENT: pl.Series([instrument] * idx.size, dtype=pl.String),
+        TS: ev_ts,
+        "direction": direction,
+        "severity": severity.gather(take),
+    }
+    for c in STATE_COLUMNS:
+        cols[c] = state[c].gather(take) if c in state else pl.Series([None] * idx.size, dtype=pl.String)
+    return pl.DataFrame({k: v.alias(k) for k, v in cols.items()}).cast(dict(EVENT_REGISTRY_SCHEMA))  # type: ignore[arg-type]
+
+
+def run_registry(frames: Iterable[pl.DataFrame], specs: Iterable[EventSpec]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`detect_events` over one frame per instrument, concatenated -> (events, applicability)."""
+    specs = list(specs)
+    events, app = [], []
+    for frame in frames:
+        e, a = detect_events(frame, specs)
+        events.append(e)
+        app.append(a)
+    if not events:
+        return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), pl.DataFrame(schema=APPLICABILITY_SCHEMA)
+    return pl.concat(events).sort(INSTRUMENT, TS, EVENT_TYPE), pl.concat(app)
+
+
+def event_flags(events: pl.DataFrame, bars_ts: pl.DataFrame, event_types: Iterable[str] | None = None) -> pl.DataFrame:
+    """Wide frame on the bar grid: ts, instrument and one Boolean column per event type (True where it fired).
+
+    `bars_ts` holds the (ts, instrument) grid; `event_types` fixes the columns (default: the types in `events`).
+    """
+    types = list(event_types) if event_types is not None else sorted(events.get_column(EVENT_TYPE).unique().to_list())
+    grid = bars_ts.select(TS, INSTRUMENT)
+    fired = events.filter(pl.col(EVENT_TYPE).is_in(pl.Series(types, dtype=pl.String))).select(TS, INSTRUMENT, EVENT_TYPE)
+    if fired.height:
+        wide = fired.with_columns(pl.lit(True).alias("_v")).pivot(
+            on=EVENT_TYPE, index=[TS, INSTRUMENT], values="_v", aggregate_function="first"
+        )
+        grid = grid.join(wide, on=[TS, INSTRUMENT], how="left", nulls_equal=False)
+    missing = [t for t in types if t not in grid.columns]
+    grid = grid.with_columns(pl.lit(False).alias(t) for t in missing)
+    return grid.select(TS, INSTRUMENT, *[pl.col(t).fill_null(False).cast(pl.Boolean) for t in types])
+
+
+def prevalence_report(
+    events: pl.DataFrame,
+    n_bars_by_instrument: Mapping[str, int],
+    specs: Iterable[EventSpec],
+    applicability: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Events per 1,000 bars per (event type, instrument) against the spec bounds, for the prevalence asset check.
+
+    Pairs marked not applicable in `applicability` get status "not_applicable" and pass.
+    """
+    counts = {
+        (r[EVENT_TYPE], r[INSTRUMENT]): r["n"]
+        for r in events.group_by(EVENT_TYPE, INSTRUMENT).agg(pl.len().alias("n")).iter_rows(named=True)
+    }
+    na: set[tuple[str, str]] = set()
+    if applicability is not None:
+        na = {
+            (r[EVENT_TYPE], r[INSTRUMENT])
+            for r in applicability.filter(~pl.col("applicable")).iter_rows(named=True)
+        }
+    rows = []
+    for spec in specs:
+        for inst, n_bars in sorted(n_bars_by_instrument.items()):
+            n = counts.get((spec.name, inst), 0)
+            rate = 1000.0 * n / n_bars if n_bars > 0 else float("nan")
+            if (spec.name, inst) in na:
+                status = "not_applicable"
+            elif n_bars > 0 and spec.min_per_1000 <= rate <= spec.max_per_1000:
+                status = "pass"
+            else:
+                status = "fail"
+            rows.append(
+                (spec.name, spec.family, inst, n, n_bars, rate, spec.min_per_1000, spec.max_per_1000, status,
+                 status != "fail")
+            )  # fmt: skip
+    return pl.DataFrame(rows, schema=PREVALENCE_SCHEMA, orient="row")
+
+
+def bars_by_instrument(applicability: pl.DataFrame) -> dict[str, int]:
+    """Non-gap bar counts per instrument, as recorded in an applicability frame."""
+    return dict(applicability.select(INSTRUMENT, "n_bars").unique(INSTRUMENT).iter_rows())

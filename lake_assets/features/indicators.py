@@ -1,0 +1,324 @@
+"""The indicator catalogue: polars-expression builders over bar columns, plus the `INDICATORS` registry.
+
+Every builder returns expressions over the canonical bar columns (`open`, `high`, `low`, `close`, `volume`) and is
+strictly causal. Missing values (gap bars: null or NaN) are skipped inside windows rather than treated as zero; a
+window needs `min_count(n)` present values. The heavy lifting runs in numba kernels (`kernels.py`) wrapped with
+`map_batches`, so an expression must be evaluated on one instrument's bars in time order.
+
+Recursive indicators (EMA, RSI, MACD, ATR, ADX, Keltner) have infinite memory; their `lookback` is the number of bars
+after which the seed's weight drops below `EWM_TOLERANCE`, so a warm-up prefix of that length reproduces the
+full-history value to ~1e-8 relative. Window indicators are reproduced exactly by a prefix of `n` bars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lake_assets.features import kernels as K
+from lake_assets.vocabulary import CLOSE, HIGH, LOW, OPEN, VOLUME
+
+MIN_FILL = 0.5  # share of a window that must hold present (non-gap) values
+EWM_TOLERANCE = 1e-8  # residual seed weight accepted when sizing the warm-up of recursive indicators
+
+
+def min_count(n: int) -> int:
+    return max(1, math.ceil(n * MIN_FILL))
+
+
+def ewm_lookback(alpha: float) -> int:
+    """Bars until (1 - alpha)^L < EWM_TOLERANCE."""
+    return int(math.ceil(math.log(EWM_TOLERANCE) / math.log(1.0 - alpha))) if alpha < 1.0 else 1
+
+
+def _np(s: pl.Series) -> np.ndarray:
+    return np.ascontiguousarray(s.cast(pl.Float64).to_numpy(), dtype=np.float64)
+
+
+def _col(c: str | pl.Expr) -> pl.Expr:
+    return pl.col(c) if isinstance(c, str) else c
+
+
+def apply_kernel(fn: Callable[..., np.ndarray], cols: list[str | pl.Expr], *args: Any) -> pl.Expr:
+    """Wrap a kernel taking float arrays (+ scalar args) as a Float64 expression (NaN marks missing results)."""
+    exprs = [_col(c) for c in cols]
+
+    def run(series: list[pl.Series]) -> pl.Series:
+        return pl.Series(fn(*[_np(s) for s in series], *args), dtype=pl.Float64)
+
+    if len(exprs) == 1:
+        return exprs[0].map_batches(lambda s: run([s]), return_dtype=pl.Float64)
+    return pl.map_batches(exprs, run, return_dtype=pl.Float64)
+
+
+def _nan(e: pl.Expr) -> pl.Expr:
+    """Missing as NaN so arithmetic and kernels see one marker."""
+    return e.cast(pl.Float64).fill_null(float("nan"))
+
+
+def _diff(e: pl.Expr, n: int = 1) -> pl.Expr:
+    """e[t] - e[t-n] with NaN (not null) for the first rows, so kernels see one missing marker."""
+    return e.diff(n).fill_null(float("nan"))
+
+
+def _safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    return pl.when(b != 0).then(a / b).otherwise(float("nan"))
+
+
+# --- window building blocks -------------------------------------------------------------------
+
+
+def rolling_mean(x: str | pl.Expr, n: int) -> pl.Expr:
+    return apply_kernel(K.rolling_mean, [x], n, min_count(n))
+
+
+def rolling_sum(x: str | pl.Expr, n: int) -> pl.Expr:
+    return apply_kernel(K.rolling_sum, [x], n, min_count(n))
+
+
+def rolling_std(x: str | pl.Expr, n: int, ddof: int = 1) -> pl.Expr:
+    return apply_kernel(K.rolling_std, [x], n, min_count(n), ddof)
+
+
+def rolling_max(x: str | pl.Expr, n: int) -> pl.Expr:
+    return apply_kernel(K.rolling_max, [x], n, min_count(n))
+
+
+def rolling_min(x: str | pl.Expr, n: int) -> pl.Expr:
+    return apply_kernel(K.rolling_min, [x], n, min_count(n))
+
+
+def rolling_zscore(x: str | pl.Expr, n: int) -> pl.Expr:
+    return apply_kernel(K.rolling_zscore, [x], n, min_count(n))
+
+
+def ewm(x: str | pl.Expr, alpha: float, min_obs: int) -> pl.Expr:
+    return apply_kernel(K.ewm, [x], alpha, min_obs)
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+
+def sma(col: str, n: int) -> pl.Expr:
+    """Simple moving average over the last n bars."""
+    return rolling_mean(col, n)
+
+
+def ema(col: str, n: int) -> pl.Expr:
+    """Exponential moving average with span n (alpha = 2/(n+1)), seeded with the first value, null for n bars."""
+    return ewm(col, 2.0 / (n + 1.0), n)
+
+
+def rsi(col: str, n: int) -> pl.Expr:
+    """Wilder's RSI in [0, 100]; 50 when the window has no movement."""
+    d = _diff(_nan(pl.col(col)))
+    gain = ewm(pl.when(d > 0).then(d).otherwise(pl.when(d.is_nan()).then(d).otherwise(0.0)), 1.0 / n, n)
+    loss = ewm(pl.when(d < 0).then(-d).otherwise(pl.when(d.is_nan()).then(d).otherwise(0.0)), 1.0 / n, n)
+    tot = gain + loss
+    return pl.when(tot > 0).then(100.0 * gain / tot).otherwise(pl.when(tot == 0).then(50.0).otherwise(float("nan")))
+
+
+def macd(col: str, fast: int, slow: int, signal: int) -> dict[str, pl.Expr]:
+    """MACD line (EMA fast - EMA slow), its signal EMA and the histogram."""
+    line = ema(col, fast) - ema(col, slow)
+    sig = ewm(line, 2.0 / (signal + 1.0), signal)
+    return {"macd": line, "signal": sig, "hist": line - sig}
+
+
+def bollinger(col: str, n: int, k: float) -> dict[str, pl.Expr]:
+    """Bollinger bands (population std, as in Bollinger's definition), %B and relative width."""
+    mid = sma(col, n)
+    sd = rolling_std(col, n, ddof=0)
+    upper, lower = mid + k * sd, mid - k * sd
+    return {
+        "mid": mid,
+        "upper": upper,
+        "lower": lower,
+        "pctb": _safe_div(_nan(pl.col(col)) - lower, upper - lower),
+        "width": _safe_div(upper - lower, mid),
+    }
+
+
+def true_range() -> pl.Expr:
+    return apply_kernel(K.true_range, [HIGH, LOW, CLOSE])
+
+
+def atr(n: int) -> pl.Expr:
+    """Wilder's average true range."""
+    return ewm(true_range(), 1.0 / n, n)
+
+
+def stochastic(k: int, d: int) -> dict[str, pl.Expr]:
+    """Fast stochastic %K over k bars and its d-bar SMA %D, in [0, 100]."""
+    hh, ll = rolling_max(HIGH, k), rolling_min(LOW, k)
+    pk = _safe_div(100.0 * (_nan(pl.col(CLOSE)) - ll), hh - ll)
+    return {"k": pk, "d": rolling_mean(pk, d)}
+
+
+def adx(n: int) -> pl.Expr:
+    """Wilder's average directional index in [0, 100]."""
+    return apply_kernel(K.adx, [HIGH, LOW, CLOSE], n)
+
+
+def _typical_price() -> pl.Expr:
+    return (_nan(pl.col(HIGH)) + _nan(pl.col(LOW)) + _nan(pl.col(CLOSE))) / 3.0
+
+
+def cci(n: int) -> pl.Expr:
+    """Commodity channel index: (TP - SMA(TP)) / (0.015 * mean absolute deviation of TP)."""
+    tp = _typical_price()
+    mad = apply_kernel(K.rolling_mean_abs_dev, [tp], n, min_count(n))
+    return _safe_div(tp - rolling_mean(tp, n), 0.015 * mad)
+
+
+def obv(n: int | None = None) -> pl.Expr:
+    """On-balance volume: signed volume summed over the last n bars (cumulative from the frame start if n is None)."""
+    c = _nan(pl.col(CLOSE))
+    signed = _diff(c).sign() * _nan(pl.col(VOLUME))
+    return apply_kernel(K.nan_cumsum, [signed]) if n is None else rolling_sum(signed, n)
+
+
+def mfi(n: int) -> pl.Expr:
+    """Money flow index in [0, 100]: volume-weighted RSI of the typical price."""
+    tp = _typical_price()
+    flow = tp * _nan(pl.col(VOLUME))
+    dtp = _diff(tp)
+    pos = pl.when(dtp.is_nan()).then(float("nan")).when(dtp > 0).then(flow).otherwise(0.0)
+    neg = pl.when(dtp.is_nan()).then(float("nan")).when(dtp < 0).then(flow).otherwise(0.0)
+    ps, ns = rolling_sum(pos, n), rolling_sum(neg, n)
+    tot = ps + ns
+    return pl.when(tot > 0).then(100.0 * ps / tot).otherwise(pl.when(tot == 0).then(50.0).otherwise(float("nan")))
+
+
+def williams_r(n: int) -> pl.Expr:
+    """Williams %R in [-100, 0]."""
+    hh, ll = rolling_max(HIGH, n), rolling_min(LOW, n)
+    return _safe_div(-100.0 * (hh - _nan(pl.col(CLOSE))), hh - ll)
+
+
+def roc(col: str, n: int) -> pl.Expr:
+    """Rate of change in percent over n bars (missing if either end is a gap)."""
+    x = _nan(pl.col(col))
+    return 100.0 * (x / x.shift(n, fill_value=float("nan")) - 1.0)
+
+
+def donchian(n: int) -> dict[str, pl.Expr]:
+    """Donchian channel over the last n bars (including the current one, known at its close)."""
+    hh, ll = rolling_max(HIGH, n), rolling_min(LOW, n)
+    return {"upper": hh, "lower": ll, "mid": (hh + ll) / 2.0}
+
+
+def keltner(n: int, k: float) -> dict[str, pl.Expr]:
+    """Keltner channel: EMA(close, n) +- k * ATR(n)."""
+    mid, a = ema(CLOSE, n), atr(n)
+    return {"mid": mid, "upper": mid + k * a, "lower": mid - k * a}
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndicatorDef:
+    """One catalogue entry: parameters (None default = required), outputs, bar inputs and warm-up length."""
+
+    name: str
+    prefix: str  # lower-case column prefix (`bb` for BBANDS)
+    params: Mapping[str, Any]
+    outputs: tuple[str, ...]  # one output -> column `<prefix>_<params>`; several -> `<prefix>_<params>_<output>`
+    inputs: tuple[str, ...]  # bar columns read (`col` param adds its column)
+    builder: Callable[[dict[str, Any]], dict[str, pl.Expr]]
+    lookback_fn: Callable[[dict[str, Any]], int]
+    check: Callable[[dict[str, Any]], str | None] = lambda p: None
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults filled in; raises KeyError/ValueError with a readable problem."""
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise KeyError(f"unknown parameter(s) {unknown} for {self.name}; expected {sorted(self.params)}")
+        out = {**self.params, **given}
+        missing = sorted(k for k, v in out.items() if v is None and k != "col")
+        if missing and not (self.name == "OBV" and missing == ["n"]):
+            raise KeyError(f"missing parameter(s) {missing} for {self.name}")
+        for key, v in out.items():
+            if key == "col":
+                if not isinstance(v, str):
+                    raise ValueError(f"{self.name}.col must be a column name, got {v!r}")
+            elif v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
+                raise ValueError(f"{self.name}.{key} must be a positive number, got {v!r}")
+            elif key != "k" and v is not None and not isinstance(v, int):
+                raise ValueError(f"{self.name}.{key} must be an integer number of bars, got {v!r}")
+        problem = self.check(out)
+        if problem:
+            raise ValueError(problem)
+        return out
+
+    def build(self, params: dict[str, Any]) -> dict[str, pl.Expr]:
+        return self.builder(self.resolve(params))
+
+    def lookback(self, params: dict[str, Any]) -> int:
+        return self.lookback_fn(self.resolve(params))
+
+    def input_columns(self, params: dict[str, Any]) -> tuple[str, ...]:
+        p = self.resolve(params)
+        return (*self.inputs, p["col"]) if "col" in p else self.inputs
+
+
+def _ema_lb(n: int) -> int:
+    return ewm_lookback(2.0 / (n + 1.0))
+
+
+def _wilder_lb(n: int) -> int:
+    return ewm_lookback(1.0 / n) + n
+
+
+def _obv_lb(p: dict[str, Any]) -> int:
+    if p["n"] is None:
+        raise ValueError("OBV without `n` is cumulative from the first bar (unbounded lookback); set params.n")
+    return int(p["n"]) + 1
+
+
+INDICATORS: dict[str, IndicatorDef] = {
+    d.name: d
+    for d in (
+        IndicatorDef("SMA", "sma", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": sma(p["col"], p["n"])},
+                     lambda p: p["n"]),
+        IndicatorDef("EMA", "ema", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": ema(p["col"], p["n"])},
+                     lambda p: _ema_lb(p["n"])),
+        IndicatorDef("RSI", "rsi", {"col": CLOSE, "n": 14}, ("value",), (), lambda p: {"value": rsi(p["col"], p["n"])},
+                     lambda p: _wilder_lb(p["n"]) + 1),
+        IndicatorDef("MACD", "macd", {"col": CLOSE, "fast": 12, "slow": 26, "signal": 9}, ("macd", "signal", "hist"),
+                     (), lambda p: macd(p["col"], p["fast"], p["slow"], p["signal"]),
+                     lambda p: _ema_lb(p["slow"]) + _ema_lb(p["signal"]),
+                     lambda p: None if p["fast"] < p["slow"] else "MACD.fast must be smaller than MACD.slow"),
+        IndicatorDef("BBANDS", "bb", {"col": CLOSE, "n": 20, "k": 2.0}, ("mid", "upper", "lower", "pctb", "width"),
+                     (), lambda p: bollinger(p["col"], p["n"], p["k"]), lambda p: p["n"]),
+        IndicatorDef("ATR", "atr", {"n": 14}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": atr(p["n"])},
+                     lambda p: _wilder_lb(p["n"]) + 1),
+        IndicatorDef("STOCH", "stoch", {"k": 14, "d": 3}, ("k", "d"), (HIGH, LOW, CLOSE),
+                     lambda p: stochastic(p["k"], p["d"]), lambda p: p["k"] + p["d"],
+                     lambda p: None if isinstance(p["k"], int) else "STOCH.k must be an integer number of bars"),
+        IndicatorDef("ADX", "adx", {"n": 14}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": adx(p["n"])},
+                     lambda p: 2 * _wilder_lb(p["n"]) + 1),
+        IndicatorDef("CCI", "cci", {"n": 20}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": cci(p["n"])},
+                     lambda p: p["n"]),
+        IndicatorDef("OBV", "obv", {"n": None}, ("value",), (CLOSE, VOLUME), lambda p: {"value": obv(p["n"])},
+                     _obv_lb),
+        IndicatorDef("MFI", "mfi", {"n": 14}, ("value",), (HIGH, LOW, CLOSE, VOLUME), lambda p: {"value": mfi(p["n"])},
+                     lambda p: p["n"] + 1),
+        IndicatorDef("WILLR", "willr", {"n": 14}, ("value",), (HIGH, LOW, CLOSE),
+                     lambda p: {"value": williams_r(p["n"])}, lambda p: p["n"]),
+        IndicatorDef("ROC", "roc", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": roc(p["col"], p["n"])},
+                     lambda p: p["n"] + 1),
+        IndicatorDef("DONCHIAN", "donchian", {"n": 20}, ("upper", "lower", "mid"), (HIGH, LOW),
+                     lambda p: donchian(p["n"]), lambda p: p["n"]),
+        IndicatorDef("KELTNER", "keltner", {"n": 20, "k": 2.0}, ("mid", "upper", "lower"), (HIGH, LOW, CLOSE),
+                     lambda p: keltner(p["n"], p["k"]), lambda p: _wilder_lb(p["n"]) + 1),
+    )
+}
+
+BAR_PRICE_COLUMNS = (OPEN, HIGH, LOW, CLOSE)

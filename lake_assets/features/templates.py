@@ -1,0 +1,295 @@
+"""Feature templates: the non-indicator feature definitions a spec entry can instantiate (`template: <name>`).
+
+A template turns its input columns (bar columns or other features) and parameters into one polars expression.
+Floats use NaN as the in-flight missing marker (the compute step turns NaN into null at the end); states and flags
+are null whenever their inputs are missing, never a default label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from lake_assets.features import indicators as ind
+from lake_assets.features import kernels as K
+from lake_assets.features.calendar import holiday_dates
+
+NAN = float("nan")
+FUNDING_PERIODS_PER_YEAR = 3 * 365  # 8-hourly funding
+
+
+def _x(c: str) -> pl.Expr:
+    return ind._nan(pl.col(c))
+
+
+def _valid(e: pl.Expr) -> pl.Expr:
+    return e.is_not_null() & e.is_not_nan()
+
+
+@dataclass(frozen=True)
+class TemplateDef:
+    name: str
+    params: Mapping[str, Any]  # default None = required
+    inputs: tuple[str, ...]  # default input columns; a spec may rename them (same count)
+    dtype: pl.DataType
+    build: Callable[[list[str], dict[str, Any]], pl.Expr]
+    lookback: Callable[[dict[str, Any]], int]  # bars of history the template itself reads (current bar included)
+    pit: str = "bar_close"  # "bar_open": reads only the timestamp, known when the bar opens
+    check: Callable[[dict[str, Any]], str | None] = lambda p: None
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise KeyError(f"unknown parameter(s) {unknown} for template {self.name}; expected {sorted(self.params)}")
+        out = {**self.params, **given}
+        missing = sorted(k for k, v in out.items() if v is None)
+        if missing:
+            raise KeyError(f"missing parameter(s) {missing} for template {self.name}")
+        for k, v in out.items():
+            if k in ("n", "cap") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{self.name}.{k} must be a positive integer number of bars, got {v!r}")
+        problem = self.check(out)
+        if problem:
+            raise ValueError(problem)
+        return out
+
+
+def _n(p: dict[str, Any]) -> int:
+    return int(p["n"]) + 1
+
+
+def _log_return(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    x = _x(i[0])
+    return (x / x.shift(p["n"], fill_value=NAN)).log()
+
+
+def _realized_vol(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    """sqrt(n * mean(r^2)): realized vol over the n-bar horizon, missing bars not counted as zero returns."""
+    r = _x(i[0])
+    return (ind.rolling_mean(r * r, p["n"]) * p["n"]).sqrt()
+
+
+def _parkinson(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    hl = (_x(i[0]) / _x(i[1])).log()
+    return (ind.rolling_mean(hl * hl, p["n"]) * (p["n"] / (4.0 * math.log(2.0)))).sqrt()
+
+
+def _pct_rank(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind.apply_kernel(K.rolling_pct_rank, [_x(i[0])], p["n"], ind.min_count(p["n"]))
+
+
+def _regime3(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    x = pl.col(i[0])
+    lo, mid, hi = p["labels"]
+    return (
+        pl.when(~_valid(x))
+        .then(pl.lit(None, pl.String))
+        .when(x <= p["low"])
+        .then(pl.lit(lo))
+        .when(x >= p["high"])
+        .then(pl.lit(hi))
+        .otherwise(pl.lit(mid))
+    )
+
+
+def _check_regime(p: dict[str, Any]) -> str | None:
+    if not (isinstance(p["labels"], list | tuple) and len(p["labels"]) == 3):
+        return "labels must be a list of three names (low, mid, high)"
+    return None if p["low"] < p["high"] else f"low ({p['low']}) must be below high ({p['high']})"
+
+
+def _rolling_cv(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    x = _x(i[0])
+    return ind._safe_div(ind.rolling_std(x, p["n"]), ind.rolling_mean(x, p["n"]))
+
+
+def _zscore(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind.rolling_zscore(_x(i[0]), p["n"])
+
+
+def _identity(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return _x(i[0])
+
+
+def _scale(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return _x(i[0]) * float(p["factor"])
+
+
+def _run_length(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind.apply_kernel(K.signed_run_length, [_x(i[0])], p["cap"])
+
+
+def _extreme_flag(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    z, level = pl.col(i[0]), pl.col(i[1])
+    hit_z = _valid(z) & (z.abs() >= p["z"])
+    hit_abs = _valid(level) & (level.abs() >= p["abs"])
+    return pl.when(~_valid(z) & ~_valid(level)).then(pl.lit(None, pl.Boolean)).otherwise(hit_z | hit_abs)
+
+
+def _carry_state(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    level, extreme = pl.col(i[0]), pl.col(i[1])
+    band = p["neutral_band"]
+    return (
+        pl.when(~_valid(level))
+        .then(pl.lit(None, pl.String))
+        .when(extreme.fill_null(False) & (level > 0))
+        .then(pl.lit("pos_extreme"))
+        .when(extreme.fill_null(False) & (level < 0))
+        .then(pl.lit("neg_extreme"))
+        .when(level > band)
+        .then(pl.lit("pos"))
+        .when(level < -band)
+        .then(pl.lit("neg"))
+        .otherwise(pl.lit("neutral"))
+    )
+
+
+def _body_ratio(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind._safe_div((_x(i[1]) - _x(i[0])).abs(), _x(i[2]))
+
+
+def _range_ratio(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind._safe_div(_x(i[0]) - _x(i[1]), _x(i[2]))
+
+
+def _wick(upper: bool) -> Callable[[list[str], dict[str, Any]], pl.Expr]:
+    def build(i: list[str], p: dict[str, Any]) -> pl.Expr:
+        o, h, lo, c = (_x(k) for k in i)
+        rng = h - lo
+        wick = h - pl.max_horizontal(o, c) if upper else pl.min_horizontal(o, c) - lo
+        return pl.when(rng > 0).then(wick / rng).otherwise(pl.when(rng == 0).then(0.0).otherwise(NAN))
+
+    return build
+
+
+def _amihud(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    """Mean |return| per million of quote volume over n bars (Amihud 2002 illiquidity)."""
+    r, c, v = (_x(k) for k in i)
+    dollar = c * v
+    per_bar = pl.when(dollar > 0).then(r.abs() / dollar * 1e6).otherwise(NAN)
+    return ind.rolling_mean(per_bar, p["n"])
+
+
+def _roll_spread(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    """Roll (1984) effective spread in bps: 2 sqrt(-cov(r_t, r_t-1)), 0 when the autocovariance is positive."""
+    r = _x(i[0])
+    cov = ind.apply_kernel(K.rolling_cov, [r, r.shift(1, fill_value=NAN)], p["n"], ind.min_count(p["n"]), 1)
+    return pl.when(cov.is_nan()).then(NAN).otherwise(2.0 * (-cov).clip(lower_bound=0.0).sqrt() * 1e4)
+
+
+def _spread_bps(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    bid, ask = _x(i[0]), _x(i[1])
+    return ind._safe_div(ask - bid, (ask + bid) / 2.0) * 1e4
+
+
+def _imbalance(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    """(a - b) / (a + b) over n bars: order-flow imbalance from buy/sell volume, depth imbalance from sizes."""
+    a, b = _x(i[0]), _x(i[1])
+    if p["n"] > 1:
+        a, b = ind.rolling_sum(a, p["n"]), ind.rolling_sum(b, p["n"])
+    tot = a + b
+    return pl.when(tot > 0).then((a - b) / tot).otherwise(pl.when(tot == 0).then(0.0).otherwise(NAN))
+
+
+def _log_change(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    x = _x(i[0])
+    prev = x.shift(p["n"], fill_value=NAN)
+    return pl.when((x > 0) & (prev > 0)).then((x / prev).log()).otherwise(NAN)
+
+
+def _ratio_to_sum(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return ind._safe_div(_x(i[0]), ind.rolling_sum(_x(i[1]), p["n"]))
+
+
+def _liquidation_proxy(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    """Open interest flushed (bps) on a volume spike, signed +1 for long liquidations (price down), -1 for shorts."""
+    oi_chg, r, vz = (_x(k) for k in i)
+    flushed = (-oi_chg).clip(lower_bound=0.0) * 1e4
+    return -r.sign() * flushed * (1.0 + vz.clip(lower_bound=0.0))
+
+
+def _trend_state(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    fast, slow, strength = (pl.col(k) for k in i)
+    strong = strength >= p["adx_min"]
+    return (
+        pl.when(~_valid(fast) | ~_valid(slow) | ~_valid(strength))
+        .then(pl.lit(None, pl.String))
+        .when(strong & (fast > slow))
+        .then(pl.lit("up"))
+        .when(strong & (fast < slow))
+        .then(pl.lit("down"))
+        .otherwise(pl.lit("chop"))
+    )
+
+
+def _weekday(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return pl.col(i[0]).dt.weekday().cast(pl.Int8)  # ISO: Monday=1 .. Sunday=7
+
+
+def _hour(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    return pl.col(i[0]).dt.hour().cast(pl.Int8)
+
+
+def _month_end(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    ts = pl.col(i[0])
+    return ts.dt.date() == ts.dt.month_end().dt.date()
+
+
+def _holiday(i: list[str], p: dict[str, Any]) -> pl.Expr:
+    days = pl.Series(holiday_dates(p["calendar"], date(1990, 1, 1), date(2100, 12, 31)), dtype=pl.Date)
+    return pl.col(i[0]).dt.date().is_in(days.implode())
+
+
+def _check_calendar(p: dict[str, Any]) -> str | None:
+    try:
+        holiday_dates(p["calendar"], date(2000, 1, 1), date(2000, 1, 2))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+TEMPLATES: dict[str, TemplateDef] = {
+    t.name: t
+    for t in (
+        TemplateDef("log_return", {"n": 1}, ("close",), pl.Float64(), _log_return, _n),
+        TemplateDef("realized_vol", {"n": None}, ("ret_1",), pl.Float64(), _realized_vol, _n),
+        TemplateDef("parkinson_vol", {"n": None}, ("high", "low"), pl.Float64(), _parkinson, _n),
+        TemplateDef("pct_rank", {"n": None}, ("rv_48",), pl.Float64(), _pct_rank, _n),
+        TemplateDef("regime3", {"low": 0.33, "high": 0.67, "labels": ["low", "mid", "high"]}, ("vol_rank",),
+                    pl.String(), _regime3, lambda p: 1, check=_check_regime),
+        TemplateDef("rolling_cv", {"n": None}, ("rv_48",), pl.Float64(), _rolling_cv, _n),
+        TemplateDef("zscore", {"n": None}, ("close",), pl.Float64(), _zscore, _n),
+        TemplateDef("identity", {}, ("close",), pl.Float64(), _identity, lambda p: 1),
+        TemplateDef("scale", {"factor": None}, ("funding_rate",), pl.Float64(), _scale, lambda p: 1),
+        TemplateDef("signed_run_length", {"cap": 2016}, ("funding_rate",), pl.Float64(), _run_length,
+                    lambda p: int(p["cap"]) + 1),
+        TemplateDef("extreme_flag", {"z": 2.0, "abs": 0.0005}, ("funding_z", "funding_rate"), pl.Boolean(),
+                    _extreme_flag, lambda p: 1),
+        TemplateDef("carry_state", {"neutral_band": 0.00005}, ("funding_rate", "funding_extreme"), pl.String(),
+                    _carry_state, lambda p: 1),
+        TemplateDef("body_ratio", {}, ("open", "close", "atr_14"), pl.Float64(), _body_ratio, lambda p: 1),
+        TemplateDef("range_ratio", {}, ("high", "low", "atr_14"), pl.Float64(), _range_ratio, lambda p: 1),
+        TemplateDef("upper_wick", {}, ("open", "high", "low", "close"), pl.Float64(), _wick(True), lambda p: 1),
+        TemplateDef("lower_wick", {}, ("open", "high", "low", "close"), pl.Float64(), _wick(False), lambda p: 1),
+        TemplateDef("amihud", {"n": 288}, ("ret_1", "close", "volume"), pl.Float64(), _amihud, _n),
+        TemplateDef("roll_spread", {"n": 288}, ("ret_1",), pl.Float64(), _roll_spread, lambda p: int(p["n"]) + 2),
+        TemplateDef("spread_bps", {}, ("bid", "ask"), pl.Float64(), _spread_bps, lambda p: 1),
+        TemplateDef("imbalance", {"n": 1}, ("buy_volume", "sell_volume"), pl.Float64(), _imbalance, _n),
+        TemplateDef("log_change", {"n": 1}, ("open_interest",), pl.Float64(), _log_change, _n),
+        TemplateDef("ratio_to_rolling_sum", {"n": 288}, ("open_interest", "volume"), pl.Float64(), _ratio_to_sum, _n),
+        TemplateDef("liquidation_proxy", {}, ("oi_change", "ret_1", "volume_z"), pl.Float64(), _liquidation_proxy,
+                    lambda p: 1),
+        TemplateDef("trend_state", {"adx_min": 20.0}, ("ema_20", "ema_100", "adx_14"), pl.String(), _trend_state,
+                    lambda p: 1),
+        TemplateDef("weekday", {}, ("ts",), pl.Int8(), _weekday, lambda p: 1, pit="bar_open"),
+        TemplateDef("hour", {}, ("ts",), pl.Int8(), _hour, lambda p: 1, pit="bar_open"),
+        TemplateDef("month_end", {}, ("ts",), pl.Boolean(), _month_end, lambda p: 1, pit="bar_open"),
+        TemplateDef("holiday", {"calendar": "XNYS"}, ("ts",), pl.Boolean(), _holiday, lambda p: 1, pit="bar_open",
+                    check=_check_calendar),
+    )
+}

@@ -1,0 +1,69 @@
+"""Dagster glue shared by the layers' thin assets: metadata helpers and check-result builders."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from lake_assets.vocabulary import TS
+
+
+def md_table(df: pl.DataFrame, n: int = 10, float_digits: int = 6) -> str:
+    """A small Markdown table of a frame's head for the UI."""
+    if df.is_empty():
+        return "_no rows_"
+    head = df.head(n)
+    cols = head.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in head.iter_rows():
+        cells = [f"{v:.{float_digits}g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def frame_metadata(df: pl.DataFrame, preview_cols: Sequence[str] | None = None) -> dict[str, Any]:
+    """Row count, time range and a preview, the metadata every lake asset reports."""
+    meta: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(df.height)}
+    if TS in df.columns and df.height:
+        meta["time_range"] = dg.MetadataValue.text(f"{df[TS].min()} .. {df[TS].max()}")
+    cols = [c for c in (preview_cols or df.columns) if c in df.columns]
+    meta["preview"] = dg.MetadataValue.md(md_table(df.select(cols)))
+    return meta
+
+
+def png_metadata(png: bytes) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def check_result(
+    check_name: str,
+    passed: bool,
+    metadata: dict[str, Any] | None = None,
+    *,
+    asset_key: dg.AssetKey | None = None,
+    warn_only: bool = False,
+    description: str | None = None,
+) -> dg.AssetCheckResult:
+    clean: dict[str, Any] = {}
+    for k, v in (metadata or {}).items():
+        if isinstance(v, dg.MetadataValue):
+            clean[k] = v
+        elif isinstance(v, str) and "\n" in v:
+            clean[k] = dg.MetadataValue.md(v)
+        elif isinstance(v, bool):
+            clean[k] = dg.MetadataValue.bool(v)
+        else:
+            clean[k] = v
+    if description:
+        clean["description"] = dg.MetadataValue.text(description)
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=bool(passed),
+        asset_key=asset_key,
+        metadata=clean,
+        severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
+    )

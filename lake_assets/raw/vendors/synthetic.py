@@ -1,0 +1,316 @@
+"""The synthetic vendor: an offline, deterministic crypto market with known truths planted in it.
+
+Perps and spot at 5m share one underlying path per `seed` (a common market factor gives cross-asset correlation),
+with Markov regime-switching volatility, jumps, funding every 8h with extreme episodes, open interest with flushes,
+trades, and a little dirt the cleaned layer must handle (missing bars, duplicate rows, a bad tick, an OHLC violation).
+
+Planted effects (absent when `params.null_effects` is true, which makes the instrument a null control):
+- funding extreme onset (|funding| crosses 7 bps): price drifts against the funding sign by FUNDING_EFFECT over the
+  FUNDING_EFFECT_BARS bars starting two bars after the funding bar;
+- open-interest flush (OI falls ~15% with a -1.5% price jump): price drifts up by FLUSH_EFFECT over the following bars.
+
+Every month is generated from its own seeded generator plus the state carried from the previous month, so the data
+for a month never depends on when it is asked for or on how much later data exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+from lake_assets.specs import Instrument
+from lake_assets.vocabulary import (
+    CLOSE,
+    FUNDING_RATE,
+    HIGH,
+    INGESTED_AT,
+    INSTRUMENT,
+    LOW,
+    OPEN,
+    OPEN_INTEREST,
+    PRICE,
+    RAW_SCHEMAS,
+    SIDE,
+    SIZE,
+    TIMEFRAMES,
+    TRADE_ID,
+    TS,
+    VENDOR,
+    VOLUME,
+    DataKind,
+    Market,
+    conform,
+)
+
+BAR = timedelta(minutes=5)
+FUNDING_EXTREME = 0.0007
+FUNDING_EFFECT = 0.0080  # 80 bps total drift after a funding extreme onset
+FUNDING_EFFECT_BARS = 48
+FLUSH_EFFECT = 0.0070
+FLUSH_EFFECT_BARS = 24
+EFFECT_DELAY = 2  # the drift starts this many bars after the detection bar: never inside the detection bar
+
+
+@dataclass(frozen=True)
+class _State:
+    log_price: float
+    high_vol: bool
+    funding: float
+    extreme_left: int
+    log_oi: float
+    basis: float
+    pending_drift: tuple[float, ...]  # drift still to apply to the first bars of the next month
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    ts: np.ndarray  # int64 microseconds, bar open
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    funding_ts: np.ndarray
+    funding: np.ndarray
+    oi: np.ndarray
+    basis: np.ndarray
+    end: _State
+
+
+def _month_start(d: date) -> date:
+    return date(d.year, d.month, 1)
+
+
+def _next_month(d: date) -> date:
+    return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+
+
+def _month_index(d: date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+def _from_index(i: int) -> date:
+    return date(i // 12, i % 12 + 1, 1)
+
+
+@lru_cache(maxsize=64)
+def _market_factor(month_idx: int, n: int) -> np.ndarray:
+    m = _from_index(month_idx)
+    return np.random.default_rng([7, m.year, m.month]).standard_normal(n)
+
+
+@lru_cache(maxsize=512)
+def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_idx: int, month_idx: int) -> _Chunk:
+    if month_idx > start_idx:
+        prev = _chunk(seed, base_price, beta, null_effects, start_idx, month_idx - 1).end
+    else:
+        prev = _State(float(np.log(base_price)), False, 0.0001, 0, float(np.log(1e9 / base_price)), 0.0, ())
+    month = _from_index(month_idx)
+    t0 = datetime(month.year, month.month, 1, tzinfo=UTC)
+    t1 = datetime(_next_month(month).year, _next_month(month).month, 1, tzinfo=UTC)
+    n = int((t1 - t0) / BAR)
+    rng = np.random.default_rng([seed, month.year, month.month])
+    ts = np.int64(t0.timestamp() * 1e6) + np.arange(n, dtype=np.int64) * np.int64(BAR.total_seconds() * 1e6)
+
+    # regime-switching volatility (sticky two-state Markov chain)
+    switch = rng.random(n)
+    high = np.empty(n, dtype=bool)
+    state = prev.high_vol
+    for i in range(n):
+        if switch[i] < (0.002 if state else 0.0008):
+            state = not state
+        high[i] = state
+    sigma = np.where(high, 0.0035, 0.0012)
+    eps = rng.standard_normal(n)
+    r = sigma * (beta * _market_factor(month_idx, n) + np.sqrt(1 - beta**2) * eps)
+    jumps = rng.random(n) < 1 / 3000
+    r += jumps * rng.normal(0.0, 0.015, n)
+    drift = np.zeros(n + FUNDING_EFFECT_BARS + EFFECT_DELAY + 8)
+    drift[: len(prev.pending_drift)] += prev.pending_drift
+
+    # funding every 8h with extreme episodes
+    hours = (ts // 3_600_000_000) % 24
+    minutes = (ts // 60_000_000) % 60
+    f_idx = np.flatnonzero((hours % 8 == 0) & (minutes == 0))
+    funding = np.empty(len(f_idx))
+    f, left, level = prev.funding, prev.extreme_left, prev.funding
+    f_shocks = rng.normal(0.0, 0.00004, len(f_idx))
+    f_starts = rng.random(len(f_idx))
+    f_levels = rng.uniform(0.0009, 0.0025, len(f_idx)) * np.where(rng.random(len(f_idx)) < 0.5, -1.0, 1.0)
+    f_lengths = rng.integers(2, 6, len(f_idx))
+    for k, bar in enumerate(f_idx):
+        was_extreme = abs(f) > FUNDING_EXTREME
+        if left > 0:
+            left -= 1
+            f = level
+        elif f_starts[k] < 0.03:
+            left = int(f_lengths[k])
+            f = level = float(f_levels[k])
+        else:
+            f = 0.0001 + 0.7 * (f - 0.0001) * (abs(f) <= FUNDING_EXTREME) + f_shocks[k]
+        funding[k] = f
+        if not null_effects and abs(f) > FUNDING_EXTREME and not was_extreme:
+            s = bar + EFFECT_DELAY
+            drift[s : s + FUNDING_EFFECT_BARS] += -np.sign(f) * FUNDING_EFFECT / FUNDING_EFFECT_BARS
+
+    # open interest with flushes that carry a price jump
+    oi_steps = rng.normal(0.0, 0.002, n)
+    flush = rng.random(n) < 1 / 2500
+    oi_steps[flush] = np.log(0.85)
+    r[flush] += -0.015
+    if not null_effects:
+        for bar in np.flatnonzero(flush):
+            s = bar + EFFECT_DELAY
+            drift[s : s + FLUSH_EFFECT_BARS] += FLUSH_EFFECT / FLUSH_EFFECT_BARS
+    r += drift[:n]
+    log_close = prev.log_price + np.cumsum(r)
+    log_open = np.concatenate([[prev.log_price], log_close[:-1]])
+    wick = np.abs(rng.standard_normal((2, n))) * sigma * 0.6
+    close = np.exp(log_close)
+    open_ = np.exp(log_open)
+    high_p = np.maximum(open_, close) * np.exp(wick[0])
+    low_p = np.minimum(open_, close) * np.exp(-wick[1])
+    volume = np.exp(rng.normal(3.0, 0.5, n)) * (1 + 2.5 * high) * (1 + np.abs(r) / sigma * 0.3) * 1e6 / base_price
+    log_oi = prev.log_oi + np.cumsum(oi_steps)
+
+    # perp basis: mean-reverting, pulled by funding
+    f_at_bar = np.full(n, np.nan)
+    f_at_bar[f_idx] = funding
+    f_ff = _ffill(f_at_bar, prev.funding)
+    basis = np.empty(n)
+    b = prev.basis
+    b_noise = rng.normal(0.0, 0.00015, n)
+    for i in range(n):
+        b = 0.97 * b + 0.03 * (f_ff[i] * 3) + b_noise[i]
+        basis[i] = b
+
+    pending = drift[n:]
+    end = _State(
+        float(log_close[-1]), bool(high[-1]), float(f), int(left), float(log_oi[-1]), float(b),
+        tuple(float(x) for x in pending[: np.flatnonzero(pending).max() + 1]) if pending.any() else (),
+    )  # fmt: skip
+    return _Chunk(ts, open_, high_p, low_p, close, volume, ts[f_idx], funding, np.exp(log_oi), basis, end)
+
+
+def _ffill(a: np.ndarray, first: float) -> np.ndarray:
+    idx = np.where(np.isnan(a), 0, np.arange(len(a)))
+    np.maximum.accumulate(idx, out=idx)
+    out = a[idx]
+    out[np.isnan(out)] = first
+    return out
+
+
+class SyntheticVendor:
+    """Deterministic synthetic perps + spot; `as_of` caps the data at a moment (default: now)."""
+
+    name = "synthetic"
+
+    def __init__(self, as_of: datetime | None = None) -> None:
+        self.as_of = as_of
+
+    def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
+        schema = RAW_SCHEMAS[kind]
+        if not instrument.is_crypto or TIMEFRAMES[instrument.base_timeframe] != BAR:
+            raise ValueError(f"synthetic vendor makes 5m crypto bars only, not {instrument.id} ({instrument.market})")
+        if kind in (DataKind.FUNDING, DataKind.OPEN_INTEREST) and instrument.market != Market.PERP:
+            return pl.DataFrame(schema=schema)
+        if kind == DataKind.TRADES and not instrument.params.get("trades", False):
+            return pl.DataFrame(schema=schema)
+        cap = min(end, self.as_of or datetime.now(UTC))
+        first = max(_month_start(start.date()), _month_start(instrument.start))
+        last = _month_start((cap - timedelta(microseconds=1)).date())
+        if cap <= start or last < first:
+            return pl.DataFrame(schema=schema)
+        frames = [
+            self._month_frame(instrument, m, kind)
+            for m in range(_month_index(first), _month_index(last) + 1)
+        ]
+        df = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+        lo, hi = max(start, datetime.combine(instrument.start, datetime.min.time(), UTC)), cap
+        df = df.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
+        return conform(df.with_columns(pl.lit(self.name).alias(VENDOR), pl.lit(datetime.now(UTC)).alias(INGESTED_AT)),
+                       schema)  # fmt: skip
+
+    def _month_frame(self, inst: Instrument, month_idx: int, kind: DataKind) -> pl.DataFrame:
+        p = inst.params
+        seed = int(p.get("seed", 1))
+        chunk = _chunk(
+            seed,
+            float(p.get("base_price", 100.0)),
+            float(p.get("beta", 0.0 if seed == 11 else 0.7)),
+            bool(p.get("null_effects", False)),
+            _month_index(_month_start(inst.start)),
+            month_idx,
+        )
+        ts = pl.Series(TS, chunk.ts).cast(pl.Datetime("us", "UTC"))
+        if kind == DataKind.FUNDING:
+            return pl.DataFrame({TS: pl.Series(chunk.funding_ts).cast(pl.Datetime("us", "UTC")),
+                                 FUNDING_RATE: chunk.funding}).with_columns(pl.lit(inst.id).alias(INSTRUMENT))  # fmt: skip
+        if kind == DataKind.OPEN_INTEREST:
+            return pl.DataFrame({TS: ts, OPEN_INTEREST: chunk.oi}).with_columns(pl.lit(inst.id).alias(INSTRUMENT))
+        mult = np.exp(chunk.basis) if inst.market == Market.PERP else 1.0
+        bars = pl.DataFrame(
+            {
+                TS: ts,
+                OPEN: chunk.open * mult,
+                HIGH: chunk.high * mult,
+                LOW: chunk.low * mult,
+                CLOSE: chunk.close * mult,
+                VOLUME: chunk.volume,
+            }
+        ).with_columns(pl.lit(inst.id).alias(INSTRUMENT))
+        rng = np.random.default_rng([int(p.get("seed", 1)), month_idx, 99, inst.market == Market.PERP])
+        if kind == DataKind.TRADES:
+            return _trades(bars, rng)
+        return _add_dirt(bars, rng)
+
+
+def _add_dirt(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """Vendor dirt the cleaned layer must handle: an outage (missing bars), duplicates, a bad tick, an OHLC slip."""
+    n = bars.height
+    if n < 200:
+        return bars
+    outage = int(rng.integers(50, n - 50))
+    keep = np.ones(n, dtype=bool)
+    keep[outage : outage + int(rng.integers(3, 13))] = False
+    dup_rows = rng.integers(0, n, 2)
+    bad_tick = int(rng.integers(0, n))
+    slip = int(rng.integers(0, n))
+    idx = pl.int_range(pl.len())
+    bars = bars.with_columns(
+        pl.when(idx == bad_tick).then(pl.col(HIGH) * 1.6).otherwise(pl.col(HIGH)).alias(HIGH),
+        pl.when(idx == slip).then(pl.col(HIGH) * 1.001).otherwise(pl.col(LOW)).alias(LOW),
+    )
+    return pl.concat([bars.filter(pl.Series(keep)), bars[dup_rows.tolist()]]).sample(
+        fraction=1.0, shuffle=False
+    )
+
+
+def _trades(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """A handful of trades per bar inside its range; the first at the open, the last at the close."""
+    counts = rng.poisson(4, bars.height) + 2
+    rep = np.repeat(np.arange(bars.height), counts)
+    o, h, lo, c = (bars[col].to_numpy()[rep] for col in (OPEN, HIGH, LOW, CLOSE))
+    pos = np.concatenate([np.arange(k) for k in counts])
+    last = np.repeat(counts - 1, counts)
+    price = np.where(pos == 0, o, np.where(pos == last, c, lo + (h - lo) * rng.random(len(rep))))
+    up = (c > o).astype(float)
+    side = np.where(rng.random(len(rep)) < 0.4 + 0.2 * up, "buy", "sell")
+    bar_us = bars[TS].dt.epoch("us").to_numpy()[rep]
+    offset = ((pos + 0.5) / (last + 1) * BAR.total_seconds() * 1e6).astype(np.int64)
+    size = rng.exponential(bars[VOLUME].to_numpy()[rep] / (last + 1))
+    inst = bars[INSTRUMENT][0]
+    return pl.DataFrame(
+        {
+            TS: pl.Series(bar_us + offset).cast(pl.Datetime("us", "UTC")),
+            INSTRUMENT: inst,
+            PRICE: price,
+            SIZE: size,
+            SIDE: side,
+            TRADE_ID: pl.Series(bar_us + offset).cast(pl.String),
+        }
+    )

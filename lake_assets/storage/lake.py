@@ -1,0 +1,115 @@
+"""The parquet lake: hive-partitioned files written atomically, one file per partition.
+
+Layout: `<root>/<group>/<asset>/<dim>=<key>/.../part-0.parquet`. A write goes to a temp file in the same folder and is
+moved over the old one with `os.replace`, so a crash leaves the old version or the new one, never a mix, and a
+re-materialization replaces the partition exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import polars as pl
+
+from lake_assets.settings import lake_root
+from lake_assets.vocabulary import INSTRUMENT, validate_instrument_id
+
+PART_FILE = "part-0.parquet"
+_SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class LakePathError(ValueError):
+    """A group, asset, dimension or key that is unsafe to use as a path component."""
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _SAFE_NAME.fullmatch(value):
+        raise LakePathError(f"invalid {kind} name {value!r}: must match {_SAFE_NAME.pattern}")
+    return value
+
+
+def _check_key(dim: str, value: str) -> str:
+    if dim == INSTRUMENT:
+        return validate_instrument_id(value)
+    if not _SAFE_KEY.fullmatch(value) or ".." in value:
+        raise LakePathError(f"invalid partition key {dim}={value!r}: must match {_SAFE_KEY.pattern}")
+    return value
+
+
+class Lake:
+    """A parquet lake rooted at `root` (default: `$QLAKE_DATA_ROOT/lake`)."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else lake_root()
+
+    def asset_dir(self, group: str, asset: str) -> Path:
+        return self.root / _check_name("group", group) / _check_name("asset", asset)
+
+    def partition_path(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
+        path = self.asset_dir(group, asset)
+        for dim, key in (dims or {}).items():
+            path = path / f"{_check_name('dimension', dim)}={_check_key(dim, key)}"
+        return path / PART_FILE
+
+    def glob(self, group: str, asset: str, depth: int) -> str:
+        """The glob DuckDB reads an asset through (`depth` = number of partition dimensions)."""
+        return str(self.asset_dir(group, asset) / "/".join(["*"] * depth) / PART_FILE)
+
+    def write(self, df: pl.DataFrame, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
+        """Atomically replace one partition with `df`."""
+        final = self.partition_path(group, asset, dims)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            df.write_parquet(tmp, compression="zstd", statistics=True)
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final
+
+    def exists(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> bool:
+        return self.partition_path(group, asset, dims).is_file()
+
+    def read(
+        self,
+        group: str,
+        asset: str,
+        dims_list: Iterable[Mapping[str, str]],
+        schema: pl.Schema | None = None,
+    ) -> pl.DataFrame:
+        """Read and concatenate the given partitions (missing ones are skipped)."""
+        paths = [p for p in (self.partition_path(group, asset, d) for d in dims_list) if p.is_file()]
+        if not paths:
+            return pl.DataFrame(schema=schema) if schema is not None else pl.DataFrame()
+        frames = [pl.read_parquet(p) for p in paths]
+        return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+
+    def read_all(self, group: str, asset: str) -> pl.DataFrame:
+        files = sorted(self.asset_dir(group, asset).rglob(PART_FILE))
+        if not files:
+            return pl.DataFrame()
+        return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+
+    def partitions(self, group: str, asset: str) -> list[dict[str, str]]:
+        """The dims of every written partition of an asset."""
+        out = []
+        base = self.asset_dir(group, asset)
+        for f in sorted(base.rglob(PART_FILE)):
+            parts = f.relative_to(base).parts[:-1]
+            out.append(dict(p.split("=", 1) for p in parts))
+        return out
+
+    def clean_temp_files(self) -> int:
+        """Remove temp files a crashed writer left behind; readers never see them (they are not part-0.parquet)."""
+        n = 0
+        for f in self.root.rglob(".*.tmp") if self.root.exists() else []:
+            f.unlink(missing_ok=True)
+            n += 1
+        return n

@@ -1,0 +1,33 @@
+"""The parquet lake and the DuckDB warehouse as Dagster resources (roots default to the environment settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lake_assets.storage.lake import Lake
+from lake_assets.storage.warehouse import build_catalog, query
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where partitions are written; `root` overrides $QLAKE_DATA_ROOT/lake (an s3:// root works the same way)."""
+
+    root: str | None = None
+
+    def lake(self) -> Lake:
+        return Lake(self.root)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB catalog of views; rebuilt atomically, read by anyone read-only."""
+
+    path: str | None = None
+    lake_root: str | None = None
+
+    def refresh(self) -> dict[str, list[str]]:
+        return build_catalog(Lake(self.lake_root), Path(self.path) if self.path else None)
+
+    def query(self, sql: str) -> pl.DataFrame:
+        return query(sql, Path(self.path) if self.path else None)

@@ -1,0 +1,1 @@
+"""Sensors, schedules and automation: what keeps the lake fresh without anyone clicking."""
