@@ -200,7 +200,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
-        "Query:      qlake sql \"select instrument, count(*) from bars group by 1\"\n"
+        'Query:      qlake sql "select instrument, count(*) from bars group by 1"\n'
         "UI:         dagster dev -w workspace.yaml   (DAGSTER_HOME="
         f"{os.environ['DAGSTER_HOME']})"
     )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from lake_assets.raw.ingest import month_key
 from lake_assets.specs import universe
@@ -18,7 +23,7 @@ instrument_month_partitions = dg.MultiPartitionsDefinition(
 )
 
 
-def instrument_months(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
+def instrument_months(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[tuple[str, str]]:
     """(instrument, month) pairs of the run, whether it holds one partition or a range (single-run backfill)."""
     pairs = []
     for key in context.partition_keys:

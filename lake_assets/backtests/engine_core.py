@@ -127,7 +127,9 @@ def _grow(arr: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def resolve_signal(flags: int, pos: float, allow_short: bool) -> tuple[int, int, int]:
-    """vectorbt's from_signals rules (accumulate=False, conflicts ignored): return (side, action, reverse) or side -1."""
+    """vectorbt's from_signals rules (accumulate=False, conflicts ignored).
+
+    Returns (side, action, reverse); side -1 means no order."""
     le = (flags & SIG_LONG_ENTRY) != 0
     lx = (flags & SIG_LONG_EXIT) != 0
     se = (flags & SIG_SHORT_ENTRY) != 0 and allow_short
@@ -973,9 +975,14 @@ def simulate_nb(
                         trip = R_KILL_STALE
                         tj = slot_inst[s]
                         break
-            if trip == R_NONE and np.isfinite(max_slip_ratio) and n_slip >= min_slip_fills and exp_slip > 0.0:
-                if real_slip / exp_slip > max_slip_ratio:
-                    trip = R_KILL_SLIPPAGE
+            if (
+                trip == R_NONE
+                and np.isfinite(max_slip_ratio)
+                and n_slip >= min_slip_fills
+                and exp_slip > 0.0
+                and real_slip / exp_slip > max_slip_ratio
+            ):
+                trip = R_KILL_SLIPPAGE
             if trip != R_NONE:
                 killed = True
                 events, ne = _event(events, ne, i, -1, -1, tj, EV_KILL, trip, 0.0, 0.0)

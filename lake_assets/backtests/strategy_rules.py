@@ -19,7 +19,8 @@ Grammar (lowest precedence first; keywords are case-insensitive):
 
 An identifier is, in this order: true/false, a strategy parameter, a column of the frame, an indicator with
 default parameters (e.g. `OBV`, `MACD histogram`). A call is a builtin (highest, lowest, mean, std, sum, change,
-zscore, abs, min, max) or an indicator from `lake_assets.features.indicators.INDICATORS` (case-insensitive).
+zscore, abs, min, max; windows skip gap rows and need the catalogue's minimum fill, like the indicators) or an
+indicator from `lake_assets.features.indicators.INDICATORS` (case-insensitive).
 Indicator arguments are numbers or parameter names (bound to the indicator's numeric parameters in order) and,
 optionally first, a column name for indicators computed on a column (`SMA(volume, 20)`).
 Comparisons are not chained ("a < b < c" is an error) and `crosses` compares with the previous bar:
@@ -596,22 +597,22 @@ class _Compiler:
             y = self.need(node.args[1], self.compile(node.args[1]), NUM)
             return (pl.min_horizontal(x, y) if fn == "min" else pl.max_horizontal(x, y)), NUM
         n = self.window(node.args[1], fn) if len(node.args) > 1 else 1
-        if fn == "highest":
-            return x.rolling_max(n, min_samples=n), NUM
-        if fn == "lowest":
-            return x.rolling_min(n, min_samples=n), NUM
-        if fn == "mean":
-            return x.rolling_mean(n, min_samples=n), NUM
-        if fn == "sum":
-            return x.rolling_sum(n, min_samples=n), NUM
         if fn == "change":
             return x - x.shift(n), NUM
-        if n < 2:
-            raise self.error(node.args[1].pos, _token_text(self.rule, node.args[1]), f"{fn}() needs a window >= 2")
-        std = x.rolling_std(n, min_samples=n)
-        if fn == "std":
-            return std, NUM
-        return (x - x.rolling_mean(n, min_samples=n)) / std, NUM
+        if fn in ("std", "zscore") and n < 2:
+            arg = node.args[1]
+            raise self.error(arg.pos, _token_text(self.rule, arg), f"{fn}() needs a window >= 2")
+        from lake_assets.features import indicators as ind  # same window semantics as the catalogue
+
+        rolling = {
+            "highest": ind.rolling_max,
+            "lowest": ind.rolling_min,
+            "mean": ind.rolling_mean,
+            "sum": ind.rolling_sum,
+            "std": ind.rolling_std,
+            "zscore": ind.rolling_zscore,
+        }[fn]
+        return _num(rolling(x, n)), NUM
 
     def indicator(self, info: IndicatorInfo, args: tuple[Node, ...], node: Name | Call) -> tuple[pl.Expr, str]:
         bound: dict[str, Any] = dict(info.params)
@@ -626,9 +627,7 @@ class _Compiler:
         if len(rest) > len(numeric):
             extra = rest[len(numeric)]
             sig = ", ".join(info.params)
-            raise self.error(
-                extra.pos, _token_text(self.rule, extra), f"too many arguments for {info.name}({sig})"
-            )
+            raise self.error(extra.pos, _token_text(self.rule, extra), f"too many arguments for {info.name}({sig})")
         for pname, arg in zip(numeric, rest, strict=False):
             value = self.constant(arg, f"argument {pname!r} of {info.name}")
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -652,7 +651,9 @@ class _Compiler:
             return next(iter(outputs.values())), NUM
         if info.name.lower() in outputs:
             return outputs[info.name.lower()], NUM
-        raise self.error(node.pos, node.name, f"{info.name} has several outputs {names}; name one (e.g. {info.name} {names[0]})")
+        raise self.error(
+            node.pos, node.name, f"{info.name} has several outputs {names}; name one (e.g. {info.name} {names[0]})"
+        )
 
 
 def _num(expr: pl.Expr) -> pl.Expr:

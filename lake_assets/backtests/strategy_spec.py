@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,21 +37,48 @@ from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TS, Market
 STRATEGY_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 PARAM_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-ENTRY_LONG, EXIT_LONG, ENTRY_SHORT, EXIT_SHORT = "entry_long", "exit_long", "entry_short", "exit_short"
+# The same column names as `engine.run_signals` reads, so compiled signals feed the engine directly.
+ENTRY_LONG, EXIT_LONG, ENTRY_SHORT, EXIT_SHORT = "long_entry", "long_exit", "short_entry", "short_exit"
 SIGNAL_COLUMNS = (ENTRY_LONG, EXIT_LONG, ENTRY_SHORT, EXIT_SHORT)
 
 # Columns a rule may name without a frame at hand (the cross-team contract); TA columns follow a naming pattern.
 FEATURE_COLUMNS = (
-    "ret_1 rv_12 rv_48 rv_288 vol_rank vol_regime vol_of_vol funding_z funding_carry_ann funding_persistence "
-    "funding_extreme carry_state body_atr upper_wick_ratio lower_wick_ratio range_atr volume_z amihud roll_spread "
-    "spread_bps ofi oi_change oi_z oi_volume_ratio liquidation_proxy basis_bps basis_z trend_state weekday hour "
-    "is_month_end is_holiday"
-).split()
+    "ret_1",
+    "rv_12",
+    "rv_48",
+    "rv_288",
+    "vol_rank",
+    "vol_regime",
+    "vol_of_vol",
+    "funding_z",
+    "funding_carry_ann",
+    "funding_persistence",
+    "funding_extreme",
+    "carry_state",
+    "body_atr",
+    "upper_wick_ratio",
+    "lower_wick_ratio",
+    "range_atr",
+    "volume_z",
+    "amihud",
+    "roll_spread",
+    "spread_bps",
+    "ofi",
+    "oi_change",
+    "oi_z",
+    "oi_volume_ratio",
+    "liquidation_proxy",
+    "basis_bps",
+    "basis_z",
+    "trend_state",
+    "weekday",
+    "hour",
+    "is_month_end",
+    "is_holiday",
+)
 MARKET_CONTEXT_COLUMNS = ("session", "is_funding_ts", "session_open", "session_close", "macro_window")
 CONTEXT_FEATURE_COLUMNS = ("corr_bench", "beta_bench", "dispersion", "corr_breakdown")
-KNOWN_COLUMNS = frozenset(
-    [*BARS_SCHEMA.names(), *FEATURE_COLUMNS, *MARKET_CONTEXT_COLUMNS, *CONTEXT_FEATURE_COLUMNS]
-)
+KNOWN_COLUMNS = frozenset([*BARS_SCHEMA.names(), *FEATURE_COLUMNS, *MARKET_CONTEXT_COLUMNS, *CONTEXT_FEATURE_COLUMNS])
 TA_COLUMN_PATTERN = re.compile(r"^[a-z]+(_\d+(\.\d+)?)+(_[a-z]+)?$")  # rsi_14, macd_12_26_9_hist, bb_20_2_pctb
 
 
@@ -193,7 +220,7 @@ class StrategySpec(_Strict):
 
     def rules(self) -> list[tuple[str, str]]:
         """(dotted key, rule text) for every rule, for error messages."""
-        out = []
+        out: list[tuple[str, str]] = []
         for group_name, group in (("entry_rules", self.entry_rules), ("exit_rules", self.exit_rules)):
             for side in ("long", "short"):
                 out.extend((f"{group_name}.{side}.{i}", r) for i, r in enumerate(getattr(group, side)))
@@ -302,9 +329,7 @@ def _all(exprs: list[pl.Expr]) -> pl.Expr:
     return out
 
 
-def signal_exprs(
-    spec: StrategySpec, params: Mapping[str, Any] | None, schema: Mapping[str, Any]
-) -> dict[str, pl.Expr]:
+def signal_exprs(spec: StrategySpec, params: Mapping[str, Any] | None, schema: Mapping[str, Any]) -> dict[str, pl.Expr]:
     """The four boolean signal expressions for one instrument's frame (null inputs -> False)."""
     resolved = spec.resolve_params(params)
     catalogue = indicator_catalogue()
@@ -331,10 +356,8 @@ def signal_exprs(
     return out
 
 
-def compile_signals(
-    frame: pl.DataFrame, spec: StrategySpec, params: Mapping[str, Any] | None = None
-) -> pl.DataFrame:
-    """Add `entry_long`, `exit_long`, `entry_short`, `exit_short` (bool) to a bars(+features) frame.
+def compile_signals(frame: pl.DataFrame, spec: StrategySpec, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Add `long_entry`, `long_exit`, `short_entry`, `short_exit` (bool) to a bars(+features) frame.
 
     Signals are known at the close of their bar; the engine fills no earlier than the next bar. With several
     instruments the rules are evaluated per instrument (lookbacks and indicators never cross instruments).
@@ -347,5 +370,3 @@ def compile_signals(
             [g.with_columns(named) for g in frame.sort(sort_cols, maintain_order=True).partition_by(INSTRUMENT)]
         )
     return frame.with_columns(named)
-
-

@@ -197,12 +197,17 @@ def load_suite_file(path: Path) -> dict[str, list[ExpectationSpec]]:
         if not isinstance(asset, str) or not _NAME.fullmatch(asset):
             raise SpecError(path, str(asset), "asset names are lower_snake_case identifiers")
         if not isinstance(specs, list) or not specs:
-            raise SpecError(path, asset, f"expected a non-empty list of expectations (got {type(specs).__name__})")
+            raise SpecError(path, asset, f"expected a non-empty list of expectations (got {_brief(specs)})")
     suites: dict[str, list[ExpectationSpec]] = validate_model(SuiteFile, data, path).root
     for asset, specs in suites.items():
         for i, spec in enumerate(specs):
             _check_spec(path, f"{asset}.{i}", spec, ASSET_SCHEMAS.get(asset))
     return suites
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_spec(path: Path, key: str, spec: ExpectationSpec, schema: pl.Schema | None) -> None:
@@ -389,11 +394,20 @@ def _fmt(value: Any) -> str:
         return value.isoformat(sep=" ")
     if isinstance(value, list | tuple):
         return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
 def _plain(value: Any) -> Any:
     """GX/numpy/pandas values as plain Python (NaN/NaT -> None, numpy scalars -> Python, Timestamps -> datetime)."""
+    to_py = getattr(value, "to_pydatetime", None)  # pandas Timestamp (a datetime subclass) and NaT
+    if callable(to_py):
+        try:
+            converted = to_py()
+        except (ValueError, TypeError):
+            return None
+        return None if converted is None or str(value) == "NaT" else converted
     if value is None or isinstance(value, str | bool | int | date | time | timedelta):
         return value
     if isinstance(value, float):
@@ -402,12 +416,6 @@ def _plain(value: Any) -> Any:
         return tuple(_plain(v) for v in value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    to_py = getattr(value, "to_pydatetime", None)
-    if callable(to_py):
-        try:
-            return to_py()
-        except (ValueError, TypeError):  # NaT
-            return None
     item = getattr(value, "item", None)
     if callable(item):
         try:
@@ -455,7 +463,7 @@ def run_expectations(df: pl.DataFrame, asset: str, layer: str, sample_rows: int 
 
 
 def _to_result(spec: ExpectationSpec, gx_result: Any, df: pl.DataFrame, sample_rows: int) -> ExpectationResult:
-    base = {
+    base: dict[str, Any] = {
         "expectation": spec.expectation,
         "columns": spec.columns,
         "severity": spec.severity,

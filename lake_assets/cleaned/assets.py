@@ -1,16 +1,22 @@
 """Cleaned layer: the regular bar grid (`bars`) and its hourly and daily resamples."""
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 import polars as pl
 
 from lake_assets.checks.expectations import run_expectations
-from lake_assets.checks.quality import gap_ratio_check, staleness_check, timestamps_unique_increasing
+from lake_assets.checks.quality import (
+    CheckOutcome,
+    gap_ratio_check,
+    load_thresholds,
+    staleness_check,
+    timestamps_unique_increasing,
+)
 from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars
 from lake_assets.cleaned.plots import price_and_gaps_png
 from lake_assets.cleaned.trades_to_bars import trades_to_bars
@@ -47,9 +53,10 @@ def trading_day_rule(inst: Instrument) -> Callable[[date], bool] | None:
     """Daily equity/index grids hold exchange trading days only; crypto trades every day."""
     if inst.is_crypto:
         return None
-    from lake_assets.features.calendar import is_trading_day
+    from lake_assets.features.calendar import holiday_dates
 
-    return lambda d: is_trading_day(d, inst.calendar or "XNYS")
+    holidays = set(holiday_dates(inst.calendar or "XNYS", inst.start, inst.end or date.today()))
+    return lambda d: d.weekday() < 5 and d not in holidays
 
 
 def bars_for_partition(
@@ -110,14 +117,16 @@ def _as_of(market_data: MarketDataResource) -> datetime:
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
     check_specs=[
-        dg.AssetCheckSpec("expectations", asset="bars", blocking=True, description="GX suite spec/expectations/cleaned"),
+        dg.AssetCheckSpec(
+            "expectations", asset="bars", blocking=True, description="GX suite spec/expectations/cleaned"
+        ),
         dg.AssetCheckSpec("unique_increasing_ts", asset="bars", blocking=True),
         dg.AssetCheckSpec("gap_ratio", asset="bars", blocking=True, description="gap ratio within thresholds.yaml"),
         dg.AssetCheckSpec("staleness", asset="bars", description="latest bar of open months is recent"),
     ],
 )
 def bars(
-    context: dg.AssetExecutionContext,
+    context: AssetExecutionContext,
     lake: LakeResource,
     market_data: MarketDataResource,
     warehouse: WarehouseResource,
@@ -154,14 +163,34 @@ def _bars_metadata(data: pl.DataFrame, rows: list[dict[str, Any]], plot: bool) -
 def _bars_checks(data: pl.DataFrame, asset: str, as_of: datetime) -> list[dg.AssetCheckResult]:
     suite = run_expectations(data, asset, "cleaned")
     results = [check_result("expectations", suite.success, {"results": suite.to_markdown()})]
-    ts_ok = timestamps_unique_increasing(data)
-    results.append(check_result("unique_increasing_ts", ts_ok.passed, ts_ok.metadata, description=ts_ok.description))
+    results.append(_outcome("unique_increasing_ts", timestamps_unique_increasing(data)))
     if asset == "bars":
-        gap = gap_ratio_check(data)
-        results.append(check_result("gap_ratio", gap.passed, gap.metadata, description=gap.description))
+        results.append(_gap_ratio(data))
         stale = _staleness(data, as_of)
         results.append(check_result("staleness", stale[0], stale[1], warn_only=True))
     return results
+
+
+def _gap_ratio(data: pl.DataFrame) -> dg.AssetCheckResult:
+    """Each instrument on its own grid and bound; the check fails if any instrument exceeds its bound."""
+    thresholds = load_thresholds()
+    rows = []
+    for inst_id in data[INSTRUMENT].unique(maintain_order=True).to_list():
+        tf = universe().get(inst_id).base_timeframe
+        bound = thresholds.max_gap_ratio("cleaned", tf)
+        outcome = gap_ratio_check(data.filter(pl.col(INSTRUMENT) == inst_id), bound, tf)
+        rows.append({"instrument": inst_id, "passed": outcome.passed, **outcome.metadata})
+    table = pl.DataFrame(rows) if rows else pl.DataFrame({"instrument": []})
+    passed = bool(table["passed"].all()) if rows else True
+    worst = float(table["gap_ratio"].max()) if rows else 0.0  # type: ignore[arg-type]
+    return check_result("gap_ratio", passed, {"worst_gap_ratio": worst, "by_instrument": md_table(table, n=60)})
+
+
+def _outcome(name: str, outcome: CheckOutcome, warn_only: bool = False) -> dg.AssetCheckResult:
+    meta: dict[str, Any] = dict(outcome.metadata)
+    if outcome.samples_markdown:
+        meta["samples"] = dg.MetadataValue.md(outcome.samples_markdown)
+    return check_result(name, outcome.passed, meta, warn_only=warn_only, description=outcome.description)
 
 
 def _staleness(data: pl.DataFrame, as_of: datetime) -> tuple[bool, dict[str, Any]]:
@@ -172,7 +201,11 @@ def _staleness(data: pl.DataFrame, as_of: datetime) -> tuple[bool, dict[str, Any
         latest = data.filter(pl.col(INSTRUMENT) == inst_id).drop_nulls(CLOSE)[TS].max()
         if inst.end is not None or latest is None or as_of - latest > timedelta(days=40):  # type: ignore[operator]
             continue  # a closed history or a back-filled old month: staleness does not apply
-        outcome = staleness_check(latest, as_of, inst.base_timeframe)  # type: ignore[arg-type]
+        outcome = staleness_check(
+            latest + TIMEFRAMES[inst.base_timeframe],
+            as_of,  # type: ignore[operator]
+            load_thresholds().max_staleness(inst.base_timeframe),
+        )
         passed &= outcome.passed
         details.append({"instrument": inst_id, "latest": str(latest), "passed": outcome.passed})
     return passed, {"instruments": md_table(pl.DataFrame(details)) if details else "_none live_"}
@@ -195,7 +228,7 @@ def _resampled(name: str, timeframe: str) -> dg.AssetsDefinition:
         ],
     )
     def _asset(
-        context: dg.AssetExecutionContext,
+        context: AssetExecutionContext,
         lake: LakeResource,
         market_data: MarketDataResource,
         warehouse: WarehouseResource,

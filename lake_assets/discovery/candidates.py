@@ -11,7 +11,7 @@ import polars as pl
 from scipy import stats
 
 from lake_assets.discovery.gates import apply_gates
-from lake_assets.discovery.hypotheses import TEMPLATE
+from lake_assets.discovery.hypotheses import TEMPLATE, WINDOW
 from lake_assets.discovery.multiplicity import grouped_fdr
 from lake_assets.discovery.shrinkage import shrink_hierarchical
 from lake_assets.discovery.snooping import deflated_sharpe, snooping_tests
@@ -51,6 +51,8 @@ def phase2_candidates(
     if with_dsr:
         df = deflated_sharpe(df, pl.col("promotion_track").is_not_null())
     if samples is not None:
+        if WINDOW in samples.columns:
+            samples = samples.filter(pl.col(WINDOW) == "discovery")
         snoop = snooping_tests(df, samples, spec)
         df = df.join(snoop, on="hypothesis_id", how="left")
     return df.sort(["promoted", "q_value", "shrunk_effect_bps"], descending=[True, False, True], nulls_last=True)

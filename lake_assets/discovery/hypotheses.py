@@ -76,7 +76,7 @@ def _bar_table(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         _last=pl.col("_row").max(),
         _ts_min=pl.col(TS).min(),
         _ts_max=pl.col(TS).max(),
-        _step_us=pl.col(TS).diff().dt.total_microseconds().median(),
+        _step_us=pl.col(TS).diff().dt.total_microseconds().median().round().cast(pl.Int64),
     )
     unknown = spans.filter(~pl.col("_step_us").is_in(list(_TF_BY_US)))
     if unknown.height:
@@ -85,7 +85,7 @@ def _bar_table(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             f"(median step us {unknown['_step_us'].to_list()}); expected one of {sorted(TIMEFRAMES)}"
         )
     spans = spans.with_columns(
-        pl.col("_step_us").cast(pl.Int64).replace_strict(_TF_BY_US, return_dtype=pl.String).alias(TIMEFRAME)
+        pl.col("_step_us").replace_strict(_TF_BY_US, return_dtype=pl.String).alias(TIMEFRAME)
     )
     return b, spans
 

@@ -26,13 +26,16 @@ CANDIDATE_KEYS = (EVENT_TYPE, INSTRUMENT, HORIZON, TEMPLATE, STATE_COL, STATE_VA
 def deflated_sharpe(cands: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     """Per-trade after-cost Sharpe and its DSR for the selected rows; trials = every tested hypothesis.
 
-    The trial Sharpe variance is the variance of the per-trade gross Sharpe (mean / std) across tested rows.
+    The trial Sharpe variance is a robust (MAD-based) variance of the per-trade gross Sharpe (mean / std) across
+    tested rows: the plain variance would be inflated by the real effects and by their mirrored reversal rows,
+    which would deflate every candidate against an expected maximum that skill-less trials do not reach.
     """
     tested = cands.filter(pl.col("p_value").is_not_null())
     sr_trials = (tested["mean_bps"] / tested["std_bps"]).to_numpy()
     sr_trials = sr_trials[np.isfinite(sr_trials)]
     n_trials = max(len(sr_trials), 1)
-    var = float(np.var(sr_trials, ddof=1)) if len(sr_trials) > 1 else 0.0
+    mad = float(np.median(np.abs(sr_trials - np.median(sr_trials)))) if len(sr_trials) > 1 else 0.0
+    var = (1.4826 * mad) ** 2
     sr = (pl.col("mean_bps") - pl.col("round_trip_cost_bps")) / pl.col("std_bps")
     out = cands.with_columns(sharpe_per_trade=sr)
     sel = out.with_row_index("_i").filter(rows)
@@ -83,16 +86,12 @@ def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySp
     pnl = wide.select(ids).fill_null(0.0).to_pandas()
     losses = -pnl  # the bootstrap tests compare losses; the benchmark (do nothing) loses 0
     bench = pd.Series(np.zeros(len(pnl)), index=pnl.index)
-    from arch.bootstrap import SPA, StepM
+    from arch.bootstrap import SPA
 
     spa = SPA(bench, losses, block_size=cfg.block_size, reps=cfg.reps, bootstrap=cfg.bootstrap, seed=cfg.seed)
     spa.compute()
-    size = spec.gates.defaults.max_q_value
-    stepm = StepM(bench, losses, size=size, block_size=cfg.block_size, reps=cfg.reps, bootstrap=cfg.bootstrap,
-                  seed=cfg.seed)  # fmt: skip
-    stepm.compute()
-    superior = {str(c) for c in stepm.superior_models}
-    pv = spa.pvalues
+    pv = spa.pvalues  # read before the step-down below re-subsets the same bootstrap
+    superior = {ids[i] for i in _stepm(spa, len(ids), spec.gates.defaults.max_q_value)}
     return pl.DataFrame(
         {
             "hypothesis_id": ids,
@@ -104,3 +103,23 @@ def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySp
         },
         schema=schema,
     )
+
+
+def _stepm(spa: object, k: int, size: float) -> list[int]:
+    """Romano-Wolf StepM step-down on a computed SPA (as arch.bootstrap.StepM).
+
+    arch's StepM loop re-runs the SPA on an empty subset (and crashes) when every remaining model is superior;
+    this loop stops when nothing is left.
+    """
+    remaining = np.ones(k, dtype=bool)
+    superior: list[int] = []
+    while remaining.any():
+        spa.subset(remaining)  # type: ignore[attr-defined]
+        spa.compute()  # type: ignore[attr-defined]
+        better = [int(i) for i in spa.better_models(size) if remaining[int(i)]]  # type: ignore[attr-defined]
+        if not better:
+            break
+        superior.extend(better)
+        remaining[better] = False
+    spa.subset(np.ones(k, dtype=bool))  # type: ignore[attr-defined]
+    return sorted(superior)

@@ -94,8 +94,8 @@ def predicate_expr(p: Predicate) -> pl.Expr:
         "abs_le": lambda: num.abs() <= v,
         "eq": lambda: c == pl.lit(v),
         "ne": lambda: c != pl.lit(v),
-        "in": lambda: c.is_in(pl.Series(v)),
-        "not_in": lambda: c.is_in(pl.Series(v)).not_(),
+        "in": lambda: c.is_in(v),
+        "not_in": lambda: c.is_in(v).not_(),
         "is_true": lambda: c.cast(pl.Boolean),
         "is_false": lambda: c.cast(pl.Boolean).not_(),
         "not_null": lambda: c.is_not_null(),
@@ -114,6 +114,28 @@ class Detection:
     severity: pl.Expr  # Float64
     sign: pl.Expr  # Float64; > 0 up, < 0 down, 0/null undirected
     needs_prev: bool  # must not fire right after a gap bar
+
+
+class Scratch:
+    """Named intermediate columns for one event, so each rolling window is computed once (not once per use).
+
+    `let` returns a reference to the stored column; the registry evaluates lets in dependency layers before the
+    final condition / severity / sign expressions.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lets: list[tuple[str, pl.Expr, int]] = []  # (column name, expression, dependency depth >= 1)
+        self._depth: dict[str, int] = {}
+
+    def let(self, name: str, expr: pl.Expr) -> pl.Expr:
+        col = f"{self.prefix}{name}"
+        if col in self._depth:
+            raise ValueError(f"scratch column {col!r} defined twice")
+        depth = 1 + max((self._depth.get(r, 0) for r in expr.meta.root_names()), default=0)
+        self._depth[col] = depth
+        self.lets.append((col, expr.alias(col), depth))
+        return pl.col(col)
 
 
 def _f(name: str) -> pl.Expr:
@@ -164,15 +186,16 @@ class ThresholdCrossParams(_Params):
         return refs
 
 
-def threshold_cross(p: ThresholdCrossParams) -> Detection:
+def threshold_cross(p: ThresholdCrossParams, ctx: Scratch) -> Detection:
     x = _f(p.column)
     if p.side == "abs_above":
         x = x.abs()
     level = _f(p.other_column) if p.other_column is not None else pl.lit(p.value, dtype=pl.Float64)
-    prev_level = level.shift(1) if p.other_column is not None else level
+    prev_level = ctx.let("prev_level", level.shift(1)) if p.other_column is not None else level
     if p.mode == "cross":
-        up = (x > level) & (x.shift(1) <= prev_level)
-        down = (x < level) & (x.shift(1) >= prev_level)
+        prev = ctx.let("prev", x.shift(1))
+        up = (x > level) & (prev <= prev_level)
+        down = (x < level) & (prev >= prev_level)
     else:
         up, down = x > level, x < level
     raw = _f(p.column)
@@ -213,11 +236,11 @@ def zscore(x: pl.Expr, window: int, min_periods: int | None = None) -> pl.Expr:
     return pl.when(sd > 0).then((x - mu) / sd).otherwise(None)
 
 
-def zscore_spike(p: ZScoreSpikeParams) -> Detection:
+def zscore_spike(p: ZScoreSpikeParams, ctx: Scratch) -> Detection:
     x = _f(p.column)
-    dx = x - x.shift(1)
-    y = {"level": x, "abs": x.abs(), "diff": dx, "abs_diff": dx.abs()}[p.transform]
-    z = zscore(y, p.window, p.min_periods)
+    dx = ctx.let("dx", x - x.shift(1)) if p.transform in ("diff", "abs_diff") else x
+    y = ctx.let("y", {"level": x, "abs": x.abs(), "diff": dx, "abs_diff": dx.abs()}[p.transform])
+    z = ctx.let("z", zscore(y, p.window, p.min_periods))
     cond = _pick(p.side, z >= p.z, z <= -p.z)
     sign = {"level": z.sign(), "abs": x.sign(), "diff": z.sign(), "abs_diff": dx.sign()}[p.transform]
     return Detection(cond, z.abs(), sign, needs_prev=True)
@@ -238,14 +261,15 @@ class RegimeShiftParams(_Params):
         return [("column", self.column, ("string",))]
 
 
-def regime_shift(p: RegimeShiftParams) -> Detection:
+def regime_shift(p: RegimeShiftParams, ctx: Scratch) -> Detection:
     s = pl.col(p.column)
-    before = s.shift(p.persist)
-    cond = s.is_in(pl.Series(p.to)) & before.is_not_null() & (before != s)
-    for j in range(1, p.persist):
-        cond = cond & (s.shift(j) == s)
+    before = ctx.let("before", s.shift(p.persist))
+    cond = s.is_in(p.to) & before.is_not_null() & (before != s)
+    if p.persist > 1:  # no change (and no unknown bar) among the last persist-1 transitions
+        changed = ctx.let("changed", (s != s.shift(1)).fill_null(True).cast(pl.Int32))
+        cond = cond & (changed.rolling_sum(p.persist - 1, min_samples=p.persist - 1) == 0)
     if p.from_ is not None:
-        cond = cond & before.is_in(pl.Series(p.from_))
+        cond = cond & before.is_in(p.from_)
     return Detection(cond, _one(), _zero(), needs_prev=True)
 
 
@@ -263,13 +287,14 @@ class LevelShiftParams(_Params):
         return [("column", self.column, _NUMERIC)]
 
 
-def level_shift(p: LevelShiftParams) -> Detection:
+def level_shift(p: LevelShiftParams, ctx: Scratch) -> Detection:
     x = _f(p.column)
     recent = x.rolling_mean(p.short, min_samples=p.short)
     base = x.rolling_mean(p.long, min_samples=p.min_periods or p.long).shift(p.short)
-    ratio = pl.when(base > 0).then(recent / base).otherwise(None)
-    up = (ratio >= p.factor) & (ratio.shift(1) < p.factor)
-    down = (ratio <= 1 / p.factor) & (ratio.shift(1) > 1 / p.factor)
+    ratio = ctx.let("ratio", pl.when(base > 0).then(recent / base).otherwise(None))
+    prev = ctx.let("prev", ratio.shift(1))
+    up = (ratio >= p.factor) & (prev < p.factor)
+    down = (ratio <= 1 / p.factor) & (prev > 1 / p.factor)
     sign = pl.when(ratio >= 1).then(1.0).otherwise(-1.0)
     return Detection(_pick(p.side, up, down), ratio.log().abs(), sign, needs_prev=True)
 
@@ -287,10 +312,10 @@ class _RangeParams(_Params):
     def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
         return [("high", self.high, _NUMERIC), ("low", self.low, _NUMERIC), ("close", self.close, _NUMERIC)]
 
-    def channel(self) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    def channel(self, ctx: Scratch) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
         """(close, upper, lower): the channel of the `window` bars before the current one (full windows only)."""
-        upper = _f(self.high).rolling_max(self.window, min_samples=self.window).shift(1)
-        lower = _f(self.low).rolling_min(self.window, min_samples=self.window).shift(1)
+        upper = ctx.let("upper", _f(self.high).rolling_max(self.window, min_samples=self.window).shift(1))
+        lower = ctx.let("lower", _f(self.low).rolling_min(self.window, min_samples=self.window).shift(1))
         return _f(self.close), upper, lower
 
 
@@ -298,15 +323,16 @@ class RangeBreakoutParams(_RangeParams):
     """The first close outside the prior `window`-bar high/low channel."""
 
 
-def _breakouts(p: _RangeParams) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    c, upper, lower = p.channel()
-    up = (c > upper) & (c.shift(1) <= upper.shift(1))
-    down = (c < lower) & (c.shift(1) >= lower.shift(1))
+def _breakouts(p: _RangeParams, ctx: Scratch) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    c, upper, lower = p.channel(ctx)
+    prev_c = ctx.let("prev_close", c.shift(1))
+    up = ctx.let("up", (c > upper) & (prev_c <= upper.shift(1)))
+    down = ctx.let("down", (c < lower) & (prev_c >= lower.shift(1)))
     return c, upper, lower, up, down
 
 
-def range_breakout(p: RangeBreakoutParams) -> Detection:
-    c, upper, lower, up, down = _breakouts(p)
+def range_breakout(p: RangeBreakoutParams, ctx: Scratch) -> Detection:
+    c, upper, lower, up, down = _breakouts(p, ctx)
     width = pl.when(upper > lower).then(upper - lower).otherwise(None)
     severity = pl.when(c > upper).then((c - upper) / width).otherwise((lower - c) / width)
     sign = pl.when(c > upper).then(1.0).when(c < lower).then(-1.0).otherwise(0.0)
@@ -319,18 +345,19 @@ class FalseBreakoutParams(_RangeParams):
     within: int = Field(ge=1)
 
 
-def false_breakout(p: FalseBreakoutParams) -> Detection:
-    c, upper, lower, up, down = _breakouts(p)
+def false_breakout(p: FalseBreakoutParams, ctx: Scratch) -> Detection:
+    c, upper, lower, up, down = _breakouts(p, ctx)
     width = upper - lower
 
-    def held(flag: pl.Expr, value: pl.Expr) -> pl.Expr:
+    def held(name: str, flag: pl.Expr, value: pl.Expr) -> pl.Expr:
         # value at the latest breakout among the previous `within` bars
-        return pl.when(flag).then(value).otherwise(None).forward_fill(limit=p.within - 1).shift(1)
+        return ctx.let(name, pl.when(flag).then(value).otherwise(None).forward_fill(limit=p.within - 1).shift(1))
 
-    up_level, up_width = held(up, upper), held(up, width)
-    dn_level, dn_width = held(down, lower), held(down, width)
-    failed_up = (c < up_level) & (c.shift(1) >= up_level)
-    failed_down = (c > dn_level) & (c.shift(1) <= dn_level)
+    up_level, up_width = held("up_level", up, upper), held("up_width", up, width)
+    dn_level, dn_width = held("dn_level", down, lower), held("dn_width", down, width)
+    prev_c = pl.col(f"{ctx.prefix}prev_close")
+    failed_up = ctx.let("failed_up", (c < up_level) & (prev_c >= up_level))
+    failed_down = ctx.let("failed_down", (c > dn_level) & (prev_c <= dn_level))
     cond = _pick(p.side, failed_up, failed_down)
     severity = (
         pl.when(failed_up)
@@ -358,14 +385,14 @@ class DivergenceParams(_Params):
         return [("oscillator", self.oscillator, _NUMERIC), ("price", self.price, _NUMERIC)]
 
 
-def divergence(p: DivergenceParams) -> Detection:
+def divergence(p: DivergenceParams, ctx: Scratch) -> Detection:
     price, osc = _f(p.price), _f(p.oscillator)
-    pmax = price.rolling_max(p.window, min_samples=p.window).shift(1)
-    pmin = price.rolling_min(p.window, min_samples=p.window).shift(1)
-    omax = osc.rolling_max(p.window, min_samples=p.window).shift(1)
-    omin = osc.rolling_min(p.window, min_samples=p.window).shift(1)
-    bearish = (price > pmax) & (osc < omax - p.min_gap)
-    bullish = (price < pmin) & (osc > omin + p.min_gap)
+    pmax = ctx.let("pmax", price.rolling_max(p.window, min_samples=p.window).shift(1))
+    pmin = ctx.let("pmin", price.rolling_min(p.window, min_samples=p.window).shift(1))
+    omax = ctx.let("omax", osc.rolling_max(p.window, min_samples=p.window).shift(1))
+    omin = ctx.let("omin", osc.rolling_min(p.window, min_samples=p.window).shift(1))
+    bearish = ctx.let("bearish", (price > pmax) & (osc < omax - p.min_gap))
+    bullish = ctx.let("bullish", (price < pmin) & (osc > omin + p.min_gap))
     cond = _pick(p.side, bearish, bullish)
     severity = pl.when(bearish).then(omax - osc).otherwise(osc - omin)
     sign = pl.when(bearish).then(-1.0).when(bullish).then(1.0).otherwise(0.0)
@@ -409,20 +436,20 @@ def _pred_severity(p: Predicate, kind: ColumnKind) -> pl.Expr:
     return _f(p.column).abs() if kind == "numeric" else _one()
 
 
-def onset(p: OnsetParams, kind: ColumnKind) -> Detection:
-    pred = predicate_expr(p.when)
+def onset(p: OnsetParams, ctx: Scratch, kind: ColumnKind) -> Detection:
+    pred = ctx.let("pred", predicate_expr(p.when))
     cond = pred & (_count(pred.not_(), p.min_off).shift(1) == p.min_off)
     return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=True)
 
 
-def normalisation(p: NormalisationParams, kind: ColumnKind) -> Detection:
-    pred = predicate_expr(p.when)
+def normalisation(p: NormalisationParams, ctx: Scratch, kind: ColumnKind) -> Detection:
+    pred = ctx.let("pred", predicate_expr(p.when))
     cond = pred.not_() & (_count(pred, p.min_on).shift(1) == p.min_on)
     return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=True)
 
 
-def run_length(p: RunLengthParams, kind: ColumnKind) -> Detection:
-    pred = predicate_expr(p.when)
+def run_length(p: RunLengthParams, ctx: Scratch, kind: ColumnKind) -> Detection:
+    pred = ctx.let("pred", predicate_expr(p.when))
     cond = (_count(pred, p.bars) == p.bars) & pred.shift(p.bars).fill_null(False).not_()
     return Detection(cond, _pred_severity(p.when, kind), _zero(), needs_prev=p.bars > 1)
 
@@ -440,7 +467,7 @@ class TimestampMatchParams(_Params):
         return [("column", self.column, (_value_kind(self.equals),))]
 
 
-def timestamp_match(p: TimestampMatchParams) -> Detection:
+def timestamp_match(p: TimestampMatchParams, ctx: Scratch) -> Detection:
     cond = pl.col(p.column) == pl.lit(p.equals)
     return Detection(cond, _one(), _zero(), needs_prev=False)
 
@@ -452,7 +479,7 @@ def timestamp_match(p: TimestampMatchParams) -> Detection:
 class Template:
     params: type[_Params]
     compile: Callable[..., Detection]
-    uses_predicate: bool = False  # compile(params, kind_of_predicate_column)
+    uses_predicate: bool = False  # compile(params, scratch, kind_of_predicate_column)
 
 
 TEMPLATES: dict[str, Template] = {

@@ -18,11 +18,12 @@ import polars as pl
 
 from lake_assets.events.columns import STATE_COLUMNS
 from lake_assets.events.cooldown import apply_cooldown
-from lake_assets.events.detectors import TEMPLATES, Detection, predicate_expr
+from lake_assets.events.detectors import TEMPLATES, Detection, Scratch, predicate_expr
 from lake_assets.events.spec_model import EventSpec
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS, TS_DTYPE
 
 EVENT_TYPE = "event_type"
+_PREV_GAP = "__prev_gap"  # the previous bar is a gap (or does not exist)
 
 EVENT_REGISTRY_SCHEMA = pl.Schema(
     {
@@ -71,32 +72,34 @@ def event_id(event_type: str, instrument: str, ts: datetime) -> str:
 @dataclass(frozen=True)
 class CompiledEvent:
     spec: EventSpec
+    lets: list[tuple[str, pl.Expr, int]]  # scratch columns (name, expression, dependency depth)
     condition: pl.Expr  # final Boolean (nulls -> False), gap and filter rules applied
     severity: pl.Expr
     sign: pl.Expr
 
 
-def compile_event(spec: EventSpec) -> CompiledEvent:
+def compile_event(spec: EventSpec, prefix: str = "__ev_") -> CompiledEvent:
     """The spec's detector plus the registry-wide rules: no gap bars, no bar right after a gap when the detector
     reads the previous bar, every declared column known at the bar, and all filters true."""
     template = TEMPLATES[spec.template]
+    ctx = Scratch(prefix)
     det: Detection
     if template.uses_predicate:
         when = spec.params.when  # type: ignore[attr-defined]
-        det = template.compile(spec.params, spec.kind(when.column))
+        det = template.compile(spec.params, ctx, spec.kind(when.column))
     else:
-        det = template.compile(spec.params)
+        det = template.compile(spec.params, ctx)
     gap = pl.col(IS_GAP)
     cond = det.condition.fill_null(False) & gap.not_()
     if det.needs_prev:
-        cond = cond & gap.shift(1).fill_null(True).not_()
+        cond = cond & pl.col(_PREV_GAP).not_()
     for col in spec.columns:
         cond = cond & pl.col(col).is_not_null()
     for f in spec.filters:
         cond = cond & predicate_expr(f).fill_null(False)
     severity = pl.col(spec.severity_column).cast(pl.Float64).abs() if spec.severity_column else det.severity
     sign = pl.col(spec.sign_column).cast(pl.Float64).sign() if spec.sign_column else det.sign
-    return CompiledEvent(spec, cond, severity.cast(pl.Float64), sign.cast(pl.Float64))
+    return CompiledEvent(spec, ctx.lets, cond, severity.cast(pl.Float64), sign.cast(pl.Float64))
 
 
 def _non_applicable_reason(frame: pl.DataFrame, spec: EventSpec, non_null: Mapping[str, int]) -> str | None:
@@ -158,19 +161,21 @@ def detect_events(
         reason = _non_applicable_reason(frame, spec, non_null)
         app_rows.append((instrument, spec.name, reason is None, reason, n_bars))
         if reason is None:
-            runnable.append(compile_event(spec))
+            runnable.append(compile_event(spec, prefix=f"__ev{len(runnable)}_"))
     applicability = pl.DataFrame(app_rows, schema=APPLICABILITY_SCHEMA, orient="row")
     if not runnable or frame.height == 0:
         return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), applicability
 
     used = sorted({c for ev in runnable for c in ev.spec.columns} - {TS, IS_GAP})
     state = [c for c in STATE_COLUMNS if c in frame.columns]
-    prepared = frame.select(pl.col(TS), pl.col(IS_GAP), *_mask_gaps(frame, sorted(set(used) | set(state))))
+    prepared = frame.select(
+        pl.col(TS),
+        pl.col(IS_GAP),
+        pl.col(IS_GAP).shift(1).fill_null(True).alias(_PREV_GAP),
+        *_mask_gaps(frame, sorted(set(used) | set(state))),
+    )
 
-    exprs = []
-    for i, ev in enumerate(runnable):
-        exprs += [ev.condition.alias(f"c{i}"), ev.severity.alias(f"s{i}"), ev.sign.alias(f"g{i}")]
-    computed = prepared.lazy().select(exprs).collect()
+    computed = _evaluate(prepared, runnable)
 
     ts = prepared.get_column(TS)
     state_values = {c: prepared.get_column(c).cast(pl.String) for c in state}
@@ -185,6 +190,21 @@ def detect_events(
         return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), applicability
     events = pl.concat(parts).sort(TS, EVENT_TYPE)
     return events, applicability
+
+
+def _evaluate(prepared: pl.DataFrame, runnable: list[CompiledEvent]) -> pl.DataFrame:
+    """Scratch columns layer by layer (each layer one parallel with_columns), then c{i}/s{i}/g{i} per event."""
+    layers: dict[int, list[pl.Expr]] = {}
+    for ev in runnable:
+        for _, expr, depth in ev.lets:
+            layers.setdefault(depth, []).append(expr)
+    frame = prepared
+    for depth in sorted(layers):  # eager: rolling kernels here run ~2x faster than through the lazy engine
+        frame = frame.with_columns(layers[depth])
+    exprs = []
+    for i, ev in enumerate(runnable):
+        exprs += [ev.condition.alias(f"c{i}"), ev.severity.alias(f"s{i}"), ev.sign.alias(f"g{i}")]
+    return frame.select(exprs)
 
 
 def _event_rows(

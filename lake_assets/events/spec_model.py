@@ -137,7 +137,11 @@ class EventCatalog:
 
 def parse_event_file(path: Path) -> EventSpec:
     """Validate one event YAML file (everything except cross-file consistency)."""
-    data = read_yaml(path)
+    return event_spec_from_dict(read_yaml(path), path)
+
+
+def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
+    """Validate one event spec given as data; `path` names it in errors."""
     if not isinstance(data, dict):
         raise SpecError(path, "<root>", "expected a mapping with name, family, detector, columns, ...")
     raw: EventSpecFile = validate_model(EventSpecFile, data, path)

@@ -101,7 +101,127 @@ def ewm(x: str | pl.Expr, alpha: float, min_obs: int) -> pl.Expr:
     return apply_kernel(K.ewm, [x], alpha, min_obs)
 
 
-# --- the catalogue ----------------------------------------------------------------------------
+# --- numpy implementations (one call computes all outputs, sharing intermediates) -------------
+
+_NAN = np.nan
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, a / np.where(b != 0, b, 1.0), _NAN)
+
+
+def _diff_np(x: np.ndarray) -> np.ndarray:
+    d = np.full(x.shape[0], _NAN)
+    d[1:] = x[1:] - x[:-1]
+    return d
+
+
+def _ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """100 * up / (up + down); 50 when both are zero (no movement), NaN when undefined."""
+    tot = up + down
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tot > 0, 100.0 * up / np.where(tot > 0, tot, 1.0), np.where(tot == 0, 50.0, _NAN))
+
+
+def rsi_np(x: np.ndarray, n: int) -> np.ndarray:
+    d = _diff_np(x)
+    nan = np.isnan(d)
+    gain = np.where(nan, _NAN, np.maximum(d, 0.0))
+    loss = np.where(nan, _NAN, np.maximum(-d, 0.0))
+    return _ratio_index(K.ewm(gain, 1.0 / n, n), K.ewm(loss, 1.0 / n, n))
+
+
+def ema_np(x: np.ndarray, n: int) -> np.ndarray:
+    return K.ewm(x, 2.0 / (n + 1.0), n)
+
+
+def macd_np(x: np.ndarray, fast: int, slow: int, signal: int) -> dict[str, np.ndarray]:
+    line = ema_np(x, fast) - ema_np(x, slow)
+    sig = K.ewm(line, 2.0 / (signal + 1.0), signal)
+    return {"macd": line, "signal": sig, "hist": line - sig}
+
+
+def bollinger_np(x: np.ndarray, n: int, k: float) -> dict[str, np.ndarray]:
+    mid = K.rolling_mean(x, n, min_count(n))
+    sd = K.rolling_std(x, n, min_count(n), 0)
+    upper, lower = mid + k * sd, mid - k * sd
+    return {
+        "mid": mid,
+        "upper": upper,
+        "lower": lower,
+        "pctb": _div(x - lower, upper - lower),
+        "width": _div(upper - lower, mid),
+    }
+
+
+def atr_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    return K.ewm(K.true_range(h, lo, c), 1.0 / n, n)
+
+
+def stochastic_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, k: int, d: int) -> dict[str, np.ndarray]:
+    hh, ll = K.rolling_max(h, k, min_count(k)), K.rolling_min(lo, k, min_count(k))
+    pk = _div(100.0 * (c - ll), hh - ll)
+    return {"k": pk, "d": K.rolling_mean(pk, d, min_count(d))}
+
+
+def cci_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    tp = (h + lo + c) / 3.0
+    mad = K.rolling_mean_abs_dev(tp, n, min_count(n))
+    return _div(tp - K.rolling_mean(tp, n, min_count(n)), 0.015 * mad)
+
+
+def obv_np(c: np.ndarray, v: np.ndarray, n: int | None) -> np.ndarray:
+    signed = np.sign(_diff_np(c)) * v
+    return K.nan_cumsum(signed) if n is None else K.rolling_sum(signed, n, min_count(n))
+
+
+def mfi_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    tp = (h + lo + c) / 3.0
+    flow = tp * v
+    dtp = _diff_np(tp)
+    bad = np.isnan(dtp) | np.isnan(flow)
+    pos = np.where(bad, _NAN, np.where(dtp > 0, flow, 0.0))
+    neg = np.where(bad, _NAN, np.where(dtp < 0, flow, 0.0))
+    return _ratio_index(K.rolling_sum(pos, n, min_count(n)), K.rolling_sum(neg, n, min_count(n)))
+
+
+def williams_r_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    hh, ll = K.rolling_max(h, n, min_count(n)), K.rolling_min(lo, n, min_count(n))
+    return _div(-100.0 * (hh - c), hh - ll)
+
+
+def roc_np(x: np.ndarray, n: int) -> np.ndarray:
+    prev = K.lag_valid(x, n)
+    return 100.0 * (_div(x, prev) - 1.0)
+
+
+def donchian_np(h: np.ndarray, lo: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    hh, ll = K.rolling_max(h, n, min_count(n)), K.rolling_min(lo, n, min_count(n))
+    return {"upper": hh, "lower": ll, "mid": (hh + ll) / 2.0}
+
+
+def keltner_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int, k: float) -> dict[str, np.ndarray]:
+    mid, a = ema_np(c, n), atr_np(h, lo, c, n)
+    return {"mid": mid, "upper": mid + k * a, "lower": mid - k * a}
+
+
+def multi_kernel(fn: Callable[..., dict[str, np.ndarray]], cols: list[str | pl.Expr], *args: Any) -> pl.Expr:
+    """One UDF call returning a Struct of all outputs (polars does not de-duplicate UDF calls across outputs)."""
+    exprs = [_col(c) for c in cols]
+
+    def run(series: list[pl.Series]) -> pl.Series:
+        out = fn(*[_np(s) for s in series], *args)
+        return pl.DataFrame({k: pl.Series(v, dtype=pl.Float64) for k, v in out.items()}).to_struct("out")
+
+    return pl.map_batches(exprs, run)
+
+
+def _fields(struct: pl.Expr, names: tuple[str, ...]) -> dict[str, pl.Expr]:
+    return {n: struct.struct.field(n) for n in names}
+
+
+# --- the catalogue (expression builders) ------------------------------------------------------
 
 
 def sma(col: str, n: int) -> pl.Expr:
@@ -111,53 +231,32 @@ def sma(col: str, n: int) -> pl.Expr:
 
 def ema(col: str, n: int) -> pl.Expr:
     """Exponential moving average with span n (alpha = 2/(n+1)), seeded with the first value, null for n bars."""
-    return ewm(col, 2.0 / (n + 1.0), n)
+    return apply_kernel(ema_np, [col], n)
 
 
 def rsi(col: str, n: int) -> pl.Expr:
     """Wilder's RSI in [0, 100]; 50 when the window has no movement."""
-    d = _diff(_nan(pl.col(col)))
-    gain = ewm(pl.when(d > 0).then(d).otherwise(pl.when(d.is_nan()).then(d).otherwise(0.0)), 1.0 / n, n)
-    loss = ewm(pl.when(d < 0).then(-d).otherwise(pl.when(d.is_nan()).then(d).otherwise(0.0)), 1.0 / n, n)
-    tot = gain + loss
-    return pl.when(tot > 0).then(100.0 * gain / tot).otherwise(pl.when(tot == 0).then(50.0).otherwise(float("nan")))
+    return apply_kernel(rsi_np, [col], n)
 
 
 def macd(col: str, fast: int, slow: int, signal: int) -> dict[str, pl.Expr]:
     """MACD line (EMA fast - EMA slow), its signal EMA and the histogram."""
-    line = ema(col, fast) - ema(col, slow)
-    sig = ewm(line, 2.0 / (signal + 1.0), signal)
-    return {"macd": line, "signal": sig, "hist": line - sig}
+    return _fields(multi_kernel(macd_np, [col], fast, slow, signal), ("macd", "signal", "hist"))
 
 
 def bollinger(col: str, n: int, k: float) -> dict[str, pl.Expr]:
     """Bollinger bands (population std, as in Bollinger's definition), %B and relative width."""
-    mid = sma(col, n)
-    sd = rolling_std(col, n, ddof=0)
-    upper, lower = mid + k * sd, mid - k * sd
-    return {
-        "mid": mid,
-        "upper": upper,
-        "lower": lower,
-        "pctb": _safe_div(_nan(pl.col(col)) - lower, upper - lower),
-        "width": _safe_div(upper - lower, mid),
-    }
-
-
-def true_range() -> pl.Expr:
-    return apply_kernel(K.true_range, [HIGH, LOW, CLOSE])
+    return _fields(multi_kernel(bollinger_np, [col], n, float(k)), ("mid", "upper", "lower", "pctb", "width"))
 
 
 def atr(n: int) -> pl.Expr:
     """Wilder's average true range."""
-    return ewm(true_range(), 1.0 / n, n)
+    return apply_kernel(atr_np, [HIGH, LOW, CLOSE], n)
 
 
 def stochastic(k: int, d: int) -> dict[str, pl.Expr]:
     """Fast stochastic %K over k bars and its d-bar SMA %D, in [0, 100]."""
-    hh, ll = rolling_max(HIGH, k), rolling_min(LOW, k)
-    pk = _safe_div(100.0 * (_nan(pl.col(CLOSE)) - ll), hh - ll)
-    return {"k": pk, "d": rolling_mean(pk, d)}
+    return _fields(multi_kernel(stochastic_np, [HIGH, LOW, CLOSE], k, d), ("k", "d"))
 
 
 def adx(n: int) -> pl.Expr:
@@ -165,58 +264,39 @@ def adx(n: int) -> pl.Expr:
     return apply_kernel(K.adx, [HIGH, LOW, CLOSE], n)
 
 
-def _typical_price() -> pl.Expr:
-    return (_nan(pl.col(HIGH)) + _nan(pl.col(LOW)) + _nan(pl.col(CLOSE))) / 3.0
-
-
 def cci(n: int) -> pl.Expr:
     """Commodity channel index: (TP - SMA(TP)) / (0.015 * mean absolute deviation of TP)."""
-    tp = _typical_price()
-    mad = apply_kernel(K.rolling_mean_abs_dev, [tp], n, min_count(n))
-    return _safe_div(tp - rolling_mean(tp, n), 0.015 * mad)
+    return apply_kernel(cci_np, [HIGH, LOW, CLOSE], n)
 
 
 def obv(n: int | None = None) -> pl.Expr:
     """On-balance volume: signed volume summed over the last n bars (cumulative from the frame start if n is None)."""
-    c = _nan(pl.col(CLOSE))
-    signed = _diff(c).sign() * _nan(pl.col(VOLUME))
-    return apply_kernel(K.nan_cumsum, [signed]) if n is None else rolling_sum(signed, n)
+    return apply_kernel(obv_np, [CLOSE, VOLUME], n)
 
 
 def mfi(n: int) -> pl.Expr:
     """Money flow index in [0, 100]: volume-weighted RSI of the typical price."""
-    tp = _typical_price()
-    flow = tp * _nan(pl.col(VOLUME))
-    dtp = _diff(tp)
-    pos = pl.when(dtp.is_nan()).then(float("nan")).when(dtp > 0).then(flow).otherwise(0.0)
-    neg = pl.when(dtp.is_nan()).then(float("nan")).when(dtp < 0).then(flow).otherwise(0.0)
-    ps, ns = rolling_sum(pos, n), rolling_sum(neg, n)
-    tot = ps + ns
-    return pl.when(tot > 0).then(100.0 * ps / tot).otherwise(pl.when(tot == 0).then(50.0).otherwise(float("nan")))
+    return apply_kernel(mfi_np, [HIGH, LOW, CLOSE, VOLUME], n)
 
 
 def williams_r(n: int) -> pl.Expr:
     """Williams %R in [-100, 0]."""
-    hh, ll = rolling_max(HIGH, n), rolling_min(LOW, n)
-    return _safe_div(-100.0 * (hh - _nan(pl.col(CLOSE))), hh - ll)
+    return apply_kernel(williams_r_np, [HIGH, LOW, CLOSE], n)
 
 
 def roc(col: str, n: int) -> pl.Expr:
     """Rate of change in percent over n bars (missing if either end is a gap)."""
-    x = _nan(pl.col(col))
-    return 100.0 * (x / x.shift(n, fill_value=float("nan")) - 1.0)
+    return apply_kernel(roc_np, [col], n)
 
 
 def donchian(n: int) -> dict[str, pl.Expr]:
     """Donchian channel over the last n bars (including the current one, known at its close)."""
-    hh, ll = rolling_max(HIGH, n), rolling_min(LOW, n)
-    return {"upper": hh, "lower": ll, "mid": (hh + ll) / 2.0}
+    return _fields(multi_kernel(donchian_np, [HIGH, LOW], n), ("upper", "lower", "mid"))
 
 
 def keltner(n: int, k: float) -> dict[str, pl.Expr]:
     """Keltner channel: EMA(close, n) +- k * ATR(n)."""
-    mid, a = ema(CLOSE, n), atr(n)
-    return {"mid": mid, "upper": mid + k * a, "lower": mid - k * a}
+    return _fields(multi_kernel(keltner_np, [HIGH, LOW, CLOSE], n, float(k)), ("mid", "upper", "lower"))
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -285,39 +365,129 @@ def _obv_lb(p: dict[str, Any]) -> int:
 INDICATORS: dict[str, IndicatorDef] = {
     d.name: d
     for d in (
-        IndicatorDef("SMA", "sma", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": sma(p["col"], p["n"])},
-                     lambda p: p["n"]),
-        IndicatorDef("EMA", "ema", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": ema(p["col"], p["n"])},
-                     lambda p: _ema_lb(p["n"])),
-        IndicatorDef("RSI", "rsi", {"col": CLOSE, "n": 14}, ("value",), (), lambda p: {"value": rsi(p["col"], p["n"])},
-                     lambda p: _wilder_lb(p["n"]) + 1),
-        IndicatorDef("MACD", "macd", {"col": CLOSE, "fast": 12, "slow": 26, "signal": 9}, ("macd", "signal", "hist"),
-                     (), lambda p: macd(p["col"], p["fast"], p["slow"], p["signal"]),
-                     lambda p: _ema_lb(p["slow"]) + _ema_lb(p["signal"]),
-                     lambda p: None if p["fast"] < p["slow"] else "MACD.fast must be smaller than MACD.slow"),
-        IndicatorDef("BBANDS", "bb", {"col": CLOSE, "n": 20, "k": 2.0}, ("mid", "upper", "lower", "pctb", "width"),
-                     (), lambda p: bollinger(p["col"], p["n"], p["k"]), lambda p: p["n"]),
-        IndicatorDef("ATR", "atr", {"n": 14}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": atr(p["n"])},
-                     lambda p: _wilder_lb(p["n"]) + 1),
-        IndicatorDef("STOCH", "stoch", {"k": 14, "d": 3}, ("k", "d"), (HIGH, LOW, CLOSE),
-                     lambda p: stochastic(p["k"], p["d"]), lambda p: p["k"] + p["d"],
-                     lambda p: None if isinstance(p["k"], int) else "STOCH.k must be an integer number of bars"),
-        IndicatorDef("ADX", "adx", {"n": 14}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": adx(p["n"])},
-                     lambda p: 2 * _wilder_lb(p["n"]) + 1),
-        IndicatorDef("CCI", "cci", {"n": 20}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": cci(p["n"])},
-                     lambda p: p["n"]),
-        IndicatorDef("OBV", "obv", {"n": None}, ("value",), (CLOSE, VOLUME), lambda p: {"value": obv(p["n"])},
-                     _obv_lb),
-        IndicatorDef("MFI", "mfi", {"n": 14}, ("value",), (HIGH, LOW, CLOSE, VOLUME), lambda p: {"value": mfi(p["n"])},
-                     lambda p: p["n"] + 1),
-        IndicatorDef("WILLR", "willr", {"n": 14}, ("value",), (HIGH, LOW, CLOSE),
-                     lambda p: {"value": williams_r(p["n"])}, lambda p: p["n"]),
-        IndicatorDef("ROC", "roc", {"col": CLOSE, "n": None}, ("value",), (), lambda p: {"value": roc(p["col"], p["n"])},
-                     lambda p: p["n"] + 1),
-        IndicatorDef("DONCHIAN", "donchian", {"n": 20}, ("upper", "lower", "mid"), (HIGH, LOW),
-                     lambda p: donchian(p["n"]), lambda p: p["n"]),
-        IndicatorDef("KELTNER", "keltner", {"n": 20, "k": 2.0}, ("mid", "upper", "lower"), (HIGH, LOW, CLOSE),
-                     lambda p: keltner(p["n"], p["k"]), lambda p: _wilder_lb(p["n"]) + 1),
+        IndicatorDef(
+            "SMA",
+            "sma",
+            {"col": CLOSE, "n": None},
+            ("value",),
+            (),
+            lambda p: {"value": sma(p["col"], p["n"])},
+            lambda p: p["n"],
+        ),
+        IndicatorDef(
+            "EMA",
+            "ema",
+            {"col": CLOSE, "n": None},
+            ("value",),
+            (),
+            lambda p: {"value": ema(p["col"], p["n"])},
+            lambda p: _ema_lb(p["n"]),
+        ),
+        IndicatorDef(
+            "RSI",
+            "rsi",
+            {"col": CLOSE, "n": 14},
+            ("value",),
+            (),
+            lambda p: {"value": rsi(p["col"], p["n"])},
+            lambda p: _wilder_lb(p["n"]) + 1,
+        ),
+        IndicatorDef(
+            "MACD",
+            "macd",
+            {"col": CLOSE, "fast": 12, "slow": 26, "signal": 9},
+            ("macd", "signal", "hist"),
+            (),
+            lambda p: macd(p["col"], p["fast"], p["slow"], p["signal"]),
+            lambda p: _ema_lb(p["slow"]) + _ema_lb(p["signal"]),
+            lambda p: None if p["fast"] < p["slow"] else "MACD.fast must be smaller than MACD.slow",
+        ),
+        IndicatorDef(
+            "BBANDS",
+            "bb",
+            {"col": CLOSE, "n": 20, "k": 2.0},
+            ("mid", "upper", "lower", "pctb", "width"),
+            (),
+            lambda p: bollinger(p["col"], p["n"], p["k"]),
+            lambda p: p["n"],
+        ),
+        IndicatorDef(
+            "ATR",
+            "atr",
+            {"n": 14},
+            ("value",),
+            (HIGH, LOW, CLOSE),
+            lambda p: {"value": atr(p["n"])},
+            lambda p: _wilder_lb(p["n"]) + 1,
+        ),
+        IndicatorDef(
+            "STOCH",
+            "stoch",
+            {"k": 14, "d": 3},
+            ("k", "d"),
+            (HIGH, LOW, CLOSE),
+            lambda p: stochastic(p["k"], p["d"]),
+            lambda p: p["k"] + p["d"],
+            lambda p: None if isinstance(p["k"], int) else "STOCH.k must be an integer number of bars",
+        ),
+        IndicatorDef(
+            "ADX",
+            "adx",
+            {"n": 14},
+            ("value",),
+            (HIGH, LOW, CLOSE),
+            lambda p: {"value": adx(p["n"])},
+            lambda p: 2 * _wilder_lb(p["n"]) + 1,
+        ),
+        IndicatorDef(
+            "CCI", "cci", {"n": 20}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": cci(p["n"])}, lambda p: p["n"]
+        ),
+        IndicatorDef("OBV", "obv", {"n": None}, ("value",), (CLOSE, VOLUME), lambda p: {"value": obv(p["n"])}, _obv_lb),
+        IndicatorDef(
+            "MFI",
+            "mfi",
+            {"n": 14},
+            ("value",),
+            (HIGH, LOW, CLOSE, VOLUME),
+            lambda p: {"value": mfi(p["n"])},
+            lambda p: p["n"] + 1,
+        ),
+        IndicatorDef(
+            "WILLR",
+            "willr",
+            {"n": 14},
+            ("value",),
+            (HIGH, LOW, CLOSE),
+            lambda p: {"value": williams_r(p["n"])},
+            lambda p: p["n"],
+        ),
+        IndicatorDef(
+            "ROC",
+            "roc",
+            {"col": CLOSE, "n": None},
+            ("value",),
+            (),
+            lambda p: {"value": roc(p["col"], p["n"])},
+            lambda p: p["n"] + 1,
+        ),
+        IndicatorDef(
+            "DONCHIAN",
+            "donchian",
+            {"n": 20},
+            ("upper", "lower", "mid"),
+            (HIGH, LOW),
+            lambda p: donchian(p["n"]),
+            lambda p: p["n"],
+        ),
+        IndicatorDef(
+            "KELTNER",
+            "keltner",
+            {"n": 20, "k": 2.0},
+            ("mid", "upper", "lower"),
+            (HIGH, LOW, CLOSE),
+            lambda p: keltner(p["n"], p["k"]),
+            lambda p: _wilder_lb(p["n"]) + 1,
+        ),
     )
 }
 

@@ -203,10 +203,7 @@ def ewm(x: np.ndarray, alpha: float, min_count: int) -> np.ndarray:
         if v != v:
             out[i] = NAN
             continue
-        if c == 0:
-            y = v
-        else:
-            y = (1.0 - alpha) * y + alpha * v
+        y = v if c == 0 else (1.0 - alpha) * y + alpha * v
         c += 1
         out[i] = y if c >= min_count else NAN
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from lake_assets.features import indicators as ind
@@ -175,11 +176,14 @@ def _amihud(i: list[str], p: dict[str, Any]) -> pl.Expr:
     return ind.rolling_mean(per_bar, p["n"])
 
 
+def _roll_spread_np(r: np.ndarray, n: int) -> np.ndarray:
+    cov = K.rolling_cov(r, K.lag_valid(r, 1), n, ind.min_count(n), 1)
+    return np.where(np.isnan(cov), np.nan, 2.0 * np.sqrt(np.maximum(-cov, 0.0)) * 1e4)
+
+
 def _roll_spread(i: list[str], p: dict[str, Any]) -> pl.Expr:
     """Roll (1984) effective spread in bps: 2 sqrt(-cov(r_t, r_t-1)), 0 when the autocovariance is positive."""
-    r = _x(i[0])
-    cov = ind.apply_kernel(K.rolling_cov, [r, r.shift(1, fill_value=NAN)], p["n"], ind.min_count(p["n"]), 1)
-    return pl.when(cov.is_nan()).then(NAN).otherwise(2.0 * (-cov).clip(lower_bound=0.0).sqrt() * 1e4)
+    return ind.apply_kernel(_roll_spread_np, [_x(i[0])], p["n"])
 
 
 def _spread_bps(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -187,13 +191,17 @@ def _spread_bps(i: list[str], p: dict[str, Any]) -> pl.Expr:
     return ind._safe_div(ask - bid, (ask + bid) / 2.0) * 1e4
 
 
+def _imbalance_np(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    if n > 1:
+        a, b = K.rolling_sum(a, n, ind.min_count(n)), K.rolling_sum(b, n, ind.min_count(n))
+    tot = a + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tot > 0, (a - b) / np.where(tot > 0, tot, 1.0), np.where(tot == 0, 0.0, np.nan))
+
+
 def _imbalance(i: list[str], p: dict[str, Any]) -> pl.Expr:
     """(a - b) / (a + b) over n bars: order-flow imbalance from buy/sell volume, depth imbalance from sizes."""
-    a, b = _x(i[0]), _x(i[1])
-    if p["n"] > 1:
-        a, b = ind.rolling_sum(a, p["n"]), ind.rolling_sum(b, p["n"])
-    tot = a + b
-    return pl.when(tot > 0).then((a - b) / tot).otherwise(pl.when(tot == 0).then(0.0).otherwise(NAN))
+    return ind.apply_kernel(_imbalance_np, [_x(i[0]), _x(i[1])], p["n"])
 
 
 def _log_change(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -227,22 +235,28 @@ def _trend_state(i: list[str], p: dict[str, Any]) -> pl.Expr:
     )
 
 
+def _utc_wall(c: str) -> pl.Expr:
+    """UTC wall-clock time without the zone: calendar arithmetic on it avoids per-row time-zone conversion."""
+    return pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+
+
 def _weekday(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    return pl.col(i[0]).dt.weekday().cast(pl.Int8)  # ISO: Monday=1 .. Sunday=7
+    return _utc_wall(i[0]).dt.weekday().cast(pl.Int8)  # ISO: Monday=1 .. Sunday=7
 
 
 def _hour(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    return pl.col(i[0]).dt.hour().cast(pl.Int8)
+    return _utc_wall(i[0]).dt.hour().cast(pl.Int8)
 
 
 def _month_end(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    ts = pl.col(i[0])
-    return ts.dt.date() == ts.dt.month_end().dt.date()
+    """The bar opens on the last calendar day of its month (UTC)."""
+    ts = _utc_wall(i[0])
+    return (ts + pl.duration(days=1)).dt.month() != ts.dt.month()
 
 
 def _holiday(i: list[str], p: dict[str, Any]) -> pl.Expr:
     days = pl.Series(holiday_dates(p["calendar"], date(1990, 1, 1), date(2100, 12, 31)), dtype=pl.Date)
-    return pl.col(i[0]).dt.date().is_in(days.implode())
+    return _utc_wall(i[0]).dt.date().is_in(days.implode())
 
 
 def _check_calendar(p: dict[str, Any]) -> str | None:
@@ -260,18 +274,43 @@ TEMPLATES: dict[str, TemplateDef] = {
         TemplateDef("realized_vol", {"n": None}, ("ret_1",), pl.Float64(), _realized_vol, _n),
         TemplateDef("parkinson_vol", {"n": None}, ("high", "low"), pl.Float64(), _parkinson, _n),
         TemplateDef("pct_rank", {"n": None}, ("rv_48",), pl.Float64(), _pct_rank, _n),
-        TemplateDef("regime3", {"low": 0.33, "high": 0.67, "labels": ["low", "mid", "high"]}, ("vol_rank",),
-                    pl.String(), _regime3, lambda p: 1, check=_check_regime),
+        TemplateDef(
+            "regime3",
+            {"low": 0.33, "high": 0.67, "labels": ["low", "mid", "high"]},
+            ("vol_rank",),
+            pl.String(),
+            _regime3,
+            lambda p: 1,
+            check=_check_regime,
+        ),
         TemplateDef("rolling_cv", {"n": None}, ("rv_48",), pl.Float64(), _rolling_cv, _n),
         TemplateDef("zscore", {"n": None}, ("close",), pl.Float64(), _zscore, _n),
         TemplateDef("identity", {}, ("close",), pl.Float64(), _identity, lambda p: 1),
         TemplateDef("scale", {"factor": None}, ("funding_rate",), pl.Float64(), _scale, lambda p: 1),
-        TemplateDef("signed_run_length", {"cap": 2016}, ("funding_rate",), pl.Float64(), _run_length,
-                    lambda p: int(p["cap"]) + 1),
-        TemplateDef("extreme_flag", {"z": 2.0, "abs": 0.0005}, ("funding_z", "funding_rate"), pl.Boolean(),
-                    _extreme_flag, lambda p: 1),
-        TemplateDef("carry_state", {"neutral_band": 0.00005}, ("funding_rate", "funding_extreme"), pl.String(),
-                    _carry_state, lambda p: 1),
+        TemplateDef(
+            "signed_run_length",
+            {"cap": 2016},
+            ("funding_rate",),
+            pl.Float64(),
+            _run_length,
+            lambda p: int(p["cap"]) + 1,
+        ),
+        TemplateDef(
+            "extreme_flag",
+            {"z": 2.0, "abs": 0.0005},
+            ("funding_z", "funding_rate"),
+            pl.Boolean(),
+            _extreme_flag,
+            lambda p: 1,
+        ),
+        TemplateDef(
+            "carry_state",
+            {"neutral_band": 0.00005},
+            ("funding_rate", "funding_extreme"),
+            pl.String(),
+            _carry_state,
+            lambda p: 1,
+        ),
         TemplateDef("body_ratio", {}, ("open", "close", "atr_14"), pl.Float64(), _body_ratio, lambda p: 1),
         TemplateDef("range_ratio", {}, ("high", "low", "atr_14"), pl.Float64(), _range_ratio, lambda p: 1),
         TemplateDef("upper_wick", {}, ("open", "high", "low", "close"), pl.Float64(), _wick(True), lambda p: 1),
@@ -282,14 +321,24 @@ TEMPLATES: dict[str, TemplateDef] = {
         TemplateDef("imbalance", {"n": 1}, ("buy_volume", "sell_volume"), pl.Float64(), _imbalance, _n),
         TemplateDef("log_change", {"n": 1}, ("open_interest",), pl.Float64(), _log_change, _n),
         TemplateDef("ratio_to_rolling_sum", {"n": 288}, ("open_interest", "volume"), pl.Float64(), _ratio_to_sum, _n),
-        TemplateDef("liquidation_proxy", {}, ("oi_change", "ret_1", "volume_z"), pl.Float64(), _liquidation_proxy,
-                    lambda p: 1),
-        TemplateDef("trend_state", {"adx_min": 20.0}, ("ema_20", "ema_100", "adx_14"), pl.String(), _trend_state,
-                    lambda p: 1),
+        TemplateDef(
+            "liquidation_proxy", {}, ("oi_change", "ret_1", "volume_z"), pl.Float64(), _liquidation_proxy, lambda p: 1
+        ),
+        TemplateDef(
+            "trend_state", {"adx_min": 20.0}, ("ema_20", "ema_100", "adx_14"), pl.String(), _trend_state, lambda p: 1
+        ),
         TemplateDef("weekday", {}, ("ts",), pl.Int8(), _weekday, lambda p: 1, pit="bar_open"),
         TemplateDef("hour", {}, ("ts",), pl.Int8(), _hour, lambda p: 1, pit="bar_open"),
         TemplateDef("month_end", {}, ("ts",), pl.Boolean(), _month_end, lambda p: 1, pit="bar_open"),
-        TemplateDef("holiday", {"calendar": "XNYS"}, ("ts",), pl.Boolean(), _holiday, lambda p: 1, pit="bar_open",
-                    check=_check_calendar),
+        TemplateDef(
+            "holiday",
+            {"calendar": "XNYS"},
+            ("ts",),
+            pl.Boolean(),
+            _holiday,
+            lambda p: 1,
+            pit="bar_open",
+            check=_check_calendar,
+        ),
     )
 }

@@ -1,11 +1,11 @@
 """Raw layer: vendor data as delivered, typed, row-validated; rejected rows go to quarantine with a reason."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 import polars as pl
 
 from lake_assets.checks.expectations import run_expectations
@@ -60,7 +60,7 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         ],
     )
     def _raw(
-        context: dg.AssetExecutionContext,
+        context: AssetExecutionContext,
         lake: LakeResource,
         market_data: MarketDataResource,
         warehouse: WarehouseResource,

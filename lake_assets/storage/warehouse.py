@@ -19,6 +19,7 @@ import polars as pl
 
 from lake_assets.settings import warehouse_path, warehouse_sql_dir
 from lake_assets.storage.lake import PART_FILE, Lake
+from lake_assets.vocabulary import QUARANTINE_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class LakeTable:
     asset: str
     depth: int  # number of partition dimensions in its path
     view: str | None = None  # view name; defaults to the asset name
+    schema: pl.Schema | None = None  # lets the view exist (empty, typed) before any partition is written
 
     @property
     def view_name(self) -> str:
@@ -46,8 +48,24 @@ LAKE_TABLES: list[LakeTable] = [
     LakeTable("cleaned", "bars", 2),
     LakeTable("cleaned", "bars_1h", 2),
     LakeTable("cleaned", "bars_1d", 2),
-    LakeTable("quality", "quarantine", 3),
+    LakeTable("quality", "quarantine", 3, schema=QUARANTINE_SCHEMA),
 ]
+
+_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
+                 pl.Int32: "INTEGER", pl.Date: "DATE"}  # fmt: skip
+
+
+def _duckdb_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    return _DUCKDB_TYPES.get(dtype.base_type(), "VARCHAR")  # type: ignore[call-overload]
+
+
+def _empty_view_sql(table: LakeTable) -> str | None:
+    if table.schema is None:
+        return None
+    cols = ", ".join(f"NULL::{_duckdb_type(t)} AS {n}" for n, t in table.schema.items())
+    return f"CREATE OR REPLACE VIEW {table.view_name} AS SELECT * FROM (SELECT {cols}) WHERE false"
 
 
 def register_table(table: LakeTable) -> None:
@@ -64,7 +82,7 @@ def _view_sql(lake: Lake, table: LakeTable) -> str | None:
     base = lake.asset_dir(table.group, table.asset)
     has_data = base.exists() and any(base.rglob(PART_FILE))
     if not has_data:
-        return None
+        return _empty_view_sql(table)
     glob = lake.glob(table.group, table.asset, table.depth).replace("'", "''")
     return (
         f"CREATE OR REPLACE VIEW {table.view_name} AS SELECT * FROM read_parquet('{glob}', "

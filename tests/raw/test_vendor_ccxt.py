@@ -42,6 +42,7 @@ from lake_assets.vocabulary import (
     VENDOR,
     VOLUME,
     DataKind,
+    Market,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vendors"
@@ -118,7 +119,7 @@ def vendor(replay: BinanceReplay, **kwargs: Any) -> CcxtBinanceVendor:
 
 def spot(tf: str = "1h") -> Instrument:
     return Instrument(
-        id="BTCUSDT", vendor="ccxt", market="spot", base_timeframe=tf, start=date(2020, 1, 1), symbol="BTC/USDT"
+        id="BTCUSDT", vendor="ccxt", market=Market.SPOT, base_timeframe=tf, start=date(2020, 1, 1), symbol="BTC/USDT"
     )
 
 
@@ -126,7 +127,7 @@ def perp(tf: str = "5m") -> Instrument:
     return Instrument(
         id="BTCUSDT-PERP",
         vendor="ccxt",
-        market="perp",
+        market=Market.PERP,
         spot="BTCUSDT",
         base_timeframe=tf,
         start=date(2020, 1, 1),
@@ -170,7 +171,7 @@ class KlineServer:
 class FundingServer:
     def __init__(self, first: int, count: int, symbol: str = "BTCUSDT") -> None:
         step = 8 * 3_600_000
-        self.rows = [
+        self.rows: list[dict[str, Any]] = [
             {"symbol": symbol, "fundingTime": first + i * step, "fundingRate": f"{(i % 7 - 3) * 1.25e-5:.8f}",
              "markPrice": f"{40_000 + i:.8f}"}
             for i in range(count)
@@ -185,7 +186,7 @@ class OpenInterestServer:
     """Answers the NEWEST `limit` records of the range, so an adapter that paged by cursor would skip data."""
 
     def __init__(self, first: int, count: int, period_ms: int) -> None:
-        self.rows = [
+        self.rows: list[dict[str, Any]] = [
             {"symbol": "BTCUSDT", "sumOpenInterest": f"{80_000 + 3.5 * i:.8f}",
              "sumOpenInterestValue": f"{(80_000 + 3.5 * i) * 40_000:.8f}", "timestamp": str(first + i * period_ms)}
             for i in range(count)
@@ -198,7 +199,7 @@ class OpenInterestServer:
 
 class AggTradeServer:
     def __init__(self, first: int, count: int, gap_ms: int) -> None:
-        self.rows = [
+        self.rows: list[dict[str, Any]] = [
             {
                 "a": 1000 + i,
                 "p": f"{40_000 + i * 0.1:.2f}",

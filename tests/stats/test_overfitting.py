@@ -59,15 +59,17 @@ def test_pbo_tiny_case_by_hand() -> None:
 
 
 def test_pbo_high_for_noise_low_with_real_edge() -> None:
+    """Pure noise: the in-sample winner is a coin flip out-of-sample (PBO around or above 0.5 on average; single
+    draws vary a lot). One strategy with a real edge: it wins in-sample and stays on top out-of-sample."""
     rng = np.random.default_rng(11)
     noise_pbos, edge_pbos = [], []
-    for _ in range(4):
-        noise = rng.normal(0, 0.01, size=(1600, 30))
-        noise_pbos.append(probability_of_backtest_overfitting(noise, n_splits=10).pbo)
-        edge = rng.normal(0, 0.01, size=(1600, 30))
-        edge[:, 5] += 0.0015  # per-bar Sharpe 0.15 on one strategy
-        edge_pbos.append(probability_of_backtest_overfitting(edge, n_splits=10).pbo)
-    assert np.mean(noise_pbos) > 0.35
+    for _ in range(10):
+        noise = rng.normal(0, 0.01, size=(800, 20))
+        noise_pbos.append(probability_of_backtest_overfitting(noise, n_splits=8).pbo)
+        edge = rng.normal(0, 0.01, size=(800, 20))
+        edge[:, 5] += 0.003  # per-bar Sharpe 0.3 on one strategy
+        edge_pbos.append(probability_of_backtest_overfitting(edge, n_splits=8).pbo)
+    assert np.mean(noise_pbos) > 0.4
     assert max(edge_pbos) < 0.05
 
 

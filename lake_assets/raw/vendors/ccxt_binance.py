@@ -351,7 +351,7 @@ class CcxtBinanceVendor:
                     raise VendorError(
                         f"{context}: gave up after {attempts} attempts; last error {type(exc).__name__}: {exc}"
                     ) from exc
-                delay = self.base_delay
+                delay = min(self.max_delay, self.base_delay * 2**attempt)
                 log.warning("%s: %s (attempt %d/%d), retrying in %.1fs", context, type(exc).__name__,
                             attempt + 1, attempts, delay)  # fmt: skip
                 self._sleep(delay)

@@ -225,10 +225,7 @@ class SyntheticVendor:
         last = _month_start((cap - timedelta(microseconds=1)).date())
         if cap <= start or last < first:
             return pl.DataFrame(schema=schema)
-        frames = [
-            self._month_frame(instrument, m, kind)
-            for m in range(_month_index(first), _month_index(last) + 1)
-        ]
+        frames = [self._month_frame(instrument, m, kind) for m in range(_month_index(first), _month_index(last) + 1)]
         df = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
         lo, hi = max(start, datetime.combine(instrument.start, datetime.min.time(), UTC)), cap
         df = df.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
@@ -285,9 +282,7 @@ def _add_dirt(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         pl.when(idx == bad_tick).then(pl.col(HIGH) * 1.6).otherwise(pl.col(HIGH)).alias(HIGH),
         pl.when(idx == slip).then(pl.col(HIGH) * 1.001).otherwise(pl.col(LOW)).alias(LOW),
     )
-    return pl.concat([bars.filter(pl.Series(keep)), bars[dup_rows.tolist()]]).sample(
-        fraction=1.0, shuffle=False
-    )
+    return pl.concat([bars.filter(pl.Series(keep)), bars[dup_rows.tolist()]]).sample(fraction=1.0, shuffle=False)
 
 
 def _trades(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:

@@ -120,7 +120,8 @@ class ParseResult:
     Every malformed or skipped line is one quarantine row (line = 1-based physical line, record = raw text <= 500
     chars). A file that cannot be read at all (bad gzip, binary data) gives parsed = 0 and one quarantine row with
     line = null; `file_error` then holds the reason. `file_error` is also set when the header lacks a required column.
-    out_of_order counts kept lines whose time is earlier than the previous line's (kept; `trades` is sorted).
+    out_of_order counts trades (before de-duplication) earlier than the trade on the line before them; they are kept
+    and `trades` is sorted.
     """
 
     path: Path
@@ -283,11 +284,12 @@ def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None) 
         bad.add(None, result.file_error, exc.record)
         return _finish(result, rows, bad, now)
 
+    fast = None
     if is_json:
         _parse_jsonl(lines, rows, bad, result)
     else:
-        _parse_csv(lines, rows, bad, result)
-    return _finish(result, rows, bad, now)
+        fast = _parse_csv(lines, rows, bad, result)
+    return _finish(result, rows, bad, now, fast)
 
 
 class _UnreadableError(Exception):
@@ -296,11 +298,13 @@ class _UnreadableError(Exception):
         self.record = record
 
 
-def _read_lines(path: Path) -> list[tuple[int, str | None, str]]:
-    """Non-blank lines as (1-based line number, text or None when not UTF-8, record text for quarantine).
+def _read_lines(path: Path) -> pl.DataFrame:
+    """Non-blank lines: `line` (1-based physical number), `text` (null when not UTF-8 text) and `record` (the text
+    for quarantine, undecodable bytes replaced).
 
     A gzip file is fully decompressed first so a corrupt or truncated stream rejects the whole file instead of
     yielding a silently truncated tail. A file whose first non-blank line is not UTF-8 text is binary: unreadable.
+    Blank means only ASCII whitespace.
     """
     try:
         raw = path.read_bytes()
@@ -314,24 +318,51 @@ def _read_lines(path: Path) -> list[tuple[int, str | None, str]]:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     sep = b"\n" if b"\n" in raw or b"\r" not in raw else b"\r"
-    out: list[tuple[int, str | None, str]] = []
-    first = True
-    for number, chunk in enumerate(raw.split(sep), start=1):
-        chunk = chunk.rstrip(b"\r")
-        if not chunk.strip():
-            continue
-        text: str | None
-        try:
-            text = chunk.decode("utf-8")
-            if "\x00" in text:
+    try:
+        whole = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        whole = None
+    if whole is not None:  # the common case, vectorised
+        lines = (
+            pl.DataFrame({"record": whole.split(sep.decode())}, schema={"record": pl.String})
+            .with_row_index("line", offset=1)
+            .with_columns(pl.col("line").cast(pl.Int64), pl.col("record").str.strip_chars_end("\r"))
+            .filter(pl.col("record").str.strip_chars(_BLANK).str.len_bytes() > 0)
+            .with_columns(
+                pl.when(pl.col("record").str.contains("\x00", literal=True))
+                .then(None)
+                .otherwise(pl.col("record"))
+                .alias("text")
+            )
+        )
+    else:
+        numbers: list[int] = []
+        texts: list[str | None] = []
+        records: list[str] = []
+        for number, chunk in enumerate(raw.split(sep), start=1):
+            chunk = chunk.rstrip(b"\r")
+            if not chunk.strip(_BLANK.encode()):
+                continue
+            text: str | None
+            try:
+                text = chunk.decode("utf-8")
+                if "\x00" in text:
+                    text = None
+            except UnicodeDecodeError:
                 text = None
-        except UnicodeDecodeError:
-            text = None
-        if first and text is None:
-            raise _UnreadableError("not UTF-8 text (binary data?)", repr(chunk[:120]))
-        first = False
-        out.append((number, text, text if text is not None else chunk.decode("utf-8", "replace")))
-    return out
+            numbers.append(number)
+            texts.append(text)
+            records.append(text if text is not None else chunk.decode("utf-8", "replace"))
+        lines = pl.DataFrame(
+            {"line": numbers, "record": records, "text": texts},
+            schema={"line": pl.Int64, "record": pl.String, "text": pl.String},
+        )
+    if lines.height and lines["text"][0] is None:
+        raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
+    return lines.select("line", "text", "record")
+
+
+_BLANK = " \t\r\x0b\x0c"
 
 
 def _normalise(name: str) -> str:
@@ -362,20 +393,23 @@ def _split(text: str, delimiter: str) -> list[str]:
     return text.split(delimiter)
 
 
-def _parse_csv(lines: list[tuple[int, str | None, str]], rows: _Rows, bad: _Bad, result: ParseResult) -> None:
-    if not lines:
-        return
-    _, header_text, header_record = lines[0]
-    assert header_text is not None  # _read_lines guarantees the first line is text
+def _parse_csv(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> pl.DataFrame | None:
+    """Header/layout detection, then the vectorised fast path for clean lines and `_accept` for every other line.
+
+    Returns the fast-path candidates (or None); slow-path candidates and rejects go into `rows` / `bad`.
+    """
+    if lines.is_empty():
+        return None
+    header_text, header_record = lines["text"][0], lines["record"][0]
     delimiter = ","
     if "," not in header_text:
         delimiter = "\t" if "\t" in header_text else (";" if ";" in header_text else ",")
     header = _split(header_text, delimiter)
     layout = _Layout(delimiter=delimiter, n_fields=len(header))
-    data = lines[1:]
+    has_header = True
     if all(_NUMERIC.match(f.strip()) or f.strip().lower() in _TRUE | _FALSE for f in header):
         # No header: a Binance public-data dump; the first line is data.
-        data = lines
+        has_header = False
         n = len(header)
         if n in (7, 8) and header[5].strip().lower() not in _TRUE | _FALSE:
             layout.csv_columns = dict(_BINANCE_AGG)
@@ -393,18 +427,22 @@ def _parse_csv(lines: list[tuple[int, str | None, str]], rows: _Rows, bad: _Bad,
                 f"file has no {' or '.join(missing)} column (header: {header_record[:200]}); "
                 f"accepted names: {', '.join(a for f in missing for a in _ALIASES[f][0] + _ALIASES[f][1])}"
             )
-    prev_ts: int | None = None
-    for number, text, record in data:
-        result.parsed += 1
+    data = lines.slice(1) if has_header else lines
+    result.parsed += data.height
+    fast: pl.DataFrame | None = None
+    if result.file_error is None and _FAST_CSV:
+        assert layout.csv_columns is not None
+        fast, data = _fast_csv(data, layout, header_text if has_header else None)
+    for number, text, record in data.iter_rows():
         if result.file_error is not None:
             result.malformed += 1
-            bad.add(number, result.file_error, record)
+            bad.add(number, result.file_error, record, _time_hint(text, delimiter, layout))
             continue
         if text is None:
             result.malformed += 1
             bad.add(number, "invalid UTF-8 / binary data in line", record)
             continue
-        if data is not lines and text == header_text:
+        if has_header and text == header_text:
             result.malformed += 1
             bad.add(number, "repeated header line (concatenated dumps?)", record)
             continue
@@ -415,21 +453,113 @@ def _parse_csv(lines: list[tuple[int, str | None, str]], rows: _Rows, bad: _Bad,
                 raise _Malformed(f"{what}: expected {layout.n_fields} fields, got {len(fields)}")
             cols = layout.csv_columns
             assert cols is not None
-            values = {k: fields[i] for k, i in cols.items()}
-            prev_ts = _accept(values, number, record, rows, bad, result, prev_ts)
+            _accept({k: fields[i] for k, i in cols.items()}, number, record, rows, bad, result)
         except _Malformed as exc:
             result.malformed += 1
             bad.add(number, str(exc), record)
         except csv.Error as exc:
             result.malformed += 1
             bad.add(number, f"bad CSV quoting: {exc}", record)
+    return fast
 
 
-def _parse_jsonl(lines: list[tuple[int, str | None, str]], rows: _Rows, bad: _Bad, result: ParseResult) -> None:
+# The fast path takes a line only when the slow path would certainly accept it with the same values: no quotes,
+# the right field count, plain decimal numbers without surrounding spaces, a positive integer epoch, known side
+# spellings, an id of plain characters. Anything else goes through `_accept`, which owns every rejection reason.
+_FAST_CSV = True
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_PLAIN_ID = r"^[A-Za-z0-9._:-]*$"
+_FAST_COLUMNS = [
+    "_ts_us",
+    PRICE,
+    SIZE,
+    SIDE,
+    TRADE_ID,
+    pl.col("line").alias("_line"),
+    pl.col("record").alias("_record"),
+]
+
+
+def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split `data` into (fast-path candidates in _FAST_COLUMNS, the lines left for `_accept`)."""
+    cols = layout.csv_columns
+    assert cols is not None
+    n = layout.n_fields
+    text = pl.col("text")
+    fields = data.with_columns(
+        (text.str.count_matches(layout.delimiter, literal=True) == n - 1).alias("_count_ok"),
+        text.str.split_exact(layout.delimiter, n - 1).struct.rename_fields([f"_f{i}" for i in range(n)]).alias("_f"),
+    ).unnest("_f")
+
+    def field_(name: str) -> pl.Expr:
+        return pl.col(f"_f{cols[name]}")
+
+    ok = text.is_not_null() & pl.col("_count_ok") & ~text.str.contains('"', literal=True)
+    if header_text is not None:
+        ok &= text != header_text
+    price = field_("price").cast(pl.Float64, strict=False)
+    ok &= field_("price").str.contains(_PLAIN_NUMBER) & price.is_finite() & (price > 0)
+    if "size" in cols:
+        size = field_("size").cast(pl.Float64, strict=False)
+        ok &= field_("size").str.contains(_PLAIN_NUMBER) & size.is_finite() & (size > 0)
+    else:
+        size = pl.lit(None, pl.Float64)
+    epoch = field_("time").cast(pl.Int64, strict=False)
+    ts_us = (
+        pl.when(epoch < 10**11)
+        .then(epoch * 1_000_000)
+        .when(epoch < 10**14)
+        .then(epoch * 1_000)
+        .when(epoch < 10**17)
+        .then(epoch)
+        .otherwise(epoch // 1_000)
+    )
+    ok &= field_("time").str.contains(r"^\d{1,18}$") & ts_us.is_between(_TS_MIN_US, _TS_MAX_US, closed="left")
+    side = pl.lit(None, pl.String)
+    if "side" in cols:
+        spelled = field_("side").str.to_lowercase()
+        ok &= spelled.is_in(list(_SIDES)) | (field_("side") == "")
+        side = spelled.replace_strict(_SIDES, default=None, return_dtype=pl.String)
+    if "maker" in cols:
+        flag = field_("maker").str.to_lowercase()
+        ok &= flag.is_in(sorted(_TRUE | _FALSE)) | (field_("maker") == "") | side.is_not_null()
+        side = pl.coalesce(
+            side,
+            pl.when(flag.is_in(sorted(_TRUE))).then(pl.lit(SELL)).when(flag.is_in(sorted(_FALSE))).then(pl.lit(BUY)),
+        )
+    trade_id = pl.lit(None, pl.String)
+    if "id" in cols:
+        ok &= field_("id").str.contains(_PLAIN_ID)
+        trade_id = pl.when(field_("id") == "").then(None).otherwise(field_("id"))
+    marked = fields.with_columns(ok.fill_null(False).alias("_ok"))
+    fast = marked.filter("_ok").select(
+        ts_us.alias("_ts_us"),
+        price.alias(PRICE),
+        size.alias(SIZE),
+        side.alias(SIDE),
+        trade_id.alias(TRADE_ID),
+        pl.col("line").alias("_line"),
+        pl.col("record").alias("_record"),
+    )
+    return fast, marked.filter(~pl.col("_ok")).select("line", "text", "record")
+
+
+def _time_hint(text: str | None, delimiter: str, layout: _Layout) -> int | None:
+    """The line's time when it can be read although the line cannot be a trade (only to place its quarantine row)."""
+    index = (layout.csv_columns or {}).get("time")
+    if text is None or index is None:
+        return None
+    try:
+        fields = _split(text, delimiter)
+        return _timestamp_us(fields[index]) if len(fields) == layout.n_fields else None
+    except (ValueError, IndexError, csv.Error):
+        return None
+
+
+def _parse_jsonl(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> None:
     key_cache: dict[tuple[str, ...], dict[str, str]] = {}
-    prev_ts: int | None = None
     missing_counts = dict.fromkeys(_REQUIRED, 0)
-    for number, text, record in lines:
+    for number, text, record in lines.iter_rows():
         result.parsed += 1
         if text is None:
             result.malformed += 1
@@ -453,12 +583,10 @@ def _parse_jsonl(lines: list[tuple[int, str | None, str]], rows: _Rows, bad: _Ba
         for req in _REQUIRED:
             if req not in mapping:
                 missing_counts[req] += 1
-        values = {logical: obj[key] for logical, key in mapping.items()}
-        prev_ts = _accept(values, number, record, rows, bad, result, prev_ts)
-    if result.parsed and result.accepted == 0:
-        absent = [req for req, n in missing_counts.items() if n == result.parsed]
-        if absent:
-            result.file_error = f"no record has a {' or '.join(absent)} field"
+        _accept({logical: obj[key] for logical, key in mapping.items()}, number, record, rows, bad, result)
+    absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
+    if absent:
+        result.file_error = f"no record has a {' or '.join(absent)} field"
 
 
 def _accept(
@@ -468,9 +596,8 @@ def _accept(
     rows: _Rows,
     bad: _Bad,
     result: ParseResult,
-    prev_ts: int | None,
-) -> int | None:
-    """Convert one line's fields; append a candidate trade or a quarantine row. Returns the latest line time."""
+) -> None:
+    """Convert one line's fields; append a candidate trade or a quarantine row (the reference for every line)."""
     ts_us: int | None = None
     naive: _Rejected | None = None
     try:
@@ -503,13 +630,11 @@ def _accept(
     except _Malformed as exc:
         result.malformed += 1
         bad.add(number, str(exc), record, ts_us)
-        return prev_ts
+        return
     except _Rejected as exc:
         result.skipped += 1
         bad.add(number, str(exc), record, ts_us)
-        return prev_ts
-    if prev_ts is not None and ts_us < prev_ts:
-        result.out_of_order += 1
+        return
     rows.ts.append(ts_us)
     rows.price.append(price)
     rows.size.append(size)
@@ -517,7 +642,6 @@ def _accept(
     rows.trade_id.append(trade_id)
     rows.line.append(number)
     rows.record.append(record[:RECORD_MAX_CHARS])
-    return ts_us
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -620,25 +744,33 @@ _INTERNAL_TRADES = pl.Schema([*RAW_TRADES_SCHEMA.items(), ("_line", pl.Int64()),
 _INTERNAL_BAD = pl.Schema([*QUARANTINE_SCHEMA.items(), ("_ts", RAW_TRADES_SCHEMA[TS])])
 
 
-def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime) -> _Parsed:
+def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl.DataFrame | None = None) -> _Parsed:
     """Frames from the buffers, within-file de-duplication, attribution times, counts."""
-    candidates = pl.DataFrame(
+    slow = pl.DataFrame(
         {
-            TS: pl.Series(TS, np.frombuffer(rows.ts, dtype=np.int64))
-            .cast(pl.Datetime("us"))
-            .dt.replace_time_zone("UTC"),
-            INSTRUMENT: pl.repeat(result.instrument, len(rows.ts), dtype=pl.String, eager=True),
-            PRICE: pl.Series(PRICE, np.frombuffer(rows.price, dtype=np.float64)),
-            SIZE: pl.Series(SIZE, rows.size, dtype=pl.Float64),
-            SIDE: pl.Series(SIDE, rows.side, dtype=pl.String),
-            TRADE_ID: pl.Series(TRADE_ID, rows.trade_id, dtype=pl.String),
-            VENDOR: pl.repeat(VENDOR_NAME, len(rows.ts), dtype=pl.String, eager=True),
-            INGESTED_AT: pl.repeat(now, len(rows.ts), dtype=RAW_TRADES_SCHEMA[INGESTED_AT], eager=True),
-            "_line": pl.Series("_line", np.frombuffer(rows.line, dtype=np.int64)),
-            "_record": pl.Series("_record", rows.record, dtype=pl.String),
-        },
-        schema=_INTERNAL_TRADES,
-    ).with_columns(pl.lit(str(result.path)).alias("_src"))
+            "_ts_us": pl.Series(np.frombuffer(rows.ts, dtype=np.int64)),
+            PRICE: pl.Series(np.frombuffer(rows.price, dtype=np.float64)),
+            SIZE: pl.Series(rows.size, dtype=pl.Float64),
+            SIDE: pl.Series(rows.side, dtype=pl.String),
+            TRADE_ID: pl.Series(rows.trade_id, dtype=pl.String),
+            "_line": pl.Series(np.frombuffer(rows.line, dtype=np.int64)),
+            "_record": pl.Series(rows.record, dtype=pl.String),
+        }
+    )
+    both = slow if fast is None else pl.concat([fast.cast(slow.schema), slow])
+    candidates = (
+        both.sort("_line")
+        .with_columns(
+            pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS),
+            pl.lit(result.instrument, pl.String).alias(INSTRUMENT),
+            pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
+            pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
+            pl.col("_record").str.slice(0, RECORD_MAX_CHARS),
+        )
+        .select(_INTERNAL_TRADES.names())
+        .with_columns(pl.lit(str(result.path)).alias("_src"))
+    )
+    result.out_of_order = int((candidates[TS].diff() < timedelta(0)).sum())
     kept, dupes = _deduplicate(candidates, cross_file=False)
     kept = kept.drop("_src")
     result.skipped += dupes.height
@@ -672,8 +804,13 @@ def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame
     """
     content = [TS, PRICE, SIZE, SIDE]
     where = pl.format("{} line {}", "_first_src", "_first_line") if cross_file else pl.format("line {}", "_first_line")
-    frame = frame.sort(["_src", "_line"])
     has_id = pl.col(TRADE_ID).is_not_null()
+    # Only rows whose key repeats can be duplicates; the window logic below runs on those alone (dumps are large).
+    with_id, without_id = frame.filter(has_id), frame.filter(~has_id)
+    repeat_id = with_id[TRADE_ID].is_duplicated()
+    repeat_row = without_id.select(pl.struct(content).is_duplicated()).to_series()
+    clean = pl.concat([with_id.filter(~repeat_id), without_id.filter(~repeat_row)])
+    frame = pl.concat([with_id.filter(repeat_id), without_id.filter(repeat_row)]).sort(["_src", "_line"])
     group = pl.when(has_id).then(pl.lit("i") + pl.col(TRADE_ID)).otherwise(pl.lit("n"))
     keys = [group.alias("_g"), pl.when(has_id).then(None).otherwise(pl.struct(content)).alias("_c")]
     marked = frame.with_columns(keys).with_columns(
@@ -692,7 +829,7 @@ def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame
         .otherwise(pl.format("duplicate row (first seen at {})", where))
     )
     internal = ["_g", "_c", "_versions", "_rank", "_first_src", "_first_line"]
-    kept = marked.filter(~conflict & ~duplicate).drop(internal)
+    kept = pl.concat([clean, marked.filter(~conflict & ~duplicate).drop(internal)]).sort(["_src", "_line"])
     dupes = (
         marked.filter(conflict | duplicate)
         .with_columns(reason.alias("reason"), pl.col(TS).alias("_own_ts"))

@@ -1,0 +1,94 @@
+"""Dynamic transaction-cost model: spread + volatility + liquidity + participation impact, from spec/costs.yaml.
+
+The per-bar inputs (half-spread, sigma, ADV) are computed here point-in-time (shifted one bar); the size-dependent
+parts (liquidity, participation impact) are applied by the engine at fill time, when the fill size is known.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lake_assets.settings import spec_dir
+from lake_assets.specs import SpecError, read_yaml, validate_model
+from lake_assets.vocabulary import CLOSE, INSTRUMENT, TS, VOLUME
+
+SPREAD_BPS = "spread_bps"  # feature column (top-of-book spread), null where no book data
+HALF_SPREAD = "half_spread"
+SIGMA = "sigma"
+ADV_NOTIONAL = "adv_notional"
+
+
+class CostProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maker_fee_bps: float = Field(0.0, ge=0)
+    taker_fee_bps: float = Field(0.0, ge=0)
+    fixed_fee: float = Field(0.0, ge=0)
+    fixed_slippage_bps: float = Field(0.0, ge=0)
+    default_spread_bps: float = Field(0.0, ge=0)
+    vol_k: float = Field(0.0, ge=0)
+    vol_window: int = Field(48, ge=2)
+    liquidity_k: float = Field(0.0, ge=0)
+    adv_window: int = Field(288, ge=1)
+    impact_k: float = Field(0.0, ge=0)
+    participation_rate: float | None = Field(None, gt=0, le=1)
+
+
+class CostSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_profile: str
+    profiles: dict[str, CostProfile]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> CostSpec:
+        if self.default_profile not in self.profiles:
+            raise ValueError(f"default_profile {self.default_profile!r} is not one of {sorted(self.profiles)}")
+        return self
+
+    def profile(self, name: str | None = None) -> CostProfile:
+        return self.profiles[name or self.default_profile]
+
+
+def load_costs(path: Path | None = None) -> CostSpec:
+    """Read and validate spec/costs.yaml; any problem is a SpecError naming file, key and problem."""
+    path = path or spec_dir() / "costs.yaml"
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(path, "<root>", "expected a mapping with `default_profile` and `profiles`")
+    spec: CostSpec = validate_model(CostSpec, data, path)
+    return spec
+
+
+def cost_inputs(bars: pl.DataFrame, profile: CostProfile) -> pl.DataFrame:
+    """Per (ts, instrument): half-spread (fraction), sigma (per-bar log-return std) and ADV notional, all PIT."""
+    has_spread = SPREAD_BPS in bars.columns
+    default_half = profile.default_spread_bps / 2e4
+    half = (
+        pl.col(SPREAD_BPS).cast(pl.Float64).truediv(2e4).fill_null(default_half).fill_nan(default_half)
+        if has_spread
+        else pl.lit(default_half, dtype=pl.Float64)
+    )
+    logret = (pl.col(CLOSE) / pl.col(CLOSE).shift(1)).log().over(INSTRUMENT)
+    return (
+        bars.sort(INSTRUMENT, TS)
+        .with_columns(_lr=logret)
+        .select(
+            TS,
+            INSTRUMENT,
+            half.alias(HALF_SPREAD),
+            pl.col("_lr")
+            .rolling_std(profile.vol_window, min_samples=max(2, profile.vol_window // 2))
+            .shift(1)
+            .over(INSTRUMENT)
+            .alias(SIGMA),
+            (pl.col(CLOSE) * pl.col(VOLUME))
+            .rolling_mean(profile.adv_window, min_samples=1)
+            .shift(1)
+            .over(INSTRUMENT)
+            .alias(ADV_NOTIONAL),
+        )
+    )

@@ -1,0 +1,798 @@
+"""Backtest engine: bars + signals (or explicit orders) -> orders, fills, trades, equity, risk events.
+
+Two entry points share one simulator (`engine_core.simulate_nb`):
+- `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics
+  (accumulate=False, opposite entry reverses, conflicting signals ignored), sized by a `risk.Sizing`.
+- `run_orders`: explicit MARKET / LIMIT / STOP / STOP_LIMIT orders with ENTRY / EXIT / MODIFY / CANCEL actions.
+Timing: an order submitted at bar i (known at its close) fills at the open of bar i+1+latency ("next_open",
+default) or for market orders at the close of bar i+latency ("close"; vectorbt's default price=close).
+`run_signals_batch` is the compiled fast path for many independent single-instrument columns (optimisers,
+benchmarks); `run_signals` uses it automatically when the case is simple and gives identical results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from lake_assets.backtests import engine_core as core
+from lake_assets.backtests.costs import ADV_NOTIONAL, HALF_SPREAD, SIGMA, CostProfile, cost_inputs
+from lake_assets.backtests.risk import RiskLimits, Sizing
+from lake_assets.backtests.schema import (
+    EQUITY_SCHEMA,
+    FILLS_SCHEMA,
+    ORDER_ID,
+    ORDERS_SCHEMA,
+    RISK_EVENTS_SCHEMA,
+    STRATEGY,
+    TRADES_SCHEMA,
+    Action,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    Side,
+    SizeType,
+)
+from lake_assets.vocabulary import CLOSE, FUNDING_RATE, HIGH, INSTRUMENT, LOW, OPEN, TS, TS_DTYPE, VOLUME
+
+LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT = "long_entry", "long_exit", "short_entry", "short_exit"
+SIGNAL_COLUMNS = (LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT)
+DEFAULT_STRATEGY = "default"
+
+REASONS: dict[int, str] = {
+    core.R_NONPOSITIVE_SIZE: "size must be a positive number",
+    core.R_BAD_PRICE: "limit/stop price must be a positive finite number",
+    core.R_STRATEGY_CAP: "resized: strategy exposure cap",
+    core.R_INSTRUMENT_CAP: "resized: instrument exposure cap",
+    core.R_PORTFOLIO_CAP: "resized: portfolio leverage cap",
+    core.R_NEW_EXPOSURE_CAP: "resized: new exposure per bar cap",
+    core.R_KILL_SWITCH: "rejected: kill switch active",
+    core.R_DAILY_LOSS: "rejected: daily loss cap / cooldown",
+    core.R_SHORT_DISABLED: "rejected: short selling disabled",
+    core.R_NO_EQUITY: "rejected: no equity or cash left",
+    core.R_PARTICIPATION: "partial: participation cap of bar volume",
+    core.R_EXPIRED: "expired: time in force elapsed",
+    core.R_CANCELLED: "cancelled by a CANCEL order",
+    core.R_REPLACED: "cancelled: replaced by a newer signal",
+    core.R_NO_POSITION: "cancelled: no position to exit",
+    core.R_BAD_STOP_DISTANCE: "RISK_PERCENT sizing needs a positive stop_distance",
+    core.R_MODIFIED: "modified by a MODIFY order",
+    core.R_KILL_DRAWDOWN: "kill switch: max drawdown breached",
+    core.R_KILL_STALE: "kill switch: stale data on a held instrument",
+    core.R_KILL_SLIPPAGE: "kill switch: realised/expected slippage ratio breached",
+    core.R_DAILY_CAP_HIT: "daily loss cap hit: entries blocked until next day + cooldown",
+    core.R_UNKNOWN_REF: "MODIFY/CANCEL target is not a pending order",
+    core.R_END_OF_DATA: "still pending at the end of the data",
+    core.R_EXIT_SIDE: "exit side does not close the position",
+    core.R_ALL_CASH_SHORT: "all-cash (infinite notional) size cannot open a short",
+}
+EVENT_KINDS = {
+    core.EV_REJECTED: "REJECTED",
+    core.EV_RESIZED: "RESIZED",
+    core.EV_KILL: "KILL_SWITCH",
+    core.EV_DAILY: "DAILY_LOSS_CAP",
+    core.EV_PARTIAL: "PARTIAL_FILL",
+    core.EV_CANCELLED: "CANCELLED",
+}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Execution, cost and risk settings. Fees and slippage are fractions of notional / price."""
+
+    init_cash: float = 100_000.0
+    fill_at: Literal["next_open", "close"] = "next_open"
+    latency_bars: int = 0
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0
+    fixed_fee: float = 0.0  # per fill, quote currency
+    slippage: float = 0.0  # fixed slippage fraction on taker fills
+    default_spread_bps: float = 0.0  # full spread proxy when bars carry no `spread_bps`
+    vol_k: float = 0.0
+    vol_window: int = 48
+    liquidity_k: float = 0.0
+    adv_window: int = 288
+    impact_k: float = 0.0
+    participation_rate: float | None = None  # cap on fill units as a fraction of bar volume
+    allow_short: bool = True
+    risk: RiskLimits = field(default_factory=RiskLimits)
+
+    def __post_init__(self) -> None:
+        if not self.init_cash > 0:
+            raise ValueError(f"EngineConfig.init_cash must be > 0, got {self.init_cash!r}")
+        if self.fill_at not in ("next_open", "close"):
+            raise ValueError(f"EngineConfig.fill_at must be 'next_open' or 'close', got {self.fill_at!r}")
+        if self.latency_bars < 0:
+            raise ValueError("EngineConfig.latency_bars must be >= 0")
+        for name in ("maker_fee", "taker_fee", "fixed_fee", "slippage", "vol_k", "liquidity_k", "impact_k"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"EngineConfig.{name} must be >= 0")
+        if self.participation_rate is not None and not 0 < self.participation_rate <= 1:
+            raise ValueError("EngineConfig.participation_rate must be in (0, 1] or None")
+
+    @classmethod
+    def from_costs(cls, profile: CostProfile, **overrides: object) -> EngineConfig:
+        """Realistic settings from a spec/costs.yaml profile."""
+        base = cls(
+            maker_fee=profile.maker_fee_bps / 1e4,
+            taker_fee=profile.taker_fee_bps / 1e4,
+            fixed_fee=profile.fixed_fee,
+            slippage=profile.fixed_slippage_bps / 1e4,
+            default_spread_bps=profile.default_spread_bps,
+            vol_k=profile.vol_k,
+            vol_window=profile.vol_window,
+            liquidity_k=profile.liquidity_k,
+            adv_window=profile.adv_window,
+            impact_k=profile.impact_k,
+            participation_rate=profile.participation_rate,
+        )
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    @classmethod
+    def vectorbt_compatible(cls, fees: float = 0.0, slippage: float = 0.0, **overrides: object) -> EngineConfig:
+        """Parity mode with vectorbt `Portfolio.from_signals(close, ..., fees, slippage)`: fill at the signal bar's
+        close, same fee/slippage arithmetic, no spread/impact/participation, no risk layer."""
+        base = cls(fill_at="close", maker_fee=fees, taker_fee=fees, slippage=slippage, risk=RiskLimits.disabled())
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def dynamic_costs(self) -> bool:
+        return self.default_spread_bps > 0 or self.vol_k > 0 or self.liquidity_k > 0 or self.impact_k > 0
+
+    def params(self, sig_size_type: SizeType) -> np.ndarray:
+        r = self.risk
+        p = np.full(core.N_P, np.inf)
+
+        def _opt(v: float | None) -> float:
+            return math.inf if v is None else float(v)
+
+        p[core.P_INIT_CASH] = self.init_cash
+        p[core.P_FILL_CLOSE] = 1.0 if self.fill_at == "close" else 0.0
+        p[core.P_LATENCY] = self.latency_bars
+        p[core.P_MAKER_FEE] = self.maker_fee
+        p[core.P_TAKER_FEE] = self.taker_fee
+        p[core.P_FIXED_FEE] = self.fixed_fee
+        p[core.P_SLIPPAGE] = self.slippage
+        p[core.P_VOL_K] = self.vol_k
+        p[core.P_LIQ_K] = self.liquidity_k
+        p[core.P_IMPACT_K] = self.impact_k
+        p[core.P_PARTICIPATION] = _opt(self.participation_rate)
+        p[core.P_MAX_LEVERAGE] = _opt(r.max_leverage)
+        p[core.P_MAX_STRATEGY] = _opt(r.max_strategy_exposure)
+        p[core.P_MAX_INSTRUMENT] = _opt(r.max_instrument_exposure)
+        p[core.P_MAX_NEW] = _opt(r.max_new_exposure_per_bar)
+        p[core.P_DAILY_LOSS] = _opt(r.daily_loss_cap)
+        p[core.P_COOLDOWN] = r.cooldown_bars
+        p[core.P_MAX_STALE] = _opt(r.max_stale_bars)
+        p[core.P_MAX_DD] = _opt(r.max_drawdown)
+        p[core.P_MAX_SLIP_RATIO] = _opt(r.max_slippage_ratio)
+        p[core.P_MIN_SLIP_FILLS] = r.min_fills_for_slippage
+        p[core.P_FLATTEN_ON_KILL] = 1.0 if r.flatten_on_kill else 0.0
+        p[core.P_ALLOW_SHORT] = 1.0 if self.allow_short else 0.0
+        p[core.P_SIG_SIZE_TYPE] = sig_size_type.code
+        return p
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    orders: pl.DataFrame  # ORDERS_SCHEMA
+    fills: pl.DataFrame  # FILLS_SCHEMA
+    trades: pl.DataFrame  # TRADES_SCHEMA
+    equity: pl.DataFrame  # EQUITY_SCHEMA, one row per bar
+    risk_events: pl.DataFrame  # RISK_EVENTS_SCHEMA
+    funding_payments: pl.DataFrame  # ts, instrument, strategy, funding_rate, mark_price, payment
+    positions: pl.DataFrame  # final positions: instrument, strategy, size, mark_price
+    init_cash: float
+    used_fast_path: bool = False
+
+    @property
+    def final_equity(self) -> float:
+        return float(self.equity[-1, "equity"]) if self.equity.height else self.init_cash
+
+
+@dataclass(frozen=True)
+class _Grid:
+    ts: np.ndarray  # datetime64[us]
+    ts_series: pl.Series
+    instruments: list[str]
+    arrays: dict[str, np.ndarray]  # (n_bars, n_instruments)
+
+
+def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
+    missing = [c for c in (TS, INSTRUMENT, OPEN, HIGH, LOW, CLOSE) if c not in bars.columns]
+    if missing:
+        raise ValueError(f"bars: missing columns {missing}")
+    if bars.height == 0:
+        raise ValueError("bars: empty frame")
+    if bars.select(pl.struct(TS, INSTRUMENT).is_duplicated().any()).item():
+        raise ValueError("bars: duplicate (ts, instrument) rows")
+    b = bars.with_columns(pl.col(TS).cast(TS_DTYPE))
+    if VOLUME not in b.columns:
+        b = b.with_columns(pl.lit(None, dtype=pl.Float64).alias(VOLUME))
+    profile = CostProfile(
+        default_spread_bps=config.default_spread_bps,
+        vol_window=config.vol_window,
+        adv_window=config.adv_window,
+    )
+    b = b.join(cost_inputs(b, profile), on=[TS, INSTRUMENT], how="left")
+    ts = b.select(pl.col(TS).unique().sort()).to_series()
+    instruments = sorted(b[INSTRUMENT].unique().to_list())
+    frame = pl.DataFrame({TS: ts})
+    arrays: dict[str, np.ndarray] = {}
+    cols = (OPEN, HIGH, LOW, CLOSE, VOLUME, HALF_SPREAD, SIGMA, ADV_NOTIONAL)
+    for col in cols:
+        arrays[col] = np.full((ts.len(), len(instruments)), np.nan)
+    for j, inst in enumerate(instruments):
+        sub = frame.join(b.filter(pl.col(INSTRUMENT) == inst), on=TS, how="left")
+        for col in cols:
+            arrays[col][:, j] = sub[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return _Grid(ts.to_numpy(), ts, instruments, arrays)
+
+
+def _bar_index(grid: _Grid, ts: pl.Series, side: Literal["asof", "next"]) -> np.ndarray:
+    """Map timestamps to bar indices: 'asof' = last bar starting at or before ts, 'next' = first bar at/after."""
+    t = ts.cast(TS_DTYPE).to_numpy()
+    if side == "asof":
+        return np.searchsorted(grid.ts, t, side="right").astype(np.int64) - 1
+    return np.searchsorted(grid.ts, t, side="left").astype(np.int64)
+
+
+def _days(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    day = grid.ts.astype("datetime64[D]").astype(np.int64)
+    n = day.shape[0]
+    new_day = np.ones(n, dtype=np.bool_)
+    new_day[1:] = day[1:] != day[:-1]
+    starts = np.flatnonzero(new_day)
+    nxt = np.searchsorted(starts, np.arange(n), side="right")
+    next_day = np.where(nxt < starts.shape[0], starts[np.minimum(nxt, starts.shape[0] - 1)], n).astype(np.int64)
+    return new_day, next_day
+
+
+def _funding(grid: _Grid, funding: pl.DataFrame | None) -> np.ndarray:
+    out = np.full((grid.ts.shape[0], len(grid.instruments)), np.nan)
+    if funding is None or funding.height == 0:
+        return out
+    missing = [c for c in (TS, INSTRUMENT, FUNDING_RATE) if c not in funding.columns]
+    if missing:
+        raise ValueError(f"funding: missing columns {missing}")
+    f = funding.filter(pl.col(FUNDING_RATE).is_not_null() & pl.col(INSTRUMENT).is_in(grid.instruments))
+    idx = _bar_index(grid, f[TS], "next")
+    inst = {s: j for j, s in enumerate(grid.instruments)}
+    for i, s, r in zip(idx, f[INSTRUMENT].to_list(), f[FUNDING_RATE].to_list(), strict=True):
+        if 0 <= i < out.shape[0]:
+            j = inst[s]
+            out[i, j] = r if np.isnan(out[i, j]) else out[i, j] + r
+    return out
+
+
+def _slots(pairs: list[tuple[str, str]], grid: _Grid) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    slots = sorted(set(pairs))
+    strategies = sorted({s for s, _ in slots})
+    inst = {s: j for j, s in enumerate(grid.instruments)}
+    unknown = sorted({i for _, i in slots if i not in inst})
+    if unknown:
+        raise ValueError(f"instruments {unknown} have no bars")
+    slot_inst = np.array([inst[i] for _, i in slots], dtype=np.int64)
+    slot_strat = np.array([strategies.index(s) for s, _ in slots], dtype=np.int64)
+    return slots, slot_inst, slot_strat
+
+
+def signal_flags(
+    long_entry: np.ndarray,
+    long_exit: np.ndarray | None = None,
+    short_entry: np.ndarray | None = None,
+    short_exit: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pack boolean signal arrays into the kernel's bit flags (int64, same shape)."""
+    out = np.asarray(long_entry, dtype=np.int64) * core.SIG_LONG_ENTRY
+    for arr, bit in (
+        (long_exit, core.SIG_LONG_EXIT),
+        (short_entry, core.SIG_SHORT_ENTRY),
+        (short_exit, core.SIG_SHORT_EXIT),
+    ):
+        if arr is not None:
+            out = out | (np.asarray(arr, dtype=np.int64) * bit)
+    return out
+
+
+def run_signals(
+    bars: pl.DataFrame,
+    signals: pl.DataFrame,
+    config: EngineConfig | None = None,
+    *,
+    sizing: Sizing | None = None,
+    funding: pl.DataFrame | None = None,
+    fast: bool | None = None,
+) -> BacktestResult:
+    """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
+    `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
+    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible."""
+    config = config or EngineConfig()
+    sizing = sizing or Sizing(SizeType.EQUITY_PERCENT, 1.0)
+    for c in (TS, INSTRUMENT):
+        if c not in signals.columns:
+            raise ValueError(f"signals: missing column {c!r}")
+    if not any(c in signals.columns for c in SIGNAL_COLUMNS):
+        raise ValueError(f"signals: needs at least one of {SIGNAL_COLUMNS}")
+    grid = _grid(bars, config)
+    sig = signals.with_columns(pl.col(TS).cast(TS_DTYPE))
+    if STRATEGY not in sig.columns:
+        sig = sig.with_columns(pl.lit(DEFAULT_STRATEGY).alias(STRATEGY))
+    sig = sig.with_columns(
+        [
+            (pl.col(c).cast(pl.Boolean).fill_null(False) if c in sig.columns else pl.lit(False)).alias(c)
+            for c in SIGNAL_COLUMNS
+        ]
+    )
+    size_expr = sizing.size if isinstance(sizing.size, pl.Expr) else pl.lit(float(sizing.size))
+    if "size" not in sig.columns:
+        ctx = sig.join(bars.with_columns(pl.col(TS).cast(TS_DTYPE)), on=[TS, INSTRUMENT], how="left")
+        sig = sig.with_columns(size=ctx.with_columns(_size=size_expr.cast(pl.Float64))["_size"])
+    if "stop_distance" not in sig.columns:
+        if sizing.stop_distance is not None:
+            ctx = sig.join(bars.with_columns(pl.col(TS).cast(TS_DTYPE)), on=[TS, INSTRUMENT], how="left")
+            sig = sig.with_columns(stop_distance=ctx.with_columns(_sd=sizing.stop_distance.cast(pl.Float64))["_sd"])
+        else:
+            sig = sig.with_columns(stop_distance=pl.lit(np.nan))
+    pairs = list(zip(sig[STRATEGY].to_list(), sig[INSTRUMENT].to_list(), strict=True))
+    slots, slot_inst, slot_strat = _slots(pairs, grid)
+    n, ns = grid.ts.shape[0], len(slots)
+    idx = _bar_index(grid, sig[TS], "asof")
+    exact = grid.ts[np.clip(idx, 0, n - 1)] == sig[TS].to_numpy()
+    if not bool(np.all(exact & (idx >= 0))):
+        bad = sig.filter(pl.Series(~(exact & (idx >= 0))))[TS].head(3).to_list()
+        raise ValueError(f"signals: timestamps not on the bar grid, e.g. {bad}")
+    slot_of = {p: k for k, p in enumerate(slots)}
+    sidx = np.array([slot_of[p] for p in pairs], dtype=np.int64)
+    flags = np.zeros((n, ns), dtype=np.int64)
+    packed = signal_flags(
+        sig[LONG_ENTRY].to_numpy(), sig[LONG_EXIT].to_numpy(), sig[SHORT_ENTRY].to_numpy(), sig[SHORT_EXIT].to_numpy()
+    )
+    flags[idx, sidx] = packed
+    size = np.full((n, ns), np.nan)
+    size[idx, sidx] = sig["size"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    stop_dist = np.full((n, ns), np.nan)
+    stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    fund = _funding(grid, funding)
+
+    eligible = (
+        ns == 1
+        and not config.dynamic_costs
+        and config.participation_rate is None
+        and config.latency_bars == 0
+        and bool(np.all(np.isnan(fund)))
+        and config.risk == RiskLimits.disabled()
+        and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
+        and "size" not in signals.columns
+        and not isinstance(sizing.size, pl.Expr)
+    )
+    if fast and not eligible:
+        raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
+    if fast or (fast is None and eligible):
+        return _run_fast(grid, slots, flags, float(sizing.size), sizing.size_type, config)
+    params = config.params(sizing.size_type)
+    orders_in = np.full((0, core.N_O), np.nan)
+    return _simulate(grid, slots, slot_inst, slot_strat, flags, size, stop_dist, orders_in, fund, params, config, [])
+
+
+def run_orders(
+    bars: pl.DataFrame,
+    orders: pl.DataFrame,
+    config: EngineConfig | None = None,
+    *,
+    funding: pl.DataFrame | None = None,
+) -> BacktestResult:
+    """Backtest explicit orders (ORDER_INPUT_SCHEMA columns; ts = bar whose close the order is submitted at)."""
+    config = config or EngineConfig()
+    for c in (TS, INSTRUMENT, "side"):
+        if c not in orders.columns:
+            raise ValueError(f"orders: missing column {c!r}")
+    grid = _grid(bars, config)
+    o = orders.with_columns(pl.col(TS).cast(TS_DTYPE))
+    defaults: dict[str, object] = {
+        ORDER_ID: None,
+        STRATEGY: DEFAULT_STRATEGY,
+        "action": Action.ENTRY.value,
+        "order_type": OrderType.MARKET.value,
+        "size_type": SizeType.SHARES.value,
+        "size": float("nan"),
+        "limit_price": float("nan"),
+        "stop_price": float("nan"),
+        "stop_distance": float("nan"),
+        "time_in_force_bars": -1,
+        "ref_order_id": -1,
+    }
+    for c, v in defaults.items():
+        if c not in o.columns:
+            o = o.with_columns(pl.lit(v).alias(c))
+    if o[ORDER_ID].null_count() == o.height:
+        o = o.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ORDER_ID))
+    if o[ORDER_ID].is_duplicated().any():
+        raise ValueError("orders: order_id must be unique")
+    o = o.with_row_index("_row").sort(TS, "_row")
+    idx = _bar_index(grid, o[TS], "asof")
+    if bool(np.any(idx < 0)):
+        raise ValueError("orders: some orders are submitted before the first bar")
+    pairs = list(zip(o[STRATEGY].to_list(), o[INSTRUMENT].to_list(), strict=True))
+    slots, slot_inst, slot_strat = _slots(pairs, grid)
+    slot_of = {p: k for k, p in enumerate(slots)}
+    m = o.height
+    arr = np.full((m, core.N_O), np.nan)
+
+    def _codes(col: str, enum: type[Side] | type[Action] | type[OrderType] | type[SizeType]) -> np.ndarray:
+        vals = [str(v).upper() if v is not None else None for v in o[col].to_list()]
+        names = {e.value: e.code for e in enum}
+        bad = sorted({str(v) for v in vals if v not in names})
+        if bad:
+            raise ValueError(f"orders: column {col!r} has unknown values {bad}; expected {sorted(names)}")
+        return np.array([names[v] for v in vals], dtype=np.float64)
+
+    arr[:, core.O_BAR] = idx
+    arr[:, core.O_SLOT] = [slot_of[p] for p in pairs]
+    arr[:, core.O_SIDE] = _codes("side", Side)
+    arr[:, core.O_ACTION] = _codes("action", Action)
+    arr[:, core.O_TYPE] = _codes("order_type", OrderType)
+    arr[:, core.O_SIZE_TYPE] = _codes("size_type", SizeType)
+    for col, k in (
+        ("size", core.O_SIZE),
+        ("limit_price", core.O_LIMIT),
+        ("stop_price", core.O_STOP),
+        ("stop_distance", core.O_STOP_DIST),
+    ):
+        arr[:, k] = o[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    arr[:, core.O_TIF] = o["time_in_force_bars"].cast(pl.Int64).fill_null(-1).to_numpy()
+    ids = o[ORDER_ID].cast(pl.Int64).to_list()
+    pos_of = {oid: k for k, oid in enumerate(ids)}
+    arr[:, core.O_REF] = [
+        pos_of.get(r, -1) if r is not None and r >= 0 else -1 for r in o["ref_order_id"].cast(pl.Int64).to_list()
+    ]
+    arr[:, core.O_REVERSE] = 0.0
+    arr[:, core.O_INPUT_ID] = ids
+    n, ns = grid.ts.shape[0], len(slots)
+    zeros = np.zeros((n, ns), dtype=np.int64)
+    nan2 = np.full((n, ns), np.nan)
+    params = config.params(SizeType.SHARES)
+    return _simulate(
+        grid, slots, slot_inst, slot_strat, zeros, nan2, nan2, arr, _funding(grid, funding), params, config, ids
+    )
+
+
+def _simulate(
+    grid: _Grid,
+    slots: list[tuple[str, str]],
+    slot_inst: np.ndarray,
+    slot_strat: np.ndarray,
+    flags: np.ndarray,
+    size: np.ndarray,
+    stop_dist: np.ndarray,
+    orders_in: np.ndarray,
+    fund: np.ndarray,
+    params: np.ndarray,
+    config: EngineConfig,
+    input_ids: list[int],
+) -> BacktestResult:
+    a = grid.arrays
+    new_day, next_day = _days(grid)
+    orders, fills, trades, events, funds, state, pos = core.simulate_nb(
+        a[OPEN], a[HIGH], a[LOW], a[CLOSE], a[VOLUME], a[HALF_SPREAD], a[SIGMA], a[ADV_NOTIONAL], fund,
+        new_day, next_day, slot_inst, slot_strat, flags, size, stop_dist, orders_in, params,
+    )  # fmt: skip
+    # order ids: user ids for input orders, then fresh ids after the largest one for generated orders
+    next_id = (max(input_ids) + 1) if input_ids else 0
+    oid = np.empty(orders.shape[0], dtype=np.int64)
+    n_in = orders_in.shape[0]
+    oid[:n_in] = input_ids
+    oid[n_in:] = np.arange(next_id, next_id + orders.shape[0] - n_in)
+    return _assemble(grid, slots, orders, oid, fills, trades, events, funds, state, pos, config, fast=False)
+
+
+def _ts_at(grid: _Grid, idx: np.ndarray) -> pl.Series:
+    idx = np.asarray(idx, dtype=np.int64)
+    return pl.Series(grid.ts[np.clip(idx, 0, grid.ts.shape[0] - 1)]).cast(TS_DTYPE)
+
+
+def _enum_names(enum: type, codes: np.ndarray) -> list[str]:
+    members = list(enum)
+    return [members[int(c)].value for c in codes]
+
+
+def _assemble(
+    grid: _Grid,
+    slots: list[tuple[str, str]],
+    orders: np.ndarray,
+    oid: np.ndarray,
+    fills: np.ndarray,
+    trades: np.ndarray,
+    events: np.ndarray,
+    funds: np.ndarray,
+    state: np.ndarray,
+    pos: np.ndarray,
+    config: EngineConfig,
+    fast: bool,
+) -> BacktestResult:
+    strat_of = [s for s, _ in slots]
+    inst_of = [i for _, i in slots]
+    oslot = orders[:, core.O_SLOT].astype(np.int64)
+    reason = [
+        REASONS.get(int(r)) if np.isfinite(r) and int(r) != core.R_NONE else None for r in orders[:, core.O_REASON]
+    ]
+    orders_df = pl.DataFrame(
+        {
+            ORDER_ID: oid,
+            TS: _ts_at(grid, orders[:, core.O_BAR]),
+            INSTRUMENT: [inst_of[s] for s in oslot],
+            STRATEGY: [strat_of[s] for s in oslot],
+            "side": _enum_names(Side, orders[:, core.O_SIDE]),
+            "action": _enum_names(Action, orders[:, core.O_ACTION]),
+            "order_type": _enum_names(OrderType, orders[:, core.O_TYPE]),
+            "size_type": _enum_names(SizeType, orders[:, core.O_SIZE_TYPE]),
+            "size": orders[:, core.O_SIZE],
+            "limit_price": orders[:, core.O_LIMIT],
+            "stop_price": orders[:, core.O_STOP],
+            "requested_units": orders[:, core.O_REQ],
+            "filled_units": np.nan_to_num(orders[:, core.O_FILLED]),
+            "avg_fill_price": orders[:, core.O_AVG_PX],
+            "status": _enum_names(OrderStatus, orders[:, core.O_STATUS]),
+            "reason": pl.Series(reason, dtype=pl.String),
+            "last_update_ts": _ts_at(grid, orders[:, core.O_LAST_BAR]),
+        },
+        strict=False,
+    ).with_columns(
+        pl.col(c).fill_nan(None) for c in ("size", "limit_price", "stop_price", "requested_units", "avg_fill_price")
+    )
+    fslot = fills[:, core.F_SLOT].astype(np.int64)
+    ford = fills[:, core.F_ORDER].astype(np.int64)
+    fills_df = pl.DataFrame(
+        {
+            "fill_id": np.arange(fills.shape[0], dtype=np.int64),
+            ORDER_ID: oid[ford] if oid.shape[0] else ford,
+            TS: _ts_at(grid, fills[:, core.F_BAR]),
+            INSTRUMENT: [inst_of[s] for s in fslot],
+            STRATEGY: [strat_of[s] for s in fslot],
+            "side": _enum_names(Side, fills[:, core.F_SIDE]),
+            "price": fills[:, core.F_PRICE],
+            "size": fills[:, core.F_UNITS],
+            "fee": fills[:, core.F_FEE],
+            "slippage_cost": fills[:, core.F_SLIP],
+            "expected_slippage_cost": fills[:, core.F_EXP_SLIP],
+            "liquidity": [Liquidity.MAKER.value if m > 0.5 else Liquidity.TAKER.value for m in fills[:, core.F_MAKER]],
+        }
+    )
+    trades_df = trades_frame(grid, slots, trades)
+    ev_order = events[:, core.E_ORDER].astype(np.int64)
+    ev_slot = events[:, core.E_SLOT].astype(np.int64)
+    ev_inst = events[:, core.E_INST].astype(np.int64)
+    events_df = pl.DataFrame(
+        {
+            TS: _ts_at(grid, events[:, core.E_BAR]),
+            ORDER_ID: pl.Series([int(oid[k]) if k >= 0 else None for k in ev_order], dtype=pl.Int64),
+            INSTRUMENT: pl.Series([grid.instruments[j] if j >= 0 else None for j in ev_inst], dtype=pl.String),
+            STRATEGY: pl.Series([strat_of[s] if s >= 0 else None for s in ev_slot], dtype=pl.String),
+            "event": [EVENT_KINDS[int(k)] for k in events[:, core.E_KIND]],
+            "reason": [REASONS[int(r)] for r in events[:, core.E_REASON]],
+            "requested_units": events[:, core.E_REQ],
+            "allowed_units": events[:, core.E_ALLOWED],
+        },
+        schema=RISK_EVENTS_SCHEMA,
+    )
+    fu_slot = funds[:, 1].astype(np.int64)
+    funding_df = pl.DataFrame(
+        {
+            TS: _ts_at(grid, funds[:, 0]),
+            INSTRUMENT: pl.Series([inst_of[s] for s in fu_slot], dtype=pl.String),
+            STRATEGY: pl.Series([strat_of[s] for s in fu_slot], dtype=pl.String),
+            FUNDING_RATE: funds[:, 2],
+            "mark_price": funds[:, 3],
+            "payment": funds[:, 4],
+        }
+    )
+    eq = state[:, 0] + state[:, 1]
+    peak = np.maximum.accumulate(eq)
+    equity_df = pl.DataFrame(
+        {
+            TS: grid.ts_series,
+            "cash": state[:, 0],
+            "positions_value": state[:, 1],
+            "equity": eq,
+            "gross_exposure": state[:, 2],
+            "fees_cum": state[:, 3],
+            "funding_cum": state[:, 4],
+            "drawdown": eq / peak - 1.0,
+        },
+        schema=EQUITY_SCHEMA,
+    )
+    last_close = _last_valid(grid.arrays[CLOSE])
+    positions_df = pl.DataFrame(
+        {
+            INSTRUMENT: inst_of,
+            STRATEGY: strat_of,
+            "size": pos,
+            "mark_price": [last_close[grid.instruments.index(i)] for i in inst_of],
+        }
+    )
+    return BacktestResult(
+        orders=orders_df.select(ORDERS_SCHEMA.names()).cast(dict(ORDERS_SCHEMA)),  # type: ignore[arg-type]
+        fills=fills_df.cast(dict(FILLS_SCHEMA)),  # type: ignore[arg-type]
+        trades=trades_df,
+        equity=equity_df,
+        risk_events=events_df,
+        funding_payments=funding_df,
+        positions=positions_df,
+        init_cash=config.init_cash,
+        used_fast_path=fast,
+    )
+
+
+def _last_valid(arr: np.ndarray) -> np.ndarray:
+    out = np.full(arr.shape[1], np.nan)
+    for j in range(arr.shape[1]):
+        ok = np.flatnonzero(np.isfinite(arr[:, j]))
+        if ok.size:
+            out[j] = arr[ok[-1], j]
+    return out
+
+
+def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) -> pl.DataFrame:
+    tslot = trades[:, core.T_SLOT].astype(np.int64)
+    direction = np.where(trades[:, core.T_DIR] > 0.5, -1.0, 1.0)
+    gross = direction * (trades[:, core.T_EXIT_PX] - trades[:, core.T_ENTRY_PX]) * trades[:, core.T_SIZE]
+    pnl = gross - trades[:, core.T_FEES] - trades[:, core.T_FUNDING]
+    notional = trades[:, core.T_ENTRY_PX] * trades[:, core.T_SIZE]
+    is_open = trades[:, core.T_OPEN] > 0.5
+    return pl.DataFrame(
+        {
+            "trade_id": np.arange(trades.shape[0], dtype=np.int64),
+            INSTRUMENT: pl.Series([slots[s][1] for s in tslot], dtype=pl.String),
+            STRATEGY: pl.Series([slots[s][0] for s in tslot], dtype=pl.String),
+            "direction": ["SHORT" if d < 0 else "LONG" for d in direction],
+            "entry_ts": _ts_at(grid, trades[:, core.T_ENTRY_BAR]),
+            "exit_ts": _ts_at(grid, trades[:, core.T_EXIT_BAR]),
+            "entry_bar": trades[:, core.T_ENTRY_BAR].astype(np.int64),
+            "exit_bar": trades[:, core.T_EXIT_BAR].astype(np.int64),
+            "entry_price": trades[:, core.T_ENTRY_PX],
+            "exit_price": trades[:, core.T_EXIT_PX],
+            "size": trades[:, core.T_SIZE],
+            "gross_pnl": gross,
+            "fees": trades[:, core.T_FEES],
+            "funding": trades[:, core.T_FUNDING],
+            "pnl": pnl,
+            "return": np.divide(pnl, notional, out=np.full_like(pnl, np.nan), where=notional != 0),
+            "status": ["OPEN" if o else "CLOSED" for o in is_open],
+        },
+        schema=TRADES_SCHEMA,
+    )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Output of the fast path: raw record arrays (engine_core F_*/T_* columns) and final state per column."""
+
+    fills: np.ndarray
+    trades: np.ndarray
+    final_cash: np.ndarray
+    final_position: np.ndarray
+    final_equity: np.ndarray
+
+
+def run_signals_batch(
+    close: np.ndarray,
+    flags: np.ndarray,
+    *,
+    open_: np.ndarray | None = None,
+    size: float | np.ndarray = np.inf,
+    notional: bool = True,
+    fees: float = 0.0,
+    fixed_fees: float = 0.0,
+    slippage: float = 0.0,
+    init_cash: float = 100_000.0,
+    fill_at: Literal["next_open", "close"] = "close",
+    allow_short: bool = True,
+) -> BatchResult:
+    """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
+    on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
+    `size` is quote notional when `notional` (inf = all cash) else units."""
+    close = np.asarray(close, dtype=np.float64)
+    if close.ndim == 1:
+        close = close[:, None]
+    flags = np.asarray(flags, dtype=np.int64)
+    if flags.ndim == 1:
+        flags = flags[:, None]
+    m = flags.shape[1]
+    if close.shape[0] != flags.shape[0]:
+        raise ValueError("run_signals_batch: close and flags need the same number of rows")
+    price = close if fill_at == "close" else np.asarray(open_ if open_ is not None else close, dtype=np.float64)
+    if price.ndim == 1:
+        price = price[:, None]
+    if price.shape[1] == 1 and m > 1:
+        price = np.broadcast_to(price, (price.shape[0], m))
+    sizes = np.broadcast_to(np.asarray(size, dtype=np.float64), (m,)).copy()
+    fills, trades, cash, pos = core.fast_signals_nb(
+        np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, notional, fees, fixed_fees, slippage,
+        init_cash, fill_at == "next_open", allow_short,
+    )  # fmt: skip
+    closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
+    last = _last_valid(np.asarray(closes))
+    final_eq = cash + np.where(pos != 0, pos * last, 0.0)
+    return BatchResult(fills, trades, cash, pos, final_eq)
+
+
+def _run_fast(
+    grid: _Grid,
+    slots: list[tuple[str, str]],
+    flags: np.ndarray,
+    size: float,
+    size_type: SizeType,
+    config: EngineConfig,
+) -> BacktestResult:
+    a = grid.arrays
+    res = run_signals_batch(
+        a[CLOSE],
+        flags,
+        open_=a[OPEN],
+        size=size,
+        notional=size_type == SizeType.NOTIONAL,
+        fees=config.taker_fee,
+        fixed_fees=config.fixed_fee,
+        slippage=config.slippage,
+        init_cash=config.init_cash,
+        fill_at=config.fill_at,
+        allow_short=config.allow_short,
+    )
+    n = grid.ts.shape[0]
+    fills = res.fills
+    nfl = fills.shape[0]
+    orders = np.full((nfl, core.N_O), np.nan)
+    orders[:, core.O_BAR] = fills[:, core.F_BAR] - (1 if config.fill_at == "next_open" else 0)
+    orders[:, core.O_SLOT] = 0
+    orders[:, core.O_SIDE] = fills[:, core.F_SIDE]
+    orders[:, core.O_ACTION] = Action.ENTRY.code
+    orders[:, core.O_TYPE] = OrderType.MARKET.code
+    orders[:, core.O_SIZE_TYPE] = size_type.code
+    orders[:, core.O_SIZE] = size
+    orders[:, core.O_REQ] = fills[:, core.F_UNITS]
+    orders[:, core.O_FILLED] = fills[:, core.F_UNITS]
+    orders[:, core.O_AVG_PX] = fills[:, core.F_PRICE]
+    orders[:, core.O_STATUS] = OrderStatus.FILLED.code
+    orders[:, core.O_REASON] = core.R_NONE
+    orders[:, core.O_LAST_BAR] = fills[:, core.F_BAR]
+    fills = fills.copy()
+    fills[:, core.F_ORDER] = np.arange(nfl)
+    fills[:, core.F_SLOT] = 0
+    trades = res.trades.copy()
+    trades[:, core.T_SLOT] = 0
+    # per-bar state reconstructed from the fills
+    sgn = np.where(fills[:, core.F_SIDE] < 0.5, 1.0, -1.0)
+    bar = fills[:, core.F_BAR].astype(np.int64)
+    dcash = np.zeros(n)
+    dpos = np.zeros(n)
+    dfee = np.zeros(n)
+    np.add.at(dcash, bar, -(sgn * fills[:, core.F_UNITS] * fills[:, core.F_PRICE] + fills[:, core.F_FEE]))
+    np.add.at(dpos, bar, sgn * fills[:, core.F_UNITS])
+    np.add.at(dfee, bar, fills[:, core.F_FEE])
+    cash = config.init_cash + np.cumsum(dcash)
+    position = np.cumsum(dpos)
+    mark = _ffill(a[CLOSE][:, 0])
+    posval = np.where(position != 0, position * mark, 0.0)
+    state = np.zeros((n, 6))
+    state[:, 0] = cash
+    state[:, 1] = posval
+    state[:, 2] = np.abs(posval)
+    state[:, 3] = np.cumsum(dfee)
+    empty = np.zeros((0, core.N_E))
+    oid = np.arange(nfl, dtype=np.int64)
+    return _assemble(
+        grid, slots, orders, oid, fills, trades, empty, np.zeros((0, 5)), state, res.final_position, config, fast=True
+    )
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    idx = np.where(ok, np.arange(x.shape[0]), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = x[idx]
+    out[~np.isfinite(out)] = np.nan
+    return out

@@ -1,0 +1,76 @@
+"""Discovery summaries for asset metadata and the research report: gate funnel, top candidates, volcano plot."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+
+from lake_assets.discovery.spec_model import GATE_NAMES
+
+
+def funnel_counts(
+    candidates: pl.DataFrame, bridge: pl.DataFrame | None = None, n_blueprints: int | None = None
+) -> pl.DataFrame:
+    """Per stage: rows passing that gate alone and rows passing it and every gate before it (the funnel)."""
+    stages: list[tuple[str, int, int]] = [("hypotheses", candidates.height, candidates.height)]
+    cumulative = pl.lit(True)
+    for g in GATE_NAMES:
+        cumulative = cumulative & pl.col(f"gate_{g}")
+        alone = int(candidates[f"gate_{g}"].sum())
+        stages.append((g, alone, int(candidates.select(cumulative.sum()).item())))
+    for track in ("standard", "fallback_only"):
+        k = int((candidates["promotion_track"] == track).sum())
+        stages.append((f"track_{track}", k, k))
+    if bridge is not None:
+        k = int(bridge["bridge_pass"].sum()) if bridge.height else 0
+        stages.append(("bridge_pass", k, k))
+    if n_blueprints is not None:
+        stages.append(("blueprints", n_blueprints, n_blueprints))
+    return pl.DataFrame(stages, schema={"stage": pl.String, "passed": pl.Int64, "cumulative": pl.Int64}, orient="row")
+
+
+def top_candidates_markdown(candidates: pl.DataFrame, k: int = 20) -> str:
+    """A Markdown table of the best `k` rows (promoted first, then by q-value and shrunk effect)."""
+    cols = ["hypothesis_id", "n", "raw_effect_bps", "shrunk_effect_bps", "shrunk_after_cost_bps", "q_value",
+            "promotion_track", "fail_reasons"]  # fmt: skip
+    top = candidates.sort(
+        ["promoted", "q_value", "shrunk_effect_bps"], descending=[True, False, True], nulls_last=True
+    ).head(k)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in top.select(cols).iter_rows():
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append(f"{v:.4g}")
+            else:
+                cells.append("" if v is None else str(v).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def volcano_png(candidates: pl.DataFrame, max_q: float = 0.05) -> bytes:
+    """Shrunk effect (bps) against -log10(q), promoted rows highlighted; PNG bytes (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    df = candidates.filter(pl.col("q_value").is_not_null())
+    x = df["shrunk_effect_bps"].to_numpy()
+    y = -np.log10(np.clip(df["q_value"].to_numpy(), 1e-300, 1.0))
+    promoted = df["promoted"].to_numpy() if "promoted" in df.columns else np.zeros(df.height, dtype=bool)
+    fig = Figure(figsize=(7, 5), dpi=100)
+    ax = fig.subplots()
+    ax.scatter(x[~promoted], y[~promoted], s=8, c="0.6", alpha=0.6, label="not promoted")
+    ax.scatter(x[promoted], y[promoted], s=14, c="tab:red", label="promoted (standard)")
+    ax.axhline(-np.log10(max_q), color="tab:blue", lw=0.8, ls="--", label=f"q = {max_q:g}")
+    ax.axvline(0.0, color="0.3", lw=0.6)
+    ax.set_xlabel("shrunk effect (bps)")
+    ax.set_ylabel("-log10(q)")
+    ax.set_title(f"Phase-2 candidates ({df.height} tested, {int(promoted.sum())} promoted)")
+    ax.legend(loc="upper left", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

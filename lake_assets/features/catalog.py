@@ -1,0 +1,359 @@
+"""Load `spec/features/*.yaml` into a validated, hashed `FeatureCatalog`.
+
+A spec entry instantiates either a catalogue indicator (`indicator: RSI`) or a feature template (`template: zscore`).
+List-valued parameters expand into a grid (one feature per combination); `name` may use `{param}` placeholders.
+Each entry declares (or inherits from the file's `defaults`) its family, inputs, lookback in bars, PIT contract and
+the NaN-ratio bound an asset check enforces. Any malformed entry fails loading with SpecError(file, key, problem).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lake_assets.features.indicators import INDICATORS
+from lake_assets.features.templates import TEMPLATES
+from lake_assets.settings import spec_dir
+from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TS
+
+# Top-of-book columns a vendor may add to bars (not in BARS_SCHEMA yet).
+BID, ASK, BID_SIZE, ASK_SIZE = "bid", "ask", "bid_size", "ask_size"
+OPTIONAL_BAR_COLUMNS = (BID, ASK, BID_SIZE, ASK_SIZE)
+BAR_COLUMNS: frozenset[str] = frozenset(BARS_SCHEMA.names()) | frozenset(OPTIONAL_BAR_COLUMNS)
+
+Pit = Literal["bar_open", "bar_close"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Defaults(_Strict):
+    family: str | None = None
+    max_nan_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+    pit: Pit = "bar_close"
+
+
+class _Entry(_Strict):
+    name: str | None = None
+    family: str | None = None
+    template: str | None = None
+    indicator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[str] | None = None
+    lookback: int | None = Field(default=None, ge=1)
+    pit: Pit | None = None
+    max_nan_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _Entry:
+        if (self.template is None) == (self.indicator is None):
+            raise ValueError("an entry needs exactly one of `template` or `indicator`")
+        return self
+
+
+class ContextParams(_Strict):
+    """Windows and thresholds of the cross-instrument context features (`context:` block of one feature file)."""
+
+    corr_window: int = Field(default=288, ge=2)  # bars of the short rolling correlation / beta to the benchmark
+    long_corr_window: int = Field(default=2016, ge=2)  # the baseline correlation a breakdown is measured against
+    dispersion_horizon: int = Field(default=12, ge=1)  # bars of the returns whose cross-sectional std is dispersion
+    breakdown_drop: float = Field(default=0.3, gt=0.0, le=2.0)  # long corr - short corr that counts as a breakdown
+    breakdown_min_long_corr: float = Field(default=0.5, ge=-1.0, le=1.0)  # only when usually correlated
+    max_nan_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _windows(self) -> ContextParams:
+        if self.long_corr_window <= self.corr_window:
+            raise ValueError(f"long_corr_window ({self.long_corr_window}) must exceed corr_window ({self.corr_window})")
+        return self
+
+
+class _File(_Strict):
+    family: str | None = None
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    features: list[_Entry] = Field(default_factory=list)
+    context: ContextParams | None = None
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    name: str
+    output: str  # the builder's output key
+    dtype: pl.DataType
+    max_nan_ratio: float
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """One expanded spec entry; an indicator with several outputs yields several columns."""
+
+    key: str  # where it came from: "<file>:features.<i>[<grid index>]"
+    file: str
+    family: str
+    kind: Literal["template", "indicator"]
+    impl: str
+    params: dict[str, Any]
+    inputs: tuple[str, ...]  # bar columns or other feature columns
+    columns: tuple[FeatureColumn, ...]
+    own_lookback: int
+    lookback: int  # own + the longest chain through feature inputs
+    pit: Pit
+    bar_inputs: frozenset[str] = frozenset()  # bar columns read, transitively
+    description: str = ""
+
+    def build(self) -> dict[str, pl.Expr]:
+        """Column name -> expression (features it reads must already be columns of the frame)."""
+        if self.kind == "indicator":
+            params = dict(self.params)
+            outputs = INDICATORS[self.impl].build(params)
+            return {c.name: outputs[c.output] for c in self.columns}
+        tmpl = TEMPLATES[self.impl]
+        return {self.columns[0].name: tmpl.build(list(self.inputs), tmpl.resolve(self.params))}
+
+
+@dataclass(frozen=True)
+class FeatureCatalog:
+    features: tuple[FeatureDef, ...]
+    levels: tuple[tuple[FeatureDef, ...], ...]  # dependency levels: level k reads only bars and levels < k
+    spec_hash: str
+    source: str = ""
+    context: ContextParams = field(default_factory=ContextParams)
+    _by_column: dict[str, FeatureDef] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for f in self.features for c in f.columns]
+
+    def feature_of(self, column: str) -> FeatureDef:
+        return self._by_column[column]
+
+    def column(self, column: str) -> FeatureColumn:
+        return next(c for c in self._by_column[column].columns if c.name == column)
+
+    @property
+    def max_lookback(self) -> int:
+        return max((f.lookback for f in self.features), default=0)
+
+
+def required_lookback_bars(catalog: FeatureCatalog) -> int:
+    """Bars of history before a target window that reproduce its features (load this warm-up prefix)."""
+    return catalog.max_lookback
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).replace(".", "p").replace("-", "m")
+
+
+def _expand(params: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = [k for k, v in params.items() if isinstance(v, list) and k != "labels"]
+    if not keys:
+        return [dict(params)]
+    combos = itertools.product(*(params[k] for k in keys))
+    return [{**params, **dict(zip(keys, combo, strict=True))} for combo in combos]
+
+
+def _default_indicator_name(impl: str, p: dict[str, Any]) -> str:
+    d = INDICATORS[impl]
+    parts = [d.prefix]
+    if "col" in p and p["col"] != CLOSE:
+        parts.append(str(p["col"]))
+    parts += [_fmt(p[k]) for k in d.params if k != "col" and p.get(k) is not None]
+    return "_".join(parts)
+
+
+def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Path, key: str) -> list[FeatureDef]:
+    fam = entry.family or family or defaults.family
+    if not fam:
+        raise SpecError(file, f"{key}.family", "no family: set it on the entry, the file or its defaults")
+    pit: Pit = entry.pit or defaults.pit
+    max_nan = entry.max_nan_ratio if entry.max_nan_ratio is not None else defaults.max_nan_ratio
+    out: list[FeatureDef] = []
+    grid = _expand(entry.params)
+    for gi, params in enumerate(grid):
+        gkey = key if len(grid) == 1 else f"{key}[{gi}]"
+        if entry.indicator is not None:
+            impl = entry.indicator
+            if impl not in INDICATORS:
+                raise SpecError(
+                    file, f"{key}.indicator", f"unknown indicator {impl!r}; expected one of {sorted(INDICATORS)}"
+                )
+            d = INDICATORS[impl]
+            if entry.inputs is not None:
+                if "col" not in d.params or len(entry.inputs) != 1:
+                    raise SpecError(
+                        file,
+                        f"{key}.inputs",
+                        f"{impl} reads {list(d.inputs) or ['<col>']}; "
+                        "`inputs` may only name the single `col` it applies to",
+                    )
+                params = {**params, "col": entry.inputs[0]}
+            try:
+                resolved = d.resolve(params)
+                own = d.lookback(params)
+            except (KeyError, ValueError) as exc:
+                raise SpecError(file, f"{key}.params", str(exc).strip("'\"")) from exc
+            inputs = d.input_columns(params)
+            base = (entry.name or _default_indicator_name(impl, resolved)).format(**resolved)
+            cols = tuple(
+                FeatureColumn(base if len(d.outputs) == 1 else f"{base}_{o}", o, pl.Float64(), max_nan)
+                for o in d.outputs
+            )
+            kind: Literal["template", "indicator"] = "indicator"
+            tmpl_pit: Pit = "bar_close"
+        else:
+            impl = entry.template or ""
+            if impl not in TEMPLATES:
+                raise SpecError(
+                    file, f"{key}.template", f"unknown template {impl!r}; expected one of {sorted(TEMPLATES)}"
+                )
+            t = TEMPLATES[impl]
+            try:
+                resolved = t.resolve(params)
+                own = t.lookback(resolved)
+            except (KeyError, ValueError) as exc:
+                raise SpecError(file, f"{key}.params", str(exc).strip("'\"")) from exc
+            inputs = tuple(entry.inputs) if entry.inputs is not None else t.inputs
+            if len(inputs) != len(t.inputs):
+                raise SpecError(
+                    file,
+                    f"{key}.inputs",
+                    f"template {impl} takes {len(t.inputs)} input(s) like {list(t.inputs)}, got {list(inputs)}",
+                )
+            if entry.name is None:
+                raise SpecError(file, f"{key}.name", f"template {impl} entries need a `name`")
+            try:
+                name = entry.name.format(**resolved)
+            except (KeyError, IndexError) as exc:
+                raise SpecError(file, f"{key}.name", f"placeholder {exc} is not a parameter") from exc
+            cols = (FeatureColumn(name, "value", t.dtype, max_nan),)
+            kind = "template"
+            tmpl_pit = t.pit
+        if pit == "bar_open" and tmpl_pit != "bar_open":
+            raise SpecError(file, f"{key}.pit", f"{impl} reads bar data, so it is only known at the bar close")
+        if entry.lookback is not None and entry.lookback < own:
+            raise SpecError(file, f"{key}.lookback", f"declared {entry.lookback} bars but {impl} needs {own}")
+        out.append(
+            FeatureDef(
+                key=gkey,
+                file=file.name,
+                family=fam,
+                kind=kind,
+                impl=impl,
+                params=resolved,
+                inputs=tuple(inputs),
+                columns=cols,
+                own_lookback=max(own, entry.lookback or 0),
+                lookback=0,
+                pit=pit,
+                description=entry.description,
+            )
+        )
+    return out
+
+
+def _link(defs: list[FeatureDef], files: dict[str, Path]) -> tuple[list[FeatureDef], list[list[FeatureDef]]]:
+    """Check names and inputs, compute transitive lookbacks and bar inputs, and split into dependency levels."""
+    by_col: dict[str, FeatureDef] = {}
+    for f in defs:
+        for c in f.columns:
+            if c.name in by_col:
+                other = by_col[c.name]
+                raise SpecError(
+                    files[f.file], f.key, f"duplicated feature name {c.name!r} (also {other.file}:{other.key})"
+                )
+            if c.name in BAR_COLUMNS and not (f.impl == "identity" and f.inputs == (c.name,)):
+                raise SpecError(files[f.file], f.key, f"feature name {c.name!r} shadows a bar column")
+            if not c.name.isidentifier() or c.name != c.name.lower():
+                raise SpecError(files[f.file], f.key, f"feature name {c.name!r} must be a lower-case identifier")
+            by_col[c.name] = f
+    for f in defs:
+        for i in f.inputs:
+            if i not in BAR_COLUMNS and i != TS and i not in by_col:
+                raise SpecError(
+                    files[f.file],
+                    f"{f.key}.inputs",
+                    f"unknown input column {i!r}: not a bar column nor a feature declared in spec/features",
+                )
+    level: dict[int, int] = {}
+    lookback: dict[int, int] = {}
+    bars_in: dict[int, frozenset[str]] = {}
+    state: dict[int, int] = {}
+
+    def visit(f: FeatureDef, chain: tuple[str, ...]) -> None:
+        fid = id(f)
+        if state.get(fid) == 2:
+            return
+        if state.get(fid) == 1:
+            raise SpecError(files[f.file], f"{f.key}.inputs", f"dependency cycle: {' -> '.join(chain)}")
+        state[fid] = 1
+        lv, lb, bi = 0, f.own_lookback, {i for i in f.inputs if i in BAR_COLUMNS or i == TS}
+        for i in f.inputs:
+            if i in by_col and i not in BAR_COLUMNS:
+                dep = by_col[i]
+                visit(dep, (*chain, i))
+                lv = max(lv, level[id(dep)] + 1)
+                lb = max(lb, f.own_lookback + lookback[id(dep)] - 1)
+                bi |= bars_in[id(dep)]
+        level[fid], lookback[fid], bars_in[fid] = lv, lb, frozenset(bi)
+        state[fid] = 2
+
+    for f in defs:
+        visit(f, (f.columns[0].name,))
+    linked = [FeatureDef(**{**f.__dict__, "lookback": lookback[id(f)], "bar_inputs": bars_in[id(f)]}) for f in defs]
+    n_levels = max(level.values(), default=-1) + 1
+    levels: list[list[FeatureDef]] = [[] for _ in range(n_levels)]
+    for f, g in zip(defs, linked, strict=True):
+        levels[level[id(f)]].append(g)
+    return linked, levels
+
+
+def load_feature_specs(directory: Path | None = None) -> FeatureCatalog:
+    """Read every `*.yaml` under spec/features (sorted), validate, expand grids and link dependencies."""
+    directory = directory or spec_dir() / "features"
+    files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    if not files:
+        raise SpecError(directory, "<dir>", "no feature spec files (*.yaml) found")
+    defs: list[FeatureDef] = []
+    paths: dict[str, Path] = {}
+    context: ContextParams | None = None
+    context_file = ""
+    for path in files:
+        paths[path.name] = path
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise SpecError(path, "<root>", "expected a mapping with `features`")
+        spec: _File = validate_model(_File, data, path)
+        if spec.context is not None:
+            if context is not None:
+                raise SpecError(path, "context", f"context parameters are already declared in {context_file}")
+            context, context_file = spec.context, path.name
+        for n, entry in enumerate(spec.features):
+            defs.extend(_entry_defs(entry, spec.defaults, spec.family, path, f"features.{n}"))
+    linked, levels = _link(defs, paths)
+    by_column = {c.name: f for f in linked for c in f.columns}
+    return FeatureCatalog(
+        features=tuple(linked),
+        levels=tuple(tuple(lv) for lv in levels),
+        spec_hash=spec_hash(directory.name, root=directory.parent),
+        source=str(directory),
+        context=context or ContextParams(),
+        _by_column=by_column,
+    )
+
+
+def columns_of(catalog: FeatureCatalog, family: str | None = None) -> list[str]:
+    return [c.name for f in catalog.features if family is None or f.family == family for c in f.columns]
+
+
+def families(catalog: FeatureCatalog) -> list[str]:
+    return sorted({f.family for f in catalog.features})

@@ -1,0 +1,126 @@
+"""Cross-instrument context: correlation and beta to a benchmark, dispersion, correlation breakdown.
+
+Inputs are each instrument's bars (warm-up prefix included); outputs are per instrument x bar. Returns are 1-bar log
+returns with gaps missing; instruments are aligned to their benchmark on `ts`, so a benchmark gap only removes that
+pair from the window. Dispersion is the cross-sectional standard deviation of `dispersion_horizon`-bar log returns
+across the instruments that share a benchmark (the peer group), so 5m crypto and daily equities never mix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from lake_assets.features import kernels as K
+from lake_assets.features.catalog import FeatureCatalog
+from lake_assets.features.indicators import min_count
+from lake_assets.specs import Universe
+from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
+
+__all__ = ["CONTEXT_COLUMNS", "benchmarks_from_universe", "compute_context_features"]
+
+CONTEXT_COLUMNS = ("corr_bench", "beta_bench", "corr_bench_long", "dispersion", "corr_breakdown")
+
+
+def benchmarks_from_universe(universe: Universe) -> dict[str, str]:
+    """instrument id -> benchmark id (`Universe.benchmark_for`); instruments without one are left out."""
+    out: dict[str, str] = {}
+    for inst in universe.instruments:
+        bench = universe.benchmark_for(inst)
+        if bench is not None:
+            out[inst.id] = bench
+    return out
+
+
+def _returns(bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    close = pl.col(CLOSE).cast(pl.Float64)
+    if IS_GAP in bars.columns:
+        close = pl.when(pl.col(IS_GAP).fill_null(False)).then(None).otherwise(close)
+    return bars.select(
+        pl.col(TS),
+        (close / close.shift(1)).log().fill_nan(None).alias("r"),
+        (close / close.shift(horizon)).log().fill_nan(None).alias("rh"),
+        close.is_null().alias("gap"),
+    )
+
+
+def _np(s: pl.Series) -> np.ndarray:
+    return np.ascontiguousarray(s.cast(pl.Float64).fill_null(np.nan).to_numpy())
+
+
+def compute_context_features(
+    bars_by_instrument: dict[str, pl.DataFrame],
+    benchmarks: dict[str, str],
+    catalog: FeatureCatalog,
+    *,
+    target_start: datetime | None = None,
+) -> pl.DataFrame:
+    """corr_bench, beta_bench (short window), corr_bench_long, dispersion and corr_breakdown per instrument x bar.
+
+    `benchmarks` maps instrument -> benchmark instrument (see `benchmarks_from_universe`); an instrument without a
+    benchmark, or whose benchmark bars are not given, gets null correlation/beta. Rows with ts < target_start are
+    warm-up and are dropped from the output.
+    """
+    p = catalog.context
+    rets = {inst: _returns(df.sort(TS), p.dispersion_horizon) for inst, df in bars_by_instrument.items()}
+    frames: list[pl.DataFrame] = []
+    for inst, r in rets.items():
+        bench = benchmarks.get(inst)
+        cols: dict[str, np.ndarray] = {}
+        if bench is not None and bench in rets:
+            joined = r.join(rets[bench].select(TS, pl.col("r").alias("rb")), on=TS, how="left")
+            x, y = _np(joined["r"]), _np(joined["rb"])
+            ys = np.where(np.isnan(x), np.nan, y)
+            n, nl = p.corr_window, p.long_corr_window
+            corr = K.rolling_corr(x, y, n, min_count(n))
+            var_b = K.rolling_var(ys, n, min_count(n), 1)
+            cov = K.rolling_cov(x, y, n, min_count(n), 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                beta = np.where(var_b > 0, cov / np.where(var_b > 0, var_b, 1.0), np.nan)
+            corr_long = K.rolling_corr(x, y, nl, min_count(nl))
+            cols = {"corr_bench": corr, "beta_bench": beta, "corr_bench_long": corr_long}
+        else:
+            nan = np.full(r.height, np.nan)
+            cols = {"corr_bench": nan, "beta_bench": nan, "corr_bench_long": nan}
+        frames.append(
+            r.select(TS, "rh", "gap").with_columns(
+                pl.lit(inst).alias(INSTRUMENT),
+                pl.lit(bench, pl.String).alias("__peer"),
+                *[pl.Series(k, v).fill_nan(None) for k, v in cols.items()],
+            )
+        )
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                TS: pl.Datetime("us", "UTC"),
+                INSTRUMENT: pl.String,
+                **dict.fromkeys(CONTEXT_COLUMNS[:-1], pl.Float64),
+                "corr_breakdown": pl.Boolean,
+            }
+        )
+    long = pl.concat(frames, how="vertical")
+    disp = (
+        long.filter(pl.col("__peer").is_not_null())
+        .group_by("__peer", TS)
+        .agg(pl.when(pl.col("rh").count() >= 2).then(pl.col("rh").std()).alias("dispersion"))
+    )
+    out = long.join(disp, on=["__peer", TS], how="left").with_columns(
+        pl.when(pl.col("corr_bench").is_null() | pl.col("corr_bench_long").is_null())
+        .then(pl.lit(None, pl.Boolean))
+        .otherwise(
+            (pl.col("corr_bench_long") >= p.breakdown_min_long_corr)
+            & (pl.col("corr_bench_long") - pl.col("corr_bench") >= p.breakdown_drop)
+        )
+        .alias("corr_breakdown")
+    )
+    gap = pl.col("gap")
+    out = out.select(
+        pl.col(TS),
+        pl.col(INSTRUMENT),
+        *[pl.when(gap).then(None).otherwise(pl.col(c)).alias(c) for c in CONTEXT_COLUMNS],
+    ).sort(INSTRUMENT, TS)
+    if target_start is not None:
+        out = out.filter(pl.col(TS) >= pl.lit(target_start).cast(out.schema[TS]))
+    return out

@@ -1,0 +1,257 @@
+"""Per-instrument feature computation: bars (target window + warm-up prefix) -> one feature row per target bar.
+
+The compute is one lazy polars plan with one `with_columns` per dependency level of the catalog. Inside the plan,
+float columns carry NaN for "missing" so the numba kernels and arithmetic agree on one marker; the final select turns
+NaN into null and nulls every non-calendar feature on gap bars. A feature whose bar inputs the instrument lacks (no
+funding, no OI, no spot leg, no trades, no top-of-book) is emitted as a typed all-null column, never computed from
+placeholders. Every expression is causal, so rows for a window do not change when later bars are appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from lake_assets.features.catalog import (
+    ASK,
+    ASK_SIZE,
+    BAR_COLUMNS,
+    BID,
+    BID_SIZE,
+    FeatureCatalog,
+    required_lookback_bars,
+)
+from lake_assets.vocabulary import (
+    BASIS_BPS,
+    BUY_VOLUME,
+    CLOSE,
+    FUNDING_RATE,
+    HIGH,
+    INSTRUMENT,
+    IS_GAP,
+    LOW,
+    OPEN,
+    OPEN_INTEREST,
+    SELL_VOLUME,
+    SPOT_CLOSE,
+    TRADE_COUNT,
+    TS,
+    VOLUME,
+)
+
+__all__ = [
+    "available_inputs",
+    "compute_features",
+    "nan_ratio_report",
+    "required_lookback_bars",
+    "window_embeddings",
+]
+
+# Data kinds an instrument may "have", as accepted by `instrument_has`, and the bar columns each one fills.
+DATA_GROUPS: dict[str, tuple[str, ...]] = {
+    "ohlcv": (OPEN, HIGH, LOW, CLOSE, VOLUME),
+    "funding": (FUNDING_RATE,),
+    "open_interest": (OPEN_INTEREST,),
+    "trades": (BUY_VOLUME, SELL_VOLUME, TRADE_COUNT),
+    "spot": (SPOT_CLOSE, BASIS_BPS),
+    "top_of_book": (BID, ASK, BID_SIZE, ASK_SIZE),
+}
+_ALWAYS = frozenset({TS, OPEN, HIGH, LOW, CLOSE, VOLUME})
+
+
+def available_inputs(bars: pl.DataFrame, instrument_has: Iterable[str] | None = None) -> frozenset[str]:
+    """Bar columns the instrument really has.
+
+    `instrument_has` names data kinds (keys of DATA_GROUPS) or bar columns; OHLCV is always assumed. Without it,
+    a column counts as available when it is present and not entirely null in `bars`.
+    """
+    present = set(bars.columns)
+    if instrument_has is None:
+        nulls = bars.null_count().row(0, named=True) if bars.height else {}
+        have = {c for c in present & BAR_COLUMNS if bars.height and nulls.get(c, 0) < bars.height}
+        return frozenset(have | (_ALWAYS & present))
+    wanted: set[str] = set()
+    for item in instrument_has:
+        if item in DATA_GROUPS:
+            wanted.update(DATA_GROUPS[item])
+        elif item in BAR_COLUMNS:
+            wanted.add(item)
+        else:
+            raise ValueError(f"instrument_has: unknown data kind or bar column {item!r}; kinds: {sorted(DATA_GROUPS)}")
+    return frozenset((wanted | _ALWAYS) & present)
+
+
+def _check_bars(bars: pl.DataFrame) -> None:
+    missing = [c for c in (TS, OPEN, HIGH, LOW, CLOSE, VOLUME) if c not in bars.columns]
+    if missing:
+        raise ValueError(f"bars lack required column(s) {missing}")
+    if INSTRUMENT in bars.columns and bars[INSTRUMENT].n_unique() > 1:
+        raise ValueError("compute_features takes one instrument's bars; got several instruments")
+    if bars.height > 1 and not bars[TS].is_sorted() or bars[TS].n_unique() != bars.height:
+        raise ValueError("bars must be sorted by ts with unique timestamps")
+
+
+def _gap_mask(bars: pl.DataFrame) -> pl.Expr:
+    if IS_GAP in bars.columns:
+        return pl.col(IS_GAP).fill_null(False) | pl.col(CLOSE).is_null()
+    return pl.col(CLOSE).is_null()
+
+
+def _prepared(bars: pl.DataFrame) -> pl.LazyFrame:
+    floats = [
+        pl.col(c).cast(pl.Float64).fill_null(float("nan"))
+        for c in bars.columns
+        if c in BAR_COLUMNS and c != TS and bars.schema[c].is_numeric()
+    ]
+    return bars.lazy().with_columns(*floats, _gap_mask(bars).alias("__gap"))
+
+
+def compute_features(
+    bars: pl.DataFrame,
+    catalog: FeatureCatalog,
+    *,
+    instrument_has: set[str] | None = None,
+    target_start: datetime | None = None,
+) -> pl.DataFrame:
+    """Features for one instrument's bars (BARS_SCHEMA, sorted by ts).
+
+    Pass the target window PLUS `required_lookback_bars(catalog)` bars before it and `target_start`: only rows with
+    ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog order.
+    """
+    _check_bars(bars)
+    have = available_inputs(bars, instrument_has)
+    lf = _prepared(bars)
+    computed: set[str] = set()
+    for li, level in enumerate(catalog.levels):
+        exprs: list[pl.Expr] = []
+        unnest: list[pl.Expr] = []
+        for fi, f in enumerate(level):
+            if not (f.bar_inputs - {TS}) <= have:
+                continue
+            built = f.build()
+            if len(built) > 1:
+                # all outputs are fields of one struct-valued UDF: evaluate it once into a hidden column
+                hidden = f"__s{li}_{fi}"
+                exprs.append(next(iter(built.values())).meta.pop()[0].alias(hidden))
+                unnest += [pl.col(hidden).struct.field(c.output).alias(c.name) for c in f.columns]
+            else:
+                exprs += [e.alias(name) for name, e in built.items()]
+            computed.update(built)
+        if exprs:
+            lf = lf.with_columns(exprs)
+        if unnest:
+            lf = lf.with_columns(unnest)
+    gap = pl.col("__gap")
+    out: list[pl.Expr] = [pl.col(TS)]
+    out.append(pl.col(INSTRUMENT) if INSTRUMENT in bars.columns else pl.lit(None, pl.String).alias(INSTRUMENT))
+    out.append(gap.alias(IS_GAP))
+    for f in catalog.features:
+        for c in f.columns:
+            if c.name not in computed:
+                out.append(pl.lit(None, dtype=c.dtype).alias(c.name))
+                continue
+            e = pl.col(c.name)
+            if c.dtype == pl.Float64:
+                e = e.fill_nan(None)
+            if f.pit != "bar_open":
+                e = pl.when(gap).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
+            out.append(e.alias(c.name))
+    df = lf.select(out).collect()
+    if target_start is not None:
+        df = df.filter(pl.col(TS) >= pl.lit(target_start).cast(df.schema[TS]))
+    return df
+
+
+def window_embeddings(
+    bars: pl.DataFrame, sizes: Sequence[int] = (32, 64), *, target_start: datetime | None = None
+) -> pl.DataFrame:
+    """Normalised 1-bar log returns of the last n bars as Array(Float64, n) columns `emb_<n>` (oldest first).
+
+    Each window is divided by its own RMS return (scale-free shape); gap returns stay null inside the array. A row is
+    null while fewer than n bars exist, when the bar itself is a gap, or when under half the window is present.
+    """
+    _check_bars(bars)
+    close = bars[CLOSE].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    gap = bars.select(_gap_mask(bars)).to_series().to_numpy()
+    r = np.full(close.shape[0], np.nan)
+    if close.shape[0] > 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r[1:] = np.log(close[1:] / close[:-1])
+    cols: list[pl.Series] = [
+        bars[TS],
+        bars[INSTRUMENT] if INSTRUMENT in bars.columns else pl.Series(INSTRUMENT, [None] * bars.height, pl.String),
+    ]
+    for n in sizes:
+        if n < 2:
+            raise ValueError(f"embedding size must be >= 2, got {n}")
+        rows = close.shape[0]
+        emb = np.full((rows, n), np.nan)
+        valid = np.zeros(rows, dtype=bool)
+        if rows >= n:
+            win = np.lib.stride_tricks.sliding_window_view(r, n)  # row j = returns of bars j .. j+n-1
+            present = (~np.isnan(win)).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rms = np.sqrt(np.nansum(win * win, axis=1) / np.maximum(present, 1))
+                norm = win / rms[:, None]
+            ok = (present >= (n + 1) // 2) & (rms > 0)
+            emb[n - 1 :] = norm
+            valid[n - 1 :] = ok
+        valid &= ~gap
+        flat = pl.Series(emb.reshape(-1)).fill_nan(None)
+        arr = flat.reshape((rows, n)).alias(f"emb_{n}")
+        cols.append(pl.select(pl.when(pl.Series(valid)).then(arr).otherwise(None).alias(f"emb_{n}")).to_series())
+    df = pl.DataFrame(cols)
+    if target_start is not None:
+        df = df.filter(pl.col(TS) >= pl.lit(target_start).cast(df.schema[TS]))
+    return df
+
+
+def nan_ratio_report(
+    features: pl.DataFrame, catalog: FeatureCatalog, *, warmup_rows: int | None = None
+) -> pl.DataFrame:
+    """Per instrument x feature: null share outside warm-up and gap bars, against the spec's `max_nan_ratio`.
+
+    `warmup_rows=None` skips each feature's own lookback from the start of every instrument's rows (right for a frame
+    that starts at the beginning of history); pass 0 when the frame was computed with a full warm-up prefix.
+    A column that is null throughout for an instrument (the instrument lacks its inputs) is `applicable=False`.
+    """
+    cols = [c for c in catalog.columns if c in features.columns]
+    inst = pl.col(INSTRUMENT) if INSTRUMENT in features.columns else pl.lit("")
+    gap = pl.col(IS_GAP).fill_null(False) if IS_GAP in features.columns else pl.lit(False)
+    idx = pl.int_range(pl.len()).over(inst) if INSTRUMENT in features.columns else pl.int_range(pl.len())
+    base = features.lazy().with_columns(__i=idx, __gap=gap, __inst=inst)
+    aggs: list[pl.Expr] = []
+    for c in cols:
+        f = catalog.feature_of(c)
+        lb = f.lookback if warmup_rows is None else warmup_rows
+        in_scope = (pl.col("__i") >= lb) & ~pl.col("__gap")
+        aggs += [
+            in_scope.sum().alias(f"{c}\0rows"),
+            (in_scope & pl.col(c).is_null()).sum().alias(f"{c}\0nulls"),
+            pl.col(c).is_not_null().any().alias(f"{c}\0any"),
+        ]
+    wide = base.group_by("__inst").agg(aggs).collect()
+    records = []
+    for row in wide.iter_rows(named=True):
+        for c in cols:
+            rows, nulls = int(row[f"{c}\0rows"]), int(row[f"{c}\0nulls"])
+            applicable = bool(row[f"{c}\0any"])
+            ratio = nulls / rows if rows else None
+            bound = catalog.column(c).max_nan_ratio
+            ok = (not applicable) or ratio is None or ratio <= bound
+            records.append((row["__inst"], c, catalog.feature_of(c).family, rows, nulls, ratio, bound, applicable, ok))
+    schema = {
+        INSTRUMENT: pl.String,
+        "feature": pl.String,
+        "family": pl.String,
+        "rows": pl.Int64,
+        "null_rows": pl.Int64,
+        "nan_ratio": pl.Float64,
+        "max_nan_ratio": pl.Float64,
+        "applicable": pl.Boolean,
+        "ok": pl.Boolean,
+    }
+    return pl.DataFrame(records, schema=schema, orient="row").sort(INSTRUMENT, "feature")

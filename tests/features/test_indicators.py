@@ -1,0 +1,187 @@
+"""Indicators and kernels against straightforward pandas / numpy-loop reference computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from scipy.stats import percentileofscore
+
+from lake_assets.features import indicators as ind
+from lake_assets.features import kernels as K
+from tests.features.conftest import make_bars
+
+
+@pytest.fixture(scope="module")
+def ohlc() -> pl.DataFrame:
+    return make_bars(600, seed=3, gaps=(100, 101, 300))
+
+
+def _eval(df: pl.DataFrame, expr: pl.Expr) -> np.ndarray:
+    return df.select(expr.alias("x")).to_series().cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _np(df: pl.DataFrame, col: str) -> np.ndarray:
+    return df[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-9) -> None:
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=rtol, atol=1e-12)
+
+
+def test_registry_has_the_contract_names() -> None:
+    expected = {"RSI", "SMA", "EMA", "MACD", "BBANDS", "ATR", "STOCH", "ADX", "CCI", "OBV", "MFI", "WILLR", "ROC",
+                "DONCHIAN", "KELTNER"}
+    assert expected <= set(ind.INDICATORS)
+    assert ind.INDICATORS["MACD"].outputs == ("macd", "signal", "hist")
+    assert ind.INDICATORS["BBANDS"].outputs == ("mid", "upper", "lower", "pctb", "width")
+    with pytest.raises(KeyError, match="missing parameter"):
+        ind.INDICATORS["SMA"].build({})
+    with pytest.raises(KeyError, match="unknown parameter"):
+        ind.INDICATORS["RSI"].build({"window": 3})
+    with pytest.raises(ValueError, match="fast must be smaller"):
+        ind.INDICATORS["MACD"].build({"fast": 30, "slow": 26})
+
+
+def test_sma_and_bollinger_match_pandas_rolling(ohlc: pl.DataFrame) -> None:
+    c = pd.Series(_np(ohlc, "close"))
+    _close(_eval(ohlc, ind.sma("close", 20)), c.rolling(20, min_periods=10).mean().to_numpy())
+    bb = ind.bollinger("close", 20, 2.0)
+    sd = c.rolling(20, min_periods=10).std(ddof=0)
+    mid = c.rolling(20, min_periods=10).mean()
+    _close(_eval(ohlc, bb["upper"]), (mid + 2 * sd).to_numpy(), rtol=1e-7)
+    pctb = ((c - (mid - 2 * sd)) / (4 * sd)).to_numpy()
+    _close(_eval(ohlc, bb["pctb"]), pctb, rtol=1e-6)
+
+
+def test_ema_matches_pandas_ewm_ignoring_gaps(ohlc: pl.DataFrame) -> None:
+    c = pd.Series(_np(ohlc, "close"))
+    ref = c.ewm(span=10, adjust=False, ignore_na=True, min_periods=10).mean().to_numpy().copy()
+    ref[np.isnan(c.to_numpy())] = np.nan  # ours stays missing on gap rows instead of carrying the last value
+    _close(_eval(ohlc, ind.ema("close", 10)), ref)
+
+
+def _wilder(x: np.ndarray, n: int) -> np.ndarray:
+    out, y, cnt = np.full(len(x), np.nan), 0.0, 0
+    for i, v in enumerate(x):
+        if np.isnan(v):
+            continue
+        y = v if cnt == 0 else y + (v - y) / n
+        cnt += 1
+        out[i] = y if cnt >= n else np.nan
+    return out
+
+
+def test_rsi_and_atr_match_loops(ohlc: pl.DataFrame) -> None:
+    c, h, lo = _np(ohlc, "close"), _np(ohlc, "high"), _np(ohlc, "low")
+    d = np.concatenate([[np.nan], np.diff(c)])
+    g, loss = _wilder(np.where(np.isnan(d), np.nan, np.maximum(d, 0)), 14), _wilder(
+        np.where(np.isnan(d), np.nan, np.maximum(-d, 0)), 14
+    )
+    _close(_eval(ohlc, ind.rsi("close", 14)), 100 * g / (g + loss))
+    tr = np.array(
+        [
+            h[i] - lo[i]
+            if i == 0 or np.isnan(c[i - 1])
+            else max(h[i] - lo[i], abs(h[i] - c[i - 1]), abs(lo[i] - c[i - 1]))
+            for i in range(len(c))
+        ]
+    )
+    _close(_eval(ohlc, ind.atr(14)), _wilder(tr, 14))
+
+
+def test_channel_oscillators_match_pandas(ohlc: pl.DataFrame) -> None:
+    c, h, lo = (pd.Series(_np(ohlc, k)) for k in ("close", "high", "low"))
+    hh, ll = h.rolling(14, min_periods=7).max(), lo.rolling(14, min_periods=7).min()
+    st = ind.stochastic(14, 3)
+    k = 100 * (c - ll) / (hh - ll)
+    _close(_eval(ohlc, st["k"]), k.to_numpy())
+    _close(_eval(ohlc, st["d"]), k.rolling(3, min_periods=2).mean().to_numpy())
+    _close(_eval(ohlc, ind.williams_r(14)), (-100 * (hh - c) / (hh - ll)).to_numpy())
+    dc = ind.donchian(20)
+    _close(_eval(ohlc, dc["upper"]), h.rolling(20, min_periods=10).max().to_numpy())
+    _close(_eval(ohlc, dc["lower"]), lo.rolling(20, min_periods=10).min().to_numpy())
+    _close(_eval(ohlc, ind.roc("close", 12)), (100 * (c / c.shift(12) - 1)).to_numpy())
+
+
+def test_cci_mfi_obv_match_loops(ohlc: pl.DataFrame) -> None:
+    c, h, lo, v = (_np(ohlc, k) for k in ("close", "high", "low", "volume"))
+    tp = (h + lo + c) / 3
+    n = 20
+    ref = np.full(len(tp), np.nan)
+    for i in range(len(tp)):
+        w = tp[max(0, i - n + 1) : i + 1]
+        w = w[~np.isnan(w)]
+        if len(w) >= 10 and not np.isnan(tp[i]):
+            ref[i] = (tp[i] - w.mean()) / (0.015 * np.abs(w - w.mean()).mean())
+    _close(_eval(ohlc, ind.cci(n)), ref, rtol=1e-7)
+    mf = tp * v
+    pos = np.full(len(tp), np.nan)
+    neg = np.full(len(tp), np.nan)
+    for i in range(1, len(tp)):
+        if not (np.isnan(tp[i]) or np.isnan(tp[i - 1])):
+            pos[i], neg[i] = (mf[i] if tp[i] > tp[i - 1] else 0.0), (mf[i] if tp[i] < tp[i - 1] else 0.0)
+    ps = pd.Series(pos).rolling(14, min_periods=7).sum().to_numpy()
+    ns = pd.Series(neg).rolling(14, min_periods=7).sum().to_numpy()
+    _close(_eval(ohlc, ind.mfi(14)), 100 * ps / (ps + ns), rtol=1e-7)
+    signed = np.sign(np.concatenate([[np.nan], np.diff(c)])) * v
+    _close(_eval(ohlc, ind.obv(50)), pd.Series(signed).rolling(50, min_periods=25).sum().to_numpy(), rtol=1e-7)
+
+
+def test_adx_matches_pandas_wilder_reference(ohlc: pl.DataFrame) -> None:
+    df = make_bars(400, seed=5, gaps=())  # classic ADX reference without gaps
+    h, lo, c = (_np(df, k) for k in ("high", "low", "close"))
+    up, down = np.diff(h, prepend=np.nan), -np.diff(lo, prepend=np.nan)
+    pdm = np.where((up > down) & (up > 0), up, 0.0)
+    mdm = np.where((down > up) & (down > 0), down, 0.0)
+    pdm[0] = mdm[0] = np.nan
+    tr = np.maximum.reduce([h - lo, np.abs(h - np.roll(c, 1)), np.abs(lo - np.roll(c, 1))])
+    tr[0] = np.nan
+    n = 14
+    atr_, sp, sm = _wilder(tr, n), _wilder(pdm, n), _wilder(mdm, n)
+    dx = 100 * np.abs(sp - sm) / (sp + sm)
+    _close(_eval(df, ind.adx(n)), _wilder(dx, n), rtol=1e-7)
+    assert np.nanmin(atr_) > 0
+
+
+def test_macd_is_ema_difference(ohlc: pl.DataFrame) -> None:
+    m = ind.macd("close", 12, 26, 9)
+    line = _eval(ohlc, ind.ema("close", 12)) - _eval(ohlc, ind.ema("close", 26))
+    _close(_eval(ohlc, m["macd"]), line)
+    _close(_eval(ohlc, m["hist"]), line - _eval(ohlc, m["signal"]))
+
+
+def test_rolling_pct_rank_matches_scipy_weak_percentile() -> None:
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=400), 1)  # rounding creates ties
+    x[[5, 50, 51]] = np.nan
+    got = K.rolling_pct_rank(x, 30, 15)
+    for i in range(len(x)):
+        w = x[max(0, i - 29) : i + 1]
+        w = w[~np.isnan(w)]
+        if np.isnan(x[i]) or len(w) < 15:
+            assert np.isnan(got[i])
+        else:
+            assert got[i] == pytest.approx(percentileofscore(w, x[i], kind="weak") / 100)
+
+
+def test_rolling_cov_corr_and_extremes_match_pandas() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=500), rng.normal(size=500)
+    x[[10, 11, 200]] = np.nan
+    y[[50, 300]] = np.nan
+    both = ~(np.isnan(x) | np.isnan(y))
+    xs, ys = pd.Series(np.where(both, x, np.nan)), pd.Series(np.where(both, y, np.nan))
+    _close(K.rolling_cov(x, y, 40, 20, 1), xs.rolling(40, min_periods=20).cov(ys).to_numpy(), rtol=1e-8)
+    _close(K.rolling_corr(x, y, 40, 20), xs.rolling(40, min_periods=20).corr(ys).to_numpy(), rtol=1e-8)
+    s = pd.Series(x)
+    _close(K.rolling_max(x, 25, 5), s.rolling(25, min_periods=5).max().to_numpy())
+    _close(K.rolling_min(x, 25, 5), s.rolling(25, min_periods=5).min().to_numpy())
+    _close(K.rolling_std(x, 25, 5, 1), s.rolling(25, min_periods=5).std().to_numpy(), rtol=1e-8)
+
+
+def test_signed_run_length_counts_same_sign_and_caps() -> None:
+    x = np.array([1.0, 2.0, 3.0, -1.0, -1.0, 0.0, np.nan, 4.0, 4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(K.signed_run_length(x, 3), [1, 2, 3, -1, -2, 0, np.nan, 1, 2, 3, 3])
