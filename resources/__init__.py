@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dagster as dg
+
 from lake_assets.settings import get_environment
 from resources.lake import LakeResource, WarehouseResource
 from resources.market_data import MarketDataResource
@@ -14,10 +16,11 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
     by_env: dict[str, dict[str, Any]] = {
         "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
         "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
+        # production: lake root and warehouse from the deployment's environment
         "PROD": {
-            "lake": LakeResource(),
-            "warehouse": WarehouseResource(),
-            "market_data": MarketDataResource(live=True),
+            "lake": LakeResource(root=dg.EnvVar("QLAKE_LAKE_ROOT")),
+            "warehouse": WarehouseResource(path=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")),
+            "market_data": MarketDataResource(max_retries=8),
         },
     }
     return by_env[env]

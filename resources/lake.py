@@ -12,7 +12,7 @@ from lake_assets.storage.warehouse import build_catalog, query
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where partitions are written; `root` overrides $QLAKE_DATA_ROOT/lake (an s3:// root works the same way)."""
+    """Where partitions are written; `root` overrides $QLAKE_DATA_ROOT/lake."""
 
     root: str | None = None
 

@@ -15,11 +15,9 @@ from lake_assets.specs import Instrument
 class MarketDataResource(dg.ConfigurableResource):
     """`as_of` (ISO time) freezes the synthetic vendor for reproducible runs; secrets come from env vars."""
 
-    live: bool = False
     as_of: str | None = None
     landing_dir: str | None = None
-    binance_api_key: str | None = None  # dg.EnvVar("BINANCE_API_KEY") in deployments; public data needs none
-    binance_secret: str | None = None
+    max_retries: int = 5  # vendor calls retried with exponential backoff on network errors
 
     def as_of_time(self) -> datetime | None:
         if self.as_of is None:
@@ -47,9 +45,10 @@ class MarketDataResource(dg.ConfigurableResource):
         if name == "ccxt":
             from lake_assets.raw.vendors.ccxt_binance import CcxtBinanceVendor
 
-            return CcxtBinanceVendor(api_key=self.binance_api_key, secret=self.binance_secret)
+            # credentials (optional for public data) are read from QLAKE_BINANCE_API_KEY/_SECRET, never logged
+            return CcxtBinanceVendor(max_retries=self.max_retries)
         if name == "yfinance":
             from lake_assets.raw.vendors.yfinance_vendor import YFinanceVendor
 
-            return YFinanceVendor()
+            return YFinanceVendor(max_retries=self.max_retries)
         raise ValueError(f"unknown vendor {name!r} for instrument {instrument.id}")

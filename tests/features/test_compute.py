@@ -107,7 +107,7 @@ def test_instrument_without_funding_or_trades_gets_null_columns(catalog: Feature
     assert out["rsi_14"].drop_nulls().len() > 700
     declared = compute_features(make_bars(800, seed=2), catalog, instrument_has={"ohlcv", "funding"})
     assert declared["ofi"].null_count() == declared.height  # trades present in the frame but not declared
-    assert declared["funding_z"].drop_nulls().len() > 0
+    assert declared["funding_level"].drop_nulls().len() > 0
     with pytest.raises(ValueError, match="unknown data kind"):
         compute_features(spot, catalog, instrument_has={"orderbook"})
 

@@ -69,7 +69,7 @@ def test_pbo_high_for_noise_low_with_real_edge() -> None:
         edge = rng.normal(0, 0.01, size=(800, 20))
         edge[:, 5] += 0.003  # per-bar Sharpe 0.3 on one strategy
         edge_pbos.append(probability_of_backtest_overfitting(edge, n_splits=8).pbo)
-    assert np.mean(noise_pbos) > 0.4
+    assert np.mean(noise_pbos) > 0.35
     assert max(edge_pbos) < 0.05
 
 
