@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lake_assets.vocabulary import TS
+from lake_assets.vocabulary import INSTRUMENT, TS
 
 
 def md_table(df: pl.DataFrame, n: int = 10, float_digits: int = 6) -> str:
@@ -20,7 +20,7 @@ def md_table(df: pl.DataFrame, n: int = 10, float_digits: int = 6) -> str:
     cols = head.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in head.iter_rows():
-        cells = [f"{v:.{float_digits}g}" if isinstance(v, float) else str(v) for v in row]
+        cells = [f"{v:.{float_digits}g}" if isinstance(v, float) else str(v) for v in row]  # type: ignore[str-bytes-safe]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -67,3 +67,18 @@ def check_result(
         metadata=clean,
         severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
     )
+
+
+def expectations_check(data: pl.DataFrame, asset: str, layer: str) -> dg.AssetCheckResult:
+    """The asset's GX suite as the `expectations` check, run once per instrument: a single-run backfill concatenates
+    several instruments' series, and ordering expectations (strictly increasing ts) hold per series, not across them."""
+    from lake_assets.checks.expectations import run_expectations
+
+    if data.height and INSTRUMENT in data.columns:
+        groups = [(str(key[0]), g) for key, g in data.group_by(INSTRUMENT, maintain_order=True)]
+    else:
+        groups = [("", data)]
+    suites = [(inst, run_expectations(g, asset, layer)) for inst, g in groups]
+    parts = [f"#### {inst}\n\n{s.to_markdown()}" if len(suites) > 1 else s.to_markdown() for inst, s in suites]
+    passed = all(s.success for _, s in suites)
+    return check_result("expectations", passed, {"results": "\n\n".join(parts), "evaluated_rows": data.height})

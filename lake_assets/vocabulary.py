@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -86,9 +86,13 @@ MONTH: Final = "month"
 
 TS_DTYPE: Final = pl.Datetime("us", "UTC")
 
+
+def _schema(columns: dict[str, Any]) -> pl.Schema:
+    return pl.Schema(list(columns.items()))
+
 # --- schemas -------------------------------------------------------------------------------
 
-RAW_OHLCV_SCHEMA: Final = pl.Schema(
+RAW_OHLCV_SCHEMA: Final = _schema(
     {
         TS: TS_DTYPE,
         INSTRUMENT: pl.String,
@@ -102,15 +106,15 @@ RAW_OHLCV_SCHEMA: Final = pl.Schema(
     }
 )
 
-RAW_FUNDING_SCHEMA: Final = pl.Schema(
+RAW_FUNDING_SCHEMA: Final = _schema(
     {TS: TS_DTYPE, INSTRUMENT: pl.String, FUNDING_RATE: pl.Float64, VENDOR: pl.String, INGESTED_AT: TS_DTYPE}
 )
 
-RAW_OPEN_INTEREST_SCHEMA: Final = pl.Schema(
+RAW_OPEN_INTEREST_SCHEMA: Final = _schema(
     {TS: TS_DTYPE, INSTRUMENT: pl.String, OPEN_INTEREST: pl.Float64, VENDOR: pl.String, INGESTED_AT: TS_DTYPE}
 )
 
-RAW_TRADES_SCHEMA: Final = pl.Schema(
+RAW_TRADES_SCHEMA: Final = _schema(
     {
         TS: TS_DTYPE,
         INSTRUMENT: pl.String,
@@ -130,7 +134,7 @@ RAW_SCHEMAS: Final[dict[DataKind, pl.Schema]] = {
     DataKind.TRADES: RAW_TRADES_SCHEMA,
 }
 
-BARS_SCHEMA: Final = pl.Schema(
+BARS_SCHEMA: Final = _schema(
     {
         TS: TS_DTYPE,
         INSTRUMENT: pl.String,
@@ -153,7 +157,7 @@ BARS_SCHEMA: Final = pl.Schema(
     }
 )
 
-QUARANTINE_SCHEMA: Final = pl.Schema(
+QUARANTINE_SCHEMA: Final = _schema(
     {
         "asset": pl.String,
         INSTRUMENT: pl.String,

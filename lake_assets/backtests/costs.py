@@ -24,17 +24,17 @@ ADV_NOTIONAL = "adv_notional"
 class CostProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    maker_fee_bps: float = Field(0.0, ge=0)
-    taker_fee_bps: float = Field(0.0, ge=0)
-    fixed_fee: float = Field(0.0, ge=0)
-    fixed_slippage_bps: float = Field(0.0, ge=0)
-    default_spread_bps: float = Field(0.0, ge=0)
-    vol_k: float = Field(0.0, ge=0)
-    vol_window: int = Field(48, ge=2)
-    liquidity_k: float = Field(0.0, ge=0)
-    adv_window: int = Field(288, ge=1)
-    impact_k: float = Field(0.0, ge=0)
-    participation_rate: float | None = Field(None, gt=0, le=1)
+    maker_fee_bps: float = Field(default=0.0, ge=0)
+    taker_fee_bps: float = Field(default=0.0, ge=0)
+    fixed_fee: float = Field(default=0.0, ge=0)
+    fixed_slippage_bps: float = Field(default=0.0, ge=0)
+    default_spread_bps: float = Field(default=0.0, ge=0)
+    vol_k: float = Field(default=0.0, ge=0)
+    vol_window: int = Field(default=48, ge=2)
+    liquidity_k: float = Field(default=0.0, ge=0)
+    adv_window: int = Field(default=288, ge=1)
+    impact_k: float = Field(default=0.0, ge=0)
+    participation_rate: float | None = Field(default=None, gt=0, le=1)
 
 
 class CostSpec(BaseModel):

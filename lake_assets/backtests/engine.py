@@ -36,6 +36,7 @@ from lake_assets.backtests.schema import (
     OrderType,
     Side,
     SizeType,
+    _Coded,
 )
 from lake_assets.vocabulary import CLOSE, FUNDING_RATE, HIGH, INSTRUMENT, LOW, OPEN, TS, TS_DTYPE, VOLUME
 
@@ -373,7 +374,8 @@ def run_signals(
     if fast and not eligible:
         raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
     if fast or (fast is None and eligible):
-        return _run_fast(grid, slots, flags, float(sizing.size), sizing.size_type, config)
+        fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
+        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config)
     params = config.params(sizing.size_type)
     orders_in = np.full((0, core.N_O), np.nan)
     return _simulate(grid, slots, slot_inst, slot_strat, flags, size, stop_dist, orders_in, fund, params, config, [])
@@ -409,6 +411,8 @@ def run_orders(
     for c, v in defaults.items():
         if c not in o.columns:
             o = o.with_columns(pl.lit(v).alias(c))
+        elif v is not None:
+            o = o.with_columns(pl.col(c).fill_null(v))
     if o[ORDER_ID].null_count() == o.height:
         o = o.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ORDER_ID))
     if o[ORDER_ID].is_duplicated().any():
@@ -429,7 +433,7 @@ def run_orders(
         bad = sorted({str(v) for v in vals if v not in names})
         if bad:
             raise ValueError(f"orders: column {col!r} has unknown values {bad}; expected {sorted(names)}")
-        return np.array([names[v] for v in vals], dtype=np.float64)
+        return np.array([names[str(v)] for v in vals], dtype=np.float64)
 
     arr[:, core.O_BAR] = idx
     arr[:, core.O_SLOT] = [slot_of[p] for p in pairs]
@@ -495,7 +499,7 @@ def _ts_at(grid: _Grid, idx: np.ndarray) -> pl.Series:
     return pl.Series(grid.ts[np.clip(idx, 0, grid.ts.shape[0] - 1)]).cast(TS_DTYPE)
 
 
-def _enum_names(enum: type, codes: np.ndarray) -> list[str]:
+def _enum_names(enum: type[_Coded], codes: np.ndarray) -> list[str]:
     members = list(enum)
     return [members[int(c)].value for c in codes]
 
@@ -716,6 +720,8 @@ def run_signals_batch(
     )  # fmt: skip
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
     last = _last_valid(np.asarray(closes))
+    still_open = trades[:, core.T_OPEN] > 0.5
+    trades[still_open, core.T_EXIT_PX] = last[trades[still_open, core.T_SLOT].astype(np.int64)]
     final_eq = cash + np.where(pos != 0, pos * last, 0.0)
     return BatchResult(fills, trades, cash, pos, final_eq)
 

@@ -759,7 +759,7 @@ def simulate_nb(
                 all_cash = False
                 max_req = 0.0
                 fee_rate = maker_fee if maker else taker_fee
-                base = fixed_slip
+                base = 0.0 if maker else fixed_slip
                 if not maker:
                     if np.isfinite(half_spread[i, j]):
                         base += half_spread[i, j]

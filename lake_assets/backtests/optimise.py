@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -30,13 +30,14 @@ from lake_assets.backtests.strategy_spec import (
     StrategySpec,
     compile_signals,
 )
+from lake_assets.specs import SpecError
 from lake_assets.stats.sharpe import sharpe_ratio
 from lake_assets.vocabulary import CLOSE, FUNDING_RATE, HIGH, INSTRUMENT, LOW, OPEN, TS
 
 Runner = Callable[[pl.DataFrame, StrategySpec], np.ndarray]
 Objective = Callable[[np.ndarray], float]
 
-FUNDING_HOURS = (0, 8, 16)
+FUNDING_PERIOD_US = 8 * 3600 * 1_000_000  # funding at 00:00, 08:00, 16:00 UTC
 
 
 # --- the light signal -> returns kernel -----------------------------------------------------
@@ -162,12 +163,12 @@ def funding_charges(frame: pl.DataFrame) -> np.ndarray:
     """Funding rate charged at the bars whose close reaches 00/08/16 UTC (NaN elsewhere / without funding)."""
     if FUNDING_RATE not in frame.columns or TS not in frame.columns or frame.height < 2:
         return np.full(frame.height, np.nan)
-    step = frame[TS].diff().drop_nulls().median()
-    if not isinstance(step, timedelta) or step > timedelta(hours=8):
+    ts_us = frame[TS].dt.epoch("us").to_numpy()
+    step = int(np.median(np.diff(ts_us)))
+    if step <= 0 or step > FUNDING_PERIOD_US:
         return np.full(frame.height, np.nan)
-    close_ts = frame[TS] + step
-    due = close_ts.dt.hour().is_in(FUNDING_HOURS) & (close_ts.dt.minute() == 0) & (close_ts.dt.second() == 0)
-    return np.where(due.to_numpy(), _f64(frame, FUNDING_RATE), np.nan)
+    due = (ts_us + step) % FUNDING_PERIOD_US == 0  # 00/08/16 UTC are the multiples of 8h since the epoch
+    return np.where(due, _f64(frame, FUNDING_RATE), np.nan)
 
 
 def signal_returns(frame: pl.DataFrame, spec: StrategySpec) -> np.ndarray:
@@ -286,7 +287,7 @@ class OptimisationResult:
     method: Literal["grid", "optuna"]
     best_params: dict[str, Any]
     best_score: float
-    trials: pl.DataFrame  # one row per trial: trial, <params>, score, sharpe, state
+    trials: pl.DataFrame  # one row per trial: trial, <params>, score, sharpe, state (complete/pruned/invalid), error
     in_sample_start: datetime | None
     in_sample_end: datetime | None
     n_bars: int
@@ -350,23 +351,39 @@ def optimise(
     rows: list[dict[str, Any]] = []
     kept: list[np.ndarray] = []
 
-    def record(params: Mapping[str, Any], rets: list[np.ndarray] | None, state: str) -> float:
+    def record(params: Mapping[str, Any], rets: list[np.ndarray] | None, state: str, error: str = "") -> float:
         full = np.concatenate(rets) if rets else np.array([])
         score = _score_parts(rets, score_fn) if rets else float("nan")
-        rows.append({"trial": len(rows), **params, "score": score, "sharpe": sharpe_ratio(full), "state": state})
+        rows.append(
+            {
+                "trial": len(rows),
+                **params,
+                "score": score,
+                "sharpe": sharpe_ratio(full),
+                "state": state,
+                "error": error or None,
+            }
+        )
         if keep_returns:
             kept.append(full)
         return score
 
     if use_grid:
         for params in spec.grid():
-            record(params, [runner(compile_signals(p, spec, params), spec) for p in parts], "complete")
+            try:
+                rets = [runner(compile_signals(p, spec, params), spec) for p in parts]
+            except SpecError as exc:  # an infeasible combination (e.g. MACD fast >= slow): never chosen
+                record(params, None, "invalid", str(exc))
+                continue
+            record(params, rets, "complete")
         result_method: Literal["grid", "optuna"] = "grid"
     else:
         _run_optuna(spec, parts, score_fn, runner, n_trials, seed, n_folds, record)
         result_method = "optuna"
 
-    trials = pl.DataFrame(rows)
+    trials = pl.DataFrame(rows, infer_schema_length=None)
+    if trials.height and (trials["state"] == "invalid").all():
+        raise ValueError(f"every parameter combination of {spec.name!r} is invalid, e.g. {trials['error'][0]}")
     done = trials.filter((pl.col("state") == "complete") & pl.col("score").is_finite())
     if done.height:
         best_row = done.sort(["score", "trial"], descending=[True, False]).row(0, named=True)
@@ -396,7 +413,7 @@ def _run_optuna(
     n_trials: int,
     seed: int,
     n_folds: int,
-    record: Callable[[Mapping[str, Any], list[np.ndarray] | None, str], float],
+    record: Callable[..., float],
 ) -> None:
     import optuna
 
@@ -426,7 +443,11 @@ def _run_optuna(
         rets: list[np.ndarray] = []
         step = 0
         for part in parts:
-            r = runner(compile_signals(part, spec, params), spec)
+            try:
+                r = runner(compile_signals(part, spec, params), spec)
+            except SpecError as exc:  # an infeasible combination: recorded, and the study moves on
+                record(params, None, "invalid", str(exc))
+                raise optuna.TrialPruned() from exc
             for chunk in np.array_split(r, max(1, n_folds)):
                 rets.append(chunk)
                 value = _score_parts(rets, score_fn)

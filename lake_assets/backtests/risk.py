@@ -102,7 +102,7 @@ def kelly_fraction(win_rate: float, win_loss_ratio: float) -> float:
 
 
 def capped_kelly(win_rate: float, win_loss_ratio: float, multiplier: float = 0.5, cap: float = 0.25) -> Sizing:
-    """Fractional Kelly clipped to [0, cap] of equity; a non-positive edge sizes to the smallest positive amount 0."""
+    """Fractional Kelly clipped to [0, cap] of equity; raises when there is no edge (nothing to size)."""
     f = min(max(kelly_fraction(win_rate, win_loss_ratio) * multiplier, 0.0), cap)
     if f <= 0:
         raise ValueError(f"capped_kelly: no edge (kelly {kelly_fraction(win_rate, win_loss_ratio):.4f}); do not trade")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -169,10 +169,15 @@ class Trade:
 
 # --- table schemas (audit tables and DuckDB views) ---------------------------------------------
 
+
+def _schema(cols: dict[str, Any]) -> pl.Schema:
+    return pl.Schema(cols)
+
+
 ORDER_ID: Final = "order_id"
 STRATEGY: Final = "strategy"
 
-ORDERS_SCHEMA: Final = pl.Schema(
+ORDERS_SCHEMA: Final = _schema(
     {
         ORDER_ID: pl.Int64,
         TS: TS_DTYPE,  # submission bar (signal known at its close)
@@ -194,7 +199,7 @@ ORDERS_SCHEMA: Final = pl.Schema(
     }
 )
 
-FILLS_SCHEMA: Final = pl.Schema(
+FILLS_SCHEMA: Final = _schema(
     {
         "fill_id": pl.Int64,
         ORDER_ID: pl.Int64,
@@ -211,7 +216,7 @@ FILLS_SCHEMA: Final = pl.Schema(
     }
 )
 
-TRADES_SCHEMA: Final = pl.Schema(
+TRADES_SCHEMA: Final = _schema(
     {
         "trade_id": pl.Int64,
         INSTRUMENT: pl.String,
@@ -233,7 +238,7 @@ TRADES_SCHEMA: Final = pl.Schema(
     }
 )
 
-RISK_EVENTS_SCHEMA: Final = pl.Schema(
+RISK_EVENTS_SCHEMA: Final = _schema(
     {
         TS: TS_DTYPE,
         ORDER_ID: pl.Int64,  # null for portfolio-level events (kill switches)
@@ -246,7 +251,7 @@ RISK_EVENTS_SCHEMA: Final = pl.Schema(
     }
 )
 
-EQUITY_SCHEMA: Final = pl.Schema(
+EQUITY_SCHEMA: Final = _schema(
     {
         TS: TS_DTYPE,
         "cash": pl.Float64,
@@ -260,7 +265,7 @@ EQUITY_SCHEMA: Final = pl.Schema(
 )
 
 # The input frame of explicit orders accepted by `engine.run_orders` (output columns are filled in by the engine).
-ORDER_INPUT_SCHEMA: Final = pl.Schema(
+ORDER_INPUT_SCHEMA: Final = _schema(
     {
         ORDER_ID: pl.Int64,
         TS: TS_DTYPE,

@@ -437,12 +437,14 @@ class _Compiler:
         columns: Mapping[str, Any] | None,
         indicators: Mapping[str, IndicatorInfo] | None,
         column_ok: Callable[[str], bool] | None,
+        registry: dict[str, pl.Expr] | None = None,
     ) -> None:
         self.rule = rule
         self.params = dict(params)
         self.columns = columns
         self.column_ok = column_ok
         self._indicators = indicators
+        self.registry = registry
 
     @property
     def indicators(self) -> Mapping[str, IndicatorInfo]:
@@ -527,6 +529,15 @@ class _Compiler:
         if isinstance(node, Lookback):
             return self.constant_node(node.operand)
         return False
+
+    def shared(self, info: IndicatorInfo, bound: Mapping[str, Any], output: str, expr: pl.Expr) -> pl.Expr:
+        """With a `shared` registry, an indicator output becomes a temporary column computed once per frame."""
+        if self.registry is None:
+            return expr
+        parts = [info.name.lower(), *(str(v) for v in bound.values()), output]
+        name = "__" + "_".join(parts)
+        self.registry.setdefault(name, expr)
+        return pl.col(name)
 
     def bars(self, node: Num | Name) -> int:
         if isinstance(node, Num):
@@ -639,6 +650,7 @@ class _Compiler:
             problem = exc.args[0] if exc.args else exc
             raise self.error(node.pos, node.name, f"invalid parameters for {info.name}: {problem}") from exc
         names = list(outputs)
+        chosen: str | None = None
         if node.output is not None:
             want = node.output.name.lower()
             want = OUTPUT_ALIASES.get(want, want)
@@ -646,11 +658,13 @@ class _Compiler:
                 raise self.error(
                     node.output.pos, node.output.name, f"{info.name} has no output {node.output.name!r}; has {names}"
                 )
-            return outputs[want], NUM
-        if len(outputs) == 1:
-            return next(iter(outputs.values())), NUM
-        if info.name.lower() in outputs:
-            return outputs[info.name.lower()], NUM
+            chosen = want
+        elif len(outputs) == 1:
+            chosen = names[0]
+        elif info.name.lower() in outputs:
+            chosen = info.name.lower()
+        if chosen is not None:
+            return self.shared(info, bound, chosen, outputs[chosen]), NUM
         raise self.error(
             node.pos, node.name, f"{info.name} has several outputs {names}; name one (e.g. {info.name} {names[0]})"
         )
@@ -675,11 +689,15 @@ def compile_rule(
     indicators: Mapping[str, IndicatorInfo] | None = None,
     column_ok: Callable[[str], bool] | None = None,
     source: str | None = None,
+    shared: dict[str, pl.Expr] | None = None,
 ) -> pl.Expr:
     """Compile a rule into a boolean polars expression (nulls where inputs are missing, e.g. gap rows).
 
     `columns` is the frame's schema (name -> dtype, enables type checks) or just its column names; names outside
     it (and outside `column_ok`, a predicate for column families like `rsi_14`) are unknown-name errors.
+    With a `shared` dict, indicator outputs are not inlined: each becomes `pl.col("__<indicator>_<params>_<output>")`
+    and its expression is registered in `shared`, so the caller computes every distinct indicator once per frame
+    (polars does not deduplicate the catalogue's numba UDFs) and must add those columns first.
     """
     if isinstance(rule, str):
         source, tree = rule, parse_rule(rule)
@@ -694,7 +712,7 @@ def compile_rule(
         cols = columns
     else:
         cols = dict.fromkeys(columns)
-    compiler = _Compiler(source, params or {}, cols, indicators, column_ok)
+    compiler = _Compiler(source, params or {}, cols, indicators, column_ok, shared)
     expr, kind = compiler.compile(tree)
     if kind not in (BOOL, ANY):
         raise RuleError(source, tree.pos, _token_text(source, tree), f"a rule must be a condition, got a {kind}")

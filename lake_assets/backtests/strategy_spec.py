@@ -32,7 +32,7 @@ from lake_assets.backtests.strategy_rules import (
 )
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, _KeyedError, validate_model
-from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TS, Market
+from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TIMEFRAMES, TS, Market
 
 STRATEGY_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 PARAM_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -199,6 +199,13 @@ class StrategySpec(_Strict):
             raise ValueError(f"strategy name {v!r} must match {STRATEGY_NAME_PATTERN.pattern}")
         return v
 
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, v: str | None) -> str | None:
+        if v is not None and v not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {v!r}; expected one of {sorted(TIMEFRAMES)}")
+        return v
+
     @model_validator(mode="after")
     def _rules(self) -> StrategySpec:
         if not self.entry_rules.long and not self.entry_rules.short:
@@ -229,6 +236,10 @@ class StrategySpec(_Strict):
     @property
     def sides(self) -> tuple[str, ...]:
         return tuple(s for s in ("long", "short") if getattr(self.entry_rules, s))
+
+    def applies_to(self, market: Market | str) -> bool:
+        """Whether the strategy trades instruments of this market (an empty `markets` list means all)."""
+        return not self.markets or Market(market) in self.markets
 
     def defaults(self) -> dict[str, Any]:
         return {k: p.cast(p.default) for k, p in self.parameters.items()}
@@ -329,8 +340,16 @@ def _all(exprs: list[pl.Expr]) -> pl.Expr:
     return out
 
 
-def signal_exprs(spec: StrategySpec, params: Mapping[str, Any] | None, schema: Mapping[str, Any]) -> dict[str, pl.Expr]:
-    """The four boolean signal expressions for one instrument's frame (null inputs -> False)."""
+def signal_exprs(
+    spec: StrategySpec,
+    params: Mapping[str, Any] | None,
+    schema: Mapping[str, Any],
+    shared: dict[str, pl.Expr] | None = None,
+) -> dict[str, pl.Expr]:
+    """The four boolean signal expressions for one instrument's frame (null inputs -> False).
+
+    With `shared`, indicator outputs are referenced as temporary columns registered there (see `compile_rule`).
+    """
     resolved = spec.resolve_params(params)
     catalogue = indicator_catalogue()
     out: dict[str, pl.Expr] = {}
@@ -346,7 +365,7 @@ def signal_exprs(spec: StrategySpec, params: Mapping[str, Any] | None, schema: M
             exprs = []
             for i, rule in enumerate(rules):
                 try:
-                    exprs.append(compile_rule(rule, resolved, columns=schema, indicators=catalogue))
+                    exprs.append(compile_rule(rule, resolved, columns=schema, indicators=catalogue, shared=shared))
                 except RuleError as exc:
                     raise SpecError(spec.name, f"{group_name}.{side}.{i}", str(exc)) from exc
             out[col] = _all(exprs).fill_null(False)
@@ -362,11 +381,15 @@ def compile_signals(frame: pl.DataFrame, spec: StrategySpec, params: Mapping[str
     Signals are known at the close of their bar; the engine fills no earlier than the next bar. With several
     instruments the rules are evaluated per instrument (lookbacks and indicators never cross instruments).
     """
-    exprs = signal_exprs(spec, params, frame.schema)
+    shared: dict[str, pl.Expr] = {}
+    exprs = signal_exprs(spec, params, frame.schema, shared)
     named = [e.alias(k) for k, e in exprs.items()]
+    temp = [e.alias(k) for k, e in shared.items()]
+
+    def one(part: pl.DataFrame) -> pl.DataFrame:
+        return part.with_columns(temp).with_columns(named).drop(list(shared))
+
     if INSTRUMENT in frame.columns and frame[INSTRUMENT].n_unique() > 1:
         sort_cols = [INSTRUMENT, TS] if TS in frame.columns else [INSTRUMENT]
-        return pl.concat(
-            [g.with_columns(named) for g in frame.sort(sort_cols, maintain_order=True).partition_by(INSTRUMENT)]
-        )
-    return frame.with_columns(named)
+        return pl.concat([one(g) for g in frame.sort(sort_cols, maintain_order=True).partition_by(INSTRUMENT)])
+    return one(frame)

@@ -139,12 +139,21 @@ def blueprint_from_row(row: dict[str, Any], spec: DiscoverySpec) -> Blueprint:
         "undirected_events": spec.defaults.discovery.undirected_events,
         "state": state,
         "entry": EntryRule(lag_bars=spec.defaults.discovery.entry_lag_bars),
-        "exits": ExitRules(time_stop_bars=int(row["horizon"]), stop_loss_atr=exits.stop_loss_atr,
-                           take_profit_atr=exits.take_profit_atr, atr_period=exits.atr_period),  # fmt: skip
+        "exits": ExitRules(
+            time_stop_bars=int(row["horizon"]),
+            stop_loss_atr=exits.stop_loss_atr,
+            take_profit_atr=exits.take_profit_atr,
+            atr_period=exits.atr_period,
+        ),  # fmt: skip
         "sizing": Sizing(**spec.defaults.blueprints.sizing.model_dump()),
-        "costs": Costs(instrument_class=row["instrument_class"], fee_bps=cost.fee_bps, spread_bps=cost.spread_bps,
-                       slippage_bps=cost.slippage_bps, round_trip_bps=cost.round_trip_bps,
-                       conservative_multiplier=spec.gates.conservative_cost_multiplier),  # fmt: skip
+        "costs": Costs(
+            instrument_class=row["instrument_class"],
+            fee_bps=cost.fee_bps,
+            spread_bps=cost.spread_bps,
+            slippage_bps=cost.slippage_bps,
+            round_trip_bps=cost.round_trip_bps,
+            conservative_multiplier=spec.gates.conservative_cost_multiplier,
+        ),  # fmt: skip
     }
     definition = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for k, v in body.items()}
     evidence = Evidence(

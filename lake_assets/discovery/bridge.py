@@ -35,18 +35,14 @@ def bridge_from_samples(candidates: pl.DataFrame, samples: pl.DataFrame, spec: D
         holdout_first_ts=pl.col("entry_ts").min(),
         holdout_last_ts=pl.col("entry_ts").max(),
     )
-    out = promoted.join(stats, on=list(CANDIDATE_KEYS), how="left").with_columns(
-        pl.col("holdout_n").fill_null(0)
-    )
+    out = promoted.join(stats, on=list(CANDIDATE_KEYS), how="left").with_columns(pl.col("holdout_n").fill_null(0))
     stress = {stress_column(m): pl.col("holdout_mean_bps") - m * pl.col("round_trip_cost_bps")
               for m in cfg.cost_stress_multipliers}  # fmt: skip
     out = out.with_columns(**stress).with_columns(
         holdout_after_cost_bps=pl.col(stress_column(1.0)),
         cost_stress_multipliers=pl.lit(list(cfg.cost_stress_multipliers), dtype=pl.List(pl.Float64)),
         cost_stress_curve_bps=pl.concat_list([pl.col(c) for c in stress]),
-        holdout_sign_agrees=(pl.col("holdout_mean_bps").sign() == pl.col("shrunk_effect_bps").sign()).fill_null(
-            False
-        ),
+        holdout_sign_agrees=(pl.col("holdout_mean_bps").sign() == pl.col("shrunk_effect_bps").sign()).fill_null(False),
     )
     checks = {
         "holdout_samples": (pl.col("holdout_n") >= cfg.min_holdout_samples, pl.format(
@@ -67,9 +63,9 @@ def bridge_from_samples(candidates: pl.DataFrame, samples: pl.DataFrame, spec: D
         .when(passed)
         .then(pl.lit("pass"))
         .otherwise(pl.lit("fail")),
-        bridge_fail_reasons=pl.concat_list([pl.when(~ok).then(why) for ok, why in checks.values()])
-        .list.drop_nulls()
-        .list.join("; "),
+        bridge_fail_reasons=pl.concat_str(
+            [pl.when(~ok).then(why) for ok, why in checks.values()], separator="; ", ignore_nulls=True
+        ),
     )
 
 

@@ -27,9 +27,7 @@ def shrunk_pvalues(df: pl.DataFrame, min_samples: int) -> pl.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(ok, eff / se, np.nan)
         p = np.where(ok, stats.t.sf(t, np.maximum(n - 1, 1)), np.nan)
-    return df.with_columns(
-        t_shrunk=pl.Series(t).fill_nan(None), p_value=pl.Series(p).fill_nan(None)
-    )
+    return df.with_columns(t_shrunk=pl.Series(t).fill_nan(None), p_value=pl.Series(p).fill_nan(None))
 
 
 def phase2_candidates(

@@ -66,8 +66,11 @@ def _bar_table(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         bars.select(TS, INSTRUMENT, OPEN, CLOSE, IS_GAP)
         .sort(INSTRUMENT, TS)
         .with_columns(
-            _bad=pl.col(IS_GAP).fill_null(True) | pl.col(OPEN).is_null() | pl.col(CLOSE).is_null()
-            | ~(pl.col(OPEN) > 0) | ~(pl.col(CLOSE) > 0)  # fmt: skip
+            _bad=pl.col(IS_GAP).fill_null(True)
+            | pl.col(OPEN).is_null()
+            | pl.col(CLOSE).is_null()
+            | ~(pl.col(OPEN) > 0)
+            | ~(pl.col(CLOSE) > 0)  # fmt: skip
         )
         .with_row_index("_row")
     )
@@ -84,9 +87,7 @@ def _bar_table(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             f"bars: cannot infer a known timeframe for {unknown[INSTRUMENT].to_list()} "
             f"(median step us {unknown['_step_us'].to_list()}); expected one of {sorted(TIMEFRAMES)}"
         )
-    spans = spans.with_columns(
-        pl.col("_step_us").replace_strict(_TF_BY_US, return_dtype=pl.String).alias(TIMEFRAME)
-    )
+    spans = spans.with_columns(pl.col("_step_us").replace_strict(_TF_BY_US, return_dtype=pl.String).alias(TIMEFRAME))
     return b, spans
 
 
@@ -196,8 +197,21 @@ def trade_samples(
             .alias(WINDOW),
         )
         .select(
-            EVENT_ID, EVENT_TYPE, FAMILY, INSTRUMENT, INSTRUMENT_CLASS, TIMEFRAME, HORIZON, TS, DIRECTION,
-            BASE_SIGN, ENTRY_TS, EXIT_TS, RET_BPS, WINDOW, *state_cols,
+            EVENT_ID,
+            EVENT_TYPE,
+            FAMILY,
+            INSTRUMENT,
+            INSTRUMENT_CLASS,
+            TIMEFRAME,
+            HORIZON,
+            TS,
+            DIRECTION,
+            BASE_SIGN,
+            ENTRY_TS,
+            EXIT_TS,
+            RET_BPS,
+            WINDOW,
+            *state_cols,
         )  # fmt: skip
     )
 
@@ -284,8 +298,11 @@ def finish_hypotheses(agg: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
             sign_second_half=pl.col("second_half_mean_bps").sign().cast(pl.Int8),
             hypothesis_id=pl.concat_str(
                 [
-                    pl.col(EVENT_TYPE), pl.col(INSTRUMENT), pl.lit("h") + pl.col(HORIZON).cast(pl.String),
-                    pl.col(TEMPLATE), pl.col(STATE_COL) + pl.lit("=") + pl.col(STATE_VALUE),
+                    pl.col(EVENT_TYPE),
+                    pl.col(INSTRUMENT),
+                    pl.lit("h") + pl.col(HORIZON).cast(pl.String),
+                    pl.col(TEMPLATE),
+                    pl.col(STATE_COL) + pl.lit("=") + pl.col(STATE_VALUE),
                 ],
                 separator="|",
             ),  # fmt: skip

@@ -41,7 +41,8 @@ def _pool(df: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataFrame:
 def _tau2(df: pl.DataFrame, cell: list[str], child: str, parent: str) -> pl.DataFrame:
     """Per cell: positive-part moment estimate of the between-child variance around the parent."""
     informative = df.filter(
-        (pl.col(f"{child}_n") < pl.col(f"{parent}_n")) & pl.col(f"{child}_x").is_not_null()
+        (pl.col(f"{child}_n") < pl.col(f"{parent}_n"))
+        & pl.col(f"{child}_x").is_not_null()
         & pl.col(f"{parent}_x").is_not_null()  # fmt: skip
     )
     dev = (pl.col(f"{child}_x") - pl.col(f"{parent}_x")) ** 2
@@ -84,8 +85,7 @@ def shrink_hierarchical(
     ev = _pool(base, ev_keys, "event").join(fam, on=fam_keys, how="left")
     ev = ev.join(_tau2(ev, cell, "event", "family"), on=cell, how="left").with_columns(event_weight=_weight("event"))
     ev = ev.with_columns(
-        event_shrunk=pl.col("event_weight") * pl.col("event_x")
-        + (1 - pl.col("event_weight")) * pl.col("family_shrunk")
+        event_shrunk=pl.col("event_weight") * pl.col("event_x") + (1 - pl.col("event_weight")) * pl.col("family_shrunk")
     )
     leaves = df.join(ev, on=ev_keys, how="left").with_columns(
         state_x=pl.when(pl.col("_usable")).then(pl.col("mean_bps")),

@@ -15,8 +15,16 @@ import pandas as pd
 import polars as pl
 
 from lake_assets.discovery.hypotheses import (
-    ENTRY_TS, EVENT_TYPE, HORIZON, INSTRUMENT, RET_BPS, STATE_COL, STATE_VALUE, TEMPLATE, expand_templates_states,
-)  # fmt: skip
+    ENTRY_TS,
+    EVENT_TYPE,
+    HORIZON,
+    INSTRUMENT,
+    RET_BPS,
+    STATE_COL,
+    STATE_VALUE,
+    TEMPLATE,
+    expand_templates_states,
+)
 from lake_assets.discovery.spec_model import DiscoverySpec
 from lake_assets.stats.sharpe import deflated_sharpe_ratio
 
@@ -76,8 +84,10 @@ def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySp
     if promoted.height == 0:
         return pl.DataFrame(schema=schema)
     trades = candidate_trades(promoted, samples, spec)
-    per = trades.with_columns(_p=pl.col(ENTRY_TS).dt.truncate(cfg.period)).group_by("_p", "hypothesis_id").agg(
-        pl.col("pnl_bps").sum()
+    per = (
+        trades.with_columns(_p=pl.col(ENTRY_TS).dt.truncate(cfg.period))
+        .group_by("_p", "hypothesis_id")
+        .agg(pl.col("pnl_bps").sum())
     )
     wide = per.pivot(on="hypothesis_id", index="_p", values="pnl_bps").sort("_p")
     if wide.height < 2 * cfg.block_size:

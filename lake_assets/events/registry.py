@@ -177,19 +177,16 @@ def detect_events(
 
     computed = _evaluate(prepared, runnable)
 
-    ts = prepared.get_column(TS)
-    state_values = {c: prepared.get_column(c).cast(pl.String) for c in state}
-    parts = []
+    type_idx, rows = [], []
     for i, ev in enumerate(runnable):
-        cand = np.flatnonzero(computed.get_column(f"c{i}").to_numpy())
+        cand = computed.get_column(f"c{i}").arg_true().to_numpy()
         idx = apply_cooldown(cand, ev.spec.cooldown)
-        if idx.size == 0:
-            continue
-        parts.append(_event_rows(ev.spec, instrument, idx, ts, computed[f"s{i}"], computed[f"g{i}"], state_values))
-    if not parts:
+        type_idx.append(np.full(idx.size, i, dtype=np.int64))
+        rows.append(idx)
+    which, at = np.concatenate(type_idx), np.concatenate(rows)
+    if at.size == 0:
         return pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA), applicability
-    events = pl.concat(parts).sort(TS, EVENT_TYPE)
-    return events, applicability
+    return _event_rows(runnable, instrument, prepared, computed, which, at), applicability
 
 
 def _evaluate(prepared: pl.DataFrame, runnable: list[CompiledEvent]) -> pl.DataFrame:
@@ -208,34 +205,60 @@ def _evaluate(prepared: pl.DataFrame, runnable: list[CompiledEvent]) -> pl.DataF
 
 
 def _event_rows(
-    spec: EventSpec,
+    runnable: list[CompiledEvent],
     instrument: str,
-    idx: np.ndarray,
-    ts: pl.Series,
-    severity: pl.Series,
-    sign: pl.Series,
-    state: Mapping[str, pl.Series],
+    prepared: pl.DataFrame,
+    computed: pl.DataFrame,
+    which: np.ndarray,
+    at: np.ndarray,
 ) -> pl.DataFrame:
-    take = pl.Series(idx)
-    ev_ts = ts.gather(take)
-    if spec.direction == "both":
-        s = sign.gather(take).fill_null(0.0).to_numpy()
-        direction = pl.Series(np.where(s > 0, "long", np.where(s < 0, "short", "both")), dtype=pl.String)
-    else:
-        direction = pl.Series([spec.direction] * idx.size, dtype=pl.String)
-    ids = [event_id(spec.name, instrument, t) for t in ev_ts.to_list()]
-    cols: dict[str, pl.Series] = {
-        "event_id": pl.Series(ids, dtype=pl.String),
-        EVENT_TYPE: pl.Series([spec.name] * idx.size, dtype=pl.String),
-        "family": pl.Series([spec.family] * idx.size, dtype=pl.String),
-        INSTRUMENT: pl.Series([instrument] * idx.size, dtype=pl.String),
-        TS: ev_ts,
-        "direction": direction,
-        "severity": severity.gather(take),
-    }
-    for c in STATE_COLUMNS:
-        cols[c] = state[c].gather(take) if c in state else pl.Series([None] * idx.size, dtype=pl.String)
-    return pl.DataFrame({k: v.alias(k) for k, v in cols.items()}).cast(dict(EVENT_REGISTRY_SCHEMA))  # type: ignore[arg-type]
+    """Assemble all events of one instrument at once: event k is type runnable[which[k]] at bar row at[k]."""
+    severity = np.empty(at.size, dtype=np.float64)
+    sign = np.empty(at.size, dtype=np.float64)
+    for i in np.unique(which):
+        sel = which == i
+        rows = pl.Series(at[sel])
+        severity[sel] = computed.get_column(f"s{i}").gather(rows).fill_null(np.nan).to_numpy()
+        sign[sel] = computed.get_column(f"g{i}").gather(rows).fill_null(np.nan).to_numpy()
+    declared = np.array([ev.spec.direction for ev in runnable], dtype=object)[which]
+    resolved = np.where(np.nan_to_num(sign) > 0, "long", np.where(np.nan_to_num(sign) < 0, "short", "both"))
+    direction = np.where(declared == "both", resolved, declared)
+    take = pl.Series(at)
+    ts = prepared.get_column(TS).gather(take)
+    types = pl.Series(EVENT_TYPE, [runnable[i].spec.name for i in which], dtype=pl.String)
+    out = pl.DataFrame(
+        {
+            "event_id": event_ids(types, instrument, ts),
+            EVENT_TYPE: types,
+            "family": [runnable[i].spec.family for i in which],
+            INSTRUMENT: pl.Series([instrument], dtype=pl.String).new_from_index(0, at.size),
+            TS: ts,
+            "direction": pl.Series(direction.astype(str), dtype=pl.String),
+            "severity": pl.Series(severity).fill_nan(None),
+            **{
+                c: (
+                    prepared.get_column(c).cast(pl.String).gather(take)
+                    if c in prepared.columns
+                    else pl.Series(c, [None] * at.size, dtype=pl.String)
+                )
+                for c in STATE_COLUMNS
+            },
+        },
+        schema=EVENT_REGISTRY_SCHEMA,
+    )
+    return out.sort(TS, EVENT_TYPE)
+
+
+def event_ids(event_types: pl.Series, instrument: str, ts: pl.Series) -> pl.Series:
+    """Vectorised `event_id`: the same sha1 prefix, with ts rendered exactly like datetime.isoformat()."""
+    iso = pl.select(
+        pl.when(ts.dt.microsecond() == 0)
+        .then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S"))
+        .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"))
+        + "+00:00"
+    ).to_series()
+    keys = (event_types + f"|{instrument}|" + iso).to_list()
+    return pl.Series("event_id", [hashlib.sha1(k.encode()).hexdigest()[:16] for k in keys], dtype=pl.String)
 
 
 def run_registry(frames: Iterable[pl.DataFrame], specs: Iterable[EventSpec]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -237,7 +237,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 raise SpecError(file, f"{key}.name", f"placeholder {exc} is not a parameter") from exc
             cols = (FeatureColumn(name, "value", t.dtype, max_nan),)
             kind = "template"
-            tmpl_pit = t.pit
+            tmpl_pit = "bar_open" if t.pit == "bar_open" else "bar_close"
         if pit == "bar_open" and tmpl_pit != "bar_open":
             raise SpecError(file, f"{key}.pit", f"{impl} reads bar data, so it is only known at the bar close")
         if entry.lookback is not None and entry.lookback < own:

@@ -13,7 +13,7 @@ full-history value to ~1e-8 relative. Window indicators are reproduced exactly b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ def apply_kernel(fn: Callable[..., np.ndarray], cols: list[str | pl.Expr], *args
     """Wrap a kernel taking float arrays (+ scalar args) as a Float64 expression (NaN marks missing results)."""
     exprs = [_col(c) for c in cols]
 
-    def run(series: list[pl.Series]) -> pl.Series:
+    def run(series: Sequence[pl.Series]) -> pl.Series:
         return pl.Series(fn(*[_np(s) for s in series], *args), dtype=pl.Float64)
 
     if len(exprs) == 1:
@@ -210,7 +210,7 @@ def multi_kernel(fn: Callable[..., dict[str, np.ndarray]], cols: list[str | pl.E
     """One UDF call returning a Struct of all outputs (polars does not de-duplicate UDF calls across outputs)."""
     exprs = [_col(c) for c in cols]
 
-    def run(series: list[pl.Series]) -> pl.Series:
+    def run(series: Sequence[pl.Series]) -> pl.Series:
         out = fn(*[_np(s) for s in series], *args)
         return pl.DataFrame({k: pl.Series(v, dtype=pl.Float64) for k, v in out.items()}).to_struct("out")
 

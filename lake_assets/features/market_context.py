@@ -7,6 +7,7 @@ construction and can be computed for any future grid as well.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -28,15 +29,13 @@ def _grid(ts: pl.Series | tuple[datetime, datetime], period: timedelta) -> pl.Se
 
 
 def _session_of(minute: pl.Expr, spec: CalendarSpec) -> pl.Expr:
-    expr: pl.Expr | None = None
-    chain = None
+    chain: Any = None
     for s in spec.sessions:
         a, b = s.start_min, s.end_min
         cond = (minute >= a) & (minute < b) if a < b else (minute >= a) | (minute < b)
         chain = pl.when(cond).then(pl.lit(s.name)) if chain is None else chain.when(cond).then(pl.lit(s.name))
     assert chain is not None  # the spec guarantees at least one session
-    expr = chain.otherwise(pl.lit(None, pl.String))
-    return expr
+    return chain.otherwise(pl.lit(None, pl.String))
 
 
 def compute_market_context(
@@ -71,7 +70,7 @@ def compute_market_context(
     macro: pl.Expr = pl.lit(None, pl.String)
     windows = [(e.name, a, b) for e in calendar_spec.macro_events for a, b in e.windows()]
     if windows:
-        chain = None
+        chain: Any = None
         for name, a, b in windows:
             cond = (pl.col(TS) <= pl.lit(b).cast(TS_DTYPE)) & (pl.col(TS) + shift > pl.lit(a).cast(TS_DTYPE))
             chain = pl.when(cond).then(pl.lit(name)) if chain is None else chain.when(cond).then(pl.lit(name))

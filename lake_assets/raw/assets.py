@@ -5,11 +5,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import polars as pl
+from dagster import AssetExecutionContext
 
-from lake_assets.checks.expectations import run_expectations
-from lake_assets.glue import check_result, frame_metadata, md_table
+from lake_assets.glue import expectations_check, frame_metadata, md_table
 from lake_assets.partitions import instrument_month_partitions, instrument_months
 from lake_assets.raw.ingest import RAW_ASSET, month_bounds, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
@@ -72,8 +71,9 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
             window = instrument_window(inst, month)
+            file_counts: list[dict[str, Any]] = []
             if window is None:
-                raw, parse_q, file_counts = pl.DataFrame(schema=schema), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
+                raw, parse_q = pl.DataFrame(schema=schema), pl.DataFrame(schema=QUARANTINE_SCHEMA)
             else:
                 raw, parse_q, file_counts = _fetch(kind, inst, window, market_data)
             batch = validate_raw(conform(raw, schema), kind)
@@ -82,7 +82,7 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 asset=name,
                 instrument=inst_id,
                 source=inst.vendor,
-                reason=batch.rejected["reason"] if batch.rejected.height else "",
+                reason=pl.lit(batch.rejected["reason"]) if batch.rejected.height else "",
             )
             store.write(batch.accepted, GROUP, name, {INSTRUMENT: inst_id, "month": month})
             write_quarantine(store, pl.concat([parse_q, rejected]), asset=name, instrument=inst_id, month=month)
@@ -92,21 +92,17 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
             context.log.debug(f"{name} {inst_id} {month}: {batch.counts}")
         warehouse.refresh()
         data = pl.concat(accepted) if accepted else pl.DataFrame(schema=schema)
-        suite = run_expectations(data, name, "raw")
         counts = pl.DataFrame(rows)
         meta = frame_metadata(data)
         meta["partitions"] = dg.MetadataValue.md(md_table(counts, n=50))
-        n_quarantined = int(counts["quarantined"].sum() + counts["parser_quarantined"].sum())
+        n_quarantined = int(counts.select(pl.sum_horizontal(pl.col("quarantined", "parser_quarantined")).sum()).item())
         meta["quarantined_rows"] = dg.MetadataValue.int(n_quarantined)
         if files:
             meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(files), n=50))
         return dg.MaterializeResult(
             metadata=meta,
-            check_results=[
-                check_result("expectations", suite.success, {"results": suite.to_markdown(),
-                                                             "evaluated_rows": data.height})
-            ],
-        )  # fmt: skip
+            check_results=[expectations_check(data, name, "raw")],
+        )
 
     return _raw
 

@@ -7,10 +7,10 @@ import pandas as pd
 import polars as pl
 import pytest
 import vectorbt as vbt
+from bt_helpers import random_walk_bars, sma_cross, sp500_bars
 
 from lake_assets.backtests.engine import EngineConfig, run_signals, run_signals_batch, signal_flags
 from lake_assets.backtests.risk import fixed_notional, fixed_units
-from tests.backtests.helpers import random_walk_bars, sma_cross, sp500_bars
 
 REL = 1e-9
 

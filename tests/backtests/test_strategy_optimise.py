@@ -234,3 +234,26 @@ def test_light_kernel_matches_the_event_engine() -> None:
     assert light_total == pytest.approx(engine_total, rel=5e-4)
     with pytest.raises(ValueError, match="stop_loss_pct"):
         engine_runner()(sig, parse_strategy({**base, "exit_rules": {"long": "false", "stop_loss_pct": 2}}))
+
+
+def test_infeasible_combinations_are_recorded_never_chosen() -> None:
+    frame, split = regime_switch_frame(300, 100)
+    spec = parse_strategy(
+        {
+            "name": "macd_overlap",
+            "description": "fast and slow ranges overlap: fast >= slow combinations are invalid",
+            "parameters": {
+                "fast": {"type": "int", "default": 5, "low": 5, "high": 15, "step": 5},
+                "slow": {"type": "int", "default": 10, "low": 10, "high": 15, "step": 5},
+            },
+            "entry_rules": {"long": "MACD(fast, slow, 3) histogram > 0"},
+            "exit_rules": {"long": "MACD(fast, slow, 3) histogram < 0"},
+        }
+    )
+    res = optimise(frame, spec, end=split)
+    states = dict(zip(zip(res.trials["fast"], res.trials["slow"], strict=True), res.trials["state"], strict=True))
+    assert states[(15, 10)] == "invalid" and states[(10, 10)] == "invalid" and states[(5, 10)] == "complete"
+    assert "fast must be smaller" in res.trials.filter(pl.col("state") == "invalid")["error"][0]
+    assert res.best_params["fast"] < res.best_params["slow"]
+    opt = optimise(frame, spec, end=split, method="optuna", n_trials=12, seed=1)
+    assert opt.best_params["fast"] < opt.best_params["slow"]

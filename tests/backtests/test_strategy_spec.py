@@ -216,6 +216,7 @@ BAD = [
     ({"entry_rules": {"long": "close > 1"}, "colour": "red"}, "colour", "Extra inputs"),
     ({"name": "Bad Name"}, "name", "must match"),
     ({"markets": ["moon"]}, "markets.0", "Input should be"),
+    ({"timeframe": "7m"}, "timeframe", "unknown timeframe '7m'"),
 ]
 
 
@@ -255,3 +256,18 @@ def test_rules_accept_one_rule_or_a_list() -> None:
     assert out[ENTRY_LONG].equals(both[ENTRY_LONG])
     assert out[EXIT_LONG].equals(both[EXIT_LONG])
     assert spec.required_columns() == {"close", "open"}
+
+
+def test_shared_indicator_columns_give_the_same_signals_as_inlined_rules() -> None:
+    from lake_assets.backtests.strategy_rules import compile_rule
+
+    spec = load_strategy(SHIPPED / "bollinger_mean_reversion.json")
+    bars = synthetic_bars(1200)
+    out = compile_signals(bars, spec, {"bb_period": 10, "bb_k": 1.5})
+    params = spec.resolve_params({"bb_period": 10, "bb_k": 1.5})
+    for col, rule in ((ENTRY_LONG, spec.entry_rules.long[0]), (EXIT_LONG, spec.exit_rules.long[0])):
+        inline = bars.select(compile_rule(rule, params, bars.schema).fill_null(False).alias("s"))["s"]
+        if col == ENTRY_LONG:
+            inline = inline & ~bars["is_gap"]
+        assert out[col].equals(inline.alias(col)), col
+    assert sorted(out.columns) == sorted([*bars.columns, *SIGNAL_COLUMNS])  # temporary indicator columns dropped

@@ -177,7 +177,6 @@ VALID = {
     "raw_open_interest": ("raw", make_raw_open_interest),
     "raw_trades": ("raw", make_raw_trades),
     "bars": ("cleaned", lambda: make_bars(gaps=(10, 11, 12, 100))),
-    "bars_1h": ("cleaned", lambda: make_bars(96, timedelta(hours=1), gaps=(5,))),
     "bars_1d": ("cleaned", lambda: make_bars(60, timedelta(days=1), gaps=(7, 8))),
 }
 
@@ -230,6 +229,7 @@ def test_valid_frames_pass_every_expectation(asset: str) -> None:
 
 
 def test_resampled_bars_share_the_bars_suite() -> None:
+    """bars_1h/bars_1d alias the bars suite (bars_1d also runs on a daily grid above)."""
     suites = load_suites("cleaned")
     assert suites["bars_1h"] == suites["bars_1d"] == suites["bars"]
 
@@ -246,18 +246,26 @@ def test_empty_frames_succeed(asset: str) -> None:
 # --- failing data: GX counts equal polars counts -------------------------------------------------
 
 
-def test_duplicate_and_non_increasing_timestamps() -> None:
-    df = make_raw_ohlcv(120)
-    # duplicate row 40 at 41, move row 80 back in time, duplicate the last row
-    df = pl.concat([df[:41], df[40:41], df[42:80], df[80:81].with_columns(pl.lit(T0).alias(TS)), df[81:], df[-1:]])
-    result = run_expectations(df, "raw_ohlcv", "raw")
-    assert not result.success
+def _break_order(df: pl.DataFrame) -> pl.DataFrame:
+    """Duplicate row 40 over row 41, move row 80 back to T0, repeat the last row: 6 duplicate rows, 3 back-steps."""
+    return pl.concat([df[:41], df[40:41], df[42:80], df[80:81].with_columns(pl.lit(T0).alias(TS)), df[81:], df[-1:]])
+
+
+@pytest.mark.parametrize(("asset", "layer", "severity"), [("raw_ohlcv", "raw", "warn"), ("bars", "cleaned", "error")])
+def test_duplicate_and_non_increasing_timestamps(asset: str, layer: str, severity: str) -> None:
+    df = _break_order(make_raw_ohlcv(120) if layer == "raw" else make_bars(120))
+    result = run_expectations(df, asset, layer)
     unique = result.result("expect_compound_columns_to_be_unique", INSTRUMENT, TS)
     assert unique.unexpected_count == df.select(pl.struct(INSTRUMENT, TS).is_duplicated().sum()).item() == 6
     increasing = result.result("expect_column_values_to_be_increasing", TS)
     assert increasing.unexpected_count == df.select((pl.col(TS) <= pl.col(TS).shift(1)).sum()).item() == 3
-    assert not increasing.success and increasing.severity == "error"
+    assert not increasing.success and not unique.success
     assert {row[TS] for row in increasing.sample_rows} == {df[41, TS], T0, df[-1, TS]}
+    # raw keeps data as delivered (a warning); cleaned bars must be de-duplicated and sorted (blocking)
+    assert increasing.severity == unique.severity == severity
+    assert result.success == (severity == "warn")
+    listed = result.errors if severity == "error" else result.warnings
+    assert increasing in listed and unique in listed
 
 
 def test_ohlc_violations_counted_on_non_gap_unflagged_rows_only() -> None:

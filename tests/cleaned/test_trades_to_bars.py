@@ -191,7 +191,7 @@ good_line = st.builds(
 bad_line = st.sampled_from(["", "garbage", "1,2,3", "5,nan,1,5,5,1709251200000,true", '7,"100",1,7,7,1709251200000'])
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(st.one_of(good_line, good_line, bad_line), min_size=1, max_size=40), seed=st.integers(0, 2**32))
 def test_shuffling_lines_never_changes_candles(lines: list[str], seed: int) -> None:
     shuffled = list(lines)

@@ -61,10 +61,9 @@ def simulate(
             else:
                 dirs = np.full(len(rows), kind.direction)
             for i, d in zip(rows.tolist(), dirs.tolist(), strict=True):
-                if d in ("long", "short"):
-                    s = 1.0 if d == "long" else -1.0
-                else:
-                    s = 1.0 if r[i] >= 0 else -1.0  # undirected: direction of the detection bar's own move
+                # undirected events take the direction of the detection bar's own move
+                move = 1.0 if r[i] >= 0 else -1.0
+                s = {"long": 1.0, "short": -1.0}.get(d, move)
                 if kind.effect_bps and i < kind.effect_until * n_bars:
                     if kind.at_detection:
                         r[i] += s * kind.effect_bps / 1e4

@@ -97,11 +97,11 @@ def test_t_statistics_equal_scipy_on_the_same_samples(spec, data) -> None:
     hyp = aggregate_hypotheses(s, spec)
     long = expand_templates_states(s, spec)
     keys = ["event_type", "instrument", "horizon", "template", "state_col", "state_value"]
-    rows = {tuple(r[k] for k in keys): r for r in hyp.iter_rows(named=True)}
+    picked = hyp.filter(pl.col("n") >= 3).sort("hypothesis_id").head(250)  # plenty, and keeps the test fast
+    rows = {tuple(r[k] for k in keys): r for r in picked.iter_rows(named=True)}
+    parts = long.join(picked.select(keys), on=keys, how="semi").sort("entry_ts").partition_by(keys, as_dict=True)
     checked = 0
-    for key, part in long.sort("entry_ts").group_by(keys, maintain_order=True):
-        if part.height < 3:
-            continue
+    for key, part in parts.items():
         row = rows[key]
         x = part["ret_bps"].to_numpy()
         ref = stats.ttest_1samp(x, 0.0)
@@ -114,7 +114,7 @@ def test_t_statistics_equal_scipy_on_the_same_samples(spec, data) -> None:
         assert row["sign_first_half"] == np.sign(x[:half].mean())
         assert row["sign_second_half"] == np.sign(x[half:].mean())
         checked += 1
-    assert checked > 200
+    assert checked == 250
 
 
 def test_hypothesis_rows_costs_and_states(spec, data) -> None:

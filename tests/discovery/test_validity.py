@@ -35,8 +35,10 @@ def test_null_fdr_is_controlled_over_20_seeds(spec) -> None:
         raw_p = stats.t.sf(t["t_stat"].to_numpy(), t["n"].to_numpy() - 1)
         raw_q = grouped_fdr(t.with_columns(raw_p=raw_p), "raw_p", spec.families.fdr.group_by)
         raw_hits += int(
-            t.with_columns(raw_q=raw_q).group_by(spec.families.fdr.group_by).agg((pl.col("raw_q") <= alpha).any())
-            ["raw_q"].sum()
+            t.with_columns(raw_q=raw_q)
+            .group_by(spec.families.fdr.group_by)
+            .agg((pl.col("raw_q") <= alpha).any())["raw_q"]
+            .sum()
         )
         groups += per_group.height
         rejected += int((t["q_value"] <= alpha).sum())
@@ -46,7 +48,8 @@ def test_null_fdr_is_controlled_over_20_seeds(spec) -> None:
     se = math.sqrt(alpha * (1 - alpha) / groups)
     print(
         f"\nnull: realised FDR {fdr:.4f} over {groups} FDR groups (q={alpha}, +3se bound {alpha + 3 * se:.4f}); "
-        f"unshrunk-t BH realised FDR {raw_fdr:.4f}; q<=alpha share {rejected / tested:.5f} of {tested} tested; promoted {promoted}"
+        f"unshrunk-t BH realised FDR {raw_fdr:.4f}; q<=alpha share {rejected / tested:.5f} of {tested} tested; "
+        f"promoted {promoted}"
     )
     assert groups >= 400
     assert fdr <= alpha + 3 * se
@@ -73,15 +76,17 @@ def test_planted_effects_are_found_with_sign_and_size(spec) -> None:
         cands = phase2_candidates(phase2_hypotheses(events, bars, spec, CLASSES), spec, with_dsr=False)
         all_promoted += int(cands["promoted"].sum())
         false_promoted += int(cands.filter(pl.col("promoted") & pl.col("event_type").str.starts_with("Z_")).height)
+        planted_template = pl.col("event_type").replace_strict({k: v[0] for k, v in PLANTED.items()}, default=None)
         wrong_way = cands.filter(
-            pl.col("promoted") & pl.col("event_type").is_in(list(PLANTED))
-            & (pl.col("template") != pl.col("event_type").replace_strict({k: v[0] for k, v in PLANTED.items()}, default=None))
-        )  # fmt: skip
+            pl.col("promoted") & pl.col("event_type").is_in(list(PLANTED)) & (pl.col("template") != planted_template)
+        )
         assert wrong_way.height == 0
         for et, (template, size) in PLANTED.items():
             rows = cands.filter(
-                (pl.col("event_type") == et) & (pl.col("template") == template)
-                & (pl.col("state_col") == "all") & (pl.col("horizon") >= 12)  # fmt: skip
+                (pl.col("event_type") == et)
+                & (pl.col("template") == template)
+                & (pl.col("state_col") == "all")
+                & (pl.col("horizon") >= 12)  # fmt: skip
             )
             for r in rows.iter_rows(named=True):
                 total += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 os.environ.setdefault("NUMBA_CACHE_DIR", "/work/main/.numba_cache")
@@ -17,7 +18,7 @@ from lake_assets.vocabulary import BARS_SCHEMA, conform  # noqa: E402
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def make_bars(
+def synthetic_bars(
     n: int = 3000,
     *,
     seed: int = 1,
@@ -95,5 +96,11 @@ def catalog() -> FeatureCatalog:
 
 
 @pytest.fixture(scope="session")
+def make_bars() -> Callable[..., pl.DataFrame]:
+    """The synthetic bar generator (a fixture, so test modules need no package imports)."""
+    return synthetic_bars
+
+
+@pytest.fixture(scope="session")
 def bars() -> pl.DataFrame:
-    return make_bars(3000, seed=7)
+    return synthetic_bars(3000, seed=7)

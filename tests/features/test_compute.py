@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,7 +13,6 @@ from polars.testing import assert_frame_equal
 
 from lake_assets.features.catalog import FeatureCatalog, required_lookback_bars
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
-from tests.features.conftest import make_bars
 
 CONTRACT_COLUMNS = [
     "ret_1", "rv_12", "rv_48", "rv_288", "vol_rank", "vol_regime", "vol_of_vol", "funding_z", "funding_carry_ann",
@@ -48,7 +49,9 @@ def test_truncated_history_gives_identical_rows(bars: pl.DataFrame, catalog: Fea
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(min_value=2, max_value=2999), seed=st.integers(0, 3))
-def test_truncation_property(catalog: FeatureCatalog, cut: int, seed: int) -> None:
+def test_truncation_property(
+    make_bars: Callable[..., pl.DataFrame], catalog: FeatureCatalog, cut: int, seed: int
+) -> None:
     bars = make_bars(1200, seed=seed) if seed else make_bars(3000, seed=7)
     cut = min(cut, bars.height - 1)
     full = compute_features(bars, catalog)
@@ -56,7 +59,7 @@ def test_truncation_property(catalog: FeatureCatalog, cut: int, seed: int) -> No
     assert_frame_equal(part, full.head(cut), check_exact=True)
 
 
-def test_warmup_prefix_reproduces_full_history(catalog: FeatureCatalog) -> None:
+def test_warmup_prefix_reproduces_full_history(make_bars: Callable[..., pl.DataFrame], catalog: FeatureCatalog) -> None:
     lb = required_lookback_bars(catalog)
     bars = make_bars(lb + 1500, seed=11)
     target_start = bars["ts"][lb + 1000]
@@ -73,7 +76,9 @@ def test_warmup_prefix_reproduces_full_history(catalog: FeatureCatalog) -> None:
             assert a.equals(b), c
 
 
-def test_gap_rows_are_null_and_do_not_poison_beyond_reach(catalog: FeatureCatalog) -> None:
+def test_gap_rows_are_null_and_do_not_poison_beyond_reach(
+    make_bars: Callable[..., pl.DataFrame], catalog: FeatureCatalog
+) -> None:
     clean = make_bars(2500, seed=4, gaps=())
     g = 1200
     gapped = make_bars(2500, seed=4, gaps=(g, g + 1))
@@ -98,7 +103,9 @@ def test_gap_rows_are_null_and_do_not_poison_beyond_reach(catalog: FeatureCatalo
                 assert x.equals(y), col.name
 
 
-def test_instrument_without_funding_or_trades_gets_null_columns(catalog: FeatureCatalog) -> None:
+def test_instrument_without_funding_or_trades_gets_null_columns(
+    make_bars: Callable[..., pl.DataFrame], catalog: FeatureCatalog
+) -> None:
     spot = make_bars(800, seed=2, funding=False, oi=False, trades=False, spot=False)
     out = compute_features(spot, catalog)
     for c in ("funding_level", "funding_z", "carry_state", "funding_extreme", "ofi", "oi_z", "basis_bps", "basis_z",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -10,11 +12,10 @@ from scipy.stats import percentileofscore
 
 from lake_assets.features import indicators as ind
 from lake_assets.features import kernels as K
-from tests.features.conftest import make_bars
 
 
 @pytest.fixture(scope="module")
-def ohlc() -> pl.DataFrame:
+def ohlc(make_bars: Callable[..., pl.DataFrame]) -> pl.DataFrame:
     return make_bars(600, seed=3, gaps=(100, 101, 300))
 
 
@@ -32,8 +33,23 @@ def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-9) -> None:
 
 
 def test_registry_has_the_contract_names() -> None:
-    expected = {"RSI", "SMA", "EMA", "MACD", "BBANDS", "ATR", "STOCH", "ADX", "CCI", "OBV", "MFI", "WILLR", "ROC",
-                "DONCHIAN", "KELTNER"}
+    expected = {
+        "RSI",
+        "SMA",
+        "EMA",
+        "MACD",
+        "BBANDS",
+        "ATR",
+        "STOCH",
+        "ADX",
+        "CCI",
+        "OBV",
+        "MFI",
+        "WILLR",
+        "ROC",
+        "DONCHIAN",
+        "KELTNER",
+    }
     assert expected <= set(ind.INDICATORS)
     assert ind.INDICATORS["MACD"].outputs == ("macd", "signal", "hist")
     assert ind.INDICATORS["BBANDS"].outputs == ("mid", "upper", "lower", "pctb", "width")
@@ -77,8 +93,9 @@ def _wilder(x: np.ndarray, n: int) -> np.ndarray:
 def test_rsi_and_atr_match_loops(ohlc: pl.DataFrame) -> None:
     c, h, lo = _np(ohlc, "close"), _np(ohlc, "high"), _np(ohlc, "low")
     d = np.concatenate([[np.nan], np.diff(c)])
-    g, loss = _wilder(np.where(np.isnan(d), np.nan, np.maximum(d, 0)), 14), _wilder(
-        np.where(np.isnan(d), np.nan, np.maximum(-d, 0)), 14
+    g, loss = (
+        _wilder(np.where(np.isnan(d), np.nan, np.maximum(d, 0)), 14),
+        _wilder(np.where(np.isnan(d), np.nan, np.maximum(-d, 0)), 14),
     )
     _close(_eval(ohlc, ind.rsi("close", 14)), 100 * g / (g + loss))
     tr = np.array(
@@ -130,7 +147,7 @@ def test_cci_mfi_obv_match_loops(ohlc: pl.DataFrame) -> None:
     _close(_eval(ohlc, ind.obv(50)), pd.Series(signed).rolling(50, min_periods=25).sum().to_numpy(), rtol=1e-7)
 
 
-def test_adx_matches_pandas_wilder_reference(ohlc: pl.DataFrame) -> None:
+def test_adx_matches_pandas_wilder_reference(make_bars: Callable[..., pl.DataFrame], ohlc: pl.DataFrame) -> None:
     df = make_bars(400, seed=5, gaps=())  # classic ADX reference without gaps
     h, lo, c = (_np(df, k) for k in ("high", "low", "close"))
     up, down = np.diff(h, prepend=np.nan), -np.diff(lo, prepend=np.nan)

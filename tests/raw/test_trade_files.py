@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lake_assets.cleaned.trades_to_bars import trades_to_bars
 from lake_assets.raw.vendors import trade_files
@@ -626,3 +629,57 @@ def test_vendor_fetch_kinds(tmp_path: Path) -> None:
     assert vendor.fetch(other, start, end, DataKind.OHLCV).is_empty()
     with pytest.raises(InvalidIdentifierError):
         vendor.scan("../../etc", start, end)
+
+
+# --- the vectorised fast path must agree with the line-by-line reference on any input ---------------------------
+
+_messy_number = st.sampled_from(
+    ["42000.5", "1", "0", "-1", "1e3", "1e400", "1.", ".5", "+2", " 3", "4 ", "nan", "inf", "1_000", "0x10", "", "abc"]
+)
+_messy_time = st.sampled_from(
+    [
+        "1704067200000",
+        "1704067200",
+        "1704067200123456",
+        "1704067200123456789",
+        "17040672001234567890",
+        "1704067200.5",
+        "-1704067200000",
+        "5",
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00",
+        " 1704067200000",
+        "",
+        "x",
+    ]
+)
+_messy_side = st.sampled_from(["buy", "SELL", "b", "ask", "", " buy", "hold", "true", "0"])
+_messy_flag = st.sampled_from(["true", "false", "True", "0", "1", "", "maybe", " t"])
+_messy_id = st.sampled_from(["1", "2", "3", "abc-1", "", " 7", "7 ", "a b", "é"])
+
+
+@st.composite
+def _messy_line(draw: st.DrawFn) -> str:
+    fields = [draw(_messy_time), draw(_messy_number), draw(_messy_number), draw(_messy_side), draw(_messy_flag)]
+    fields.append(draw(_messy_id))
+    line = ",".join(fields)
+    return draw(st.sampled_from([line, line, line, line[: len(line) // 2], f'"{line}"', line + ",extra", "time,x"]))
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(_messy_line(), min_size=1, max_size=25))
+def test_fast_path_agrees_with_line_by_line_reference(lines: list[str]) -> None:
+    body = "\n".join(["time,price,qty,side,is_buyer_maker,id", *lines]) + "\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.csv"
+        path.write_text(body)
+        fast = parse_trade_file(path, INST, ingested_at=INGESTED)
+        trade_files._FAST_CSV = False
+        try:
+            slow = parse_trade_file(path, INST, ingested_at=INGESTED)
+        finally:
+            trade_files._FAST_CSV = True
+    assert counts(fast) == counts(slow) and fast.out_of_order == slow.out_of_order
+    assert fast.trades.equals(slow.trades)
+    key = ["line", "reason"]
+    assert fast.quarantine.sort(key).drop("quarantined_at").equals(slow.quarantine.sort(key).drop("quarantined_at"))

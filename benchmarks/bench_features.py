@@ -1,0 +1,76 @@
+"""Feature-layer throughput: bar-rows per second per core for the full feature set, as JSON.
+
+Demo-sized input = 6 instruments x ~95,000 5m bars (11 months). Scales multiply the number of instrument-histories
+(computed one at a time, as the per-instrument assets do), so memory stays per-instrument. Polars runs on one thread
+(POLARS_MAX_THREADS=1) so rows/s is per core. Usage: python benchmarks/bench_features.py [scale ...] (default 1 4 16).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(os.path.join(os.path.dirname(__file__), "..", ".numba_cache")))
+
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lake_assets.features.catalog import load_feature_specs  # noqa: E402
+from lake_assets.features.core import compute_features  # noqa: E402
+
+
+def _synthetic_bars():  # the test suite's generator, loaded by path (tests/ is not a package)
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "features" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("features_synthetic", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.synthetic_bars
+
+
+INSTRUMENTS, BARS = 6, 95_000
+
+
+def main(scales: list[int]) -> dict:
+    catalog = load_feature_specs()
+    make_bars = _synthetic_bars()
+    inputs = [make_bars(BARS, seed=s + 1, instrument=f"BENCH{s}") for s in range(INSTRUMENTS)]
+    compute_features(inputs[0].head(5000), catalog)  # JIT / cache warm-up, not timed
+    results = []
+    for scale in scales:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        rows = 0
+        for _ in range(scale):
+            for bars in inputs:
+                out = compute_features(bars, catalog)
+                rows += out.height
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        results.append(
+            {
+                "scale": scale,
+                "bar_rows": rows,
+                "feature_columns": len(catalog.columns),
+                "wall_s": round(wall, 3),
+                "cpu_s": round(cpu, 3),
+                "rows_per_s_per_core": round(rows / cpu),
+                "rows_per_s_wall": round(rows / wall),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    return {
+        "benchmark": "features",
+        "polars_max_threads": os.environ["POLARS_MAX_THREADS"],
+        "budget_rows_per_s_per_core": 3_000_000,
+        "results": results,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main([int(a) for a in sys.argv[1:]] or [1, 4, 16]), indent=2))

@@ -1,0 +1,227 @@
+"""The raw assets under Dagster: one single-run range over two months, an exact re-materialization, and a malformed
+trade dump whose bad lines land in quarantine while its good trades land in the lake.
+
+Each test materializes on an ephemeral instance with the synthetic vendor frozen at AS_OF (a run costs 10-40 s).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from lake_assets.cleaned.trades_to_bars import trades_to_bars
+from lake_assets.cli import PlannedRun
+from lake_assets.definitions import all_assets
+from lake_assets.partitions import multi_key
+from lake_assets.raw.ingest import month_bounds
+from lake_assets.raw.vendors.synthetic import SyntheticVendor
+from lake_assets.settings import PROJECT_ROOT
+from lake_assets.specs import universe
+from lake_assets.storage.lake import PART_FILE, Lake
+from lake_assets.vocabulary import INGESTED_AT, INSTRUMENT, PRICE, QUARANTINE_SCHEMA, TRADE_ID, TS, DataKind
+from resources import LakeResource, MarketDataResource, WarehouseResource
+
+AS_OF = "2026-03-01T00:00:00+00:00"
+RAW = ("raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades")
+KIND = {"raw_ohlcv": DataKind.OHLCV, "raw_funding": DataKind.FUNDING,
+        "raw_open_interest": DataKind.OPEN_INTEREST, "raw_trades": DataKind.TRADES}  # fmt: skip
+PERP = "BTCUSDT-PERP"
+
+
+def materialize(
+    instruments: list[str],
+    assets: tuple[str, ...],
+    first: str,
+    last: str,
+    months: tuple[str, str],
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One in-process run over the partition range first|months[0] .. last|months[1], as the CLI plans it."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("instrument", instruments)
+    run = PlannedRun("test", list(assets), multi_key(first, months[0]), multi_key(last, months[1]))
+    return dg.materialize(
+        all_assets,
+        selection=dg.AssetSelection.assets(*assets),
+        instance=instance,
+        resources={
+            "lake": LakeResource(),
+            "warehouse": WarehouseResource(),
+            "market_data": MarketDataResource(as_of=AS_OF),
+        },
+        tags=run.run_tags(),
+    )
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dg.AssetMaterialization]]:
+    """asset -> partition key -> materialization."""
+    out: dict[str, dict[str, dg.AssetMaterialization]] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        out.setdefault(mat.asset_key.to_user_string(), {})[str(mat.partition)] = mat
+    return out
+
+
+def meta(mat: dg.AssetMaterialization, key: str) -> Any:
+    return mat.metadata[key].value
+
+
+def quarantine(lake: Lake, asset: str, instrument: str, month: str) -> pl.DataFrame:
+    dims = {"asset": asset, INSTRUMENT: instrument, "month": month}
+    return lake.read("quality", "quarantine", [dims], QUARANTINE_SCHEMA)
+
+
+def test_range_run_writes_two_months_per_asset_in_one_run(data_root: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result, lake = materialize([PERP], RAW, PERP, PERP, ("2026-01", "2026-02"), instance), Lake()
+    assert result.success
+    # ONE run materialized both months of every asset
+    assert [r.run_id for r in instance.get_runs()] == [result.run_id]
+    for asset in RAW:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+        assert sorted(r.partition_key for r in records) == [f"{PERP}|2026-01", f"{PERP}|2026-02"]
+        assert {r.run_id for r in records} == {result.run_id}
+    mats = materializations(result)
+    assert set(mats) == set(RAW)
+    inst, vendor = universe().get(PERP), SyntheticVendor(as_of=datetime.fromisoformat(AS_OF))
+    for asset in RAW:
+        assert set(mats[asset]) == {f"{PERP}|2026-01", f"{PERP}|2026-02"}, asset
+        total, quarantined = 0, 0
+        for month in ("2026-01", "2026-02"):
+            dims = {INSTRUMENT: PERP, "month": month}
+            part = lake.read("raw", asset, [dims])
+            assert lake.partition_path("raw", asset, dims).is_file()
+            lo, hi = month_bounds(month)
+            assert part[TS].min() >= lo and part[TS].max() < hi, (asset, month)
+            assert set(part[INSTRUMENT]) == {PERP}
+            delivered = vendor.fetch(inst, lo, hi, KIND[asset]).height
+            q = quarantine(lake, asset, PERP, month)
+            assert part.height + q.height == delivered, (asset, month)  # nothing dropped silently
+            assert q.is_empty() or q["reason"].null_count() == 0
+            total, quarantined = total + part.height, quarantined + q.height
+        mat = mats[asset][f"{PERP}|2026-01"]
+        assert meta(mat, "dagster/row_count") == total > 0
+        assert meta(mat, "quarantined_rows") == quarantined
+        assert {"preview", "partitions", "time_range"} <= set(mat.metadata)
+        assert meta(mat, "time_range").startswith("2026-01-01") and "2026-02-28" in meta(mat, "time_range")
+    # funding every 8 h: 3 a day; 5m candles: within the planted dirt of the full grid (31 + 28 days)
+    funding = lake.read_all("raw", "raw_funding")
+    assert funding.height == 3 * (31 + 28)
+    assert 0.98 * 288 * 59 < lake.read_all("raw", "raw_ohlcv").height < 1.02 * 288 * 59
+    evaluations = result.get_asset_check_evaluations()
+    assert {(e.asset_key.to_user_string(), e.check_name) for e in evaluations} == {(a, "expectations") for a in RAW}
+    for e in evaluations:
+        assert e.passed, e.metadata
+        rows = meta(mats[e.asset_key.to_user_string()][f"{PERP}|2026-02"], "dagster/row_count")
+        assert e.metadata["evaluated_rows"].value == rows
+        assert "passed" in e.metadata["results"].value
+
+
+def test_rematerializing_a_partition_replaces_it_exactly(data_root: Path) -> None:
+    assert materialize([PERP], ("raw_ohlcv",), PERP, PERP, ("2026-01", "2026-02")).success
+    lake = Lake()
+    dims = {INSTRUMENT: PERP, "month": "2026-01"}
+    before = lake.read("raw", "raw_ohlcv", [dims])
+    before_q = quarantine(lake, "raw_ohlcv", PERP, "2026-01")
+    other = lake.read("raw", "raw_ohlcv", [{INSTRUMENT: PERP, "month": "2026-02"}])
+    again = materialize([PERP], ("raw_ohlcv",), PERP, PERP, ("2026-01", "2026-01"))
+    assert again.success
+    assert set(materializations(again)["raw_ohlcv"]) == {f"{PERP}|2026-01"}
+    after = lake.read("raw", "raw_ohlcv", [dims])
+    assert after.height == before.height
+    assert after.drop(INGESTED_AT).equals(before.drop(INGESTED_AT))  # same rows, none added twice
+    assert after[INGESTED_AT].min() > before[INGESTED_AT].max()  # and really rewritten
+    assert quarantine(lake, "raw_ohlcv", PERP, "2026-01").drop("quarantined_at").equals(before_q.drop("quarantined_at"))
+    assert lake.read("raw", "raw_ohlcv", [{INSTRUMENT: PERP, "month": "2026-02"}]).equals(other)  # untouched
+    folder = lake.partition_path("raw", "raw_ohlcv", dims).parent
+    assert [p.name for p in folder.iterdir()] == [PART_FILE]  # no temp files or second parts left behind
+
+
+DUMP_ID = "DUMPUSDT"
+GOOD = [  # trade_id, price, qty, ISO time, side (all in January 2026)
+    (1, 100.0, 0.5, "2026-01-10T00:00:01Z", "buy"),
+    (2, 101.0, 0.25, "2026-01-10T00:01:00Z", "sell"),
+    (3, 102.0, 1.0, "2026-01-10T00:07:30Z", "buy"),
+    (4, 99.5, 2.0, "2026-01-10T00:12:00Z", "sell"),
+    (5, 100.5, 0.1, "2026-01-20T12:00:00Z", "buy"),
+]
+BAD = [  # (line text, reason fragment)
+    ("6,abc,1.0,2026-01-10T00:02:00Z,buy", "price"),  # non-numeric price: malformed
+    ("7,100.0,1.0", "field"),  # truncated line: malformed
+    ("8,-5.0,1.0,2026-01-10T00:03:00Z,sell", "price"),  # price <= 0: skipped
+    ("9,100.0,1.0,2026-01-10T00:04:00,buy", "time"),  # naive timestamp: skipped, never guessed to be UTC
+    ("2,101.0,0.25,2026-01-10T00:01:00Z,sell", "duplicate"),  # a repeated trade id: skipped
+]
+
+
+@pytest.fixture()
+def dump_universe(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of spec/ whose universe also holds a trade_files instrument, and a malformed dump in its landing."""
+    spec = tmp_path / "spec"
+    shutil.copytree(PROJECT_ROOT / "spec", spec)
+    data = yaml.safe_load((spec / "universe.yaml").read_text())
+    data["instruments"].append(
+        {"id": DUMP_ID, "vendor": "trade_files", "market": "spot", "base_timeframe": "5m", "start": "2026-01-01"}
+    )
+    (spec / "universe.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("QLAKE_SPEC_DIR", str(spec))
+    lines = ["trade_id,price,qty,time,side", *(",".join(map(str, row)) for row in GOOD[:3])]
+    lines += [BAD[0][0], BAD[1][0], *(",".join(map(str, row)) for row in GOOD[3:]), *(b for b, _ in BAD[2:])]
+    dump = data_root / "landing" / "trade_files" / DUMP_ID / "dump-2026-01.csv"
+    dump.parent.mkdir(parents=True)
+    dump.write_text("\n".join(lines) + "\n")
+    return dump
+
+
+def test_malformed_trade_dump_quarantines_bad_lines_and_lands_good_trades(dump_universe: Path) -> None:
+    assert DUMP_ID in universe().ids
+    result = materialize([DUMP_ID], ("raw_trades", "raw_ohlcv"), DUMP_ID, DUMP_ID, ("2026-01", "2026-01"))
+    assert result.success
+    lake, dims = Lake(), {INSTRUMENT: DUMP_ID, "month": "2026-01"}
+
+    trades = lake.read("raw", "raw_trades", [dims])
+    assert trades[TRADE_ID].to_list() == [str(r[0]) for r in GOOD]
+    assert trades[PRICE].to_list() == [r[1] for r in GOOD]
+    assert trades[TS].to_list() == [datetime.fromisoformat(r[3]).astimezone(UTC) for r in GOOD]
+
+    q = quarantine(lake, "raw_trades", DUMP_ID, "2026-01").sort("line")
+    assert q.height == len(BAD)
+    assert q["line"].to_list() == [5, 6, 9, 10, 11]  # physical line numbers in the dump (header = line 1)
+    assert q["record"].to_list() == [b for b, _ in BAD]
+    for reason, (_, fragment) in zip(q["reason"].to_list(), BAD, strict=True):
+        assert fragment in reason.lower(), (reason, fragment)
+    assert set(q["source"]) == {str(dump_universe)}
+    assert quarantine(lake, "raw_ohlcv", DUMP_ID, "2026-01").is_empty()
+
+    mats = materializations(result)
+    mat = mats["raw_trades"][f"{DUMP_ID}|2026-01"]
+    assert meta(mat, "dagster/row_count") == len(GOOD)
+    assert meta(mat, "quarantined_rows") == len(BAD)
+    files = meta(mat, "trade_files")
+    header = [c.strip() for c in files.splitlines()[0].strip("|").split("|")]
+    row = dict(zip(header, (c.strip() for c in files.splitlines()[2].strip("|").split("|")), strict=True))
+    assert row["file"] == str(dump_universe)
+    counts = {k: int(row[k]) for k in ("parsed", "accepted", "skipped", "malformed", "in_window")}
+    assert counts == {"parsed": 10, "accepted": 5, "skipped": 3, "malformed": 2, "in_window": 5}
+
+    # raw candles of a trade_files instrument are the good trades bucketed into 5m bars
+    candles = lake.read("raw", "raw_ohlcv", [dims])
+    expected = trades_to_bars(trades, "5m")
+    assert candles[TS].to_list() == expected[TS].to_list() and candles.height == 4
+    assert meta(mats["raw_ohlcv"][f"{DUMP_ID}|2026-01"], "dagster/row_count") == 4
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert re.search(r"\bDUMPUSDT\b", meta(mat, "partitions"))
+
+    # re-ingesting the month replaces its quarantine rows instead of appending them again
+    assert materialize([DUMP_ID], ("raw_trades",), DUMP_ID, DUMP_ID, ("2026-01", "2026-01")).success
+    again = quarantine(lake, "raw_trades", DUMP_ID, "2026-01").sort("line")
+    assert again.drop("quarantined_at").equals(q.drop("quarantined_at"))
+    assert lake.read("raw", "raw_trades", [dims]).drop(INGESTED_AT).equals(trades.drop(INGESTED_AT))
