@@ -81,7 +81,7 @@ def main() -> dict[str, object]:
 
     def theirs():  # type: ignore[no-untyped-def]
         pf = vbt.Portfolio.from_signals(
-            close_s, pd.DataFrame(entries), pd.DataFrame(exits), size=np.inf, fees=FEES, slippage=SLIP
+            close_s, pd.DataFrame(entries), pd.DataFrame(exits), size=np.inf, fees=FEES, slippage=SLIP, init_cash=1e5
         )
         return pf, pf.trades.records
 

@@ -1,4 +1,4 @@
-"""Event-registry throughput: bar-rows/s for all shipped event types at 1x, 4x and 16x of 6 instruments x 95,000 5m bars.
+"""Event-registry throughput: bar-rows/s for all shipped event types at 1x, 4x, 16x of 6 instruments x 95,000 bars.
 
 Inputs are synthetic joined frames (bars + features + context + market context) with every column the shipped specs
 need: 5 perps and 1 spot per replica, so not-applicable handling is exercised too. Scale k runs the registry over

@@ -101,21 +101,35 @@ def plan_runs(
     last_month = month_partitions.get_last_partition_key()
     runs: list[PlannedRun] = []
     spans: list[tuple[str, str]] = []
-    for inst in universe().instruments:
+    # multi-partition ranges are rectangles (instrument range x month range, instruments in partition order):
+    # instruments adjacent in that order with the same month span share one run
+    instance = _instance()
+    sync_instruments(instance)
+    order = list(instance.get_dynamic_partitions("instrument"))
+    blocks: list[tuple[list[str], str, str]] = []
+    previous: str | None = None
+    for inst_id in order:
+        inst = universe().get(inst_id)
         if instruments is not None and inst.id not in instruments:
+            previous = None
             continue
         lo = month_key(inst.start)
         hi = month_key(inst.end) if inst.end else (last_month or lo)
         if months is not None:
             lo, hi = max(lo, months[0]), min(hi, months[1])
         if lo > hi:
+            previous = None
             continue
         spans.append((lo, hi))
-        if by_kind["instrument_month"]:
-            runs.append(
-                PlannedRun(f"{inst.id} {lo}..{hi}", by_kind["instrument_month"], multi_key(inst.id, lo),
-                           multi_key(inst.id, hi))
-            )  # fmt: skip
+        if blocks and previous is not None and blocks[-1][1:] == (lo, hi):
+            blocks[-1][0].append(inst.id)
+        else:
+            blocks.append(([inst.id], lo, hi))
+        previous = inst.id
+    if by_kind["instrument_month"]:
+        for ids, lo, hi in blocks:
+            label = f"{ids[0]}..{ids[-1]} x {lo}..{hi}" if len(ids) > 1 else f"{ids[0]} x {lo}..{hi}"
+            runs.append(PlannedRun(label, by_kind["instrument_month"], multi_key(ids[0], lo), multi_key(ids[-1], hi)))
     if by_kind["month"] and spans:
         month_keys = month_partitions.get_partition_keys()
         wanted = [m for m in month_keys if any(lo <= m <= hi for lo, hi in spans)]
@@ -128,10 +142,16 @@ def plan_runs(
             if block:
                 runs.append(PlannedRun(f"months {block[0]}..{block[-1]}", by_kind["month"], block[0], block[-1]))
             block = [m] if m is not None else []
-    for key in by_kind["other"]:
-        runs.append(_other_run(key))
-    if by_kind["none"]:
-        runs.append(PlannedRun("unpartitioned", by_kind["none"]))
+    # the rest in graph order (all_assets is kept topologically sorted): a run per partitioned asset over all its
+    # keys, consecutive unpartitioned assets together
+    for key in [a.key.to_user_string() for a in selected]:
+        if key in by_kind["other"]:
+            runs.append(_other_run(key))
+        elif key in by_kind["none"]:
+            if runs and runs[-1].label == "unpartitioned":
+                runs[-1].asset_keys.append(key)
+            else:
+                runs.append(PlannedRun("unpartitioned", [key]))
     return runs
 
 
@@ -162,7 +182,6 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
     from lake_assets.definitions import all_assets, defs
 
     instance = _instance()
-    sync_instruments(instance)
     results = []
     bar = tqdm(runs, desc="qlake", unit="run", disable=not progress, file=sys.stderr)
     for run in bar:
@@ -176,6 +195,9 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
             instance=instance,
             resources=defs.resources,
             tags=run.run_tags(),
+            run_config={
+                "loggers": {"console": {"config": {"log_level": os.environ.get("QLAKE_LOG_LEVEL", "WARNING")}}}
+            },
             raise_on_error=False,
         )
         results.append((run, result.success, time.perf_counter() - t0))

@@ -82,6 +82,7 @@ def predicate_expr(p: Predicate) -> pl.Expr:
     """Boolean expression; null where the column is null or the bar is a gap (unknown, never 'false')."""
     c = pl.col(p.column)
     v = p.value
+    values = v if isinstance(v, list) else [v]
     num = c.cast(pl.Float64)
     exprs: dict[str, Callable[[], pl.Expr]] = {
         "gt": lambda: num > v,
@@ -94,8 +95,8 @@ def predicate_expr(p: Predicate) -> pl.Expr:
         "abs_le": lambda: num.abs() <= v,
         "eq": lambda: c == pl.lit(v),
         "ne": lambda: c != pl.lit(v),
-        "in": lambda: c.is_in(v),
-        "not_in": lambda: c.is_in(v).not_(),
+        "in": lambda: c.is_in(values),
+        "not_in": lambda: c.is_in(values).not_(),
         "is_true": lambda: c.cast(pl.Boolean),
         "is_false": lambda: c.cast(pl.Boolean).not_(),
         "not_null": lambda: c.is_not_null(),
@@ -200,7 +201,9 @@ def threshold_cross(p: ThresholdCrossParams, ctx: Scratch) -> Detection:
         up, down = x > level, x < level
     raw = _f(p.column)
     cond = up if p.side == "abs_above" else _pick(p.side, up, down)
-    sign = raw.sign() if p.side == "abs_above" else pl.when(x > level).then(1.0).when(x < level).then(-1.0).otherwise(0.0)
+    sign = (
+        raw.sign() if p.side == "abs_above" else pl.when(x > level).then(1.0).when(x < level).then(-1.0).otherwise(0.0)
+    )
     severity = (x - level).abs() if p.severity == "excess" else raw.abs()
     return Detection(cond, severity, sign, needs_prev=p.mode == "cross")
 
@@ -373,7 +376,7 @@ def false_breakout(p: FalseBreakoutParams, ctx: Scratch) -> Detection:
 
 
 class DivergenceParams(_Params):
-    """Price makes a new `window` high (low) while the oscillator stays at least `min_gap` below its high (above low)."""
+    """Price makes a new `window` high (low) while the oscillator stays `min_gap` below its own high (above its low)."""
 
     oscillator: str
     window: int = Field(ge=2)

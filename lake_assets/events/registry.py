@@ -25,18 +25,17 @@ from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS, TS_DTYPE
 EVENT_TYPE = "event_type"
 _PREV_GAP = "__prev_gap"  # the previous bar is a gap (or does not exist)
 
-EVENT_REGISTRY_SCHEMA = pl.Schema(
-    {
-        "event_id": pl.String,
-        EVENT_TYPE: pl.String,
-        "family": pl.String,
-        INSTRUMENT: pl.String,
-        TS: TS_DTYPE,
-        "direction": pl.String,
-        "severity": pl.Float64,
-        **dict.fromkeys(STATE_COLUMNS, pl.String),
-    }
-)
+_EVENT_COLUMNS: list[tuple[str, pl.DataType]] = [
+    ("event_id", pl.String()),
+    (EVENT_TYPE, pl.String()),
+    ("family", pl.String()),
+    (INSTRUMENT, pl.String()),
+    (TS, TS_DTYPE),
+    ("direction", pl.String()),
+    ("severity", pl.Float64()),
+    *[(c, pl.String()) for c in STATE_COLUMNS],
+]
+EVENT_REGISTRY_SCHEMA = pl.Schema(_EVENT_COLUMNS)
 
 APPLICABILITY_SCHEMA = pl.Schema(
     {
@@ -156,7 +155,8 @@ def detect_events(
     declared = sorted({c for s in specs for c in s.columns if c in frame.columns})
     non_null = dict(zip(declared, frame.select(pl.col(declared).count()).row(0), strict=True)) if declared else {}
 
-    app_rows, runnable = [], []
+    app_rows: list[tuple[str, str, bool, str | None, int]] = []
+    runnable: list[CompiledEvent] = []
     for spec in specs:
         reason = _non_applicable_reason(frame, spec, non_null)
         app_rows.append((instrument, spec.name, reason is None, reason, n_bars))
@@ -281,7 +281,9 @@ def event_flags(events: pl.DataFrame, bars_ts: pl.DataFrame, event_types: Iterab
     """
     types = list(event_types) if event_types is not None else sorted(events.get_column(EVENT_TYPE).unique().to_list())
     grid = bars_ts.select(TS, INSTRUMENT)
-    fired = events.filter(pl.col(EVENT_TYPE).is_in(pl.Series(types, dtype=pl.String))).select(TS, INSTRUMENT, EVENT_TYPE)
+    fired = events.filter(pl.col(EVENT_TYPE).is_in(pl.Series(types, dtype=pl.String))).select(
+        TS, INSTRUMENT, EVENT_TYPE
+    )
     if fired.height:
         wide = fired.with_columns(pl.lit(True).alias("_v")).pivot(
             on=EVENT_TYPE, index=[TS, INSTRUMENT], values="_v", aggregate_function="first"
@@ -308,10 +310,7 @@ def prevalence_report(
     }
     na: set[tuple[str, str]] = set()
     if applicability is not None:
-        na = {
-            (r[EVENT_TYPE], r[INSTRUMENT])
-            for r in applicability.filter(~pl.col("applicable")).iter_rows(named=True)
-        }
+        na = {(r[EVENT_TYPE], r[INSTRUMENT]) for r in applicability.filter(~pl.col("applicable")).iter_rows(named=True)}
     rows = []
     for spec in specs:
         for inst, n_bars in sorted(n_bars_by_instrument.items()):

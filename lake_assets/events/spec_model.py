@@ -146,11 +146,15 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
         raise SpecError(path, "<root>", "expected a mapping with name, family, detector, columns, ...")
     raw: EventSpecFile = validate_model(EventSpecFile, data, path)
     if raw.family not in CANONICAL_FAMILIES:
-        raise SpecError(path, "family", f"{raw.family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}")
+        raise SpecError(
+            path, "family", f"{raw.family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}"
+        )
     template = TEMPLATES.get(raw.detector.template)
     if template is None:
         raise SpecError(
-            path, "detector.template", f"unknown template {raw.detector.template!r}; expected one of {sorted(TEMPLATES)}"
+            path,
+            "detector.template",
+            f"unknown template {raw.detector.template!r}; expected one of {sorted(TEMPLATES)}",
         )
     params: _Params = validate_model(template.params, raw.detector.params, path, prefix="detector.params")
 
@@ -158,7 +162,9 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
     for i, col in enumerate(raw.columns):
         if column_kind(col) is None:
             raise SpecError(
-                path, f"columns.{i}", f"unknown column {col!r}: not in the bars/features/context/market_context contract"
+                path,
+                f"columns.{i}",
+                f"unknown column {col!r}: not in the bars/features/context/market_context contract",
             )
         if col in seen:
             raise SpecError(path, f"columns.{i}", f"column {col!r} is listed twice")
@@ -217,7 +223,9 @@ def load_event_specs(directory: Path | None = None) -> EventCatalog:
     for name, family in registry.event_types.items():
         if family not in CANONICAL_FAMILIES:
             raise SpecError(
-                reg_path, f"event_types.{name}", f"{family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}"
+                reg_path,
+                f"event_types.{name}",
+                f"{family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}",
             )
 
     by_name: dict[str, EventSpec] = {}
@@ -225,7 +233,9 @@ def load_event_specs(directory: Path | None = None) -> EventCatalog:
     for path in files:
         spec = parse_event_file(path)
         if spec.name in by_name:
-            raise SpecError(path, "name", f"duplicate event type {spec.name!r} (also defined in {by_name[spec.name].file})")
+            raise SpecError(
+                path, "name", f"duplicate event type {spec.name!r} (also defined in {by_name[spec.name].file})"
+            )
         if spec.name not in registry.event_types:
             raise SpecError(path, "name", f"event type {spec.name!r} is not listed in {REGISTRY_FILE}")
         canonical = registry.event_types[spec.name]

@@ -139,23 +139,28 @@ def synthetic_event_frame(
         ((lo.shift(1) - lo).clip(lower_bound=0)).alias("_mdm"),
         tr.alias("_tr"),
     )
-    ew = {"alpha": 1 / 14, "adjust": False, "ignore_nulls": True}
+
+    def wilder(e: pl.Expr) -> pl.Expr:
+        return e.ewm_mean(alpha=1 / 14, adjust=False, ignore_nulls=True)
+
     r = pl.col(RETURN)
     df = df.with_columns(
         r.alias("ret_1"),
         *[r.rolling_std(n, min_samples=n // 2).alias(f"rv_{n}") for n in (12, 48, 288)],
-        (pl.col("_macd") - pl.col("_macd").ewm_mean(span=9, adjust=False, ignore_nulls=True)).alias("macd_12_26_9_hist"),
-        (100 * pl.col("_pdm").ewm_mean(**ew) / pl.col("_tr").ewm_mean(**ew)).alias("_pdi"),
-        (100 * pl.col("_mdm").ewm_mean(**ew) / pl.col("_tr").ewm_mean(**ew)).alias("_mdi"),
+        (pl.col("_macd") - pl.col("_macd").ewm_mean(span=9, adjust=False, ignore_nulls=True)).alias(
+            "macd_12_26_9_hist"
+        ),
+        (100 * wilder(pl.col("_pdm")) / wilder(pl.col("_tr"))).alias("_pdi"),
+        (100 * wilder(pl.col("_mdm")) / wilder(pl.col("_tr"))).alias("_mdi"),
         ((c - o).abs() / pl.col("atr_14")).alias("body_atr"),
         ((h - pl.max_horizontal(o, c)) / (h - lo)).alias("upper_wick_ratio"),
         ((pl.min_horizontal(o, c) - lo) / (h - lo)).alias("lower_wick_ratio"),
         ((h - lo) / pl.col("atr_14")).alias("range_atr"),
         _z(pl.col(VOLUME), 288).alias("volume_z"),
         (r.abs() / (pl.col(VOLUME) * c) * 1e6).rolling_mean(12, min_samples=6).alias("amihud"),
-        (
-            2 * ((r * r.shift(1)).rolling_mean(48, min_samples=24) * -1).clip(lower_bound=0).sqrt() * 1e4
-        ).alias("roll_spread"),
+        (2 * ((r * r.shift(1)).rolling_mean(48, min_samples=24) * -1).clip(lower_bound=0).sqrt() * 1e4).alias(
+            "roll_spread"
+        ),
         ((pl.col(BUY_VOLUME) - pl.col(SELL_VOLUME)) / pl.col(VOLUME)).alias("ofi"),
         pl.col(OPEN_INTEREST).pct_change().alias("oi_change"),
         (pl.col(OPEN_INTEREST) / pl.col(VOLUME).rolling_sum(288, min_samples=144)).alias("oi_volume_ratio"),
@@ -170,7 +175,7 @@ def synthetic_event_frame(
     fsign = pl.col(FUNDING_RATE).sign()
     run_id = (fsign != fsign.shift(1)).fill_null(True).cum_sum()
     df = df.with_columns(
-        dx.ewm_mean(**ew).alias("adx_14"),
+        wilder(dx).alias("adx_14"),
         ((pl.col("rv_48") - rank_lo) / (rank_hi - rank_lo)).alias("vol_rank"),
         (pl.col("rv_12").rolling_std(288, min_samples=144) / pl.col("rv_12").rolling_mean(288, min_samples=144)).alias(
             "vol_of_vol"

@@ -21,14 +21,32 @@ import numpy as np
 import polars as pl
 
 from lake_assets.features import kernels as K
+from lake_assets.features.arrays import MIN_FILL, Arrays, min_count
 from lake_assets.vocabulary import CLOSE, HIGH, LOW, OPEN, VOLUME
 
-MIN_FILL = 0.5  # share of a window that must hold present (non-gap) values
+__all__ = [
+    "INDICATORS",
+    "MIN_FILL",
+    "IndicatorDef",
+    "adx",
+    "atr",
+    "bollinger",
+    "cci",
+    "donchian",
+    "ema",
+    "keltner",
+    "macd",
+    "mfi",
+    "min_count",
+    "obv",
+    "roc",
+    "rsi",
+    "sma",
+    "stochastic",
+    "williams_r",
+]
+
 EWM_TOLERANCE = 1e-8  # residual seed weight accepted when sizing the warm-up of recursive indicators
-
-
-def min_count(n: int) -> int:
-    return max(1, math.ceil(n * MIN_FILL))
 
 
 def ewm_lookback(alpha: float) -> int:
@@ -124,11 +142,14 @@ def _ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
         return np.where(tot > 0, 100.0 * up / np.where(tot > 0, tot, 1.0), np.where(tot == 0, 50.0, _NAN))
 
 
-def rsi_np(x: np.ndarray, n: int) -> np.ndarray:
+def _gain_loss(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = _diff_np(x)
     nan = np.isnan(d)
-    gain = np.where(nan, _NAN, np.maximum(d, 0.0))
-    loss = np.where(nan, _NAN, np.maximum(-d, 0.0))
+    return np.where(nan, _NAN, np.maximum(d, 0.0)), np.where(nan, _NAN, np.maximum(-d, 0.0))
+
+
+def rsi_np(x: np.ndarray, n: int) -> np.ndarray:
+    gain, loss = _gain_loss(x)
     return _ratio_index(K.ewm(gain, 1.0 / n, n), K.ewm(loss, 1.0 / n, n))
 
 
@@ -143,8 +164,10 @@ def macd_np(x: np.ndarray, fast: int, slow: int, signal: int) -> dict[str, np.nd
 
 
 def bollinger_np(x: np.ndarray, n: int, k: float) -> dict[str, np.ndarray]:
-    mid = K.rolling_mean(x, n, min_count(n))
-    sd = K.rolling_std(x, n, min_count(n), 0)
+    return _bands(x, K.rolling_mean(x, n, min_count(n)), K.rolling_std(x, n, min_count(n), 0), k)
+
+
+def _bands(x: np.ndarray, mid: np.ndarray, sd: np.ndarray, k: float) -> dict[str, np.ndarray]:
     upper, lower = mid + k * sd, mid - k * sd
     return {
         "mid": mid,
@@ -160,34 +183,54 @@ def atr_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
 
 
 def stochastic_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, k: int, d: int) -> dict[str, np.ndarray]:
-    hh, ll = K.rolling_max(h, k, min_count(k)), K.rolling_min(lo, k, min_count(k))
+    return _stoch(c, K.rolling_max(h, k, min_count(k)), K.rolling_min(lo, k, min_count(k)), d)
+
+
+def _stoch(c: np.ndarray, hh: np.ndarray, ll: np.ndarray, d: int) -> dict[str, np.ndarray]:
     pk = _div(100.0 * (c - ll), hh - ll)
     return {"k": pk, "d": K.rolling_mean(pk, d, min_count(d))}
 
 
+def _typical(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return (h + lo + c) / 3.0
+
+
 def cci_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    tp = (h + lo + c) / 3.0
-    mad = K.rolling_mean_abs_dev(tp, n, min_count(n))
-    return _div(tp - K.rolling_mean(tp, n, min_count(n)), 0.015 * mad)
+    tp = _typical(h, lo, c)
+    return _cci(tp, K.rolling_mean(tp, n, min_count(n)), n)
+
+
+def _cci(tp: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
+    mad = K.mean_abs_dev_about(tp, mean, n, min_count(n))
+    return _div(tp - mean, 0.015 * mad)
+
+
+def _signed_volume(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.sign(_diff_np(c)) * v
 
 
 def obv_np(c: np.ndarray, v: np.ndarray, n: int | None) -> np.ndarray:
-    signed = np.sign(_diff_np(c)) * v
+    signed = _signed_volume(c, v)
     return K.nan_cumsum(signed) if n is None else K.rolling_sum(signed, n, min_count(n))
 
 
-def mfi_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
-    tp = (h + lo + c) / 3.0
+def _money_flows(tp: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flow = tp * v
     dtp = _diff_np(tp)
     bad = np.isnan(dtp) | np.isnan(flow)
-    pos = np.where(bad, _NAN, np.where(dtp > 0, flow, 0.0))
-    neg = np.where(bad, _NAN, np.where(dtp < 0, flow, 0.0))
+    return np.where(bad, _NAN, np.where(dtp > 0, flow, 0.0)), np.where(bad, _NAN, np.where(dtp < 0, flow, 0.0))
+
+
+def mfi_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    pos, neg = _money_flows(_typical(h, lo, c), v)
     return _ratio_index(K.rolling_sum(pos, n, min_count(n)), K.rolling_sum(neg, n, min_count(n)))
 
 
 def williams_r_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    hh, ll = K.rolling_max(h, n, min_count(n)), K.rolling_min(lo, n, min_count(n))
+    return _willr(c, K.rolling_max(h, n, min_count(n)), K.rolling_min(lo, n, min_count(n)))
+
+
+def _willr(c: np.ndarray, hh: np.ndarray, ll: np.ndarray) -> np.ndarray:
     return _div(-100.0 * (hh - c), hh - ll)
 
 
@@ -202,7 +245,10 @@ def donchian_np(h: np.ndarray, lo: np.ndarray, n: int) -> dict[str, np.ndarray]:
 
 
 def keltner_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int, k: float) -> dict[str, np.ndarray]:
-    mid, a = ema_np(c, n), atr_np(h, lo, c, n)
+    return _keltner(ema_np(c, n), atr_np(h, lo, c, n), k)
+
+
+def _keltner(mid: np.ndarray, a: np.ndarray, k: float) -> dict[str, np.ndarray]:
     return {"mid": mid, "upper": mid + k * a, "lower": mid - k * a}
 
 
@@ -219,6 +265,104 @@ def multi_kernel(fn: Callable[..., dict[str, np.ndarray]], cols: list[str | pl.E
 
 def _fields(struct: pl.Expr, names: tuple[str, ...]) -> dict[str, pl.Expr]:
     return {n: struct.struct.field(n) for n in names}
+
+
+# --- array implementations (what compute_features runs) ---------------------------------------------------------
+# Same arithmetic as the *_np functions above, with shared intermediates (EMAs, true range, typical price, rolling
+# extremes and moments) taken from `Arrays`, which computes each once per instrument and batches windows.
+
+
+def _a_tr(a: Arrays) -> str:
+    return a.derived("__tr", lambda: K.true_range(a.x(HIGH), a.x(LOW), a.x(CLOSE)))
+
+
+def _a_tp(a: Arrays) -> str:
+    return a.derived("__tp", lambda: _typical(a.x(HIGH), a.x(LOW), a.x(CLOSE)))
+
+
+def _a_sma(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"value": a.rolling_mean(p["col"], p["n"])}
+
+
+def _a_ema(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"value": a.ema(p["col"], p["n"])}
+
+
+def _a_rsi(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    col, n = p["col"], p["n"]
+    gain = a.derived(f"__gain:{col}", lambda: _gain_loss(a.x(col))[0])
+    loss = a.derived(f"__loss:{col}", lambda: _gain_loss(a.x(col))[1])
+    return {"value": _ratio_index(a.ewm(gain, 1.0 / n, n), a.ewm(loss, 1.0 / n, n))}
+
+
+def _a_macd(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    line = a.ema(p["col"], p["fast"]) - a.ema(p["col"], p["slow"])
+    sig = K.ewm(line, 2.0 / (p["signal"] + 1.0), p["signal"])
+    return {"macd": line, "signal": sig, "hist": line - sig}
+
+
+def _a_bollinger(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    col, n = p["col"], p["n"]
+    return _bands(a.x(col), a.rolling_mean(col, n), a.std(col, n, 0), float(p["k"]))
+
+
+def _a_atr(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"value": a.ewm(_a_tr(a), 1.0 / p["n"], p["n"])}
+
+
+def _a_stochastic(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return _stoch(a.x(CLOSE), a.rolling_max(HIGH, p["k"]), a.rolling_min(LOW, p["k"]), p["d"])
+
+
+def _a_adx(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = p["n"]
+
+    def parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pdm, mdm = K.directional_movement(a.x(HIGH), a.x(LOW))
+        return pdm, mdm, np.where(np.isnan(pdm), _NAN, a.x(_a_tr(a)))
+
+    pdm = a.derived("__pdm", lambda: parts()[0])
+    mdm = a.derived("__mdm", lambda: parts()[1])
+    tr = a.derived("__tr_dm", lambda: parts()[2])
+    alpha = 1.0 / n
+    dx = K.directional_index(a.ewm(tr, alpha, n), a.ewm(pdm, alpha, n), a.ewm(mdm, alpha, n))
+    return {"value": K.ewm(dx, alpha, n)}
+
+
+def _a_cci(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    tp = _a_tp(a)
+    return {"value": _cci(a.x(tp), a.rolling_mean(tp, p["n"]), p["n"])}
+
+
+def _a_obv(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    if p["n"] is None:
+        return {"value": obv_np(a.x(CLOSE), a.x(VOLUME), None)}
+    signed = a.derived("__signed_volume", lambda: _signed_volume(a.x(CLOSE), a.x(VOLUME)))
+    return {"value": a.rolling_sum(signed, p["n"])}
+
+
+def _a_mfi(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    pos = a.derived("__mf_pos", lambda: _money_flows(a.x(_a_tp(a)), a.x(VOLUME))[0])
+    neg = a.derived("__mf_neg", lambda: _money_flows(a.x(_a_tp(a)), a.x(VOLUME))[1])
+    return {"value": _ratio_index(a.rolling_sum(pos, p["n"]), a.rolling_sum(neg, p["n"]))}
+
+
+def _a_williams_r(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"value": _willr(a.x(CLOSE), a.rolling_max(HIGH, p["n"]), a.rolling_min(LOW, p["n"]))}
+
+
+def _a_roc(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"value": roc_np(a.x(p["col"]), p["n"])}
+
+
+def _a_donchian(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    hh, ll = a.rolling_max(HIGH, p["n"]), a.rolling_min(LOW, p["n"])
+    return {"upper": hh, "lower": ll, "mid": (hh + ll) / 2.0}
+
+
+def _a_keltner(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = p["n"]
+    return _keltner(a.ema(CLOSE, n), a.ewm(_a_tr(a), 1.0 / n, n), float(p["k"]))
 
 
 # --- the catalogue (expression builders) ------------------------------------------------------
@@ -314,6 +458,8 @@ class IndicatorDef:
     builder: Callable[[dict[str, Any]], dict[str, pl.Expr]]
     lookback_fn: Callable[[dict[str, Any]], int]
     check: Callable[[dict[str, Any]], str | None] = lambda p: None
+    # array implementation used by compute_features (None: it evaluates `builder`'s expressions instead)
+    compute: Callable[[Arrays, dict[str, Any]], dict[str, np.ndarray]] | None = None
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in; raises KeyError/ValueError with a readable problem."""
@@ -373,6 +519,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (),
             lambda p: {"value": sma(p["col"], p["n"])},
             lambda p: p["n"],
+            compute=_a_sma,
         ),
         IndicatorDef(
             "EMA",
@@ -382,6 +529,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (),
             lambda p: {"value": ema(p["col"], p["n"])},
             lambda p: _ema_lb(p["n"]),
+            compute=_a_ema,
         ),
         IndicatorDef(
             "RSI",
@@ -391,6 +539,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (),
             lambda p: {"value": rsi(p["col"], p["n"])},
             lambda p: _wilder_lb(p["n"]) + 1,
+            compute=_a_rsi,
         ),
         IndicatorDef(
             "MACD",
@@ -401,6 +550,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: macd(p["col"], p["fast"], p["slow"], p["signal"]),
             lambda p: _ema_lb(p["slow"]) + _ema_lb(p["signal"]),
             lambda p: None if p["fast"] < p["slow"] else "MACD.fast must be smaller than MACD.slow",
+            compute=_a_macd,
         ),
         IndicatorDef(
             "BBANDS",
@@ -410,6 +560,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (),
             lambda p: bollinger(p["col"], p["n"], p["k"]),
             lambda p: p["n"],
+            compute=_a_bollinger,
         ),
         IndicatorDef(
             "ATR",
@@ -419,6 +570,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW, CLOSE),
             lambda p: {"value": atr(p["n"])},
             lambda p: _wilder_lb(p["n"]) + 1,
+            compute=_a_atr,
         ),
         IndicatorDef(
             "STOCH",
@@ -429,6 +581,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: stochastic(p["k"], p["d"]),
             lambda p: p["k"] + p["d"],
             lambda p: None if isinstance(p["k"], int) else "STOCH.k must be an integer number of bars",
+            compute=_a_stochastic,
         ),
         IndicatorDef(
             "ADX",
@@ -438,11 +591,28 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW, CLOSE),
             lambda p: {"value": adx(p["n"])},
             lambda p: 2 * _wilder_lb(p["n"]) + 1,
+            compute=_a_adx,
         ),
         IndicatorDef(
-            "CCI", "cci", {"n": 20}, ("value",), (HIGH, LOW, CLOSE), lambda p: {"value": cci(p["n"])}, lambda p: p["n"]
+            "CCI",
+            "cci",
+            {"n": 20},
+            ("value",),
+            (HIGH, LOW, CLOSE),
+            lambda p: {"value": cci(p["n"])},
+            lambda p: p["n"],
+            compute=_a_cci,
         ),
-        IndicatorDef("OBV", "obv", {"n": None}, ("value",), (CLOSE, VOLUME), lambda p: {"value": obv(p["n"])}, _obv_lb),
+        IndicatorDef(
+            "OBV",
+            "obv",
+            {"n": None},
+            ("value",),
+            (CLOSE, VOLUME),
+            lambda p: {"value": obv(p["n"])},
+            _obv_lb,
+            compute=_a_obv,
+        ),
         IndicatorDef(
             "MFI",
             "mfi",
@@ -451,6 +621,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW, CLOSE, VOLUME),
             lambda p: {"value": mfi(p["n"])},
             lambda p: p["n"] + 1,
+            compute=_a_mfi,
         ),
         IndicatorDef(
             "WILLR",
@@ -460,6 +631,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW, CLOSE),
             lambda p: {"value": williams_r(p["n"])},
             lambda p: p["n"],
+            compute=_a_williams_r,
         ),
         IndicatorDef(
             "ROC",
@@ -469,6 +641,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (),
             lambda p: {"value": roc(p["col"], p["n"])},
             lambda p: p["n"] + 1,
+            compute=_a_roc,
         ),
         IndicatorDef(
             "DONCHIAN",
@@ -478,6 +651,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW),
             lambda p: donchian(p["n"]),
             lambda p: p["n"],
+            compute=_a_donchian,
         ),
         IndicatorDef(
             "KELTNER",
@@ -487,6 +661,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             (HIGH, LOW, CLOSE),
             lambda p: keltner(p["n"], p["k"]),
             lambda p: _wilder_lb(p["n"]) + 1,
+            compute=_a_keltner,
         ),
     )
 }

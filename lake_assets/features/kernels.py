@@ -134,62 +134,64 @@ def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, min_count: int) -> np.nda
 
 
 @njit(cache=True, nogil=True)
-def _rolling_extreme(x: np.ndarray, n: int, min_count: int, sign: float) -> np.ndarray:
-    """Rolling max (sign=1) or min (sign=-1) with a monotonic deque: O(1) amortised per row."""
-    out = np.empty(x.shape[0])
-    dq = np.empty(x.shape[0], dtype=np.int64)
-    head = 0
-    tail = 0
-    c = 0
-    for i in range(x.shape[0]):
-        v = x[i]
-        if v == v:
-            c += 1
-            while tail > head and sign * x[dq[tail - 1]] <= sign * v:
-                tail -= 1
-            dq[tail] = i
-            tail += 1
-        if i >= n:
-            if x[i - n] == x[i - n]:
-                c -= 1
-            while tail > head and dq[head] <= i - n:
-                head += 1
-        out[i] = x[dq[head]] if c >= min_count and c > 0 and tail > head else NAN
-    return out
-
-
-@njit(cache=True, nogil=True)
 def rolling_max(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    return _rolling_extreme(x, n, min_count, 1.0)
+    return rolling_extreme_multi(x, np.array([n]), np.array([min_count]), 1.0)[0]
 
 
 @njit(cache=True, nogil=True)
 def rolling_min(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    return _rolling_extreme(x, n, min_count, -1.0)
+    return rolling_extreme_multi(x, np.array([n]), np.array([min_count]), -1.0)[0]
 
 
 @njit(cache=True, nogil=True)
-def rolling_mean_abs_dev(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    """Mean absolute deviation from the window's own mean (CCI's denominator); O(n * window)."""
+def mean_abs_dev_about(x: np.ndarray, mean: np.ndarray, n: int, min_count: int) -> np.ndarray:
+    """Mean absolute deviation of the trailing n-row window from `mean` (its rolling mean); NaN where mean is.
+
+    O(rows * n). Windows without missing values (almost all) run a 4-accumulator loop; the summation order depends
+    on the window alone, so the value at row t does not change when rows are appended.
+    """
     out = np.empty(x.shape[0])
+    c = 0
     for i in range(x.shape[0]):
-        lo = max(0, i - n + 1)
-        s = 0.0
-        c = 0
-        for j in range(lo, i + 1):
-            if x[j] == x[j]:
-                s += x[j]
-                c += 1
-        if c < min_count or c == 0:
+        if x[i] == x[i]:
+            c += 1
+        if i >= n and x[i - n] == x[i - n]:
+            c -= 1
+        m = mean[i]
+        if c < min_count or c == 0 or m != m:
             out[i] = NAN
             continue
-        m = s / c
+        lo = max(0, i - n + 1)
+        hi = i + 1
+        if c == hi - lo:
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            j = lo
+            while j + 4 <= hi:
+                s0 += abs(x[j] - m)
+                s1 += abs(x[j + 1] - m)
+                s2 += abs(x[j + 2] - m)
+                s3 += abs(x[j + 3] - m)
+                j += 4
+            while j < hi:
+                s0 += abs(x[j] - m)
+                j += 1
+            out[i] = ((s0 + s1) + (s2 + s3)) / c
+            continue
         d = 0.0
-        for j in range(lo, i + 1):
+        for j in range(lo, hi):
             if x[j] == x[j]:
                 d += abs(x[j] - m)
         out[i] = d / c
     return out
+
+
+@njit(cache=True, nogil=True)
+def rolling_mean_abs_dev(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
+    """Mean absolute deviation from the window's own (rolling) mean: CCI's denominator."""
+    return mean_abs_dev_about(x, rolling_mean(x, n, min_count), n, min_count)
 
 
 @njit(cache=True, nogil=True)
@@ -231,10 +233,9 @@ def true_range(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    """Wilder's ADX: smoothed +DM/-DM/TR -> DI -> DX -> Wilder-smoothed DX."""
+def directional_movement(h: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilder's +DM and -DM (NaN on the first row and next to a missing high)."""
     size = h.shape[0]
-    tr = true_range(h, lo, c)
     pdm = np.empty(size)
     mdm = np.empty(size)
     for i in range(size):
@@ -246,10 +247,13 @@ def adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
         down = lo[i - 1] - lo[i]
         pdm[i] = up if up > down and up > 0.0 else 0.0
         mdm[i] = down if down > up and down > 0.0 else 0.0
-    alpha = 1.0 / n
-    atr_ = ewm(np.where(np.isnan(pdm), NAN, tr), alpha, n)
-    sp = ewm(pdm, alpha, n)
-    sm = ewm(mdm, alpha, n)
+    return pdm, mdm
+
+
+@njit(cache=True, nogil=True)
+def directional_index(atr_: np.ndarray, sp: np.ndarray, sm: np.ndarray) -> np.ndarray:
+    """DX = 100 |+DI - -DI| / (+DI + -DI) from smoothed TR, +DM and -DM."""
+    size = atr_.shape[0]
     dx = np.empty(size)
     for i in range(size):
         if atr_[i] > 0.0 and sp[i] == sp[i] and sm[i] == sm[i]:
@@ -259,6 +263,17 @@ def adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
             dx[i] = 100.0 * abs(pdi - mdi) / tot if tot > 0.0 else 0.0
         else:
             dx[i] = NAN
+    return dx
+
+
+@njit(cache=True, nogil=True)
+def adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    """Wilder's ADX: smoothed +DM/-DM/TR -> DI -> DX -> Wilder-smoothed DX."""
+    tr = true_range(h, lo, c)
+    pdm, mdm = directional_movement(h, lo)
+    alpha = 1.0 / n
+    atr_ = ewm(np.where(np.isnan(pdm), NAN, tr), alpha, n)
+    dx = directional_index(atr_, ewm(pdm, alpha, n), ewm(mdm, alpha, n))
     return ewm(dx, alpha, n)
 
 
@@ -298,18 +313,32 @@ def _rank_window(ranks: np.ndarray, n_ranks: int, n: int, min_count: int) -> np.
     return out
 
 
+@njit(cache=True, nogil=True)
+def _dense_ranks(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense rank of each present value given its sort order (NaN last); -1 for missing."""
+    ranks = np.full(x.shape[0], -1, dtype=np.int64)
+    r = -1
+    prev = 0.0
+    for idx in order:
+        v = x[idx]
+        if v != v:
+            break
+        if r < 0 or v != prev:
+            r += 1
+            prev = v
+        ranks[idx] = r
+    return ranks, r + 1
+
+
 def rolling_pct_rank(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
     """Share of the window's present values that are <= x[t] (scipy's percentileofscore kind='weak' / 100).
 
     O(rows * log(distinct values)) with a Fenwick tree over value ranks. Ranks come from the whole array, but only
     their order is used, so the result at row t depends on the window alone (point-in-time safe).
     """
-    x = np.asarray(x, dtype=np.float64)
-    valid = ~np.isnan(x)
-    ranks = np.full(x.shape[0], -1, dtype=np.int64)
-    uniq, inv = np.unique(x[valid], return_inverse=True)
-    ranks[valid] = inv
-    return _rank_window(ranks, max(len(uniq), 1), n, min_count)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    ranks, n_ranks = _dense_ranks(x, np.argsort(x))
+    return _rank_window(ranks, max(n_ranks, 1), n, min_count)
 
 
 @njit(cache=True, nogil=True)
@@ -348,4 +377,194 @@ def nan_cumsum(x: np.ndarray) -> np.ndarray:
             out[i] = s
         else:
             out[i] = NAN
+    return out
+
+
+# --- fused kernels: one pass computes several windows / smoothings of the same input ------------------------------
+# Each window keeps exactly the state (and the arithmetic order) of its single-window kernel above, so a fused result
+# is bitwise identical to the separate call; the gain is instruction-level parallelism across independent windows
+# and one read of the input instead of one per window.
+
+
+@njit(cache=True, nogil=True)
+def rolling_sum_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Row k = rolling_mean(x, ns[k], min_counts[k]) if means[k] else rolling_sum(x, ns[k], min_counts[k])."""
+    k_n = ns.shape[0]
+    rows = x.shape[0]
+    out = np.empty((k_n, rows))
+    s = np.zeros(k_n)
+    c = np.zeros(k_n, dtype=np.int64)
+    for i in range(rows):
+        v = x[i]
+        present = v == v
+        for k in range(k_n):
+            n = ns[k]
+            sk = s[k]
+            ck = c[k]
+            if present:
+                sk += v
+                ck += 1
+            if i >= n:
+                u = x[i - n]
+                if u == u:
+                    sk -= u
+                    ck -= 1
+            if ck == 0:
+                sk = 0.0
+            if ck >= min_counts[k] and ck > 0:
+                out[k, i] = sk / ck if means[k] else sk
+            else:
+                out[k, i] = NAN
+            s[k] = sk
+            c[k] = ck
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.ndarray:
+    """Row k = ewm(x, alphas[k], min_counts[k])."""
+    k_n = alphas.shape[0]
+    rows = x.shape[0]
+    out = np.empty((k_n, rows))
+    y = np.zeros(k_n)
+    c = 0
+    for i in range(rows):
+        v = x[i]
+        if v != v:
+            for k in range(k_n):
+                out[k, i] = NAN
+            continue
+        c += 1
+        for k in range(k_n):
+            a = alphas[k]
+            yk = v if c == 1 else (1.0 - a) * y[k] + a * v
+            y[k] = yk
+            out[k, i] = yk if c >= min_counts[k] else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rolling_m2_multi(x: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Welford sum of squared deviations (rolling_cov(x, x) state) and present count per window, per row."""
+    k_n = ns.shape[0]
+    rows = x.shape[0]
+    m2 = np.empty((k_n, rows))
+    cnt = np.empty((k_n, rows), dtype=np.int64)
+    mx = np.zeros(k_n)
+    cxx = np.zeros(k_n)
+    c = np.zeros(k_n, dtype=np.int64)
+    for i in range(rows):
+        a = x[i]
+        for k in range(k_n):
+            n = ns[k]
+            ck = c[k]
+            mk = mx[k]
+            sk = cxx[k]
+            if a == a:
+                ck += 1
+                dx = a - mk
+                mk += dx / ck
+                sk += dx * (a - mk)
+            if i >= n:
+                b = x[i - n]
+                if b == b:
+                    ck -= 1
+                    if ck == 0:
+                        mk = 0.0
+                        sk = 0.0
+                    else:
+                        dx = b - mk
+                        mk -= dx / ck
+                        sk -= dx * (b - mk)
+            m2[k, i] = sk
+            cnt[k, i] = ck
+            c[k] = ck
+            mx[k] = mk
+            cxx[k] = sk
+    return m2, cnt
+
+
+@njit(cache=True, nogil=True)
+def var_from_m2(m2: np.ndarray, cnt: np.ndarray, min_count: int, ddof: int) -> np.ndarray:
+    """rolling_var's output from the Welford state: m2 / (count - ddof), floored at 0, NaN below min_count."""
+    out = np.empty(m2.shape[0])
+    for i in range(m2.shape[0]):
+        c = cnt[i]
+        if c >= min_count and c - ddof > 0:
+            v = m2[i] / (c - ddof)
+            out[i] = 0.0 if v < 0.0 else v
+        else:
+            out[i] = NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def valid_count(x: np.ndarray, n: int) -> np.ndarray:
+    """Number of present values in the trailing n-row window."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    c = 0
+    for i in range(x.shape[0]):
+        if x[i] == x[i]:
+            c += 1
+        if i >= n and x[i - n] == x[i - n]:
+            c -= 1
+        out[i] = c
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _pick(a: float, b: float, sign: float) -> float:
+    """max (sign=1) or min (sign=-1) of a and b ignoring NaN (NaN only when both are)."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return b if sign * b > sign * a else a
+
+
+@njit(cache=True, nogil=True)
+def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, sign: float) -> np.ndarray:
+    """Row k = rolling max (sign=1) / min (sign=-1) of x over ns[k] rows, skipping NaN; NaN below min_counts[k].
+
+    Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row; a window of n rows is the
+    extreme of two overlapping level-p windows (2^p <= n). Levels are shared by all windows, and every step is a
+    branch-light elementwise pass, far faster than a monotonic deque on noisy data. Max/min are exact, so the result
+    equals the deque's.
+    """
+    rows = x.shape[0]
+    k_n = ns.shape[0]
+    out = np.empty((k_n, rows))
+    top = 0
+    for k in range(k_n):
+        p = 0
+        while (2 << p) <= ns[k]:
+            p += 1
+        top = max(top, p)
+    levels = np.empty((top + 1, rows))
+    levels[0, :] = x
+    for p in range(1, top + 1):
+        h = 1 << (p - 1)
+        prev = levels[p - 1]
+        cur = levels[p]
+        for i in range(min(h, rows)):
+            cur[i] = prev[i]
+        for i in range(h, rows):
+            cur[i] = _pick(prev[i], prev[i - h], sign)
+    for k in range(k_n):
+        n = ns[k]
+        p = 0
+        while (2 << p) <= n:
+            p += 1
+        w = 1 << p
+        lev = levels[p]
+        cnt = valid_count(x, n)
+        mc = min_counts[k]
+        for i in range(rows):
+            c = cnt[i]
+            if c < mc or c == 0:
+                out[k, i] = NAN
+            elif i - n + w >= 0:
+                out[k, i] = _pick(lev[i], lev[i - n + w], sign)
+            else:
+                out[k, i] = lev[i]
     return out

@@ -6,9 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
 from event_helpers import fired, make_frame, make_spec, run_one
-
 
 # --- threshold crossing -----------------------------------------------------------------------
 
@@ -216,7 +214,9 @@ def test_normalisation_after_min_on_bars() -> None:
 
 
 def test_run_length_fires_once_per_run_and_a_gap_restarts_the_run() -> None:
-    spec = make_spec("run_length", {"when": {"column": "oi_change", "op": "lt", "value": 0.0}, "bars": 3}, ["oi_change"])
+    spec = make_spec(
+        "run_length", {"when": {"column": "oi_change", "op": "lt", "value": 0.0}, "bars": 3}, ["oi_change"]
+    )
     x = [-1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0]
     assert fired(make_frame(oi_change=x), spec) == [2, 7]
     y = [-1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0]

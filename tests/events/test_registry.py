@@ -102,7 +102,9 @@ def test_nan_is_treated_as_missing() -> None:
 
 def test_events_whose_columns_are_all_null_or_missing_are_not_applicable() -> None:
     funding = make_spec("threshold_cross", {"column": "funding_z", "value": 2.0}, ["funding_z"], name="FUND_EVENT")
-    spread = make_spec("zscore_spike", {"column": "spread_bps", "window": 3, "z": 2.0}, ["spread_bps"], name="SPREAD_EV")
+    spread = make_spec(
+        "zscore_spike", {"column": "spread_bps", "window": 3, "z": 2.0}, ["spread_bps"], name="SPREAD_EV"
+    )
     clock = _always(0, name="CLOCK_EVENT")
     frame = make_frame(funding_z=[None] * 4, session_open=[True] * 4)
     events, app = detect_events(frame, [funding, spread, clock])

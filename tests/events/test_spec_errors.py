@@ -28,9 +28,7 @@ def _event(name: str = "VOL_SPIKE", **overrides: Any) -> dict[str, Any]:
     return data
 
 
-def _write(
-    root: Path, events: dict[str, dict[str, Any]], registry: dict[str, str] | None = None
-) -> Path:
+def _write(root: Path, events: dict[str, dict[str, Any]], registry: dict[str, str] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for filename, data in events.items():
         (root / filename).write_text(yaml.safe_dump(data, sort_keys=False))
@@ -75,8 +73,10 @@ def test_a_valid_minimal_catalog_loads(tmp_path: Path) -> None:
         ({"columns": ["rv_12", "rv_12"]}, "columns.1", "listed twice"),
         ({"columns": ["rv_48"]}, "detector.params.column", "column 'rv_12' is used but not declared"),
         (
-            {"detector": {"template": "zscore_spike", "params": {"column": "vol_regime", "window": 5, "z": 3.0}},
-             "columns": ["vol_regime"]},
+            {
+                "detector": {"template": "zscore_spike", "params": {"column": "vol_regime", "window": 5, "z": 3.0}},
+                "columns": ["vol_regime"],
+            },
             "detector.params.column",
             "needs numeric",
         ),
@@ -123,7 +123,9 @@ def test_duplicated_event_name(tmp_path: Path) -> None:
 
 def test_registry_lists_a_type_without_a_file(tmp_path: Path) -> None:
     root = _write(
-        tmp_path, {"VOL_SPIKE.yaml": _event()}, {"VOL_SPIKE": "VOLATILITY_TRANSITION", "VOL_SHOCK": "VOLATILITY_TRANSITION"}
+        tmp_path,
+        {"VOL_SPIKE.yaml": _event()},
+        {"VOL_SPIKE": "VOLATILITY_TRANSITION", "VOL_SHOCK": "VOLATILITY_TRANSITION"},
     )
     err = _error(root)
     assert (err.file, err.key) == (str(root / REGISTRY_FILE), "event_types.VOL_SHOCK")
@@ -131,7 +133,9 @@ def test_registry_lists_a_type_without_a_file(tmp_path: Path) -> None:
 
 
 def test_a_file_whose_type_is_not_in_the_registry(tmp_path: Path) -> None:
-    root = _write(tmp_path, {"VOL_SPIKE.yaml": _event(), "X.yaml": _event("VOL_SHOCK")}, {"VOL_SPIKE": "VOLATILITY_TRANSITION"})
+    root = _write(
+        tmp_path, {"VOL_SPIKE.yaml": _event(), "X.yaml": _event("VOL_SHOCK")}, {"VOL_SPIKE": "VOLATILITY_TRANSITION"}
+    )
     err = _error(root)
     assert (err.file, err.key) == (str(root / "X.yaml"), "name")
     assert "not listed in canonical_event_registry.yaml" in err.problem

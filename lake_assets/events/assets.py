@@ -1,0 +1,140 @@
+"""Event registry assets: one partition per event type from spec/events, and the wide `event_flags` table."""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from dagster import AssetExecutionContext
+
+from lake_assets.events.inputs import instrument_event_frame
+from lake_assets.events.registry import EVENT_REGISTRY_SCHEMA, detect_events, event_flags, prevalence_report
+from lake_assets.events.spec_model import EventCatalog, event_specs
+from lake_assets.glue import check_result, frame_metadata, md_table
+from lake_assets.specs import universe
+from lake_assets.storage.lake import Lake
+from lake_assets.storage.warehouse import LakeTable, register_table
+from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
+from resources.lake import LakeResource, WarehouseResource
+
+GROUP = "events"
+event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
+register_table(LakeTable(GROUP, "event_registry", 1, view="events"))
+register_table(LakeTable(GROUP, "event_applicability", 1))
+register_table(LakeTable(GROUP, "event_flags", 1))
+
+
+def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame) -> dict[str, Any]:
+    """Detect again on the first 80% of the history: events before the cut must be exactly the same."""
+    ts = frame[TS]
+    cut = ts[int(len(ts) * 0.8)]
+    truncated, _ = detect_events(frame.filter(pl.col(TS) < cut), [catalog.get(t) for t in types])
+    before = events.filter(pl.col(TS) < cut).sort("event_id")
+    same = truncated.sort("event_id").equals(before, null_equal=True)
+    return {"identical": same, "events_compared": before.height, "cut": str(cut)}
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=event_type_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=f"events-1-{event_specs().spec_hash}",
+    deps=["bars", "features", "context_features", "market_context"],
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    kinds={"parquet", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec("prevalence", asset="event_registry", blocking=True,
+                          description="events per 1,000 bars within each event spec's bounds"),
+        dg.AssetCheckSpec("no_lookahead", asset="event_registry", blocking=True,
+                          description="events before a cut are identical when the data after it is removed"),
+        dg.AssetCheckSpec("on_grid_not_in_gaps", asset="event_registry", blocking=True,
+                          description="every event sits on a bar of the grid that is not a gap"),
+    ],
+)  # fmt: skip
+def event_registry(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """One row per detected event: id, type, family, instrument, ts (bar completing the condition), direction,
+    severity and the state snapshot (vol regime, carry state, session, trend state) at that bar."""
+    store = lake.lake()
+    catalog = event_specs()
+    types = list(context.partition_keys)
+    specs = [catalog.get(t) for t in types]
+    events_all, app_all, lookahead, off_grid = [], [], [], 0
+    for inst in universe().instruments:
+        frame = instrument_event_frame(store, inst)
+        if frame.is_empty():
+            continue
+        events, applicability = detect_events(frame, specs, inst.id)
+        events_all.append(events)
+        app_all.append(applicability)
+        grid = frame.filter(~pl.col(IS_GAP)).select(TS)
+        off_grid += events.join(grid, on=TS, how="anti").height
+        if events.height:
+            lookahead.append({"instrument": inst.id, **_lookahead(frame, catalog, types, events)})
+    events = pl.concat(events_all) if events_all else pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA)
+    applicability = pl.concat(app_all) if app_all else pl.DataFrame()
+    for t in types:
+        store.write(events.filter(pl.col("event_type") == t).sort(INSTRUMENT, TS), GROUP, "event_registry",
+                    {"event_type": t})  # fmt: skip
+        if applicability.height:
+            store.write(applicability.filter(pl.col("event_type") == t), GROUP, "event_applicability",
+                        {"event_type": t})  # fmt: skip
+    warehouse.refresh()
+    n_bars = (
+        dict(applicability.group_by(INSTRUMENT).agg(pl.col("n_bars").first()).iter_rows()) if applicability.height
+        else {}
+    )  # fmt: skip
+    prevalence = prevalence_report(events, n_bars, specs, applicability)
+    failing = prevalence.filter(~pl.col("passed"))
+    counts = events.group_by("family", "event_type").agg(pl.len().alias("events")).sort("family", "event_type")
+    not_applicable = applicability.filter(~pl.col("applicable")) if applicability.height else applicability
+    meta = frame_metadata(events, ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "severity",
+                                   "vol_regime", "carry_state", "session"])  # fmt: skip
+    meta["events_by_type"] = dg.MetadataValue.md(md_table(counts, n=60))
+    meta["not_applicable"] = dg.MetadataValue.md(md_table(not_applicable.select(INSTRUMENT, "event_type", "reason"),
+                                                          n=30) if not_applicable.height else "_none_")  # fmt: skip
+    meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
+    look_ok = all(r["identical"] for r in lookahead)
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[
+            check_result("prevalence", failing.height == 0, {"failing": failing.height,
+                         "details": md_table(failing if failing.height else prevalence.head(10))}),
+            check_result("no_lookahead", look_ok, {"checks": md_table(pl.DataFrame(lookahead))
+                                                   if lookahead else "_no events_"}),
+            check_result("on_grid_not_in_gaps", off_grid == 0, {"events_off_grid_or_in_gaps": off_grid}),
+        ],
+    )  # fmt: skip
+
+
+@dg.asset(
+    name="event_flags",
+    group_name=GROUP,
+    code_version=f"event-flags-1-{event_specs().spec_hash}",
+    deps=["event_registry", "bars"],
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    kinds={"parquet", "polars"},
+)
+def event_flags_asset(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Wide view of the registry: one boolean column per event type, one row per instrument bar."""
+    store = lake.lake()
+    names = event_specs().names
+    events = store.read_all(GROUP, "event_registry")
+    total = 0
+    for inst in universe().instruments:
+        bars_ts = _bar_times(store, inst.id)
+        inst_events = events.filter(pl.col(INSTRUMENT) == inst.id) if events.height else events
+        flags = event_flags(inst_events, bars_ts, names) if bars_ts.height else pl.DataFrame()
+        store.write(flags, GROUP, "event_flags", {INSTRUMENT: inst.id})
+        total += flags.height
+    warehouse.refresh()
+    return dg.MaterializeResult(metadata={"dagster/row_count": total, "event_types": len(names)})
+
+
+def _bar_times(store: Lake, instrument: str) -> pl.DataFrame:
+    months = [d for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == instrument]
+    bars = store.read("cleaned", "bars", months)
+    return bars.select(TS, INSTRUMENT).sort(TS) if bars.height else pl.DataFrame()
+
+
+event_assets = [event_registry, event_flags_asset]

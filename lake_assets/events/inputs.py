@@ -1,0 +1,41 @@
+"""The one frame per instrument that detectors read: bars + features + context features + market context."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lake_assets.specs import Instrument
+from lake_assets.storage.lake import Lake
+from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
+
+
+def _instrument_partitions(store: Lake, group: str, asset: str, instrument: str) -> pl.DataFrame:
+    dims = [d for d in store.partitions(group, asset) if d.get(INSTRUMENT) == instrument]
+    return store.read(group, asset, dims)
+
+
+def join_event_inputs(
+    bars: pl.DataFrame, features: pl.DataFrame, context: pl.DataFrame, market: pl.DataFrame
+) -> pl.DataFrame:
+    """Left-join everything onto the bar grid; later layers never re-derive what an earlier one published."""
+    frame = bars.sort(TS)
+    if features.height:
+        frame = frame.join(features.drop([c for c in (INSTRUMENT, IS_GAP) if c in features.columns]), on=TS,
+                           how="left", suffix="_feature")  # fmt: skip
+    if context.height:
+        frame = frame.join(context.drop(INSTRUMENT), on=TS, how="left", suffix="_context")
+    if market.height:
+        frame = frame.join(market, on=TS, how="left", suffix="_market")
+    return frame
+
+
+def instrument_event_frame(store: Lake, inst: Instrument) -> pl.DataFrame:
+    bars = _instrument_partitions(store, "cleaned", "bars", inst.id)
+    if bars.is_empty():
+        return bars
+    features = _instrument_partitions(store, "features", "features", inst.id)
+    context = store.read_all("features", "context_features")
+    context = context.filter(pl.col(INSTRUMENT) == inst.id).drop("month", strict=False) if context.height else context
+    months = sorted({d["month"] for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == inst.id})
+    market = store.read("features", "market_context", [{"month": m} for m in months])
+    return join_event_inputs(bars, features, context, market.drop("month", strict=False) if market.height else market)

@@ -1,0 +1,140 @@
+"""The Dagster UI end to end: the webserver loads the workspace, GraphQL reports the code location loaded, and the
+global asset graph renders the assets in headless Chromium. Loopback only; every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from lake_assets.cli import DAGSTER_YAML
+from lake_assets.settings import PROJECT_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+STARTUP_TIMEOUT_S = 180  # loading the code location imports the whole graph: slow on a shared 2-core machine
+WORKSPACE_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback URL built here)
+        return json.loads(resp.read())
+
+
+class Webserver:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    def graphql(self, query: str) -> dict[str, Any]:
+        answer = http(f"{self.url}/graphql", {"query": query})
+        assert "errors" not in answer, answer
+        return dict(answer["data"])
+
+
+@pytest.fixture()
+def webserver(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
+    home = Path(os.environ["DAGSTER_HOME"])
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)  # telemetry off, like `qlake`
+    port = free_port()
+    log = tmp_path / "webserver.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(PROJECT_ROOT / ".venv/bin/dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
+            + ["-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT,
+            env=os.environ.copy(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so the finalizer reaches its children too
+        )
+    server = Webserver(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"webserver exited:\n{log.read_text()[-4000:]}"
+            try:
+                info = http(f"{server.url}/server_info", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, f"no /server_info:\n{log.read_text()[-4000:]}"
+                time.sleep(0.5)
+        assert "dagster_webserver_version" in info, info
+        yield server
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def wait_for_location(server: Webserver, timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
+    """The location entry once it stopped LOADING (the webserver answers before the code location has loaded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        workspace = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+        assert workspace["__typename"] == "Workspace", workspace
+        [entry] = workspace["locationEntries"]
+        if entry["loadStatus"] == "LOADED":
+            return dict(entry)
+        assert time.monotonic() < deadline, entry
+        time.sleep(1)
+
+
+def test_webserver_loads_the_location_and_renders_the_asset_graph(webserver: Webserver, tmp_path: Path) -> None:
+    entry = wait_for_location(webserver)
+    assert entry["name"] == "lake_assets.definitions"
+    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry["locationOrLoadError"]
+
+    assets = webserver.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    groups = {a["assetKey"]["path"][-1]: a["groupName"] for a in assets}
+    assert groups["raw_ohlcv"] == "raw" and groups["bars"] == "cleaned"
+
+    shot = tmp_path / "asset-graph.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(90_000)
+            page.goto(f"{webserver.url}/asset-groups", wait_until="domcontentloaded")
+            page.wait_for_function(
+                "() => ['raw_ohlcv', 'raw_funding', 'bars_1h'].every(n => document.body.innerText.includes(n))"
+            )
+            page.get_by_text("bars", exact=True).first.wait_for(state="visible")  # the node, not only bars_1h
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000 and shot.read_bytes().startswith(b"\x89PNG")
+    assert webserver.proc.poll() is None  # the server survived the browser session
