@@ -61,8 +61,11 @@ class Lake:
         return str(self.asset_dir(group, asset) / "/".join(["*"] * depth) / PART_FILE)
 
     def write(self, df: pl.DataFrame, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
-        """Atomically replace one partition with `df`."""
+        """Atomically replace one partition with `df`; a frame without columns (nothing to say) clears it."""
         final = self.partition_path(group, asset, dims)
+        if not df.columns:
+            final.unlink(missing_ok=True)
+            return final
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:

@@ -106,8 +106,12 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
                 if sql is None:
                     skipped.append(table.view_name)
                     continue
-                con.execute(sql)
-                created.append(table.view_name)
+                try:
+                    con.execute(sql)
+                    created.append(table.view_name)
+                except duckdb.Error as exc:  # one unreadable asset must not take the whole catalog down
+                    skipped.append(table.view_name)
+                    log.warning("view %s skipped: %s", table.view_name, exc)
             for sql_file in sorted(warehouse_sql_dir().glob("*.sql")):
                 try:
                     con.execute(sql_file.read_text())

@@ -62,3 +62,11 @@ def test_write_killed_midway_leaves_previous_partition(tmp_path: Path) -> None:
     assert lake.read("raw", "raw_ohlcv", [dims])["x"].to_list() == [1, 2, 3]
     assert lake.clean_temp_files() >= 1
     assert [p.name for p in folder.iterdir()] == ["part-0.parquet"]
+
+
+def test_frame_without_columns_clears_the_partition(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    dims = {"instrument": "BTCUSDT", "month": "2026-01"}
+    lake.write(pl.DataFrame({"x": [1]}), "raw", "raw_ohlcv", dims)
+    lake.write(pl.DataFrame(), "raw", "raw_ohlcv", dims)
+    assert not lake.exists("raw", "raw_ohlcv", dims)
