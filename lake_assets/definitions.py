@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lake_assets.cleaned.assets import cleaned_assets
+from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.raw.assets import raw_assets
@@ -13,7 +14,7 @@ from sensors.instruments import instrument_sensor
 from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
 
-all_assets: list[dg.AssetsDefinition] = [*raw_assets, *cleaned_assets, *feature_assets, *event_assets]
+all_assets: list[dg.AssetsDefinition] = [*raw_assets, *cleaned_assets, *feature_assets, *event_assets, *discovery_assets]
 
 defs = dg.Definitions(
     assets=all_assets,

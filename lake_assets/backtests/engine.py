@@ -209,9 +209,12 @@ def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
         raise ValueError(f"bars: missing columns {missing}")
     if bars.height == 0:
         raise ValueError("bars: empty frame")
-    if bars.select(pl.struct(TS, INSTRUMENT).is_duplicated().any()).item():
-        raise ValueError("bars: duplicate (ts, instrument) rows")
     b = bars.with_columns(pl.col(TS).cast(TS_DTYPE))
+    single = b[INSTRUMENT].n_unique() == 1
+    t_raw = b[TS].to_numpy().view(np.int64)
+    increasing = bool(np.all(t_raw[1:] > t_raw[:-1]))
+    if not (single and increasing) and b.select(pl.struct(TS, INSTRUMENT).is_duplicated().any()).item():
+        raise ValueError("bars: duplicate (ts, instrument) rows")
     if VOLUME not in b.columns:
         b = b.with_columns(pl.lit(None, dtype=pl.Float64).alias(VOLUME))
     profile = CostProfile(
@@ -219,8 +222,11 @@ def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
         vol_window=config.vol_window,
         adv_window=config.adv_window,
     )
-    b = b.join(cost_inputs(b, profile), on=[TS, INSTRUMENT], how="left")
-    ts = b.select(pl.col(TS).unique().sort()).to_series()
+    if config.dynamic_costs:
+        b = b.join(cost_inputs(b, profile), on=[TS, INSTRUMENT], how="left")
+    else:
+        b = b.with_columns(pl.lit(np.nan).alias(c) for c in (HALF_SPREAD, SIGMA, ADV_NOTIONAL))
+    ts = b[TS] if (single and increasing) else b.select(pl.col(TS).unique().sort()).to_series()
     instruments = sorted(b[INSTRUMENT].unique().to_list())
     frame = pl.DataFrame({TS: ts})
     arrays: dict[str, np.ndarray] = {}
@@ -228,9 +234,11 @@ def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
     for col in cols:
         arrays[col] = np.full((ts.len(), len(instruments)), np.nan)
     for j, inst in enumerate(instruments):
-        sub = frame.join(b.filter(pl.col(INSTRUMENT) == inst), on=TS, how="left")
+        part = b.filter(pl.col(INSTRUMENT) == inst) if len(instruments) > 1 else b
+        aligned = single and increasing
+        sub = part if aligned else frame.join(part, on=TS, how="left")
         for col in cols:
-            arrays[col][:, j] = sub[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            arrays[col][:, j] = sub[col].cast(pl.Float64).to_numpy()
     return _Grid(ts.to_numpy(), ts, instruments, arrays)
 
 
@@ -330,7 +338,9 @@ def run_signals(
         ]
     )
     size_expr = sizing.size if isinstance(sizing.size, pl.Expr) else pl.lit(float(sizing.size))
-    if "size" not in sig.columns:
+    if "size" not in sig.columns and not isinstance(sizing.size, pl.Expr):
+        sig = sig.with_columns(size=pl.lit(float(sizing.size)))
+    elif "size" not in sig.columns:
         ctx = sig.join(bars.with_columns(pl.col(TS).cast(TS_DTYPE)), on=[TS, INSTRUMENT], how="left")
         sig = sig.with_columns(size=ctx.with_columns(_size=size_expr.cast(pl.Float64))["_size"])
     if "stop_distance" not in sig.columns:
@@ -339,16 +349,20 @@ def run_signals(
             sig = sig.with_columns(stop_distance=ctx.with_columns(_sd=sizing.stop_distance.cast(pl.Float64))["_sd"])
         else:
             sig = sig.with_columns(stop_distance=pl.lit(np.nan))
-    pairs = list(zip(sig[STRATEGY].to_list(), sig[INSTRUMENT].to_list(), strict=True))
-    slots, slot_inst, slot_strat = _slots(pairs, grid)
+    slot_df = sig.select(STRATEGY, INSTRUMENT).unique().sort(STRATEGY, INSTRUMENT).with_row_index("_slot")
+    slots, slot_inst, slot_strat = _slots(list(zip(slot_df[STRATEGY], slot_df[INSTRUMENT], strict=True)), grid)
     n, ns = grid.ts.shape[0], len(slots)
     idx = _bar_index(grid, sig[TS], "asof")
     exact = grid.ts[np.clip(idx, 0, n - 1)] == sig[TS].to_numpy()
     if not bool(np.all(exact & (idx >= 0))):
         bad = sig.filter(pl.Series(~(exact & (idx >= 0))))[TS].head(3).to_list()
         raise ValueError(f"signals: timestamps not on the bar grid, e.g. {bad}")
-    slot_of = {p: k for k, p in enumerate(slots)}
-    sidx = np.array([slot_of[p] for p in pairs], dtype=np.int64)
+    sidx = (
+        sig.select(STRATEGY, INSTRUMENT)
+        .join(slot_df, on=[STRATEGY, INSTRUMENT], how="left", maintain_order="left")["_slot"]
+        .cast(pl.Int64)
+        .to_numpy()
+    )
     flags = np.zeros((n, ns), dtype=np.int64)
     packed = signal_flags(
         sig[LONG_ENTRY].to_numpy(), sig[LONG_EXIT].to_numpy(), sig[SHORT_ENTRY].to_numpy(), sig[SHORT_EXIT].to_numpy()

@@ -319,7 +319,8 @@ def _dense_ranks(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
     ranks = np.full(x.shape[0], -1, dtype=np.int64)
     r = -1
     prev = 0.0
-    for idx in order:
+    for k in range(order.shape[0]):
+        idx = order[k]
         v = x[idx]
         if v != v:
             break
@@ -568,3 +569,32 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
             else:
                 out[k, i] = lev[i]
     return out
+
+
+@njit(cache=True, nogil=True)
+def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ISO weekday, hour, "last day of its month" and day number (since 1970-01-01) of UTC epoch microseconds."""
+    size = us.shape[0]
+    weekday = np.empty(size, dtype=np.int8)
+    hour = np.empty(size, dtype=np.int8)
+    month_end = np.empty(size, dtype=np.bool_)
+    days = np.empty(size, dtype=np.int64)
+    day_us = 86_400_000_000
+    last_day = -(2**62)
+    last_end = False
+    for i in range(size):
+        d = us[i] // day_us
+        days[i] = d
+        weekday[i] = (d + 3) % 7 + 1
+        hour[i] = (us[i] - d * day_us) // 3_600_000_000
+        if d != last_day:  # civil date of the next day (Hinnant's days_from_civil inverse): is it the 1st?
+            z = d + 1 + 719468
+            era = (z if z >= 0 else z - 146096) // 146097
+            doe = z - era * 146097
+            yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+            doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+            mp = (5 * doy + 2) // 153
+            last_end = doy - (153 * mp + 2) // 5 + 1 == 1
+            last_day = d
+        month_end[i] = last_end
+    return weekday, hour, month_end, days

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import polars as pl
 
 from lake_assets.features import indicators as ind
 from lake_assets.features import kernels as K
+from lake_assets.features.arrays import TS_US, Arrays, Labeled
 from lake_assets.features.calendar import holiday_dates
 
 NAN = float("nan")
@@ -42,6 +44,8 @@ class TemplateDef:
     lookback: Callable[[dict[str, Any]], int]  # bars of history the template itself reads (current bar included)
     pit: str = "bar_close"  # "bar_open": reads only the timestamp, known when the bar opens
     check: Callable[[dict[str, Any]], str | None] = lambda p: None
+    # array implementation used by compute_features (None: it evaluates `build`'s expression instead)
+    compute: Callable[[Arrays, list[str], dict[str, Any]], np.ndarray | Labeled] | None = None
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(given) - set(self.params))
@@ -267,13 +271,254 @@ def _check_calendar(p: dict[str, Any]) -> str | None:
     return None
 
 
+# --- array implementations (what compute_features runs; same semantics as the expressions above) ----------------
+# Polars compares NaN as the largest float, numpy as unordered; every comparison below is either guarded by a
+# validity test or only chooses between NaN results, so both agree.
+
+_ERR = {"divide": "ignore", "invalid": "ignore"}
+
+
+def _lag(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(x.shape[0], NAN)
+    if n < x.shape[0]:
+        out[n:] = x[: x.shape[0] - n]
+    return out
+
+
+def _sdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(**_ERR):
+        return np.where(b != 0, a / np.where(b != 0, b, 1.0), NAN)
+
+
+def _codes(choices: list[tuple[np.ndarray, int]], size: int) -> np.ndarray:
+    """First matching condition's code per row (NaN where none matches), like a when/then chain."""
+    out = np.full(size, NAN)
+    free = np.ones(size, dtype=bool)
+    for cond, code in choices:
+        hit = cond & free
+        out[hit] = code
+        free &= ~cond
+    return out
+
+
+def _a_log_return(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    x = a.x(i[0])
+    with np.errstate(**_ERR):
+        return np.log(x / _lag(x, p["n"]))
+
+
+def _a_realized_vol(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    sq = a.derived(f"__sq:{i[0]}", lambda: a.x(i[0]) * a.x(i[0]))
+    return np.sqrt(a.rolling_mean(sq, p["n"]) * p["n"])
+
+
+def _a_parkinson(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    def hl2() -> np.ndarray:
+        with np.errstate(**_ERR):
+            hl = np.log(a.x(i[0]) / a.x(i[1]))
+        return hl * hl
+
+    sq = a.derived(f"__hl2:{i[0]}:{i[1]}", hl2)
+    with np.errstate(**_ERR):
+        return np.sqrt(a.rolling_mean(sq, p["n"]) * (p["n"] / (4.0 * math.log(2.0))))
+
+
+def _a_pct_rank(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return K.rolling_pct_rank(a.x(i[0]), p["n"], ind.min_count(p["n"]))
+
+
+def _a_regime3(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
+    x = a.x(i[0])
+    ok = ~np.isnan(x)
+    codes = _codes([(ok & (x <= p["low"]), 0), (ok & (x >= p["high"]), 2), (ok, 1)], x.shape[0])
+    return Labeled(codes, tuple(p["labels"]))
+
+
+def _a_rolling_cv(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _sdiv(a.std(i[0], p["n"], 1), a.rolling_mean(i[0], p["n"]))
+
+
+def _a_zscore(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    x, m, s = a.x(i[0]), a.rolling_mean(i[0], p["n"]), a.std(i[0], p["n"], 1)
+    with np.errstate(**_ERR):
+        return np.where(s > 0.0, (x - m) / s, NAN)
+
+
+def _a_identity(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return a.x(i[0])
+
+
+def _a_scale(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return a.x(i[0]) * float(p["factor"])
+
+
+def _a_run_length(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return K.signed_run_length(a.x(i[0]), p["cap"])
+
+
+def _a_extreme_flag(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    z, level = a.x(i[0]), a.x(i[1])
+    zok, lok = ~np.isnan(z), ~np.isnan(level)
+    hit = (zok & (np.abs(z) >= p["z"])) | (lok & (np.abs(level) >= p["abs"]))
+    return np.where(zok | lok, hit.astype(np.float64), NAN)
+
+
+_CARRY_LABELS = ("pos_extreme", "neg_extreme", "pos", "neg", "neutral")
+
+
+def _a_carry_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
+    level, extreme = a.x(i[0]), a.x(i[1]) == 1.0
+    band = p["neutral_band"]
+    ok = ~np.isnan(level)
+    choices = [
+        (ok & extreme & (level > 0), 0),
+        (ok & extreme & (level < 0), 1),
+        (ok & (level > band), 2),
+        (ok & (level < -band), 3),
+        (ok, 4),
+    ]
+    return Labeled(_codes(choices, level.shape[0]), _CARRY_LABELS)
+
+
+def _a_body_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _sdiv(np.abs(a.x(i[1]) - a.x(i[0])), a.x(i[2]))
+
+
+def _a_range_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _sdiv(a.x(i[0]) - a.x(i[1]), a.x(i[2]))
+
+
+def _a_wick(upper: bool) -> Callable[[Arrays, list[str], dict[str, Any]], np.ndarray]:
+    def compute(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+        o, h, lo, c = (a.x(k) for k in i)
+        rng = h - lo
+        wick = h - np.fmax(o, c) if upper else np.fmin(o, c) - lo  # max_horizontal skips NaN like fmax
+        with np.errstate(**_ERR):
+            return np.where(rng > 0, wick / rng, np.where(rng == 0, 0.0, NAN))
+
+    return compute
+
+
+def _a_amihud(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    def per_bar() -> np.ndarray:
+        r, c, v = (a.x(k) for k in i)
+        dollar = c * v
+        with np.errstate(**_ERR):
+            return np.where(dollar > 0, np.abs(r) / dollar * 1e6, NAN)
+
+    return a.rolling_mean(a.derived(f"__amihud:{':'.join(i)}", per_bar), p["n"])
+
+
+def _a_roll_spread(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _roll_spread_np(a.x(i[0]), p["n"])
+
+
+def _a_spread_bps(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    bid, ask = a.x(i[0]), a.x(i[1])
+    return _sdiv(ask - bid, (ask + bid) / 2.0) * 1e4
+
+
+def _a_imbalance(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    n = p["n"]
+    if n > 1:
+        return _imbalance_np(a.rolling_sum(i[0], n), a.rolling_sum(i[1], n), 1)
+    return _imbalance_np(a.x(i[0]), a.x(i[1]), 1)
+
+
+def _a_log_change(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    x = a.x(i[0])
+    prev = _lag(x, p["n"])
+    with np.errstate(**_ERR):
+        return np.where((x > 0) & (prev > 0), np.log(x / prev), NAN)
+
+
+def _a_ratio_to_sum(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _sdiv(a.x(i[0]), a.rolling_sum(i[1], p["n"]))
+
+
+def _a_liquidation_proxy(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    oi_chg, r, vz = (a.x(k) for k in i)
+    flushed = np.maximum(-oi_chg, 0.0) * 1e4
+    return -np.sign(r) * flushed * (1.0 + np.maximum(vz, 0.0))
+
+
+def _a_trend_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
+    fast, slow, strength = (a.x(k) for k in i)
+    ok = ~(np.isnan(fast) | np.isnan(slow) | np.isnan(strength))
+    strong = ok & (strength >= p["adx_min"])
+    codes = _codes([(strong & (fast > slow), 0), (strong & (fast < slow), 1), (ok, 2)], fast.shape[0])
+    return Labeled(codes, ("up", "down", "chop"))
+
+
+def _calendar(a: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    key = "__calendar"
+    if key not in a.cache:
+        a.cache[key] = K.utc_calendar(a.get(TS_US))  # type: ignore[arg-type]
+    return a.cache[key]  # type: ignore[no-any-return]
+
+
+def _a_weekday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _calendar(a)[0].astype(np.float64)
+
+
+def _a_hour(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _calendar(a)[1].astype(np.float64)
+
+
+def _a_month_end(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    return _calendar(a)[2].astype(np.float64)
+
+
+@lru_cache(maxsize=8)
+def _holiday_days(calendar: str) -> np.ndarray:
+    days = holiday_dates(calendar, date(1990, 1, 1), date(2100, 12, 31))
+    return np.array([(d - date(1970, 1, 1)).days for d in days], dtype=np.int64)
+
+
+def _a_holiday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
+    days = _calendar(a)[3]
+    return np.isin(days, _holiday_days(p["calendar"])).astype(np.float64)
+
+
 TEMPLATES: dict[str, TemplateDef] = {
     t.name: t
     for t in (
-        TemplateDef("log_return", {"n": 1}, ("close",), pl.Float64(), _log_return, _n),
-        TemplateDef("realized_vol", {"n": None}, ("ret_1",), pl.Float64(), _realized_vol, _n),
-        TemplateDef("parkinson_vol", {"n": None}, ("high", "low"), pl.Float64(), _parkinson, _n),
-        TemplateDef("pct_rank", {"n": None}, ("rv_48",), pl.Float64(), _pct_rank, _n),
+        TemplateDef(
+            "log_return",
+            {"n": 1},
+            ("close",),
+            pl.Float64(),
+            _log_return,
+            _n,
+            compute=_a_log_return,
+        ),
+        TemplateDef(
+            "realized_vol",
+            {"n": None},
+            ("ret_1",),
+            pl.Float64(),
+            _realized_vol,
+            _n,
+            compute=_a_realized_vol,
+        ),
+        TemplateDef(
+            "parkinson_vol",
+            {"n": None},
+            ("high", "low"),
+            pl.Float64(),
+            _parkinson,
+            _n,
+            compute=_a_parkinson,
+        ),
+        TemplateDef(
+            "pct_rank",
+            {"n": None},
+            ("rv_48",),
+            pl.Float64(),
+            _pct_rank,
+            _n,
+            compute=_a_pct_rank,
+        ),
         TemplateDef(
             "regime3",
             {"low": 0.33, "high": 0.67, "labels": ["low", "mid", "high"]},
@@ -282,11 +527,44 @@ TEMPLATES: dict[str, TemplateDef] = {
             _regime3,
             lambda p: 1,
             check=_check_regime,
+            compute=_a_regime3,
         ),
-        TemplateDef("rolling_cv", {"n": None}, ("rv_48",), pl.Float64(), _rolling_cv, _n),
-        TemplateDef("zscore", {"n": None}, ("close",), pl.Float64(), _zscore, _n),
-        TemplateDef("identity", {}, ("close",), pl.Float64(), _identity, lambda p: 1),
-        TemplateDef("scale", {"factor": None}, ("funding_rate",), pl.Float64(), _scale, lambda p: 1),
+        TemplateDef(
+            "rolling_cv",
+            {"n": None},
+            ("rv_48",),
+            pl.Float64(),
+            _rolling_cv,
+            _n,
+            compute=_a_rolling_cv,
+        ),
+        TemplateDef(
+            "zscore",
+            {"n": None},
+            ("close",),
+            pl.Float64(),
+            _zscore,
+            _n,
+            compute=_a_zscore,
+        ),
+        TemplateDef(
+            "identity",
+            {},
+            ("close",),
+            pl.Float64(),
+            _identity,
+            lambda p: 1,
+            compute=_a_identity,
+        ),
+        TemplateDef(
+            "scale",
+            {"factor": None},
+            ("funding_rate",),
+            pl.Float64(),
+            _scale,
+            lambda p: 1,
+            compute=_a_scale,
+        ),
         TemplateDef(
             "signed_run_length",
             {"cap": 2016},
@@ -294,6 +572,7 @@ TEMPLATES: dict[str, TemplateDef] = {
             pl.Float64(),
             _run_length,
             lambda p: int(p["cap"]) + 1,
+            compute=_a_run_length,
         ),
         TemplateDef(
             "extreme_flag",
@@ -302,6 +581,7 @@ TEMPLATES: dict[str, TemplateDef] = {
             pl.Boolean(),
             _extreme_flag,
             lambda p: 1,
+            compute=_a_extreme_flag,
         ),
         TemplateDef(
             "carry_state",
@@ -310,26 +590,146 @@ TEMPLATES: dict[str, TemplateDef] = {
             pl.String(),
             _carry_state,
             lambda p: 1,
-        ),
-        TemplateDef("body_ratio", {}, ("open", "close", "atr_14"), pl.Float64(), _body_ratio, lambda p: 1),
-        TemplateDef("range_ratio", {}, ("high", "low", "atr_14"), pl.Float64(), _range_ratio, lambda p: 1),
-        TemplateDef("upper_wick", {}, ("open", "high", "low", "close"), pl.Float64(), _wick(True), lambda p: 1),
-        TemplateDef("lower_wick", {}, ("open", "high", "low", "close"), pl.Float64(), _wick(False), lambda p: 1),
-        TemplateDef("amihud", {"n": 288}, ("ret_1", "close", "volume"), pl.Float64(), _amihud, _n),
-        TemplateDef("roll_spread", {"n": 288}, ("ret_1",), pl.Float64(), _roll_spread, lambda p: int(p["n"]) + 2),
-        TemplateDef("spread_bps", {}, ("bid", "ask"), pl.Float64(), _spread_bps, lambda p: 1),
-        TemplateDef("imbalance", {"n": 1}, ("buy_volume", "sell_volume"), pl.Float64(), _imbalance, _n),
-        TemplateDef("log_change", {"n": 1}, ("open_interest",), pl.Float64(), _log_change, _n),
-        TemplateDef("ratio_to_rolling_sum", {"n": 288}, ("open_interest", "volume"), pl.Float64(), _ratio_to_sum, _n),
-        TemplateDef(
-            "liquidation_proxy", {}, ("oi_change", "ret_1", "volume_z"), pl.Float64(), _liquidation_proxy, lambda p: 1
+            compute=_a_carry_state,
         ),
         TemplateDef(
-            "trend_state", {"adx_min": 20.0}, ("ema_20", "ema_100", "adx_14"), pl.String(), _trend_state, lambda p: 1
+            "body_ratio",
+            {},
+            ("open", "close", "atr_14"),
+            pl.Float64(),
+            _body_ratio,
+            lambda p: 1,
+            compute=_a_body_ratio,
         ),
-        TemplateDef("weekday", {}, ("ts",), pl.Int8(), _weekday, lambda p: 1, pit="bar_open"),
-        TemplateDef("hour", {}, ("ts",), pl.Int8(), _hour, lambda p: 1, pit="bar_open"),
-        TemplateDef("month_end", {}, ("ts",), pl.Boolean(), _month_end, lambda p: 1, pit="bar_open"),
+        TemplateDef(
+            "range_ratio",
+            {},
+            ("high", "low", "atr_14"),
+            pl.Float64(),
+            _range_ratio,
+            lambda p: 1,
+            compute=_a_range_ratio,
+        ),
+        TemplateDef(
+            "upper_wick",
+            {},
+            ("open", "high", "low", "close"),
+            pl.Float64(),
+            _wick(True),
+            lambda p: 1,
+            compute=_a_wick(True),
+        ),
+        TemplateDef(
+            "lower_wick",
+            {},
+            ("open", "high", "low", "close"),
+            pl.Float64(),
+            _wick(False),
+            lambda p: 1,
+            compute=_a_wick(False),
+        ),
+        TemplateDef(
+            "amihud",
+            {"n": 288},
+            ("ret_1", "close", "volume"),
+            pl.Float64(),
+            _amihud,
+            _n,
+            compute=_a_amihud,
+        ),
+        TemplateDef(
+            "roll_spread",
+            {"n": 288},
+            ("ret_1",),
+            pl.Float64(),
+            _roll_spread,
+            lambda p: int(p["n"]) + 2,
+            compute=_a_roll_spread,
+        ),
+        TemplateDef(
+            "spread_bps",
+            {},
+            ("bid", "ask"),
+            pl.Float64(),
+            _spread_bps,
+            lambda p: 1,
+            compute=_a_spread_bps,
+        ),
+        TemplateDef(
+            "imbalance",
+            {"n": 1},
+            ("buy_volume", "sell_volume"),
+            pl.Float64(),
+            _imbalance,
+            _n,
+            compute=_a_imbalance,
+        ),
+        TemplateDef(
+            "log_change",
+            {"n": 1},
+            ("open_interest",),
+            pl.Float64(),
+            _log_change,
+            _n,
+            compute=_a_log_change,
+        ),
+        TemplateDef(
+            "ratio_to_rolling_sum",
+            {"n": 288},
+            ("open_interest", "volume"),
+            pl.Float64(),
+            _ratio_to_sum,
+            _n,
+            compute=_a_ratio_to_sum,
+        ),
+        TemplateDef(
+            "liquidation_proxy",
+            {},
+            ("oi_change", "ret_1", "volume_z"),
+            pl.Float64(),
+            _liquidation_proxy,
+            lambda p: 1,
+            compute=_a_liquidation_proxy,
+        ),
+        TemplateDef(
+            "trend_state",
+            {"adx_min": 20.0},
+            ("ema_20", "ema_100", "adx_14"),
+            pl.String(),
+            _trend_state,
+            lambda p: 1,
+            compute=_a_trend_state,
+        ),
+        TemplateDef(
+            "weekday",
+            {},
+            ("ts",),
+            pl.Int8(),
+            _weekday,
+            lambda p: 1,
+            pit="bar_open",
+            compute=_a_weekday,
+        ),
+        TemplateDef(
+            "hour",
+            {},
+            ("ts",),
+            pl.Int8(),
+            _hour,
+            lambda p: 1,
+            pit="bar_open",
+            compute=_a_hour,
+        ),
+        TemplateDef(
+            "month_end",
+            {},
+            ("ts",),
+            pl.Boolean(),
+            _month_end,
+            lambda p: 1,
+            pit="bar_open",
+            compute=_a_month_end,
+        ),
         TemplateDef(
             "holiday",
             {"calendar": "XNYS"},
@@ -339,6 +739,7 @@ TEMPLATES: dict[str, TemplateDef] = {
             lambda p: 1,
             pit="bar_open",
             check=_check_calendar,
+            compute=_a_holiday,
         ),
     )
 }
