@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lake_assets.settings import data_root, warehouse_path
+from lake_assets.settings import PROJECT_ROOT, data_root, warehouse_path
 
 DAGSTER_YAML = """\
 telemetry:
@@ -278,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(data_root() / ".numba_cache"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(PROJECT_ROOT / ".numba_cache"))
     parser = argparse.ArgumentParser(prog="qlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize the whole graph for the default universe").set_defaults(fn=cmd_demo)

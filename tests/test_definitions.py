@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from lake_assets.cli import DAGSTER_YAML
 from lake_assets.definitions import all_assets, defs
 from lake_assets.partitions import instrument_month_partitions
 from lake_assets.settings import PROJECT_ROOT
@@ -49,13 +50,14 @@ def test_groups_are_the_layers() -> None:
 def test_sensors_schedules_and_jobs_are_registered() -> None:
     assert {s.name for s in defs.sensors or []} >= {"instrument_sensor", "landing_sensor", "automation_sensor"}
     assert {s.name for s in defs.schedules or []} >= {"daily_refresh_schedule"}
-    assert defs.get_job_def("refresh_current_month").name == "refresh_current_month"
-    assert defs.get_job_def("ingest_landing_files").name == "ingest_landing_files"
+    assert defs.resolve_job_def("refresh_current_month").name == "refresh_current_month"
+    assert defs.resolve_job_def("ingest_landing_files").name == "ingest_landing_files"
     assert set(defs.resources or {}) >= {"lake", "warehouse", "market_data"}
 
 
 def test_dagster_cli_validates_the_workspace(data_root: Path, tmp_path: Path) -> None:
     env = os.environ.copy()  # data_root has pointed QLAKE_DATA_ROOT, QLAKE_WAREHOUSE and DAGSTER_HOME at tmp
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(DAGSTER_YAML)
     proc = subprocess.run(
         [str(PROJECT_ROOT / ".venv" / "bin" / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=PROJECT_ROOT,

@@ -17,6 +17,7 @@ from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "events"
+PREVALENCE_TIMEFRAME = "5m"
 event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
 register_table(LakeTable(GROUP, "event_registry", 1, view="events"))
 register_table(LakeTable(GROUP, "event_applicability", 1))
@@ -80,11 +81,11 @@ def event_registry(
             store.write(applicability.filter(pl.col("event_type") == t), GROUP, "event_applicability",
                         {"event_type": t})  # fmt: skip
     warehouse.refresh()
-    n_bars = (
-        dict(applicability.group_by(INSTRUMENT).agg(pl.col("n_bars").first()).iter_rows()) if applicability.height
-        else {}
-    )  # fmt: skip
-    prevalence = prevalence_report(events, n_bars, specs, applicability)
+    # prevalence bounds (and cooldowns) are declared for 5m bars; daily instruments are reported, not judged
+    five_minute = {i.id for i in universe().instruments if i.base_timeframe == PREVALENCE_TIMEFRAME}
+    judged = applicability.filter(pl.col(INSTRUMENT).is_in(five_minute)) if applicability.height else applicability
+    n_bars = dict(judged.group_by(INSTRUMENT).agg(pl.col("n_bars").first()).iter_rows()) if judged.height else {}
+    prevalence = prevalence_report(events.filter(pl.col(INSTRUMENT).is_in(five_minute)), n_bars, specs, judged)
     failing = prevalence.filter(~pl.col("passed"))
     counts = events.group_by("family", "event_type").agg(pl.len().alias("events")).sort("family", "event_type")
     not_applicable = applicability.filter(~pl.col("applicable")) if applicability.height else applicability

@@ -18,6 +18,7 @@ import numpy as np
 from lake_assets.features import kernels as K
 
 Plan = dict[tuple[str, str], set[tuple[float, ...]]]  # (operation, input) -> parameter tuples requested
+TS_US = "__ts_utc_us"  # pseudo-column: bar open times as UTC epoch microseconds (int64)
 
 
 MIN_FILL = 0.5  # share of a window that must hold present (non-gap) values
@@ -47,6 +48,7 @@ class Arrays:
         self._load = load
         self._cols: dict[str, np.ndarray | Labeled] = {}
         self._memo: dict[tuple[object, ...], object] = {}
+        self.cache: dict[str, object] = {}  # free-form per-instrument cache for implementations
         self.plan: Plan = plan if plan is not None else {}
         self.record = record
 

@@ -1,20 +1,22 @@
 """Per-instrument feature computation: bars (target window + warm-up prefix) -> one feature row per target bar.
 
-The compute is one lazy polars plan with one `with_columns` per dependency level of the catalog. Inside the plan,
-float columns carry NaN for "missing" so the numba kernels and arithmetic agree on one marker; the final select turns
-NaN into null and nulls every non-calendar feature on gap bars. A feature whose bar inputs the instrument lacks (no
-funding, no OI, no spot leg, no trades, no top-of-book) is emitted as a typed all-null column, never computed from
-placeholders. Every expression is causal, so rows for a window do not change when later bars are appended.
+The catalog is evaluated on numpy arrays (`evaluate.py`): float columns carry NaN for "missing" so kernels and
+arithmetic agree on one marker, shared intermediates are computed once and windows of the same input are fused into
+one kernel pass; NaN becomes null and non-calendar features are nulled on gap bars when the output frame is built.
+A feature whose bar inputs the instrument lacks (no funding, no OI, no spot leg, no trades, no top-of-book) is
+emitted as a typed all-null column, never computed from placeholders. Every computation is causal, so rows for a
+window do not change when later bars are appended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import numpy as np
 import polars as pl
 
+from lake_assets.features.arrays import TS_US, Arrays
 from lake_assets.features.catalog import (
     ASK,
     ASK_SIZE,
@@ -24,6 +26,7 @@ from lake_assets.features.catalog import (
     FeatureCatalog,
     required_lookback_bars,
 )
+from lake_assets.features.evaluate import evaluate_catalog, output_series, plan_for
 from lake_assets.vocabulary import (
     BASIS_BPS,
     BUY_VOLUME,
@@ -100,13 +103,25 @@ def _gap_mask(bars: pl.DataFrame) -> pl.Expr:
     return pl.col(CLOSE).is_null()
 
 
-def _prepared(bars: pl.DataFrame) -> pl.LazyFrame:
-    floats = [
-        pl.col(c).cast(pl.Float64).fill_null(float("nan"))
-        for c in bars.columns
-        if c in BAR_COLUMNS and c != TS and bars.schema[c].is_numeric()
-    ]
-    return bars.lazy().with_columns(*floats, _gap_mask(bars).alias("__gap"))
+def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
+    """Bar columns as float64 arrays (null -> NaN), plus the UTC epoch-microsecond clock for calendar features."""
+
+    def load(name: str) -> np.ndarray:
+        if name == TS_US:
+            wall = pl.col(TS).dt.convert_time_zone("UTC").dt.replace_time_zone(None).dt.cast_time_unit("us")
+            return bars.select(wall.to_physical()).to_series().to_numpy()
+        if name not in bars.columns:
+            raise ValueError(f"bars lack input column {name!r}")
+        return np.ascontiguousarray(bars[name].cast(pl.Float64).to_numpy(), dtype=np.float64)
+
+    return load
+
+
+def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
+    if target_start is None:
+        return 0
+    before = pl.col(TS) < pl.lit(target_start).cast(bars.schema[TS])
+    return int(bars.select(before.sum()).item())
 
 
 def compute_features(
@@ -123,46 +138,27 @@ def compute_features(
     """
     _check_bars(bars)
     have = available_inputs(bars, instrument_has)
-    lf = _prepared(bars)
-    computed: set[str] = set()
-    for li, level in enumerate(catalog.levels):
-        exprs: list[pl.Expr] = []
-        unnest: list[pl.Expr] = []
-        for fi, f in enumerate(level):
-            if not (f.bar_inputs - {TS}) <= have:
-                continue
-            built = f.build()
-            if len(built) > 1:
-                # all outputs are fields of one struct-valued UDF: evaluate it once into a hidden column
-                hidden = f"__s{li}_{fi}"
-                exprs.append(next(iter(built.values())).meta.pop()[0].alias(hidden))
-                unnest += [pl.col(hidden).struct.field(c.output).alias(c.name) for c in f.columns]
-            else:
-                exprs += [e.alias(name) for name, e in built.items()]
-            computed.update(built)
-        if exprs:
-            lf = lf.with_columns(exprs)
-        if unnest:
-            lf = lf.with_columns(unnest)
-    gap = pl.col("__gap")
-    out: list[pl.Expr] = [pl.col(TS)]
-    out.append(pl.col(INSTRUMENT) if INSTRUMENT in bars.columns else pl.lit(None, pl.String).alias(INSTRUMENT))
-    out.append(gap.alias(IS_GAP))
+    arrays = Arrays(_loader(bars), plan=plan_for(catalog, have))
+    values = evaluate_catalog(arrays, catalog, have, bars[TS])
+    gap = bars.select(_gap_mask(bars)).to_series()
+    start = _start_row(bars, target_start)
+    height = bars.height - start
+    gap_rows = np.flatnonzero(gap.to_numpy())
+    out: list[pl.Series] = [bars[TS].slice(start)]
+    if INSTRUMENT in bars.columns:
+        out.append(bars[INSTRUMENT].slice(start))
+    else:
+        out.append(pl.repeat(None, height, dtype=pl.String, eager=True).alias(INSTRUMENT))
+    out.append(gap.slice(start).alias(IS_GAP))
     for f in catalog.features:
+        mask = None if f.pit == "bar_open" else gap_rows
         for c in f.columns:
-            if c.name not in computed:
-                out.append(pl.lit(None, dtype=c.dtype).alias(c.name))
-                continue
-            e = pl.col(c.name)
-            if c.dtype == pl.Float64:
-                e = e.fill_nan(None)
-            if f.pit != "bar_open":
-                e = pl.when(gap).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
-            out.append(e.alias(c.name))
-    df = lf.select(out).collect()
-    if target_start is not None:
-        df = df.filter(pl.col(TS) >= pl.lit(target_start).cast(df.schema[TS]))
-    return df
+            v = values.get(c.name)
+            if v is None:
+                out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name))
+            else:
+                out.append(output_series(c.name, v, c.dtype, start=start, gap_rows=mask))
+    return pl.DataFrame(out)
 
 
 def window_embeddings(

@@ -125,8 +125,7 @@ _NAN = np.nan
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b != 0, a / np.where(b != 0, b, 1.0), _NAN)
+    return K.safe_div(a, b)
 
 
 def _diff_np(x: np.ndarray) -> np.ndarray:
@@ -137,15 +136,11 @@ def _diff_np(x: np.ndarray) -> np.ndarray:
 
 def _ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     """100 * up / (up + down); 50 when both are zero (no movement), NaN when undefined."""
-    tot = up + down
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tot > 0, 100.0 * up / np.where(tot > 0, tot, 1.0), np.where(tot == 0, 50.0, _NAN))
+    return K.ratio_index(up, down)
 
 
 def _gain_loss(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = _diff_np(x)
-    nan = np.isnan(d)
-    return np.where(nan, _NAN, np.maximum(d, 0.0)), np.where(nan, _NAN, np.maximum(-d, 0.0))
+    return K.gain_loss(x)  # type: ignore[no-any-return]
 
 
 def rsi_np(x: np.ndarray, n: int) -> np.ndarray:
@@ -168,14 +163,8 @@ def bollinger_np(x: np.ndarray, n: int, k: float) -> dict[str, np.ndarray]:
 
 
 def _bands(x: np.ndarray, mid: np.ndarray, sd: np.ndarray, k: float) -> dict[str, np.ndarray]:
-    upper, lower = mid + k * sd, mid - k * sd
-    return {
-        "mid": mid,
-        "upper": upper,
-        "lower": lower,
-        "pctb": _div(x - lower, upper - lower),
-        "width": _div(upper - lower, mid),
-    }
+    upper, lower, pctb, width = K.bands(x, mid, sd, k)
+    return {"mid": mid, "upper": upper, "lower": lower, "pctb": pctb, "width": width}
 
 
 def atr_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
@@ -187,7 +176,7 @@ def stochastic_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, k: int, d: int) 
 
 
 def _stoch(c: np.ndarray, hh: np.ndarray, ll: np.ndarray, d: int) -> dict[str, np.ndarray]:
-    pk = _div(100.0 * (c - ll), hh - ll)
+    pk = K.channel_position(c, hh, ll, 100.0, False)
     return {"k": pk, "d": K.rolling_mean(pk, d, min_count(d))}
 
 
@@ -215,10 +204,7 @@ def obv_np(c: np.ndarray, v: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def _money_flows(tp: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    flow = tp * v
-    dtp = _diff_np(tp)
-    bad = np.isnan(dtp) | np.isnan(flow)
-    return np.where(bad, _NAN, np.where(dtp > 0, flow, 0.0)), np.where(bad, _NAN, np.where(dtp < 0, flow, 0.0))
+    return K.money_flows(tp, v)  # type: ignore[no-any-return]
 
 
 def mfi_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
@@ -231,7 +217,7 @@ def williams_r_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.nd
 
 
 def _willr(c: np.ndarray, hh: np.ndarray, ll: np.ndarray) -> np.ndarray:
-    return _div(-100.0 * (hh - c), hh - ll)
+    return K.channel_position(c, hh, ll, -100.0, True)
 
 
 def roc_np(x: np.ndarray, n: int) -> np.ndarray:

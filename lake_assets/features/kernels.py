@@ -528,9 +528,9 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
     """Row k = rolling max (sign=1) / min (sign=-1) of x over ns[k] rows, skipping NaN; NaN below min_counts[k].
 
     Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row; a window of n rows is the
-    extreme of two overlapping level-p windows (2^p <= n). Levels are shared by all windows, and every step is a
-    branch-light elementwise pass, far faster than a monotonic deque on noisy data. Max/min are exact, so the result
-    equals the deque's.
+    extreme of two overlapping level-p windows (2^p <= n). Levels are shared by all windows and every step is a
+    branch-free elementwise max (missing values enter as -inf, the window's count decides validity), far faster
+    than a monotonic deque on noisy data. Max/min are exact, so the result equals the deque's.
     """
     rows = x.shape[0]
     k_n = ns.shape[0]
@@ -542,7 +542,10 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
             p += 1
         top = max(top, p)
     levels = np.empty((top + 1, rows))
-    levels[0, :] = x
+    lev0 = levels[0]
+    for i in range(rows):
+        v = sign * x[i]
+        lev0[i] = v if v == v else -np.inf
     for p in range(1, top + 1):
         h = 1 << (p - 1)
         prev = levels[p - 1]
@@ -550,7 +553,9 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
         for i in range(min(h, rows)):
             cur[i] = prev[i]
         for i in range(h, rows):
-            cur[i] = _pick(prev[i], prev[i - h], sign)
+            a = prev[i]
+            b = prev[i - h]
+            cur[i] = a if a >= b else b
     for k in range(k_n):
         n = ns[k]
         p = 0
@@ -560,14 +565,168 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
         lev = levels[p]
         cnt = valid_count(x, n)
         mc = min_counts[k]
+        o = out[k]
         for i in range(rows):
+            j = i - n + w
+            a = lev[i]
+            b = lev[j] if j >= 0 else a
+            m = a if a >= b else b
             c = cnt[i]
-            if c < mc or c == 0:
-                out[k, i] = NAN
-            elif i - n + w >= 0:
-                out[k, i] = _pick(lev[i], lev[i - n + w], sign)
-            else:
-                out[k, i] = lev[i]
+            o[i] = sign * m if c >= mc and c > 0 else NAN
+    return out
+
+
+# --- single-pass elementwise helpers: one read of each input instead of several numpy temporaries ---------------
+
+
+@njit(cache=True, nogil=True)
+def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, NaN where b == 0 (NaN b gives NaN)."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = a[i] / b[i] if b[i] != 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """100 * up / (up + down); 50 when both are zero (no movement), NaN when undefined."""
+    out = np.empty(up.shape[0])
+    for i in range(up.shape[0]):
+        tot = up[i] + down[i]
+        if tot > 0.0:
+            out[i] = 100.0 * up[i] / tot
+        else:
+            out[i] = 50.0 if tot == 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def imbalance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (a + b); 0 when both are zero, NaN when undefined."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        tot = a[i] + b[i]
+        if tot > 0.0:
+            out[i] = (a[i] - b[i]) / tot
+        else:
+            out[i] = 0.0 if tot == 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def standardize(x: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(x - m) / s where s > 0, else NaN."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = (x[i] - m[i]) / s[i] if s[i] > 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def bands(
+    x: np.ndarray, mid: np.ndarray, sd: np.ndarray, k: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """upper/lower = mid +- k sd, %B = (x - lower) / (upper - lower), width = (upper - lower) / mid."""
+    size = x.shape[0]
+    upper = np.empty(size)
+    lower = np.empty(size)
+    pctb = np.empty(size)
+    width = np.empty(size)
+    for i in range(size):
+        u = mid[i] + k * sd[i]
+        lo = mid[i] - k * sd[i]
+        w = u - lo
+        upper[i] = u
+        lower[i] = lo
+        pctb[i] = (x[i] - lo) / w if w != 0.0 else NAN
+        width[i] = w / mid[i] if mid[i] != 0.0 else NAN
+    return upper, lower, pctb, width
+
+
+@njit(cache=True, nogil=True)
+def channel_position(c: np.ndarray, hh: np.ndarray, ll: np.ndarray, scale: float, from_high: bool) -> np.ndarray:
+    """scale * (c - ll) / (hh - ll) (stochastic %K) or scale * (hh - c) / (hh - ll) (Williams %R, scale -100)."""
+    out = np.empty(c.shape[0])
+    for i in range(c.shape[0]):
+        num = scale * (hh[i] - c[i]) if from_high else scale * (c[i] - ll[i])
+        rng = hh[i] - ll[i]
+        out[i] = num / rng if rng != 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gain_loss(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """max(dx, 0) and max(-dx, 0) of the one-row change (NaN where the change is missing)."""
+    size = x.shape[0]
+    gain = np.empty(size)
+    loss = np.empty(size)
+    for i in range(size):
+        d = x[i] - x[i - 1] if i > 0 else NAN
+        if d != d:
+            gain[i] = NAN
+            loss[i] = NAN
+        else:
+            gain[i] = d if d > 0.0 else 0.0
+            loss[i] = -d if -d > 0.0 else 0.0
+    return gain, loss
+
+
+@njit(cache=True, nogil=True)
+def money_flows(tp: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Money flow tp*v on up-ticks / down-ticks of the typical price (0 otherwise, NaN when undefined)."""
+    size = tp.shape[0]
+    pos = np.empty(size)
+    neg = np.empty(size)
+    for i in range(size):
+        flow = tp[i] * v[i]
+        d = tp[i] - tp[i - 1] if i > 0 else NAN
+        if d != d or flow != flow:
+            pos[i] = NAN
+            neg[i] = NAN
+        else:
+            pos[i] = flow if d > 0.0 else 0.0
+            neg[i] = flow if d < 0.0 else 0.0
+    return pos, neg
+
+
+@njit(cache=True, nogil=True)
+def wick_ratio(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, upper: bool) -> np.ndarray:
+    """Upper (h - max(o, c)) or lower (min(o, c) - l) wick over the range; 0 for a zero range (NaN-skipping max)."""
+    out = np.empty(o.shape[0])
+    for i in range(o.shape[0]):
+        rng = h[i] - lo[i]
+        body = _pick(o[i], c[i], 1.0 if upper else -1.0)
+        wick = h[i] - body if upper else body - lo[i]
+        if rng > 0.0:
+            out[i] = wick / rng
+        else:
+            out[i] = 0.0 if rng == 0.0 else NAN
+    return out
+
+
+def lagged_log_ratio(x: np.ndarray, n: int) -> np.ndarray:
+    """log(x[t] / x[t-n]) (NaN for the first n rows), without temporaries."""
+    out = np.full(x.shape[0], NAN)
+    if n < x.shape[0]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(x[n:], x[: x.shape[0] - n], out=out[n:])
+            np.log(out, out=out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _positive_ratio(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = x[i] / x[i - n] if i >= n and x[i] > 0.0 and x[i - n] > 0.0 else NAN
+    return out
+
+
+def positive_log_change(x: np.ndarray, n: int) -> np.ndarray:
+    """log(x[t] / x[t-n]) where both are positive, else NaN."""
+    out = _positive_ratio(x, n)
+    np.log(out, out=out)
     return out
 
 
@@ -587,7 +746,7 @@ def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         days[i] = d
         weekday[i] = (d + 3) % 7 + 1
         hour[i] = (us[i] - d * day_us) // 3_600_000_000
-        if d != last_day:  # civil date of the next day (Hinnant's days_from_civil inverse): is it the 1st?
+        if d != last_day:  # civil date of the next day (inverse of Hinnant's days_from_civil): is it the 1st?
             z = d + 1 + 719468
             era = (z if z >= 0 else z - 146096) // 146097
             doe = z - era * 146097

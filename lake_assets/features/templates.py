@@ -198,9 +198,7 @@ def _spread_bps(i: list[str], p: dict[str, Any]) -> pl.Expr:
 def _imbalance_np(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     if n > 1:
         a, b = K.rolling_sum(a, n, ind.min_count(n)), K.rolling_sum(b, n, ind.min_count(n))
-    tot = a + b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tot > 0, (a - b) / np.where(tot > 0, tot, 1.0), np.where(tot == 0, 0.0, np.nan))
+    return K.imbalance(a, b)
 
 
 def _imbalance(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -278,16 +276,8 @@ def _check_calendar(p: dict[str, Any]) -> str | None:
 _ERR = {"divide": "ignore", "invalid": "ignore"}
 
 
-def _lag(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(x.shape[0], NAN)
-    if n < x.shape[0]:
-        out[n:] = x[: x.shape[0] - n]
-    return out
-
-
 def _sdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(**_ERR):
-        return np.where(b != 0, a / np.where(b != 0, b, 1.0), NAN)
+    return K.safe_div(a, b)
 
 
 def _codes(choices: list[tuple[np.ndarray, int]], size: int) -> np.ndarray:
@@ -302,9 +292,7 @@ def _codes(choices: list[tuple[np.ndarray, int]], size: int) -> np.ndarray:
 
 
 def _a_log_return(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    x = a.x(i[0])
-    with np.errstate(**_ERR):
-        return np.log(x / _lag(x, p["n"]))
+    return K.lagged_log_ratio(a.x(i[0]), p["n"])
 
 
 def _a_realized_vol(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -339,9 +327,7 @@ def _a_rolling_cv(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_zscore(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    x, m, s = a.x(i[0]), a.rolling_mean(i[0], p["n"]), a.std(i[0], p["n"], 1)
-    with np.errstate(**_ERR):
-        return np.where(s > 0.0, (x - m) / s, NAN)
+    return K.standardize(a.x(i[0]), a.rolling_mean(i[0], p["n"]), a.std(i[0], p["n"], 1))
 
 
 def _a_identity(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -391,10 +377,7 @@ def _a_range_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 def _a_wick(upper: bool) -> Callable[[Arrays, list[str], dict[str, Any]], np.ndarray]:
     def compute(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
         o, h, lo, c = (a.x(k) for k in i)
-        rng = h - lo
-        wick = h - np.fmax(o, c) if upper else np.fmin(o, c) - lo  # max_horizontal skips NaN like fmax
-        with np.errstate(**_ERR):
-            return np.where(rng > 0, wick / rng, np.where(rng == 0, 0.0, NAN))
+        return K.wick_ratio(o, h, lo, c, upper)  # max/min skip NaN, like max_horizontal
 
     return compute
 
@@ -421,15 +404,12 @@ def _a_spread_bps(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 def _a_imbalance(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     n = p["n"]
     if n > 1:
-        return _imbalance_np(a.rolling_sum(i[0], n), a.rolling_sum(i[1], n), 1)
-    return _imbalance_np(a.x(i[0]), a.x(i[1]), 1)
+        return K.imbalance(a.rolling_sum(i[0], n), a.rolling_sum(i[1], n))
+    return K.imbalance(a.x(i[0]), a.x(i[1]))
 
 
 def _a_log_change(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    x = a.x(i[0])
-    prev = _lag(x, p["n"])
-    with np.errstate(**_ERR):
-        return np.where((x > 0) & (prev > 0), np.log(x / prev), NAN)
+    return K.positive_log_change(a.x(i[0]), p["n"])
 
 
 def _a_ratio_to_sum(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:

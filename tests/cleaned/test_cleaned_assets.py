@@ -106,15 +106,15 @@ def test_raw_to_bars_to_resamples_then_rematerialize(data_root: Path) -> None:
             coarse = read(lake, "cleaned", asset, inst)
             assert coarse.height == DAYS * per_day, (asset, inst)
             assert coarse[TS].is_sorted() and coarse[TS].n_unique() == coarse.height
-            fine_volume = bars[inst][VOLUME].sum()
-            assert abs(coarse[VOLUME].sum() - fine_volume) < 1e-6 * fine_volume  # nothing lost or counted twice
+            fine_volume = float(bars[inst][VOLUME].sum())
+            assert abs(float(coarse[VOLUME].sum()) - fine_volume) < 1e-6 * fine_volume  # nothing lost or counted twice
 
     # metadata: row count, time range, gap ratio, a Markdown preview and a PNG plot
     bars_meta = mats["bars"][f"{PERP}|{MONTH}"].metadata
     assert bars_meta["dagster/row_count"].value == 2 * DAYS * 288
     assert bars_meta["time_range"].value == "2026-02-01 00:00:00+00:00 .. 2026-02-28 23:55:00+00:00"
-    gap_ratio = (spot[IS_GAP].sum() + perp[IS_GAP].sum()) / (2 * DAYS * 288)
-    assert abs(bars_meta["gap_ratio"].value - gap_ratio) < 1e-6
+    gap_ratio = (int(spot[IS_GAP].sum()) + int(perp[IS_GAP].sum())) / (2 * DAYS * 288)
+    assert abs(float(bars_meta["gap_ratio"].value) - gap_ratio) < 1e-6  # type: ignore[arg-type]
     assert "| ts | instrument |" in bars_meta["preview"].value and "basis_bps" in bars_meta["preview"].value
     png = re.fullmatch(r"!\[plot\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", bars_meta["price_and_gaps"].value)
     assert png is not None and base64.b64decode(png.group(1)).startswith(b"\x89PNG\r\n\x1a\n")

@@ -101,9 +101,9 @@ def test_landing_sensor_requests_touched_partitions_once_across_restarts(landing
     assert str(landing / "NOTLISTED" / "d.csv") in cursor  # seen, so not re-logged on every tick
 
     # run keys are derived from the file version: a lost cursor re-requests with the same keys (deduplicated)
-    keys = sorted(r.run_key for r in first.run_requests or [])
-    assert sorted(r.run_key for r in evaluate().run_requests or []) == keys
-    assert all(k.startswith(f"{dump}:{dump.stat().st_size}:{dump.stat().st_mtime_ns}:") for k in keys if k)
+    keys = sorted(str(r.run_key) for r in first.run_requests or [])
+    assert sorted(str(r.run_key) for r in evaluate().run_requests or []) == keys
+    assert all(k.startswith(f"{dump}:{dump.stat().st_size}:{dump.stat().st_mtime_ns}:") for k in keys)
 
     # restart: a new context with the saved cursor requests nothing
     restarted = evaluate(first.cursor)

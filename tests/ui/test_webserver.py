@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from lake_assets.cli import DAGSTER_YAML
 from lake_assets.settings import PROJECT_ROOT
@@ -36,6 +36,16 @@ WORKSPACE_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
+
+
+RAW_ASSETS = ("raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades")
+CLEANED_ASSETS = ("bars", "bars_1h", "bars_1d")
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    page.wait_for_timeout(500)  # let the graph layout settle
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def free_port() -> int:
@@ -122,19 +132,29 @@ def test_webserver_loads_the_location_and_renders_the_asset_graph(webserver: Web
     groups = {a["assetKey"]["path"][-1]: a["groupName"] for a in assets}
     assert groups["raw_ohlcv"] == "raw" and groups["bars"] == "cleaned"
 
-    shot = tmp_path / "asset-graph.png"
+    # the community sign-up modal of a fresh instance would cover the graph in the screenshots
+    assert webserver.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    location = entry["name"]
+    shots = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(90_000)
+            # global lineage: the layers appear as (collapsed) group nodes
             page.goto(f"{webserver.url}/asset-groups", wait_until="domcontentloaded")
-            page.wait_for_function(
-                "() => ['raw_ohlcv', 'raw_funding', 'bars_1h'].every(n => document.body.innerText.includes(n))"
-            )
-            page.get_by_text("bars", exact=True).first.wait_for(state="visible")  # the node, not only bars_1h
-            page.screenshot(path=str(shot), full_page=True)
+            page.wait_for_function("() => document.body.innerText.includes('Global asset lineage')")
+            for group in ("raw", "cleaned"):
+                page.get_by_text(group, exact=True).first.wait_for(state="visible")
+            shots.append(screenshot(page, tmp_path / "global-lineage.png"))
+            # each layer's graph: its asset nodes by name
+            for group, names in (("raw", RAW_ASSETS), ("cleaned", CLEANED_ASSETS)):
+                page.goto(f"{webserver.url}/locations/{location}/asset-groups/{group}", wait_until="domcontentloaded")
+                for name in names:  # exact: `bars` itself, not only `bars_1h`
+                    page.get_by_text(name, exact=True).first.wait_for(state="visible")
+                assert "Asset checks" in page.evaluate("() => document.body.innerText")
+                shots.append(screenshot(page, tmp_path / f"{group}-graph.png"))
         finally:
             browser.close()
-    assert shot.stat().st_size > 10_000 and shot.read_bytes().startswith(b"\x89PNG")
+    assert all(shot.stat().st_size > 10_000 and shot.read_bytes().startswith(b"\x89PNG") for shot in shots)
     assert webserver.proc.poll() is None  # the server survived the browser session

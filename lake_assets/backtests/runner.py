@@ -1,0 +1,777 @@
+"""Run one strategy (a JSON spec or a discovery blueprint) over the lake's data and return the tables the
+`backtests` and `walkforward` assets write.
+
+Books: instruments are grouped by market (perp, spot, equity, index). A book shares one cash account across its
+instruments and uses its market's cost profile from spec/costs.yaml; markets differ in timeframe, trading hours and
+costs, so one grid across them would mis-annualise and mis-charge.
+
+Execution paths:
+- a JSON strategy whose exits are signals only runs through `engine.run_signals` (vectorbt semantics);
+- stops, targets and holding limits (JSON `stop_loss_pct`/`take_profit_pct`/`max_holding_bars`, blueprints' ATR
+  brackets and time stop) are not part of the engine's signal path, so `bracket_orders` turns the signals into
+  explicit orders for `engine.run_orders`: a market entry (good for its fill bar only), a resting STOP exit and a
+  LIMIT take-profit priced from the entry bar's open (the entry's reference price, known when they become active),
+  market exits for exit signals and time stops, and CANCELs for the bracket legs a trade no longer needs. The
+  planner replays the engine's trigger rules (same OHLC tests, same order precedence) to know, bar by bar, which
+  legs are live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lake_assets.backtests.blueprint_signals import (
+    PERIODS_PER_YEAR,
+    SIZE,
+    STOP_DISTANCE,
+    TAKE_PROFIT_DISTANCE,
+    BlueprintError,
+    blueprint_entries,
+    blueprint_signals,
+    blueprint_size_type,
+)
+from lake_assets.backtests.costs import CostSpec, load_costs
+from lake_assets.backtests.engine import SIGNAL_COLUMNS, BacktestResult, EngineConfig, run_orders, run_signals
+from lake_assets.backtests.metrics import accounting_report, compute_metrics
+from lake_assets.backtests.risk import RiskLimits, Sizing
+from lake_assets.backtests.schema import (
+    EQUITY_SCHEMA,
+    FILLS_SCHEMA,
+    ORDER_INPUT_SCHEMA,
+    ORDERS_SCHEMA,
+    RISK_EVENTS_SCHEMA,
+    STRATEGY,
+    TRADES_SCHEMA,
+    SizeType,
+)
+from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals
+from lake_assets.backtests.walkforward import return_metrics, walk_forward
+from lake_assets.discovery.blueprints import Blueprint
+from lake_assets.specs import Instrument
+from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
+from lake_assets.storage.lake import Lake
+from lake_assets.vocabulary import (
+    BARS_SCHEMA,
+    CLOSE,
+    FUNDING_RATE,
+    HIGH,
+    INSTRUMENT,
+    IS_GAP,
+    LOW,
+    MONTH,
+    OPEN,
+    TS,
+    TS_DTYPE,
+    Market,
+)
+
+INIT_CASH = 100_000.0
+JSON_PREFIX = "json."
+BLUEPRINT_PREFIX = "bp_"
+BOOK = "book"
+LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT = SIGNAL_COLUMNS
+COST_PROFILE_OF_MARKET = {Market.PERP: "perp", Market.SPOT: "spot", Market.EQUITY: "equity", Market.INDEX: "equity"}
+MARKET_ORDER = (Market.PERP, Market.SPOT, Market.EQUITY, Market.INDEX)
+
+
+class NoDataError(ValueError):
+    """The lake holds nothing to backtest a strategy on; the message names the strategy and the instruments."""
+
+
+# --- strategy keys ------------------------------------------------------------------------------------------------
+
+
+def json_key(name: str) -> str:
+    """Partition key of a JSON strategy (`json:<name>` is not allowed: keys may not contain `| , [ ]` or `:`)."""
+    return f"{JSON_PREFIX}{name}"
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """('json', name) or ('blueprint', blueprint_id); anything else is an error naming the key."""
+    if key.startswith(JSON_PREFIX) and len(key) > len(JSON_PREFIX):
+        return "json", key[len(JSON_PREFIX) :]
+    if key.startswith(BLUEPRINT_PREFIX):
+        return "blueprint", key
+    raise ValueError(f"strategy key {key!r}: expected 'json.<name>' or 'bp_<hex>'")
+
+
+def content_hash(obj: StrategySpec | Blueprint) -> str:
+    """Hash of everything a backtest of this strategy depends on in its definition (evidence included)."""
+    text = obj.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint]) -> dict[str, str]:
+    """Every strategy partition key -> content hash (JSON specs, then blueprints), sorted by key."""
+    out = {json_key(name): content_hash(spec) for name, spec in specs.items()}
+    out.update({bp.blueprint_id: content_hash(bp) for bp in blueprints})
+    return dict(sorted(out.items()))
+
+
+# --- reading the lake ---------------------------------------------------------------------------------------------
+
+
+def instrument_bars(store: Lake, instrument: str) -> pl.DataFrame:
+    dims = [d for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == instrument]
+    bars = store.read("cleaned", "bars", dims)
+    if bars.is_empty():
+        return bars
+    return bars.drop(MONTH, strict=False).with_columns(pl.col(TS).cast(TS_DTYPE)).sort(TS)
+
+
+def instrument_features(store: Lake, instrument: str, columns: Sequence[str]) -> pl.DataFrame:
+    dims = [d for d in store.partitions("features", "features") if d.get(INSTRUMENT) == instrument]
+    feats = store.read("features", "features", dims)
+    if feats.is_empty():
+        return feats
+    keep = [c for c in columns if c in feats.columns]
+    return feats.select(pl.col(TS).cast(TS_DTYPE), *keep).unique(TS, keep="last")
+
+
+def instrument_funding(store: Lake, instruments: Sequence[str]) -> pl.DataFrame:
+    dims = [d for d in store.partitions("raw", "raw_funding") if d.get(INSTRUMENT) in set(instruments)]
+    f = store.read("raw", "raw_funding", dims)
+    if f.is_empty():
+        return pl.DataFrame(schema={TS: TS_DTYPE, INSTRUMENT: pl.String, FUNDING_RATE: pl.Float64})
+    return f.select(pl.col(TS).cast(TS_DTYPE), INSTRUMENT, FUNDING_RATE).unique([TS, INSTRUMENT]).sort(INSTRUMENT, TS)
+
+
+def strategy_frame(store: Lake, spec: StrategySpec, instrument: str) -> pl.DataFrame:
+    """Bars plus the feature columns the spec's rules name, joined on ts; empty when the lake has no bars."""
+    bars = instrument_bars(store, instrument)
+    if bars.is_empty():
+        return bars
+    wanted = sorted(spec.required_columns() - set(bars.columns))
+    if wanted:
+        feats = instrument_features(store, instrument, wanted)
+        missing = [c for c in wanted if c not in feats.columns]
+        if missing:
+            raise NoDataError(
+                f"strategy {json_key(spec.name)}: instrument {instrument}: feature columns {missing} are not in "
+                "features/features (materialize `features` first)"
+            )
+        bars = bars.join(feats, on=TS, how="left")
+    return bars
+
+
+# --- the bracket-order planner ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Leg:
+    order_id: int
+    live: bool = True
+
+
+@dataclass
+class _PlanState:
+    pos: int = 0  # planned position side: -1, 0, +1
+    entry_side: int = 0  # side of an entry submitted at the previous close (fills at this bar's open or expires)
+    entry_legs: tuple[_Leg | None, _Leg | None] = (None, None)
+    entry_levels: tuple[float, float] = (math.nan, math.nan)
+    stop: _Leg | None = None
+    target: _Leg | None = None
+    stop_px: float = math.nan
+    target_px: float = math.nan
+    exit_pending: bool = False
+    bars_held: int = 0
+
+
+def _resolve(le: bool, lx: bool, se: bool, sx: bool, pos: int, allow_reverse: bool) -> tuple[int, bool]:
+    """The engine's signal rules (conflicts ignored, opposite entry reverses): (new side or 0 for exit, act)."""
+    if le and lx:
+        le = lx = False
+    if se and sx:
+        se = sx = False
+    if le and se:
+        le = se = False
+    if pos > 0:
+        if se and allow_reverse:
+            return -1, True
+        if lx:
+            return 0, True
+    elif pos < 0:
+        if le and allow_reverse:
+            return 1, True
+        if sx:
+            return 0, True
+    else:
+        if le:
+            return 1, True
+        if se:
+            return -1, True
+    return 0, False
+
+
+def bracket_orders(
+    frame: pl.DataFrame,
+    *,
+    strategy: str,
+    size_type: SizeType,
+    size: float | None = None,
+    stop_frac: float | None = None,
+    target_frac: float | None = None,
+    max_hold_bars: int | None = None,
+    allow_reverse: bool = True,
+    allow_short: bool = True,
+    first_order_id: int = 0,
+) -> pl.DataFrame:
+    """Explicit orders (ORDER_INPUT_SCHEMA) for one instrument's frame holding the four signal columns.
+
+    Bracket distances are `stop_frac`/`target_frac` of the entry price plus the optional per-entry columns
+    `stop_distance`/`take_profit_distance` (price units, known at the signal bar); `size` column overrides `size`.
+    """
+    f = frame.sort(TS)
+    n = f.height
+    inst = str(f[INSTRUMENT][0])
+    ts = f[TS].to_list()
+    o, h, lo, c = (f[col].cast(pl.Float64).fill_null(np.nan).to_numpy() for col in (OPEN, HIGH, LOW, CLOSE))
+    gap = f[IS_GAP].fill_null(False).to_numpy() if IS_GAP in f.columns else np.zeros(n, dtype=bool)
+    valid = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & ~gap
+    sig = {col: f[col].fill_null(False).to_numpy() for col in SIGNAL_COLUMNS}
+    size_col = f[SIZE].cast(pl.Float64).fill_null(np.nan).to_numpy() if SIZE in f.columns else np.full(n, np.nan)
+    stop_col = f[STOP_DISTANCE].cast(pl.Float64).fill_null(np.nan).to_numpy() if STOP_DISTANCE in f.columns else None
+    tp_col = (
+        f[TAKE_PROFIT_DISTANCE].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if TAKE_PROFIT_DISTANCE in f.columns
+        else None
+    )
+    rows: list[dict[str, Any]] = []
+    next_id = first_order_id
+
+    def emit(i: int, **kw: Any) -> int:
+        nonlocal next_id
+        row = {"order_id": next_id, TS: ts[i], INSTRUMENT: inst, STRATEGY: strategy, **kw}
+        rows.append(row)
+        next_id += 1
+        return int(row["order_id"])
+
+    def cancel(i: int, leg: _Leg | None) -> None:
+        if leg is not None and leg.live:
+            emit(i, side="BUY", action="CANCEL", ref_order_id=leg.order_id)
+            leg.live = False
+
+    st = _PlanState()
+    for i in range(n):
+        # ---- open phase: fills in the engine's order (older orders first) ----
+        if valid[i]:
+            if st.exit_pending:
+                st.pos, st.exit_pending = 0, False
+            if st.entry_side:
+                st.pos, st.bars_held = st.entry_side, 0
+                st.stop, st.target = st.entry_legs
+                st.stop_px, st.target_px = st.entry_levels
+                st.entry_side = 0
+            if st.pos != 0:
+                long = st.pos > 0
+                stop_hit = st.stop is not None and st.stop.live and (
+                    (o[i] <= st.stop_px or lo[i] <= st.stop_px) if long else (o[i] >= st.stop_px or h[i] >= st.stop_px)
+                )  # fmt: skip
+                tgt_hit = st.target is not None and st.target.live and (
+                    (o[i] >= st.target_px or h[i] >= st.target_px) if long
+                    else (o[i] <= st.target_px or lo[i] <= st.target_px)
+                )  # fmt: skip
+                if stop_hit or tgt_hit:
+                    # the filled leg is consumed; a leg also touched this bar is cancelled by the engine (flat)
+                    if st.stop is not None:
+                        st.stop.live = st.stop.live and not stop_hit and not tgt_hit
+                    if st.target is not None:
+                        st.target.live = st.target.live and not tgt_hit and not stop_hit
+                    st.pos = 0
+        elif st.entry_side:  # good-for-one-bar entry on a gap bar: expired, its legs are cancelled
+            for leg in st.entry_legs:
+                cancel(i, leg)
+            st.entry_side = 0
+        if st.pos == 0:
+            for leg in (st.stop, st.target):
+                cancel(i, leg)
+            st.stop = st.target = None
+        elif valid[i]:
+            st.bars_held += 1
+        # ---- close phase: signals known at this bar's close ----
+        if st.exit_pending or i + 1 >= n:
+            continue
+        new_side, act = _resolve(
+            bool(sig[LONG_ENTRY][i]),
+            bool(sig[LONG_EXIT][i]),
+            bool(sig[SHORT_ENTRY][i]) and allow_short,
+            bool(sig[SHORT_EXIT][i]),
+            st.pos,
+            allow_reverse,
+        )
+        if st.pos != 0 and not act and max_hold_bars is not None and st.bars_held >= max_hold_bars:
+            new_side, act = 0, True
+        if not act:
+            continue
+        if st.pos != 0:
+            cancel(i, st.stop)
+            cancel(i, st.target)
+            emit(i, side="SELL" if st.pos > 0 else "BUY", action="EXIT", order_type="MARKET")
+            st.exit_pending = True
+        if new_side == 0 or not valid[i + 1]:
+            continue  # an entry whose next bar is a gap would expire unfilled: not submitted
+        ref = float(o[i + 1])  # the entry's reference price; the bracket becomes active at that open
+        stop_d = (stop_frac or 0.0) * ref + (stop_col[i] if stop_col is not None and np.isfinite(stop_col[i]) else 0)
+        tp_d = (target_frac or 0.0) * ref + (tp_col[i] if tp_col is not None and np.isfinite(tp_col[i]) else 0.0)
+        sz = float(size_col[i]) if np.isfinite(size_col[i]) else size
+        if sz is None or not sz > 0:
+            continue
+        if size_type == SizeType.RISK_PERCENT and not stop_d > 0:
+            raise ValueError(f"strategy {strategy}: RISK_PERCENT sizing needs a stop (stop_loss_pct or ATR stop)")
+        side = "BUY" if new_side > 0 else "SELL"
+        exit_side = "SELL" if new_side > 0 else "BUY"
+        emit(i, side=side, action="ENTRY", order_type="MARKET", size_type=size_type.value, size=sz,
+             stop_distance=stop_d if stop_d > 0 else None, time_in_force_bars=1)  # fmt: skip
+        stop_leg = target_leg = None
+        stop_px = target_px = math.nan
+        if stop_d > 0:
+            stop_px = ref - new_side * stop_d
+            if stop_px > 0:
+                stop_leg = _Leg(emit(i, side=exit_side, action="EXIT", order_type="STOP", stop_price=stop_px))
+        if tp_d > 0:
+            target_px = ref + new_side * tp_d
+            if target_px > 0:
+                target_leg = _Leg(emit(i, side=exit_side, action="EXIT", order_type="LIMIT", limit_price=target_px))
+        st.entry_side = new_side
+        st.entry_legs = (stop_leg, target_leg)
+        st.entry_levels = (stop_px, target_px)
+    return pl.DataFrame([{k: r.get(k) for k in ORDER_INPUT_SCHEMA.names()} for r in rows], schema=ORDER_INPUT_SCHEMA)
+
+
+# --- books and runs -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BookRun:
+    """One book's backtest: the engine result plus what the tables and checks need."""
+
+    strategy: str
+    kind: str  # json | blueprint
+    book: str  # market
+    timeframe: str
+    instruments: list[str]
+    bars: pl.DataFrame
+    result: BacktestResult
+    execution: str  # signals | orders
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def periods_per_year(self) -> float:
+        return PERIODS_PER_YEAR.get(self.timeframe, 252.0)
+
+    def metrics(self) -> dict[str, Any]:
+        m = compute_metrics(self.result, self.periods_per_year)
+        acc = accounting_report(self.result, self.bars)
+        status = self.result.orders["status"].value_counts() if self.result.orders.height else None
+        counts = dict(status.iter_rows()) if status is not None else {}
+        return {
+            STRATEGY: self.strategy,
+            "kind": self.kind,
+            BOOK: self.book,
+            "timeframe": self.timeframe,
+            "instruments": ",".join(self.instruments),
+            "execution": self.execution,
+            "start": self.result.equity[TS].min(),
+            "end": self.result.equity[TS].max(),
+            "n_bars": self.result.equity.height,
+            "init_cash": self.result.init_cash,
+            **m,
+            "n_orders": self.result.orders.height,
+            "n_fills": self.result.fills.height,
+            "n_orders_rejected": int(counts.get("REJECTED", 0)),
+            "n_risk_events": self.result.risk_events.height,
+            "identity_ok": acc["ok"],
+            "final_identity_abs_error": acc["final_identity_abs_error"],
+            "max_abs_error_cash_plus_positions": acc["max_abs_error_cash_plus_positions"],
+            **self.extra,
+        }
+
+
+def cost_config(costs: CostSpec, market: Market, max_leverage: float) -> EngineConfig:
+    name = COST_PROFILE_OF_MARKET.get(market, costs.default_profile)
+    profile = costs.profiles.get(name) or costs.profile()
+    return EngineConfig.from_costs(profile, init_cash=INIT_CASH, risk=RiskLimits(max_leverage=max_leverage))
+
+
+def _books(instruments: Sequence[Instrument]) -> list[tuple[Market, list[Instrument]]]:
+    out = []
+    for m in MARKET_ORDER:
+        members = [i for i in instruments if i.market == m]
+        if members:
+            out.append((m, members))
+    return out
+
+
+def book_size(spec: StrategySpec, n_instruments: int) -> float:
+    """Per-instrument size in a shared-cash book: equity fractions (EQUITY_PERCENT, RISK_PERCENT) are the strategy's
+    total allocation, split equally across the book's instruments; units and notionals are per position as given."""
+    if spec.sizing.size_type in (SizeType.EQUITY_PERCENT, SizeType.RISK_PERCENT):
+        return spec.sizing.size / max(1, n_instruments)
+    return spec.sizing.size
+
+
+def _has_brackets(spec: StrategySpec) -> bool:
+    ex = spec.exit_rules
+    return bool(ex.stop_loss_pct or ex.take_profit_pct or ex.max_holding_bars)
+
+
+def run_json_strategy(
+    store: Lake,
+    spec: StrategySpec,
+    universe: Sequence[Instrument],
+    costs: CostSpec | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> list[BookRun]:
+    """Backtest a JSON strategy on every applicable instrument with data, one shared-cash book per market."""
+    costs = costs or load_costs()
+    key = json_key(spec.name)
+    applicable = [i for i in universe if spec.applies_to(i.market)]
+    if spec.timeframe is not None:
+        applicable = [i for i in applicable if i.base_timeframe == spec.timeframe]
+    if not applicable:
+        raise NoDataError(f"strategy {key}: no instrument in spec/universe.yaml matches markets {list(spec.markets)}")
+    frames: dict[str, pl.DataFrame] = {}
+    for inst in applicable:
+        frame = strategy_frame(store, spec, inst.id)
+        if frame.height:
+            frames[inst.id] = frame
+    if not frames:
+        raise NoDataError(
+            f"strategy {key}: no cleaned bars in the lake for any applicable instrument "
+            f"({', '.join(i.id for i in applicable)}); materialize `bars` first"
+        )
+    runs = []
+    for market, members in _books([i for i in applicable if i.id in frames]):
+        ids = [i.id for i in members]
+        timeframes = {i.base_timeframe for i in members}
+        frame = pl.concat([frames[i] for i in ids], how="diagonal_relaxed")
+        signals = compile_signals(frame, spec, params).with_columns(pl.lit(key).alias(STRATEGY))
+        bars = signals.select([c for c in BARS_SCHEMA.names() if c in signals.columns])
+        config = cost_config(costs, market, spec.sizing.max_leverage)
+        size = book_size(spec, len(ids))
+        funding = instrument_funding(store, ids) if spec.costs.include_funding and market == Market.PERP else None
+        if _has_brackets(spec):
+            ex = spec.exit_rules
+            parts = signals.partition_by(INSTRUMENT, maintain_order=True)
+            orders = pl.concat(
+                [
+                    bracket_orders(
+                        part,
+                        strategy=key,
+                        size_type=spec.sizing.size_type,
+                        size=size,
+                        stop_frac=ex.stop_loss_pct / 100 if ex.stop_loss_pct else None,
+                        target_frac=ex.take_profit_pct / 100 if ex.take_profit_pct else None,
+                        max_hold_bars=ex.max_holding_bars,
+                        first_order_id=k * 10_000_000,
+                    )
+                    for k, part in enumerate(parts)
+                ]
+            )
+            result = _run_orders(bars, orders, config, funding)
+            execution = "orders"
+        else:
+            sizing = Sizing(spec.sizing.size_type, size)
+            result = run_signals(bars, signals.select(TS, INSTRUMENT, STRATEGY, *SIGNAL_COLUMNS), config,
+                                 sizing=sizing, funding=funding)  # fmt: skip
+            execution = "signals"
+        runs.append(BookRun(key, "json", market.value, sorted(timeframes)[0], ids, bars, result, execution))
+    return runs
+
+
+def _run_orders(
+    bars: pl.DataFrame, orders: pl.DataFrame, config: EngineConfig, funding: pl.DataFrame | None
+) -> BacktestResult:
+    if orders.is_empty():  # no entries at all: every bar is still marked (a flat equity curve is the honest result)
+        flat = bars.select(TS, INSTRUMENT, *[pl.lit(False).alias(c) for c in SIGNAL_COLUMNS])
+        return run_signals(bars, flat, config, sizing=Sizing(SizeType.EQUITY_PERCENT, 1.0), funding=funding)
+    return run_orders(bars, orders, config, funding=funding)
+
+
+def run_blueprint(
+    store: Lake,
+    blueprint: Blueprint,
+    universe: Sequence[Instrument],
+    costs: CostSpec | None = None,
+    *,
+    events: pl.DataFrame | None = None,
+    window: tuple[Any, Any] | None = None,
+) -> list[BookRun]:
+    """Backtest a blueprint on its instrument: event entries after the lag, ATR brackets, time stop, its sizing.
+
+    `window` = (start, end) restricts entries to [start, end) and cuts the bars at `end` (walk-forward folds)."""
+    costs = costs or load_costs()
+    bp = blueprint
+    inst = next((i for i in universe if i.id == bp.instrument), None)
+    if inst is None:
+        raise NoDataError(f"strategy {bp.blueprint_id}: instrument {bp.instrument} is not in spec/universe.yaml")
+    bars = instrument_bars(store, bp.instrument)
+    if bars.is_empty():
+        raise NoDataError(
+            f"strategy {bp.blueprint_id}: instrument {bp.instrument}: no cleaned bars in the lake "
+            f"(cleaned/bars/instrument={bp.instrument})"
+        )
+    if events is None:
+        part = store.read("events", "event_registry", [{"event_type": bp.event_type}])
+        events = part.drop("event_type_right", strict=False)
+    if events.is_empty() or events.filter(pl.col(INSTRUMENT) == bp.instrument).is_empty():
+        raise NoDataError(
+            f"strategy {bp.blueprint_id}: instrument {bp.instrument}: no {bp.event_type} events in "
+            f"events/event_registry (materialize `event_registry` first)"
+        )
+    try:
+        entries = blueprint_entries(bp, events, bars)
+        signals = blueprint_signals(bp, events, bars)
+    except BlueprintError as exc:
+        raise NoDataError(str(exc)) from exc
+    if window is not None:
+        start, end = window
+        in_window = (pl.col(TS) >= start) & ((pl.col(TS) < end) if end is not None else pl.lit(True))
+        signals = signals.with_columns(
+            pl.when(in_window).then(pl.col(c)).otherwise(False).alias(c) for c in (LONG_ENTRY, SHORT_ENTRY)
+        )
+        if end is not None:
+            signals = signals.filter(pl.col(TS) < end)
+    key = bp.blueprint_id
+    signals = signals.with_columns(pl.lit(key).alias(STRATEGY))
+    orders = bracket_orders(
+        signals, strategy=key, size_type=blueprint_size_type(bp), max_hold_bars=bp.exits.time_stop_bars,
+        allow_reverse=False,
+    )  # fmt: skip
+    config = cost_config(costs, inst.market, bp.sizing.max_leverage)
+    bar_frame = signals.select([c for c in BARS_SCHEMA.names() if c in signals.columns])
+    funding = instrument_funding(store, [inst.id]) if inst.market == Market.PERP else None
+    result = _run_orders(bar_frame, orders, config, funding)
+    extra = {
+        "n_events": entries.height,
+        "n_event_entries": int(entries["traded"].sum()) if entries.height else 0,
+        "event_type": bp.event_type,
+    }
+    return [BookRun(key, "blueprint", inst.market.value, inst.base_timeframe, [inst.id], bar_frame, result, "orders",
+                    extra)]  # fmt: skip
+
+
+# --- tables -------------------------------------------------------------------------------------------------------
+
+METRICS_EXTRA = ("n_events", "n_event_entries", "event_type")
+
+
+def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataFrame]:
+    """trades, orders, fills, equity, risk_events and metrics (one row per book) of one strategy, `book` tagged."""
+
+    def tag(df: pl.DataFrame, run: BookRun) -> pl.DataFrame:
+        return df.with_columns(pl.lit(run.book).alias(BOOK))
+
+    tables: dict[str, pl.DataFrame] = {}
+    for name, schema in (("trades", TRADES_SCHEMA), ("orders", ORDERS_SCHEMA), ("fills", FILLS_SCHEMA),
+                         ("risk_events", RISK_EVENTS_SCHEMA)):  # fmt: skip
+        parts = [tag(getattr(r.result, name), r) for r in runs]
+        tables[name] = pl.concat(parts) if parts else pl.DataFrame(schema={**dict(schema), BOOK: pl.String})
+    eq = [r.result.equity.with_columns(pl.lit(r.strategy).alias(STRATEGY), pl.lit(r.book).alias(BOOK)) for r in runs]
+    tables["equity"] = pl.concat(eq) if eq else pl.DataFrame(schema={**dict(EQUITY_SCHEMA), STRATEGY: pl.String})
+    rows = []
+    for r in runs:
+        m = r.metrics()
+        m.update({k: m.get(k) for k in METRICS_EXTRA})
+        m["spec_hash"] = spec_hash
+        rows.append(m)
+    metrics = pl.DataFrame(rows, infer_schema_length=None)
+    tables["metrics"] = metrics.with_columns(
+        pl.col("n_events").cast(pl.Int64), pl.col("n_event_entries").cast(pl.Int64), pl.col("event_type").cast(pl.String)
+    )
+    return tables
+
+
+EQUITY_VIEW_SCHEMA = pl.Schema({**dict(EQUITY_SCHEMA), STRATEGY: pl.String, BOOK: pl.String})
+
+
+# --- walk-forward -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalkForwardSizes:
+    train_bars: int
+    test_bars: int
+    n_bars: int
+
+
+def choose_sizes(n_bars: int, folds: int = 4, train_multiple: int = 2, min_test: int = 50) -> WalkForwardSizes | None:
+    """Rolling windows from the data length: `folds` test windows after a train window `train_multiple` times as
+    long; None when the test window would be shorter than `min_test` bars."""
+    test = n_bars // (folds + train_multiple)
+    if test < min_test:
+        return None
+    return WalkForwardSizes(train_multiple * test, test, n_bars)
+
+
+WF_SUMMARY_SCHEMA = pl.Schema({
+    STRATEGY: pl.String, "kind": pl.String, BOOK: pl.String, "applicable": pl.Boolean, "reason": pl.String,
+    "mode": pl.String, "n_bars": pl.Int64, "train_bars": pl.Int64, "test_bars": pl.Int64, "n_folds": pl.Int64,
+    "oos_sharpe": pl.Float64, "oos_total_return": pl.Float64, "oos_max_drawdown": pl.Float64,
+    "oos_hit_rate": pl.Float64, "oos_exposure": pl.Float64, "pbo": pl.Float64, "psr": pl.Float64, "dsr": pl.Float64,
+    "dsr_n_trials": pl.Float64, "max_psi": pl.Float64, "spec_hash": pl.String,
+})  # fmt: skip
+WF_FOLDS_SCHEMA = pl.Schema({
+    STRATEGY: pl.String, BOOK: pl.String, "fold": pl.Int64, "train_start": TS_DTYPE, "train_end": TS_DTYPE,
+    "test_start": TS_DTYPE, "test_end": TS_DTYPE, "params": pl.String, "method": pl.String, "n_trials": pl.Int64,
+    "is_score": pl.Float64, "oos_sharpe": pl.Float64, "oos_total_return": pl.Float64, "oos_max_drawdown": pl.Float64,
+    "oos_hit_rate": pl.Float64, "oos_exposure": pl.Float64, "oos_n_bars": pl.Float64, "max_psi": pl.Float64,
+    "in_discovery_window": pl.Boolean,
+})  # fmt: skip
+
+
+def _summary_row(strategy: str, kind: str, book: str, spec_hash: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(WF_SUMMARY_SCHEMA.names())
+    row.update({STRATEGY: strategy, "kind": kind, BOOK: book, "spec_hash": spec_hash, "applicable": True})
+    row.update({k: v for k, v in values.items() if k in row})
+    return row
+
+
+def _finite_or_none(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def walkforward_json(
+    store: Lake,
+    spec: StrategySpec,
+    universe: Sequence[Instrument],
+    *,
+    n_trials: int = 12,
+    max_grid: int = 48,
+    max_pbo_configs: int = 12,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Walk-forward per book: rolling train/test sized from the data, re-optimised in-sample (light kernel with the
+    spec's own costs), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift. Returns (summary rows, fold rows)."""
+    key = json_key(spec.name)
+    h = content_hash(spec)
+    applicable = [i for i in universe if spec.applies_to(i.market)]
+    frames = {i.id: f for i in applicable if (f := strategy_frame(store, spec, i.id)).height}
+    if not frames:
+        raise NoDataError(f"strategy {key}: no cleaned bars in the lake for any applicable instrument "
+                          f"({', '.join(i.id for i in applicable)})")  # fmt: skip
+    summary, folds = [], []
+    for market, members in _books([i for i in applicable if i.id in frames]):
+        frame = pl.concat([frames[i.id] for i in members], how="diagonal_relaxed")
+        n = frame[TS].n_unique()
+        sizes = choose_sizes(n)
+        if not spec.parameters:
+            summary.append(_summary_row(key, "json", market.value, h, applicable=False, n_bars=n,
+                                        reason="no parameters to re-optimise"))  # fmt: skip
+            continue
+        if sizes is None:
+            summary.append(_summary_row(key, "json", market.value, h, applicable=False, n_bars=n,
+                                        reason=f"{n} bars are too few for 4 rolling folds"))  # fmt: skip
+            continue
+        wf = walk_forward(
+            frame, spec, train_bars=sizes.train_bars, test_bars=sizes.test_bars, mode="rolling", seed=seed,
+            n_trials=n_trials, max_grid=max_grid, max_pbo_configs=max_pbo_configs, pbo_splits=8,
+        )  # fmt: skip
+        ff = wf.folds_frame()
+        s = wf.summary()
+        summary.append(
+            _summary_row(
+                key, "json", market.value, h, mode=wf.mode, n_bars=n, train_bars=sizes.train_bars,
+                test_bars=sizes.test_bars, n_folds=len(wf.folds),
+                **{k: _finite_or_none(s.get(k)) for k in ("oos_sharpe", "oos_total_return", "oos_max_drawdown",
+                                                          "oos_hit_rate", "oos_exposure", "pbo", "psr", "dsr",
+                                                          "dsr_n_trials")},
+                max_psi=_finite_or_none(ff["max_psi"].max()) if "max_psi" in ff.columns else None,
+            )
+        )  # fmt: skip
+        folds.append(
+            ff.with_columns(pl.lit(market.value).alias(BOOK), pl.lit(key).alias(STRATEGY),
+                            pl.lit(False).alias("in_discovery_window"))  # fmt: skip
+        )
+    return _typed(summary, WF_SUMMARY_SCHEMA), _typed_frames(folds, WF_FOLDS_SCHEMA)
+
+
+def walkforward_blueprint(
+    store: Lake, blueprint: Blueprint, universe: Sequence[Instrument], costs: CostSpec | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A blueprint is a fixed rule: nothing to re-optimise, so each rolling test window is traded with the rule as
+    is (entries inside the window only, indicators warmed up on the bars before it) and judged out-of-sample.
+    Folds overlapping discovery's sample are flagged. PBO needs several configurations: not applicable."""
+    bp = blueprint
+    h = content_hash(bp)
+    bars = instrument_bars(store, bp.instrument)
+    if bars.is_empty():
+        raise NoDataError(f"strategy {bp.blueprint_id}: instrument {bp.instrument}: no cleaned bars in the lake")
+    inst = next(i for i in universe if i.id == bp.instrument)
+    events = store.read("events", "event_registry", [{"event_type": bp.event_type}]).drop("event_type_right",
+                                                                                        strict=False)  # fmt: skip
+    n = bars.height
+    sizes = choose_sizes(n)
+    if sizes is None:
+        row = _summary_row(bp.blueprint_id, "blueprint", inst.market.value, h, applicable=False, n_bars=n,
+                           reason=f"{n} bars are too few for 4 rolling folds")  # fmt: skip
+        return _typed([row], WF_SUMMARY_SCHEMA), _typed_frames([], WF_FOLDS_SCHEMA)
+    ts = bars[TS]
+    last_disc = bp.evidence.discovery_last_entry
+    fold_rows, oos = [], []
+    k = 0
+    start = sizes.train_bars
+    while start + sizes.test_bars <= n:
+        s0, s1 = ts[start], (ts[start + sizes.test_bars] if start + sizes.test_bars < n else None)
+        [run] = run_blueprint(store, bp, universe, costs, events=events, window=(s0, s1))
+        eq = run.result.equity.filter(pl.col(TS) >= s0)["equity"].to_numpy()
+        before = run.result.equity.filter(pl.col(TS) < s0)["equity"]
+        base = float(before[-1]) if before.len() else run.result.init_cash
+        r = np.diff(np.r_[base, eq]) / np.r_[base, eq][:-1]
+        oos.append(r)
+        m = return_metrics(r)
+        fold_rows.append({
+            STRATEGY: bp.blueprint_id, BOOK: inst.market.value, "fold": k, "train_start": ts[start - sizes.train_bars],
+            "train_end": s0, "test_start": s0, "test_end": s1, "params": json.dumps(bp.definition(), sort_keys=True),
+            "method": "fixed", "n_trials": 1, "is_score": None, **{f"oos_{a}": v for a, v in m.items()},
+            "max_psi": None,
+            "in_discovery_window": last_disc is not None and s0 <= _utc(last_disc),
+        })  # fmt: skip
+        k += 1
+        start += sizes.test_bars
+    stitched = np.concatenate(oos)
+    m = return_metrics(stitched)
+    n_obs, skew, kurt = return_moments(stitched)
+    sr = sharpe_ratio(stitched)
+    ok = n_obs >= 2 and math.isfinite(sr)
+    row = _summary_row(
+        bp.blueprint_id, "blueprint", inst.market.value, h, mode="rolling-fixed-rule", n_bars=n,
+        train_bars=sizes.train_bars, test_bars=sizes.test_bars, n_folds=k,
+        **{f"oos_{a}": _finite_or_none(v) for a, v in m.items()},
+        psr=probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt) if ok else None,
+        dsr=deflated_sharpe_ratio(sr, n_obs, skew, kurt, 1, 0.0) if ok else None, dsr_n_trials=1.0,
+        reason="fixed rule: evaluated per fold without re-optimisation; PBO needs several configurations",
+    )  # fmt: skip
+    return _typed([row], WF_SUMMARY_SCHEMA), _typed(fold_rows, WF_FOLDS_SCHEMA)
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _typed(rows: list[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame([{k: r.get(k) for k in schema.names()} for r in rows], schema=schema)
+
+
+def _typed_frames(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    out = pl.concat(frames, how="diagonal_relaxed")
+    return out.select(
+        [(pl.col(k) if k in out.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()]
+    )
