@@ -6,11 +6,11 @@ import warnings
 
 import dagster as dg
 
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-
 from lake_assets.raw.ingest import month_key
 from lake_assets.specs import universe
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 INSTRUMENT_DIM, MONTH_DIM = "instrument", "month"
 

@@ -67,7 +67,7 @@ def blueprints_path(store: Lake) -> Path:
     partitions_def=event_type_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
-    deps=["event_registry", "bars"],
+    deps=["event_registry", dg.AssetDep("bars", partition_mapping=dg.AllPartitionMapping())],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
 )

@@ -39,7 +39,8 @@ def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], eve
     partitions_def=event_type_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=f"events-1-{event_specs().spec_hash}",
-    deps=["bars", "features", "context_features", "market_context"],
+    deps=[dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
+          for a in ("bars", "features", "context_features", "market_context")],
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     kinds={"parquet", "polars"},
     check_specs=[

@@ -1,6 +1,5 @@
 """Raw layer: vendor data as delivered, typed, row-validated; rejected rows go to quarantine with a reason."""
 
-
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,7 +7,8 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from lake_assets.glue import expectations_check, frame_metadata, md_table
+from lake_assets.checks.quality import timestamps_unique_increasing
+from lake_assets.glue import check_result, expectations_check, frame_metadata, md_table
 from lake_assets.partitions import instrument_month_partitions, instrument_months
 from lake_assets.raw.ingest import RAW_ASSET, month_bounds, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
@@ -40,6 +40,15 @@ def _fetch(
     return vendor.fetch(inst, window[0], window[1], kind), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
 
 
+def _ordering(data: pl.DataFrame) -> dg.AssetCheckResult:
+    """Raw data is kept as delivered, so duplicate or out-of-order timestamps warn here and are fixed in `bars`."""
+    outcome = timestamps_unique_increasing(data)
+    meta: dict[str, Any] = dict(outcome.metadata)
+    if outcome.samples_markdown:
+        meta["samples"] = dg.MetadataValue.md(outcome.samples_markdown)
+    return check_result("ordering", outcome.passed, meta, warn_only=True, description=outcome.description)
+
+
 def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
     name = RAW_ASSET[kind]
     schema = RAW_SCHEMAS[kind]
@@ -55,7 +64,8 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         check_specs=[
             dg.AssetCheckSpec(
                 "expectations", asset=name, blocking=True, description="Great Expectations suite spec/expectations/raw"
-            )
+            ),
+            dg.AssetCheckSpec("ordering", asset=name, description="unique, increasing timestamps per instrument"),
         ],
     )
     def _raw(
@@ -101,7 +111,7 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
             meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(files), n=50))
         return dg.MaterializeResult(
             metadata=meta,
-            check_results=[expectations_check(data, name, "raw")],
+            check_results=[expectations_check(data, name, "raw"), _ordering(data)],
         )
 
     return _raw

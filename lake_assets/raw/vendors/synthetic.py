@@ -48,9 +48,9 @@ from lake_assets.vocabulary import (
 
 BAR = timedelta(minutes=5)
 FUNDING_EXTREME = 0.0007
-FUNDING_EFFECT = 0.0080  # 80 bps total drift after a funding extreme onset
+FUNDING_EFFECT = 0.0150  # 150 bps total drift after a funding extreme onset
 FUNDING_EFFECT_BARS = 48
-FLUSH_EFFECT = 0.0070
+FLUSH_EFFECT = 0.0150
 FLUSH_EFFECT_BARS = 24
 EFFECT_DELAY = 2  # the drift starts this many bars after the detection bar: never inside the detection bar
 
@@ -147,7 +147,7 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
         if left > 0:
             left -= 1
             f = level
-        elif f_starts[k] < 0.03:
+        elif f_starts[k] < 0.06:
             left = int(f_lengths[k])
             f = level = float(f_levels[k])
         else:
@@ -245,8 +245,10 @@ class SyntheticVendor:
         )
         ts = pl.Series(TS, chunk.ts).cast(pl.Datetime("us", "UTC"))
         if kind == DataKind.FUNDING:
-            return pl.DataFrame({TS: pl.Series(chunk.funding_ts).cast(pl.Datetime("us", "UTC")),
-                                 FUNDING_RATE: chunk.funding}).with_columns(pl.lit(inst.id).alias(INSTRUMENT))  # fmt: skip
+            funding_ts = pl.Series(chunk.funding_ts).cast(pl.Datetime("us", "UTC"))
+            return pl.DataFrame({TS: funding_ts, FUNDING_RATE: chunk.funding}).with_columns(
+                pl.lit(inst.id).alias(INSTRUMENT)
+            )
         if kind == DataKind.OPEN_INTEREST:
             return pl.DataFrame({TS: ts, OPEN_INTEREST: chunk.oi}).with_columns(pl.lit(inst.id).alias(INSTRUMENT))
         mult = np.exp(chunk.basis) if inst.market == Market.PERP else 1.0
