@@ -70,6 +70,14 @@ def blueprints_path(store: Lake) -> Path:
     deps=["event_registry", dg.AssetDep("bars", partition_mapping=dg.AllPartitionMapping())],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "statistics_sane",
+            asset="phase2_hypotheses",
+            blocking=True,
+            description="n >= 0, hit rate in [0, 1], entries after the lag, spec hash present",
+        )
+    ],
 )
 def phase2_hypotheses(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
@@ -79,14 +87,29 @@ def phase2_hypotheses(
     store = lake.lake()
     spec = load_discovery_spec()
     bars = all_bars(store)
-    total = 0
+    frames = []
     for event_type in context.partition_keys:
         events = store.read("events", "event_registry", [{"event_type": event_type}])
         out = build_hypotheses(events, bars, spec) if events.height and bars.height else pl.DataFrame()
         store.write(out, GROUP, "phase2_hypotheses", {"event_type": event_type})
-        total += out.height
+        if out.height:
+            frames.append(out)
     warehouse.refresh()
-    return dg.MaterializeResult(metadata={"dagster/row_count": total, "spec_hash": spec.spec_hash})
+    data = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": data.height, "spec_hash": spec.spec_hash},
+        check_results=[_hypotheses_check(data, spec.spec_hash)],
+    )
+
+
+def _hypotheses_check(data: pl.DataFrame, spec_hash: str) -> dg.AssetCheckResult:
+    if data.is_empty():
+        return check_result("statistics_sane", True, {"rows": 0})
+    bad = data.filter(
+        (pl.col("n") < 0) | ~pl.col("hit_rate").is_between(0, 1) | (pl.col("spec_hash") != spec_hash)
+        | (pl.col("std_bps") < 0)
+    ).height  # fmt: skip
+    return check_result("statistics_sane", bad == 0, {"rows": data.height, "violations": bad})
 
 
 @dg.asset(
@@ -146,6 +169,14 @@ def _q_check(candidates: pl.DataFrame, group: list[str]) -> dg.AssetCheckResult:
     deps=["phase2_candidates"],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "stress_monotone",
+            asset="bridge_evaluation",
+            blocking=True,
+            description="holdout expectancy never rises as costs are stressed",
+        )
+    ],
 )
 def bridge_evaluation(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Promoted candidates re-estimated on the holdout window: sign agreement, holdout after-cost expectancy and the
@@ -156,12 +187,18 @@ def bridge_evaluation(lake: LakeResource, warehouse: WarehouseResource) -> dg.Ma
     store.write(bridge, GROUP, "bridge_evaluation")
     warehouse.refresh()
     passed = int(bridge["bridge_pass"].sum()) if bridge.height else 0
+    rising = (
+        bridge.filter(pl.col("cost_stress_curve_bps").list.diff().list.max() > 1e-9).height
+        if bridge.height and "cost_stress_curve_bps" in bridge.columns
+        else 0
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": bridge.height,
             "bridge_pass": passed,
             "preview": dg.MetadataValue.md(md_table(bridge.head(15)) if bridge.height else "_no promoted candidates_"),
-        }  # fmt: skip
+        },
+        check_results=[check_result("stress_monotone", rising == 0, {"rows": bridge.height, "violations": rising})],
     )
 
 

@@ -116,21 +116,37 @@ def event_registry(
     deps=["event_registry", "bars"],
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     kinds={"parquet", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "agrees_with_registry",
+            asset="event_flags",
+            blocking=True,
+            description="each type's flag count equals its registry row count",
+        )
+    ],
 )
 def event_flags_asset(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Wide view of the registry: one boolean column per event type, one row per instrument bar."""
     store = lake.lake()
     names = event_specs().names
     events = store.read_all(GROUP, "event_registry")
-    total = 0
+    total, flagged = 0, dict.fromkeys(names, 0)
     for inst in universe().instruments:
         bars_ts = _bar_times(store, inst.id)
         inst_events = events.filter(pl.col(INSTRUMENT) == inst.id) if events.height else events
         flags = event_flags(inst_events, bars_ts, names) if bars_ts.height else pl.DataFrame()
         store.write(flags, GROUP, "event_flags", {INSTRUMENT: inst.id})
         total += flags.height
+        for name in names if flags.height else []:
+            flagged[name] += int(flags[name].sum())
     warehouse.refresh()
-    return dg.MaterializeResult(metadata={"dagster/row_count": total, "event_types": len(names)})
+    registry = dict(events.group_by("event_type").len().iter_rows()) if events.height else {}
+    mismatched = [n for n in names if flagged[n] != registry.get(n, 0)]
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": total, "event_types": len(names)},
+        check_results=[check_result("agrees_with_registry", not mismatched,
+                                    {"mismatched_types": ", ".join(mismatched) or "none"})],
+    )  # fmt: skip
 
 
 def _bar_times(store: Lake, instrument: str) -> pl.DataFrame:

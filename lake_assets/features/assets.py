@@ -153,21 +153,39 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     deps=[_bars_lookback_dep()],
     automation_condition=AUTOMATION,
     kinds={"parquet", "numpy"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_row_per_bar",
+            asset="window_embeddings",
+            blocking=True,
+            description="an embedding row for every bar, none on gap bars",
+        )
+    ],
 )
 def window_embeddings_asset(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Normalised returns of the last 32 and 64 bars as array columns, for similarity search and models."""
     store = lake.lake()
-    total = 0
+    total, mismatched, on_gaps = 0, 0, 0
     for inst_id, month in instrument_months(context):
         inst = universe().get(inst_id)
         bars = history_with_warmup(store, inst, month, 64)
-        out = window_embeddings(bars, (32, 64), target_start=month_bounds(month)[0]) if bars.height else pl.DataFrame()
+        start = month_bounds(month)[0]
+        out = window_embeddings(bars, (32, 64), target_start=start) if bars.height else pl.DataFrame()
         store.write(out, GROUP, "window_embeddings", {INSTRUMENT: inst_id, "month": month})
         total += out.height
+        target = bars.filter(pl.col(TS) >= start) if bars.height else bars
+        mismatched += abs(out.height - target.height)
+        if out.height:
+            gap_ts = target.filter(pl.col("is_gap")).select(TS)
+            on_gaps += out.join(gap_ts, on=TS).filter(pl.col("emb_32").is_not_null()).height
     warehouse.refresh()
-    return dg.MaterializeResult(metadata={"dagster/row_count": total})
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": total},
+        check_results=[check_result("one_row_per_bar", mismatched == 0 and on_gaps == 0,
+                                    {"row_mismatch": mismatched, "embeddings_on_gap_bars": on_gaps})],
+    )  # fmt: skip
 
 
 def _month_instruments(month: str) -> list[Instrument]:
@@ -227,6 +245,14 @@ def context_features(
     code_version=f"market-context-1-{load_calendar_spec().spec_hash}",
     automation_condition=dg.AutomationCondition.eager(),
     kinds={"parquet", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "complete_grid",
+            asset="market_context",
+            blocking=True,
+            description="one row per 5m bar of the month, every bar in a known session",
+        )
+    ],
 )
 def market_context(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
@@ -234,17 +260,24 @@ def market_context(
     """Session (Asia/Europe/US), session open/close, funding timestamps, calendar flags, macro windows (5m grid)."""
     store = lake.lake()
     spec = load_calendar_spec()
-    total = 0
+    total, problems = 0, []
     out = pl.DataFrame()
     for month in context.partition_keys:
         start, end = month_bounds(month)
         out = compute_market_context((start, end), spec, bar_period=timedelta(minutes=5))
         store.write(out, GROUP, "market_context", {"month": month})
         total += out.height
+        expected = int((end - start) / timedelta(minutes=5))
+        unknown = out.filter(~pl.col("session").is_in(["asia", "europe", "us"])).height
+        if out.height != expected or unknown:
+            problems.append(f"{month}: {out.height} rows (expected {expected}), {unknown} without a session")
     warehouse.refresh()
     meta = frame_metadata(out) if out.height else {}
     meta["dagster/row_count"] = dg.MetadataValue.int(total)
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[check_result("complete_grid", not problems, {"problems": "; ".join(problems) or "none"})],
+    )
 
 
 feature_assets = [features, window_embeddings_asset, context_features, market_context]
