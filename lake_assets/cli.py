@@ -72,6 +72,45 @@ def sync_instruments(instance: object) -> None:
                 instance.delete_dynamic_partition(name, key)  # type: ignore[attr-defined]
 
 
+# assets whose partitions (strategies) exist only once discovery has written blueprints.jsonl: planned in a second
+# phase, after the first phase's runs have executed
+STRATEGY_PHASE_ASSETS = ("backtests", "walkforward", "research_report")
+
+
+def sync_strategies(instance: object) -> list[str]:
+    """Make the `strategy` partitions equal to spec/strategies/*.json + blueprints.jsonl (as strategy_sensor does)."""
+    from resources.lake import LakeResource
+    from sensors.strategies import STRATEGY_PARTITIONS, current_strategies, strategy_changes
+
+    existing = set(instance.get_dynamic_partitions(STRATEGY_PARTITIONS))  # type: ignore[attr-defined]
+    wanted = current_strategies(LakeResource())
+    add, delete, _ = strategy_changes(existing, wanted, {})
+    if add:
+        instance.add_dynamic_partitions(STRATEGY_PARTITIONS, add)  # type: ignore[attr-defined]
+    for key in delete:
+        instance.delete_dynamic_partition(STRATEGY_PARTITIONS, key)  # type: ignore[attr-defined]
+    return list(wanted)
+
+
+def plan_and_execute(
+    asset_keys: Sequence[str] | None = None,
+    instruments: Sequence[str] | None = None,
+    months: tuple[str, str] | None = None,
+    progress: bool = True,
+) -> list[tuple[PlannedRun, bool, float]]:
+    """Two phases: everything up to discovery, then (partitions re-synced from the fresh blueprints.jsonl) the
+    strategy-partitioned backtests and the report."""
+    from lake_assets.definitions import all_assets
+
+    keys = list(asset_keys) if asset_keys is not None else [a.key.to_user_string() for a in all_assets]
+    first = [k for k in keys if k not in STRATEGY_PHASE_ASSETS]
+    second = [k for k in keys if k in STRATEGY_PHASE_ASSETS]
+    results = execute(plan_runs(first, instruments, months), progress) if first else []
+    if second:
+        results += execute(plan_runs(second, instruments, months), progress)
+    return results
+
+
 def plan_runs(
     asset_keys: Sequence[str] | None = None,
     instruments: Sequence[str] | None = None,
@@ -105,6 +144,7 @@ def plan_runs(
     # instruments adjacent in that order with the same month span share one run
     instance = _instance()
     sync_instruments(instance)
+    sync_strategies(instance)
     order = list(instance.get_dynamic_partitions("instrument"))
     blocks: list[tuple[list[str], str, str]] = []
     previous: str | None = None
@@ -213,7 +253,7 @@ def _print_table(df: object) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("POLARS_MAX_THREADS", "2")
     t0 = time.perf_counter()
-    results = execute(plan_runs())
+    results = plan_and_execute()
     failed = [r for r, ok, _ in results if not ok]
     from lake_assets.storage.warehouse import build_catalog, query
 
@@ -226,6 +266,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "UI:         dagster dev -w workspace.yaml   (DAGSTER_HOME="
         f"{os.environ['DAGSTER_HOME']})"
     )
+    from lake_assets.settings import reports_root
+
+    reports = sorted(reports_root().glob("*/report.md"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        print(f"Report:     {reports[-1]}   (qlake report)")
     return 1 if failed else 0
 
 
@@ -255,8 +300,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     select = [s.strip() for s in args.select.split(",")] if args.select else None
     instruments = [validate_instrument_id(i.strip()) for i in args.instruments.split(",")] if args.instruments else None
-    runs = plan_runs(select, instruments, _parse_months(args.months))
-    results = execute(runs)
+    results = plan_and_execute(select, instruments, _parse_months(args.months))
     for run, ok, secs in results:
         print(f"{'ok    ' if ok else 'FAILED'} {secs:7.1f}s  {run.label}")
     from lake_assets.storage.warehouse import build_catalog
@@ -273,6 +317,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("no report yet: run `qlake demo` or materialize research_report", file=sys.stderr)
         return 1
     print(reports[-1])
+    if args.show:
+        print(reports[-1].read_text())
     return 0
 
 
@@ -292,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_mat.add_argument("--instruments", help="comma-separated instrument ids (default: the universe)")
     p_mat.add_argument("--months", "--partitions", dest="months", help="YYYY-MM or YYYY-MM..YYYY-MM")
     p_mat.set_defaults(fn=cmd_materialize)
-    sub.add_parser("report", help="print the path of the latest research report").set_defaults(fn=cmd_report)
+    p_rep = sub.add_parser("report", help="print the path of the latest research report")
+    p_rep.add_argument("--show", action="store_true", help="also print the report's Markdown")
+    p_rep.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)
     _dagster_home()
     return int(args.fn(args))

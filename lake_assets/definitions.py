@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import dagster as dg
 
+from lake_assets.backtests.assets import backtest_assets
 from lake_assets.cleaned.assets import cleaned_assets
 from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.raw.assets import raw_assets
+from lake_assets.reports.assets import report_assets
 from resources import resources_for
 from sensors.instruments import instrument_sensor
 from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
+from sensors.strategies import strategy_sensor
 
-all_assets: list[dg.AssetsDefinition] = [*raw_assets, *cleaned_assets, *feature_assets, *event_assets, *discovery_assets]
+all_assets: list[dg.AssetsDefinition] = [
+    *raw_assets,
+    *cleaned_assets,
+    *feature_assets,
+    *event_assets,
+    *discovery_assets,
+    *backtest_assets,
+    *report_assets,
+]
 
 defs = dg.Definitions(
     assets=all_assets,
     jobs=[refresh_current_month_job, landing_job],
     schedules=[daily_refresh_schedule],
-    sensors=[instrument_sensor, landing_sensor, automation_sensor],
+    sensors=[instrument_sensor, landing_sensor, automation_sensor, strategy_sensor],
     resources=resources_for(),
 )

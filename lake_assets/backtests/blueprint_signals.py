@@ -85,8 +85,8 @@ def blueprint_entries(blueprint: Blueprint, events: pl.DataFrame, bars: pl.DataF
                 f"blueprint {bp.blueprint_id}: state column {bp.state.column!r} is not in the event registry"
             )
         ev = ev.filter(pl.col(bp.state.column).cast(pl.String) == bp.state.value)
-    schema = {"event_id": pl.String, "event_ts": TS_DTYPE, "signal_ts": TS_DTYPE, "side": pl.Float64,
-              "atr": pl.Float64, "ann_vol": pl.Float64, "traded": pl.Boolean, "reason": pl.String}  # fmt: skip
+    schema = {"event_id": pl.String(), "event_ts": TS_DTYPE, "signal_ts": TS_DTYPE, "side": pl.Float64(),
+              "atr": pl.Float64(), "ann_vol": pl.Float64(), "traded": pl.Boolean(), "reason": pl.String()}  # fmt: skip
     if ev.is_empty():
         return pl.DataFrame(schema=schema)
     ev = ev.select("event_id", pl.col(TS).cast(TS_DTYPE), "direction").join(b, on=TS, how="inner").sort(TS, "event_id")

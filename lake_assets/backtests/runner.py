@@ -281,11 +281,12 @@ def bracket_orders(
                     else (o[i] <= st.target_px or lo[i] <= st.target_px)
                 )  # fmt: skip
                 if stop_hit or tgt_hit:
-                    # the filled leg is consumed; a leg also touched this bar is cancelled by the engine (flat)
+                    # a touched leg is consumed: filled, or (the later one, when both are touched) cancelled by the
+                    # engine because the position is already flat; an untouched leg stays live until cancelled
                     if st.stop is not None:
-                        st.stop.live = st.stop.live and not stop_hit and not tgt_hit
+                        st.stop.live = st.stop.live and not stop_hit
                     if st.target is not None:
-                        st.target.live = st.target.live and not tgt_hit and not stop_hit
+                        st.target.live = st.target.live and not tgt_hit
                     st.pos = 0
         elif st.entry_side:  # good-for-one-bar entry on a gap bar: expired, its legs are cancelled
             for leg in st.entry_legs:
@@ -586,12 +587,14 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
         rows.append(m)
     metrics = pl.DataFrame(rows, infer_schema_length=None)
     tables["metrics"] = metrics.with_columns(
-        pl.col("n_events").cast(pl.Int64), pl.col("n_event_entries").cast(pl.Int64), pl.col("event_type").cast(pl.String)
+        pl.col("n_events").cast(pl.Int64),
+        pl.col("n_event_entries").cast(pl.Int64),
+        pl.col("event_type").cast(pl.String),
     )
     return tables
 
 
-EQUITY_VIEW_SCHEMA = pl.Schema({**dict(EQUITY_SCHEMA), STRATEGY: pl.String, BOOK: pl.String})
+EQUITY_VIEW_SCHEMA = pl.Schema({**dict(EQUITY_SCHEMA), STRATEGY: pl.String(), BOOK: pl.String()})
 
 
 # --- walk-forward -------------------------------------------------------------------------------------------------
@@ -614,18 +617,20 @@ def choose_sizes(n_bars: int, folds: int = 4, train_multiple: int = 2, min_test:
 
 
 WF_SUMMARY_SCHEMA = pl.Schema({
-    STRATEGY: pl.String, "kind": pl.String, BOOK: pl.String, "applicable": pl.Boolean, "reason": pl.String,
-    "mode": pl.String, "n_bars": pl.Int64, "train_bars": pl.Int64, "test_bars": pl.Int64, "n_folds": pl.Int64,
-    "oos_sharpe": pl.Float64, "oos_total_return": pl.Float64, "oos_max_drawdown": pl.Float64,
-    "oos_hit_rate": pl.Float64, "oos_exposure": pl.Float64, "pbo": pl.Float64, "psr": pl.Float64, "dsr": pl.Float64,
-    "dsr_n_trials": pl.Float64, "max_psi": pl.Float64, "spec_hash": pl.String,
+    STRATEGY: pl.String(), "kind": pl.String(), BOOK: pl.String(), "applicable": pl.Boolean(), "reason": pl.String(),
+    "mode": pl.String(), "n_bars": pl.Int64(), "train_bars": pl.Int64(), "test_bars": pl.Int64(), "n_folds": pl.Int64(),
+    "oos_sharpe": pl.Float64(), "oos_total_return": pl.Float64(), "oos_max_drawdown": pl.Float64(),
+    "oos_hit_rate": pl.Float64(), "oos_exposure": pl.Float64(), "pbo": pl.Float64(), "psr": pl.Float64(),
+    "dsr": pl.Float64(),
+    "dsr_n_trials": pl.Float64(), "max_psi": pl.Float64(), "spec_hash": pl.String(),
 })  # fmt: skip
 WF_FOLDS_SCHEMA = pl.Schema({
-    STRATEGY: pl.String, BOOK: pl.String, "fold": pl.Int64, "train_start": TS_DTYPE, "train_end": TS_DTYPE,
-    "test_start": TS_DTYPE, "test_end": TS_DTYPE, "params": pl.String, "method": pl.String, "n_trials": pl.Int64,
-    "is_score": pl.Float64, "oos_sharpe": pl.Float64, "oos_total_return": pl.Float64, "oos_max_drawdown": pl.Float64,
-    "oos_hit_rate": pl.Float64, "oos_exposure": pl.Float64, "oos_n_bars": pl.Float64, "max_psi": pl.Float64,
-    "in_discovery_window": pl.Boolean,
+    STRATEGY: pl.String(), BOOK: pl.String(), "fold": pl.Int64(), "train_start": TS_DTYPE, "train_end": TS_DTYPE,
+    "test_start": TS_DTYPE, "test_end": TS_DTYPE, "params": pl.String(), "method": pl.String(), "n_trials": pl.Int64(),
+    "is_score": pl.Float64(), "oos_sharpe": pl.Float64(), "oos_total_return": pl.Float64(),
+    "oos_max_drawdown": pl.Float64(),
+    "oos_hit_rate": pl.Float64(), "oos_exposure": pl.Float64(), "oos_n_bars": pl.Float64(), "max_psi": pl.Float64(),
+    "in_discovery_window": pl.Boolean(),
 })  # fmt: skip
 
 
@@ -693,8 +698,11 @@ def walkforward_json(
             )
         )  # fmt: skip
         folds.append(
-            ff.with_columns(pl.lit(market.value).alias(BOOK), pl.lit(key).alias(STRATEGY),
-                            pl.lit(False).alias("in_discovery_window"))  # fmt: skip
+            ff.with_columns(
+                pl.lit(market.value).alias(BOOK),
+                pl.lit(key).alias(STRATEGY),
+                pl.lit(False).alias("in_discovery_window"),
+            )  # fmt: skip
         )
     return _typed(summary, WF_SUMMARY_SCHEMA), _typed_frames(folds, WF_FOLDS_SCHEMA)
 
@@ -772,6 +780,4 @@ def _typed_frames(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame
     if not frames:
         return pl.DataFrame(schema=schema)
     out = pl.concat(frames, how="diagonal_relaxed")
-    return out.select(
-        [(pl.col(k) if k in out.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()]
-    )
+    return out.select([(pl.col(k) if k in out.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()])

@@ -1,0 +1,224 @@
+"""Backtest assets: `backtests` and `walkforward`, one dynamic `strategy` partition per JSON spec and blueprint.
+
+Thin: resolve the partition key to a strategy (spec/strategies/*.json or blueprints.jsonl), call `runner`, write the
+tables partitioned by strategy, report metrics, plots and the accounting-identity checks.
+"""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from dagster import AssetExecutionContext
+
+from lake_assets.backtests import runner
+from lake_assets.backtests.costs import load_costs
+from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
+from lake_assets.backtests.strategy_spec import StrategySpec, load_strategies
+from lake_assets.discovery.assets import blueprints_path
+from lake_assets.discovery.blueprints import Blueprint, read_blueprints_jsonl
+from lake_assets.glue import check_result, md_table, png_metadata
+from lake_assets.reports.plots import drawdowns_png, equity_curves_png
+from lake_assets.specs import spec_hash, universe
+from lake_assets.storage.lake import Lake
+from lake_assets.storage.warehouse import LakeTable, register_table
+from resources.lake import LakeResource, WarehouseResource
+
+GROUP = "backtests"
+STRATEGY_DIM = "strategy"
+strategy_partitions = dg.DynamicPartitionsDefinition(name="strategy")
+AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+BOOK_SCHEMA = {runner.BOOK: pl.String()}
+TABLES = ("trades", "orders", "fills", "equity", "risk_events", "metrics")
+for _t in (
+    LakeTable(GROUP, "trades", 1, schema=pl.Schema({**dict(TRADES_SCHEMA), **BOOK_SCHEMA})),
+    LakeTable(GROUP, "orders", 1, schema=pl.Schema({**dict(ORDERS_SCHEMA), **BOOK_SCHEMA})),
+    LakeTable(GROUP, "fills", 1, schema=pl.Schema({**dict(FILLS_SCHEMA), **BOOK_SCHEMA})),
+    LakeTable(GROUP, "risk_events", 1, schema=pl.Schema({**dict(RISK_EVENTS_SCHEMA), **BOOK_SCHEMA})),
+    LakeTable(GROUP, "equity", 1, view="equity_curves", schema=runner.EQUITY_VIEW_SCHEMA),
+    LakeTable(GROUP, "metrics", 1, view="backtest_metrics"),
+    LakeTable(GROUP, "walkforward", 1, schema=runner.WF_SUMMARY_SCHEMA),
+    LakeTable(GROUP, "walkforward_folds", 1, schema=runner.WF_FOLDS_SCHEMA),
+):
+    register_table(_t)
+
+UPSTREAM_PARTITIONED = ("bars", "features", "raw_funding", "event_registry")
+METRIC_PREVIEW = ("strategy", "book", "instruments", "execution", "total_return", "sharpe", "max_drawdown",
+                  "n_trades", "win_rate", "fees_paid", "funding_paid", "identity_ok")  # fmt: skip
+
+
+def _code_version(kind: str) -> str:
+    return f"{kind}-1-{spec_hash('costs.yaml', 'strategies')}"
+
+
+def load_blueprints(store: Lake) -> dict[str, Blueprint]:
+    path = blueprints_path(store)
+    return {bp.blueprint_id: bp for bp in read_blueprints_jsonl(path)} if path.is_file() else {}
+
+
+def resolve(key: str, specs: dict[str, StrategySpec], blueprints: dict[str, Blueprint]) -> StrategySpec | Blueprint:
+    """The strategy behind a partition key; a vanished one is a NoDataError naming the key and where it was looked
+    for."""
+    kind, name = runner.parse_key(key)
+    if kind == "json":
+        if name not in specs:
+            raise runner.NoDataError(f"strategy {key}: spec/strategies/{name}.json does not exist (any more)")
+        return specs[name]
+    if name not in blueprints:
+        raise runner.NoDataError(f"strategy {key}: not in discovery/strategy_blueprints/blueprints.jsonl (any more)")
+    return blueprints[name]
+
+
+def _clear(store: Lake, key: str, tables: tuple[str, ...]) -> None:
+    for t in tables:
+        store.write(pl.DataFrame(), GROUP, t, {STRATEGY_DIM: key})
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=strategy_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=_code_version("backtests"),
+    deps=[
+        # every strategy reads all of its instruments' history: each partition depends on all upstream partitions
+        *(dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping()) for a in UPSTREAM_PARTITIONED),
+        "strategy_blueprints",
+    ],
+    automation_condition=AUTOMATION,
+    kinds={"parquet", "polars", "numba"},
+    check_specs=[
+        dg.AssetCheckSpec("accounting_identity", asset="backtests", blocking=True,
+                          description="final equity = initial + sum trade PnL - fees - funding; cash + positions = "
+                                      "equity at every bar (recomputed from the fills)"),
+        dg.AssetCheckSpec("has_data", asset="backtests", blocking=True,
+                          description="every strategy had bars (and events) to trade: no silent zero-return runs"),
+        dg.AssetCheckSpec("has_trades", asset="backtests", blocking=False,
+                          description="warns when a strategy never traded"),
+    ],
+)  # fmt: skip
+def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Realistic backtests (spec/costs.yaml cost model, risk caps, funding for perps) of each strategy partition:
+    trades, orders, fills, equity, risk events and one metrics row per book (market)."""
+    store = lake.lake()
+    specs, blueprints = load_strategies(), load_blueprints(store)
+    instruments, costs = universe().instruments, load_costs()
+    metrics, equities, failures = [], [], {}
+    for key in context.partition_keys:
+        try:
+            strategy = resolve(key, specs, blueprints)
+            runs = (
+                runner.run_json_strategy(store, strategy, instruments, costs) if isinstance(strategy, StrategySpec)
+                else runner.run_blueprint(store, strategy, instruments, costs)
+            )  # fmt: skip
+        except runner.NoDataError as exc:
+            failures[key] = str(exc)
+            context.log.error(str(exc))
+            _clear(store, key, TABLES)
+            continue
+        tables = runner.result_tables(runs, runner.content_hash(strategy))
+        for name, df in tables.items():
+            store.write(df, GROUP, name, {STRATEGY_DIM: key})
+        metrics.append(tables["metrics"])
+        equities.append(tables["equity"])
+    warehouse.refresh()
+    m = pl.concat(metrics, how="diagonal_relaxed") if metrics else pl.DataFrame()
+    equity = pl.concat(equities, how="diagonal_relaxed") if equities else pl.DataFrame()
+    meta: dict[str, Any] = {
+        "dagster/row_count": m.height,
+        "strategies": len(context.partition_keys),
+        "metrics": dg.MetadataValue.md(
+            md_table(m.select([c for c in METRIC_PREVIEW if c in m.columns]), n=40) if m.height else "_no backtests_"
+        ),  # fmt: skip
+    }
+    if equity.height:
+        top = m.sort("sharpe", descending=True, nulls_last=True).select("strategy", "book").head(8)
+        shown = equity.join(top, on=["strategy", "book"], how="inner")
+        meta["equity_curves"] = png_metadata(equity_curves_png(shown))
+        meta["drawdowns"] = png_metadata(drawdowns_png(shown))
+    identity_cols = ["strategy", "book", "final_equity", "final_identity_abs_error",
+                     "max_abs_error_cash_plus_positions", "identity_ok"]  # fmt: skip
+    broken = m.filter(~pl.col("identity_ok")) if m.height else m
+    no_trades = m.filter(pl.col("n_trades") == 0) if m.height else m
+    failure_md = "\n".join(f"- {msg}" for msg in failures.values()) or "none"
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[
+            check_result("accounting_identity", broken.height == 0 and m.height > 0,
+                         {"books_checked": m.height, "books_failing": broken.height,
+                          "details": md_table((broken if broken.height else m).select(identity_cols), n=40)
+                          if m.height else "_no books_"}),
+            check_result("has_data", not failures, {"failures": f"\n{failure_md}" if failures else "none",
+                                                    "strategies_without_data": len(failures)}),
+            check_result("has_trades", no_trades.height == 0,
+                         {"books_without_trades": no_trades.height,
+                          "books": ", ".join(f"{r['strategy']}[{r['book']}]" for r in no_trades.iter_rows(named=True))
+                          or "none"}, warn_only=True),
+        ],
+    )  # fmt: skip
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=strategy_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=_code_version("walkforward"),
+    deps=["backtests"],
+    automation_condition=AUTOMATION,
+    kinds={"parquet", "optuna"},
+    check_specs=[
+        dg.AssetCheckSpec("statistics_valid", asset="walkforward", blocking=True,
+                          description="PBO, PSR and DSR in [0, 1]; test windows after their train windows, disjoint"),
+    ],
+)  # fmt: skip
+def walkforward(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Rolling walk-forward per strategy and book: in-sample re-optimisation (JSON strategies with parameters) or
+    the fixed rule per fold (blueprints), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift."""
+    store = lake.lake()
+    specs, blueprints = load_strategies(), load_blueprints(store)
+    instruments, costs = universe().instruments, load_costs()
+    summaries, fold_tables, failures = [], [], {}
+    for key in context.partition_keys:
+        try:
+            strategy = resolve(key, specs, blueprints)
+            summary, folds = (
+                runner.walkforward_json(store, strategy, instruments) if isinstance(strategy, StrategySpec)
+                else runner.walkforward_blueprint(store, strategy, instruments, costs)
+            )  # fmt: skip
+        except runner.NoDataError as exc:
+            failures[key] = str(exc)
+            context.log.error(str(exc))
+            _clear(store, key, ("walkforward", "walkforward_folds"))
+            continue
+        store.write(summary, GROUP, "walkforward", {STRATEGY_DIM: key})
+        store.write(folds, GROUP, "walkforward_folds", {STRATEGY_DIM: key})
+        summaries.append(summary)
+        fold_tables.append(folds)
+    warehouse.refresh()
+    s = pl.concat(summaries) if summaries else pl.DataFrame(schema=runner.WF_SUMMARY_SCHEMA)
+    f = pl.concat(fold_tables) if fold_tables else pl.DataFrame(schema=runner.WF_FOLDS_SCHEMA)
+    bad_stats = s.filter(
+        pl.any_horizontal([(pl.col(c) < 0) | (pl.col(c) > 1) for c in ("pbo", "psr", "dsr")]).fill_null(False)
+    )
+    bad_folds = f.filter(
+        (pl.col("test_start") < pl.col("train_end"))
+        | (pl.col("test_start") < pl.col("test_end").shift(1).over("strategy", "book")).fill_null(False)
+    )
+    preview = ("strategy", "book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "pbo", "dsr", "max_psi",
+               "reason")  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": s.height,
+            "summary": dg.MetadataValue.md(md_table(s.select(preview), n=40) if s.height else "_none_"),
+            "folds": f.height,
+            "failures": dg.MetadataValue.md("\n".join(f"- {v}" for v in failures.values()) or "none"),
+        },
+        check_results=[
+            check_result("statistics_valid", bad_stats.height == 0 and bad_folds.height == 0 and not failures,
+                         {"rows_out_of_range": bad_stats.height, "overlapping_folds": bad_folds.height,
+                          "strategies_without_data": len(failures)}),
+        ],
+    )  # fmt: skip
+
+
+backtest_assets = [backtests, walkforward]

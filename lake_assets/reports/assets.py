@@ -1,0 +1,46 @@
+"""The `research_report` asset: Markdown + JSON + PNGs under data/reports/<run id>/, mirrored as asset metadata."""
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from lake_assets.backtests.assets import load_blueprints
+from lake_assets.backtests.runner import strategy_catalog
+from lake_assets.backtests.strategy_spec import load_strategies
+from lake_assets.glue import check_result, png_metadata
+from lake_assets.reports.research import build_report, gather, write_report
+from lake_assets.settings import reports_root
+from resources.lake import LakeResource
+
+GROUP = "reports"
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=["backtests", "walkforward", "strategy_blueprints", "phase2_candidates"],
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    kinds={"markdown", "json"},
+    check_specs=[dg.AssetCheckSpec("report_complete", asset="research_report", blocking=False,
+                                   description="report.md, report.json and every plot were written")],
+)  # fmt: skip
+def research_report(context: AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Backtest ranking, walk-forward verdicts, discovery funnel and plots for the strategies that exist now."""
+    store = lake.lake()
+    current = strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
+    report = build_report(gather(store, current), run_id=context.run_id)
+    out_dir = reports_root() / context.run_id
+    paths = write_report(report, out_dir)
+    expected = {"report.md", "report.json", *report.pngs}
+    missing = sorted(n for n in expected if not (n in paths and paths[n].is_file()))
+    meta = {
+        "path": dg.MetadataValue.path(str(paths["report.md"])),
+        "report": dg.MetadataValue.md(report.markdown),
+        **{name.removesuffix(".png"): png_metadata(png) for name, png in report.pngs.items()},
+    }
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[check_result("report_complete", not missing, {"missing": ", ".join(missing) or "none",
+                                                                     "folder": str(out_dir)})],
+    )  # fmt: skip
+
+
+report_assets = [research_report]

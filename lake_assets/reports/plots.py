@@ -1,0 +1,133 @@
+"""PNG plots of backtest results for the research report and asset metadata (matplotlib Agg, no display).
+
+Every function takes plain polars frames (the lake's `equity`, `metrics` and discovery tables) and returns PNG bytes,
+so the Dagster assets, the report files and notebooks draw the same pictures.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from lake_assets.vocabulary import TS  # noqa: E402
+
+STRATEGY, BOOK = "strategy", "book"
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _series_label(strategy: str, book: str) -> str:
+    return f"{strategy} [{book}]"
+
+
+def _books(equity: pl.DataFrame, max_books: int) -> list[str]:
+    return equity[BOOK].unique(maintain_order=True).to_list()[:max_books] if equity.height else []
+
+
+def equity_curves_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
+    """Equity normalised to 1 at the start, one panel per book (markets have different calendars)."""
+    books = _books(equity, max_books) or ["(none)"]
+    fig = Figure(figsize=(9, 2.6 * len(books)), dpi=80)
+    axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
+    for ax, book in zip(axes, books, strict=True):
+        sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
+        for strat in sub[STRATEGY].unique(maintain_order=True).to_list()[:max_lines] if sub.height else []:
+            s = sub.filter(pl.col(STRATEGY) == strat).sort(TS)
+            thin = s.gather_every(max(1, s.height // max_points))
+            first = float(s["equity"][0])
+            ax.plot(thin[TS].to_list(), (thin["equity"] / first).to_list(), lw=0.9, label=strat)
+        ax.axhline(1.0, color="0.5", lw=0.5)
+        ax.set_title(f"equity (normalised) · book {book}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if sub.height:
+            ax.legend(fontsize=6, loc="upper left")
+    return _png(fig)
+
+
+def drawdowns_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
+    """Drawdown below the running peak (fraction), one panel per book."""
+    books = _books(equity, max_books) or ["(none)"]
+    fig = Figure(figsize=(9, 2.2 * len(books)), dpi=80)
+    axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
+    for ax, book in zip(axes, books, strict=True):
+        sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
+        for strat in sub[STRATEGY].unique(maintain_order=True).to_list()[:max_lines] if sub.height else []:
+            s = sub.filter(pl.col(STRATEGY) == strat).sort(TS)
+            thin = s.gather_every(max(1, s.height // max_points))
+            ax.fill_between(thin[TS].to_list(), thin["drawdown"].to_list(), 0.0, alpha=0.25, label=strat)
+        ax.set_title(f"drawdown · book {book}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if sub.height:
+            ax.legend(fontsize=6, loc="lower left")
+    return _png(fig)
+
+
+def monthly_returns(equity: pl.DataFrame) -> pl.DataFrame:
+    """strategy, book, month (YYYY-MM), return: compounded from the last equity of each month (first month from
+    the first bar's equity)."""
+    if equity.is_empty():
+        return pl.DataFrame(schema={STRATEGY: pl.String, BOOK: pl.String, "month": pl.String, "return": pl.Float64})
+    last = (
+        equity.sort(TS)
+        .with_columns(pl.col(TS).dt.strftime("%Y-%m").alias("month"))
+        .group_by(STRATEGY, BOOK, "month", maintain_order=True)
+        .agg(pl.col("equity").first().alias("first"), pl.col("equity").last().alias("last"))
+        .sort(STRATEGY, BOOK, "month")
+    )
+    return last.with_columns(
+        (pl.col("last") / pl.col("last").shift(1).over(STRATEGY, BOOK).fill_null(pl.col("first")) - 1.0).alias("return")
+    ).select(STRATEGY, BOOK, "month", "return")
+
+
+def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
+    """Strategy x month returns (%), diverging colours centred on zero, values written in the cells."""
+    mr = monthly_returns(equity)
+    labels = (
+        mr.select(STRATEGY, BOOK).unique(maintain_order=True).head(max_rows).rows() if mr.height else []
+    )  # fmt: skip
+    months = sorted(mr["month"].unique().to_list()) if mr.height else []
+    grid = np.full((max(1, len(labels)), max(1, len(months))), np.nan)
+    lookup = {(r[0], r[1], r[2]): r[3] for r in mr.iter_rows()}
+    for a, (s, b) in enumerate(labels):
+        for k, m in enumerate(months):
+            v = lookup.get((s, b, m))
+            grid[a, k] = np.nan if v is None else 100.0 * v
+    fig = Figure(figsize=(max(5, 0.9 * len(months) + 3), max(2.5, 0.35 * len(labels) + 1.5)), dpi=80)
+    ax = fig.subplots()
+    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(months)), months, fontsize=7, rotation=45)
+    ax.set_yticks(range(len(labels)), [_series_label(s, b) for s, b in labels], fontsize=7)
+    for a in range(len(labels)):
+        for k in range(len(months)):
+            if np.isfinite(grid[a, k]):
+                ax.text(k, a, f"{grid[a, k]:.1f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, label="monthly return (%)")
+    ax.set_title("monthly returns (%)", fontsize=9)
+    return _png(fig)
+
+
+def funnel_png(funnel: pl.DataFrame) -> bytes:
+    """Discovery funnel: rows surviving each stage cumulatively (log scale)."""
+    fig = Figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
+    ax = fig.subplots()
+    stages = funnel["stage"].to_list()[::-1]
+    values = [max(v, 0) for v in funnel["cumulative"].to_list()[::-1]]
+    ax.barh(stages, [v if v > 0 else 0.8 for v in values], color="tab:blue")
+    for y, v in enumerate(values):
+        ax.text(max(v, 1), y, f" {v}", va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_title("discovery funnel (cumulative survivors)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    return _png(fig)
