@@ -7,7 +7,9 @@ Var(x_child - x_parent) = se_child^2 - se_parent^2 when there is no real heterog
 
     tau^2 = max(0, mean[(x_child - x_parent)^2] - mean[se_child^2 - se_parent^2])   (positive-part James-Stein)
 
-pooled over the cell (timeframe x horizon x template, so different return scales are never mixed). A child's
+estimated within its parent (events within their family, states and instruments within their event; families
+within the cell timeframe x horizon x template, so different return scales are never mixed): a tau^2 pooled over
+the whole cell would let many null events swamp the one real effect among them and shrink it to nothing. A child's
 pooling weight is w = tau^2 / (tau^2 + se_child^2) and its shrunk effect is w x_child + (1 - w) shrunk_parent,
 applied top-down. Children identical to their parent (a sole child) carry no information about tau^2 and are left
 out of its estimate; a level with no informative child keeps w = 1 (it is its parent).
@@ -83,7 +85,9 @@ def shrink_hierarchical(
         family_shrunk=pl.col("family_weight") * pl.col("family_x") + (1 - pl.col("family_weight")) * pl.col("global_x")
     )
     ev = _pool(base, ev_keys, "event").join(fam, on=fam_keys, how="left")
-    ev = ev.join(_tau2(ev, cell, "event", "family"), on=cell, how="left").with_columns(event_weight=_weight("event"))
+    ev = ev.join(_tau2(ev, fam_keys, "event", "family"), on=fam_keys, how="left").with_columns(
+        event_weight=_weight("event")
+    )
     ev = ev.with_columns(
         event_shrunk=pl.col("event_weight") * pl.col("event_x") + (1 - pl.col("event_weight")) * pl.col("family_shrunk")
     )
@@ -92,7 +96,7 @@ def shrink_hierarchical(
         state_v=pl.when(pl.col("_usable")).then(pl.col("se_bps") ** 2),
         state_n=pl.col("n").cast(pl.Float64),
     )
-    leaves = leaves.join(_tau2(leaves, cell, "state", "event"), on=cell, how="left").with_columns(
+    leaves = leaves.join(_tau2(leaves, ev_keys, "state", "event"), on=ev_keys, how="left").with_columns(
         state_weight=_weight("state")
     )
     out = leaves.with_columns(
