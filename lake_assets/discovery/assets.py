@@ -27,7 +27,6 @@ for _t in (
     LakeTable(GROUP, "phase2_hypotheses", 1, view="hypotheses"),
     LakeTable(GROUP, "phase2_candidates", 0, view="candidates"),
     LakeTable(GROUP, "bridge_evaluation", 0),
-    LakeTable(GROUP, "strategy_blueprints", 0, view="blueprints"),
 ):
     register_table(_t)
 
@@ -49,13 +48,17 @@ BLUEPRINT_SCALARS = ("blueprint_id", "name", "event_type", "family", "instrument
 BLUEPRINT_NESTED = ("state", "entry", "exits", "sizing", "costs", "evidence")  # stored as JSON text for SQL
 
 
+BLUEPRINT_SCHEMA = pl.Schema(dict.fromkeys((*BLUEPRINT_SCALARS, *BLUEPRINT_NESTED), pl.String()))
+register_table(LakeTable(GROUP, "strategy_blueprints", 0, view="blueprints", schema=BLUEPRINT_SCHEMA))
+
+
 def blueprint_table(blueprints: list[Blueprint]) -> pl.DataFrame:
     """A flat, typed table of blueprints (nested parts as JSON), empty but typed when there are none."""
     rows = []
     for bp in blueprints:
         d = bp.model_dump(mode="json")
         rows.append({**{k: d[k] for k in BLUEPRINT_SCALARS}, **{k: json.dumps(d[k]) for k in BLUEPRINT_NESTED}})
-    return pl.DataFrame(rows, schema={k: pl.String for k in (*BLUEPRINT_SCALARS, *BLUEPRINT_NESTED)})
+    return pl.DataFrame(rows, schema=BLUEPRINT_SCHEMA)
 
 
 def blueprints_path(store: Lake) -> Path:
@@ -222,6 +225,7 @@ def strategy_blueprints(lake: LakeResource, warehouse: WarehouseResource) -> dg.
     except ValueError as exc:
         problems.append(str(exc))
     path = write_blueprints_jsonl(blueprints, blueprints_path(store))
+    path.chmod(0o644)  # a research artifact others read, not a secret
     table = pl.DataFrame([bp.model_dump(mode="json") for bp in blueprints]) if blueprints else pl.DataFrame()
     store.write(table, GROUP, "strategy_blueprints")
     warehouse.refresh()
