@@ -2,9 +2,9 @@
 
 compute_features evaluates the catalog on numpy arrays where NaN marks a missing value. Indicator and template
 implementations ask this object for their inputs (`x`) and for common intermediates: rolling sums/means, EWMs,
-Welford variances, rolling extremes and derived series such as true range or typical price. Each is computed once
-per instrument. With a `plan` (every request of a catalog, recorded once by evaluating it on empty inputs), the first
-request for an (operation, input) computes all planned windows of it in one fused kernel pass.
+Welford standard deviations, rolling extremes and derived series such as true range or typical price. Each is
+computed once per instrument. With a `plan` (every request of a catalog, recorded once by evaluating it on empty
+inputs), the first request for an (operation, input) computes all planned windows of it in one fused kernel pass.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lake_assets.features import kernels as K
 
-Plan = dict[tuple[str, str], set[tuple[float, ...]]]  # (operation, input) -> parameter tuples requested
+Plan = dict[tuple[str, str], set[tuple[Any, ...]]]  # (operation, input) -> parameter tuples requested
 TS_US = "__ts_utc_us"  # pseudo-column: bar open times as UTC epoch microseconds (int64)
 
 
@@ -44,8 +45,16 @@ class Arrays:
     In `record` mode every windowed request is added to `plan` (used on zero-row inputs to build the plan).
     """
 
-    def __init__(self, load: Callable[[str], np.ndarray], *, plan: Plan | None = None, record: bool = False) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], np.ndarray],
+        *,
+        plan: Plan | None = None,
+        record: bool = False,
+        loadable: frozenset[str] | None = None,
+    ) -> None:
         self._load = load
+        self._loadable = loadable  # names `load` serves (None: any); others exist once `set`
         self._cols: dict[str, np.ndarray | Labeled] = {}
         self._memo: dict[tuple[object, ...], object] = {}
         self.cache: dict[str, object] = {}  # free-form per-instrument cache for implementations
@@ -61,6 +70,10 @@ class Arrays:
         if name not in self._cols:
             self._cols[name] = self._load(name)
         return self._cols[name]
+
+    def ready(self, name: str) -> bool:
+        """The column can be read now (a bar column, or a feature computed already)."""
+        return name in self._cols or self._loadable is None or name in self._loadable
 
     def x(self, name: str) -> np.ndarray:
         """A column (feature or bar) as float64 with NaN for missing."""
@@ -81,9 +94,9 @@ class Arrays:
         key = (op, col, param)
         if key in self._memo:
             return self._memo[key]
-        planned = self.plan.setdefault((op, col), set())
         if self.record:
-            planned.add(param)
+            self.plan.setdefault((op, col), set()).add(param)
+        planned = self.plan.get((op, col), ())
         todo = sorted({param} | {p for p in planned if (op, col, p) not in self._memo})
         for p, value in zip(todo, run(todo), strict=True):
             self._memo[(op, col, p)] = value
@@ -91,6 +104,10 @@ class Arrays:
 
     def _rolling(self, col: str, n: int, mean: bool) -> np.ndarray:
         def run(params: list[tuple[float, ...]]) -> list[np.ndarray]:
+            if len(params) == 1:
+                w = int(params[0][0])
+                single = K.rolling_mean if params[0][1] else K.rolling_sum
+                return [single(self.x(col), w, min_count(w))]
             ns = np.array([int(p[0]) for p in params], dtype=np.int64)
             means = np.array([bool(p[1]) for p in params])
             out = K.rolling_sum_multi(self.x(col), ns, np.array([min_count(int(m)) for m in ns]), means)
@@ -110,6 +127,8 @@ class Arrays:
         """= K.ewm(x, alpha, min_obs)."""
 
         def run(params: list[tuple[float, ...]]) -> list[np.ndarray]:
+            if len(params) == 1:
+                return [K.ewm(self.x(col), float(params[0][0]), int(params[0][1]))]
             alphas = np.array([p[0] for p in params])
             mins = np.array([int(p[1]) for p in params], dtype=np.int64)
             return list(K.ewm_multi(self.x(col), alphas, mins))
@@ -120,23 +139,37 @@ class Arrays:
         """EMA with span n (alpha = 2/(n+1)), n observations before the first value."""
         return self.ewm(col, 2.0 / (n + 1.0), n)
 
-    def var(self, col: str, n: int, ddof: int) -> np.ndarray:
-        """= K.rolling_var(x, n, min_count(n), ddof): the Welford state is shared by every ddof."""
-        key = ("var", col, n, ddof)
-        if key not in self._memo:
-
-            def run(params: list[tuple[float, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
-                m2, cnt = K.rolling_m2_multi(self.x(col), np.array([int(p[0]) for p in params], dtype=np.int64))
-                return [(m2[i], cnt[i]) for i in range(len(params))]
-
-            m2, cnt = self._batched("m2", col, (n,), run)
-            self._memo[key] = K.var_from_m2(m2, cnt, min_count(n), ddof)
-        return self._memo[key]  # type: ignore[return-value]
-
     def std(self, col: str, n: int, ddof: int) -> np.ndarray:
+        """= K.rolling_std(x, n, min_count(n), ddof).
+
+        Welford updates are bound by division latency, so every planned (input, window, ddof) whose input is ready
+        runs as a lane of one kernel pass, four lanes at a time, across inputs.
+        """
         key = ("std", col, n, ddof)
-        if key not in self._memo:
-            self._memo[key] = np.sqrt(self.var(col, n, ddof))
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[return-value]
+        if self.record:
+            self.plan.setdefault(("std", ""), set()).add((col, n, ddof))
+        lanes = [(col, n, ddof)]
+        for p in sorted(self.plan.get(("std", ""), ()), key=str):
+            lane = (str(p[0]), int(p[1]), int(p[2]))
+            if lane not in lanes and ("std", *lane) not in self._memo and self.ready(lane[0]):
+                lanes.append(lane)
+        for g in range(0, len(lanes), 4):
+            group = lanes[g : g + 4]
+            xs = [self.x(c) for c, _, _ in group]
+            xs += [xs[0]] * (4 - len(xs))
+            out = K.rolling_std_lanes(
+                xs[0],
+                xs[1],
+                xs[2],
+                xs[3],
+                np.array([w for _, w, _ in group], dtype=np.int64),
+                np.array([d for _, _, d in group], dtype=np.int64),
+                np.array([min_count(w) for _, w, _ in group], dtype=np.int64),
+            )
+            for lane, values in zip(group, out, strict=True):
+                self._memo[("std", *lane)] = values
         return self._memo[key]  # type: ignore[return-value]
 
     def _extreme(self, op: str, col: str, n: int) -> np.ndarray:

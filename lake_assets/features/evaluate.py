@@ -89,10 +89,14 @@ def evaluate_catalog(
             if not _has_inputs(f, have):
                 continue
             impl = _array_impl(f)
-            if impl is not None:
+            if ts is None:  # planning run on zero rows: a failure only loses batching, never the feature
+                try:
+                    values = impl(a) if impl is not None else {}
+                except Exception:
+                    values = {}
+                values = {c.name: values.get(c.name, np.empty(0)) for c in f.columns}
+            elif impl is not None:
                 values = impl(a)
-            elif ts is None:  # planning run: fallbacks request nothing windowed
-                values = {c.name: np.empty(0) for c in f.columns}
             else:
                 values = _fallback(f, a, catalog, ts)
             for name, v in values.items():

@@ -3,7 +3,9 @@
 Every builder returns expressions over the canonical bar columns (`open`, `high`, `low`, `close`, `volume`) and is
 strictly causal. Missing values (gap bars: null or NaN) are skipped inside windows rather than treated as zero; a
 window needs `min_count(n)` present values. The heavy lifting runs in numba kernels (`kernels.py`) wrapped with
-`map_batches`, so an expression must be evaluated on one instrument's bars in time order.
+`map_batches`, so an expression must be evaluated on one instrument's bars in time order. Each entry also carries
+an array implementation (`compute`) with the same arithmetic, which compute_features runs on numpy arrays with
+intermediates (EMAs, true range, typical price, rolling extremes) shared across entries.
 
 Recursive indicators (EMA, RSI, MACD, ATR, ADX, Keltner) have infinite memory; their `lookback` is the number of bars
 after which the seed's weight drops below `EWM_TOLERANCE`, so a warm-up prefix of that length reproduces the
@@ -221,8 +223,7 @@ def _willr(c: np.ndarray, hh: np.ndarray, ll: np.ndarray) -> np.ndarray:
 
 
 def roc_np(x: np.ndarray, n: int) -> np.ndarray:
-    prev = K.lag_valid(x, n)
-    return 100.0 * (_div(x, prev) - 1.0)
+    return K.rate_of_change(x, n)  # type: ignore[no-any-return]
 
 
 def donchian_np(h: np.ndarray, lo: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -235,7 +236,8 @@ def keltner_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int, k: float) -
 
 
 def _keltner(mid: np.ndarray, a: np.ndarray, k: float) -> dict[str, np.ndarray]:
-    return {"mid": mid, "upper": mid + k * a, "lower": mid - k * a}
+    upper, lower = K.offset_band(mid, a, k)
+    return {"mid": mid, "upper": upper, "lower": lower}
 
 
 def multi_kernel(fn: Callable[..., dict[str, np.ndarray]], cols: list[str | pl.Expr], *args: Any) -> pl.Expr:
@@ -343,7 +345,9 @@ def _a_roc(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _a_donchian(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
     hh, ll = a.rolling_max(HIGH, p["n"]), a.rolling_min(LOW, p["n"])
-    return {"upper": hh, "lower": ll, "mid": (hh + ll) / 2.0}
+    mid = hh + ll
+    mid /= 2.0
+    return {"upper": hh, "lower": ll, "mid": mid}
 
 
 def _a_keltner(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -4,7 +4,8 @@ Polars' own rolling functions take 15-25 ns per row once a column holds nulls an
 feature budget (3M bar-rows/s/core for ~100 columns) leaves ~3 ns per column-row, so the hot loops live here. All
 kernels take float64 arrays where NaN means "missing" (gap bars), skip missing values inside windows (a window is
 valid once it holds `min_count` observations) and return NaN where the result is undefined. They are strictly causal:
-the value at row t reads rows <= t only, which is what makes the features point-in-time.
+the value at row t reads rows <= t only, which is what makes the features point-in-time. Summation orders depend on
+the window alone (never on the row's absolute position), so appending rows never changes an earlier value.
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ def _rank_window(ranks: np.ndarray, n_ranks: int, n: int, min_count: int) -> np.
 
 @njit(cache=True, nogil=True)
 def _dense_ranks(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense rank of each present value given its sort order (NaN last); -1 for missing."""
+    """Dense rank of each present value given its sort order (NaN sorted as +inf); -1 for missing."""
     ranks = np.full(x.shape[0], -1, dtype=np.int64)
     r = -1
     prev = 0.0
@@ -323,7 +324,7 @@ def _dense_ranks(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
         idx = order[k]
         v = x[idx]
         if v != v:
-            break
+            continue
         if r < 0 or v != prev:
             r += 1
             prev = v
@@ -338,7 +339,8 @@ def rolling_pct_rank(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
     their order is used, so the result at row t depends on the window alone (point-in-time safe).
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
-    ranks, n_ranks = _dense_ranks(x, np.argsort(x))
+    keys = np.where(np.isnan(x), np.inf, x)  # numpy's SIMD argsort falls back to a slow path when NaN is present
+    ranks, n_ranks = _dense_ranks(x, np.argsort(keys))
     return _rank_window(ranks, max(n_ranks, 1), n, min_count)
 
 
@@ -444,59 +446,24 @@ def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.n
     return out
 
 
-@njit(cache=True, nogil=True)
-def rolling_m2_multi(x: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Welford sum of squared deviations (rolling_cov(x, x) state) and present count per window, per row."""
-    k_n = ns.shape[0]
-    rows = x.shape[0]
-    m2 = np.empty((k_n, rows))
-    cnt = np.empty((k_n, rows), dtype=np.int64)
-    mx = np.zeros(k_n)
-    cxx = np.zeros(k_n)
-    c = np.zeros(k_n, dtype=np.int64)
-    for i in range(rows):
-        a = x[i]
-        for k in range(k_n):
-            n = ns[k]
-            ck = c[k]
-            mk = mx[k]
-            sk = cxx[k]
-            if a == a:
-                ck += 1
-                dx = a - mk
-                mk += dx / ck
-                sk += dx * (a - mk)
-            if i >= n:
-                b = x[i - n]
-                if b == b:
-                    ck -= 1
-                    if ck == 0:
-                        mk = 0.0
-                        sk = 0.0
-                    else:
-                        dx = b - mk
-                        mk -= dx / ck
-                        sk -= dx * (b - mk)
-            m2[k, i] = sk
-            cnt[k, i] = ck
-            c[k] = ck
-            mx[k] = mk
-            cxx[k] = sk
-    return m2, cnt
-
-
-@njit(cache=True, nogil=True)
-def var_from_m2(m2: np.ndarray, cnt: np.ndarray, min_count: int, ddof: int) -> np.ndarray:
-    """rolling_var's output from the Welford state: m2 / (count - ddof), floored at 0, NaN below min_count."""
-    out = np.empty(m2.shape[0])
-    for i in range(m2.shape[0]):
-        c = cnt[i]
-        if c >= min_count and c - ddof > 0:
-            v = m2[i] / (c - ddof)
-            out[i] = 0.0 if v < 0.0 else v
+@njit(cache=True, nogil=True, inline="always")
+def _welford_step(a: float, b: float, drop: bool, c: int, m: float, s: float) -> tuple[int, float, float]:
+    """Add `a` and (if `drop`) remove `b` from a Welford state (count, mean, sum of squared deviations)."""
+    if a == a:
+        c += 1
+        dx = a - m
+        m += dx / c
+        s += dx * (a - m)
+    if drop and b == b:
+        c -= 1
+        if c == 0:
+            m = 0.0
+            s = 0.0
         else:
-            out[i] = NAN
-    return out
+            dx = b - m
+            m -= dx / c
+            s -= dx * (b - m)
+    return c, m, s
 
 
 @njit(cache=True, nogil=True)
@@ -527,52 +494,52 @@ def _pick(a: float, b: float, sign: float) -> float:
 def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, sign: float) -> np.ndarray:
     """Row k = rolling max (sign=1) / min (sign=-1) of x over ns[k] rows, skipping NaN; NaN below min_counts[k].
 
-    Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row; a window of n rows is the
-    extreme of two overlapping level-p windows (2^p <= n). Levels are shared by all windows and every step is a
-    branch-free elementwise max (missing values enter as -inf, the window's count decides validity), far faster
-    than a monotonic deque on noisy data. Max/min are exact, so the result equals the deque's.
+    Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row (built in place, level by
+    level); a window of n rows is the extreme of two overlapping level-p windows (2^p <= n). Levels are shared by
+    all windows and every step is a branch-free elementwise max (missing values enter as -inf; the window's present
+    count decides validity), far faster than a monotonic deque on noisy data. Max/min are exact, so the result
+    equals the deque's.
     """
     rows = x.shape[0]
     k_n = ns.shape[0]
     out = np.empty((k_n, rows))
+    level_of = np.empty(k_n, dtype=np.int64)
     top = 0
     for k in range(k_n):
         p = 0
         while (2 << p) <= ns[k]:
             p += 1
+        level_of[k] = p
         top = max(top, p)
-    levels = np.empty((top + 1, rows))
-    lev0 = levels[0]
+    lev = np.empty(rows)
     for i in range(rows):
         v = sign * x[i]
-        lev0[i] = v if v == v else -np.inf
-    for p in range(1, top + 1):
-        h = 1 << (p - 1)
-        prev = levels[p - 1]
-        cur = levels[p]
-        for i in range(min(h, rows)):
-            cur[i] = prev[i]
-        for i in range(h, rows):
-            a = prev[i]
-            b = prev[i - h]
-            cur[i] = a if a >= b else b
-    for k in range(k_n):
-        n = ns[k]
-        p = 0
-        while (2 << p) <= n:
-            p += 1
+        lev[i] = v if v == v else -np.inf
+    for p in range(top + 1):
+        if p > 0:
+            h = 1 << (p - 1)
+            for i in range(rows - 1, h - 1, -1):  # descending, so lev[i - h] still holds level p - 1
+                a = lev[i]
+                b = lev[i - h]
+                lev[i] = a if a >= b else b
         w = 1 << p
-        lev = levels[p]
-        cnt = valid_count(x, n)
-        mc = min_counts[k]
-        o = out[k]
-        for i in range(rows):
-            j = i - n + w
-            a = lev[i]
-            b = lev[j] if j >= 0 else a
-            m = a if a >= b else b
-            c = cnt[i]
-            o[i] = sign * m if c >= mc and c > 0 else NAN
+        for k in range(k_n):
+            if level_of[k] != p:
+                continue
+            n = ns[k]
+            mc = min_counts[k]
+            o = out[k]
+            c = 0
+            for i in range(rows):
+                if x[i] == x[i]:
+                    c += 1
+                if i >= n and x[i - n] == x[i - n]:
+                    c -= 1
+                j = i - n + w
+                a = lev[i]
+                b = lev[j] if j >= 0 else a
+                m = a if a >= b else b
+                o[i] = sign * m if c >= mc and c > 0 else NAN
     return out
 
 
@@ -757,3 +724,149 @@ def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
             last_day = d
         month_end[i] = last_end
     return weekday, hour, month_end, days
+
+
+@njit(cache=True, nogil=True)
+def rolling_std_multi(x: np.ndarray, ns: np.ndarray, ddofs: np.ndarray, min_counts: np.ndarray) -> np.ndarray:
+    """Row k = rolling_std(x, ns[k], min_counts[k], ddofs[k]): Welford lanes in groups of four (registers)."""
+    k_n = ns.shape[0]
+    rows = x.shape[0]
+    out = np.empty((k_n, rows))
+    for g in range(0, k_n, 4):
+        k0, k1, k2, k3 = g, min(g + 1, k_n - 1), min(g + 2, k_n - 1), min(g + 3, k_n - 1)
+        n0, n1, n2, n3 = ns[k0], ns[k1], ns[k2], ns[k3]
+        o0, o1, o2, o3 = out[k0], out[k1], out[k2], out[k3]
+        c0 = c1 = c2 = c3 = 0
+        m0 = m1 = m2 = m3 = 0.0
+        s0 = s1 = s2 = s3 = 0.0
+        lanes = min(4, k_n - g)  # unused lanes of the last group are skipped (divisions are the bottleneck)
+        for i in range(rows):
+            a = x[i]
+            c0, m0, s0 = _welford_step(a, x[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
+            o0[i] = _std_out(s0, c0, min_counts[k0], ddofs[k0])
+            if lanes > 1:
+                c1, m1, s1 = _welford_step(a, x[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
+                o1[i] = _std_out(s1, c1, min_counts[k1], ddofs[k1])
+            if lanes > 2:
+                c2, m2, s2 = _welford_step(a, x[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
+                o2[i] = _std_out(s2, c2, min_counts[k2], ddofs[k2])
+            if lanes > 3:
+                c3, m3, s3 = _welford_step(a, x[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
+                o3[i] = _std_out(s3, c3, min_counts[k3], ddofs[k3])
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _std_out(s: float, c: int, min_count: int, ddof: int) -> float:
+    if c >= min_count and c - ddof > 0:
+        v = s / (c - ddof)
+        return 0.0 if v < 0.0 else math.sqrt(v)
+    return NAN
+
+
+@njit(cache=True, nogil=True)
+def scaled_sqrt(x: np.ndarray, factor: float) -> np.ndarray:
+    """sqrt(x * factor) (realized / Parkinson volatility from a mean of squares)."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = math.sqrt(x[i] * factor) if x[i] * factor >= 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def offset_band(mid: np.ndarray, width: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """mid + k * width and mid - k * width."""
+    upper = np.empty(mid.shape[0])
+    lower = np.empty(mid.shape[0])
+    for i in range(mid.shape[0]):
+        upper[i] = mid[i] + k * width[i]
+        lower[i] = mid[i] - k * width[i]
+    return upper, lower
+
+
+@njit(cache=True, nogil=True)
+def rate_of_change(x: np.ndarray, n: int) -> np.ndarray:
+    """100 * (x[t] / x[t-n] - 1); NaN for the first n rows and where x[t-n] is 0."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        if i < n:
+            out[i] = NAN
+        else:
+            prev = x[i - n]
+            out[i] = 100.0 * (x[i] / prev - 1.0) if prev != 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def liquidation_proxy(oi_chg: np.ndarray, r: np.ndarray, vz: np.ndarray) -> np.ndarray:
+    """-sign(r) * max(-oi_chg, 0) * 1e4 * (1 + max(vz, 0)), NaN-propagating."""
+    out = np.empty(r.shape[0])
+    for i in range(r.shape[0]):
+        o = -oi_chg[i]
+        flushed = (o if o > 0.0 or o != o else 0.0) * 1e4
+        v = vz[i]
+        boost = 1.0 + (v if v > 0.0 or v != v else 0.0)
+        ri = r[i]
+        sign = NAN if ri != ri else (1.0 if ri > 0.0 else (-1.0 if ri < 0.0 else 0.0))
+        out[i] = -sign * flushed * boost
+    return out
+
+
+@njit(cache=True, nogil=True)
+def illiquidity(r: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """|r| / (c * v) * 1e6 where the traded value is positive (Amihud's per-bar term), else NaN."""
+    out = np.empty(r.shape[0])
+    for i in range(r.shape[0]):
+        dollar = c[i] * v[i]
+        out[i] = abs(r[i]) / dollar * 1e6 if dollar > 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def extreme_flag(z: np.ndarray, level: np.ndarray, z_min: float, abs_min: float) -> np.ndarray:
+    """1.0 if |z| >= z_min or |level| >= abs_min (each only when present), 0.0 otherwise, NaN if both missing."""
+    out = np.empty(z.shape[0])
+    for i in range(z.shape[0]):
+        zi = z[i]
+        li = level[i]
+        if zi != zi and li != li:
+            out[i] = NAN
+        else:
+            out[i] = 1.0 if (zi == zi and abs(zi) >= z_min) or (li == li and abs(li) >= abs_min) else 0.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rolling_std_lanes(
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    ns: np.ndarray,
+    ddofs: np.ndarray,
+    min_counts: np.ndarray,
+) -> np.ndarray:
+    """Up to four rolling_std lanes over different inputs (lane k reads xk) in one pass, states in registers."""
+    lanes = ns.shape[0]
+    rows = x0.shape[0]
+    out = np.empty((lanes, rows))
+    n0 = ns[0]
+    n1 = ns[min(1, lanes - 1)]
+    n2 = ns[min(2, lanes - 1)]
+    n3 = ns[min(3, lanes - 1)]
+    c0 = c1 = c2 = c3 = 0
+    m0 = m1 = m2 = m3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(rows):
+        c0, m0, s0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
+        out[0, i] = _std_out(s0, c0, min_counts[0], ddofs[0])
+        if lanes > 1:
+            c1, m1, s1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
+            out[1, i] = _std_out(s1, c1, min_counts[1], ddofs[1])
+        if lanes > 2:
+            c2, m2, s2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
+            out[2, i] = _std_out(s2, c2, min_counts[2], ddofs[2])
+        if lanes > 3:
+            c3, m3, s3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
+            out[3, i] = _std_out(s3, c3, min_counts[3], ddofs[3])
+    return out

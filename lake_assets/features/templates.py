@@ -1,8 +1,9 @@
 """Feature templates: the non-indicator feature definitions a spec entry can instantiate (`template: <name>`).
 
-A template turns its input columns (bar columns or other features) and parameters into one polars expression.
-Floats use NaN as the in-flight missing marker (the compute step turns NaN into null at the end); states and flags
-are null whenever their inputs are missing, never a default label.
+A template turns its input columns (bar columns or other features) and parameters into one polars expression, and
+(`compute`) into a numpy array with the same semantics, which is what compute_features runs. Floats use NaN as the
+in-flight missing marker (the compute step turns NaN into null at the end); states and flags are null whenever
+their inputs are missing, never a default label.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -273,8 +274,6 @@ def _check_calendar(p: dict[str, Any]) -> str | None:
 # Polars compares NaN as the largest float, numpy as unordered; every comparison below is either guarded by a
 # validity test or only chooses between NaN results, so both agree.
 
-_ERR = {"divide": "ignore", "invalid": "ignore"}
-
 
 def _sdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return K.safe_div(a, b)
@@ -297,18 +296,17 @@ def _a_log_return(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 def _a_realized_vol(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     sq = a.derived(f"__sq:{i[0]}", lambda: a.x(i[0]) * a.x(i[0]))
-    return np.sqrt(a.rolling_mean(sq, p["n"]) * p["n"])
+    return K.scaled_sqrt(a.rolling_mean(sq, p["n"]), float(p["n"]))
 
 
 def _a_parkinson(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     def hl2() -> np.ndarray:
-        with np.errstate(**_ERR):
+        with np.errstate(divide="ignore", invalid="ignore"):
             hl = np.log(a.x(i[0]) / a.x(i[1]))
         return hl * hl
 
     sq = a.derived(f"__hl2:{i[0]}:{i[1]}", hl2)
-    with np.errstate(**_ERR):
-        return np.sqrt(a.rolling_mean(sq, p["n"]) * (p["n"] / (4.0 * math.log(2.0))))
+    return K.scaled_sqrt(a.rolling_mean(sq, p["n"]), p["n"] / (4.0 * math.log(2.0)))
 
 
 def _a_pct_rank(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -343,10 +341,7 @@ def _a_run_length(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_extreme_flag(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    z, level = a.x(i[0]), a.x(i[1])
-    zok, lok = ~np.isnan(z), ~np.isnan(level)
-    hit = (zok & (np.abs(z) >= p["z"])) | (lok & (np.abs(level) >= p["abs"]))
-    return np.where(zok | lok, hit.astype(np.float64), NAN)
+    return K.extreme_flag(a.x(i[0]), a.x(i[1]), float(p["z"]), float(p["abs"]))
 
 
 _CARRY_LABELS = ("pos_extreme", "neg_extreme", "pos", "neg", "neutral")
@@ -383,13 +378,8 @@ def _a_wick(upper: bool) -> Callable[[Arrays, list[str], dict[str, Any]], np.nda
 
 
 def _a_amihud(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    def per_bar() -> np.ndarray:
-        r, c, v = (a.x(k) for k in i)
-        dollar = c * v
-        with np.errstate(**_ERR):
-            return np.where(dollar > 0, np.abs(r) / dollar * 1e6, NAN)
-
-    return a.rolling_mean(a.derived(f"__amihud:{':'.join(i)}", per_bar), p["n"])
+    per_bar = a.derived(f"__amihud:{':'.join(i)}", lambda: K.illiquidity(*(a.x(k) for k in i)))
+    return a.rolling_mean(per_bar, p["n"])
 
 
 def _a_roll_spread(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -417,9 +407,7 @@ def _a_ratio_to_sum(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_liquidation_proxy(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    oi_chg, r, vz = (a.x(k) for k in i)
-    flushed = np.maximum(-oi_chg, 0.0) * 1e4
-    return -np.sign(r) * flushed * (1.0 + np.maximum(vz, 0.0))
+    return K.liquidation_proxy(*(a.x(k) for k in i))  # type: ignore[no-any-return]
 
 
 def _a_trend_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
@@ -431,10 +419,11 @@ def _a_trend_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
 
 
 def _calendar(a: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weekday, hour, month-end flag and day number of every bar, computed once per instrument."""
     key = "__calendar"
     if key not in a.cache:
-        a.cache[key] = K.utc_calendar(a.get(TS_US))  # type: ignore[arg-type]
-    return a.cache[key]  # type: ignore[no-any-return]
+        a.cache[key] = K.utc_calendar(a.x(TS_US))
+    return cast(tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], a.cache[key])
 
 
 def _a_weekday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:

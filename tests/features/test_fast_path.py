@@ -1,0 +1,181 @@
+"""The array fast path of compute_features against the catalog's polars expressions, and its fused kernels."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lake_assets.features import indicators as ind
+from lake_assets.features import kernels as K
+from lake_assets.features import templates as tmpl
+from lake_assets.features.arrays import Arrays
+from lake_assets.features.catalog import FeatureCatalog
+from lake_assets.features.core import available_inputs, compute_features
+from lake_assets.features.evaluate import plan_for
+from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
+
+
+def _expression_path(bars: pl.DataFrame, catalog: FeatureCatalog) -> pl.DataFrame:
+    """The catalog evaluated as one lazy polars plan of `FeatureDef.build()` expressions (the slow reference)."""
+    have = available_inputs(bars, None)
+    floats = [
+        pl.col(c).cast(pl.Float64).fill_null(float("nan"))
+        for c in bars.columns
+        if c not in (TS, INSTRUMENT) and bars.schema[c].is_numeric()
+    ]
+    gap = (pl.col(IS_GAP).fill_null(False) | pl.col(CLOSE).is_null()).alias("__gap")
+    lf = bars.lazy().with_columns(*floats, gap)
+    computed: set[str] = set()
+    for li, level in enumerate(catalog.levels):
+        exprs, unnest = [], []
+        for fi, f in enumerate(level):
+            if not (f.bar_inputs - {TS}) <= have:
+                continue
+            built = f.build()
+            if len(built) > 1:
+                hidden = f"__s{li}_{fi}"
+                exprs.append(next(iter(built.values())).meta.pop()[0].alias(hidden))
+                unnest += [pl.col(hidden).struct.field(c.output).alias(c.name) for c in f.columns]
+            else:
+                exprs += [e.alias(name) for name, e in built.items()]
+            computed.update(built)
+        lf = lf.with_columns(exprs) if exprs else lf
+        lf = lf.with_columns(unnest) if unnest else lf
+    out = []
+    for f in catalog.features:
+        for c in f.columns:
+            if c.name not in computed:
+                out.append(pl.lit(None, dtype=c.dtype).alias(c.name))
+                continue
+            e = pl.col(c.name).fill_nan(None) if c.dtype == pl.Float64 else pl.col(c.name)
+            if f.pit != "bar_open":
+                e = pl.when(pl.col("__gap")).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
+            out.append(e.alias(c.name))
+    return lf.select(out).collect()
+
+
+def _assert_same(fast: pl.DataFrame, ref: pl.DataFrame, rtol: float = 1e-9) -> None:
+    for c in ref.columns:
+        a, b = fast[c], ref[c]
+        assert a.dtype == b.dtype, c
+        assert a.is_null().to_list() == b.is_null().to_list(), c
+        if a.dtype == pl.Float64:
+            x, y = a.drop_nulls().to_numpy(), b.drop_nulls().to_numpy()
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-300, err_msg=c)
+        else:
+            assert a.equals(b), c
+
+
+@pytest.fixture(scope="module")
+def book_bars(make_bars: Callable[..., pl.DataFrame]) -> pl.DataFrame:
+    """Bars with top-of-book columns, a long gap run and a gap on the first rows: every feature is computed."""
+    bars = make_bars(5000, seed=9, gaps=(0, 1, 700, *range(1200, 1240), 4999))
+    return bars.with_columns(
+        bid=pl.col("close") * 0.9995, ask=pl.col("close") * 1.0005, bid_size=pl.col("volume"), ask_size=7.0
+    )
+
+
+def test_array_path_matches_expression_path(book_bars: pl.DataFrame, catalog: FeatureCatalog) -> None:
+    fast = compute_features(book_bars, catalog)
+    ref = _expression_path(book_bars, catalog)
+    assert fast.columns[3:] == ref.columns
+    assert all(fast[c].null_count() < fast.height for c in ref.columns)  # nothing silently left null
+    _assert_same(fast, ref)
+
+
+def test_entries_without_array_implementation_fall_back_to_expressions(
+    book_bars: pl.DataFrame, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = compute_features(book_bars, catalog)
+    for name in ("zscore", "regime3", "extreme_flag", "carry_state", "weekday", "log_return"):
+        monkeypatch.setitem(tmpl.TEMPLATES, name, dataclasses.replace(tmpl.TEMPLATES[name], compute=None))
+    for name in ("BBANDS", "RSI", "ADX"):
+        monkeypatch.setitem(ind.INDICATORS, name, dataclasses.replace(ind.INDICATORS[name], compute=None))
+    slow = compute_features(book_bars, catalog)
+    _assert_same(slow, fast)
+
+
+def test_plan_batches_windows_of_one_input(catalog: FeatureCatalog, book_bars: pl.DataFrame) -> None:
+    plan = plan_for(catalog, available_inputs(book_bars, None))
+    sma_windows = {int(p[0]) for p in plan[("roll", CLOSE)] if p[1] == 1.0}
+    assert {5, 10, 20, 50, 100, 200} <= sma_windows
+    assert len(plan[("ewm", CLOSE)]) >= 9  # 8 EMAs + MACD's 35-bar slow EMA
+    x = book_bars[CLOSE].cast(pl.Float64).to_numpy()
+    planned = Arrays(lambda _: x, plan=plan)
+    lone = Arrays(lambda _: x)
+    for n in (5, 20, 200):
+        np.testing.assert_array_equal(planned.rolling_mean(CLOSE, n), lone.rolling_mean(CLOSE, n))
+        np.testing.assert_array_equal(planned.rolling_mean(CLOSE, n), K.rolling_mean(x, n, ind.min_count(n)))
+
+
+def _series(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    x[[0, 3, 4, 5, 100, 101]] = np.nan
+    x[200:260] = np.nan  # a window with nothing present
+    return x
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fused_kernels_equal_single_window_kernels_exactly(seed: int) -> None:
+    x = _series(1500, seed)
+    ns = np.array([1, 2, 5, 14, 20, 55, 288])
+    mins = np.array([ind.min_count(int(n)) for n in ns])
+    means = np.array([True, False, True, False, True, True, False])
+    sums = K.rolling_sum_multi(x, ns, mins, means)
+    hi, lo = K.rolling_extreme_multi(x, ns, mins, 1.0), K.rolling_extreme_multi(x, ns, mins, -1.0)
+    lanes = np.repeat(ns, 2)  # every window with ddof 0 and 1: groups of four lanes plus a partial group
+    stds = K.rolling_std_multi(x, lanes, np.tile([0, 1], len(ns)), np.repeat(mins, 2))
+    for k, n in enumerate(ns):
+        single = K.rolling_mean if means[k] else K.rolling_sum
+        np.testing.assert_array_equal(sums[k], single(x, n, mins[k]))
+        for ddof in (0, 1):
+            np.testing.assert_array_equal(stds[2 * k + ddof], K.rolling_std(x, n, mins[k], ddof))
+        w = np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(n - 1, np.nan), x]), n)
+        present = (~np.isnan(w)).sum(axis=1)
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            ref_hi, ref_lo = np.nanmax(w, axis=1), np.nanmin(w, axis=1)
+        ok = present >= mins[k]
+        np.testing.assert_array_equal(hi[k], np.where(ok, ref_hi, np.nan))
+        np.testing.assert_array_equal(lo[k], np.where(ok, ref_lo, np.nan))
+    alphas = np.array([0.5, 0.1, 2 / 201])
+    emins = np.array([2, 10, 200])
+    ewms = K.ewm_multi(x, alphas, emins)
+    for k in range(3):
+        np.testing.assert_array_equal(ewms[k], K.ewm(x, alphas[k], emins[k]))
+
+
+def test_mean_abs_dev_matches_direct_loop() -> None:
+    x = _series(800, 3)
+    for n in (3, 20, 50):
+        got = K.rolling_mean_abs_dev(x, n, ind.min_count(n))
+        for i in range(len(x)):
+            w = x[max(0, i - n + 1) : i + 1]
+            w = w[~np.isnan(w)]
+            if len(w) < ind.min_count(n):
+                assert np.isnan(got[i])
+            else:
+                assert got[i] == pytest.approx(np.abs(w - w.mean()).mean(), rel=1e-10)
+
+
+def test_pct_rank_ignores_missing_and_infinite_keys() -> None:
+    x = np.array([1.0, np.nan, np.inf, 2.0, np.inf, np.nan, 0.5, 2.0])
+    got = K.rolling_pct_rank(x, 4, 1)
+    expected = [1.0, np.nan, 1.0, 2 / 3, 1.0, np.nan, 1 / 3, 2 / 3]
+    np.testing.assert_allclose(got, expected)
+
+
+def test_utc_calendar_matches_polars_datetime_fields() -> None:
+    start = datetime(1968, 12, 30, 22, tzinfo=UTC)
+    ts = pl.Series([start + timedelta(hours=7 * i) for i in range(20_000)], dtype=pl.Datetime("us", "UTC"))
+    weekday, hour, month_end, days = K.utc_calendar(ts.to_physical().to_numpy())
+    wall = ts.dt.replace_time_zone(None)
+    assert weekday.tolist() == wall.dt.weekday().to_list()
+    assert hour.tolist() == wall.dt.hour().to_list()
+    assert month_end.tolist() == ((wall + timedelta(days=1)).dt.month() != wall.dt.month()).to_list()
+    assert days.tolist() == wall.dt.date().cast(pl.Int32).to_list()
