@@ -152,7 +152,7 @@ def bars(
 
 def _bars_metadata(data: pl.DataFrame, rows: list[dict[str, Any]], plot: bool) -> dict[str, Any]:
     meta = frame_metadata(data, PREVIEW)
-    gap_ratio = float(data[IS_GAP].mean() or 0.0) if data.height else 0.0
+    gap_ratio: float = data.select(pl.col(IS_GAP).cast(pl.Float64).mean()).item() if data.height else 0.0
     meta["gap_ratio"] = dg.MetadataValue.float(round(gap_ratio, 6))
     meta["partitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(rows), n=60))
     if plot and data.height:
