@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from lake_assets.storage.lake import Lake
-from lake_assets.storage.warehouse import build_catalog, query
+from lake_assets.storage.warehouse import query, refresh_catalog
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -26,8 +26,9 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str | None = None
     lake_root: str | None = None
 
-    def refresh(self) -> dict[str, list[str]]:
-        return build_catalog(Lake(self.lake_root), Path(self.path) if self.path else None)
+    def refresh(self) -> bool:
+        """Make new assets visible as views (cheap no-op when every view already exists)."""
+        return refresh_catalog(Lake(self.lake_root), Path(self.path) if self.path else None)
 
     def query(self, sql: str) -> pl.DataFrame:
         return query(sql, Path(self.path) if self.path else None)

@@ -47,7 +47,7 @@ METRIC_PREVIEW = ("strategy", "book", "instruments", "execution", "total_return"
 
 
 def _code_version(kind: str) -> str:
-    return f"{kind}-1-{spec_hash('costs.yaml', 'strategies')}"
+    return f"{kind}-1-{spec_hash('costs.yaml', 'strategies', 'walkforward.yaml')}"
 
 
 def load_blueprints(store: Lake) -> dict[str, Blueprint]:

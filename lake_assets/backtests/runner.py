@@ -24,10 +24,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from lake_assets.backtests.blueprint_signals import (
     PERIODS_PER_YEAR,
@@ -56,7 +58,8 @@ from lake_assets.backtests.schema import (
 from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals
 from lake_assets.backtests.walkforward import return_metrics, walk_forward
 from lake_assets.discovery.blueprints import Blueprint
-from lake_assets.specs import Instrument
+from lake_assets.settings import spec_dir
+from lake_assets.specs import Instrument, read_yaml, validate_model
 from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import (
@@ -649,18 +652,37 @@ def _finite_or_none(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+class WalkForwardProtocol(BaseModel):
+    """spec/walkforward.yaml: split sizing and the in-sample search budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    folds: int = Field(default=4, ge=2)
+    train_multiple: int = Field(default=2, ge=1)
+    min_test_bars: int = Field(default=50, ge=10)
+    n_trials: int = Field(default=8, ge=1)
+    max_grid: int = Field(default=16, ge=1)
+    max_pbo_configs: int = Field(default=8, ge=2)
+    pbo_splits: int = Field(default=8, ge=2)
+    seed: int = 0
+
+
+def load_walkforward_protocol(path: Path | None = None) -> WalkForwardProtocol:
+    path = path or spec_dir() / "walkforward.yaml"
+    if not path.exists():
+        return WalkForwardProtocol()
+    protocol: WalkForwardProtocol = validate_model(WalkForwardProtocol, read_yaml(path) or {}, path)
+    return protocol
+
+
 def walkforward_json(
     store: Lake,
     spec: StrategySpec,
     universe: Sequence[Instrument],
-    *,
-    n_trials: int = 12,
-    max_grid: int = 48,
-    max_pbo_configs: int = 12,
-    seed: int = 0,
+    protocol: WalkForwardProtocol | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Walk-forward per book: rolling train/test sized from the data, re-optimised in-sample (light kernel with the
     spec's own costs), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift. Returns (summary rows, fold rows)."""
+    p = protocol or load_walkforward_protocol()
     key = json_key(spec.name)
     h = content_hash(spec)
     applicable = [i for i in universe if spec.applies_to(i.market)]
@@ -672,18 +694,18 @@ def walkforward_json(
     for market, members in _books([i for i in applicable if i.id in frames]):
         frame = pl.concat([frames[i.id] for i in members], how="diagonal_relaxed")
         n = frame[TS].n_unique()
-        sizes = choose_sizes(n)
+        sizes = choose_sizes(n, p.folds, p.train_multiple, p.min_test_bars)
         if not spec.parameters:
             summary.append(_summary_row(key, "json", market.value, h, applicable=False, n_bars=n,
                                         reason="no parameters to re-optimise"))  # fmt: skip
             continue
         if sizes is None:
             summary.append(_summary_row(key, "json", market.value, h, applicable=False, n_bars=n,
-                                        reason=f"{n} bars are too few for 4 rolling folds"))  # fmt: skip
+                                        reason=f"{n} bars are too few for {p.folds} rolling folds"))  # fmt: skip
             continue
         wf = walk_forward(
-            frame, spec, train_bars=sizes.train_bars, test_bars=sizes.test_bars, mode="rolling", seed=seed,
-            n_trials=n_trials, max_grid=max_grid, max_pbo_configs=max_pbo_configs, pbo_splits=8,
+            frame, spec, train_bars=sizes.train_bars, test_bars=sizes.test_bars, mode="rolling", seed=p.seed,
+            n_trials=p.n_trials, max_grid=p.max_grid, max_pbo_configs=p.max_pbo_configs, pbo_splits=p.pbo_splits,
         )  # fmt: skip
         ff = wf.folds_frame()
         s = wf.summary()

@@ -7,6 +7,7 @@ sees a lock error. Views hold no data, so a rebuild is cheap and only needed whe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -73,6 +74,7 @@ def register_table(table: LakeTable) -> None:
         LAKE_TABLES.append(table)
 
 
+_META = "qlake_catalog"  # one row: the signature the catalog was built from
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 
 
@@ -119,6 +121,7 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
                 except duckdb.Error as exc:  # a convenience view over an asset with no data yet
                     skipped.append(sql_file.stem)
                     log.debug("view %s skipped: %s", sql_file.stem, exc)
+            con.execute(f"CREATE TABLE {_META} AS SELECT ? AS signature, now() AS built_at", [catalog_signature(lake)])
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -127,6 +130,34 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
     return {"created": created, "skipped": skipped}
+
+
+def catalog_signature(lake: Lake) -> str:
+    """What the catalog would contain: every view statement (an empty typed view differs from a glob view) and the
+    convenience SQL. Equal signatures mean a rebuild would change nothing."""
+    parts = [_view_sql(lake, t) or f"-- {t.view_name}: no data" for t in LAKE_TABLES]
+    parts += [f.read_text() for f in sorted(warehouse_sql_dir().glob("*.sql"))]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def refresh_catalog(lake: Lake | None = None, path: Path | None = None) -> bool:
+    """Rebuild only when the signature changed (an asset got its first partition, view SQL changed): views are
+    globs, so new partitions of existing assets are visible without a rebuild. Returns whether it rebuilt."""
+    lake = lake or Lake()
+    path = path or warehouse_path()
+    if path.exists():
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                row = con.execute(f"select signature from {_META}").fetchone()
+            finally:
+                con.close()
+            if row is not None and row[0] == catalog_signature(lake):
+                return False
+        except duckdb.Error:
+            pass
+    build_catalog(lake, path)
+    return True
 
 
 def connect_read_only(path: Path | None = None) -> duckdb.DuckDBPyConnection:
