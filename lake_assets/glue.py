@@ -29,10 +29,8 @@ def frame_metadata(df: pl.DataFrame, preview_cols: Sequence[str] | None = None) 
     """Row count, time range and a preview, the metadata every lake asset reports."""
     meta: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(df.height)}
     if TS in df.columns and df.height:
-        lo, hi = df.select(
-            pl.col(TS).min().cast(pl.String).alias("lo"), pl.col(TS).max().cast(pl.String).alias("hi")
-        ).row(0)
-        meta["time_range"] = dg.MetadataValue.text(f"{lo} .. {hi}")
+        lo, hi = df[TS].min(), df[TS].max()
+        meta["time_range"] = dg.MetadataValue.text(str(lo) + " .. " + str(hi))
     cols = [c for c in (preview_cols or df.columns) if c in df.columns]
     meta["preview"] = dg.MetadataValue.md(md_table(df.select(cols)))
     return meta
