@@ -203,40 +203,57 @@ class _Grid:
     arrays: dict[str, np.ndarray]  # (n_bars, n_instruments)
 
 
+_GRID_COLS = (OPEN, HIGH, LOW, CLOSE, VOLUME, HALF_SPREAD, SIGMA, ADV_NOTIONAL)
+
+
+def _is_constant(s: pl.Series) -> bool:
+    """True when every value equals the first one (no nulls): the one-instrument / one-strategy fast case."""
+    return s.len() > 0 and s.null_count() == 0 and bool((s == s[0]).all())
+
+
 def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
     missing = [c for c in (TS, INSTRUMENT, OPEN, HIGH, LOW, CLOSE) if c not in bars.columns]
     if missing:
         raise ValueError(f"bars: missing columns {missing}")
     if bars.height == 0:
         raise ValueError("bars: empty frame")
-    b = bars.with_columns(pl.col(TS).cast(TS_DTYPE))
-    single = b[INSTRUMENT].n_unique() == 1
+    b = bars if bars.schema[TS] == TS_DTYPE else bars.with_columns(pl.col(TS).cast(TS_DTYPE))
+    inst_col = b[INSTRUMENT]
+    single = inst_col.null_count() == b.height or _is_constant(inst_col)
     t_raw = b[TS].to_numpy().view(np.int64)
     increasing = bool(np.all(t_raw[1:] > t_raw[:-1]))
     if not (single and increasing) and b.select(pl.struct(TS, INSTRUMENT).is_duplicated().any()).item():
         raise ValueError("bars: duplicate (ts, instrument) rows")
     if VOLUME not in b.columns:
         b = b.with_columns(pl.lit(None, dtype=pl.Float64).alias(VOLUME))
-    profile = CostProfile(
-        default_spread_bps=config.default_spread_bps,
-        vol_window=config.vol_window,
-        adv_window=config.adv_window,
-    )
+    # cost inputs are only computed (and joined) when a dynamic cost term needs them; otherwise they stay NaN
+    cols = _GRID_COLS if config.dynamic_costs else (OPEN, HIGH, LOW, CLOSE, VOLUME)
     if config.dynamic_costs:
+        profile = CostProfile(
+            default_spread_bps=config.default_spread_bps,
+            vol_window=config.vol_window,
+            adv_window=config.adv_window,
+        )
         b = b.join(cost_inputs(b, profile), on=[TS, INSTRUMENT], how="left")
-    else:
-        b = b.with_columns(pl.lit(np.nan).alias(c) for c in (HALF_SPREAD, SIGMA, ADV_NOTIONAL))
-    ts = b[TS] if (single and increasing) else b.select(pl.col(TS).unique().sort()).to_series()
+    arrays: dict[str, np.ndarray] = {}
+    if single and increasing:
+        # already the grid: one column per field, straight from the frame's buffers
+        ts = b[TS]
+        instruments = [b[INSTRUMENT][0]]
+        for col in cols:
+            arrays[col] = np.array(b[col].cast(pl.Float64).to_numpy(), dtype=np.float64).reshape(-1, 1)
+        for col in _GRID_COLS:
+            if col not in arrays:
+                arrays[col] = np.full((ts.len(), 1), np.nan)
+        return _Grid(ts.to_numpy(), ts, instruments, arrays)
+    ts = b.select(pl.col(TS).unique().sort()).to_series()
     instruments = sorted(b[INSTRUMENT].unique().to_list())
     frame = pl.DataFrame({TS: ts})
-    arrays: dict[str, np.ndarray] = {}
-    cols = (OPEN, HIGH, LOW, CLOSE, VOLUME, HALF_SPREAD, SIGMA, ADV_NOTIONAL)
-    for col in cols:
+    for col in _GRID_COLS:
         arrays[col] = np.full((ts.len(), len(instruments)), np.nan)
     for j, inst in enumerate(instruments):
         part = b.filter(pl.col(INSTRUMENT) == inst) if len(instruments) > 1 else b
-        aligned = single and increasing
-        sub = part if aligned else frame.join(part, on=TS, how="left")
+        sub = frame.join(part, on=TS, how="left")
         for col in cols:
             arrays[col][:, j] = sub[col].cast(pl.Float64).to_numpy()
     return _Grid(ts.to_numpy(), ts, instruments, arrays)
@@ -251,13 +268,14 @@ def _bar_index(grid: _Grid, ts: pl.Series, side: Literal["asof", "next"]) -> np.
 
 
 def _days(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar: does it open a new UTC day, and the index of the first bar of the next day (n if none)."""
     day = grid.ts.astype("datetime64[D]").astype(np.int64)
     n = day.shape[0]
     new_day = np.ones(n, dtype=np.bool_)
     new_day[1:] = day[1:] != day[:-1]
     starts = np.flatnonzero(new_day)
-    nxt = np.searchsorted(starts, np.arange(n), side="right")
-    next_day = np.where(nxt < starts.shape[0], starts[np.minimum(nxt, starts.shape[0] - 1)], n).astype(np.int64)
+    day_no = np.cumsum(new_day) - 1  # which day (0-based) each bar belongs to
+    next_day = np.append(starts[1:], n).astype(np.int64)[day_no]
     return new_day, next_day
 
 
@@ -308,26 +326,12 @@ def signal_flags(
     return out
 
 
-def run_signals(
-    bars: pl.DataFrame,
-    signals: pl.DataFrame,
-    config: EngineConfig | None = None,
-    *,
-    sizing: Sizing | None = None,
-    funding: pl.DataFrame | None = None,
-    fast: bool | None = None,
-) -> BacktestResult:
-    """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
-    `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
-    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible."""
-    config = config or EngineConfig()
-    sizing = sizing or Sizing(SizeType.EQUITY_PERCENT, 1.0)
-    for c in (TS, INSTRUMENT):
-        if c not in signals.columns:
-            raise ValueError(f"signals: missing column {c!r}")
-    if not any(c in signals.columns for c in SIGNAL_COLUMNS):
-        raise ValueError(f"signals: needs at least one of {SIGNAL_COLUMNS}")
-    grid = _grid(bars, config)
+_SIGNAL_BITS = (core.SIG_LONG_ENTRY, core.SIG_LONG_EXIT, core.SIG_SHORT_ENTRY, core.SIG_SHORT_EXIT)
+
+
+def _normalised_signals(signals: pl.DataFrame, bars: pl.DataFrame, sizing: Sizing) -> pl.DataFrame:
+    """Signals with every column the engine reads, evaluating polars-expression `size` / `stop_distance` sizing
+    against the bars (joined on ts, instrument). Only needed when sizing uses expressions."""
     sig = signals.with_columns(pl.col(TS).cast(TS_DTYPE))
     if STRATEGY not in sig.columns:
         sig = sig.with_columns(pl.lit(DEFAULT_STRATEGY).alias(STRATEGY))
@@ -349,29 +353,76 @@ def run_signals(
             sig = sig.with_columns(stop_distance=ctx.with_columns(_sd=sizing.stop_distance.cast(pl.Float64))["_sd"])
         else:
             sig = sig.with_columns(stop_distance=pl.lit(np.nan))
-    slot_df = sig.select(STRATEGY, INSTRUMENT).unique().sort(STRATEGY, INSTRUMENT).with_row_index("_slot")
-    slots, slot_inst, slot_strat = _slots(list(zip(slot_df[STRATEGY], slot_df[INSTRUMENT], strict=True)), grid)
-    n, ns = grid.ts.shape[0], len(slots)
-    idx = _bar_index(grid, sig[TS], "asof")
-    exact = grid.ts[np.clip(idx, 0, n - 1)] == sig[TS].to_numpy()
-    if not bool(np.all(exact & (idx >= 0))):
-        bad = sig.filter(pl.Series(~(exact & (idx >= 0))))[TS].head(3).to_list()
-        raise ValueError(f"signals: timestamps not on the bar grid, e.g. {bad}")
-    sidx = (
-        sig.select(STRATEGY, INSTRUMENT)
-        .join(slot_df, on=[STRATEGY, INSTRUMENT], how="left", maintain_order="left")["_slot"]
-        .cast(pl.Int64)
-        .to_numpy()
-    )
+    return sig
+
+
+def run_signals(
+    bars: pl.DataFrame,
+    signals: pl.DataFrame,
+    config: EngineConfig | None = None,
+    *,
+    sizing: Sizing | None = None,
+    funding: pl.DataFrame | None = None,
+    fast: bool | None = None,
+) -> BacktestResult:
+    """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
+    `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
+    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible."""
+    config = config or EngineConfig()
+    sizing = sizing or Sizing(SizeType.EQUITY_PERCENT, 1.0)
+    for c in (TS, INSTRUMENT):
+        if c not in signals.columns:
+            raise ValueError(f"signals: missing column {c!r}")
+    if not any(c in signals.columns for c in SIGNAL_COLUMNS):
+        raise ValueError(f"signals: needs at least one of {SIGNAL_COLUMNS}")
+    grid = _grid(bars, config)
+    exprs = isinstance(sizing.size, pl.Expr) or ("stop_distance" not in signals.columns and sizing.stop_distance is not None)
+    if exprs:
+        sig = _normalised_signals(signals, bars, sizing)
+    else:
+        sig = signals if signals.schema[TS] == TS_DTYPE else signals.with_columns(pl.col(TS).cast(TS_DTYPE))
+    n, m = grid.ts.shape[0], sig.height
+    strat_col = sig[STRATEGY] if STRATEGY in sig.columns else None
+    if (strat_col is None or _is_constant(strat_col)) and _is_constant(sig[INSTRUMENT]):
+        # one (strategy, instrument) slot: no unique/sort/join needed
+        strat = DEFAULT_STRATEGY if strat_col is None else strat_col[0]
+        slots, slot_inst, slot_strat = _slots([(strat, sig[INSTRUMENT][0])], grid)
+        sidx: np.ndarray | int = 0
+    else:
+        if strat_col is None:
+            sig = sig.with_columns(pl.lit(DEFAULT_STRATEGY).alias(STRATEGY))
+        slot_df = sig.select(STRATEGY, INSTRUMENT).unique().sort(STRATEGY, INSTRUMENT).with_row_index("_slot")
+        slots, slot_inst, slot_strat = _slots(list(zip(slot_df[STRATEGY], slot_df[INSTRUMENT], strict=True)), grid)
+        sidx = (
+            sig.select(STRATEGY, INSTRUMENT)
+            .join(slot_df, on=[STRATEGY, INSTRUMENT], how="left", maintain_order="left")["_slot"]
+            .cast(pl.Int64)
+            .to_numpy()
+        )
+    ns = len(slots)
+    t_sig = sig[TS].to_numpy()
+    if m == n and sig[TS].null_count() == 0 and np.array_equal(t_sig.view(np.int64), grid.ts.view(np.int64)):
+        idx: np.ndarray | slice = slice(None)  # signals row i is bar i
+    else:
+        idx = _bar_index(grid, sig[TS], "asof")
+        exact = grid.ts[np.clip(idx, 0, n - 1)] == t_sig
+        if not bool(np.all(exact & (idx >= 0))):
+            bad = sig.filter(pl.Series(~(exact & (idx >= 0))))[TS].head(3).to_list()
+            raise ValueError(f"signals: timestamps not on the bar grid, e.g. {bad}")
+    packed = np.zeros(m, dtype=np.int64)
+    for col, bit in zip(SIGNAL_COLUMNS, _SIGNAL_BITS, strict=True):
+        if col in sig.columns:
+            packed |= sig[col].cast(pl.Boolean).fill_null(False).to_numpy().astype(np.int64) * bit
     flags = np.zeros((n, ns), dtype=np.int64)
-    packed = signal_flags(
-        sig[LONG_ENTRY].to_numpy(), sig[LONG_EXIT].to_numpy(), sig[SHORT_ENTRY].to_numpy(), sig[SHORT_EXIT].to_numpy()
-    )
     flags[idx, sidx] = packed
     size = np.full((n, ns), np.nan)
-    size[idx, sidx] = sig["size"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    if "size" in sig.columns:
+        size[idx, sidx] = sig["size"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    else:
+        size[idx, sidx] = float(sizing.size)  # type: ignore[arg-type]
     stop_dist = np.full((n, ns), np.nan)
-    stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    if "stop_distance" in sig.columns:
+        stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     fund = _funding(grid, funding)
 
     eligible = (
@@ -509,13 +560,34 @@ def _simulate(
 
 
 def _ts_at(grid: _Grid, idx: np.ndarray) -> pl.Series:
-    idx = np.asarray(idx, dtype=np.int64)
-    return pl.Series(grid.ts[np.clip(idx, 0, grid.ts.shape[0] - 1)]).cast(TS_DTYPE)
+    """Bar timestamps at (float) bar indices, clipped to the grid; a gather on the grid's ts series."""
+    idx = np.clip(np.asarray(idx).astype(np.int64), 0, grid.ts.shape[0] - 1)
+    return grid.ts_series.gather(idx)
 
 
-def _enum_names(enum: type[_Coded], codes: np.ndarray) -> list[str]:
-    members = list(enum)
-    return [members[int(c)].value for c in codes]
+def _lookup(values: list[str] | list[str | None], codes: np.ndarray) -> pl.Series:
+    """Strings by integer code, vectorised (one gather instead of a Python loop over rows); codes outside
+    `values` (e.g. -1 = none) give null."""
+    k = np.asarray(codes).astype(np.int64)
+    k = np.where((k >= 0) & (k < len(values)), k, len(values))
+    return pl.Series([*values, None], dtype=pl.String).gather(k)
+
+
+def _enum_names(enum: type[_Coded], codes: np.ndarray) -> pl.Series:
+    return _lookup([m.value for m in enum], codes)
+
+
+def _code_names(names: dict[int, str], codes: np.ndarray) -> pl.Series:
+    """Names by float code from the kernel (NaN / unknown codes give null)."""
+    table: list[str | None] = [names.get(k) for k in range(max(names) + 1)]
+    c = np.asarray(codes, dtype=np.float64)
+    return _lookup(table, np.where(np.isfinite(c), c, -1.0))
+
+
+def _nullable_ids(oid: np.ndarray, k: np.ndarray) -> pl.Series:
+    """`oid[k]` as Int64, null where k < 0."""
+    out = pl.Series(oid[np.clip(k, 0, None)] if oid.shape[0] else np.zeros(k.shape[0], np.int64), dtype=pl.Int64)
+    return out.scatter(np.flatnonzero(k < 0), None) if bool(np.any(k < 0)) else out
 
 
 def _assemble(
@@ -534,16 +606,13 @@ def _assemble(
 ) -> BacktestResult:
     strat_of = [s for s, _ in slots]
     inst_of = [i for _, i in slots]
-    oslot = orders[:, core.O_SLOT].astype(np.int64)
-    reason = [
-        REASONS.get(int(r)) if np.isfinite(r) and int(r) != core.R_NONE else None for r in orders[:, core.O_REASON]
-    ]
+    oslot = orders[:, core.O_SLOT]
     orders_df = pl.DataFrame(
         {
             ORDER_ID: oid,
             TS: _ts_at(grid, orders[:, core.O_BAR]),
-            INSTRUMENT: [inst_of[s] for s in oslot],
-            STRATEGY: [strat_of[s] for s in oslot],
+            INSTRUMENT: _lookup(inst_of, oslot),
+            STRATEGY: _lookup(strat_of, oslot),
             "side": _enum_names(Side, orders[:, core.O_SIDE]),
             "action": _enum_names(Action, orders[:, core.O_ACTION]),
             "order_type": _enum_names(OrderType, orders[:, core.O_TYPE]),
@@ -555,54 +624,53 @@ def _assemble(
             "filled_units": np.nan_to_num(orders[:, core.O_FILLED]),
             "avg_fill_price": orders[:, core.O_AVG_PX],
             "status": _enum_names(OrderStatus, orders[:, core.O_STATUS]),
-            "reason": pl.Series(reason, dtype=pl.String),
+            "reason": _code_names(REASONS, orders[:, core.O_REASON]),
             "last_update_ts": _ts_at(grid, orders[:, core.O_LAST_BAR]),
         },
         strict=False,
     ).with_columns(
         pl.col(c).fill_nan(None) for c in ("size", "limit_price", "stop_price", "requested_units", "avg_fill_price")
     )
-    fslot = fills[:, core.F_SLOT].astype(np.int64)
+    fslot = fills[:, core.F_SLOT]
     ford = fills[:, core.F_ORDER].astype(np.int64)
     fills_df = pl.DataFrame(
         {
             "fill_id": np.arange(fills.shape[0], dtype=np.int64),
             ORDER_ID: oid[ford] if oid.shape[0] else ford,
             TS: _ts_at(grid, fills[:, core.F_BAR]),
-            INSTRUMENT: [inst_of[s] for s in fslot],
-            STRATEGY: [strat_of[s] for s in fslot],
+            INSTRUMENT: _lookup(inst_of, fslot),
+            STRATEGY: _lookup(strat_of, fslot),
             "side": _enum_names(Side, fills[:, core.F_SIDE]),
             "price": fills[:, core.F_PRICE],
             "size": fills[:, core.F_UNITS],
             "fee": fills[:, core.F_FEE],
             "slippage_cost": fills[:, core.F_SLIP],
             "expected_slippage_cost": fills[:, core.F_EXP_SLIP],
-            "liquidity": [Liquidity.MAKER.value if m > 0.5 else Liquidity.TAKER.value for m in fills[:, core.F_MAKER]],
+            "liquidity": _lookup(
+                [Liquidity.TAKER.value, Liquidity.MAKER.value], (fills[:, core.F_MAKER] > 0.5).astype(np.int64)
+            ),
         }
     )
     trades_df = trades_frame(grid, slots, trades)
     ev_order = events[:, core.E_ORDER].astype(np.int64)
-    ev_slot = events[:, core.E_SLOT].astype(np.int64)
-    ev_inst = events[:, core.E_INST].astype(np.int64)
     events_df = pl.DataFrame(
         {
             TS: _ts_at(grid, events[:, core.E_BAR]),
-            ORDER_ID: pl.Series([int(oid[k]) if k >= 0 else None for k in ev_order], dtype=pl.Int64),
-            INSTRUMENT: pl.Series([grid.instruments[j] if j >= 0 else None for j in ev_inst], dtype=pl.String),
-            STRATEGY: pl.Series([strat_of[s] if s >= 0 else None for s in ev_slot], dtype=pl.String),
-            "event": [EVENT_KINDS[int(k)] for k in events[:, core.E_KIND]],
-            "reason": [REASONS[int(r)] for r in events[:, core.E_REASON]],
+            ORDER_ID: _nullable_ids(oid, ev_order),
+            INSTRUMENT: _lookup(grid.instruments, events[:, core.E_INST]),
+            STRATEGY: _lookup(strat_of, events[:, core.E_SLOT]),
+            "event": _code_names(EVENT_KINDS, events[:, core.E_KIND]),
+            "reason": _code_names(REASONS, events[:, core.E_REASON]),
             "requested_units": events[:, core.E_REQ],
             "allowed_units": events[:, core.E_ALLOWED],
         },
         schema=RISK_EVENTS_SCHEMA,
     )
-    fu_slot = funds[:, 1].astype(np.int64)
     funding_df = pl.DataFrame(
         {
             TS: _ts_at(grid, funds[:, 0]),
-            INSTRUMENT: pl.Series([inst_of[s] for s in fu_slot], dtype=pl.String),
-            STRATEGY: pl.Series([strat_of[s] for s in fu_slot], dtype=pl.String),
+            INSTRUMENT: _lookup(inst_of, funds[:, 1]),
+            STRATEGY: _lookup(strat_of, funds[:, 1]),
             FUNDING_RATE: funds[:, 2],
             "mark_price": funds[:, 3],
             "payment": funds[:, 4],
@@ -646,17 +714,20 @@ def _assemble(
 
 
 def _last_valid(arr: np.ndarray) -> np.ndarray:
-    out = np.full(arr.shape[1], np.nan)
-    for j in range(arr.shape[1]):
-        ok = np.flatnonzero(np.isfinite(arr[:, j]))
-        if ok.size:
-            out[j] = arr[ok[-1], j]
-    return out
+    """Last finite value of each column (NaN if none)."""
+    ok = np.isfinite(arr)
+    n = arr.shape[0]
+    if n == 0:
+        return np.full(arr.shape[1], np.nan)
+    last = n - 1 - np.argmax(ok[::-1], axis=0)
+    out = arr[last, np.arange(arr.shape[1])]
+    return np.where(ok.any(axis=0), out, np.nan)
 
 
 def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) -> pl.DataFrame:
-    tslot = trades[:, core.T_SLOT].astype(np.int64)
-    direction = np.where(trades[:, core.T_DIR] > 0.5, -1.0, 1.0)
+    tslot = trades[:, core.T_SLOT]
+    short = trades[:, core.T_DIR] > 0.5
+    direction = np.where(short, -1.0, 1.0)
     gross = direction * (trades[:, core.T_EXIT_PX] - trades[:, core.T_ENTRY_PX]) * trades[:, core.T_SIZE]
     pnl = gross - trades[:, core.T_FEES] - trades[:, core.T_FUNDING]
     notional = trades[:, core.T_ENTRY_PX] * trades[:, core.T_SIZE]
@@ -664,9 +735,9 @@ def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) 
     return pl.DataFrame(
         {
             "trade_id": np.arange(trades.shape[0], dtype=np.int64),
-            INSTRUMENT: pl.Series([slots[s][1] for s in tslot], dtype=pl.String),
-            STRATEGY: pl.Series([slots[s][0] for s in tslot], dtype=pl.String),
-            "direction": ["SHORT" if d < 0 else "LONG" for d in direction],
+            INSTRUMENT: _lookup([i for _, i in slots], tslot),
+            STRATEGY: _lookup([s for s, _ in slots], tslot),
+            "direction": _lookup(["LONG", "SHORT"], short.astype(np.int64)),
             "entry_ts": _ts_at(grid, trades[:, core.T_ENTRY_BAR]),
             "exit_ts": _ts_at(grid, trades[:, core.T_EXIT_BAR]),
             "entry_bar": trades[:, core.T_ENTRY_BAR].astype(np.int64),
@@ -679,7 +750,7 @@ def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) 
             "funding": trades[:, core.T_FUNDING],
             "pnl": pnl,
             "return": np.divide(pnl, notional, out=np.full_like(pnl, np.nan), where=notional != 0),
-            "status": ["OPEN" if o else "CLOSED" for o in is_open],
+            "status": _lookup(["CLOSED", "OPEN"], is_open.astype(np.int64)),
         },
         schema=TRADES_SCHEMA,
     )

@@ -297,11 +297,18 @@ def fast_signals_nb(
         p_action = 0
         p_rev = 0
         sz = size[c]
-        last = np.nan
-        for i in range(n):
+        i = 0
+        while i < n:
+            # skip idle bars in a tight loop: no signal and nothing that can fill here
+            if pending == 0:
+                while i < n and flags[i, c] == 0:
+                    i += 1
+            else:
+                while i < n and flags[i, c] == 0 and np.isnan(fill_price[i, c]):
+                    i += 1
+            if i >= n:
+                break
             px = fill_price[i, c]
-            if not np.isnan(px):
-                last = px
             # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
             if next_bar and pending == 1 and not np.isnan(px):
                 cash, nf, nt, fills, trades = _fast_exec(
@@ -323,6 +330,12 @@ def fast_signals_nb(
                     fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
                 )  # fmt: skip
                 pending = 0
+            i += 1
+        last = np.nan  # last valid price of the column marks still-open trades
+        for k in range(n - 1, -1, -1):
+            if not np.isnan(fill_price[k, c]):
+                last = fill_price[k, c]
+                break
         lp = np.empty(1)
         lp[0] = last
         si = np.zeros(1, dtype=np.int64)

@@ -108,7 +108,9 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     store = lake.lake()
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
-    frames, lookahead, rows, nan_reports = [], [], [], []
+    previews, lookahead, rows, nan_reports = [], [], [], []
+    n_rows = 0
+    time_range: list[object] = []
     pairs = instrument_months(context)
     last_month = {inst: max(m for i, m in pairs if i == inst) for inst, _ in pairs}
     for inst_id, month in pairs:
@@ -116,20 +118,25 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
         bars = history_with_warmup(store, inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
         store.write(out, GROUP, "features", {INSTRUMENT: inst_id, "month": month})
-        if out.height:
-            frames.append(out)
+        if out.height:  # keep a preview, not the whole run's features, in memory
+            previews.append(out.head(3))
+            n_rows += out.height
+            time_range += [out[TS].min(), out[TS].max()]
             full_warmup = bars.height - out.height >= lookback  # else the frame starts at the instrument's start
             nan_reports.append(nan_ratio_report(out, catalog, warmup_rows=0 if full_warmup else None))
         rows.append({"instrument": inst_id, "month": month, "rows": out.height})
         if month == last_month[inst_id] and out.height > 10:
             lookahead.append({"instrument": inst_id, "month": month, **lookahead_check(bars, catalog, month, out)})
     warehouse.refresh()
-    data = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    preview = pl.concat(previews, how="diagonal_relaxed") if previews else pl.DataFrame()
     nan = pl.concat(nan_reports) if nan_reports else pl.DataFrame({"ok": []}, schema={"ok": pl.Boolean})
     bad_nan = nan.filter(~pl.col("ok"))
     look_ok = all(r["identical"] for r in lookahead)
-    meta = frame_metadata(data, [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state",
-                                 "rsi_14", "basis_bps"]) if data.height else {}  # fmt: skip
+    meta = frame_metadata(preview, [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state",
+                                    "rsi_14", "basis_bps"]) if preview.height else {}  # fmt: skip
+    meta["dagster/row_count"] = dg.MetadataValue.int(n_rows)
+    if time_range:
+        meta["time_range"] = dg.MetadataValue.text(f"{min(time_range)} .. {max(time_range)}")  # type: ignore[type-var]
     meta["feature_columns"] = dg.MetadataValue.int(len(catalog.columns))
     meta["partitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(rows), n=60))
     meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
