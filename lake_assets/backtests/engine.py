@@ -8,12 +8,15 @@ Timing: an order submitted at bar i (known at its close) fills at the open of ba
 default) or for market orders at the close of bar i+latency ("close"; vectorbt's default price=close).
 `run_signals_batch` is the compiled fast path for many independent single-instrument columns (optimisers,
 benchmarks); `run_signals` uses it automatically when the case is simple and gives identical results.
+Frames go in and out without per-row Python: grid and signal arrays come straight from the frames' buffers (and
+only the ones the chosen path reads), result frames are one polars `select` each over the kernels' record arrays.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -24,12 +27,9 @@ from lake_assets.backtests.costs import ADV_NOTIONAL, HALF_SPREAD, SIGMA, CostPr
 from lake_assets.backtests.risk import RiskLimits, Sizing
 from lake_assets.backtests.schema import (
     EQUITY_SCHEMA,
-    FILLS_SCHEMA,
     ORDER_ID,
-    ORDERS_SCHEMA,
     RISK_EVENTS_SCHEMA,
     STRATEGY,
-    TRADES_SCHEMA,
     Action,
     Liquidity,
     OrderStatus,
@@ -204,11 +204,34 @@ class _Grid:
 
 
 _GRID_COLS = (OPEN, HIGH, LOW, CLOSE, VOLUME, HALF_SPREAD, SIGMA, ADV_NOTIONAL)
+_COST_COLS = (HALF_SPREAD, SIGMA, ADV_NOTIONAL)
+
+
+class _FrameColumns(dict[str, np.ndarray]):
+    """Grid arrays (n_bars, 1) of a frame that already is the grid (one instrument, increasing ts), copied out on
+    first use: the fast path reads only open and close. Cost inputs the config does not use are one shared NaN
+    array (the kernels only read them)."""
+
+    def __init__(self, frame: pl.DataFrame, costs_in_frame: bool) -> None:
+        super().__init__()
+        self._frame = frame
+        self._costs_in_frame = costs_in_frame
+
+    def __missing__(self, col: str) -> np.ndarray:
+        if col not in _GRID_COLS:
+            raise KeyError(col)
+        if col in _COST_COLS and not self._costs_in_frame:
+            shared = next((self[c] for c in _COST_COLS if c in self), None)
+            arr = np.full((self._frame.height, 1), np.nan) if shared is None else shared
+        else:
+            arr = np.array(self._frame[col].cast(pl.Float64).to_numpy(), dtype=np.float64).reshape(-1, 1)
+        self[col] = arr
+        return arr
 
 
 def _is_constant(s: pl.Series) -> bool:
-    """True when every value equals the first one (no nulls): the one-instrument / one-strategy fast case."""
-    return s.len() > 0 and s.null_count() == 0 and bool((s == s[0]).all())
+    """True when every value is the same non-null one: the one-instrument / one-strategy fast case."""
+    return s.len() > 0 and s.null_count() == 0 and s.min() == s.max()
 
 
 def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
@@ -235,17 +258,11 @@ def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
             adv_window=config.adv_window,
         )
         b = b.join(cost_inputs(b, profile), on=[TS, INSTRUMENT], how="left")
-    arrays: dict[str, np.ndarray] = {}
     if single and increasing:
-        # already the grid: one column per field, straight from the frame's buffers
+        # already the grid: columns are taken from the frame when first needed
         ts = b[TS]
-        instruments = [b[INSTRUMENT][0]]
-        for col in cols:
-            arrays[col] = np.array(b[col].cast(pl.Float64).to_numpy(), dtype=np.float64).reshape(-1, 1)
-        for col in _GRID_COLS:
-            if col not in arrays:
-                arrays[col] = np.full((ts.len(), 1), np.nan)
-        return _Grid(ts.to_numpy(), ts, instruments, arrays)
+        return _Grid(ts.to_numpy(), ts, [b[INSTRUMENT][0]], _FrameColumns(b, config.dynamic_costs))
+    arrays: dict[str, np.ndarray] = {}
     ts = b.select(pl.col(TS).unique().sort()).to_series()
     instruments = sorted(b[INSTRUMENT].unique().to_list())
     frame = pl.DataFrame({TS: ts})
@@ -269,14 +286,7 @@ def _bar_index(grid: _Grid, ts: pl.Series, side: Literal["asof", "next"]) -> np.
 
 def _days(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
     """Per bar: does it open a new UTC day, and the index of the first bar of the next day (n if none)."""
-    day = grid.ts.astype("datetime64[D]").astype(np.int64)
-    n = day.shape[0]
-    new_day = np.ones(n, dtype=np.bool_)
-    new_day[1:] = day[1:] != day[:-1]
-    starts = np.flatnonzero(new_day)
-    day_no = np.cumsum(new_day) - 1  # which day (0-based) each bar belongs to
-    next_day = np.append(starts[1:], n).astype(np.int64)[day_no]
-    return new_day, next_day
+    return core.day_bounds_nb(np.ascontiguousarray(grid.ts.view(np.int64)))
 
 
 def _funding(grid: _Grid, funding: pl.DataFrame | None) -> np.ndarray:
@@ -376,8 +386,8 @@ def run_signals(
     if not any(c in signals.columns for c in SIGNAL_COLUMNS):
         raise ValueError(f"signals: needs at least one of {SIGNAL_COLUMNS}")
     grid = _grid(bars, config)
-    exprs = isinstance(sizing.size, pl.Expr) or ("stop_distance" not in signals.columns and sizing.stop_distance is not None)
-    if exprs:
+    sd_expr = "stop_distance" not in signals.columns and sizing.stop_distance is not None
+    if isinstance(sizing.size, pl.Expr) or sd_expr:
         sig = _normalised_signals(signals, bars, sizing)
     else:
         sig = signals if signals.schema[TS] == TS_DTYPE else signals.with_columns(pl.col(TS).cast(TS_DTYPE))
@@ -412,25 +422,23 @@ def run_signals(
     packed = np.zeros(m, dtype=np.int64)
     for col, bit in zip(SIGNAL_COLUMNS, _SIGNAL_BITS, strict=True):
         if col in sig.columns:
-            packed |= sig[col].cast(pl.Boolean).fill_null(False).to_numpy().astype(np.int64) * bit
-    flags = np.zeros((n, ns), dtype=np.int64)
-    flags[idx, sidx] = packed
-    size = np.full((n, ns), np.nan)
-    if "size" in sig.columns:
-        size[idx, sidx] = sig["size"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            s = sig[col]
+            if s.dtype != pl.Boolean or s.null_count():
+                s = s.cast(pl.Boolean).fill_null(False)
+            packed[s.to_numpy()] |= bit
+    if isinstance(idx, slice) and ns == 1:
+        flags = packed.reshape(n, 1)  # one slot, one signal row per bar: already the flag grid
     else:
-        size[idx, sidx] = float(sizing.size)  # type: ignore[arg-type]
-    stop_dist = np.full((n, ns), np.nan)
-    if "stop_distance" in sig.columns:
-        stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    fund = _funding(grid, funding)
+        flags = np.zeros((n, ns), dtype=np.int64)
+        flags[idx, sidx] = packed
+    fund = _funding(grid, funding) if funding is not None and funding.height else None
 
     eligible = (
         ns == 1
         and not config.dynamic_costs
         and config.participation_rate is None
         and config.latency_bars == 0
-        and bool(np.all(np.isnan(fund)))
+        and (fund is None or bool(np.all(np.isnan(fund))))
         and config.risk == RiskLimits.disabled()
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
         and "size" not in signals.columns
@@ -441,6 +449,17 @@ def run_signals(
     if fast or (fast is None and eligible):
         fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
         return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config)
+    # per-bar size / stop distance grids are only needed by the full simulator
+    size = np.full((n, ns), np.nan)
+    if "size" in sig.columns:
+        size[idx, sidx] = sig["size"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    else:
+        size[idx, sidx] = float(sizing.size)  # type: ignore[arg-type]
+    stop_dist = np.full((n, ns), np.nan)
+    if "stop_distance" in sig.columns:
+        stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    if fund is None:
+        fund = np.full((n, len(grid.instruments)), np.nan)
     params = config.params(sizing.size_type)
     orders_in = np.full((0, core.N_O), np.nan)
     return _simulate(grid, slots, slot_inst, slot_strat, flags, size, stop_dist, orders_in, fund, params, config, [])
@@ -559,35 +578,157 @@ def _simulate(
     return _assemble(grid, slots, orders, oid, fills, trades, events, funds, state, pos, config, fast=False)
 
 
-def _ts_at(grid: _Grid, idx: np.ndarray) -> pl.Series:
-    """Bar timestamps at (float) bar indices, clipped to the grid; a gather on the grid's ts series."""
-    idx = np.clip(np.asarray(idx).astype(np.int64), 0, grid.ts.shape[0] - 1)
-    return grid.ts_series.gather(idx)
+# BacktestResult.funding_payments: one row per (bar, slot) where a held position paid or received funding
+FUNDING_PAYMENTS_SCHEMA = pl.Schema(
+    {
+        TS: TS_DTYPE,
+        INSTRUMENT: pl.String(),
+        STRATEGY: pl.String(),
+        FUNDING_RATE: pl.Float64(),
+        "mark_price": pl.Float64(),
+        "payment": pl.Float64(),
+    }
+)
 
 
-def _lookup(values: list[str] | list[str | None], codes: np.ndarray) -> pl.Series:
-    """Strings by integer code, vectorised (one gather instead of a Python loop over rows); codes outside
-    `values` (e.g. -1 = none) give null."""
-    k = np.asarray(codes).astype(np.int64)
-    k = np.where((k >= 0) & (k < len(values)), k, len(values))
-    return pl.Series([*values, None], dtype=pl.String).gather(k)
+def _bar_us(grid: _Grid, idx: np.ndarray) -> np.ndarray:
+    """Epoch microseconds of the bars at (float) indices, clipped to the grid."""
+    k = np.clip(np.asarray(idx).astype(np.int64), 0, grid.ts.shape[0] - 1)
+    return grid.ts.view(np.int64)[k]
 
 
-def _enum_names(enum: type[_Coded], codes: np.ndarray) -> pl.Series:
-    return _lookup([m.value for m in enum], codes)
+def _enum_table(enum: type[_Coded]) -> list[str]:
+    return [m.value for m in enum]
 
 
-def _code_names(names: dict[int, str], codes: np.ndarray) -> pl.Series:
-    """Names by float code from the kernel (NaN / unknown codes give null)."""
-    table: list[str | None] = [names.get(k) for k in range(max(names) + 1)]
-    c = np.asarray(codes, dtype=np.float64)
-    return _lookup(table, np.where(np.isfinite(c), c, -1.0))
+def _code_table(names: dict[int, str]) -> list[str | None]:
+    return [names.get(k) for k in range(max(names) + 1)]
+
+
+_REASON_TABLE = _code_table(REASONS)
+_EVENT_TABLE = _code_table(EVENT_KINDS)
+
+
+@lru_cache(maxsize=256)
+def _name_table(table: tuple[str | None, ...]) -> pl.Expr:
+    """Literal string table with a trailing null slot for out-of-table codes."""
+    return pl.lit(pl.Series([*table, None], dtype=pl.String))
+
+
+class _FrameBuilder:
+    """A result frame built in one polars `select` over a frame of raw numpy columns: timestamps travel as int64
+    microseconds (cast to TS_DTYPE), names as integer codes gathered from a small string table (a literal when
+    every row has the same code), NaN -> null by expression. One query per frame instead of a Python loop per row
+    or one polars call per column."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, np.ndarray | pl.Series] = {}
+        self.exprs: list[pl.Expr] = []
+
+    def values(self, name: str, arr: np.ndarray | pl.Series, nan_to_null: bool = False) -> None:
+        self.raw[name] = arr
+        self.exprs.append(pl.col(name).fill_nan(None) if nan_to_null else pl.col(name))
+
+    def ts(self, name: str, grid: _Grid, idx: np.ndarray) -> None:
+        self.raw[name] = _bar_us(grid, idx)
+        self.exprs.append(pl.col(name).cast(TS_DTYPE))
+
+    def names(self, name: str, table: list[str] | list[str | None], codes: np.ndarray) -> None:
+        """String column from float/int codes into `table`; codes outside it (-1 = none, NaN) give null."""
+        c = np.asarray(codes)
+        if c.shape[0] and c.min() == c.max():  # one code for every row (NaN never compares equal)
+            k0 = int(c[0])
+            value = table[k0] if 0 <= k0 < len(table) else None
+            self.exprs.append(pl.lit(value, dtype=pl.String).alias(name))
+            return
+        c = c.astype(np.float64)
+        k = np.where(np.isfinite(c), c, -1.0).astype(np.int64)
+        self.raw[name] = np.where((k >= 0) & (k < len(table)), k, len(table))
+        self.exprs.append(_name_table(tuple(table)).gather(pl.col(name)).alias(name))
+
+    def row_index(self, name: str) -> None:
+        self.exprs.append(pl.int_range(pl.len(), dtype=pl.Int64).alias(name))
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.raw).select(self.exprs)
 
 
 def _nullable_ids(oid: np.ndarray, k: np.ndarray) -> pl.Series:
     """`oid[k]` as Int64, null where k < 0."""
     out = pl.Series(oid[np.clip(k, 0, None)] if oid.shape[0] else np.zeros(k.shape[0], np.int64), dtype=pl.Int64)
     return out.scatter(np.flatnonzero(k < 0), None) if bool(np.any(k < 0)) else out
+
+
+def _orders_frame(grid: _Grid, slots: list[tuple[str, str]], orders: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
+    o = np.asfortranarray(orders)  # contiguous columns
+    fb = _FrameBuilder()
+    fb.values(ORDER_ID, oid)
+    fb.ts(TS, grid, o[:, core.O_BAR])
+    fb.names(INSTRUMENT, [i for _, i in slots], o[:, core.O_SLOT])
+    fb.names(STRATEGY, [s for s, _ in slots], o[:, core.O_SLOT])
+    fb.names("side", _enum_table(Side), o[:, core.O_SIDE])
+    fb.names("action", _enum_table(Action), o[:, core.O_ACTION])
+    fb.names("order_type", _enum_table(OrderType), o[:, core.O_TYPE])
+    fb.names("size_type", _enum_table(SizeType), o[:, core.O_SIZE_TYPE])
+    fb.values("size", o[:, core.O_SIZE], nan_to_null=True)
+    fb.values("limit_price", o[:, core.O_LIMIT], nan_to_null=True)
+    fb.values("stop_price", o[:, core.O_STOP], nan_to_null=True)
+    fb.values("requested_units", o[:, core.O_REQ], nan_to_null=True)
+    fb.values("filled_units", np.nan_to_num(o[:, core.O_FILLED]))
+    fb.values("avg_fill_price", o[:, core.O_AVG_PX], nan_to_null=True)
+    fb.names("status", _enum_table(OrderStatus), o[:, core.O_STATUS])
+    fb.names("reason", _REASON_TABLE, o[:, core.O_REASON])
+    fb.ts("last_update_ts", grid, o[:, core.O_LAST_BAR])
+    return fb.frame()
+
+
+def _fills_frame(grid: _Grid, slots: list[tuple[str, str]], fills: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
+    f = np.asfortranarray(fills)
+    ford = f[:, core.F_ORDER].astype(np.int64)
+    fb = _FrameBuilder()
+    fb.row_index("fill_id")
+    fb.values(ORDER_ID, oid[ford] if oid.shape[0] else ford)
+    fb.ts(TS, grid, f[:, core.F_BAR])
+    fb.names(INSTRUMENT, [i for _, i in slots], f[:, core.F_SLOT])
+    fb.names(STRATEGY, [s for s, _ in slots], f[:, core.F_SLOT])
+    fb.names("side", _enum_table(Side), f[:, core.F_SIDE])
+    fb.values("price", f[:, core.F_PRICE])
+    fb.values("size", f[:, core.F_UNITS])
+    fb.values("fee", f[:, core.F_FEE])
+    fb.values("slippage_cost", f[:, core.F_SLIP])
+    fb.values("expected_slippage_cost", f[:, core.F_EXP_SLIP])
+    fb.names("liquidity", [Liquidity.TAKER.value, Liquidity.MAKER.value], f[:, core.F_MAKER] > 0.5)
+    return fb.frame()
+
+
+def _events_frame(grid: _Grid, slots: list[tuple[str, str]], events: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
+    if events.shape[0] == 0:
+        return pl.DataFrame(schema=RISK_EVENTS_SCHEMA)
+    e = np.asfortranarray(events)
+    fb = _FrameBuilder()
+    fb.ts(TS, grid, e[:, core.E_BAR])
+    fb.values(ORDER_ID, _nullable_ids(oid, e[:, core.E_ORDER].astype(np.int64)))
+    fb.names(INSTRUMENT, grid.instruments, e[:, core.E_INST])
+    fb.names(STRATEGY, [s for s, _ in slots], e[:, core.E_SLOT])
+    fb.names("event", _EVENT_TABLE, e[:, core.E_KIND])
+    fb.names("reason", _REASON_TABLE, e[:, core.E_REASON])
+    fb.values("requested_units", e[:, core.E_REQ])
+    fb.values("allowed_units", e[:, core.E_ALLOWED])
+    return fb.frame()
+
+
+def _funding_frame(grid: _Grid, slots: list[tuple[str, str]], funds: np.ndarray) -> pl.DataFrame:
+    if funds.shape[0] == 0:
+        return pl.DataFrame(schema=FUNDING_PAYMENTS_SCHEMA)
+    fu = np.asfortranarray(funds)
+    fb = _FrameBuilder()
+    fb.ts(TS, grid, fu[:, 0])
+    fb.names(INSTRUMENT, [i for _, i in slots], fu[:, 1])
+    fb.names(STRATEGY, [s for s, _ in slots], fu[:, 1])
+    fb.values(FUNDING_RATE, fu[:, 2])
+    fb.values("mark_price", fu[:, 3])
+    fb.values("payment", fu[:, 4])
+    return fb.frame()
 
 
 def _assemble(
@@ -604,90 +745,20 @@ def _assemble(
     config: EngineConfig,
     fast: bool,
 ) -> BacktestResult:
+    """Result frames from the kernel's record arrays; `state` is (N_STATE, n_bars), one row per field."""
     strat_of = [s for s, _ in slots]
     inst_of = [i for _, i in slots]
-    oslot = orders[:, core.O_SLOT]
-    orders_df = pl.DataFrame(
-        {
-            ORDER_ID: oid,
-            TS: _ts_at(grid, orders[:, core.O_BAR]),
-            INSTRUMENT: _lookup(inst_of, oslot),
-            STRATEGY: _lookup(strat_of, oslot),
-            "side": _enum_names(Side, orders[:, core.O_SIDE]),
-            "action": _enum_names(Action, orders[:, core.O_ACTION]),
-            "order_type": _enum_names(OrderType, orders[:, core.O_TYPE]),
-            "size_type": _enum_names(SizeType, orders[:, core.O_SIZE_TYPE]),
-            "size": orders[:, core.O_SIZE],
-            "limit_price": orders[:, core.O_LIMIT],
-            "stop_price": orders[:, core.O_STOP],
-            "requested_units": orders[:, core.O_REQ],
-            "filled_units": np.nan_to_num(orders[:, core.O_FILLED]),
-            "avg_fill_price": orders[:, core.O_AVG_PX],
-            "status": _enum_names(OrderStatus, orders[:, core.O_STATUS]),
-            "reason": _code_names(REASONS, orders[:, core.O_REASON]),
-            "last_update_ts": _ts_at(grid, orders[:, core.O_LAST_BAR]),
-        },
-        strict=False,
-    ).with_columns(
-        pl.col(c).fill_nan(None) for c in ("size", "limit_price", "stop_price", "requested_units", "avg_fill_price")
-    )
-    fslot = fills[:, core.F_SLOT]
-    ford = fills[:, core.F_ORDER].astype(np.int64)
-    fills_df = pl.DataFrame(
-        {
-            "fill_id": np.arange(fills.shape[0], dtype=np.int64),
-            ORDER_ID: oid[ford] if oid.shape[0] else ford,
-            TS: _ts_at(grid, fills[:, core.F_BAR]),
-            INSTRUMENT: _lookup(inst_of, fslot),
-            STRATEGY: _lookup(strat_of, fslot),
-            "side": _enum_names(Side, fills[:, core.F_SIDE]),
-            "price": fills[:, core.F_PRICE],
-            "size": fills[:, core.F_UNITS],
-            "fee": fills[:, core.F_FEE],
-            "slippage_cost": fills[:, core.F_SLIP],
-            "expected_slippage_cost": fills[:, core.F_EXP_SLIP],
-            "liquidity": _lookup(
-                [Liquidity.TAKER.value, Liquidity.MAKER.value], (fills[:, core.F_MAKER] > 0.5).astype(np.int64)
-            ),
-        }
-    )
-    trades_df = trades_frame(grid, slots, trades)
-    ev_order = events[:, core.E_ORDER].astype(np.int64)
-    events_df = pl.DataFrame(
-        {
-            TS: _ts_at(grid, events[:, core.E_BAR]),
-            ORDER_ID: _nullable_ids(oid, ev_order),
-            INSTRUMENT: _lookup(grid.instruments, events[:, core.E_INST]),
-            STRATEGY: _lookup(strat_of, events[:, core.E_SLOT]),
-            "event": _code_names(EVENT_KINDS, events[:, core.E_KIND]),
-            "reason": _code_names(REASONS, events[:, core.E_REASON]),
-            "requested_units": events[:, core.E_REQ],
-            "allowed_units": events[:, core.E_ALLOWED],
-        },
-        schema=RISK_EVENTS_SCHEMA,
-    )
-    funding_df = pl.DataFrame(
-        {
-            TS: _ts_at(grid, funds[:, 0]),
-            INSTRUMENT: _lookup(inst_of, funds[:, 1]),
-            STRATEGY: _lookup(strat_of, funds[:, 1]),
-            FUNDING_RATE: funds[:, 2],
-            "mark_price": funds[:, 3],
-            "payment": funds[:, 4],
-        }
-    )
-    eq = state[:, 0] + state[:, 1]
-    peak = np.maximum.accumulate(eq)
+    eq_dd = core.equity_drawdown_nb(state)
     equity_df = pl.DataFrame(
         {
             TS: grid.ts_series,
-            "cash": state[:, 0],
-            "positions_value": state[:, 1],
-            "equity": eq,
-            "gross_exposure": state[:, 2],
-            "fees_cum": state[:, 3],
-            "funding_cum": state[:, 4],
-            "drawdown": eq / peak - 1.0,
+            "cash": state[0],
+            "positions_value": state[1],
+            "equity": eq_dd[0],
+            "gross_exposure": state[2],
+            "fees_cum": state[3],
+            "funding_cum": state[4],
+            "drawdown": eq_dd[1],
         },
         schema=EQUITY_SCHEMA,
     )
@@ -701,12 +772,12 @@ def _assemble(
         }
     )
     return BacktestResult(
-        orders=orders_df.select(ORDERS_SCHEMA.names()).cast(dict(ORDERS_SCHEMA)),  # type: ignore[arg-type]
-        fills=fills_df.cast(dict(FILLS_SCHEMA)),  # type: ignore[arg-type]
-        trades=trades_df,
+        orders=_orders_frame(grid, slots, orders, oid),
+        fills=_fills_frame(grid, slots, fills, oid),
+        trades=trades_frame(grid, slots, trades),
         equity=equity_df,
-        risk_events=events_df,
-        funding_payments=funding_df,
+        risk_events=_events_frame(grid, slots, events, oid),
+        funding_payments=_funding_frame(grid, slots, funds),
         positions=positions_df,
         init_cash=config.init_cash,
         used_fast_path=fast,
@@ -715,45 +786,44 @@ def _assemble(
 
 def _last_valid(arr: np.ndarray) -> np.ndarray:
     """Last finite value of each column (NaN if none)."""
-    ok = np.isfinite(arr)
     n = arr.shape[0]
     if n == 0:
         return np.full(arr.shape[1], np.nan)
+    if bool(np.all(np.isfinite(arr[-1]))):
+        return arr[-1].astype(np.float64)  # usual case: the last bar is valid everywhere
+    ok = np.isfinite(arr)
     last = n - 1 - np.argmax(ok[::-1], axis=0)
     out = arr[last, np.arange(arr.shape[1])]
     return np.where(ok.any(axis=0), out, np.nan)
 
 
 def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) -> pl.DataFrame:
-    tslot = trades[:, core.T_SLOT]
-    short = trades[:, core.T_DIR] > 0.5
+    """TRADES_SCHEMA frame from the kernel's trade records (T_* columns)."""
+    t = np.asfortranarray(trades)
+    short = t[:, core.T_DIR] > 0.5
     direction = np.where(short, -1.0, 1.0)
-    gross = direction * (trades[:, core.T_EXIT_PX] - trades[:, core.T_ENTRY_PX]) * trades[:, core.T_SIZE]
-    pnl = gross - trades[:, core.T_FEES] - trades[:, core.T_FUNDING]
-    notional = trades[:, core.T_ENTRY_PX] * trades[:, core.T_SIZE]
-    is_open = trades[:, core.T_OPEN] > 0.5
-    return pl.DataFrame(
-        {
-            "trade_id": np.arange(trades.shape[0], dtype=np.int64),
-            INSTRUMENT: _lookup([i for _, i in slots], tslot),
-            STRATEGY: _lookup([s for s, _ in slots], tslot),
-            "direction": _lookup(["LONG", "SHORT"], short.astype(np.int64)),
-            "entry_ts": _ts_at(grid, trades[:, core.T_ENTRY_BAR]),
-            "exit_ts": _ts_at(grid, trades[:, core.T_EXIT_BAR]),
-            "entry_bar": trades[:, core.T_ENTRY_BAR].astype(np.int64),
-            "exit_bar": trades[:, core.T_EXIT_BAR].astype(np.int64),
-            "entry_price": trades[:, core.T_ENTRY_PX],
-            "exit_price": trades[:, core.T_EXIT_PX],
-            "size": trades[:, core.T_SIZE],
-            "gross_pnl": gross,
-            "fees": trades[:, core.T_FEES],
-            "funding": trades[:, core.T_FUNDING],
-            "pnl": pnl,
-            "return": np.divide(pnl, notional, out=np.full_like(pnl, np.nan), where=notional != 0),
-            "status": _lookup(["CLOSED", "OPEN"], is_open.astype(np.int64)),
-        },
-        schema=TRADES_SCHEMA,
-    )
+    gross = direction * (t[:, core.T_EXIT_PX] - t[:, core.T_ENTRY_PX]) * t[:, core.T_SIZE]
+    pnl = gross - t[:, core.T_FEES] - t[:, core.T_FUNDING]
+    notional = t[:, core.T_ENTRY_PX] * t[:, core.T_SIZE]
+    fb = _FrameBuilder()
+    fb.row_index("trade_id")
+    fb.names(INSTRUMENT, [i for _, i in slots], t[:, core.T_SLOT])
+    fb.names(STRATEGY, [s for s, _ in slots], t[:, core.T_SLOT])
+    fb.names("direction", ["LONG", "SHORT"], short)
+    fb.ts("entry_ts", grid, t[:, core.T_ENTRY_BAR])
+    fb.ts("exit_ts", grid, t[:, core.T_EXIT_BAR])
+    fb.values("entry_bar", t[:, core.T_ENTRY_BAR].astype(np.int64))
+    fb.values("exit_bar", t[:, core.T_EXIT_BAR].astype(np.int64))
+    fb.values("entry_price", t[:, core.T_ENTRY_PX])
+    fb.values("exit_price", t[:, core.T_EXIT_PX])
+    fb.values("size", t[:, core.T_SIZE])
+    fb.values("gross_pnl", gross)
+    fb.values("fees", t[:, core.T_FEES])
+    fb.values("funding", t[:, core.T_FUNDING])
+    fb.values("pnl", pnl)
+    fb.values("return", np.divide(pnl, notional, out=np.full_like(pnl, np.nan), where=notional != 0))
+    fb.names("status", ["CLOSED", "OPEN"], t[:, core.T_OPEN] > 0.5)
+    return fb.frame()
 
 
 @dataclass(frozen=True)
@@ -855,35 +925,9 @@ def _run_fast(
     fills[:, core.F_SLOT] = 0
     trades = res.trades.copy()
     trades[:, core.T_SLOT] = 0
-    # per-bar state reconstructed from the fills
-    sgn = np.where(fills[:, core.F_SIDE] < 0.5, 1.0, -1.0)
-    bar = fills[:, core.F_BAR].astype(np.int64)
-    dcash = np.zeros(n)
-    dpos = np.zeros(n)
-    dfee = np.zeros(n)
-    np.add.at(dcash, bar, -(sgn * fills[:, core.F_UNITS] * fills[:, core.F_PRICE] + fills[:, core.F_FEE]))
-    np.add.at(dpos, bar, sgn * fills[:, core.F_UNITS])
-    np.add.at(dfee, bar, fills[:, core.F_FEE])
-    cash = config.init_cash + np.cumsum(dcash)
-    position = np.cumsum(dpos)
-    mark = _ffill(a[CLOSE][:, 0])
-    posval = np.where(position != 0, position * mark, 0.0)
-    state = np.zeros((n, 6))
-    state[:, 0] = cash
-    state[:, 1] = posval
-    state[:, 2] = np.abs(posval)
-    state[:, 3] = np.cumsum(dfee)
+    state = core.fills_state_nb(n, fills, np.ascontiguousarray(a[CLOSE][:, 0]), config.init_cash)
     empty = np.zeros((0, core.N_E))
     oid = np.arange(nfl, dtype=np.int64)
     return _assemble(
         grid, slots, orders, oid, fills, trades, empty, np.zeros((0, 5)), state, res.final_position, config, fast=True
     )
-
-
-def _ffill(x: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(x)
-    idx = np.where(ok, np.arange(x.shape[0]), 0)
-    np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    out[~np.isfinite(out)] = np.nan
-    return out

@@ -67,6 +67,7 @@ N_O = 23
 # fill record columns
 F_BAR, F_ORDER, F_SLOT, F_SIDE, F_PRICE, F_UNITS, F_FEE, F_SLIP, F_EXP_SLIP, F_MAKER = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 N_F = 10
+N_STATE = 6  # rows of the per-bar state: cash, positions value, gross exposure, fees, funding, kill flag
 
 # trade record columns
 T_SLOT, T_DIR, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PX, T_EXIT_PX, T_SIZE, T_FEES, T_FUNDING, T_OPEN = (
@@ -119,13 +120,6 @@ SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
 
 
 @njit(cache=True)
-def _grow(arr: np.ndarray) -> np.ndarray:
-    out = np.full((arr.shape[0] * 2 + 16, arr.shape[1]), np.nan)
-    out[: arr.shape[0]] = arr
-    return out
-
-
-@njit(cache=True)
 def resolve_signal(flags: int, pos: float, allow_short: bool) -> tuple[int, int, int]:
     """vectorbt's from_signals rules (accumulate=False, conflicts ignored).
 
@@ -162,7 +156,7 @@ def resolve_signal(flags: int, pos: float, allow_short: bool) -> tuple[int, int,
 
 
 @njit(cache=True)
-def _book_fill(
+def _book_fill_into(
     trades: np.ndarray,
     nt: int,
     s: int,
@@ -176,9 +170,11 @@ def _book_fill(
     t_px: np.ndarray,
     t_fees: np.ndarray,
     t_fund: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> int:
     """Trade bookkeeping per slot, vectorbt's exit-trade convention: each reduction closes a trade record with
-    pro-rated entry fees/funding; a flip opens a new trade with the rest of the order and its share of the fee."""
+    pro-rated entry fees/funding; a flip opens a new trade with the rest of the order and its share of the fee.
+    Writes at most one trade record, only if `trades` has room, and returns the new count either way (the caller
+    reruns with more room on overflow; never reassigning the buffers keeps the hot loops free of refcounting)."""
     p = pos[s]
     if p == 0.0 or (p > 0) == (sgn > 0):
         if p == 0.0:
@@ -190,22 +186,21 @@ def _book_fill(
             t_px[s] = (t_px[s] * abs(p) + price * units) / (abs(p) + units)
             t_fees[s] += fee
         pos[s] = p + sgn * units
-        return trades, nt
+        return nt
     close_units = min(units, abs(p))
     frac = close_units / abs(p)
     close_fee = fee * close_units / units
-    if nt >= trades.shape[0]:
-        trades = _grow(trades)
-    trades[nt, T_SLOT] = s
-    trades[nt, T_DIR] = 0.0 if p > 0 else 1.0
-    trades[nt, T_ENTRY_BAR] = t_bar[s]
-    trades[nt, T_EXIT_BAR] = bar
-    trades[nt, T_ENTRY_PX] = t_px[s]
-    trades[nt, T_EXIT_PX] = price
-    trades[nt, T_SIZE] = close_units
-    trades[nt, T_FEES] = t_fees[s] * frac + close_fee
-    trades[nt, T_FUNDING] = t_fund[s] * frac
-    trades[nt, T_OPEN] = 0.0
+    if nt < trades.shape[0]:
+        trades[nt, T_SLOT] = s
+        trades[nt, T_DIR] = 0.0 if p > 0 else 1.0
+        trades[nt, T_ENTRY_BAR] = t_bar[s]
+        trades[nt, T_EXIT_BAR] = bar
+        trades[nt, T_ENTRY_PX] = t_px[s]
+        trades[nt, T_EXIT_PX] = price
+        trades[nt, T_SIZE] = close_units
+        trades[nt, T_FEES] = t_fees[s] * frac + close_fee
+        trades[nt, T_FUNDING] = t_fund[s] * frac
+        trades[nt, T_OPEN] = 0.0
     nt += 1
     t_fees[s] -= t_fees[s] * frac
     t_fund[s] -= t_fund[s] * frac
@@ -220,11 +215,11 @@ def _book_fill(
             pos[s] = sgn * rest
     else:
         pos[s] = p + sgn * units
-    return trades, nt
+    return nt
 
 
 @njit(cache=True)
-def _close_open_trades(
+def _close_open_trades_into(
     trades: np.ndarray,
     nt: int,
     pos: np.ndarray,
@@ -235,28 +230,38 @@ def _close_open_trades(
     t_px: np.ndarray,
     t_fees: np.ndarray,
     t_fund: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> int:
+    """Open trades at the end of the data (marked at `last_px`); write-if-room like `_book_fill_into`."""
     for s in range(pos.shape[0]):
         if pos[s] != 0.0:
-            if nt >= trades.shape[0]:
-                trades = _grow(trades)
-            trades[nt, T_SLOT] = s
-            trades[nt, T_DIR] = 0.0 if pos[s] > 0 else 1.0
-            trades[nt, T_ENTRY_BAR] = t_bar[s]
-            trades[nt, T_EXIT_BAR] = last_bar
-            trades[nt, T_ENTRY_PX] = t_px[s]
-            trades[nt, T_EXIT_PX] = last_px[slot_inst[s]]
-            trades[nt, T_SIZE] = abs(pos[s])
-            trades[nt, T_FEES] = t_fees[s]
-            trades[nt, T_FUNDING] = t_fund[s]
-            trades[nt, T_OPEN] = 1.0
+            if nt < trades.shape[0]:
+                trades[nt, T_SLOT] = s
+                trades[nt, T_DIR] = 0.0 if pos[s] > 0 else 1.0
+                trades[nt, T_ENTRY_BAR] = t_bar[s]
+                trades[nt, T_EXIT_BAR] = last_bar
+                trades[nt, T_ENTRY_PX] = t_px[s]
+                trades[nt, T_EXIT_PX] = last_px[slot_inst[s]]
+                trades[nt, T_SIZE] = abs(pos[s])
+                trades[nt, T_FEES] = t_fees[s]
+                trades[nt, T_FUNDING] = t_fund[s]
+                trades[nt, T_OPEN] = 1.0
             nt += 1
-    return trades, nt
+    return nt
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # fast path: independent columns, market orders, no partial fills, no risk layer
 # ------------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _ensure_rows(arr: np.ndarray, rows: int) -> np.ndarray:
+    """`arr` with at least `rows` rows (a NaN-padded copy when it has fewer)."""
+    if arr.shape[0] >= rows:
+        return arr
+    out = np.full((max(rows, arr.shape[0] * 2), arr.shape[1]), np.nan)
+    out[: arr.shape[0]] = arr
+    return out
 
 
 @njit(cache=True)
@@ -276,6 +281,8 @@ def fast_signals_nb(
 
     `size` is per column (units, or quote notional when `notional`; +inf = all cash). Returns fills, trades,
     final cash and final position per column. Mirrors `simulate_nb` on the same case exactly (tested).
+    Each signal makes at most one order and so at most one fill, and each fill closes at most one trade: the record
+    buffers are sized per column before its bar loop runs, so the loop itself never reallocates.
     """
     n, m = fill_price.shape
     fills = np.full((64, N_F), np.nan)
@@ -290,62 +297,101 @@ def fast_signals_nb(
     t_fees = np.zeros(1)
     t_fund = np.zeros(1)
     for c in range(m):
-        cash = init_cash
-        one[0] = 0.0
-        pending = 0
-        p_side = -1
-        p_action = 0
-        p_rev = 0
-        sz = size[c]
-        i = 0
-        while i < n:
-            # skip idle bars in a tight loop: no signal and nothing that can fill here
-            if pending == 0:
-                while i < n and flags[i, c] == 0:
-                    i += 1
-            else:
-                while i < n and flags[i, c] == 0 and np.isnan(fill_price[i, c]):
-                    i += 1
-            if i >= n:
-                break
-            px = fill_price[i, c]
-            # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
-            if next_bar and pending == 1 and not np.isnan(px):
-                cash, nf, nt, fills, trades = _fast_exec(
-                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-                )  # fmt: skip
-                pending = 0
-            f = flags[i, c]
-            if f != 0:
-                side, action, rev = resolve_signal(f, one[0], allow_short)
-                if side >= 0:
-                    pending = 1
-                    p_side = side
-                    p_action = action
-                    p_rev = rev
-            if not next_bar and pending == 1 and not np.isnan(px):
-                cash, nf, nt, fills, trades = _fast_exec(
-                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-                )  # fmt: skip
-                pending = 0
-            i += 1
-        last = np.nan  # last valid price of the column marks still-open trades
-        for k in range(n - 1, -1, -1):
-            if not np.isnan(fill_price[k, c]):
-                last = fill_price[k, c]
-                break
-        lp = np.empty(1)
-        lp[0] = last
-        si = np.zeros(1, dtype=np.int64)
-        nt0 = nt
-        trades, nt = _close_open_trades(trades, nt, one, lp, si, n - 1, t_bar, t_px, t_fees, t_fund)
-        for k in range(nt0, nt):
-            trades[k, T_SLOT] = c
+        n_sig = 0
+        for i in range(n):
+            if flags[i, c] != 0:
+                n_sig += 1
+        fills = _ensure_rows(fills, nf + n_sig)
+        trades = _ensure_rows(trades, nt + n_sig + 1)
+        cash, nf, nt = _fast_column(
+            c, fill_price, flags, size[c], notional, fees, fixed_fees, slippage, init_cash, next_bar, allow_short,
+            one, fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+        )  # fmt: skip
+        if nf > fills.shape[0] or nt > trades.shape[0]:
+            raise RuntimeError("fast_signals_nb: record buffer bound violated")
         cash_out[c] = cash
         pos_out[c] = one[0]
     return fills[:nf], trades[:nt], cash_out, pos_out
+
+
+@njit(cache=True)
+def _fast_column(
+    c: int,
+    fill_price: np.ndarray,
+    flags: np.ndarray,
+    sz: float,
+    notional: bool,
+    fees: float,
+    fixed_fees: float,
+    slippage: float,
+    init_cash: float,
+    next_bar: bool,
+    allow_short: bool,
+    one: np.ndarray,
+    fills: np.ndarray,
+    nf: int,
+    trades: np.ndarray,
+    nt: int,
+    t_bar: np.ndarray,
+    t_px: np.ndarray,
+    t_fees: np.ndarray,
+    t_fund: np.ndarray,
+) -> tuple[float, int, int]:
+    """Bar loop of one column of `fast_signals_nb`; returns final cash and the new fill / trade counts."""
+    n = fill_price.shape[0]
+    cash = init_cash
+    one[0] = 0.0
+    pending = 0
+    p_side = -1
+    p_action = 0
+    p_rev = 0
+    i = 0
+    while i < n:
+        # skip idle bars in a tight loop: no signal and nothing that can fill here
+        if pending == 0:
+            while i < n and flags[i, c] == 0:
+                i += 1
+        else:
+            while i < n and flags[i, c] == 0 and np.isnan(fill_price[i, c]):
+                i += 1
+        if i >= n:
+            break
+        px = fill_price[i, c]
+        # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
+        if next_bar and pending == 1 and not np.isnan(px):
+            cash, nf, nt = _fast_exec(
+                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+            )  # fmt: skip
+            pending = 0
+        f = flags[i, c]
+        if f != 0:
+            side, action, rev = resolve_signal(f, one[0], allow_short)
+            if side >= 0:
+                pending = 1
+                p_side = side
+                p_action = action
+                p_rev = rev
+        if not next_bar and pending == 1 and not np.isnan(px):
+            cash, nf, nt = _fast_exec(
+                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+            )  # fmt: skip
+            pending = 0
+        i += 1
+    last = np.nan  # last valid price of the column marks still-open trades
+    for k in range(n - 1, -1, -1):
+        if not np.isnan(fill_price[k, c]):
+            last = fill_price[k, c]
+            break
+    lp = np.empty(1)
+    lp[0] = last
+    si = np.zeros(1, dtype=np.int64)
+    nt0 = nt
+    nt = _close_open_trades_into(trades, nt, one, lp, si, n - 1, t_bar, t_px, t_fees, t_fund)
+    for k in range(nt0, min(nt, trades.shape[0])):
+        trades[k, T_SLOT] = c
+    return cash, nf, nt
 
 
 @njit(cache=True)
@@ -371,12 +417,12 @@ def _fast_exec(
     t_px: np.ndarray,
     t_fees: np.ndarray,
     t_fund: np.ndarray,
-) -> tuple[float, int, int, np.ndarray, np.ndarray]:
+) -> tuple[float, int, int]:
     sgn = 1.0 if side == BUY else -1.0
     p = pos[0]
     if action == EXIT:
         if p == 0.0 or (p > 0) == (sgn > 0):
-            return cash, nf, nt, fills, trades
+            return cash, nf, nt
         units = abs(p)
         adj = px * (1.0 + sgn * slippage)
         fee = units * adj * fees + fixed_fees
@@ -384,10 +430,10 @@ def _fast_exec(
         adj = px * (1.0 + sgn * slippage)
         if notional and np.isinf(sz):
             if sgn < 0:
-                return cash, nf, nt, fills, trades  # all-cash short is undefined (as in vectorbt)
+                return cash, nf, nt  # all-cash short is undefined (as in vectorbt)
             max_req = (cash - fixed_fees) / (1.0 + fees)
             if max_req <= 0.0:
-                return cash, nf, nt, fills, trades
+                return cash, nf, nt
             units = max_req / adj
             fee = cash - max_req
         else:
@@ -396,26 +442,106 @@ def _fast_exec(
                 units += abs(p)
             fee = units * adj * fees + fixed_fees
     if not units > 0.0:
-        return cash, nf, nt, fills, trades
+        return cash, nf, nt
     cash -= sgn * units * adj + fee
-    if nf >= fills.shape[0]:
-        fills = _grow(fills)
-    fills[nf, F_BAR] = i
-    fills[nf, F_ORDER] = -1
-    fills[nf, F_SLOT] = c
-    fills[nf, F_SIDE] = side
-    fills[nf, F_PRICE] = adj
-    fills[nf, F_UNITS] = units
-    fills[nf, F_FEE] = fee
-    fills[nf, F_SLIP] = units * px * slippage
-    fills[nf, F_EXP_SLIP] = units * px * slippage
-    fills[nf, F_MAKER] = 0.0
+    if nf < fills.shape[0]:
+        fills[nf, F_BAR] = i
+        fills[nf, F_ORDER] = -1
+        fills[nf, F_SLOT] = c
+        fills[nf, F_SIDE] = side
+        fills[nf, F_PRICE] = adj
+        fills[nf, F_UNITS] = units
+        fills[nf, F_FEE] = fee
+        fills[nf, F_SLIP] = units * px * slippage
+        fills[nf, F_EXP_SLIP] = units * px * slippage
+        fills[nf, F_MAKER] = 0.0
     nf += 1
     nt0 = nt
-    trades, nt = _book_fill(trades, nt, 0, i, sgn, units, adj, fee, pos, t_bar, t_px, t_fees, t_fund)
-    for k in range(nt0, nt):
+    nt = _book_fill_into(trades, nt, 0, i, sgn, units, adj, fee, pos, t_bar, t_px, t_fees, t_fund)
+    for k in range(nt0, min(nt, trades.shape[0])):
         trades[k, T_SLOT] = c
-    return cash, nf, nt, fills, trades
+    return cash, nf, nt
+
+
+@njit(cache=True)
+def fills_state_nb(n: int, fills: np.ndarray, mark: np.ndarray, init_cash: float) -> np.ndarray:
+    """Per-bar state (N_STATE, n) of one slot rebuilt from its fills (sorted by bar) in one pass: cash, position
+    value at `mark` (forward-filled close), gross exposure, cumulative fees; funding and kill flag stay 0 on the fast
+    path. The fills of a bar are summed in fill order first, then accumulated bar by bar."""
+    state = np.zeros((N_STATE, n))
+    nf = fills.shape[0]
+    k = 0
+    c = 0.0
+    p = 0.0
+    f = 0.0
+    last = np.nan
+    for i in range(n):
+        dc = 0.0
+        dp = 0.0
+        df = 0.0
+        while k < nf and int(fills[k, F_BAR]) == i:
+            sgn = 1.0 if fills[k, F_SIDE] < 0.5 else -1.0
+            dc += -(sgn * fills[k, F_UNITS] * fills[k, F_PRICE] + fills[k, F_FEE])
+            dp += sgn * fills[k, F_UNITS]
+            df += fills[k, F_FEE]
+            k += 1
+        if i == 0:
+            c = dc
+            p = dp
+            f = df
+        else:
+            c += dc
+            p += dp
+            f += df
+        if np.isfinite(mark[i]):
+            last = mark[i]
+        pv = p * last if p != 0 else 0.0
+        state[0, i] = init_cash + c
+        state[1, i] = pv
+        state[2, i] = abs(pv)
+        state[3, i] = f
+    if k != nf:
+        raise ValueError("fills_state_nb: fills must be sorted by bar and inside the grid")
+    return state
+
+
+@njit(cache=True)
+def day_bounds_nb(ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar (epoch microseconds, NaT = int64 min): does it open a new UTC day, and the index of the first bar
+    of the next day (n if none)."""
+    n = ts_us.shape[0]
+    nat = np.iinfo(np.int64).min
+    new_day = np.empty(n, dtype=np.bool_)
+    next_day = np.empty(n, dtype=np.int64)
+    prev = 0
+    for i in range(n):
+        d = nat if ts_us[i] == nat else ts_us[i] // 86_400_000_000  # floor, as datetime64[D] does
+        new_day[i] = i == 0 or d != prev
+        prev = d
+    nxt = n
+    for i in range(n - 1, -1, -1):
+        next_day[i] = nxt
+        if new_day[i]:
+            nxt = i
+    return new_day, next_day
+
+
+@njit(cache=True)
+def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
+    """Rows (equity, drawdown) from a per-bar state: equity = cash + positions value, drawdown = equity / running
+    peak - 1 (a NaN equity makes the peak NaN from there on, as numpy's maximum.accumulate does)."""
+    n = state.shape[1]
+    out = np.empty((2, n))
+    peak = np.nan
+    for i in range(n):
+        eq = state[0, i] + state[1, i]
+        if i == 0:
+            peak = eq
+        elif not np.isnan(peak):
+            peak = eq if (np.isnan(eq) or eq > peak) else peak
+        out[0, i] = eq
+        out[1, i] = eq / peak - 1.0
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -426,20 +552,20 @@ R_ALL_CASH_SHORT = 25
 
 
 @njit(cache=True)
-def _event(
+def _event_into(
     events: np.ndarray, ne: int, bar: int, k: int, s: int, j: int, kind: int, reason: int, req: float, allowed: float
-) -> tuple[np.ndarray, int]:
-    if ne >= events.shape[0]:
-        events = _grow(events)
-    events[ne, E_BAR] = bar
-    events[ne, E_ORDER] = k
-    events[ne, E_SLOT] = s
-    events[ne, E_INST] = j
-    events[ne, E_KIND] = kind
-    events[ne, E_REASON] = reason
-    events[ne, E_REQ] = req
-    events[ne, E_ALLOWED] = allowed
-    return events, ne + 1
+) -> int:
+    """Record a risk event if `events` has room; returns the new count either way."""
+    if ne < events.shape[0]:
+        events[ne, E_BAR] = bar
+        events[ne, E_ORDER] = k
+        events[ne, E_SLOT] = s
+        events[ne, E_INST] = j
+        events[ne, E_KIND] = kind
+        events[ne, E_REASON] = reason
+        events[ne, E_REQ] = req
+        events[ne, E_ALLOWED] = allowed
+    return ne + 1
 
 
 @njit(cache=True)
@@ -494,15 +620,70 @@ def simulate_nb(
     """Event loop over bars. Per bar: funding at the open, fills of active orders (open phase: intrabar OHLC logic),
     then at the close: new orders and signals, close-mode market fills, mark-to-market, kill switches, daily loss
     cap, expiry. Returns orders, fills, trades, risk events, funding payments, per-bar state and final positions."""
-    n, nj = cl.shape
+    n = cl.shape[0]
     ns = slot_inst.shape[0]
-    n_in = orders_in.shape[0]
     n_sig = 0
+    n_fund = 0
     for i in range(n):
         for s in range(ns):
             if sig_flags[i, s] != 0:
                 n_sig += 1
-    cap = n_in + n_sig + ns + 1
+            if np.isfinite(fund[i, slot_inst[s]]):
+                n_fund += 1
+    # orders: every input order, one per signal, one flatten order per slot on a kill switch (exact bound);
+    # funding payments: at most one per finite rate per slot (exact bound); fills: one per order unless partial
+    # fills spread an order over several bars; trades: at most one closed per fill plus the open ones at the end.
+    cap = orders_in.shape[0] + n_sig + ns + 1
+    cap_f = cap + 16
+    cap_t = cap_f + ns
+    cap_e = cap + 16
+    cap_fu = n_fund
+    while True:
+        orders, fills, trades, events, funds, state, pos, nf, nt, ne, nfu = _simulate_pass(
+            op, hi, lo, cl, vol, half_spread, sigma, adv, fund, new_day, next_day, slot_inst, slot_strat,
+            sig_flags, sig_size, sig_stop_dist, orders_in, params, cap, cap_f, cap_t, cap_e, cap_fu,
+        )  # fmt: skip
+        if nf <= cap_f and nt <= cap_t and ne <= cap_e and nfu <= cap_fu:
+            return orders, fills[:nf], trades[:nt], events[:ne], funds[:nfu], state, pos
+        # deterministic: the rerun with room for every record reproduces the same run
+        cap_f = max(cap_f, nf)
+        cap_t = max(cap_t, nt)
+        cap_e = max(cap_e, ne)
+        cap_fu = max(cap_fu, nfu)
+
+
+@njit(cache=True)
+def _simulate_pass(
+    op: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    cl: np.ndarray,
+    vol: np.ndarray,
+    half_spread: np.ndarray,
+    sigma: np.ndarray,
+    adv: np.ndarray,
+    fund: np.ndarray,
+    new_day: np.ndarray,
+    next_day: np.ndarray,
+    slot_inst: np.ndarray,
+    slot_strat: np.ndarray,
+    sig_flags: np.ndarray,
+    sig_size: np.ndarray,
+    sig_stop_dist: np.ndarray,
+    orders_in: np.ndarray,
+    params: np.ndarray,
+    cap: int,
+    cap_f: int,
+    cap_t: int,
+    cap_e: int,
+    cap_fu: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int, int]:
+    """One run of the event loop with fixed-size record buffers (`cap` orders, `cap_f` fills, `cap_t` trades,
+    `cap_e` risk events, `cap_fu` funding payments). Records beyond a buffer are counted, not written: the caller
+    reruns with larger buffers when a count exceeds its buffer (see `simulate_nb`)."""
+    n, nj = cl.shape
+    ns = slot_inst.shape[0]
+    n_in = orders_in.shape[0]
     orders = np.full((cap, N_O), np.nan)
     orders[:n_in] = orders_in
     no = n_in
@@ -535,15 +716,17 @@ def simulate_nb(
     allow_short = params[P_ALLOW_SHORT] > 0.5
     sig_size_type = params[P_SIG_SIZE_TYPE]
 
-    fills = np.full((256, N_F), np.nan)
+    fills = np.full((cap_f, N_F), np.nan)
     nf = 0
-    trades = np.full((64, N_T), np.nan)
+    trades = np.full((cap_t, N_T), np.nan)
     nt = 0
-    events = np.full((16, N_E), np.nan)
+    events = np.full((cap_e, N_E), np.nan)
     ne = 0
-    funds = np.full((16, 5), np.nan)
+    funds = np.full((cap_fu, 5), np.nan)
     nfu = 0
-    state = np.zeros((n, 6))  # cash, positions value, gross exposure, fees cum, funding cum, kill flag
+    # one row per field (contiguous per-field columns for the result frames): cash, positions value, gross exposure,
+    # fees cum, funding cum, kill flag
+    state = np.zeros((N_STATE, n))
 
     cash = init_cash
     pos = np.zeros(ns)
@@ -587,19 +770,29 @@ def simulate_nb(
                     cash -= pay
                     funding_cum += pay
                     t_fund[s] += pay
-                    if nfu >= funds.shape[0]:
-                        funds = _grow(funds)
-                    funds[nfu, 0] = i
-                    funds[nfu, 1] = s
-                    funds[nfu, 2] = r
-                    funds[nfu, 3] = mpx
-                    funds[nfu, 4] = pay
+                    if nfu < funds.shape[0]:
+                        funds[nfu, 0] = i
+                        funds[nfu, 1] = s
+                        funds[nfu, 2] = r
+                        funds[nfu, 3] = mpx
+                        funds[nfu, 4] = pay
                     nfu += 1
         for j in range(nj):
             if valid[j]:
                 mark[j] = op[i, j]
 
-        for phase in range(2):
+        # an idle bar (nothing pending, no order submitted at it, no signal) only moves the marks to the close
+        busy = npend > 0 or (next_in < n_in and orders[next_in, O_BAR] <= i)
+        if not busy:
+            for s in range(ns):
+                if sig_flags[i, s] != 0:
+                    busy = True
+                    break
+        if not busy:
+            for j in range(nj):
+                if valid[j]:
+                    mark[j] = cl[i, j]
+        for phase in range(2 if busy else 0):
             if phase == 1:
                 for j in range(nj):
                     if valid[j]:
@@ -625,7 +818,7 @@ def simulate_nb(
                         if not ok:
                             orders[k, O_STATUS] = ST_REJECTED
                             orders[k, O_REASON] = R_UNKNOWN_REF
-                            events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, R_UNKNOWN_REF, 0.0, 0.0)
+                            ne = _event_into(events, ne, i, k, s, slot_inst[s], EV_REJECTED, R_UNKNOWN_REF, 0.0, 0.0)
                             continue
                         if action == CANCEL:
                             orders[tgt, O_STATUS] = ST_CANCELLED
@@ -651,7 +844,7 @@ def simulate_nb(
                     if bad != R_NONE:
                         orders[k, O_STATUS] = ST_REJECTED
                         orders[k, O_REASON] = bad
-                        events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
+                        ne = _event_into(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
                         continue
                     typ = int(orders[k, O_TYPE])
                     orders[k, O_ACTIVE] = i + lat + (0 if (fill_close and typ == MARKET) else 1)
@@ -696,7 +889,7 @@ def simulate_nb(
                     if bad != R_NONE:
                         orders[k, O_STATUS] = ST_REJECTED
                         orders[k, O_REASON] = bad
-                        events, ne = _event(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
+                        ne = _event_into(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k, O_SIZE], 0.0)
                         continue
                     orders[k, O_ACTIVE] = i + lat + (0 if fill_close else 1)
                     pending[npend] = k
@@ -787,7 +980,7 @@ def simulate_nb(
                     if not opposite:
                         orders[k, O_STATUS] = ST_REJECTED
                         orders[k, O_REASON] = R_EXIT_SIDE
-                        events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_EXIT_SIDE, abs(p), 0.0)
+                        ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_EXIT_SIDE, abs(p), 0.0)
                         continue
                     want = abs(p)
                     if orders[k, O_RESOLVED] == 0.0:
@@ -815,13 +1008,13 @@ def simulate_nb(
                         if sgn < 0:
                             orders[k, O_STATUS] = ST_REJECTED
                             orders[k, O_REASON] = R_ALL_CASH_SHORT
-                            events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, want, 0.0)
+                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, want, 0.0)
                             continue
                         max_req = (cash - fixed_fee) / (1.0 + fee_rate)
                         if not (max_req > 0.0):
                             orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
                             orders[k, O_REASON] = R_NO_EQUITY
-                            events, ne = _event(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
+                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
                             continue
                         all_cash = True
                         want = max_req / (ref * (1.0 + sgn * base))
@@ -887,7 +1080,7 @@ def simulate_nb(
                                     reason = R_NEW_EXPOSURE_CAP
                     if reason != R_NONE:
                         kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) else EV_REJECTED
-                        events, ne = _event(events, ne, i, k, s, j, kind, reason, open_part, allowed)
+                        ne = _event_into(events, ne, i, k, s, j, kind, reason, open_part, allowed)
                         orders[k, O_REASON] = reason
                         all_cash = False
                         if np.isfinite(orders[k, O_REQ]):
@@ -910,7 +1103,7 @@ def simulate_nb(
                         units = max(capu, 0.0)
                         all_cash = False
                         orders[k, O_REASON] = R_PARTICIPATION
-                        events, ne = _event(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
+                        ne = _event_into(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
                         if np.isinf(orders[k, O_REQ]):
                             orders[k, O_REQ] = orders[k, O_FILLED] + want
                 if not (units > 0.0):
@@ -935,21 +1128,20 @@ def simulate_nb(
                 close_done = min(units, abs(p)) if opposite else 0.0
                 cash -= sgn * units * px + fee
                 fees_cum += fee
-                trades, nt = _book_fill(trades, nt, s, i, sgn, units, px, fee, pos, t_bar, t_px, t_fees, t_fund)
-                if nf >= fills.shape[0]:
-                    fills = _grow(fills)
+                nt = _book_fill_into(trades, nt, s, i, sgn, units, px, fee, pos, t_bar, t_px, t_fees, t_fund)
                 slip_cost = sgn * (px - ref) * units
                 exp_cost = 0.0 if maker else base * ref * units
-                fills[nf, F_BAR] = i
-                fills[nf, F_ORDER] = k
-                fills[nf, F_SLOT] = s
-                fills[nf, F_SIDE] = 0.0 if sgn > 0 else 1.0
-                fills[nf, F_PRICE] = px
-                fills[nf, F_UNITS] = units
-                fills[nf, F_FEE] = fee
-                fills[nf, F_SLIP] = slip_cost
-                fills[nf, F_EXP_SLIP] = exp_cost
-                fills[nf, F_MAKER] = 1.0 if maker else 0.0
+                if nf < fills.shape[0]:
+                    fills[nf, F_BAR] = i
+                    fills[nf, F_ORDER] = k
+                    fills[nf, F_SLOT] = s
+                    fills[nf, F_SIDE] = 0.0 if sgn > 0 else 1.0
+                    fills[nf, F_PRICE] = px
+                    fills[nf, F_UNITS] = units
+                    fills[nf, F_FEE] = fee
+                    fills[nf, F_SLIP] = slip_cost
+                    fills[nf, F_EXP_SLIP] = exp_cost
+                    fills[nf, F_MAKER] = 1.0 if maker else 0.0
                 nf += 1
                 if not maker:
                     real_slip += slip_cost
@@ -998,7 +1190,7 @@ def simulate_nb(
                 trip = R_KILL_SLIPPAGE
             if trip != R_NONE:
                 killed = True
-                events, ne = _event(events, ne, i, -1, -1, tj, EV_KILL, trip, 0.0, 0.0)
+                ne = _event_into(events, ne, i, -1, -1, tj, EV_KILL, trip, 0.0, 0.0)
                 for q in range(npend):
                     kk = pending[q]
                     st = int(orders[kk, O_STATUS])
@@ -1033,7 +1225,7 @@ def simulate_nb(
                             npend += 1
         if np.isfinite(daily_cap) and i >= blocked_until and eq < day_start_eq * (1.0 - daily_cap):
             blocked_until = max(int(next_day[i]), i + 1 + cooldown)
-            events, ne = _event(events, ne, i, -1, -1, -1, EV_DAILY, R_DAILY_CAP_HIT, 0.0, 0.0)
+            ne = _event_into(events, ne, i, -1, -1, -1, EV_DAILY, R_DAILY_CAP_HIT, 0.0, 0.0)
         # expiry and compaction of the pending list
         w = 0
         for q in range(npend):
@@ -1050,12 +1242,12 @@ def simulate_nb(
                 w += 1
         npend = w
         last_eq = eq
-        state[i, 0] = cash
-        state[i, 1] = posval
-        state[i, 2] = gross
-        state[i, 3] = fees_cum
-        state[i, 4] = funding_cum
-        state[i, 5] = 1.0 if killed else 0.0
+        state[0, i] = cash
+        state[1, i] = posval
+        state[2, i] = gross
+        state[3, i] = fees_cum
+        state[4, i] = funding_cum
+        state[5, i] = 1.0 if killed else 0.0
 
     for q in range(npend):
         kk = pending[q]
@@ -1066,5 +1258,5 @@ def simulate_nb(
         orders[next_in, O_STATUS] = ST_NEW
         orders[next_in, O_REASON] = R_END_OF_DATA
         next_in += 1
-    trades, nt = _close_open_trades(trades, nt, pos, mark, slot_inst, n - 1, t_bar, t_px, t_fees, t_fund)
-    return orders[:no], fills[:nf], trades[:nt], events[:ne], funds[:nfu], state, pos
+    nt = _close_open_trades_into(trades, nt, pos, mark, slot_inst, n - 1, t_bar, t_px, t_fees, t_fund)
+    return orders[:no], fills, trades, events, funds, state, pos, nf, nt, ne, nfu
