@@ -13,8 +13,10 @@ import polars as pl
 
 
 def warm_up() -> None:
-    from lake_assets.backtests.engine import EngineConfig, run_signals
+    from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals
     from lake_assets.backtests.optimise import signal_returns
+    from lake_assets.backtests.runner import bracket_orders
+    from lake_assets.backtests.schema import SizeType
     from lake_assets.backtests.strategy_spec import compile_signals, load_strategies
     from lake_assets.cleaned.bars import build_bars, dedupe
     from lake_assets.events.registry import detect_events
@@ -43,6 +45,13 @@ def warm_up() -> None:
     )  # fmt: skip
     run_signals(bars, signals, EngineConfig())
     run_signals(bars, signals, EngineConfig(), fast=False)
+    # the bracket-order path every blueprint and every spec with stops goes through
+    brackets = bars.join(signals.drop("instrument"), on="ts").with_columns(
+        pl.lit("warmup").alias("strategy"), pl.lit(False).alias("short_entry"), pl.lit(False).alias("short_exit")
+    )
+    orders = bracket_orders(brackets, strategy="warmup", size_type=SizeType.EQUITY_PERCENT, size=0.5,
+                            stop_frac=0.01, target_frac=0.02, max_hold_bars=24)  # fmt: skip
+    run_orders(bars, orders, EngineConfig(taker_fee=0.0004, default_spread_bps=1.0, participation_rate=0.1))
     for spec in load_strategies().values():
         if spec.applies_to(inst.market):
             signal_returns(compile_signals(frame, spec), spec)
