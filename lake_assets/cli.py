@@ -19,9 +19,6 @@ from lake_assets.settings import PROJECT_ROOT, data_root, warehouse_path
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
-concurrency:
-  pools:
-    default_limit: 1
 run_monitoring:
   enabled: false
 """
@@ -244,10 +241,6 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
         if not result.success:
             tqdm.write(f"run failed: {run.label} ({result.run_id}); see `dagster dev` run logs", file=sys.stderr)
     return results
-
-
-def _print_table(df: object) -> None:
-    print(df)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,19 @@ class Instrument(_Strict):
     @property
     def basis_required(self) -> bool:
         return self.market == Market.PERP if self.requires_basis is None else self.requires_basis
+
+    def life_window(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """[start, end) clipped to the instrument's declared life (start date, end date inclusive), in UTC.
+
+        The result may be empty (lo >= hi) when the request lies outside the life.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError(f"start/end must be timezone-aware UTC datetimes, got {start!r}, {end!r}")
+        lo = max(start.astimezone(UTC), datetime.combine(self.start, time.min, UTC))
+        hi = end.astimezone(UTC)
+        if self.end is not None:
+            hi = min(hi, datetime.combine(self.end + timedelta(days=1), time.min, UTC))
+        return lo, hi
 
     @property
     def vendor_symbol(self) -> str:

@@ -1,4 +1,4 @@
-"""Raw vendor rows -> the cleaned bar grid every research layer stands on.
+"""Validated raw vendor rows -> the cleaned bar grid every research layer stands on.
 
 A bar is on a regular grid at the instrument's base timeframe; a missing bar is a gap row (`is_gap`, null prices,
 never zero). Suspicious rows are flagged, not altered: `is_outlier` for moves far beyond the recent scale,
@@ -41,26 +41,6 @@ from lake_assets.vocabulary import (
 PRICE_COLS = (OPEN, HIGH, LOW, CLOSE)
 OUTLIER_MULTIPLE = 25.0  # a move this many times the recent median |return| is flagged
 OUTLIER_WINDOW = {"5m": 288, "1d": 60}
-
-
-def validate_raw_ohlcv(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split raw bars into rows fit for the grid and rejected rows with a `reason` column.
-
-    OHLC inconsistencies are kept (and flagged later); what is rejected cannot be a bar at all.
-    """
-    reason = (
-        pl.when(pl.col(TS).is_null())
-        .then(pl.lit("null timestamp"))
-        .when(pl.any_horizontal([pl.col(c).is_null() | ~pl.col(c).is_finite() for c in PRICE_COLS]))
-        .then(pl.lit("missing or non-finite price"))
-        .when(pl.any_horizontal([pl.col(c) <= 0 for c in PRICE_COLS]))
-        .then(pl.lit("non-positive price"))
-        .when(pl.col(VOLUME).is_not_null() & (~pl.col(VOLUME).is_finite() | (pl.col(VOLUME) < 0)))
-        .then(pl.lit("negative or non-finite volume"))
-        .otherwise(None)
-    )
-    tagged = df.with_columns(reason.alias("reason"))
-    return tagged.filter(pl.col("reason").is_null()).drop("reason"), tagged.filter(pl.col("reason").is_not_null())
 
 
 def dedupe(df: pl.DataFrame, key: str = TS) -> tuple[pl.DataFrame, int]:
@@ -121,9 +101,9 @@ def build_bars(
     bars = bars.with_columns((pl.col(CLOSE) / prev_close).log().alias(RETURN))
     bars = bars.with_columns(
         (move > OUTLIER_MULTIPLE * scale).fill_null(False).alias(IS_OUTLIER),
-        (
-            (pl.col(LOW) > pl.min_horizontal(OPEN, CLOSE)) | (pl.col(HIGH) < pl.max_horizontal(OPEN, CLOSE))
-        ).fill_null(False).alias(OHLC_VIOLATION),
+        ((pl.col(LOW) > pl.min_horizontal(OPEN, CLOSE)) | (pl.col(HIGH) < pl.max_horizontal(OPEN, CLOSE)))
+        .fill_null(False)
+        .alias(OHLC_VIOLATION),
     )
     bars = _asof(bars, funding, FUNDING_RATE)
     bars = _asof(bars, open_interest, OPEN_INTEREST)

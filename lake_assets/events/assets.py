@@ -62,8 +62,9 @@ def event_registry(
     types = list(context.partition_keys)
     specs = [catalog.get(t) for t in types]
     events_all, app_all, lookahead, off_grid = [], [], [], 0
+    context_features = store.read_all("features", "context_features")
     for inst in universe().instruments:
-        frame = instrument_event_frame(store, inst)
+        frame = instrument_event_frame(store, inst, context_features)
         if frame.is_empty():
             continue
         events, applicability = detect_events(frame, specs, inst.id)

@@ -9,11 +9,6 @@ from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 
 
-def _instrument_partitions(store: Lake, group: str, asset: str, instrument: str) -> pl.DataFrame:
-    dims = [d for d in store.partitions(group, asset) if d.get(INSTRUMENT) == instrument]
-    return store.read(group, asset, dims)
-
-
 def join_event_inputs(
     bars: pl.DataFrame, features: pl.DataFrame, context: pl.DataFrame, market: pl.DataFrame
 ) -> pl.DataFrame:
@@ -29,13 +24,15 @@ def join_event_inputs(
     return frame
 
 
-def instrument_event_frame(store: Lake, inst: Instrument) -> pl.DataFrame:
-    bars = _instrument_partitions(store, "cleaned", "bars", inst.id)
+def instrument_event_frame(store: Lake, inst: Instrument, context: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Pass `context` (all of `context_features`) when building many instruments, so it is read once, not per one."""
+    months = sorted({d["month"] for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == inst.id})
+    dims = [{INSTRUMENT: inst.id, "month": m} for m in months]
+    bars = store.read("cleaned", "bars", dims)
     if bars.is_empty():
         return bars
-    features = _instrument_partitions(store, "features", "features", inst.id)
-    context = store.read_all("features", "context_features")
+    features = store.read("features", "features", dims)
+    context = store.read_all("features", "context_features") if context is None else context
     context = context.filter(pl.col(INSTRUMENT) == inst.id).drop("month", strict=False) if context.height else context
-    months = sorted({d["month"] for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == inst.id})
     market = store.read("features", "market_context", [{"month": m} for m in months])
     return join_event_inputs(bars, features, context, market.drop("month", strict=False) if market.height else market)

@@ -1,6 +1,6 @@
 """Raw layer: vendor data as delivered, typed, row-validated; rejected rows go to quarantine with a reason."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -23,9 +23,7 @@ LAYER_CODE_VERSION = "raw-1"
 
 def instrument_window(inst: Instrument, month: str) -> tuple[datetime, datetime] | None:
     """The part of a month inside the instrument's [start, end] span, or None."""
-    start, end = month_bounds(month)
-    lo = max(start, datetime.combine(inst.start, datetime.min.time(), UTC))
-    hi = end if inst.end is None else min(end, datetime.combine(inst.end, datetime.max.time(), UTC))
+    lo, hi = inst.life_window(*month_bounds(month))
     return (lo, hi) if lo < hi else None
 
 

@@ -7,8 +7,19 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from lake_assets.cleaned.bars import validate_raw_ohlcv
-from lake_assets.vocabulary import FUNDING_RATE, OPEN_INTEREST, PRICE, SIZE, TS, DataKind
+from lake_assets.vocabulary import (
+    CLOSE,
+    FUNDING_RATE,
+    HIGH,
+    LOW,
+    OPEN,
+    OPEN_INTEREST,
+    PRICE,
+    SIZE,
+    TS,
+    VOLUME,
+    DataKind,
+)
 
 RAW_ASSET = {
     DataKind.OHLCV: "raw_ohlcv",
@@ -36,6 +47,29 @@ def month_key(d: date | datetime) -> str:
 def previous_month(month: str) -> str:
     start, _ = month_bounds(month)
     return month_key(datetime(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1))
+
+
+def validate_raw_ohlcv(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split raw bars into rows fit for the grid and rejected rows with a `reason` column.
+
+    OHLC inconsistencies are kept (and flagged later); what is rejected cannot be a bar at all.
+    """
+    reason = (
+        pl.when(pl.col(TS).is_null())
+        .then(pl.lit("null timestamp"))
+        .when(pl.any_horizontal([pl.col(c).is_null() | ~pl.col(c).is_finite() for c in _PRICES]))
+        .then(pl.lit("missing or non-finite price"))
+        .when(pl.any_horizontal([pl.col(c) <= 0 for c in _PRICES]))
+        .then(pl.lit("non-positive price"))
+        .when(pl.col(VOLUME).is_not_null() & (~pl.col(VOLUME).is_finite() | (pl.col(VOLUME) < 0)))
+        .then(pl.lit("negative or non-finite volume"))
+        .otherwise(None)
+    )
+    tagged = df.with_columns(reason.alias("reason"))
+    return tagged.filter(pl.col("reason").is_null()).drop("reason"), tagged.filter(pl.col("reason").is_not_null())
+
+
+_PRICES = (OPEN, HIGH, LOW, CLOSE)
 
 
 @dataclass

@@ -6,7 +6,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars, validate_raw_ohlcv
+from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars
+from lake_assets.raw.ingest import validate_raw_ohlcv
 from lake_assets.vocabulary import BARS_SCHEMA, TS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

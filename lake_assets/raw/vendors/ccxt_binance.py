@@ -72,17 +72,6 @@ def _ms_to_ts(values: Sequence[int]) -> pl.Series:
     return pl.Series(TS, values, dtype=pl.Int64).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
 
 
-def instrument_window(instrument: Instrument, start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """The requested [start, end) clipped to the instrument's declared life (spec start/end dates, end inclusive)."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError(f"start/end must be timezone-aware UTC datetimes, got {start!r}, {end!r}")
-    lo = max(start.astimezone(UTC), datetime.combine(instrument.start, datetime.min.time(), UTC))
-    hi = end.astimezone(UTC)
-    if instrument.end is not None:
-        hi = min(hi, datetime.combine(instrument.end + timedelta(days=1), datetime.min.time(), UTC))
-    return lo, hi
-
-
 class CcxtBinanceVendor:
     """Binance market data via ccxt: public endpoints, paginated, rate-limited, retried.
 
@@ -159,7 +148,7 @@ class CcxtBinanceVendor:
     def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
         kind = DataKind(kind)
         schema = RAW_SCHEMAS[kind]
-        lo, hi = instrument_window(instrument, start, end)
+        lo, hi = instrument.life_window(start, end)
         symbol = instrument.vendor_symbol
         context = f"vendor {self.name}: {symbol} ({instrument.id}) {kind.value} [{lo.isoformat()}, {hi.isoformat()})"
         if hi <= lo:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 
 import polars as pl
@@ -81,10 +81,7 @@ class PackagedVendor:
             )
         if kind != DataKind.OHLCV:
             return pl.DataFrame(schema=schema)
-        lo = max(start.astimezone(UTC), datetime.combine(instrument.start, datetime.min.time(), UTC))
-        hi = end.astimezone(UTC)
-        if instrument.end is not None:
-            hi = min(hi, datetime.combine(instrument.end + timedelta(days=1), datetime.min.time(), UTC))
+        lo, hi = instrument.life_window(start, end)
         bars = load_dataset(symbol).filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
         return conform(
             bars.with_columns(

@@ -227,7 +227,7 @@ class SyntheticVendor:
             return pl.DataFrame(schema=schema)
         frames = [self._month_frame(instrument, m, kind) for m in range(_month_index(first), _month_index(last) + 1)]
         df = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-        lo, hi = max(start, datetime.combine(instrument.start, datetime.min.time(), UTC)), cap
+        lo, hi = instrument.life_window(start, cap)
         df = df.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
         return conform(df.with_columns(pl.lit(self.name).alias(VENDOR), pl.lit(datetime.now(UTC)).alias(INGESTED_AT)),
                        schema)  # fmt: skip
@@ -284,7 +284,7 @@ def _add_dirt(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         pl.when(idx == bad_tick).then(pl.col(HIGH) * 1.6).otherwise(pl.col(HIGH)).alias(HIGH),
         pl.when(idx == slip).then(pl.col(HIGH) * 1.001).otherwise(pl.col(LOW)).alias(LOW),
     )
-    return pl.concat([bars.filter(pl.Series(keep)), bars[dup_rows.tolist()]]).sample(fraction=1.0, shuffle=False)
+    return pl.concat([bars.filter(pl.Series(keep)), bars[dup_rows.tolist()]])  # duplicates arrive late, out of order
 
 
 def _trades(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:

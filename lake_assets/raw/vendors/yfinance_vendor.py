@@ -162,10 +162,7 @@ class YFinanceVendor:
         if kind != DataKind.OHLCV:
             return pl.DataFrame(schema=schema)
         symbol = instrument.vendor_symbol
-        lo = max(start.astimezone(UTC), datetime.combine(instrument.start, datetime.min.time(), UTC))
-        hi = end.astimezone(UTC)
-        if instrument.end is not None:
-            hi = min(hi, datetime.combine(instrument.end + timedelta(days=1), datetime.min.time(), UTC))
+        lo, hi = instrument.life_window(start, end)
         context = f"vendor {self.name}: {symbol} ({instrument.id}) {kind.value} [{lo.isoformat()}, {hi.isoformat()})"
         interval = INTERVALS.get(instrument.base_timeframe)
         if interval is None:
