@@ -90,6 +90,7 @@ TS_DTYPE: Final = pl.Datetime("us", "UTC")
 def _schema(columns: dict[str, Any]) -> pl.Schema:
     return pl.Schema(list(columns.items()))
 
+
 # --- schemas -------------------------------------------------------------------------------
 
 RAW_OHLCV_SCHEMA: Final = _schema(

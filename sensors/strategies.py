@@ -21,7 +21,7 @@ TARGET = ("backtests", "walkforward")
 
 def current_strategies(lake: LakeResource) -> dict[str, str]:
     """Every strategy key -> content hash, from the spec folder and the lake's blueprints.jsonl."""
-    from lake_assets.backtests.assets import load_blueprints
+    from lake_assets.discovery.blueprints import load_blueprints
 
     return strategy_catalog(load_strategies(), list(load_blueprints(lake.lake()).values()))
 

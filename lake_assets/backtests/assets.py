@@ -1,7 +1,7 @@
 """Backtest assets: `backtests` and `walkforward`, one dynamic `strategy` partition per JSON spec and blueprint.
 
-Thin: resolve the partition key to a strategy (spec/strategies/*.json or blueprints.jsonl), call `runner`, write the
-tables partitioned by strategy, report metrics, plots and the accounting-identity checks.
+Thin: the run's strategy partitions go to worker processes (`partition_work`, one per core), the returned tables are
+written partitioned by strategy, and metrics, plots and the accounting-identity checks are reported.
 """
 
 from typing import Any
@@ -11,14 +11,12 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from lake_assets.backtests import runner
-from lake_assets.backtests.costs import load_costs
+from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_partition, walkforward_partition
 from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
-from lake_assets.backtests.strategy_spec import StrategySpec, load_strategies
-from lake_assets.discovery.assets import blueprints_path
-from lake_assets.discovery.blueprints import Blueprint, read_blueprints_jsonl
 from lake_assets.glue import check_result, md_table, png_metadata
+from lake_assets.parallel import process_map
 from lake_assets.reports.plots import drawdowns_png, equity_curves_png
-from lake_assets.specs import spec_hash, universe
+from lake_assets.specs import spec_hash
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
 from resources.lake import LakeResource, WarehouseResource
@@ -48,24 +46,6 @@ METRIC_PREVIEW = ("strategy", "book", "instruments", "execution", "total_return"
 
 def _code_version(kind: str) -> str:
     return f"{kind}-1-{spec_hash('costs.yaml', 'strategies', 'walkforward.yaml')}"
-
-
-def load_blueprints(store: Lake) -> dict[str, Blueprint]:
-    path = blueprints_path(store)
-    return {bp.blueprint_id: bp for bp in read_blueprints_jsonl(path)} if path.is_file() else {}
-
-
-def resolve(key: str, specs: dict[str, StrategySpec], blueprints: dict[str, Blueprint]) -> StrategySpec | Blueprint:
-    """The strategy behind a partition key; a vanished one is a NoDataError naming the key and where it was looked
-    for."""
-    kind, name = runner.parse_key(key)
-    if kind == "json":
-        if name not in specs:
-            raise runner.NoDataError(f"strategy {key}: spec/strategies/{name}.json does not exist (any more)")
-        return specs[name]
-    if name not in blueprints:
-        raise runner.NoDataError(f"strategy {key}: not in discovery/strategy_blueprints/blueprints.jsonl (any more)")
-    return blueprints[name]
 
 
 def _clear(store: Lake, key: str, tables: tuple[str, ...]) -> None:
@@ -99,26 +79,19 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     """Realistic backtests (spec/costs.yaml cost model, risk caps, funding for perps) of each strategy partition:
     trades, orders, fills, equity, risk events and one metrics row per book (market)."""
     store = lake.lake()
-    specs, blueprints = load_strategies(), load_blueprints(store)
-    instruments, costs = universe().instruments, load_costs()
+    keys = list(context.partition_keys)
+    outcomes = process_map(backtest_partition, [StrategyTask(str(store.root), k) for k in keys])
     metrics, equities, failures = [], [], {}
-    for key in context.partition_keys:
-        try:
-            strategy = resolve(key, specs, blueprints)
-            runs = (
-                runner.run_json_strategy(store, strategy, instruments, costs) if isinstance(strategy, StrategySpec)
-                else runner.run_blueprint(store, strategy, instruments, costs)
-            )  # fmt: skip
-        except runner.NoDataError as exc:
-            failures[key] = str(exc)
-            context.log.error(str(exc))
+    for key, outcome in zip(keys, outcomes, strict=True):
+        if isinstance(outcome, NoData):
+            failures[key] = outcome.message
+            context.log.error(outcome.message)
             _clear(store, key, TABLES)
             continue
-        tables = runner.result_tables(runs, runner.content_hash(strategy))
-        for name, df in tables.items():
+        for name, df in outcome.items():
             store.write(df, GROUP, name, {STRATEGY_DIM: key})
-        metrics.append(tables["metrics"])
-        equities.append(tables["equity"])
+        metrics.append(outcome["metrics"])
+        equities.append(outcome["equity"])
     warehouse.refresh()
     m = pl.concat(metrics, how="diagonal_relaxed") if metrics else pl.DataFrame()
     equity = pl.concat(equities, how="diagonal_relaxed") if equities else pl.DataFrame()
@@ -175,21 +148,16 @@ def walkforward(
     """Rolling walk-forward per strategy and book: in-sample re-optimisation (JSON strategies with parameters) or
     the fixed rule per fold (blueprints), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift."""
     store = lake.lake()
-    specs, blueprints = load_strategies(), load_blueprints(store)
-    instruments, costs = universe().instruments, load_costs()
+    keys = list(context.partition_keys)
+    outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
     summaries, fold_tables, failures = [], [], {}
-    for key in context.partition_keys:
-        try:
-            strategy = resolve(key, specs, blueprints)
-            summary, folds = (
-                runner.walkforward_json(store, strategy, instruments) if isinstance(strategy, StrategySpec)
-                else runner.walkforward_blueprint(store, strategy, instruments, costs)
-            )  # fmt: skip
-        except runner.NoDataError as exc:
-            failures[key] = str(exc)
-            context.log.error(str(exc))
+    for key, outcome in zip(keys, outcomes, strict=True):
+        if isinstance(outcome, NoData):
+            failures[key] = outcome.message
+            context.log.error(outcome.message)
             _clear(store, key, ("walkforward", "walkforward_folds"))
             continue
+        summary, folds = outcome
         store.write(summary, GROUP, "walkforward", {STRATEGY_DIM: key})
         store.write(folds, GROUP, "walkforward_folds", {STRATEGY_DIM: key})
         summaries.append(summary)

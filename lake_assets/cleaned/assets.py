@@ -1,6 +1,5 @@
 """Cleaned layer: the regular bar grid (`bars`) and its hourly and daily resamples."""
 
-
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any

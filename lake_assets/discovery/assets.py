@@ -1,13 +1,12 @@
 """Discovery assets: phase-2 hypotheses per event type, candidates, bridge evaluation and strategy blueprints."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from lake_assets.discovery.blueprints import Blueprint, validate_blueprints, write_blueprints_jsonl
+from lake_assets.discovery.blueprints import Blueprint, blueprints_path, validate_blueprints, write_blueprints_jsonl
 from lake_assets.discovery.blueprints import strategy_blueprints as build_blueprints
 from lake_assets.discovery.bridge import bridge_evaluation as evaluate_bridge
 from lake_assets.discovery.candidates import phase2_candidates as build_candidates
@@ -59,10 +58,6 @@ def blueprint_table(blueprints: list[Blueprint]) -> pl.DataFrame:
         d = bp.model_dump(mode="json")
         rows.append({**{k: d[k] for k in BLUEPRINT_SCALARS}, **{k: json.dumps(d[k]) for k in BLUEPRINT_NESTED}})
     return pl.DataFrame(rows, schema=BLUEPRINT_SCHEMA)
-
-
-def blueprints_path(store: Lake) -> Path:
-    return store.asset_dir(GROUP, "strategy_blueprints") / "blueprints.jsonl"
 
 
 @dg.asset(

@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lake_assets.discovery.bridge import stress_column
 from lake_assets.discovery.spec_model import STATE_ALL, DiscoverySpec, load_discovery_spec, require_current_spec
+from lake_assets.storage.lake import Lake
+
+BLUEPRINTS_GROUP, BLUEPRINTS_ASSET = "discovery", "strategy_blueprints"
 
 
 class _Strict(BaseModel):
@@ -216,6 +219,17 @@ def write_blueprints_jsonl(blueprints: Iterable[Blueprint], path: Path | str) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def blueprints_path(store: Lake) -> Path:
+    """Where `strategy_blueprints` keeps its jsonl (read by backtests, the strategy sensor and the report)."""
+    return store.asset_dir(BLUEPRINTS_GROUP, BLUEPRINTS_ASSET) / "blueprints.jsonl"
+
+
+def load_blueprints(store: Lake) -> dict[str, Blueprint]:
+    """blueprint_id -> Blueprint from the lake's jsonl; empty before discovery has run."""
+    path = blueprints_path(store)
+    return {bp.blueprint_id: bp for bp in read_blueprints_jsonl(path)} if path.is_file() else {}
 
 
 def read_blueprints_jsonl(path: Path | str) -> list[Blueprint]:

@@ -3,9 +3,9 @@
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from lake_assets.backtests.assets import load_blueprints
 from lake_assets.backtests.runner import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
+from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.glue import check_result, png_metadata
 from lake_assets.reports.research import build_report, gather, write_report
 from lake_assets.settings import reports_root

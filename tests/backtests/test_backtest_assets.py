@@ -17,8 +17,7 @@ from small_lake import START, make_blueprint, synthetic_bars, write_bars, write_
 
 from lake_assets import cli  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
-from lake_assets.discovery.assets import blueprints_path  # noqa: E402
-from lake_assets.discovery.blueprints import write_blueprints_jsonl  # noqa: E402
+from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 from lake_assets.storage.warehouse import query  # noqa: E402
 from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402

@@ -14,8 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import make_blueprint  # noqa: E402
 
-from lake_assets.discovery.assets import blueprints_path  # noqa: E402
-from lake_assets.discovery.blueprints import write_blueprints_jsonl  # noqa: E402
+from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl  # noqa: E402
 from lake_assets.settings import PROJECT_ROOT  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 from resources import LakeResource  # noqa: E402

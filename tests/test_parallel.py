@@ -1,0 +1,38 @@
+"""process_map: input order, worker-count validation, errors surface, parallel == serial."""
+
+
+import pytest
+
+from lake_assets.parallel import process_map, worker_count
+
+
+def _square_or_fail(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative input {x}")
+    return x * x
+
+
+def test_parallel_matches_serial_in_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = list(range(7, -1, -1))
+    monkeypatch.setenv("QLAKE_WORKERS", "1")
+    serial = process_map(_square_or_fail, items)
+    parallel = process_map(_square_or_fail, items, workers=2)
+    assert serial == parallel == [x * x for x in items]
+
+
+def test_worker_error_is_raised() -> None:
+    with pytest.raises(ValueError, match="negative input -3"):
+        process_map(_square_or_fail, [1, -3, 2], workers=2)
+
+
+def test_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLAKE_WORKERS", "4")
+    assert worker_count(10) == 4
+    assert worker_count(2) == 2
+    assert worker_count(0) == 1
+    monkeypatch.setenv("QLAKE_WORKERS", "0")
+    with pytest.raises(ValueError, match="at least 1"):
+        worker_count(3)
+    monkeypatch.setenv("QLAKE_WORKERS", "two")
+    with pytest.raises(ValueError, match="whole number"):
+        worker_count(3)
