@@ -2,7 +2,8 @@
 
 The catalog is evaluated on numpy arrays (`evaluate.py`): float columns carry NaN for "missing" so kernels and
 arithmetic agree on one marker, shared intermediates are computed once and windows of the same input are fused into
-one kernel pass; NaN becomes null and non-calendar features are nulled on gap bars when the output frame is built.
+one kernel pass. Each feature becomes its output column as soon as it is computed: NaN and (for non-calendar
+features) gap bars become null through a validity bitmap over the unchanged float buffer.
 A feature whose bar inputs the instrument lacks (no funding, no OI, no spot leg, no trades, no top-of-book) is
 emitted as a typed all-null column, never computed from placeholders. Every computation is causal, so rows for a
 window do not change when later bars are appended.
@@ -24,9 +25,10 @@ from lake_assets.features.catalog import (
     BID,
     BID_SIZE,
     FeatureCatalog,
+    FeatureDef,
     required_lookback_bars,
 )
-from lake_assets.features.evaluate import evaluate_catalog, output_series, plan_for
+from lake_assets.features.evaluate import Value, evaluate_catalog, output_series, plan_for
 from lake_assets.vocabulary import (
     BASIS_BPS,
     BUY_VOLUME,
@@ -147,12 +149,19 @@ def compute_features(
     """
     _check_bars(bars)
     have = available_inputs(bars, instrument_has)
-    arrays = Arrays(_loader(bars), plan=plan_for(catalog, have), loadable=frozenset(bars.columns) | {TS_US})
-    values = evaluate_catalog(arrays, catalog, have, bars[TS])
     gap = bars.select(_gap_mask(bars)).to_series()
     start = _start_row(bars, target_start)
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
+    columns: dict[str, pl.Series] = {}
+
+    def emit(f: FeatureDef, values: dict[str, Value]) -> None:
+        mask = None if f.pit == "bar_open" else gap_rows
+        for c in f.columns:
+            columns[c.name] = output_series(c.name, values[c.name], c.dtype, start=start, gap_rows=mask)
+
+    arrays = Arrays(_loader(bars), plan=plan_for(catalog, have), loadable=frozenset(bars.columns) | {TS_US})
+    evaluate_catalog(arrays, catalog, have, bars[TS], emit)
     out: list[pl.Series] = [bars[TS].slice(start)]
     if INSTRUMENT in bars.columns:
         out.append(bars[INSTRUMENT].slice(start))
@@ -160,13 +169,9 @@ def compute_features(
         out.append(pl.repeat(None, height, dtype=pl.String, eager=True).alias(INSTRUMENT))
     out.append(gap.slice(start).alias(IS_GAP))
     for f in catalog.features:
-        mask = None if f.pit == "bar_open" else gap_rows
         for c in f.columns:
-            v = values.get(c.name)
-            if v is None:
-                out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name))
-            else:
-                out.append(output_series(c.name, v, c.dtype, start=start, gap_rows=mask))
+            made = columns.get(c.name)
+            out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name) if made is None else made)
     return pl.DataFrame(out)
 
 

@@ -4,7 +4,8 @@ Every indicator/template has an array implementation (`compute`) that reads its 
 from `Arrays`; one without it falls back to evaluating its polars expression on a small frame of its inputs, so a
 new catalogue entry works before it gets a fast path. Windowed requests are batched by a plan recorded once per
 (catalog, available inputs) by running the catalog on zero-row inputs. Gap rows are nulled in place at the end
-(only a handful of rows), and NaN becomes null when each column is handed to polars.
+through the validity bitmap), and NaN becomes null when each column is handed to polars: `emit` receives every
+feature's values as soon as they exist, so the bitmap pass reads them while they are still in cache.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from lake_assets.features import kernels as K
 from lake_assets.features.arrays import TS_US, Arrays, Labeled, Plan
 from lake_assets.features.catalog import FeatureCatalog, FeatureDef
 from lake_assets.features.indicators import INDICATORS
@@ -23,6 +26,8 @@ from lake_assets.vocabulary import TS
 __all__ = ["evaluate_catalog", "output_series", "plan_for"]
 
 Value = np.ndarray | Labeled
+Emit = Callable[[FeatureDef, dict[str, Value]], None]
+_NO_ROWS = np.empty(0, dtype=np.int64)
 
 _PLANS: dict[int, tuple[FeatureCatalog, dict[frozenset[str], Plan]]] = {}
 
@@ -80,9 +85,12 @@ def _value_of(s: pl.Series) -> Value:
 
 
 def evaluate_catalog(
-    a: Arrays, catalog: FeatureCatalog, have: frozenset[str], ts: pl.Series | None = None
+    a: Arrays, catalog: FeatureCatalog, have: frozenset[str], ts: pl.Series | None = None, emit: Emit | None = None
 ) -> dict[str, Value]:
-    """Column name -> value for every catalog feature whose bar inputs are available (dependency order)."""
+    """Column name -> value for every catalog feature whose bar inputs are available (dependency order).
+
+    `emit(feature, values)` is called as each feature is computed.
+    """
     out: dict[str, Value] = {}
     for level in catalog.levels:
         for f in level:
@@ -102,6 +110,8 @@ def evaluate_catalog(
             for name, v in values.items():
                 a.set(name, v)
                 out[name] = v
+            if emit is not None:
+                emit(f, values)
     return out
 
 
@@ -131,15 +141,51 @@ def output_series(
     gap_rows: np.ndarray | None = None,
     nan_to_null: bool = True,
 ) -> pl.Series:
-    """A typed column from an in-flight value: rows from `start`, `gap_rows` (absolute) set to null."""
+    """A typed column from an in-flight value: rows from `start`, `gap_rows` (absolute) null.
+
+    With `nan_to_null`, NaN and gap rows become null through an Arrow validity bitmap over the float buffer, which
+    is wrapped as is (zero-copy; the value array must not be written to afterwards). Integer, boolean and label
+    codes are converted by one kernel pass instead of a polars cast (a full pass with overflow checks of its own).
+    """
     arr = value.codes if isinstance(value, Labeled) else value
-    if gap_rows is not None and gap_rows.size:
-        if not arr.flags.writeable:
-            arr = arr.copy()
-        arr[gap_rows] = np.nan  # in place: every reader of this array has run already
-    arr = arr[start:]
+    if not nan_to_null:
+        s = pl.Series(name, arr[start:])
+        return s if dtype == pl.Float64 else s.cast(dtype)
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
+    validity = pa.py_buffer(bits) if nulls else None
     if isinstance(value, Labeled):
-        idx = pl.Series(name, arr, nan_to_null=True).cast(pl.UInt32)
-        return pl.Series(name, value.labels, dtype=pl.String).gather(idx).alias(name)
-    s = pl.Series(name, arr, nan_to_null=nan_to_null)
-    return s if dtype == pl.Float64 else s.cast(dtype)
+        idx = _arrow_column(name, arr, validity, nulls, pl.UInt32())
+        labels = pl.Series(name, value.labels, dtype=pl.String)
+        return labels.gather(idx.slice(start) if start else idx).alias(name)
+    s = _arrow_column(name, arr, validity, nulls, dtype)
+    return s.slice(start) if start else s
+
+
+_INTS: dict[pl.DataType, tuple[pa.DataType, type[np.integer], float, float]] = {
+    pl.Int8(): (pa.int8(), np.int8, -128.0, 127.0),
+    pl.Int16(): (pa.int16(), np.int16, -32768.0, 32767.0),
+    pl.Int32(): (pa.int32(), np.int32, -2147483648.0, 2147483647.0),
+    pl.UInt8(): (pa.uint8(), np.uint8, 0.0, 255.0),
+    pl.UInt32(): (pa.uint32(), np.uint32, 0.0, 4294967295.0),
+}
+
+
+def _arrow_column(name: str, arr: np.ndarray, validity: pa.Buffer | None, nulls: int, dtype: pl.DataType) -> pl.Series:
+    """`arr` (float64, NaN rows already marked in `validity`) as a column of `dtype` built from Arrow buffers."""
+    size = arr.shape[0]
+    if dtype == pl.Float64:
+        data = pa.py_buffer(arr)
+        kind = pa.float64()
+    elif dtype == pl.Boolean:
+        data = pa.py_buffer(K.truth_bitmap(arr))
+        kind = pa.bool_()
+    elif dtype in _INTS:
+        kind, np_type, lo, hi = _INTS[dtype]
+        ints = np.empty(size, dtype=np_type)
+        if not K.exact_ints(arr, ints, lo, hi):  # fractional / out of range: polars' cast semantics decide
+            return _arrow_column(name, arr, validity, nulls, pl.Float64()).cast(dtype)
+        data = pa.py_buffer(ints)
+    else:
+        return _arrow_column(name, arr, validity, nulls, pl.Float64()).cast(dtype)
+    return pl.Series(name, pa.Array.from_buffers(kind, size, [validity, data], null_count=nulls))

@@ -870,3 +870,61 @@ def rolling_std_lanes(
             c3, m3, s3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
             out[3, i] = _std_out(s3, c3, min_counts[3], ddofs[3])
     return out
+
+
+@njit(cache=True, nogil=True)
+def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Arrow validity bitmap (LSB-first bytes, whole 64-bit words) of x != NaN with `gap_rows` cleared, + null count.
+
+    Built right after a column is computed (still in cache), it lets the output column wrap the float buffer without
+    the copy and second cold pass of polars' NaN-to-null conversion; gap rows need no write into the values.
+    """
+    size = x.shape[0]
+    words = np.zeros((size + 63) // 64, dtype=np.uint64)
+    valid = 0
+    for j in range(size // 64):
+        w = np.uint64(0)
+        base = j * 64
+        for t in range(64):
+            v = x[base + t]
+            ok = v == v
+            valid += ok
+            w |= np.uint64(ok) << np.uint64(t)
+        words[j] = w
+    for i in range((size // 64) * 64, size):
+        v = x[i]
+        if v == v:
+            valid += 1
+            words[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+    for r in gap_rows:
+        bit = np.uint64(1) << np.uint64(r & 63)
+        if words[r >> 6] & bit:
+            words[r >> 6] &= ~bit
+            valid -= 1
+    return words.view(np.uint8), size - valid
+
+
+@njit(cache=True, nogil=True)
+def truth_bitmap(x: np.ndarray) -> np.ndarray:
+    """Arrow boolean value bits (LSB-first bytes) of x != 0 (what a float-to-boolean cast gives); pair with a
+    validity bitmap for the NaN rows."""
+    size = x.shape[0]
+    words = np.zeros((size + 63) // 64, dtype=np.uint64)
+    for i in range(size):
+        if x[i] != 0.0:
+            words[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+    return words.view(np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def exact_ints(x: np.ndarray, out: np.ndarray, lo: float, hi: float) -> bool:
+    """out[i] = x[i] (0 where x is NaN); False if a present value is not an integer in [lo, hi] (then `out` is
+    unusable and the caller casts instead). Branch-free, so the loop vectorises."""
+    bad = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        t = v if v == v else 0.0
+        c = min(max(t, lo), hi)
+        bad |= (c != t) | (c != math.floor(c))
+        out[i] = int(c)
+    return bad == 0

@@ -179,3 +179,24 @@ def test_utc_calendar_matches_polars_datetime_fields() -> None:
     assert hour.tolist() == wall.dt.hour().to_list()
     assert month_end.tolist() == ((wall + timedelta(days=1)).dt.month() != wall.dt.month()).to_list()
     assert days.tolist() == wall.dt.date().cast(pl.Int32).to_list()
+
+
+def test_output_series_matches_nan_to_null_then_cast() -> None:
+    from lake_assets.features.arrays import Labeled
+    from lake_assets.features.evaluate import output_series
+
+    x = np.array([1.0, np.nan, 3.0, 0.0, -3.0, 7.0, 2.0] * 20)
+    gaps = np.array([5, 64, 65, 139])
+    nulled = x.copy()
+    nulled[gaps] = np.nan
+    for dtype in (pl.Float64(), pl.Int8(), pl.Boolean(), pl.Int64()):
+        for start in (0, 3):
+            got = output_series("c", x, dtype, start=start, gap_rows=gaps)
+            want = pl.Series("c", nulled, nan_to_null=True).cast(dtype).slice(start)
+            assert got.dtype == dtype and got.to_list() == want.to_list()
+    frac = output_series("c", np.array([1.5, np.nan]), pl.Int8())  # not exact: polars' cast decides
+    assert frac.to_list() == [1, None]
+    codes = np.where(np.isnan(x), np.nan, np.abs(x) % 3)
+    got = output_series("c", Labeled(codes, ("a", "b", "c")), pl.String(), start=2, gap_rows=gaps)
+    want = [None if (np.isnan(v) or i in gaps) else "abc"[int(v)] for i, v in enumerate(codes)][2:]
+    assert got.to_list() == want
