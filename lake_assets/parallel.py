@@ -2,16 +2,20 @@
 
 A run that covers many partitions (strategies, instruments) spends its time in compute that shares nothing between
 partitions; on a 2-core machine a second process halves it. Workers are spawned (never forked: a Dagster run holds
-threads and open sqlite handles) and inherit the environment (lake root, numba cache). `QLAKE_WORKERS=1` runs
-everything in this process, as does a single item.
+threads and open sqlite handles) and inherit the environment (lake root, numba cache). A spawned worker would
+normally re-import the parent's `__main__` (re-running an unguarded script or notebook cell); tasks are module-level
+functions of this package, so the main module is hidden while workers start. `QLAKE_WORKERS=1` runs everything in
+this process, as does a single item.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 __all__ = ["process_map", "worker_count"]
@@ -41,6 +45,23 @@ def _init_worker(threads_per_worker: int) -> None:
     os.environ["NUMBA_NUM_THREADS"] = str(threads_per_worker)
 
 
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While workers are spawned, give them nothing of `__main__` to re-import (see the module docstring)."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None  # type: ignore[union-attr]
+            else:
+                delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
     """[fn(x) for x in items], computed in worker processes when more than one worker is available.
 
@@ -57,4 +78,6 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None
         initializer=_init_worker,
         initargs=(max(1, cores // n),),
     ) as pool:
-        return list(pool.map(fn, items))
+        with _main_module_hidden():  # the pool starts its workers while the tasks are submitted
+            results = pool.map(fn, items)
+        return list(results)

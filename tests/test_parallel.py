@@ -1,9 +1,14 @@
 """process_map: input order, worker-count validation, errors surface, parallel == serial."""
 
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lake_assets.parallel import process_map, worker_count
+from lake_assets.settings import PROJECT_ROOT
 
 
 def _square_or_fail(x: int) -> int:
@@ -36,3 +41,17 @@ def test_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QLAKE_WORKERS", "two")
     with pytest.raises(ValueError, match="whole number"):
         worker_count(3)
+
+
+def test_unguarded_script_is_not_rerun_by_workers(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
+        "from lake_assets.parallel import process_map\n"
+        "from lake_assets.backtests.runner import parse_key\n"
+        "print('MAIN BODY RUNS')\n"
+        "print(process_map(parse_key, ['json.a', 'bp_1', 'json.b'], workers=2))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.count("MAIN BODY RUNS") == 1
+    assert "('blueprint', 'bp_1')" in out
