@@ -124,16 +124,47 @@ class Arrays:
         return self._rolling(col, n, False)
 
     def ewm(self, col: str, alpha: float, min_obs: int) -> np.ndarray:
-        """= K.ewm(x, alpha, min_obs)."""
+        """= K.ewm(x, alpha, min_obs).
 
-        def run(params: list[tuple[float, ...]]) -> list[np.ndarray]:
-            if len(params) == 1:
-                return [K.ewm(self.x(col), float(params[0][0]), int(params[0][1]))]
-            alphas = np.array([p[0] for p in params])
+        Every planned EWM whose input is ready runs as a lane of one `K.ewm_lanes` pass, four at a time.
+        """
+
+        def run(group: list[tuple[str, tuple[Any, ...]]]) -> list[np.ndarray]:
+            pad = 4 - len(group)
+            xs = [self.x(c) for c, _ in group] + [self.x(group[0][0])] * pad
+            params = [p for _, p in group] + [group[0][1]] * pad
+            out = np.empty((len(group), xs[0].shape[0]))
+            outs = [*out, *[out[0]] * pad]  # unused lanes repeat lane 0: identical writes
+            alphas = np.array([float(p[0]) for p in params])
             mins = np.array([int(p[1]) for p in params], dtype=np.int64)
-            return list(K.ewm_multi(self.x(col), alphas, mins))
+            K.ewm_lanes(xs[0], xs[1], xs[2], xs[3], alphas, mins, outs[0], outs[1], outs[2], outs[3])
+            return list(out)
 
-        return self._batched("ewm", col, (float(alpha), min_obs), run)  # type: ignore[no-any-return]
+        return self._laned("ewm", col, (float(alpha), min_obs), run)
+
+    def _laned(
+        self,
+        op: str,
+        col: str,
+        param: tuple[Any, ...],
+        run: Callable[[list[tuple[str, tuple[Any, ...]]]], list[np.ndarray]],
+    ) -> np.ndarray:
+        """Memoised (op, col, param), computed together with every planned (op, other input, params) whose input is
+        ready, in groups of four lanes (`run` takes up to four (input, params) lanes)."""
+        key = (op, col, param)
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[return-value]
+        if self.record:
+            self.plan.setdefault((op, col), set()).add(param)
+        lanes = [(col, param)]
+        for (o, c), params in self.plan.items():
+            if o == op and self.ready(c):
+                lanes += [(c, p) for p in sorted(params) if (c, p) != (col, param) and (op, c, p) not in self._memo]
+        for g in range(0, len(lanes), 4):
+            group = lanes[g : g + 4]
+            for (c, p), value in zip(group, run(group), strict=True):
+                self._memo[(op, c, p)] = value
+        return self._memo[key]  # type: ignore[return-value]
 
     def ema(self, col: str, n: int) -> np.ndarray:
         """EMA with span n (alpha = 2/(n+1)), n observations before the first value."""

@@ -425,24 +425,12 @@ def rolling_sum_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, mea
 
 @njit(cache=True, nogil=True)
 def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.ndarray:
-    """Row k = ewm(x, alphas[k], min_counts[k])."""
+    """Row k = ewm(x, alphas[k], min_counts[k]) (`ewm_lanes` over x, four alphas per pass)."""
     k_n = alphas.shape[0]
-    rows = x.shape[0]
-    out = np.empty((k_n, rows))
-    y = np.zeros(k_n)
-    c = 0
-    for i in range(rows):
-        v = x[i]
-        if v != v:
-            for k in range(k_n):
-                out[k, i] = NAN
-            continue
-        c += 1
-        for k in range(k_n):
-            a = alphas[k]
-            yk = v if c == 1 else (1.0 - a) * y[k] + a * v
-            y[k] = yk
-            out[k, i] = yk if c >= min_counts[k] else NAN
+    out = np.empty((k_n, x.shape[0]))
+    for g in range(0, k_n, 4):
+        k = np.array([min(g + j, k_n - 1) if g + j < k_n else g for j in range(4)])  # unused lanes repeat lane g
+        ewm_lanes(x, x, x, x, alphas[k], min_counts[k], out[k[0]], out[k[1]], out[k[2]], out[k[3]])
     return out
 
 
@@ -928,3 +916,72 @@ def exact_ints(x: np.ndarray, out: np.ndarray, lo: float, hi: float) -> bool:
         bad |= (c != t) | (c != math.floor(c))
         out[i] = int(c)
     return bad == 0
+
+
+# --- lane kernels: four EWMs (any inputs) per pass --------------------------------------------------------------
+# An EWM row is a short chain of dependent floating-point operations; per lane the NaN check, seeding and min_count
+# tests cost more than the arithmetic, and lanes whose state lives in an array round-trip through memory every row.
+# Here four lanes keep their state in registers, and once all are warm a row with every input present only does
+# the arithmetic. Each lane performs exactly the operations of `ewm`, so results are bitwise equal.
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ewm_slow(v: float, y: float, c: int, a: float, b: float, min_count: int) -> tuple[float, int, float]:
+    if v != v:
+        return y, c, NAN
+    y = v if c == 0 else b * y + a * v
+    c += 1
+    return y, c, y if c >= min_count else NAN
+
+
+@njit(cache=True, nogil=True)
+def ewm_lanes(
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    alphas: np.ndarray,
+    min_counts: np.ndarray,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+    o3: np.ndarray,
+) -> None:
+    """ok[:] = ewm(xk, alphas[k], min_counts[k]) for the four lanes (b = 1 - alpha, exactly as `ewm` computes it).
+
+    Once every lane is seeded and past its min_count, a row with all inputs present only updates y = b y + a v."""
+    rows = x0.shape[0]
+    a0, a1, a2, a3 = alphas[0], alphas[1], alphas[2], alphas[3]
+    b0, b1, b2, b3 = 1.0 - a0, 1.0 - a1, 1.0 - a2, 1.0 - a3
+    m0, m1, m2, m3 = min_counts[0], min_counts[1], min_counts[2], min_counts[3]
+    y0 = y1 = y2 = y3 = 0.0
+    c0 = c1 = c2 = c3 = 0
+    warm = False
+    i = 0
+    while i < rows:
+        if warm:
+            while i < rows:
+                v0 = x0[i]
+                v1 = x1[i]
+                v2 = x2[i]
+                v3 = x3[i]
+                t = (v0 + v1) + (v2 + v3)
+                if t != t:
+                    break
+                y0 = b0 * y0 + a0 * v0
+                o0[i] = y0
+                y1 = b1 * y1 + a1 * v1
+                o1[i] = y1
+                y2 = b2 * y2 + a2 * v2
+                o2[i] = y2
+                y3 = b3 * y3 + a3 * v3
+                o3[i] = y3
+                i += 1
+            if i == rows:
+                break
+        y0, c0, o0[i] = _ewm_slow(x0[i], y0, c0, a0, b0, m0)
+        y1, c1, o1[i] = _ewm_slow(x1[i], y1, c1, a1, b1, m1)
+        y2, c2, o2[i] = _ewm_slow(x2[i], y2, c2, a2, b2, m2)
+        y3, c3, o3[i] = _ewm_slow(x3[i], y3, c3, a3, b3, m3)
+        warm = c0 >= max(m0, 1) and c1 >= max(m1, 1) and c2 >= max(m2, 1) and c3 >= max(m3, 1)
+        i += 1

@@ -200,3 +200,16 @@ def test_output_series_matches_nan_to_null_then_cast() -> None:
     got = output_series("c", Labeled(codes, ("a", "b", "c")), pl.String(), start=2, gap_rows=gaps)
     want = [None if (np.isnan(v) or i in gaps) else "abc"[int(v)] for i, v in enumerate(codes)][2:]
     assert got.to_list() == want
+
+
+def test_ewm_lanes_over_different_inputs_equal_single_kernels_exactly() -> None:
+    xs = [_series(1500, seed) for seed in (4, 5, 6)]
+    xs[1][700] = np.inf  # a non-NaN value that poisons the fast path's missing-value test
+    alphas, mins = np.array([0.5, 0.1, 2 / 201, 1 / 14]), np.array([2, 10, 200, 1])
+    out = np.empty((4, 1500))
+    K.ewm_lanes(xs[0], xs[1], xs[2], xs[0], alphas, mins, out[0], out[1], out[2], out[3])
+    for k, x in enumerate([xs[0], xs[1], xs[2], xs[0]]):
+        np.testing.assert_array_equal(out[k], K.ewm(x, alphas[k], mins[k]))
+    planned = Arrays(lambda name: xs[int(name[-1])], plan={("ewm", f"x{j}"): {(0.1, 10), (0.5, 3)} for j in range(3)})
+    for j in range(3):
+        np.testing.assert_array_equal(planned.ewm(f"x{j}", 0.5, 3), K.ewm(xs[j], 0.5, 3))
