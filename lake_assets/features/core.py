@@ -17,6 +17,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from lake_assets.features import kernels as K
 from lake_assets.features.arrays import TS_US, Arrays
 from lake_assets.features.catalog import (
     ASK,
@@ -89,11 +90,18 @@ def available_inputs(bars: pl.DataFrame, instrument_has: Iterable[str] | None = 
     return frozenset((wanted | _ALWAYS) & present)
 
 
+def _single_value(s: pl.Series) -> bool:
+    """n_unique() <= 1 (null counting as a value), without hashing every row (~5x cheaper)."""
+    if s.len() == 0 or s.null_count() == s.len():
+        return True
+    return s.null_count() == 0 and bool((s == s[0]).all())
+
+
 def _check_bars(bars: pl.DataFrame) -> None:
     missing = [c for c in (TS, OPEN, HIGH, LOW, CLOSE, VOLUME) if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack required column(s) {missing}")
-    if INSTRUMENT in bars.columns and bars[INSTRUMENT].n_unique() > 1:
+    if INSTRUMENT in bars.columns and not _single_value(bars[INSTRUMENT]):
         raise ValueError("compute_features takes one instrument's bars; got several instruments")
     ts = bars[TS]
     if ts.dtype.is_temporal() and ts.null_count() == 0:
@@ -121,8 +129,11 @@ def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
         if name not in bars.columns:
             raise ValueError(f"bars lack input column {name!r}")
         s = bars[name] if bars.schema[name] == pl.Float64 else bars[name].cast(pl.Float64)
-        if s.null_count():
-            s = s.fill_null(float("nan"))  # then to_numpy is a view: about half the cost of converting nulls
+        if s.null_count():  # NaN written through the Arrow validity bitmap (polars' null conversion is ~3x slower)
+            arr = s.to_arrow()
+            validity, data = arr.buffers()[:2]
+            values = np.frombuffer(data, dtype=np.float64, count=arr.offset + len(arr))[arr.offset :]
+            return K.nan_where_null(values, np.frombuffer(validity, dtype=np.uint8), arr.offset)
         return np.ascontiguousarray(s.to_numpy(), dtype=np.float64)
 
     return load

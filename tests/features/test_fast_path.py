@@ -213,3 +213,14 @@ def test_ewm_lanes_over_different_inputs_equal_single_kernels_exactly() -> None:
     planned = Arrays(lambda name: xs[int(name[-1])], plan={("ewm", f"x{j}"): {(0.1, 10), (0.5, 3)} for j in range(3)})
     for j in range(3):
         np.testing.assert_array_equal(planned.ewm(f"x{j}", 0.5, 3), K.ewm(xs[j], 0.5, 3))
+
+
+def test_loader_turns_nulls_into_nan_at_any_offset() -> None:
+    from lake_assets.features.core import _loader
+
+    values = [None if i % 7 in (0, 3) or i in (20, 21, 22) else float(i) for i in range(150)]
+    col = pl.concat([pl.Series("close", values[:40]), pl.Series("close", values[40:])], rechunk=False)
+    for start in (0, 1, 5, 8, 13):
+        frame = pl.DataFrame([col]).slice(start)
+        want = np.array([np.nan if v is None else v for v in values[start:]])
+        np.testing.assert_array_equal(_loader(frame)("close"), want)
