@@ -16,20 +16,15 @@ from pathlib import Path
 
 from lake_assets.settings import PROJECT_ROOT, data_root, warehouse_path
 
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-run_monitoring:
-  enabled: false
-"""
-
 
 def _dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_root() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
+        from lake_assets.event_log import dagster_yaml
+
+        cfg.write_text(dagster_yaml(str(home)))
     return home
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from lake_assets.cli import DAGSTER_YAML
 from lake_assets.definitions import all_assets, defs
+from lake_assets.event_log import dagster_yaml
 from lake_assets.partitions import instrument_month_partitions
 from lake_assets.settings import PROJECT_ROOT
 
@@ -57,7 +57,7 @@ def test_sensors_schedules_and_jobs_are_registered() -> None:
 
 def test_dagster_cli_validates_the_workspace(data_root: Path, tmp_path: Path) -> None:
     env = os.environ.copy()  # data_root has pointed QLAKE_DATA_ROOT, QLAKE_WAREHOUSE and DAGSTER_HOME at tmp
-    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(DAGSTER_YAML)
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(dagster_yaml(env["DAGSTER_HOME"]))
     proc = subprocess.run(
         [str(PROJECT_ROOT / ".venv" / "bin" / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=PROJECT_ROOT,

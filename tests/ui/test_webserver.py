@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from lake_assets.cli import DAGSTER_YAML
+from lake_assets.event_log import dagster_yaml
 from lake_assets.settings import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,7 +74,7 @@ class Webserver:
 @pytest.fixture()
 def webserver(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
     home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)  # telemetry off, like `qlake`
+    (home / "dagster.yaml").write_text(dagster_yaml(str(home)))  # as `qlake` writes it
     port = free_port()
     log = tmp_path / "webserver.log"
     with log.open("wb") as out:
