@@ -543,11 +543,11 @@ def _pick(a: float, b: float, sign: float) -> float:
 def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, sign: float) -> np.ndarray:
     """Row k = rolling max (sign=1) / min (sign=-1) of x over ns[k] rows, skipping NaN; NaN below min_counts[k].
 
-    Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row (built in place, level by
-    level); a window of n rows is the extreme of two overlapping level-p windows (2^p <= n). Levels are shared by
-    all windows and every step is a branch-free elementwise max (missing values enter as -inf; the window's present
-    count decides validity), far faster than a monotonic deque on noisy data. Max/min are exact, so the result
-    equals the deque's.
+    Sparse-table doubling: level p holds the extreme of the 2^p rows ending at each row (built level by level in
+    two alternating buffers); a window of n rows is the extreme of two overlapping level-p windows (2^p <= n).
+    Levels are shared by all windows and every step is a branch-free elementwise max (missing values enter as
+    -inf; a prefix count of present values decides validity), far faster than a monotonic deque on noisy data.
+    Max/min are exact, so the result equals the deque's.
     """
     rows = x.shape[0]
     k_n = ns.shape[0]
@@ -560,36 +560,59 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
             p += 1
         level_of[k] = p
         top = max(top, p)
+    present = np.empty(rows + 1, dtype=np.int64)  # present[i] = present values among rows < i
+    present[0] = 0
     lev = np.empty(rows)
     for i in range(rows):
         v = sign * x[i]
-        lev[i] = v if v == v else -np.inf
+        ok = v == v
+        lev[i] = v if ok else -np.inf
+        present[i + 1] = present[i] + ok
+    nxt = np.empty(rows)
     for p in range(top + 1):
         if p > 0:
-            h = 1 << (p - 1)
-            for i in range(rows - 1, h - 1, -1):  # descending, so lev[i - h] still holds level p - 1
-                a = lev[i]
-                b = lev[i - h]
-                lev[i] = a if a >= b else b
+            h = min(1 << (p - 1), rows)
+            nxt[:h] = lev[:h]
+            _max_shifted(lev[h:], lev[: rows - h], nxt[h:])
+            lev, nxt = nxt, lev
         w = 1 << p
         for k in range(k_n):
             if level_of[k] != p:
                 continue
             n = ns[k]
-            mc = min_counts[k]
+            mc = max(min_counts[k], 1)
             o = out[k]
-            c = 0
-            for i in range(rows):
-                if x[i] == x[i]:
-                    c += 1
-                if i >= n and x[i - n] == x[i - n]:
-                    c -= 1
+            head = min(rows, n - 1)  # rows whose window starts before row 0
+            for i in range(head):
                 j = i - n + w
                 a = lev[i]
                 b = lev[j] if j >= 0 else a
                 m = a if a >= b else b
-                o[i] = sign * m if c >= mc and c > 0 else NAN
+                o[i] = sign * m if present[i + 1] >= mc else NAN
+            if rows > head:  # row i: level-p windows ending at i and at i - n + w, present count over (i - n, i]
+                _window_extreme(lev[head:], lev[w - 1 : rows - n + w], present[n:], present, mc, sign, o[head:])
     return out
+
+
+@njit(cache=True, nogil=True)
+def _max_shifted(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = elementwise max of a and b (no NaN inside: missing values are -inf)."""
+    for i in range(a.shape[0]):
+        u = a[i]
+        v = b[i]
+        out[i] = u if u >= v else v
+
+
+@njit(cache=True, nogil=True)
+def _window_extreme(
+    a: np.ndarray, b: np.ndarray, cnt_end: np.ndarray, cnt_start: np.ndarray, mc: int, sign: float, o: np.ndarray
+) -> None:
+    """o[i] = sign * max(a[i], b[i]) where the window's present count cnt_end[i] - cnt_start[i] reaches mc."""
+    for i in range(o.shape[0]):
+        u = a[i]
+        v = b[i]
+        m = u if u >= v else v
+        o[i] = sign * m if cnt_end[i] - cnt_start[i] >= mc else NAN
 
 
 # --- single-pass elementwise helpers: one read of each input instead of several numpy temporaries ---------------
