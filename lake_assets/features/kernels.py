@@ -360,7 +360,8 @@ def _fenwick_prefix(tree: np.ndarray, i: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _rank_window(ranks: np.ndarray, n_ranks: int, n: int, min_count: int) -> np.ndarray:
-    tree = np.zeros(n_ranks + 1, dtype=np.int64)
+    # 32-bit counts (a window holds < 2^31 rows): half the tree's cache footprint, for ~17 random touches a row
+    tree = np.zeros(n_ranks + 1, dtype=np.int32)
     out = np.empty(ranks.shape[0])
     c = 0
     for i in range(ranks.shape[0]):
