@@ -1095,3 +1095,58 @@ def nan_where_null(data: np.ndarray, bits: np.ndarray, offset: int) -> np.ndarra
                 out[i] = NAN
             i += 1
     return out
+
+
+# --- label codes: first matching condition per row (a when/then chain), NaN where none matches ----------------
+
+
+@njit(cache=True, nogil=True)
+def regime3_codes(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 where x <= low, 2 where x >= high, 1 otherwise; NaN where x is missing."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        v = x[i]
+        out[i] = NAN if v != v else (0.0 if v <= low else (2.0 if v >= high else 1.0))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def carry_codes(level: np.ndarray, extreme: np.ndarray, band: float) -> np.ndarray:
+    """0/1: extreme (flag == 1) and level > 0 / < 0; 2/3: level > band / < -band; 4: otherwise; NaN: no level."""
+    out = np.empty(level.shape[0])
+    for i in range(level.shape[0]):
+        v = level[i]
+        hit = extreme[i] == 1.0
+        if v != v:
+            out[i] = NAN
+        elif hit and v > 0:
+            out[i] = 0.0
+        elif hit and v < 0:
+            out[i] = 1.0
+        elif v > band:
+            out[i] = 2.0
+        elif v < -band:
+            out[i] = 3.0
+        else:
+            out[i] = 4.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def trend_codes(fast: np.ndarray, slow: np.ndarray, strength: np.ndarray, strength_min: float) -> np.ndarray:
+    """0: strong (strength >= strength_min) and fast > slow; 1: strong and fast < slow; 2: otherwise; NaN if any
+    input is missing."""
+    out = np.empty(fast.shape[0])
+    for i in range(fast.shape[0]):
+        f = fast[i]
+        s = slow[i]
+        a = strength[i]
+        if f != f or s != s or a != a:
+            out[i] = NAN
+        elif a >= strength_min and f > s:
+            out[i] = 0.0
+        elif a >= strength_min and f < s:
+            out[i] = 1.0
+        else:
+            out[i] = 2.0
+    return out

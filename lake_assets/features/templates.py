@@ -279,17 +279,6 @@ def _sdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return K.safe_div(a, b)
 
 
-def _codes(choices: list[tuple[np.ndarray, int]], size: int) -> np.ndarray:
-    """First matching condition's code per row (NaN where none matches), like a when/then chain."""
-    out = np.full(size, NAN)
-    free = np.ones(size, dtype=bool)
-    for cond, code in choices:
-        hit = cond & free
-        out[hit] = code
-        free &= ~cond
-    return out
-
-
 def _a_log_return(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     return K.lagged_log_ratio(a.x(i[0]), p["n"])
 
@@ -314,10 +303,7 @@ def _a_pct_rank(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_regime3(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
-    x = a.x(i[0])
-    ok = ~np.isnan(x)
-    codes = _codes([(ok & (x <= p["low"]), 0), (ok & (x >= p["high"]), 2), (ok, 1)], x.shape[0])
-    return Labeled(codes, tuple(p["labels"]))
+    return Labeled(K.regime3_codes(a.x(i[0]), float(p["low"]), float(p["high"])), tuple(p["labels"]))
 
 
 def _a_rolling_cv(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -348,17 +334,8 @@ _CARRY_LABELS = ("pos_extreme", "neg_extreme", "pos", "neg", "neutral")
 
 
 def _a_carry_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
-    level, extreme = a.x(i[0]), a.x(i[1]) == 1.0
-    band = p["neutral_band"]
-    ok = ~np.isnan(level)
-    choices = [
-        (ok & extreme & (level > 0), 0),
-        (ok & extreme & (level < 0), 1),
-        (ok & (level > band), 2),
-        (ok & (level < -band), 3),
-        (ok, 4),
-    ]
-    return Labeled(_codes(choices, level.shape[0]), _CARRY_LABELS)
+    codes = K.carry_codes(a.x(i[0]), a.x(i[1]), float(p["neutral_band"]))
+    return Labeled(codes, _CARRY_LABELS)
 
 
 def _a_body_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -412,10 +389,7 @@ def _a_liquidation_proxy(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarr
 
 def _a_trend_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
     fast, slow, strength = (a.x(k) for k in i)
-    ok = ~(np.isnan(fast) | np.isnan(slow) | np.isnan(strength))
-    strong = ok & (strength >= p["adx_min"])
-    codes = _codes([(strong & (fast > slow), 0), (strong & (fast < slow), 1), (ok, 2)], fast.shape[0])
-    return Labeled(codes, ("up", "down", "chop"))
+    return Labeled(K.trend_codes(fast, slow, strength, float(p["adx_min"])), ("up", "down", "chop"))
 
 
 def _calendar(a: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
