@@ -173,34 +173,41 @@ class Arrays:
     def std(self, col: str, n: int, ddof: int) -> np.ndarray:
         """= K.rolling_std(x, n, min_count(n), ddof).
 
-        Welford updates are bound by division latency, so every planned (input, window, ddof) whose input is ready
-        runs as a lane of one kernel pass, four lanes at a time, across inputs.
+        Welford updates are bound by the divider, so every planned (input, window) whose input is ready runs as a
+        lane of one kernel pass, four lanes at a time, across inputs; a window asked with two ddofs is one lane.
         """
         key = ("std", col, n, ddof)
         if key in self._memo:
             return self._memo[key]  # type: ignore[return-value]
         if self.record:
             self.plan.setdefault(("std", ""), set()).add((col, n, ddof))
-        lanes = [(col, n, ddof)]
+        wanted = [(col, n, ddof)]
         for p in sorted(self.plan.get(("std", ""), ()), key=str):
             lane = (str(p[0]), int(p[1]), int(p[2]))
-            if lane not in lanes and ("std", *lane) not in self._memo and self.ready(lane[0]):
-                lanes.append(lane)
+            if lane not in wanted and ("std", *lane) not in self._memo and self.ready(lane[0]):
+                wanted.append(lane)
+        # one lane per (input, window) and pair of ddofs: both come from the same moments
+        by_window: dict[tuple[str, int], list[int]] = {}
+        for c, w, d in wanted:
+            by_window.setdefault((c, w), []).append(d)
+        lanes = [(c, w, ds[i : i + 2]) for (c, w), ds in by_window.items() for i in range(0, len(ds), 2)]
         for g in range(0, len(lanes), 4):
             group = lanes[g : g + 4]
             xs = [self.x(c) for c, _, _ in group]
             xs += [xs[0]] * (4 - len(xs))
-            out = K.rolling_std_lanes(
+            out, out_b = K.rolling_std_lanes2(
                 xs[0],
                 xs[1],
                 xs[2],
                 xs[3],
                 np.array([w for _, w, _ in group], dtype=np.int64),
-                np.array([d for _, _, d in group], dtype=np.int64),
+                np.array([ds[0] for _, _, ds in group], dtype=np.int64),
+                np.array([ds[1] if len(ds) > 1 else -1 for _, _, ds in group], dtype=np.int64),
                 np.array([min_count(w) for _, w, _ in group], dtype=np.int64),
             )
-            for lane, values in zip(group, out, strict=True):
-                self._memo[("std", *lane)] = values
+            for j, (c, w, ds) in enumerate(group):
+                for d, values in zip(ds, (out[j], out_b[j]), strict=False):
+                    self._memo[("std", c, w, d)] = values
         return self._memo[key]  # type: ignore[return-value]
 
     def _extreme(self, op: str, col: str, n: int) -> np.ndarray:

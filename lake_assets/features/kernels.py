@@ -909,6 +909,9 @@ def extreme_flag(z: np.ndarray, level: np.ndarray, z_min: float, abs_min: float)
     return out
 
 
+_STD_BLOCK = 1024  # rows of Welford moments held (in L1) before the vectorised std pass turns them into outputs
+
+
 @njit(cache=True, nogil=True)
 def rolling_std_lanes(
     x0: np.ndarray,
@@ -920,9 +923,33 @@ def rolling_std_lanes(
     min_counts: np.ndarray,
 ) -> np.ndarray:
     """Up to four rolling_std lanes over different inputs (lane k reads xk) in one pass, states in registers."""
+    return rolling_std_lanes2(x0, x1, x2, x3, ns, ddofs, np.full(ns.shape[0], -1), min_counts)[0]
+
+
+@njit(cache=True, nogil=True)
+def rolling_std_lanes2(
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    ns: np.ndarray,
+    ddofs: np.ndarray,
+    ddofs_b: np.ndarray,
+    min_counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """rolling_std_lanes, plus out_b[k] = the same window with ddof ddofs_b[k] where that is >= 0 (both ddofs
+    from one set of moments; rows of out_b for other lanes are left untouched).
+
+    The divider is the bottleneck of the Welford loop (two divisions per lane and row for the mean updates), so the
+    loop only records each block's moments (sum of squared deviations, count); a branch-free, vectorised pass
+    (`std_from_moments`) turns the block into standard deviations while it is still in L1.
+    """
     lanes = ns.shape[0]
     rows = x0.shape[0]
     out = np.empty((lanes, rows))
+    out_b = np.empty((lanes, rows))  # pages of unused rows are never touched
+    ss = np.empty((4, _STD_BLOCK))
+    cs = np.empty((4, _STD_BLOCK), dtype=np.int64)
     n0 = ns[0]
     n1 = ns[min(1, lanes - 1)]
     n2 = ns[min(2, lanes - 1)]
@@ -930,19 +957,42 @@ def rolling_std_lanes(
     c0 = c1 = c2 = c3 = 0
     m0 = m1 = m2 = m3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
-    for i in range(rows):
-        c0, m0, s0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
-        out[0, i] = _std_out(s0, c0, min_counts[0], ddofs[0])
-        if lanes > 1:
-            c1, m1, s1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
-            out[1, i] = _std_out(s1, c1, min_counts[1], ddofs[1])
-        if lanes > 2:
-            c2, m2, s2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
-            out[2, i] = _std_out(s2, c2, min_counts[2], ddofs[2])
-        if lanes > 3:
-            c3, m3, s3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
-            out[3, i] = _std_out(s3, c3, min_counts[3], ddofs[3])
-    return out
+    for start in range(0, rows, _STD_BLOCK):
+        stop = min(rows, start + _STD_BLOCK)
+        for i in range(start, stop):
+            j = i - start
+            c0, m0, s0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
+            ss[0, j] = s0
+            cs[0, j] = c0
+            if lanes > 1:
+                c1, m1, s1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
+                ss[1, j] = s1
+                cs[1, j] = c1
+            if lanes > 2:
+                c2, m2, s2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
+                ss[2, j] = s2
+                cs[2, j] = c2
+            if lanes > 3:
+                c3, m3, s3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
+                ss[3, j] = s3
+                cs[3, j] = c3
+        size = stop - start
+        for k in range(lanes):
+            std_from_moments(ss[k, :size], cs[k, :size], min_counts[k], ddofs[k], out[k, start:stop])
+            if ddofs_b[k] >= 0:
+                std_from_moments(ss[k, :size], cs[k, :size], min_counts[k], ddofs_b[k], out_b[k, start:stop])
+    return out, out_b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def std_from_moments(ss: np.ndarray, counts: np.ndarray, min_count: int, ddof: int, out: np.ndarray) -> None:
+    """out = _std_out(ss, counts, min_count, ddof) elementwise (`out` may be `ss`). Branch-free so it vectorises:
+    numpy's error model lets the division by a zero `counts - ddof` produce inf/NaN, which the select discards."""
+    for i in range(ss.shape[0]):
+        c = counts[i]
+        v = ss[i] / (c - ddof)
+        r = 0.0 if v < 0.0 else math.sqrt(v)
+        out[i] = r if (c >= min_count) & (c - ddof > 0) else NAN
 
 
 @njit(cache=True, nogil=True)

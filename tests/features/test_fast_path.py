@@ -260,3 +260,16 @@ def test_mean_abs_dev_blocks_equal_per_row_loop_exactly(n: int) -> None:
     np.testing.assert_array_equal(
         K.mean_abs_dev_about(x, mean, n, ind.min_count(n)), _mad_reference(x, mean, n, ind.min_count(n))
     )
+
+
+def test_std_lanes_give_two_ddofs_of_one_window_exactly() -> None:
+    xs = [_series(2500, seed) for seed in (7, 8)]  # > one moments block
+    ns, mins = np.array([20, 288, 5]), np.array([ind.min_count(20), ind.min_count(288), ind.min_count(5)])
+    out, out_b = K.rolling_std_lanes2(xs[0], xs[1], xs[0], xs[0], ns, np.array([0, 1, 1]), np.array([1, -1, 0]), mins)
+    for k, (x, d) in enumerate([(xs[0], 0), (xs[1], 1), (xs[0], 1)]):
+        np.testing.assert_array_equal(out[k], K.rolling_std(x, ns[k], mins[k], d))
+    for k, (x, d) in ((0, (xs[0], 1)), (2, (xs[0], 0))):
+        np.testing.assert_array_equal(out_b[k], K.rolling_std(x, ns[k], mins[k], d))
+    planned = Arrays(lambda name: xs[int(name[-1])], plan={("std", ""): {("x0", 20, 0), ("x0", 20, 1), ("x1", 20, 1)}})
+    for name, d in (("x0", 1), ("x0", 0), ("x1", 1)):
+        np.testing.assert_array_equal(planned.std(name, 20, d), K.rolling_std(xs[int(name[-1])], 20, mins[0], d))
