@@ -1200,3 +1200,31 @@ def trend_codes(fast: np.ndarray, slow: np.ndarray, strength: np.ndarray, streng
         else:
             out[i] = 2.0
     return out
+
+
+@njit(cache=True, nogil=True)
+def in_sorted(days: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """1.0 where days[i] is in the sorted `table`, else 0.0; one binary search per run of equal days (bars of a day
+    are consecutive)."""
+    out = np.empty(days.shape[0])
+    prev = 0
+    hit = 0.0
+    for i in range(days.shape[0]):
+        d = days[i]
+        if i == 0 or d != prev:
+            j = np.searchsorted(table, d)
+            hit = 1.0 if j < table.shape[0] and table[j] == d else 0.0
+            prev = d
+        out[i] = hit
+    return out
+
+
+@njit(cache=True, nogil=True)
+def spread_from_autocov(cov: np.ndarray) -> np.ndarray:
+    """Roll's spread in bps, 2 sqrt(max(-cov, 0)) * 1e4 (NaN where cov is)."""
+    out = np.empty(cov.shape[0])
+    for i in range(cov.shape[0]):
+        c = cov[i]
+        m = -c if -c > 0.0 else 0.0  # +0.0 for a zero covariance of either sign, as np.maximum(-cov, 0.0) gives
+        out[i] = NAN if c != c else 2.0 * math.sqrt(m) * 1e4
+    return out

@@ -183,7 +183,7 @@ def _amihud(i: list[str], p: dict[str, Any]) -> pl.Expr:
 
 def _roll_spread_np(r: np.ndarray, n: int) -> np.ndarray:
     cov = K.rolling_cov(r, K.lag_valid(r, 1), n, ind.min_count(n), 1)
-    return np.where(np.isnan(cov), np.nan, 2.0 * np.sqrt(np.maximum(-cov, 0.0)) * 1e4)
+    return K.spread_from_autocov(cov)
 
 
 def _roll_spread(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -415,12 +415,12 @@ def _a_month_end(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _holiday_days(calendar: str) -> np.ndarray:
     days = holiday_dates(calendar, date(1990, 1, 1), date(2100, 12, 31))
-    return np.array([(d - date(1970, 1, 1)).days for d in days], dtype=np.int64)
+    return np.unique(np.array([(d - date(1970, 1, 1)).days for d in days], dtype=np.int64))  # sorted: in_sorted
 
 
 def _a_holiday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     days = _calendar(a)[3]
-    return np.isin(days, _holiday_days(p["calendar"])).astype(np.float64)
+    return K.in_sorted(days, _holiday_days(p["calendar"]))
 
 
 TEMPLATES: dict[str, TemplateDef] = {
