@@ -192,8 +192,7 @@ def cci_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
 
 
 def _cci(tp: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
-    mad = K.mean_abs_dev_about(tp, mean, n, min_count(n))
-    return _div(tp - mean, 0.015 * mad)
+    return K.cci_value(tp, mean, K.mean_abs_dev_about(tp, mean, n, min_count(n)))  # type: ignore[no-any-return]
 
 
 def _signed_volume(c: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -284,9 +283,9 @@ def _a_rsi(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _a_macd(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
-    line = a.ema(p["col"], p["fast"]) - a.ema(p["col"], p["slow"])
-    sig = K.ewm(line, 2.0 / (p["signal"] + 1.0), p["signal"])
-    return {"macd": line, "signal": sig, "hist": line - sig}
+    fast, slow = a.ema(p["col"], p["fast"]), a.ema(p["col"], p["slow"])
+    line, sig, hist = K.macd_lines(fast, slow, 2.0 / (p["signal"] + 1.0), p["signal"])
+    return {"macd": line, "signal": sig, "hist": hist}
 
 
 def _a_bollinger(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:

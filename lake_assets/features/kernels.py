@@ -746,12 +746,14 @@ def wick_ratio(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, uppe
 
 
 def lagged_log_ratio(x: np.ndarray, n: int) -> np.ndarray:
-    """log(x[t] / x[t-n]) (NaN for the first n rows), without temporaries."""
-    out = np.full(x.shape[0], NAN)
+    """log(x[t] / x[t-n]) (NaN for the first n rows), without temporaries (each pass over a column costs a trip
+    to memory)."""
+    out = np.empty(x.shape[0])
+    out[: min(n, x.shape[0])] = NAN
     if n < x.shape[0]:
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(x[n:], x[: x.shape[0] - n], out=out[n:])
-            np.log(out, out=out)
+            np.log(out[n:], out=out[n:])
     return out
 
 
@@ -1227,4 +1229,39 @@ def spread_from_autocov(cov: np.ndarray) -> np.ndarray:
         c = cov[i]
         m = -c if -c > 0.0 else 0.0  # +0.0 for a zero covariance of either sign, as np.maximum(-cov, 0.0) gives
         out[i] = NAN if c != c else 2.0 * math.sqrt(m) * 1e4
+    return out
+
+
+@njit(cache=True, nogil=True)
+def macd_lines(
+    fast: np.ndarray, slow: np.ndarray, alpha: float, min_count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MACD line fast - slow, its signal ewm(line, alpha, min_count) and the histogram line - signal, in one pass
+    (same arithmetic as the separate subtraction, `ewm` and subtraction)."""
+    size = fast.shape[0]
+    line = np.empty(size)
+    sig = np.empty(size)
+    hist = np.empty(size)
+    y = 0.0
+    c = 0
+    for i in range(size):
+        v = fast[i] - slow[i]
+        line[i] = v
+        if v != v:
+            sig[i] = NAN
+        else:
+            y = v if c == 0 else (1.0 - alpha) * y + alpha * v
+            c += 1
+            sig[i] = y if c >= min_count else NAN
+        hist[i] = v - sig[i]
+    return line, sig, hist
+
+
+@njit(cache=True, nogil=True)
+def cci_value(tp: np.ndarray, mean: np.ndarray, mad: np.ndarray) -> np.ndarray:
+    """(tp - mean) / (0.015 * mad), NaN where the denominator is 0 (= safe_div of the two temporaries)."""
+    out = np.empty(tp.shape[0])
+    for i in range(tp.shape[0]):
+        d = 0.015 * mad[i]
+        out[i] = (tp[i] - mean[i]) / d if d != 0.0 else NAN
     return out
