@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from lake_assets.features import kernels as K
 Plan = dict[tuple[str, str], set[tuple[Any, ...]]]  # (operation, input) -> parameter tuples requested
 TS_US = "__ts_utc_us"  # pseudo-column: bar open times as UTC epoch microseconds (int64)
 
+
+_Lane = TypeVar("_Lane")
 
 MIN_FILL = 0.5  # share of a window that must hold present (non-gap) values
 
@@ -36,6 +38,16 @@ class Labeled:
 
     codes: np.ndarray
     labels: tuple[str, ...]
+
+
+def _lane_groups(lanes: list[_Lane]) -> list[list[_Lane]]:
+    """Groups of four lanes, the requested lane (first) in the first group; a trailing partial group of lanes nobody
+    asked for yet is left out: a pass costs about the same for one lane as for four, so those wait to fill a later
+    pass with the lanes of inputs that are not ready yet."""
+    groups = [lanes[g : g + 4] for g in range(0, len(lanes), 4)]
+    if len(groups) > 1 and len(groups[-1]) < 4:
+        groups.pop()
+    return groups
 
 
 class Arrays:
@@ -160,8 +172,7 @@ class Arrays:
         for (o, c), params in self.plan.items():
             if o == op and self.ready(c):
                 lanes += [(c, p) for p in sorted(params) if (c, p) != (col, param) and (op, c, p) not in self._memo]
-        for g in range(0, len(lanes), 4):
-            group = lanes[g : g + 4]
+        for group in _lane_groups(lanes):
             for (c, p), value in zip(group, run(group), strict=True):
                 self._memo[(op, c, p)] = value
         return self._memo[key]  # type: ignore[return-value]
@@ -191,8 +202,7 @@ class Arrays:
         for c, w, d in wanted:
             by_window.setdefault((c, w), []).append(d)
         lanes = [(c, w, ds[i : i + 2]) for (c, w), ds in by_window.items() for i in range(0, len(ds), 2)]
-        for g in range(0, len(lanes), 4):
-            group = lanes[g : g + 4]
+        for group in _lane_groups(lanes):
             xs = [self.x(c) for c, _, _ in group]
             xs += [xs[0]] * (4 - len(xs))
             out, out_b = K.rolling_std_lanes2(
