@@ -118,8 +118,8 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
         bars = history_with_warmup(store, inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
         store.write(out, GROUP, "features", {INSTRUMENT: inst_id, "month": month})
-        if out.height:  # keep a preview, not the whole run's features, in memory
-            previews.append(out.head(3))
+        if out.height:  # keep a preview, not the whole run's features, in memory (a head() would share buffers)
+            previews.append(pl.DataFrame(out.head(3).to_dicts(), schema=out.schema))
             n_rows += out.height
             time_range += [out[TS].min(), out[TS].max()]
             full_warmup = bars.height - out.height >= lookback  # else the frame starts at the instrument's start
