@@ -64,6 +64,7 @@ class Arrays:
         plan: Plan | None = None,
         record: bool = False,
         loadable: frozenset[str] | None = None,
+        releases: dict[int, list[tuple[object, ...]]] | None = None,
     ) -> None:
         self._load = load
         self._loadable = loadable  # names `load` serves (None: any); others exist once `set`
@@ -72,13 +73,38 @@ class Arrays:
         self.cache: dict[str, object] = {}  # free-form per-instrument cache for implementations
         self.plan: Plan = plan if plan is not None else {}
         self.record = record
+        self._done: set[tuple[object, ...]] = set()  # memo keys computed (their value may be released since)
+        # Step = index of the feature being evaluated. Record mode notes each key's last step (`last_use`); with
+        # `releases` (step -> keys last used then) the other intermediates are dropped once read for the last time,
+        # so their memory is reused while still in cache instead of every instrument touching fresh pages.
+        self.step = 0
+        self.last_use: dict[tuple[object, ...], int] = {}
+        self._releases = releases or {}
 
     # --- columns ---------------------------------------------------------------------------------------------
 
+    def _touch(self, key: tuple[object, ...]) -> None:
+        if self.record:
+            self.last_use[key] = self.step
+
+    def _store(self, key: tuple[object, ...], value: object) -> None:
+        self._memo[key] = value
+        self._done.add(key)
+
+    def release(self) -> None:
+        """Drop the intermediates whose last reader was the current step."""
+        for key in self._releases.get(self.step, ()):
+            if key[0] == "col":
+                self._cols.pop(str(key[1]), None)
+            else:
+                self._memo.pop(key, None)
+
     def set(self, name: str, value: np.ndarray | Labeled) -> None:
+        self._touch(("col", name))
         self._cols[name] = value
 
     def get(self, name: str) -> np.ndarray | Labeled:
+        self._touch(("col", name))
         if name not in self._cols:
             self._cols[name] = self._load(name)
         return self._cols[name]
@@ -96,6 +122,7 @@ class Arrays:
 
     def derived(self, name: str, fn: Callable[[], np.ndarray]) -> str:
         """Register a series computed once (e.g. true range) under `name`; returns the name for windowed requests."""
+        self._touch(("col", name))
         if name not in self._cols:
             self._cols[name] = np.ascontiguousarray(fn(), dtype=np.float64)
         return name
@@ -104,14 +131,15 @@ class Arrays:
 
     def _batched(self, op: str, col: str, param: tuple[float, ...], run: Callable[[list[tuple[float, ...]]], list]):
         key = (op, col, param)
+        self._touch(key)
         if key in self._memo:
             return self._memo[key]
         if self.record:
             self.plan.setdefault((op, col), set()).add(param)
         planned = self.plan.get((op, col), ())
-        todo = sorted({param} | {p for p in planned if (op, col, p) not in self._memo})
+        todo = sorted({param} | {p for p in planned if (op, col, p) not in self._done})
         for p, value in zip(todo, run(todo), strict=True):
-            self._memo[(op, col, p)] = value
+            self._store((op, col, p), value)
         return self._memo[key]
 
     def _rolling(self, col: str, n: int, mean: bool) -> np.ndarray:
@@ -164,6 +192,7 @@ class Arrays:
         """Memoised (op, col, param), computed together with every planned (op, other input, params) whose input is
         ready, in groups of four lanes (`run` takes up to four (input, params) lanes)."""
         key = (op, col, param)
+        self._touch(key)
         if key in self._memo:
             return self._memo[key]  # type: ignore[return-value]
         if self.record:
@@ -171,10 +200,10 @@ class Arrays:
         lanes = [(col, param)]
         for (o, c), params in self.plan.items():
             if o == op and self.ready(c):
-                lanes += [(c, p) for p in sorted(params) if (c, p) != (col, param) and (op, c, p) not in self._memo]
+                lanes += [(c, p) for p in sorted(params) if (c, p) != (col, param) and (op, c, p) not in self._done]
         for group in _lane_groups(lanes):
             for (c, p), value in zip(group, run(group), strict=True):
-                self._memo[(op, c, p)] = value
+                self._store((op, c, p), value)
         return self._memo[key]  # type: ignore[return-value]
 
     def ema(self, col: str, n: int) -> np.ndarray:
@@ -188,6 +217,7 @@ class Arrays:
         lane of one kernel pass, four lanes at a time, across inputs; a window asked with two ddofs is one lane.
         """
         key = ("std", col, n, ddof)
+        self._touch(key)
         if key in self._memo:
             return self._memo[key]  # type: ignore[return-value]
         if self.record:
@@ -195,7 +225,7 @@ class Arrays:
         wanted = [(col, n, ddof)]
         for p in sorted(self.plan.get(("std", ""), ()), key=str):
             lane = (str(p[0]), int(p[1]), int(p[2]))
-            if lane not in wanted and ("std", *lane) not in self._memo and self.ready(lane[0]):
+            if lane not in wanted and ("std", *lane) not in self._done and self.ready(lane[0]):
                 wanted.append(lane)
         # one lane per (input, window) and pair of ddofs: both come from the same moments
         by_window: dict[tuple[str, int], list[int]] = {}
@@ -217,7 +247,7 @@ class Arrays:
             )
             for j, (c, w, ds) in enumerate(group):
                 for d, values in zip(ds, (out[j], out_b[j]), strict=False):
-                    self._memo[("std", c, w, d)] = values
+                    self._store(("std", c, w, d), values)
         return self._memo[key]  # type: ignore[return-value]
 
     def _extreme(self, op: str, col: str, n: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from lake_assets.features.catalog import (
     FeatureDef,
     required_lookback_bars,
 )
-from lake_assets.features.evaluate import Value, evaluate_catalog, output_series, plan_for
+from lake_assets.features.evaluate import Value, evaluate_catalog, evaluation_plan, output_series
 from lake_assets.vocabulary import (
     BASIS_BPS,
     BUY_VOLUME,
@@ -171,7 +171,8 @@ def compute_features(
         for c in f.columns:
             columns[c.name] = output_series(c.name, values[c.name], c.dtype, start=start, gap_rows=mask)
 
-    arrays = Arrays(_loader(bars), plan=plan_for(catalog, have), loadable=frozenset(bars.columns) | {TS_US})
+    plan, releases = evaluation_plan(catalog, have)
+    arrays = Arrays(_loader(bars), plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
     evaluate_catalog(arrays, catalog, have, bars[TS], emit)
     out: list[pl.Series] = [bars[TS].slice(start)]
     if INSTRUMENT in bars.columns:

@@ -23,13 +23,14 @@ from lake_assets.features.indicators import INDICATORS
 from lake_assets.features.templates import TEMPLATES
 from lake_assets.vocabulary import TS
 
-__all__ = ["evaluate_catalog", "output_series", "plan_for"]
+__all__ = ["evaluate_catalog", "evaluation_plan", "output_series", "plan_for"]
 
 Value = np.ndarray | Labeled
 Emit = Callable[[FeatureDef, dict[str, Value]], None]
 _NO_ROWS = np.empty(0, dtype=np.int64)
 
-_PLANS: dict[int, tuple[FeatureCatalog, dict[frozenset[str], Plan]]] = {}
+Releases = dict[int, list[tuple[object, ...]]]  # feature step -> intermediates read for the last time there
+_PLANS: dict[int, tuple[FeatureCatalog, dict[frozenset[str], tuple[Plan, Releases]]]] = {}
 
 
 def _has_inputs(f: FeatureDef, have: frozenset[str]) -> bool:
@@ -55,9 +56,13 @@ def _array_impl(f: FeatureDef) -> Callable[[Arrays], dict[str, Value]] | None:
     return lambda a: {f.columns[0].name: run_tmpl(a, list(f.inputs), dict(f.params))}
 
 
+def _fallback_inputs(f: FeatureDef) -> tuple[str, ...]:
+    return tuple(INDICATORS[f.impl].input_columns(f.params) if f.kind == "indicator" else f.inputs)
+
+
 def _fallback(f: FeatureDef, a: Arrays, catalog: FeatureCatalog, ts: pl.Series) -> dict[str, Value]:
     """Evaluate the feature's polars expression(s) on a frame of its inputs (NaN-coded floats, as in flight)."""
-    names = INDICATORS[f.impl].input_columns(f.params) if f.kind == "indicator" else f.inputs
+    names = _fallback_inputs(f)
     cols: list[pl.Series] = []
     for name in dict.fromkeys(names):
         if name == TS:
@@ -92,12 +97,18 @@ def evaluate_catalog(
     `emit(feature, values)` is called as each feature is computed.
     """
     out: dict[str, Value] = {}
+    step = 0
     for level in catalog.levels:
         for f in level:
             if not _has_inputs(f, have):
                 continue
+            a.step = step
             impl = _array_impl(f)
             if ts is None:  # planning run on zero rows: a failure only loses batching, never the feature
+                if impl is None:  # the fallback reads its inputs: record those reads
+                    for name in _fallback_inputs(f):
+                        if name != TS:
+                            a.get(name)
                 try:
                     values = impl(a) if impl is not None else {}
                 except Exception:
@@ -112,6 +123,8 @@ def evaluate_catalog(
                 out[name] = v
             if emit is not None:
                 emit(f, values)
+            a.release()
+            step += 1
     return out
 
 
@@ -121,6 +134,11 @@ def _empty(name: str) -> np.ndarray:
 
 def plan_for(catalog: FeatureCatalog, have: frozenset[str]) -> Plan:
     """Windowed requests of the catalog for an instrument with these inputs (recorded once, then cached)."""
+    return evaluation_plan(catalog, have)[0]
+
+
+def evaluation_plan(catalog: FeatureCatalog, have: frozenset[str]) -> tuple[Plan, Releases]:
+    """The plan, and when each intermediate is read for the last time (both recorded by one run on zero rows)."""
     held = _PLANS.get(id(catalog))
     if held is None or held[0] is not catalog:
         held = _PLANS[id(catalog)] = (catalog, {})
@@ -128,7 +146,10 @@ def plan_for(catalog: FeatureCatalog, have: frozenset[str]) -> Plan:
     if have not in plans:
         recorder = Arrays(_empty, record=True)
         evaluate_catalog(recorder, catalog, have)
-        plans[have] = {k: set(v) for k, v in recorder.plan.items()}
+        releases: Releases = {}
+        for key, step in recorder.last_use.items():
+            releases.setdefault(step, []).append(key)
+        plans[have] = ({k: set(v) for k, v in recorder.plan.items()}, releases)
     return plans[have]
 
 

@@ -273,3 +273,17 @@ def test_std_lanes_give_two_ddofs_of_one_window_exactly() -> None:
     planned = Arrays(lambda name: xs[int(name[-1])], plan={("std", ""): {("x0", 20, 0), ("x0", 20, 1), ("x1", 20, 1)}})
     for name, d in (("x0", 1), ("x0", 0), ("x1", 1)):
         np.testing.assert_array_equal(planned.std(name, 20, d), K.rolling_std(xs[int(name[-1])], 20, mins[0], d))
+
+
+def test_released_intermediates_are_never_needed_again(
+    book_bars: pl.DataFrame, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lake_assets.features import core as core_mod
+    from lake_assets.features import evaluate as ev
+
+    plan, releases = ev.evaluation_plan(catalog, available_inputs(book_bars, None))
+    assert sum(len(keys) for keys in releases.values()) > 50  # bar copies, derived series, windowed intermediates
+    freed = compute_features(book_bars, catalog)
+    monkeypatch.setattr(core_mod, "evaluation_plan", lambda c, h: (ev.evaluation_plan(c, h)[0], {}))
+    kept = compute_features(book_bars, catalog)
+    assert freed.equals(kept, null_equal=True)
