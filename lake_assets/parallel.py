@@ -1,4 +1,4 @@
-"""Fan independent per-partition work out to worker processes, one per core, results in input order.
+"""Fan independent per-partition work out over the cores (this process plus spawned workers), results in input order.
 
 A run that covers many partitions (strategies, instruments) spends its time in compute that shares nothing between
 partitions; on a 2-core machine a second process halves it. Workers are spawned (never forked: a Dagster run holds
@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -63,21 +63,35 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
-    """[fn(x) for x in items], computed in worker processes when more than one worker is available.
+    """[fn(x) for x in items] on `workers` lanes: this process plus workers - 1 spawned processes.
 
-    `fn` must be a module-level function and items/results picklable. An exception in a task is raised here (the
-    first one in input order), as in the serial loop.
+    This process takes tasks too (it would otherwise sit idle holding its memory while the workers hold theirs);
+    tasks are handed out one at a time to whichever lane is free, so long and short tasks balance. `fn` must be a
+    module-level function and items/results picklable. An exception in a task is raised here, as in the serial loop.
     """
     n = worker_count(len(items)) if workers is None else max(1, min(workers, len(items)))
     if n <= 1:
         return [fn(x) for x in items]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    results: dict[int, R] = {}
+    pending = list(enumerate(items))
     with ProcessPoolExecutor(
-        max_workers=n,
+        max_workers=n - 1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
         initargs=(max(1, cores // n),),
     ) as pool:
-        with _main_module_hidden():  # the pool starts its workers while the tasks are submitted
-            results = pool.map(fn, items)
-        return list(results)
+        running: dict[Future[R], int] = {}
+        while pending or running:
+            while pending and len(running) < n - 1:
+                i, x = pending.pop(0)
+                with _main_module_hidden():  # a submit may start a worker process
+                    running[pool.submit(fn, x)] = i
+            if pending:
+                i, x = pending.pop(0)
+                results[i] = fn(x)
+            else:
+                wait(running, return_when=FIRST_COMPLETED)
+            for fut in [f for f in running if f.done()]:
+                results[running.pop(fut)] = fut.result()
+    return [results[i] for i in range(len(items))]

@@ -1,8 +1,10 @@
 """process_map: input order, worker-count validation, errors surface, parallel == serial."""
 
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,11 @@ def _square_or_fail(x: int) -> int:
     if x < 0:
         raise ValueError(f"negative input {x}")
     return x * x
+
+
+def _pid_after_nap(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
 
 
 def test_parallel_matches_serial_in_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +62,9 @@ def test_unguarded_script_is_not_rerun_by_workers(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.count("MAIN BODY RUNS") == 1
     assert "('blueprint', 'bp_1')" in out
+
+
+def test_this_process_and_a_worker_share_the_tasks() -> None:
+    pids = process_map(_pid_after_nap, [0.2] * 6, workers=2)
+    assert os.getpid() in pids
+    assert len(set(pids)) == 2

@@ -139,7 +139,7 @@ def instrument_bars(store: Lake, instrument: str) -> pl.DataFrame:
 
 def instrument_features(store: Lake, instrument: str, columns: Sequence[str]) -> pl.DataFrame:
     dims = [d for d in store.partitions("features", "features") if d.get(INSTRUMENT) == instrument]
-    feats = store.read("features", "features", dims)
+    feats = store.read("features", "features", dims, columns=[TS, *columns])  # a few of ~100 columns
     if feats.is_empty():
         return feats
     keep = [c for c in columns if c in feats.columns]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -86,12 +86,22 @@ class Lake:
         asset: str,
         dims_list: Iterable[Mapping[str, str]],
         schema: pl.Schema | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        """Read and concatenate the given partitions (missing ones are skipped)."""
+        """Read and concatenate the given partitions (missing ones are skipped).
+
+        `columns` reads only those (the ones a partition's file has, in the order given) instead of every column.
+        """
         paths = [p for p in (self.partition_path(group, asset, d) for d in dims_list) if p.is_file()]
         if not paths:
             return pl.DataFrame(schema=schema) if schema is not None else pl.DataFrame()
-        frames = [pl.read_parquet(p) for p in paths]
+        if columns is None:
+            frames = [pl.read_parquet(p) for p in paths]
+        else:
+            frames = []
+            for p in paths:
+                have = pl.read_parquet_schema(p)
+                frames.append(pl.read_parquet(p, columns=[c for c in dict.fromkeys(columns) if c in have]))
         return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
     def read_all(self, group: str, asset: str) -> pl.DataFrame:
