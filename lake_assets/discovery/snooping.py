@@ -68,6 +68,10 @@ def _dsr(sr: float | None, n: int, skew: float | None, kurt: float | None, n_tri
 
 def candidate_trades(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
     """The individual trades behind each candidate row (template sign and state filter applied), after cost."""
+    # expansion is row-wise: keep only the samples of the candidates' (event, instrument, horizon) before it
+    pre = [k for k in CANDIDATE_KEYS if k in samples.columns]
+    if pre:
+        samples = samples.join(cands.select(pre).unique(), on=pre, how="semi", nulls_equal=True)
     long = expand_templates_states(samples, spec)
     keyed = cands.select(*CANDIDATE_KEYS, "hypothesis_id", "round_trip_cost_bps")
     return long.join(keyed, on=list(CANDIDATE_KEYS), how="inner").with_columns(
