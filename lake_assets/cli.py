@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,15 +89,19 @@ def plan_and_execute(
     instruments: Sequence[str] | None = None,
     months: tuple[str, str] | None = None,
     progress: bool = True,
+    between_phases: Callable[[], None] | None = None,
 ) -> list[tuple[PlannedRun, bool, float]]:
     """Two phases: everything up to discovery, then (partitions re-synced from the fresh blueprints.jsonl) the
-    strategy-partitioned backtests and the report."""
+    strategy-partitioned backtests and the report. `between_phases` runs in between (the demo waits there for
+    its kernel warm-up, so the backtest workers never compile the same kernels a third time)."""
     from lake_assets.definitions import all_assets
 
     keys = list(asset_keys) if asset_keys is not None else [a.key.to_user_string() for a in all_assets]
     first = [k for k in keys if k not in STRATEGY_PHASE_ASSETS]
     second = [k for k in keys if k in STRATEGY_PHASE_ASSETS]
     results = execute(plan_runs(first, instruments, months), progress) if first else []
+    if between_phases is not None:
+        between_phases()
     if second:
         results += execute(plan_runs(second, instruments, months), progress)
     return results
@@ -250,16 +254,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # compile the numba kernels into the shared cache in parallel with ingestion, which is mostly bookkeeping
     warmup = subprocess.Popen([sys.executable, "-m", "lake_assets.warmup"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        results = plan_and_execute()
-    finally:
+
+    def warmed_up() -> None:
         if warmup.wait() != 0:
-            print("note: kernel warm-up failed; kernels were compiled on first use instead", file=sys.stderr)
+            print("note: kernel warm-up failed; kernels are compiled on first use instead", file=sys.stderr)
+
+    try:
+        results = plan_and_execute(between_phases=warmed_up)
+    finally:
+        if warmup.poll() is None:
+            warmup.wait()
     failed = [r for r, ok, _ in results if not ok]
     from lake_assets.storage.warehouse import build_catalog, query
 
     build_catalog()
     print(f"\nqlake demo: {len(results)} runs in {time.perf_counter() - t0:.1f}s, {len(failed)} failed")
+    for run, ok, secs in results:
+        print(f"  {'ok    ' if ok else 'FAILED'} {secs:6.1f}s  {run.label}")
     print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -65,8 +65,8 @@ def _main_module_hidden() -> Iterator[None]:
 def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
     """[fn(x) for x in items] on `workers` lanes: this process plus workers - 1 spawned processes.
 
-    This process takes tasks too (it would otherwise sit idle holding its memory while the workers hold theirs);
-    tasks are handed out one at a time to whichever lane is free, so long and short tasks balance. `fn` must be a
+    This process takes tasks too (it would otherwise sit idle holding its memory while the workers hold theirs):
+    workers work from the front of the list, this process from the back, so long and short tasks balance. `fn` must be a
     module-level function and items/results picklable. An exception in a task is raised here, as in the serial loop.
     """
     n = worker_count(len(items)) if workers is None else max(1, min(workers, len(items)))
@@ -74,24 +74,24 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None
         return [fn(x) for x in items]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     results: dict[int, R] = {}
-    pending = list(enumerate(items))
     with ProcessPoolExecutor(
         max_workers=n - 1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
         initargs=(max(1, cores // n),),
     ) as pool:
-        running: dict[Future[R], int] = {}
-        while pending or running:
-            while pending and len(running) < n - 1:
-                i, x = pending.pop(0)
-                with _main_module_hidden():  # a submit may start a worker process
-                    running[pool.submit(fn, x)] = i
-            if pending:
-                i, x = pending.pop(0)
-                results[i] = fn(x)
-            else:
-                wait(running, return_when=FIRST_COMPLETED)
-            for fut in [f for f in running if f.done()]:
-                results[running.pop(fut)] = fut.result()
+        with _main_module_hidden():  # submitting starts the worker processes
+            futures = [pool.submit(fn, x) for x in items]
+        try:
+            # workers take tasks from the front; this process takes them from the back, while they are unclaimed
+            for i in range(len(items) - 1, -1, -1):
+                if futures[i].cancel():
+                    results[i] = fn(items[i])
+            for i, fut in enumerate(futures):
+                if i not in results:
+                    results[i] = fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
     return [results[i] for i in range(len(items))]

@@ -1,28 +1,18 @@
 """Compile every numba kernel into the on-disk cache ($NUMBA_CACHE_DIR) by running the real compute on tiny data.
 
 `qlake demo` starts this in a background process: compiling the feature, event and backtest kernels then overlaps
-with ingestion (mostly Dagster bookkeeping) instead of stalling the first run that needs them. Each group compiles
-in its own short-lived process, in the order the demo needs them: LLVM keeps every module it compiled, so one
-process for all groups grew to ~700 MB next to the demo's own memory.
+with ingestion (mostly Dagster bookkeeping) instead of stalling the first run that needs them.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 
-GROUPS = ("features", "events", "backtests")
 
-
-def warm_up(groups: tuple[str, ...] = GROUPS) -> None:
-    """Compile the kernels of `groups` in this process."""
-    unknown = set(groups) - set(GROUPS)
-    if unknown:
-        raise ValueError(f"unknown warm-up group(s) {sorted(unknown)}; groups: {list(GROUPS)}")
+def warm_up() -> None:
     from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals
     from lake_assets.backtests.optimise import signal_returns
     from lake_assets.backtests.runner import bracket_orders
@@ -46,13 +36,8 @@ def warm_up(groups: tuple[str, ...] = GROUPS) -> None:
     bars = build_bars(ohlcv, instrument=inst.id, timeframe=inst.base_timeframe, start=start, end=end,
                       funding=raw[DataKind.FUNDING], open_interest=raw[DataKind.OPEN_INTEREST]).head(3000)  # fmt: skip
     features = compute_features(bars, load_feature_specs())
-    if groups == ("features",):
-        return
     frame = bars.join(features.drop("instrument", "is_gap"), on="ts", how="left")
-    if "events" in groups:
-        detect_events(frame, event_specs().specs, inst.id)
-    if "backtests" not in groups:
-        return
+    detect_events(frame, event_specs().specs, inst.id)
     close = frame["close"].fill_null(strategy="forward")
     signals = frame.select(
         "ts", "instrument",
@@ -74,15 +59,6 @@ def warm_up(groups: tuple[str, ...] = GROUPS) -> None:
     np.seterr(all="ignore")
 
 
-def main(argv: list[str]) -> int:
-    """With group names: compile those here. Without: each group in its own process, one after the other."""
-    if argv:
-        warm_up(tuple(argv))
-        return 0
-    failed = [g for g in GROUPS if subprocess.run([sys.executable, "-m", "lake_assets.warmup", g]).returncode != 0]
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
     pl.Config.set_tbl_rows(1)
-    raise SystemExit(main(sys.argv[1:]))
+    warm_up()
