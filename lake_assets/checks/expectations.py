@@ -121,6 +121,14 @@ def _batch_definition(layer: str, asset: str) -> Any:
     return runtime.batch_definitions[name]
 
 
+def _release_batches() -> None:
+    """GX's execution engine keeps the last batch of every asset (the whole pandas copy of a run's range: ~200 MB
+    after the crypto history load, for as long as the process lives); results are read already, so drop them."""
+    manager = _runtime(os.getpid()).datasource.get_execution_engine().batch_manager
+    manager.batch_data_cache.clear()
+    manager.reset_batch_cache()
+
+
 # --- suite files ----------------------------------------------------------------------------------
 
 
@@ -450,8 +458,11 @@ def run_expectations(df: pl.DataFrame, asset: str, layer: str, sample_rows: int 
     pdf = df.to_pandas()
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": max(sample_rows, 1)}
     with _LOCK:
-        batch = _batch_definition(layer, asset).get_batch(batch_parameters={"dataframe": pdf})
-        validation = batch.validate(suite, result_format=result_format)
+        try:
+            batch = _batch_definition(layer, asset).get_batch(batch_parameters={"dataframe": pdf})
+            validation = batch.validate(suite, result_format=result_format)
+        finally:
+            _release_batches()
 
     by_index: dict[int, Any] = {}
     for r in validation.results:
