@@ -81,11 +81,12 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     trades, orders, fills, equity, risk events and one metrics row per book (market)."""
     store = lake.lake()
     keys = list(context.partition_keys)
-    # in this process: a worker process saved ~10% here (its start-up and the pickled tables eat the rest) but held
-    # another ~0.7 GB; walk-forward, which is compute-bound, does use the workers
-    outcomes = [backtest_partition(StrategyTask(str(store.root), k)) for k in keys]
-    metrics, equities, failures = [], [], {}
-    for key, outcome in zip(keys, outcomes, strict=True):
+    # in this process, one strategy at a time (its tables are written, then dropped): a worker process saved ~10%
+    # here (its start-up and the pickled tables eat the rest) but held another ~0.7 GB; walk-forward, which is
+    # compute-bound, does use the workers
+    metrics, failures = [], {}
+    for key in keys:
+        outcome = backtest_partition(StrategyTask(str(store.root), key))
         if isinstance(outcome, NoData):
             failures[key] = outcome.message
             context.log.error(outcome.message)
@@ -94,10 +95,9 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
         for name, df in outcome.items():
             store.write(df, GROUP, name, {STRATEGY_DIM: key})
         metrics.append(outcome["metrics"])
-        equities.append(outcome["equity"])
+        del outcome
     warehouse.refresh()
     m = pl.concat(metrics, how="diagonal_relaxed") if metrics else pl.DataFrame()
-    equity = pl.concat(equities, how="diagonal_relaxed") if equities else pl.DataFrame()
     meta: dict[str, Any] = {
         "dagster/row_count": m.height,
         "strategies": len(context.partition_keys),
@@ -105,8 +105,12 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
             md_table(m.select([c for c in METRIC_PREVIEW if c in m.columns]), n=40) if m.height else "_no backtests_"
         ),  # fmt: skip
     }
+    top = m.sort("sharpe", descending=True, nulls_last=True).select("strategy", "book").head(8) if m.height else m
+    equity = (
+        store.read(GROUP, "equity", [{STRATEGY_DIM: k} for k in top["strategy"].unique(maintain_order=True)])
+        if top.height else pl.DataFrame()
+    )  # fmt: skip
     if equity.height:
-        top = m.sort("sharpe", descending=True, nulls_last=True).select("strategy", "book").head(8)
         shown = equity.join(top, on=["strategy", "book"], how="inner")
         meta["equity_curves"] = png_metadata(equity_curves_png(shown))
         meta["drawdowns"] = png_metadata(drawdowns_png(shown))

@@ -74,6 +74,9 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
     mats = {str(e.materialization.partition) for e in result.get_asset_materialization_events()
             if e.materialization.asset_key.to_user_string() == "backtests"}  # fmt: skip
     assert mats == set(keys)
+    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == "backtests")  # fmt: skip
+    assert {"equity_curves", "drawdowns"} <= set(meta)  # top books' equity, read back from the lake
 
     # tables are partitioned by strategy in the lake and exposed as warehouse views
     for table in ("trades", "orders", "fills", "equity", "risk_events", "metrics", "walkforward", "walkforward_folds"):
