@@ -35,8 +35,13 @@ def worker_count(n_items: int) -> int:
         if wanted < 1:
             raise ValueError(f"QLAKE_WORKERS must be at least 1, got {wanted}")
     else:
-        wanted = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        wanted = _cores()
     return max(1, min(wanted, n_items))
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask, which a container's CPU set narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _init_worker(threads_per_worker: int) -> None:
@@ -72,7 +77,7 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None
     n = worker_count(len(items)) if workers is None else max(1, min(workers, len(items)))
     if n <= 1:
         return [fn(x) for x in items]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = _cores()
     results: dict[int, R] = {}
     with ProcessPoolExecutor(
         max_workers=n - 1,

@@ -47,12 +47,16 @@ def resolve(key: str, specs: dict[str, StrategySpec], blueprints: dict[str, Blue
     return blueprints[name]
 
 
+def _strategy(store: Lake, key: str) -> StrategySpec | Blueprint:
+    return resolve(key, load_strategies(), load_blueprints(store))
+
+
 def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
     """Tables (trades, orders, fills, equity, risk_events, metrics) of one strategy's realistic backtest."""
     store = Lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
     try:
-        strategy = resolve(task.key, load_strategies(), load_blueprints(store))
+        strategy = _strategy(store, task.key)
         runs = (
             runner.run_json_strategy(store, strategy, instruments, costs) if isinstance(strategy, StrategySpec)
             else runner.run_blueprint(store, strategy, instruments, costs)
@@ -67,7 +71,7 @@ def walkforward_partition(task: StrategyTask) -> tuple[pl.DataFrame, pl.DataFram
     store = Lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
     try:
-        strategy = resolve(task.key, load_strategies(), load_blueprints(store))
+        strategy = _strategy(store, task.key)
         return (
             runner.walkforward_json(store, strategy, instruments) if isinstance(strategy, StrategySpec)
             else runner.walkforward_blueprint(store, strategy, instruments, costs)

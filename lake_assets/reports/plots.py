@@ -7,6 +7,8 @@ so the Dagster assets, the report files and notebooks draw the same pictures.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -35,42 +37,53 @@ def _books(equity: pl.DataFrame, max_books: int) -> list[str]:
     return equity[BOOK].unique(maintain_order=True).to_list()[:max_books] if equity.height else []
 
 
-def equity_curves_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
-    """Equity normalised to 1 at the start, one panel per book (markets have different calendars)."""
+def _per_book_png(
+    equity: pl.DataFrame,
+    draw: Callable[[Any, pl.DataFrame, str], None],
+    title: str,
+    panel_height: float,
+    legend_loc: str,
+    max_lines: int,
+    max_books: int,
+    max_points: int,
+    baseline: float | None = None,
+) -> bytes:
+    """One panel per book (markets have different calendars), one thinned series per strategy, drawn by `draw`."""
     books = _books(equity, max_books) or ["(none)"]
-    fig = Figure(figsize=(9, 2.6 * len(books)), dpi=80)
+    fig = Figure(figsize=(9, panel_height * len(books)), dpi=80)
     axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
     for ax, book in zip(axes, books, strict=True):
         sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
         for strat in sub[STRATEGY].unique(maintain_order=True).to_list()[:max_lines] if sub.height else []:
             s = sub.filter(pl.col(STRATEGY) == strat).sort(TS)
-            thin = s.gather_every(max(1, s.height // max_points))
-            first = float(s["equity"][0])
-            ax.plot(thin[TS].to_list(), (thin["equity"] / first).to_list(), lw=0.9, label=strat)
-        ax.axhline(1.0, color="0.5", lw=0.5)
-        ax.set_title(f"equity (normalised) · book {book}", fontsize=9)
+            draw(ax, s.gather_every(max(1, s.height // max_points)), strat)
+        if baseline is not None:
+            ax.axhline(baseline, color="0.5", lw=0.5)
+        ax.set_title(f"{title} · book {book}", fontsize=9)
         ax.tick_params(labelsize=7)
         if sub.height:
-            ax.legend(fontsize=6, loc="upper left")
+            ax.legend(fontsize=6, loc=legend_loc)
     return _png(fig)
+
+
+def equity_curves_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
+    """Equity normalised to 1 at the start, one panel per book."""
+
+    def draw(ax: Any, thin: pl.DataFrame, strat: str) -> None:
+        ax.plot(thin[TS].to_list(), (thin["equity"] / float(thin["equity"][0])).to_list(), lw=0.9, label=strat)
+
+    return _per_book_png(
+        equity, draw, "equity (normalised)", 2.6, "upper left", max_lines, max_books, max_points, baseline=1.0
+    )
 
 
 def drawdowns_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
     """Drawdown below the running peak (fraction), one panel per book."""
-    books = _books(equity, max_books) or ["(none)"]
-    fig = Figure(figsize=(9, 2.2 * len(books)), dpi=80)
-    axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
-    for ax, book in zip(axes, books, strict=True):
-        sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
-        for strat in sub[STRATEGY].unique(maintain_order=True).to_list()[:max_lines] if sub.height else []:
-            s = sub.filter(pl.col(STRATEGY) == strat).sort(TS)
-            thin = s.gather_every(max(1, s.height // max_points))
-            ax.fill_between(thin[TS].to_list(), thin["drawdown"].to_list(), 0.0, alpha=0.25, label=strat)
-        ax.set_title(f"drawdown · book {book}", fontsize=9)
-        ax.tick_params(labelsize=7)
-        if sub.height:
-            ax.legend(fontsize=6, loc="lower left")
-    return _png(fig)
+
+    def draw(ax: Any, thin: pl.DataFrame, strat: str) -> None:
+        ax.fill_between(thin[TS].to_list(), thin["drawdown"].to_list(), 0.0, alpha=0.25, label=strat)
+
+    return _per_book_png(equity, draw, "drawdown", 2.2, "lower left", max_lines, max_books, max_points)
 
 
 def monthly_returns(equity: pl.DataFrame) -> pl.DataFrame:
