@@ -637,7 +637,8 @@ def simulate_nb(
     cap_f = cap + 16
     cap_t = cap_f + ns
     cap_e = cap + 16
-    cap_fu = n_fund
+    # int64, never Literal[int](0): a literal-typed count makes numba compile `_simulate_pass` a second time (~25 s)
+    cap_fu = np.int64(n_fund)
     while True:
         orders, fills, trades, events, funds, state, pos, nf, nt, ne, nfu = _simulate_pass(
             op, hi, lo, cl, vol, half_spread, sigma, adv, fund, new_day, next_day, slot_inst, slot_strat,

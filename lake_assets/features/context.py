@@ -47,7 +47,7 @@ def _returns(bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
 
 
 def _np(s: pl.Series) -> np.ndarray:
-    return np.ascontiguousarray(s.cast(pl.Float64).fill_null(np.nan).to_numpy())
+    return np.ascontiguousarray(s.cast(pl.Float64).fill_null(np.nan).to_numpy(writable=True))
 
 
 def compute_context_features(

@@ -12,6 +12,7 @@ window do not change when later bars are appended.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from datetime import datetime
 
 import numpy as np
@@ -125,7 +126,7 @@ def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
     def load(name: str) -> np.ndarray:
         if name == TS_US:
             wall = pl.col(TS).dt.convert_time_zone("UTC").dt.replace_time_zone(None).dt.cast_time_unit("us")
-            return bars.select(wall.to_physical()).to_series().to_numpy()
+            return bars.select(wall.to_physical()).to_series().to_numpy(writable=True)
         if name not in bars.columns:
             raise ValueError(f"bars lack input column {name!r}")
         s = bars[name] if bars.schema[name] == pl.Float64 else bars[name].cast(pl.Float64)
@@ -134,7 +135,8 @@ def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
             validity, data = arr.buffers()[:2]
             values = np.frombuffer(data, dtype=np.float64, count=arr.offset + len(arr))[arr.offset :]
             return K.nan_where_null(values, np.frombuffer(validity, dtype=np.uint8), arr.offset)
-        return np.ascontiguousarray(s.to_numpy(), dtype=np.float64)
+        # writable: numba compiles every kernel once per readonly/writable mix of its arguments (~1 s each)
+        return np.ascontiguousarray(s.to_numpy(writable=True), dtype=np.float64)
 
     return load
 
@@ -239,32 +241,35 @@ def nan_ratio_report(
     `warmup_rows=None` skips each feature's own lookback from the start of every instrument's rows (right for a frame
     that starts at the beginning of history); pass 0 when the frame was computed with a full warm-up prefix.
     A column that is null throughout for an instrument (the instrument lacks its inputs) is `applicable=False`.
+    Counts come from Arrow null counts of the in-scope rows, one filter per distinct warm-up length.
     """
     cols = [c for c in catalog.columns if c in features.columns]
-    inst = pl.col(INSTRUMENT) if INSTRUMENT in features.columns else pl.lit("")
-    gap = pl.col(IS_GAP).fill_null(False) if IS_GAP in features.columns else pl.lit(False)
-    idx = pl.int_range(pl.len()).over(inst) if INSTRUMENT in features.columns else pl.int_range(pl.len())
-    base = features.lazy().with_columns(__i=idx, __gap=gap, __inst=inst)
-    aggs: list[pl.Expr] = []
+    groups: dict[Any, pl.DataFrame] = {}
+    if features.height:
+        by_inst = INSTRUMENT in features.columns
+        groups = features.partition_by(INSTRUMENT, maintain_order=True, as_dict=True) if by_inst else {("",): features}
+    by_lookback: dict[int, list[str]] = {}
     for c in cols:
-        f = catalog.feature_of(c)
-        lb = f.lookback if warmup_rows is None else warmup_rows
-        in_scope = (pl.col("__i") >= lb) & ~pl.col("__gap")
-        aggs += [
-            in_scope.sum().alias(f"{c}\0rows"),
-            (in_scope & pl.col(c).is_null()).sum().alias(f"{c}\0nulls"),
-            pl.col(c).is_not_null().any().alias(f"{c}\0any"),
-        ]
-    wide = base.group_by("__inst").agg(aggs).collect()
+        lb = catalog.feature_of(c).lookback if warmup_rows is None else warmup_rows
+        by_lookback.setdefault(lb, []).append(c)
     records = []
-    for row in wide.iter_rows(named=True):
+    for key, frame in groups.items():
+        inst = key[0]
+        gap = frame[IS_GAP].fill_null(False) if IS_GAP in frame.columns else pl.repeat(False, frame.height, eager=True)
+        present = frame.select(cols).null_count().row(0, named=True) if cols else {}
+        counts: dict[str, tuple[int, int]] = {}
+        for lb, names in by_lookback.items():
+            in_scope = ~gap & (pl.int_range(frame.height, eager=True) >= lb)
+            scoped = frame.select(names).filter(in_scope)
+            nulls = scoped.null_count().row(0, named=True)
+            counts.update({c: (scoped.height, int(nulls[c])) for c in names})
         for c in cols:
-            rows, nulls = int(row[f"{c}\0rows"]), int(row[f"{c}\0nulls"])
-            applicable = bool(row[f"{c}\0any"])
+            rows, nulls = counts[c]
+            applicable = frame.height > 0 and int(present[c]) < frame.height
             ratio = nulls / rows if rows else None
             bound = catalog.column(c).max_nan_ratio
             ok = (not applicable) or ratio is None or ratio <= bound
-            records.append((row["__inst"], c, catalog.feature_of(c).family, rows, nulls, ratio, bound, applicable, ok))
+            records.append((inst, c, catalog.feature_of(c).family, rows, nulls, ratio, bound, applicable, ok))
     schema = {
         INSTRUMENT: pl.String,
         "feature": pl.String,

@@ -85,8 +85,8 @@ def _value_of(s: pl.Series) -> Value:
     if s.dtype == pl.String:
         labels = tuple(s.drop_nulls().unique(maintain_order=True).to_list())
         codes = s.replace_strict(labels, list(range(len(labels))), default=None, return_dtype=pl.Float64)
-        return Labeled(codes.fill_null(np.nan).to_numpy(), labels)
-    return np.ascontiguousarray(s.cast(pl.Float64).fill_null(np.nan).to_numpy())
+        return Labeled(codes.fill_null(np.nan).to_numpy(writable=True), labels)
+    return np.ascontiguousarray(s.cast(pl.Float64).fill_null(np.nan).to_numpy(writable=True))
 
 
 def evaluate_catalog(

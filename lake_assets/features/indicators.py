@@ -57,7 +57,7 @@ def ewm_lookback(alpha: float) -> int:
 
 
 def _np(s: pl.Series) -> np.ndarray:
-    return np.ascontiguousarray(s.cast(pl.Float64).to_numpy(), dtype=np.float64)
+    return np.ascontiguousarray(s.cast(pl.Float64).to_numpy(writable=True), dtype=np.float64)
 
 
 def _col(c: str | pl.Expr) -> pl.Expr:

@@ -19,6 +19,9 @@ from lake_assets.settings import lake_root
 from lake_assets.vocabulary import INSTRUMENT, validate_instrument_id
 
 PART_FILE = "part-0.parquet"
+# LZ4 (Parquet's LZ4_RAW): a features partition writes in ~24 ms and reads in ~13 ms instead of zstd's ~53 / ~24 ms,
+# for files ~8% larger; DuckDB, pyarrow and polars all read it.
+COMPRESSION = "lz4"
 _SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -69,7 +72,7 @@ class Lake:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
-            df.write_parquet(tmp, compression="zstd", statistics=True)
+            df.write_parquet(tmp, compression=COMPRESSION, statistics=True)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
