@@ -638,7 +638,7 @@ def simulate_nb(
     cap_t = cap_f + ns
     cap_e = cap + 16
     # int64, never Literal[int](0): a literal-typed count makes numba compile `_simulate_pass` a second time (~25 s)
-    cap_fu = np.int64(n_fund)
+    cap_fu: int = np.int64(n_fund)  # type: ignore[assignment]
     while True:
         orders, fills, trades, events, funds, state, pos, nf, nt, ne, nfu = _simulate_pass(
             op, hi, lo, cl, vol, half_spread, sigma, adv, fund, new_day, next_day, slot_inst, slot_strat,

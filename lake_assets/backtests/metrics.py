@@ -8,6 +8,7 @@ tables, so a bookkeeping bug in the kernel shows up as an error instead of cance
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,23 @@ def regime_breakdown(
     return out
 
 
+def _bar_positions(bar_ts: pl.Series) -> Callable[[pl.Series], np.ndarray]:
+    """Row of each timestamp in the equity clock (unique bar times). A timestamp off that clock is an error: a record
+    at a time the equity curve never saw would break the identity."""
+    clock = bar_ts.cast(TS_DTYPE).to_physical().to_numpy()
+    order = np.argsort(clock, kind="stable")
+    ordered = clock[order]
+
+    def rows(ts: pl.Series) -> np.ndarray:
+        t = ts.cast(TS_DTYPE).to_physical().to_numpy()
+        at = np.minimum(np.searchsorted(ordered, t), max(ordered.shape[0] - 1, 0))
+        if ordered.shape[0] == 0 and t.shape[0] or not np.array_equal(ordered[at], t):
+            raise KeyError(f"{t.shape[0]} record timestamp(s), some not on the equity clock")
+        return order[at].astype(np.int64)
+
+    return rows
+
+
 def accounting_report(result: BacktestResult, bars: pl.DataFrame) -> dict[str, Any]:
     """Asset-check identities, recomputed independently from fills/funding/trades:
 
@@ -124,15 +142,15 @@ def accounting_report(result: BacktestResult, bars: pl.DataFrame) -> dict[str, A
     eq = result.equity
     n = eq.height
     ts = eq[TS]
-    idx = {t: i for i, t in enumerate(ts.to_list())}
+    bar_of = _bar_positions(ts)
     dcash = np.zeros(n)
     f = result.fills
     sgn = np.where(f["side"].to_numpy() == "BUY", 1.0, -1.0)
-    fb = np.array([idx[t] for t in f[TS].to_list()], dtype=np.int64)
+    fb = bar_of(f[TS])
     np.add.at(dcash, fb, -(sgn * f["size"].to_numpy() * f["price"].to_numpy() + f["fee"].to_numpy()))
     fp = result.funding_payments
     if fp.height:
-        pb = np.array([idx[t] for t in fp[TS].to_list()], dtype=np.int64)
+        pb = bar_of(fp[TS])
         np.add.at(dcash, pb, -fp["payment"].to_numpy())
     cash = init + np.cumsum(dcash)
     posval = np.zeros(n)
@@ -146,7 +164,7 @@ def accounting_report(result: BacktestResult, bars: pl.DataFrame) -> dict[str, A
         sub = f.filter(pl.col(INSTRUMENT) == inst)
         dpos = np.zeros(n)
         s = np.where(sub["side"].to_numpy() == "BUY", 1.0, -1.0)
-        np.add.at(dpos, np.array([idx[t] for t in sub[TS].to_list()], dtype=np.int64), s * sub["size"].to_numpy())
+        np.add.at(dpos, bar_of(sub[TS]), s * sub["size"].to_numpy())
         position = np.cumsum(dpos)
         mark = closes[inst].fill_nan(None).forward_fill().to_numpy() if inst in closes.columns else np.full(n, np.nan)
         posval += np.where(position != 0, position * mark, 0.0)

@@ -152,7 +152,7 @@ def _signal_returns_nb(
 def _f64(frame: pl.DataFrame, col: str) -> np.ndarray:
     if col not in frame.columns:
         return np.full(frame.height, np.nan)
-    return np.ascontiguousarray(frame[col].cast(pl.Float64).fill_nan(None).to_numpy(), dtype=np.float64)
+    return np.ascontiguousarray(frame[col].cast(pl.Float64).to_numpy(), dtype=np.float64)  # null -> NaN
 
 
 def _bool(frame: pl.DataFrame, col: str) -> np.ndarray:

@@ -430,16 +430,19 @@ def run_blueprint(
     *,
     events: pl.DataFrame | None = None,
     window: tuple[Any, Any] | None = None,
+    bars: pl.DataFrame | None = None,
 ) -> list[BookRun]:
     """Backtest a blueprint on its instrument: event entries after the lag, ATR brackets, time stop, its sizing.
 
-    `window` = (start, end) restricts entries to [start, end) and cuts the bars at `end` (walk-forward folds)."""
+    `window` = (start, end) restricts entries to [start, end) and cuts the bars at `end` (walk-forward folds);
+    `events` and `bars` (its instrument's `instrument_bars`) spare a caller running many windows the re-reads."""
     costs = costs or load_costs()
     bp = blueprint
     inst = next((i for i in universe if i.id == bp.instrument), None)
     if inst is None:
         raise NoDataError(f"strategy {bp.blueprint_id}: instrument {bp.instrument} is not in spec/universe.yaml")
-    bars = instrument_bars(store, bp.instrument)
+    if bars is None:
+        bars = instrument_bars(store, bp.instrument)
     if bars.is_empty():
         raise NoDataError(
             f"strategy {bp.blueprint_id}: instrument {bp.instrument}: no cleaned bars in the lake "
@@ -677,7 +680,7 @@ def walkforward_blueprint(
     start = sizes.train_bars
     while start + sizes.test_bars <= n:
         s0, s1 = ts[start], (ts[start + sizes.test_bars] if start + sizes.test_bars < n else None)
-        [run] = run_blueprint(store, bp, universe, costs, events=events, window=(s0, s1))
+        [run] = run_blueprint(store, bp, universe, costs, events=events, window=(s0, s1), bars=bars)
         eq = run.result.equity.filter(pl.col(TS) >= s0)["equity"].to_numpy()
         before = run.result.equity.filter(pl.col(TS) < s0)["equity"]
         base = float(before[-1]) if before.len() else run.result.init_cash

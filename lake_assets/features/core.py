@@ -12,8 +12,8 @@ window do not change when later bars are appended.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -261,8 +261,8 @@ def nan_ratio_report(
         for lb, names in by_lookback.items():
             in_scope = ~gap & (pl.int_range(frame.height, eager=True) >= lb)
             scoped = frame.select(names).filter(in_scope)
-            nulls = scoped.null_count().row(0, named=True)
-            counts.update({c: (scoped.height, int(nulls[c])) for c in names})
+            null_counts = scoped.null_count().row(0, named=True)
+            counts.update({c: (scoped.height, int(null_counts[c])) for c in names})
         for c in cols:
             rows, nulls = counts[c]
             applicable = frame.height > 0 and int(present[c]) < frame.height

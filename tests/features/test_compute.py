@@ -136,6 +136,24 @@ def test_nan_ratio_report_flags_broken_columns(catalog: FeatureCatalog, full: pl
     assert not bad["ok"].item() and bad["nan_ratio"].item() == pytest.approx(1 / 3, abs=0.01)
 
 
+def test_nan_ratio_report_counts_match_a_direct_count(catalog: FeatureCatalog, full: pl.DataFrame) -> None:
+    """Per instrument and column: in-scope rows = non-gap rows after the warm-up, nulls counted among them."""
+    two = pl.concat([full, full.with_columns(instrument=pl.lit("OTHER"))])
+    gaps = two.with_columns(is_gap=pl.when(pl.int_range(pl.len()) % 7 == 0).then(True).otherwise(pl.col("is_gap")))
+    for warmup in (None, 0, 250):
+        rep = nan_ratio_report(gaps, catalog, warmup_rows=warmup)
+        assert rep.height == 2 * len(catalog.columns)
+        for inst, frame in gaps.partition_by("instrument", as_dict=True).items():
+            for col in ("rsi_14", "funding_z", "weekday", "spread_bps"):
+                lb = catalog.feature_of(col).lookback if warmup is None else warmup
+                scoped = frame.with_row_index("i").filter((pl.col("i") >= lb) & ~pl.col("is_gap").fill_null(False))
+                row = rep.filter((pl.col("instrument") == inst[0]) & (pl.col("feature") == col)).row(0, named=True)
+                assert row["rows"] == scoped.height
+                assert row["null_rows"] == scoped[col].null_count()
+                assert row["applicable"] == (frame[col].null_count() < frame.height)
+    assert nan_ratio_report(gaps.head(0), catalog).is_empty()
+
+
 def test_window_embeddings_are_normalised_and_point_in_time(bars: pl.DataFrame) -> None:
     emb = window_embeddings(bars)
     assert emb.schema["emb_32"] == pl.Array(pl.Float64, 32) and emb.schema["emb_64"] == pl.Array(pl.Float64, 64)
