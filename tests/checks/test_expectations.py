@@ -296,6 +296,27 @@ def test_ohlc_violations_counted_on_non_gap_unflagged_rows_only() -> None:
     assert not share.success and share.severity == "warn" and share.unexpected_count == 5
 
 
+def test_conditional_batches_report_what_one_whole_frame_batch_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conditional expectations run on frames of just their columns; results, counts and sampled rows must equal a
+    single validation of the whole frame."""
+    from lake_assets.checks import expectations as ex
+
+    df = make_bars(400, gaps=(3, 4, 200))
+    bad = pl.int_range(pl.len())
+    df = df.with_columns(
+        pl.when(bad % 37 == 5).then(pl.col(LOW) * 0.5).otherwise(pl.col(HIGH)).alias(HIGH),
+        pl.when(bad == 200).then(1.0).otherwise(pl.col(VOLUME)).alias(VOLUME),  # a value on a gap bar
+        pl.when(bad == 17).then(None).otherwise(pl.col(CLOSE)).alias(CLOSE),  # a missing price on a priced bar
+    )
+    groups = ex._validation_groups(load_suites("cleaned")["bars"], df.columns)
+    assert len(groups) > 1 and any(cols is not None and len(cols) < len(df.columns) for cols, _ in groups)
+    narrowed = run_expectations(df, "bars", "cleaned", sample_rows=3)
+    monkeypatch.setattr(ex, "_validation_groups", lambda specs, columns: [(None, list(range(len(specs))))])
+    whole = run_expectations(df, "bars", "cleaned", sample_rows=3)
+    assert not whole.success and len(_failed(whole)) >= 3
+    assert narrowed == whole
+
+
 def test_negative_volume_fails_with_samples() -> None:
     df = make_raw_ohlcv(200)
     df = df.with_columns(
