@@ -85,17 +85,20 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     # here (its start-up and the pickled tables eat the rest) but held another ~0.7 GB; walk-forward, which is
     # compute-bound, does use the workers
     metrics, failures = [], {}
-    for key in keys:
-        outcome = backtest_partition(StrategyTask(str(store.root), key))
-        if isinstance(outcome, NoData):
-            failures[key] = outcome.message
-            context.log.error(outcome.message)
-            _clear(store, key, TABLES)
-            continue
-        for name, df in outcome.items():
-            store.write(df, GROUP, name, {STRATEGY_DIM: key})
-        metrics.append(outcome["metrics"])
-        del outcome
+    try:
+        for key in keys:
+            outcome = backtest_partition(StrategyTask(str(store.root), key))
+            if isinstance(outcome, NoData):
+                failures[key] = outcome.message
+                context.log.error(outcome.message)
+                _clear(store, key, TABLES)
+                continue
+            for name, df in outcome.items():
+                store.write(df, GROUP, name, {STRATEGY_DIM: key})
+            metrics.append(outcome["metrics"])
+            del outcome
+    finally:
+        runner.clear_bars_cache()  # the strategies' shared instrument bars, held for this run only
     warehouse.refresh()
     m = pl.concat(metrics, how="diagonal_relaxed") if metrics else pl.DataFrame()
     meta: dict[str, Any] = {
@@ -156,7 +159,10 @@ def walkforward(
     the fixed rule per fold (blueprints), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift."""
     store = lake.lake()
     keys = list(context.partition_keys)
-    outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
+    try:
+        outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
+    finally:
+        runner.clear_bars_cache()
     summaries, fold_tables, failures = [], [], {}
     for key, outcome in zip(keys, outcomes, strict=True):
         if isinstance(outcome, NoData):

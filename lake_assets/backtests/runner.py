@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,12 +130,34 @@ def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blu
 # --- reading the lake ---------------------------------------------------------------------------------------------
 
 
+# Every strategy of a run reads its instruments' whole history (a JSON spec all of its market, a blueprint one
+# instrument per fold): the last few instruments' bars are kept, keyed by their files' (path, mtime, size), so a
+# rewritten partition is read afresh. Assets call `clear_bars_cache()` when their run ends.
+_BARS_CACHE: OrderedDict[tuple[str, str], tuple[tuple[tuple[str, int, int], ...], pl.DataFrame]] = OrderedDict()
+BARS_CACHE_SIZE = 8
+
+
+def clear_bars_cache() -> None:
+    _BARS_CACHE.clear()
+
+
 def instrument_bars(store: Lake, instrument: str) -> pl.DataFrame:
     dims = [d for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == instrument]
+    files = [store.partition_path("cleaned", "bars", d) for d in dims]
+    stats = [(f, f.stat()) for f in files]
+    signature = tuple((str(f), st.st_mtime_ns, st.st_size) for f, st in stats)
+    key = (str(store.root), instrument)
+    held = _BARS_CACHE.get(key)
+    if held is not None and held[0] == signature:
+        _BARS_CACHE.move_to_end(key)
+        return held[1]
     bars = store.read("cleaned", "bars", dims)
-    if bars.is_empty():
-        return bars
-    return bars.drop(MONTH, strict=False).with_columns(pl.col(TS).cast(TS_DTYPE)).sort(TS)
+    if not bars.is_empty():
+        bars = bars.drop(MONTH, strict=False).with_columns(pl.col(TS).cast(TS_DTYPE)).sort(TS)
+    _BARS_CACHE[key] = (signature, bars)
+    while len(_BARS_CACHE) > BARS_CACHE_SIZE:
+        _BARS_CACHE.popitem(last=False)
+    return bars
 
 
 def instrument_features(store: Lake, instrument: str, columns: Sequence[str]) -> pl.DataFrame:
