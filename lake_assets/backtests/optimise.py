@@ -246,10 +246,15 @@ def engine_runner(config: Any = None, funding: pl.DataFrame | None = None) -> Ru
 
 
 def instrument_frames(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """One time-sorted frame per instrument (a single frame when there is no instrument column)."""
+    """One time-sorted frame per instrument, in instrument order (a single frame without an instrument column).
+
+    Partitioned first and sorted per instrument only where needed: walk-forward frames arrive instrument by
+    instrument in time order, and a two-key sort of the whole frame cost ~15 ms on every trial window."""
     if INSTRUMENT not in frame.columns:
         return [frame.sort(TS) if TS in frame.columns else frame]
-    return frame.sort([INSTRUMENT, TS]).partition_by(INSTRUMENT, maintain_order=True)
+    parts = frame.partition_by(INSTRUMENT, maintain_order=True, as_dict=True)
+    ordered = sorted(parts, key=lambda k: (k[0] is not None, "" if k[0] is None else str(k[0])))  # nulls first
+    return [p if TS not in p.columns or p[TS].is_sorted() else p.sort(TS) for p in (parts[k] for k in ordered)]
 
 
 def strategy_returns(
