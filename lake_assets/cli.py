@@ -335,6 +335,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lake_assets.malloc_tuning import tune_malloc
+
+    tune_malloc()  # before the big allocations; children (warm-up, workers) inherit it through the environment
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(PROJECT_ROOT / ".numba_cache"))
     parser = argparse.ArgumentParser(prog="qlake", description=__doc__)
