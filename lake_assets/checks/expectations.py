@@ -444,18 +444,23 @@ def _plain(value: Any) -> Any:
 
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A validation costs GX ~0.07 s of fixed overhead: below this many rows one whole-frame batch is cheaper (measured
+# on the bars suite: 500 rows 0.39 s whole vs 0.60 s in batches, even at 50k, 200k rows 2.2 s vs 1.4 s)
+NARROW_FROM_ROWS = 50_000
 
 
 def _validation_groups(
-    specs: Sequence[ExpectationSpec], columns: Sequence[str]
+    specs: Sequence[ExpectationSpec], columns: Sequence[str], rows: int
 ) -> list[tuple[list[str] | None, list[int]]]:
     """Expectations batched by `row_condition`: (the frame columns a batch needs, None = all; spec indices).
 
     GX filters the whole frame for every metric of a conditional expectation (18 columns x 600k rows, ~3 times per
-    expectation), so each condition's expectations get a frame of just the columns they and the condition name.
-    The pandas index is kept, so unexpected rows are still reported by their position in the asset's frame;
-    table-level expectations always see the whole frame.
+    expectation), so on a large frame each condition's expectations get a frame of just the columns they and the
+    condition name. The pandas index is kept, so unexpected rows are still reported by their position in the
+    asset's frame; table-level expectations always see the whole frame.
     """
+    if rows < NARROW_FROM_ROWS:
+        return [(None, list(range(len(specs))))]
     by_condition: dict[str | None, list[int]] = {}
     for i, spec in enumerate(specs):
         cond = spec.kwargs.get("row_condition")
@@ -484,7 +489,7 @@ def run_expectations(df: pl.DataFrame, asset: str, layer: str, sample_rows: int 
     by_index: dict[int, Any] = {}
     with _LOCK:
         try:
-            for n, (columns, indices) in enumerate(_validation_groups(specs, list(pdf.columns))):
+            for n, (columns, indices) in enumerate(_validation_groups(specs, list(pdf.columns), len(pdf))):
                 expectations = [specs[i].to_gx(i) for i in indices]
                 suite = gx.ExpectationSuite(name=f"{layer}.{asset}.{n}", expectations=expectations)
                 frame = pdf if columns is None else pdf[columns]

@@ -308,10 +308,13 @@ def test_conditional_batches_report_what_one_whole_frame_batch_reports(monkeypat
         pl.when(bad == 200).then(1.0).otherwise(pl.col(VOLUME)).alias(VOLUME),  # a value on a gap bar
         pl.when(bad == 17).then(None).otherwise(pl.col(CLOSE)).alias(CLOSE),  # a missing price on a priced bar
     )
-    groups = ex._validation_groups(load_suites("cleaned")["bars"], df.columns)
+    suite = load_suites("cleaned")["bars"]
+    assert ex._validation_groups(suite, df.columns, df.height) == [(None, list(range(len(suite))))]  # small: one
+    monkeypatch.setattr(ex, "NARROW_FROM_ROWS", 0)
+    groups = ex._validation_groups(suite, df.columns, df.height)
     assert len(groups) > 1 and any(cols is not None and len(cols) < len(df.columns) for cols, _ in groups)
     narrowed = run_expectations(df, "bars", "cleaned", sample_rows=3)
-    monkeypatch.setattr(ex, "_validation_groups", lambda specs, columns: [(None, list(range(len(specs))))])
+    monkeypatch.setattr(ex, "NARROW_FROM_ROWS", 10**12)
     whole = run_expectations(df, "bars", "cleaned", sample_rows=3)
     assert not whole.success and len(_failed(whole)) >= 3
     assert narrowed == whole
