@@ -39,6 +39,27 @@ def _synthetic_bars():  # the test suite's generator, loaded by path (tests/ is 
 INSTRUMENTS, BARS = 6, 95_000
 
 
+def output_write_floor(rows: int, columns: int, repeats: int = 5) -> dict:
+    """The machine's floor for the output alone: filling rows x columns float64 values into memory this process
+    already holds (as a steady run does; the first touch of fresh pages costs far more). A feature run cannot beat
+    rows / this time, whatever its kernels do; the budget's share of the floor says what is left for compute."""
+    import numpy as np
+
+    buf = np.empty(rows * columns)
+    buf.fill(0.0)  # touch every page once
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        buf.fill(1.0)
+        best = min(best, time.perf_counter() - t0)
+    return {
+        "bytes": buf.nbytes,
+        "write_s": round(best, 4),
+        "write_gb_per_s": round(buf.nbytes / best / 1e9, 2),
+        "floor_rows_per_s": round(rows / best),
+    }
+
+
 def main(scales: list[int]) -> dict:
     tuned = tune_malloc()  # as every pipeline process runs (lake_assets.definitions applies it)
     catalog = load_feature_specs()
@@ -77,6 +98,7 @@ def main(scales: list[int]) -> dict:
         "polars_max_threads": os.environ["POLARS_MAX_THREADS"],
         "malloc_tuned": tuned,
         "budget_rows_per_s_per_core": 3_000_000,
+        "output_write_floor_one_instrument": output_write_floor(BARS, len(catalog.columns)),
         "results": results,
     }
 
