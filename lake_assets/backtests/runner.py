@@ -141,11 +141,17 @@ def clear_bars_cache() -> None:
     _BARS_CACHE.clear()
 
 
+def _file_stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:  # cleared since it was listed: `Lake.read` skips it too
+        return (str(path), -1, -1)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
 def instrument_bars(store: Lake, instrument: str) -> pl.DataFrame:
     dims = [d for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == instrument]
-    files = [store.partition_path("cleaned", "bars", d) for d in dims]
-    stats = [(f, f.stat()) for f in files]
-    signature = tuple((str(f), st.st_mtime_ns, st.st_size) for f, st in stats)
+    signature = tuple(_file_stamp(store.partition_path("cleaned", "bars", d)) for d in dims)
     key = (str(store.root), instrument)
     held = _BARS_CACHE.get(key)
     if held is not None and held[0] == signature:
