@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS  # noqa: E402
+from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
 
 
 def price_and_gaps_png(bars: pl.DataFrame, max_instruments: int = 4, max_points: int = 4000) -> bytes:
     """Close price per instrument (normalised to 1 at the start) with gap bars marked in red."""
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=80)
+    from matplotlib.figure import Figure  # imported when first drawn: ~0.6 s off every process start
+
+    fig = Figure(figsize=(8, 3), dpi=80)
+    ax = fig.subplots()
     for inst in bars[INSTRUMENT].unique(maintain_order=True).to_list()[:max_instruments]:
         sub = bars.filter(pl.col(INSTRUMENT) == inst).sort(TS)
         step = max(1, sub.height // max_points)
@@ -32,5 +31,4 @@ def price_and_gaps_png(bars: pl.DataFrame, max_instruments: int = 4, max_points:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from lake_assets.vocabulary import TS
 
-from lake_assets.vocabulary import TS  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STRATEGY, BOOK = "strategy", "book"
+
+
+def _figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure (no pyplot, no display); matplotlib is imported on first use, not at process start."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _png(fig: Figure) -> bytes:
@@ -50,7 +56,7 @@ def _per_book_png(
 ) -> bytes:
     """One panel per book (markets have different calendars), one thinned series per strategy, drawn by `draw`."""
     books = _books(equity, max_books) or ["(none)"]
-    fig = Figure(figsize=(9, panel_height * len(books)), dpi=80)
+    fig = _figure(figsize=(9, panel_height * len(books)), dpi=80)
     axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
     for ax, book in zip(axes, books, strict=True):
         sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
@@ -116,7 +122,7 @@ def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
         for k, m in enumerate(months):
             v = lookup.get((s, b, m))
             grid[a, k] = np.nan if v is None else 100.0 * v
-    fig = Figure(figsize=(max(5, 0.9 * len(months) + 3), max(2.5, 0.35 * len(labels) + 1.5)), dpi=80)
+    fig = _figure(figsize=(max(5, 0.9 * len(months) + 3), max(2.5, 0.35 * len(labels) + 1.5)), dpi=80)
     ax = fig.subplots()
     lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
     im = ax.imshow(grid, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto")
@@ -133,7 +139,7 @@ def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
 
 def funnel_png(funnel: pl.DataFrame) -> bytes:
     """Discovery funnel: rows surviving each stage cumulatively (log scale)."""
-    fig = Figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
+    fig = _figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
     ax = fig.subplots()
     stages = funnel["stage"].to_list()[::-1]
     values = [max(v, 0) for v in funnel["cumulative"].to_list()[::-1]]

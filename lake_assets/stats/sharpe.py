@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -44,6 +43,7 @@ def annualised_sharpe(returns: Any, periods_per_year: float) -> float:
 
 def return_moments(returns: Any) -> tuple[int, float, float]:
     """(n_obs, skewness, Pearson kurtosis) of the finite returns, the conventions PSR/DSR expect."""
+    from scipy import stats  # imported on first use: ~1 s off every process start
     arr = _clean(returns)
     if arr.size < 3 or not arr.std() > 0:
         return int(arr.size), 0.0, 3.0
@@ -74,6 +74,7 @@ def probabilistic_sharpe_ratio(
 
     PSR(SR*) = Phi[(SR - SR*) sqrt(T - 1) / sqrt(1 - g3 SR + (g4 - 1)/4 SR^2)], Bailey & López de Prado (2012).
     """
+    from scipy import stats
     if not math.isfinite(sr):
         return float("nan")
     return float(stats.norm.cdf((sr - sr_benchmark) / sharpe_ratio_std(sr, n_obs, skew, kurtosis)))
@@ -84,6 +85,7 @@ def expected_max_sharpe(n_trials: int, trial_sr_variance: float) -> float:
 
     E[max SR] = sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e))); zero for a single trial.
     """
+    from scipy import stats
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     if trial_sr_variance < 0:
