@@ -264,15 +264,18 @@ def _grid(bars: pl.DataFrame, config: EngineConfig) -> _Grid:
         return _Grid(ts.to_numpy(), ts, [b[INSTRUMENT][0]], _FrameColumns(b, config.dynamic_costs))
     arrays: dict[str, np.ndarray] = {}
     ts = b.select(pl.col(TS).unique().sort()).to_series()
-    instruments = sorted(b[INSTRUMENT].unique().to_list())
-    frame = pl.DataFrame({TS: ts})
+    clock = ts.to_physical().to_numpy()
+    parts = b.partition_by(INSTRUMENT, as_dict=True)
+    instruments = sorted(k[0] for k in parts)
     for col in _GRID_COLS:
         arrays[col] = np.full((ts.len(), len(instruments)), np.nan)
     for j, inst in enumerate(instruments):
-        part = b.filter(pl.col(INSTRUMENT) == inst) if len(instruments) > 1 else b
-        sub = frame.join(part, on=TS, how="left")
+        part = parts[(inst,)]
+        # each (ts, instrument) is unique (checked above), so placing rows at their clock position is the left join
+        # of the clock with the instrument's rows, without building the joined frame
+        rows = np.searchsorted(clock, part[TS].to_physical().to_numpy())
         for col in cols:
-            arrays[col][:, j] = sub[col].cast(pl.Float64).to_numpy()
+            arrays[col][rows, j] = part[col].cast(pl.Float64).to_numpy()
     return _Grid(ts.to_numpy(), ts, instruments, arrays)
 
 

@@ -241,3 +241,37 @@ def test_single_slot_detection_with_strategy_column() -> None:
     assert not res.used_fast_path
     assert sorted(res.positions["strategy"].to_list()) == ["a", "b"]
     assert res.trades.filter(pl.col("strategy") == "a").height == base.trades.height
+
+
+def test_multi_instrument_grid_is_the_left_join_of_the_clock() -> None:
+    """`_grid` places each instrument's rows at their clock position; the reference is the plain left join of the
+    union clock with every instrument's rows (instruments missing bars, shuffled input, dynamic-cost columns)."""
+    import random
+
+    from lake_assets.backtests import engine as eng
+
+    rng = random.Random(3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for trial in range(25):
+        rows = []
+        for inst in rng.sample(["A", "B", "C", "D"], rng.randint(2, 4)):
+            for k in rng.sample(range(300), rng.randint(1, 200)):
+                px = 100 + rng.random()
+                rows.append((t0 + timedelta(minutes=5 * k), inst, px, px + 1, px - 1, px + rng.random() - 0.5,
+                             rng.choice([None, 10.0, 3.0])))  # fmt: skip
+        rng.shuffle(rows)
+        schema = {"ts": pl.Datetime("us", "UTC"), "instrument": pl.String, "open": pl.Float64, "high": pl.Float64,
+                  "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64}  # fmt: skip
+        bars = pl.DataFrame(rows, schema=schema, orient="row")
+        config = eng.EngineConfig(default_spread_bps=2.0, vol_k=0.1) if trial % 2 else eng.EngineConfig()
+        grid = eng._grid(bars, config)
+        clock = bars.select(pl.col("ts").unique().sort())
+        joined_in = bars.join(eng.cost_inputs(bars, eng.CostProfile(default_spread_bps=config.default_spread_bps,
+                              vol_window=config.vol_window, adv_window=config.adv_window)), on=["ts", "instrument"],
+                              how="left") if config.dynamic_costs else bars  # fmt: skip
+        assert grid.instruments == sorted(bars["instrument"].unique().to_list())
+        for j, inst in enumerate(grid.instruments):
+            ref = clock.join(joined_in.filter(pl.col("instrument") == inst), on="ts", how="left")
+            for col in eng._GRID_COLS:
+                want = ref[col].cast(pl.Float64).to_numpy() if col in ref.columns else np.full(clock.height, np.nan)
+                assert np.array_equal(grid.arrays[col][:, j], want, equal_nan=True), (trial, inst, col)
