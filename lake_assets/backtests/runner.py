@@ -130,8 +130,8 @@ def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blu
 # --- reading the lake ---------------------------------------------------------------------------------------------
 
 
-# Every strategy of a run reads its instruments' whole history (a JSON spec all of its market, a blueprint one
-# instrument per fold): the last few instruments' bars are kept, keyed by their files' (path, mtime, size), so a
+# Every strategy of a run reads its instruments' whole history (a JSON spec every instrument of its market, a
+# blueprint its own): the last few instruments' bars are kept, keyed by their files' (path, mtime, size), so a
 # rewritten partition is read afresh. Assets call `clear_bars_cache()` when their run ends.
 _BARS_CACHE: OrderedDict[tuple[str, str], tuple[tuple[tuple[str, int, int], ...], pl.DataFrame]] = OrderedDict()
 BARS_CACHE_SIZE = 8
