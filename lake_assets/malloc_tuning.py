@@ -16,7 +16,6 @@ already in the environment win; `QLAKE_MALLOC_TUNING=0` leaves malloc alone. A n
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["SETTINGS", "tune_malloc"]
@@ -36,11 +35,8 @@ def tune_malloc() -> bool:
         return False
     for name, (_, value) in SETTINGS.items():
         os.environ.setdefault(name, str(value))
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(path).mallopt
+    try:  # the process's own symbols (no `find_library`, which runs ldconfig at every import of the definitions)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -119,9 +119,13 @@ def _bar_positions(bar_ts: pl.Series) -> Callable[[pl.Series], np.ndarray]:
 
     def rows(ts: pl.Series) -> np.ndarray:
         t = ts.cast(TS_DTYPE).to_physical().to_numpy()
-        at = np.minimum(np.searchsorted(ordered, t), max(ordered.shape[0] - 1, 0))
-        if ordered.shape[0] == 0 and t.shape[0] or not np.array_equal(ordered[at], t):
-            raise KeyError(f"{t.shape[0]} record timestamp(s), some not on the equity clock")
+        if t.shape[0] == 0:
+            return np.empty(0, dtype=np.int64)
+        at = np.searchsorted(ordered, t)
+        found = at < ordered.shape[0]
+        found[found] = ordered[at[found]] == t[found]
+        if not found.all():
+            raise KeyError(f"{int((~found).sum())} of {t.shape[0]} record timestamp(s) are not on the equity clock")
         return order[at].astype(np.int64)
 
     return rows

@@ -257,9 +257,10 @@ def nan_ratio_report(
         inst = key[0]
         gap = frame[IS_GAP].fill_null(False) if IS_GAP in frame.columns else pl.repeat(False, frame.height, eager=True)
         present = frame.select(cols).null_count().row(0, named=True) if cols else {}
+        row = pl.int_range(frame.height, eager=True)
         counts: dict[str, tuple[int, int]] = {}
         for lb, names in by_lookback.items():
-            in_scope = ~gap & (pl.int_range(frame.height, eager=True) >= lb)
+            in_scope = ~gap & (row >= lb)
             scoped = frame.select(names).filter(in_scope)
             null_counts = scoped.null_count().row(0, named=True)
             counts.update({c: (scoped.height, int(null_counts[c])) for c in names})

@@ -90,7 +90,7 @@ def probability_of_backtest_overfitting(
     The metric is the per-period Sharpe ratio. Rows are trimmed from the start so T is a multiple of `n_splits`;
     NaNs (gaps, flat periods without data) are ignored within each block. Ties in OOS rank get the average rank.
     """
-    from scipy import stats  # imported on first use: ~1 s off every process start
+    from scipy import stats  # on first use: processes that never need it (CLI, workers) start ~1 s sooner
     mat = perf.to_numpy() if hasattr(perf, "to_numpy") else np.asarray(perf, dtype=float)
     mat = np.asarray(mat, dtype=float)
     if mat.ndim != 2:

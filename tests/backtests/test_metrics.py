@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,13 @@ import pytest
 from bt_helpers import random_walk_bars
 
 from lake_assets.backtests.engine import EngineConfig, run_signals
-from lake_assets.backtests.metrics import accounting_report, compute_metrics, equity_curves, regime_breakdown
+from lake_assets.backtests.metrics import (
+    _bar_positions,
+    accounting_report,
+    compute_metrics,
+    equity_curves,
+    regime_breakdown,
+)
 from lake_assets.backtests.risk import RiskLimits, fixed_units
 
 
@@ -72,3 +79,14 @@ def test_accounting_report_passes_and_detects_tampering(run) -> None:
     bad = replace(res, fills=res.fills.with_columns(pl.col("fee") * 1.01))
     rep_bad = accounting_report(bad, bars)
     assert not rep_bad["ok"] and rep_bad["max_abs_error_cash_plus_positions"] > 1e-3
+
+
+def test_bar_positions_map_records_to_the_equity_clock_and_refuse_strays() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = pl.Series("ts", [t0 + timedelta(minutes=5 * k) for k in (3, 0, 2, 1)])  # any order: rows are positions
+    rows = _bar_positions(clock)
+    assert rows(pl.Series("ts", [t0, t0 + timedelta(minutes=15), t0])).tolist() == [1, 0, 1]
+    assert rows(pl.Series("ts", [], dtype=clock.dtype)).tolist() == []
+    for stray in (t0 + timedelta(minutes=7), t0 + timedelta(minutes=20), t0 - timedelta(minutes=5)):
+        with pytest.raises(KeyError, match="1 of 2 record timestamp"):
+            rows(pl.Series("ts", [t0, stray]))
