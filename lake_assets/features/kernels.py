@@ -62,7 +62,8 @@ def rolling_mean(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def rolling_cov(x: np.ndarray, y: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
-    """Rolling covariance over pairs where both sides are present (Welford add/remove updates)."""
+    """Rolling covariance over pairs where both sides are present (Welford add/remove updates; a pair that replaces
+    another is one sliding update, as in `_welford_step`)."""
     out = np.empty(x.shape[0])
     mx = 0.0
     my = 0.0
@@ -71,6 +72,16 @@ def rolling_cov(x: np.ndarray, y: np.ndarray, n: int, min_count: int, ddof: int)
     for i in range(x.shape[0]):
         a = x[i]
         b = y[i]
+        if i >= n and a == a and b == b:
+            a0 = x[i - n]
+            b0 = y[i - n]
+            if a0 == a0 and b0 == b0:  # c unchanged (>= 1: the leaving pair is in the window)
+                mx_new = mx + (a - a0) / c
+                cxy += (a - mx_new) * (b - my) - (a0 - mx_new) * (b0 - my)
+                mx = mx_new
+                my += (b - b0) / c
+                out[i] = cxy / (c - ddof) if c >= min_count and c - ddof > 0 else NAN
+                continue
         if a == a and b == b:
             c += 1
             dx = a - mx
@@ -97,10 +108,15 @@ def rolling_cov(x: np.ndarray, y: np.ndarray, n: int, min_count: int, ddof: int)
 
 @njit(cache=True, nogil=True)
 def rolling_var(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
-    out = rolling_cov(x, x, n, min_count, ddof)
-    for i in range(out.shape[0]):
-        if out[i] < 0.0:
-            out[i] = 0.0
+    """Welford moments (`_welford_step`, as the fused std lanes use), clamped at 0."""
+    out = np.empty(x.shape[0])
+    c = 0
+    m = 0.0
+    s = 0.0
+    for i in range(x.shape[0]):
+        c, m, s = _welford_step(x[i], x[i - n] if i >= n else NAN, i >= n, c, m, s)
+        v = s / (c - ddof) if c >= min_count and c - ddof > 0 else NAN
+        out[i] = 0.0 if v < 0.0 else v
     return out
 
 
@@ -376,17 +392,74 @@ def _rank_window(ranks: np.ndarray, n_ranks: int, n: int, min_count: int) -> np.
     return out
 
 
+_RADIX_BITS = 11  # 2048 buckets: one digit's histogram stays in L1; six passes cover 64 bits
+_RADIX_DIGITS = 6
+
+
 @njit(cache=True, nogil=True)
-def _dense_ranks(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense rank of each present value given its sort order (NaN sorted as +inf); -1 for missing."""
-    ranks = np.full(x.shape[0], -1, dtype=np.int64)
+def _order_keys(x: np.ndarray) -> np.ndarray:
+    """Unsigned keys whose integer order is x's float order (missing values last)."""
+    keys = np.empty(x.shape[0], dtype=np.uint64)
+    bits = x.view(np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(x.shape[0]):
+        b = bits[i]
+        if x[i] != x[i]:
+            keys[i] = ~np.uint64(0)
+        elif b & sign:
+            keys[i] = ~b
+        else:
+            keys[i] = b | sign
+    return keys
+
+
+@njit(cache=True, nogil=True)
+def _dense_ranks(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense rank of each present value in x's float order (-0.0 ties 0.0); -1 for missing.
+
+    An LSD radix sort of order-preserving integer keys (digits every key shares are skipped): about 4x faster than
+    numpy's argsort here, and only the resulting order is used, so any correct sort gives the same ranks.
+    """
+    rows = x.shape[0]
+    ranks = np.full(rows, -1, dtype=np.int64)
+    if rows == 0:
+        return ranks, 0
+    keys = _order_keys(x)
+    buckets = 1 << _RADIX_BITS
+    mask = np.uint64(buckets - 1)
+    hist = np.zeros((_RADIX_DIGITS, buckets), dtype=np.int64)
+    for i in range(rows):
+        k = keys[i]
+        for d in range(_RADIX_DIGITS):
+            hist[d, (k >> np.uint64(d * _RADIX_BITS)) & mask] += 1
+    order = np.arange(rows)
+    spare_keys = np.empty_like(keys)
+    spare_order = np.empty_like(order)
+    for d in range(_RADIX_DIGITS):
+        shift = np.uint64(d * _RADIX_BITS)
+        if hist[d, (keys[0] >> shift) & mask] == rows:
+            continue  # every key has this digit: the pass would not move anything
+        offset = np.empty(buckets, dtype=np.int64)
+        total = 0
+        for b in range(buckets):
+            offset[b] = total
+            total += hist[d, b]
+        for i in range(rows):
+            k = keys[i]
+            b = (k >> shift) & mask
+            pos = offset[b]
+            offset[b] = pos + 1
+            spare_keys[pos] = k
+            spare_order[pos] = order[i]
+        keys, spare_keys = spare_keys, keys
+        order, spare_order = spare_order, order
     r = -1
     prev = 0.0
-    for k in range(order.shape[0]):
-        idx = order[k]
+    for j in range(rows):
+        idx = order[j]
         v = x[idx]
         if v != v:
-            continue
+            break  # missing values sort last
         if r < 0 or v != prev:
             r += 1
             prev = v
@@ -400,9 +473,7 @@ def rolling_pct_rank(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
     O(rows * log(distinct values)) with a Fenwick tree over value ranks. Ranks come from the whole array, but only
     their order is used, so the result at row t depends on the window alone (point-in-time safe).
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    keys = np.where(np.isnan(x), np.inf, x)  # numpy's SIMD argsort falls back to a slow path when NaN is present
-    ranks, n_ranks = _dense_ranks(x, np.argsort(keys))
+    ranks, n_ranks = _dense_ranks(np.ascontiguousarray(x, dtype=np.float64))
     return _rank_window(ranks, max(n_ranks, 1), n, min_count)
 
 
@@ -498,7 +569,16 @@ def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.n
 
 @njit(cache=True, nogil=True, inline="always")
 def _welford_step(a: float, b: float, drop: bool, c: int, m: float, s: float) -> tuple[int, float, float]:
-    """Add `a` and (if `drop`) remove `b` from a Welford state (count, mean, sum of squared deviations)."""
+    """Add `a` and (if `drop`) remove `b` from a Welford state (count, mean, sum of squared deviations).
+
+    When one value replaces another (the common case) the count is unchanged and one sliding update does both:
+    the mean's dependency chain is then one addition per row instead of two divisions, which bound the loop.
+    """
+    if drop and a == a and b == b:
+        d = a - b
+        m_new = m + d / c  # c >= 1: b is in the window
+        s += d * ((a - m_new) + (b - m))
+        return c, m_new, s
     if a == a:
         c += 1
         dx = a - m

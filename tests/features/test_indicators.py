@@ -184,6 +184,38 @@ def test_rolling_pct_rank_matches_scipy_weak_percentile() -> None:
             assert got[i] == pytest.approx(percentileofscore(w, x[i], kind="weak") / 100)
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "specials", "narrow"])
+def test_radix_dense_ranks_match_a_comparison_sort(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 3000
+    x = {
+        "normal": rng.normal(size=n),
+        "ties": rng.integers(-5, 5, size=n).astype(float),
+        "specials": rng.choice([-0.0, 0.0, np.inf, -np.inf, 5e-324, -5e-324, 1.0, -1.0], size=n),
+        "narrow": 0.5 + np.abs(rng.normal(size=n)) * 1e-12,  # one shared exponent: the high digits are skipped
+    }[kind]
+    x[rng.random(n) < 0.1] = np.nan
+    ranks, n_ranks = K._dense_ranks(x)
+    present = ~np.isnan(x)
+    distinct = np.unique(x[present])  # np.unique treats -0.0 and 0.0 as one value, as the ranks must
+    want = np.full(n, -1)
+    want[present] = np.searchsorted(distinct, x[present])
+    assert n_ranks == distinct.size
+    np.testing.assert_array_equal(ranks, want)
+    assert K._dense_ranks(np.empty(0))[1] == 0
+
+
+def test_sliding_welford_std_stays_exact_over_long_windows_of_a_trending_price() -> None:
+    rng = np.random.default_rng(3)
+    price = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.002, 60_000)))
+    price[rng.random(price.size) < 0.01] = np.nan
+    n = 8640
+    got = K.rolling_std(price, n, n // 2, 1)
+    for i in rng.integers(n, price.size, 40):
+        w = price[i - n + 1 : i + 1]
+        assert got[i] == pytest.approx(np.nanstd(w, ddof=1), rel=1e-9)
+
+
 def test_rolling_cov_corr_and_extremes_match_pandas() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=500), rng.normal(size=500)
