@@ -14,6 +14,7 @@ from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
 from lake_assets.features.context import benchmarks_from_universe, compute_context_features
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
+from lake_assets.features.history import BarsHistory
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.glue import check_result, frame_metadata, md_table
 from lake_assets.partitions import (
@@ -23,11 +24,10 @@ from lake_assets.partitions import (
     instrument_months,
     month_partitions,
 )
-from lake_assets.raw.ingest import month_bounds, month_key
+from lake_assets.raw.ingest import month_bounds
 from lake_assets.specs import Instrument, universe
-from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
-from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, TIMEFRAMES, TS
+from lake_assets.vocabulary import INSTRUMENT, TS
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "features"
@@ -59,18 +59,6 @@ def _bars_lookback_dep() -> dg.AssetDep:
             }
         ),
     )
-
-
-def history_with_warmup(store: Lake, inst: Instrument, month: str, lookback_bars: int) -> pl.DataFrame:
-    """The instrument's bars from (month start - lookback) to month end, from the bars partitions."""
-    start, _ = month_bounds(month)
-    warm_start = start - TIMEFRAMES[inst.base_timeframe] * lookback_bars
-    months, m = [], month_key(max(warm_start.date(), inst.start))
-    while m <= month:
-        months.append({INSTRUMENT: inst.id, "month": m})
-        m = month_key(month_bounds(m)[1])
-    bars = store.read("cleaned", "bars", months, BARS_SCHEMA)
-    return bars.filter(pl.col(TS) >= warm_start).sort(TS)
 
 
 def features_for(bars: pl.DataFrame, catalog: FeatureCatalog, month: str) -> pl.DataFrame:
@@ -106,6 +94,7 @@ def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, ful
 def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Vol regime, carry, funding persistence, microstructure, positioning, basis, TA catalogue and calendar."""
     store = lake.lake()
+    history = BarsHistory(store)
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
     previews, lookahead, rows, nan_reports = [], [], [], []
@@ -115,7 +104,7 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     last_month = {inst: max(m for i, m in pairs if i == inst) for inst, _ in pairs}
     for inst_id, month in pairs:
         inst = universe().get(inst_id)
-        bars = history_with_warmup(store, inst, month, lookback)
+        bars = history.read(inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
         store.write(out, GROUP, "features", {INSTRUMENT: inst_id, "month": month})
         if out.height:  # keep a preview, not the whole run's features, in memory (a head() would share buffers)
@@ -174,10 +163,11 @@ def window_embeddings_asset(
 ) -> dg.MaterializeResult:
     """Normalised returns of the last 32 and 64 bars as array columns, for similarity search and models."""
     store = lake.lake()
+    history = BarsHistory(store)
     total, mismatched, on_gaps = 0, 0, 0
     for inst_id, month in instrument_months(context):
         inst = universe().get(inst_id)
-        bars = history_with_warmup(store, inst, month, 64)
+        bars = history.read(inst, month, 64)
         start = month_bounds(month)[0]
         out = window_embeddings(bars, (32, 64), target_start=start) if bars.height else pl.DataFrame()
         store.write(out, GROUP, "window_embeddings", {INSTRUMENT: inst_id, "month": month})
@@ -222,10 +212,11 @@ def context_features(
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
     benchmarks = benchmarks_from_universe(universe())
+    history = BarsHistory(store)
     frames = []
     for month in context.partition_keys:
         insts = _month_instruments(month)
-        by_inst = {i.id: history_with_warmup(store, i, month, lookback) for i in insts}
+        by_inst = {i.id: history.read(i, month, lookback) for i in insts}
         by_inst = {k: v for k, v in by_inst.items() if v.height}
         out = (
             compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0])
