@@ -11,9 +11,11 @@ the window alone (never on the row's absolute position), so appending rows never
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 NAN = np.nan
 
@@ -355,40 +357,62 @@ def adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
     return ewm(dx, alpha, n)
 
 
-@njit(cache=True, nogil=True)
-def _fenwick_add(tree: np.ndarray, i: int, v: int) -> None:
-    i += 1
-    while i < tree.shape[0]:
-        tree[i] += v
-        i += i & (-i)
+@intrinsic
+def _popcount(typingctx: Any, x: Any) -> Any:
+    """Set bits of a uint64 (LLVM's ctpop: one instruction)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
-def _fenwick_prefix(tree: np.ndarray, i: int) -> int:
-    """Sum of counts at ranks [0, i]."""
-    i += 1
-    s = 0
-    while i > 0:
-        s += tree[i]
-        i -= i & (-i)
-    return s
+def _rank_window(ordinal: np.ndarray, last: np.ndarray, present: int, n: int, min_count: int) -> np.ndarray:
+    """Share of the window's present values <= x[t], from sort positions (see `_sort_ranks`).
 
-
-@njit(cache=True, nogil=True)
-def _rank_window(ranks: np.ndarray, n_ranks: int, n: int, min_count: int) -> np.ndarray:
-    # 32-bit counts (a window holds < 2^31 rows): half the tree's cache footprint, for ~17 random touches a row
-    tree = np.zeros(n_ranks + 1, dtype=np.int32)
-    out = np.empty(ranks.shape[0])
+    The window is a bitset over sort positions (one bit per present row: 12 KB for 95k rows) with a Fenwick tree of
+    per-word counts: "values <= x[t]" is the count of set positions <= last[t], i.e. the tree's prefix over the
+    words before it plus one popcount. Its 1.5k-word tree stays in L1, where a tree over every rank did not.
+    """
+    rows = ordinal.shape[0]
+    words = (max(present, 1) + 63) // 64
+    bits = np.zeros(words, dtype=np.uint64)
+    tree = np.zeros(words + 1, dtype=np.int32)
+    out = np.empty(rows)
+    one = np.uint64(1)
     c = 0
-    for i in range(ranks.shape[0]):
-        r = ranks[i]
+    for i in range(rows):
+        r = ordinal[i]
         if r >= 0:
-            _fenwick_add(tree, r, 1)
+            bits[r >> 6] |= one << np.uint64(r & 63)
+            w = (r >> 6) + 1
+            while w <= words:
+                tree[w] += 1
+                w += w & (-w)
             c += 1
-        if i >= n and ranks[i - n] >= 0:
-            _fenwick_add(tree, ranks[i - n], -1)
-            c -= 1
-        out[i] = _fenwick_prefix(tree, r) / c if r >= 0 and c >= min_count else NAN
+        if i >= n:
+            q = ordinal[i - n]
+            if q >= 0:
+                bits[q >> 6] &= ~(one << np.uint64(q & 63))
+                w = (q >> 6) + 1
+                while w <= words:
+                    tree[w] -= 1
+                    w += w & (-w)
+                c -= 1
+        if r >= 0 and c >= min_count:
+            h = last[i]
+            k = h >> 6
+            word = bits[k]
+            b = np.uint64(h & 63)
+            below = np.int64(_popcount(word if b == 63 else word & ((one << (b + one)) - one)))  # type: ignore[call-arg]
+            while k > 0:  # words before h's word
+                below += tree[k]
+                k -= k & (-k)
+            out[i] = below / c
+        else:
+            out[i] = NAN
     return out
 
 
@@ -414,16 +438,13 @@ def _order_keys(x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _dense_ranks(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense rank of each present value in x's float order (-0.0 ties 0.0); -1 for missing.
-
-    An LSD radix sort of order-preserving integer keys (digits every key shares are skipped): about 4x faster than
-    numpy's argsort here, and only the resulting order is used, so any correct sort gives the same ranks.
-    """
+def _radix_order(x: np.ndarray) -> np.ndarray:
+    """Row indices in x's float order, missing values last: an LSD radix sort of order-preserving integer keys
+    (digits every key shares are skipped), about 4x faster than numpy's argsort here."""
     rows = x.shape[0]
-    ranks = np.full(rows, -1, dtype=np.int64)
+    order = np.arange(rows)
     if rows == 0:
-        return ranks, 0
+        return order
     keys = _order_keys(x)
     buckets = 1 << _RADIX_BITS
     mask = np.uint64(buckets - 1)
@@ -432,7 +453,6 @@ def _dense_ranks(x: np.ndarray) -> tuple[np.ndarray, int]:
         k = keys[i]
         for d in range(_RADIX_DIGITS):
             hist[d, (k >> np.uint64(d * _RADIX_BITS)) & mask] += 1
-    order = np.arange(rows)
     spare_keys = np.empty_like(keys)
     spare_order = np.empty_like(order)
     for d in range(_RADIX_DIGITS):
@@ -453,28 +473,40 @@ def _dense_ranks(x: np.ndarray) -> tuple[np.ndarray, int]:
             spare_order[pos] = order[i]
         keys, spare_keys = spare_keys, keys
         order, spare_order = spare_order, order
-    r = -1
-    prev = 0.0
-    for j in range(rows):
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _sort_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(position of each present row in x's sorted order, the last position holding an equal value, number of
+    present rows); -1 for missing rows. -0.0 and 0.0 are equal. Only the order is used, so any correct sort gives
+    the same window shares."""
+    rows = x.shape[0]
+    order = _radix_order(x)
+    ordinal = np.full(rows, -1, dtype=np.int64)
+    last = np.full(rows, -1, dtype=np.int64)
+    present = 0
+    while present < rows and x[order[present]] == x[order[present]]:
+        present += 1  # missing values sort last
+    end = present - 1
+    for j in range(present - 1, -1, -1):
         idx = order[j]
-        v = x[idx]
-        if v != v:
-            break  # missing values sort last
-        if r < 0 or v != prev:
-            r += 1
-            prev = v
-        ranks[idx] = r
-    return ranks, r + 1
+        if j < present - 1 and x[idx] != x[order[j + 1]]:
+            end = j
+        ordinal[idx] = j
+        last[idx] = end
+    return ordinal, last, present
 
 
 def rolling_pct_rank(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
     """Share of the window's present values that are <= x[t] (scipy's percentileofscore kind='weak' / 100).
 
-    O(rows * log(distinct values)) with a Fenwick tree over value ranks. Ranks come from the whole array, but only
-    their order is used, so the result at row t depends on the window alone (point-in-time safe).
+    O(rows * log(rows / 64)): a bitset over sort positions with a Fenwick tree of word counts. Positions come from
+    the whole array, but only their order is used, so the result at row t depends on the window alone (point-in-time
+    safe).
     """
-    ranks, n_ranks = _dense_ranks(np.ascontiguousarray(x, dtype=np.float64))
-    return _rank_window(ranks, max(n_ranks, 1), n, min_count)
+    ordinal, last, present = _sort_ranks(np.ascontiguousarray(x, dtype=np.float64))
+    return _rank_window(ordinal, last, present, n, min_count)
 
 
 @njit(cache=True, nogil=True)

@@ -185,7 +185,7 @@ def test_rolling_pct_rank_matches_scipy_weak_percentile() -> None:
 
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "specials", "narrow"])
-def test_radix_dense_ranks_match_a_comparison_sort(kind: str) -> None:
+def test_radix_sort_ranks_match_a_comparison_sort(kind: str) -> None:
     rng = np.random.default_rng(7)
     n = 3000
     x = {
@@ -195,14 +195,33 @@ def test_radix_dense_ranks_match_a_comparison_sort(kind: str) -> None:
         "narrow": 0.5 + np.abs(rng.normal(size=n)) * 1e-12,  # one shared exponent: the high digits are skipped
     }[kind]
     x[rng.random(n) < 0.1] = np.nan
-    ranks, n_ranks = K._dense_ranks(x)
-    present = ~np.isnan(x)
-    distinct = np.unique(x[present])  # np.unique treats -0.0 and 0.0 as one value, as the ranks must
-    want = np.full(n, -1)
-    want[present] = np.searchsorted(distinct, x[present])
-    assert n_ranks == distinct.size
-    np.testing.assert_array_equal(ranks, want)
-    assert K._dense_ranks(np.empty(0))[1] == 0
+    ordinal, last, present = K._sort_ranks(x)
+    have = ~np.isnan(x)
+    vals = x[have]
+    assert present == have.sum()
+    assert np.array_equal(ordinal[~have], np.full((~have).sum(), -1)) and np.array_equal(last[~have], ordinal[~have])
+    np.testing.assert_array_equal(np.sort(ordinal[have]), np.arange(present))  # a permutation of the positions
+    sorted_vals = np.empty(present)
+    sorted_vals[ordinal[have]] = vals
+    assert np.all(sorted_vals[1:] >= sorted_vals[:-1])  # positions follow the values' order
+    # last = (number of values <= x) - 1, -0.0 equal to 0.0
+    np.testing.assert_array_equal(last[have], np.searchsorted(np.sort(vals), vals, side="right") - 1)
+    assert K._sort_ranks(np.empty(0))[2] == 0
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 300])
+def test_rolling_pct_rank_matches_a_direct_window_count_with_ties_and_gaps(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = np.round(rng.normal(size=2000), 1)  # heavy ties
+    x[rng.random(x.size) < 0.15] = np.nan
+    x[100:180] = np.nan  # a stretch with nothing present
+    mins = max(1, n // 2)
+    got = K.rolling_pct_rank(x, n, mins)
+    for i in range(x.size):
+        w = x[max(0, i - n + 1) : i + 1]
+        w = w[~np.isnan(w)]
+        want = np.nan if np.isnan(x[i]) or w.size < mins else (w <= x[i]).sum() / w.size
+        assert got[i] == want or (np.isnan(got[i]) and np.isnan(want)), i
 
 
 def test_sliding_welford_std_stays_exact_over_long_windows_of_a_trending_price() -> None:
