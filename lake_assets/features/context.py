@@ -75,7 +75,7 @@ def compute_context_features(
             ys = np.where(np.isnan(x), np.nan, y)
             n, nl = p.corr_window, p.long_corr_window
             corr = K.rolling_corr(x, y, n, min_count(n))
-            var_b = K.rolling_var(ys, n, min_count(n), 1)
+            var_b = K.rolling_pair_var(ys, n, min_count(n), 1)  # the covariance's arithmetic: beta to itself is 1
             cov = K.rolling_cov(x, y, n, min_count(n), 1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 beta = np.where(var_b > 0, cov / np.where(var_b > 0, var_b, 1.0), np.nan)

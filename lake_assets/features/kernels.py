@@ -123,6 +123,18 @@ def rolling_var(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def rolling_pair_var(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
+    """rolling_cov(x, x) clamped at 0: the variance to divide a `rolling_cov` by (correlation, beta). It shares the
+    covariance's arithmetic, so a series against itself gives a correlation and a beta of exactly 1, not 1 +- 1e-15
+    noise that a z-score detector downstream would amplify into events."""
+    out = rolling_cov(x, x, n, min_count, ddof)
+    for i in range(out.shape[0]):
+        if out[i] < 0.0:
+            out[i] = 0.0
+    return out
+
+
+@njit(cache=True, nogil=True)
 def rolling_std(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
     out = rolling_var(x, n, min_count, ddof)
     return np.sqrt(out)
@@ -142,8 +154,8 @@ def rolling_zscore(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, min_count: int) -> np.ndarray:
     cxy = rolling_cov(x, y, n, min_count, 1)
-    vx = rolling_var(np.where(np.isnan(y), NAN, x), n, min_count, 1)
-    vy = rolling_var(np.where(np.isnan(x), NAN, y), n, min_count, 1)
+    vx = rolling_pair_var(np.where(np.isnan(y), NAN, x), n, min_count, 1)
+    vy = rolling_pair_var(np.where(np.isnan(x), NAN, y), n, min_count, 1)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
         d = math.sqrt(vx[i] * vy[i]) if vx[i] > 0.0 and vy[i] > 0.0 else 0.0

@@ -235,6 +235,16 @@ def test_sliding_welford_std_stays_exact_over_long_windows_of_a_trending_price()
         assert got[i] == pytest.approx(np.nanstd(w, ddof=1), rel=1e-9)
 
 
+def test_a_series_against_itself_has_correlation_and_beta_exactly_one() -> None:
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(0, 1e-3, 5000)) * 1e-2  # small returns-like values
+    x[rng.random(x.size) < 0.05] = np.nan
+    corr = K.rolling_corr(x, x, 288, 144)
+    beta = K.rolling_cov(x, x, 288, 144, 1) / K.rolling_pair_var(x, 288, 144, 1)
+    assert np.all(corr[~np.isnan(corr)] == 1.0) and np.all(beta[~np.isnan(beta)] == 1.0)
+    assert (~np.isnan(corr)).sum() > 4000
+
+
 def test_rolling_cov_corr_and_extremes_match_pandas() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=500), rng.normal(size=500)
