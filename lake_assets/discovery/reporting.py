@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import polars as pl
 
 from lake_assets.discovery.spec_model import GATE_NAMES
+from lake_assets.figures import new_figure, png_bytes
 
 
 def funnel_counts(
@@ -52,16 +51,11 @@ def top_candidates_markdown(candidates: pl.DataFrame, k: int = 20) -> str:
 
 def volcano_png(candidates: pl.DataFrame, max_q: float = 0.05) -> bytes:
     """Shrunk effect (bps) against -log10(q), promoted rows highlighted; PNG bytes (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     df = candidates.filter(pl.col("q_value").is_not_null())
     x = df["shrunk_effect_bps"].to_numpy()
     y = -np.log10(np.clip(df["q_value"].to_numpy(), 1e-300, 1.0))
     promoted = df["promoted"].to_numpy() if "promoted" in df.columns else np.zeros(df.height, dtype=bool)
-    fig = Figure(figsize=(7, 5), dpi=100)
+    fig = new_figure(figsize=(7, 5), dpi=100)
     ax = fig.subplots()
     ax.scatter(x[~promoted], y[~promoted], s=8, c="0.6", alpha=0.6, label="not promoted")
     ax.scatter(x[promoted], y[promoted], s=14, c="tab:red", label="promoted (standard)")
@@ -71,6 +65,4 @@ def volcano_png(candidates: pl.DataFrame, max_q: float = 0.05) -> bytes:
     ax.set_ylabel("-log10(q)")
     ax.set_title(f"Phase-2 candidates ({df.height} tested, {int(promoted.sum())} promoted)")
     ax.legend(loc="upper left", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return png_bytes(fig, tight=False)

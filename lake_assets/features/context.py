@@ -72,13 +72,8 @@ def compute_context_features(
         if bench is not None and bench in rets:
             joined = r.join(rets[bench].select(TS, pl.col("r").alias("rb")), on=TS, how="left")
             x, y = _np(joined["r"]), _np(joined["rb"])
-            ys = np.where(np.isnan(x), np.nan, y)
             n, nl = p.corr_window, p.long_corr_window
-            corr = K.rolling_corr(x, y, n, min_count(n))
-            var_b = K.rolling_pair_var(ys, n, min_count(n), 1)  # the covariance's arithmetic: beta to itself is 1
-            cov = K.rolling_cov(x, y, n, min_count(n), 1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                beta = np.where(var_b > 0, cov / np.where(var_b > 0, var_b, 1.0), np.nan)
+            corr, beta = K.rolling_corr_beta(x, y, n, min_count(n))
             corr_long = K.rolling_corr(x, y, nl, min_count(nl))
             cols = {"corr_bench": corr, "beta_bench": beta, "corr_bench_long": corr_long}
         else:

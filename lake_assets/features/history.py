@@ -39,7 +39,7 @@ class BarsHistory:
     def __init__(self, store: Lake) -> None:
         self._store = store
         self._months: dict[str, dict[str, pl.DataFrame]] = {}  # instrument -> month -> that partition's bars
-        self.reads = 0  # partition reads done (the count a test or a metadata entry can check)
+        self.reads = 0  # partition files read so far
 
     def read(self, inst: Instrument, month: str, lookback_bars: int) -> pl.DataFrame:
         """The instrument's bars from (month start - lookback) to month end, sorted by ts."""

@@ -152,16 +152,25 @@ def rolling_zscore(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, min_count: int) -> np.ndarray:
+def rolling_corr_beta(x: np.ndarray, y: np.ndarray, n: int, min_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling correlation of x with y (clipped to [-1, 1]) and beta of x on y (cov / var(y)), over pairs where both
+    are present: one covariance and two variance passes serve both."""
     cxy = rolling_cov(x, y, n, min_count, 1)
     vx = rolling_pair_var(np.where(np.isnan(y), NAN, x), n, min_count, 1)
     vy = rolling_pair_var(np.where(np.isnan(x), NAN, y), n, min_count, 1)
-    out = np.empty(x.shape[0])
+    corr = np.empty(x.shape[0])
+    beta = np.empty(x.shape[0])
     for i in range(x.shape[0]):
         d = math.sqrt(vx[i] * vy[i]) if vx[i] > 0.0 and vy[i] > 0.0 else 0.0
         r = cxy[i] / d if d > 0.0 else NAN
-        out[i] = min(1.0, max(-1.0, r)) if r == r else NAN
-    return out
+        corr[i] = min(1.0, max(-1.0, r)) if r == r else NAN
+        beta[i] = cxy[i] / vy[i] if vy[i] > 0.0 else NAN
+    return corr, beta
+
+
+@njit(cache=True, nogil=True)
+def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, min_count: int) -> np.ndarray:
+    return rolling_corr_beta(x, y, n, min_count)[0]
 
 
 @njit(cache=True, nogil=True)

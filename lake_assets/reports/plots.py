@@ -6,33 +6,16 @@ so the Dagster assets, the report files and notebooks draw the same pictures.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from lake_assets.figures import new_figure, png_bytes
 from lake_assets.vocabulary import TS
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 STRATEGY, BOOK = "strategy", "book"
-
-
-def _figure(**kwargs: Any) -> Figure:
-    """A matplotlib Figure (no pyplot, no display); matplotlib is imported on first use, not at process start."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def _series_label(strategy: str, book: str) -> str:
@@ -56,7 +39,7 @@ def _per_book_png(
 ) -> bytes:
     """One panel per book (markets have different calendars), one thinned series per strategy, drawn by `draw`."""
     books = _books(equity, max_books) or ["(none)"]
-    fig = _figure(figsize=(9, panel_height * len(books)), dpi=80)
+    fig = new_figure(figsize=(9, panel_height * len(books)), dpi=80)
     axes = fig.subplots(len(books), 1, squeeze=False)[:, 0]
     for ax, book in zip(axes, books, strict=True):
         sub = equity.filter(pl.col(BOOK) == book) if equity.height else equity
@@ -69,7 +52,7 @@ def _per_book_png(
         ax.tick_params(labelsize=7)
         if sub.height:
             ax.legend(fontsize=6, loc=legend_loc)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def equity_curves_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
@@ -122,7 +105,7 @@ def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
         for k, m in enumerate(months):
             v = lookup.get((s, b, m))
             grid[a, k] = np.nan if v is None else 100.0 * v
-    fig = _figure(figsize=(max(5, 0.9 * len(months) + 3), max(2.5, 0.35 * len(labels) + 1.5)), dpi=80)
+    fig = new_figure(figsize=(max(5, 0.9 * len(months) + 3), max(2.5, 0.35 * len(labels) + 1.5)), dpi=80)
     ax = fig.subplots()
     lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
     im = ax.imshow(grid, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto")
@@ -134,12 +117,12 @@ def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
                 ax.text(k, a, f"{grid[a, k]:.1f}", ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=ax, label="monthly return (%)")
     ax.set_title("monthly returns (%)", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def funnel_png(funnel: pl.DataFrame) -> bytes:
     """Discovery funnel: rows surviving each stage cumulatively (log scale)."""
-    fig = _figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
+    fig = new_figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
     ax = fig.subplots()
     stages = funnel["stage"].to_list()[::-1]
     values = [max(v, 0) for v in funnel["cumulative"].to_list()[::-1]]
@@ -149,4 +132,4 @@ def funnel_png(funnel: pl.DataFrame) -> bytes:
     ax.set_xscale("log")
     ax.set_title("discovery funnel (cumulative survivors)", fontsize=9)
     ax.tick_params(labelsize=7)
-    return _png(fig)
+    return png_bytes(fig)

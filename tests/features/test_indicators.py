@@ -239,8 +239,8 @@ def test_a_series_against_itself_has_correlation_and_beta_exactly_one() -> None:
     rng = np.random.default_rng(4)
     x = np.cumsum(rng.normal(0, 1e-3, 5000)) * 1e-2  # small returns-like values
     x[rng.random(x.size) < 0.05] = np.nan
-    corr = K.rolling_corr(x, x, 288, 144)
-    beta = K.rolling_cov(x, x, 288, 144, 1) / K.rolling_pair_var(x, 288, 144, 1)
+    corr, beta = K.rolling_corr_beta(x, x, 288, 144)
+    assert np.array_equal(K.rolling_corr(x, x, 288, 144), corr, equal_nan=True)
     assert np.all(corr[~np.isnan(corr)] == 1.0) and np.all(beta[~np.isnan(beta)] == 1.0)
     assert (~np.isnan(corr)).sum() > 4000
 
@@ -254,6 +254,8 @@ def test_rolling_cov_corr_and_extremes_match_pandas() -> None:
     xs, ys = pd.Series(np.where(both, x, np.nan)), pd.Series(np.where(both, y, np.nan))
     _close(K.rolling_cov(x, y, 40, 20, 1), xs.rolling(40, min_periods=20).cov(ys).to_numpy(), rtol=1e-8)
     _close(K.rolling_corr(x, y, 40, 20), xs.rolling(40, min_periods=20).corr(ys).to_numpy(), rtol=1e-8)
+    beta_ref = (xs.rolling(40, min_periods=20).cov(ys) / ys.rolling(40, min_periods=20).var()).to_numpy()
+    _close(K.rolling_corr_beta(x, y, 40, 20)[1], beta_ref, rtol=1e-8)
     s = pd.Series(x)
     _close(K.rolling_max(x, 25, 5), s.rolling(25, min_periods=5).max().to_numpy())
     _close(K.rolling_min(x, 25, 5), s.rolling(25, min_periods=5).min().to_numpy())
