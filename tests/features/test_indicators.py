@@ -209,6 +209,25 @@ def test_radix_sort_ranks_match_a_comparison_sort(kind: str) -> None:
     assert K._sort_ranks(np.empty(0))[2] == 0
 
 
+@pytest.mark.parametrize("run", [2, 40, 500])
+def test_packed_key_sort_orders_values_that_differ_only_in_low_bits(run: int) -> None:
+    """The packed sort drops each key's low bits for the row index: rows whose values differ only there are put in
+    key order afterwards (short runs), or the whole sort falls back to numpy's argsort of the keys (long runs)."""
+    rng = np.random.default_rng(run)
+    base = rng.normal(size=3000)
+    x = base.copy()
+    x[: run * 3] = 1.5 + np.repeat(np.arange(3.0), run)  # three runs of `run` values a few ulps apart
+    x[: run * 3] += rng.integers(0, 1000, size=run * 3) * np.spacing(x[: run * 3])
+    rng.shuffle(x)
+    keys = K._order_keys(x)
+    shift = max(1, (len(x) - 1).bit_length())
+    _, ok = K._unpack_order(np.sort(K._pack_keys(keys, shift)), keys, shift)
+    assert ok == (run <= K._RUN_MAX)
+    order = K._argsort_keys(keys)
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(x)))
+    np.testing.assert_array_equal(keys[order], np.sort(keys))
+
+
 @pytest.mark.parametrize("n", [1, 7, 64, 300])
 def test_rolling_pct_rank_matches_a_direct_window_count_with_ties_and_gaps(n: int) -> None:
     rng = np.random.default_rng(n)
