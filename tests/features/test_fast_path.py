@@ -13,50 +13,12 @@ import pytest
 from lake_assets.features import indicators as ind
 from lake_assets.features import kernels as K
 from lake_assets.features import templates as tmpl
-from lake_assets.features.arrays import Arrays
+from lake_assets.features.arrays import Arrays, min_count
 from lake_assets.features.catalog import FeatureCatalog
 from lake_assets.features.core import available_inputs, compute_features
 from lake_assets.features.evaluate import plan_for
-from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
-
-
-def _expression_path(bars: pl.DataFrame, catalog: FeatureCatalog) -> pl.DataFrame:
-    """The catalog evaluated as one lazy polars plan of `FeatureDef.build()` expressions (the slow reference)."""
-    have = available_inputs(bars, None)
-    floats = [
-        pl.col(c).cast(pl.Float64).fill_null(float("nan"))
-        for c in bars.columns
-        if c not in (TS, INSTRUMENT) and bars.schema[c].is_numeric()
-    ]
-    gap = (pl.col(IS_GAP).fill_null(False) | pl.col(CLOSE).is_null()).alias("__gap")
-    lf = bars.lazy().with_columns(*floats, gap)
-    computed: set[str] = set()
-    for li, level in enumerate(catalog.levels):
-        exprs, unnest = [], []
-        for fi, f in enumerate(level):
-            if not (f.bar_inputs - {TS}) <= have:
-                continue
-            built = f.build()
-            if len(built) > 1:
-                hidden = f"__s{li}_{fi}"
-                exprs.append(next(iter(built.values())).meta.pop()[0].alias(hidden))
-                unnest += [pl.col(hidden).struct.field(c.output).alias(c.name) for c in f.columns]
-            else:
-                exprs += [e.alias(name) for name, e in built.items()]
-            computed.update(built)
-        lf = lf.with_columns(exprs) if exprs else lf
-        lf = lf.with_columns(unnest) if unnest else lf
-    out = []
-    for f in catalog.features:
-        for c in f.columns:
-            if c.name not in computed:
-                out.append(pl.lit(None, dtype=c.dtype).alias(c.name))
-                continue
-            e = pl.col(c.name).fill_nan(None) if c.dtype == pl.Float64 else pl.col(c.name)
-            if f.pit != "bar_open":
-                e = pl.when(pl.col("__gap")).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
-            out.append(e.alias(c.name))
-    return lf.select(out).collect()
+from lake_assets.features.reference import expression_features, rolling_primitives
+from lake_assets.vocabulary import CLOSE
 
 
 def _assert_same(fast: pl.DataFrame, ref: pl.DataFrame, rtol: float = 1e-9) -> None:
@@ -80,9 +42,9 @@ def book_bars(make_bars: Callable[..., pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def test_array_path_matches_expression_path(book_bars: pl.DataFrame, catalog: FeatureCatalog) -> None:
+def test_array_path_matchesexpression_features(book_bars: pl.DataFrame, catalog: FeatureCatalog) -> None:
     fast = compute_features(book_bars, catalog)
-    ref = _expression_path(book_bars, catalog)
+    ref = expression_features(book_bars, catalog)
     assert fast.columns[3:] == ref.columns
     assert all(fast[c].null_count() < fast.height for c in ref.columns)  # nothing silently left null
     _assert_same(fast, ref)
@@ -287,3 +249,36 @@ def test_released_intermediates_are_never_needed_again(
     monkeypatch.setattr(core_mod, "evaluation_plan", lambda c, h: (ev.evaluation_plan(c, h)[0], {}))
     kept = compute_features(book_bars, catalog)
     assert freed.equals(kept, null_equal=True)
+
+
+def _kernel_value(op: str, x: np.ndarray, p: list[str]) -> np.ndarray:
+    n = int(float(p[0]))
+    if op == "roll":
+        return (K.rolling_mean if p[-1] == "1.0" else K.rolling_sum)(x, n, min_count(n))  # type: ignore[no-any-return]
+    if op == "std":
+        return K.rolling_std(x, n, min_count(n), int(p[1]))  # type: ignore[no-any-return]
+    if op in ("max", "min"):
+        return (K.rolling_max if op == "max" else K.rolling_min)(x, n, min_count(n))  # type: ignore[no-any-return]
+    if op == "ewm":
+        return K.ewm(x, float(p[0]), int(p[1]))  # type: ignore[no-any-return]
+    return K.rolling_pct_rank(x, n, min_count(n))
+
+
+def test_benchmark_anchor_computes_the_same_rolling_primitives(
+    book_bars: pl.DataFrame, catalog: FeatureCatalog
+) -> None:
+    """bench_features' polars anchor does the work the kernels do: every planned (input, window) pair, same values."""
+    frame, exprs = rolling_primitives(book_bars, catalog)
+    out = frame.select(exprs)
+    assert out.width > 60 and {c.split("|")[0] for c in out.columns} == {"roll", "std", "max", "min", "ewm", "rank"}
+    for name in out.columns:
+        op, col, params = name.split("|")
+        x = frame[col].fill_null(np.nan).to_numpy()
+        want = _kernel_value(op, x, params.split(","))
+        got = out[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        expected_missing = np.isnan(want)
+        if op == "rank":  # polars' rolling_rank waits for a full window
+            expected_missing |= np.arange(len(x)) < int(params) - 1
+        assert np.array_equal(np.isnan(got), expected_missing), name
+        both = ~np.isnan(got)
+        np.testing.assert_allclose(got[both], want[both], rtol=1e-7, atol=1e-9 * np.nanmax(np.abs(want)), err_msg=name)
