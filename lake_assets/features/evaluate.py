@@ -11,6 +11,7 @@ feature's values as soon as they exist, so the bitmap pass reads them while they
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -176,11 +177,31 @@ def output_series(
     bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
     validity = pa.py_buffer(bits) if nulls else None
     if isinstance(value, Labeled):
+        table = _inline_views(value.labels)
+        if table is not None:  # every label fits a view inline: no string buffer, no gather
+            views = pa.py_buffer(K.label_views(arr, table))
+            out = pl.Series(
+                name, pa.Array.from_buffers(pa.string_view(), arr.shape[0], [validity, views], null_count=nulls)
+            )
+            return out.slice(start) if start else out
         idx = _arrow_column(name, arr, validity, nulls, pl.UInt32())
         labels = pl.Series(name, value.labels, dtype=pl.String)
         return labels.gather(idx.slice(start) if start else idx).alias(name)
     s = _arrow_column(name, arr, validity, nulls, dtype)
     return s.slice(start) if start else s
+
+
+@lru_cache(maxsize=64)
+def _inline_views(labels: tuple[str, ...]) -> np.ndarray | None:
+    """Arrow string-view structs of the labels (int32 length, then the UTF-8 bytes zero-padded to 12), one row of
+    two uint64 words per label; None when a label is longer than a view holds inline (12 bytes)."""
+    table = np.zeros((max(len(labels), 1), 2), dtype=np.uint64)
+    for i, label in enumerate(labels):
+        raw = label.encode()
+        if len(raw) > 12:
+            return None
+        table[i] = np.frombuffer(len(raw).to_bytes(4, "little") + raw.ljust(12, b"\0"), dtype=np.uint64)
+    return table
 
 
 _INTS: dict[pl.DataType, tuple[pa.DataType, type[np.integer], float, float]] = {

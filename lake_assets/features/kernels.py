@@ -1194,6 +1194,27 @@ def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray) -> tuple[np.ndarray, in
 
 
 @njit(cache=True, nogil=True)
+def label_views(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Arrow string-view structs (16 bytes: length + inlined bytes) of `table[code]` per row, all zeros where the
+    code is NaN: a label column's values built by copying two words per row instead of gathering strings."""
+    rows = codes.shape[0]
+    out = np.empty((rows, 2), dtype=np.uint64)
+    zero = np.uint64(0)
+    for i in range(rows):
+        c = codes[i]
+        if c == c:
+            k = int(c)
+            if k < 0 or k >= table.shape[0]:
+                raise IndexError("label code out of range")
+            out[i, 0] = table[k, 0]
+            out[i, 1] = table[k, 1]
+        else:
+            out[i, 0] = zero
+            out[i, 1] = zero
+    return out
+
+
+@njit(cache=True, nogil=True)
 def truth_bitmap(x: np.ndarray) -> np.ndarray:
     """Arrow boolean value bits (LSB-first bytes) of x != 0 (what a float-to-boolean cast gives); pair with a
     validity bitmap for the NaN rows."""

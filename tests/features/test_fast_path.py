@@ -159,9 +159,15 @@ def test_output_series_matches_nan_to_null_then_cast() -> None:
     frac = output_series("c", np.array([1.5, np.nan]), pl.Int8())  # not exact: polars' cast decides
     assert frac.to_list() == [1, None]
     codes = np.where(np.isnan(x), np.nan, np.abs(x) % 3)
-    got = output_series("c", Labeled(codes, ("a", "b", "c")), pl.String(), start=2, gap_rows=gaps)
-    want = [None if (np.isnan(v) or i in gaps) else "abc"[int(v)] for i, v in enumerate(codes)][2:]
-    assert got.to_list() == want
+    # labels that fit a string view inline (built as views; 12 bytes of UTF-8 at most), and one that does not
+    for labels in (("a", "b", "c"), ("pos_extreme", "é" * 6, ""), ("pos_extreme", "a label of 21 bytes..", "c")):
+        got = output_series("c", Labeled(codes, labels), pl.String(), start=2, gap_rows=gaps)
+        want = [None if (np.isnan(v) or i in gaps) else labels[int(v)] for i, v in enumerate(codes)][2:]
+        assert got.dtype == pl.String and got.to_list() == want
+        assert got.equals(pl.Series("c", want, dtype=pl.String))
+        assert got.str.len_bytes().to_list() == [None if w is None else len(w.encode()) for w in want]
+    with pytest.raises(IndexError, match="label code out of range"):
+        output_series("c", Labeled(np.array([0.0, 3.0]), ("a", "b", "c")), pl.String())
 
 
 def test_ewm_lanes_over_different_inputs_equal_single_kernels_exactly() -> None:
