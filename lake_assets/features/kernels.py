@@ -183,109 +183,51 @@ def rolling_min(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
     return rolling_extreme_multi(x, np.array([n]), np.array([min_count]), -1.0)[0]
 
 
-_U1, _U2, _U3, _U4, _U5, _U6 = (np.uint64(k) for k in range(1, 7))
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _abs_dev_full(x: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
+    """Row i >= n - 1: mean of |x[j] - mean[i]| over the n rows ending at i, missing values included (NaN).
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _abs_dev4(x: np.ndarray, lo: int, n: int, m: float) -> float:
-    """Sum of |x[j] - m| over [lo, lo + n) in four interleaved accumulators (the order every full window uses)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    j = lo
-    hi = lo + n
-    while j + 4 <= hi:
-        s0 += abs(x[j] - m)
-        s1 += abs(x[j + 1] - m)
-        s2 += abs(x[j + 2] - m)
-        s3 += abs(x[j + 3] - m)
-        j += 4
-    while j < hi:
-        s0 += abs(x[j] - m)
-        j += 1
-    return (s0 + s1) + (s2 + s3)
+    `reassoc` and an output allocated here (so nothing aliases it) let LLVM compute several rows per SIMD pass;
+    every row runs the same loop over its n values, so its value depends on the window alone, never on the row's
+    position (tested by truncation and shifted starts).
+    """
+    size = x.shape[0]
+    out = np.empty(size)
+    for i in range(n - 1, size):
+        m = mean[i]
+        s = 0.0
+        base = i - n + 1
+        for j in range(n):
+            s += abs(x[base + j] - m)
+        out[i] = s / n
+    return out
 
 
 @njit(cache=True, nogil=True)
 def mean_abs_dev_about(x: np.ndarray, mean: np.ndarray, n: int, min_count: int) -> np.ndarray:
     """Mean absolute deviation of the trailing n-row window from `mean` (its rolling mean); NaN where mean is.
 
-    O(rows * n). Windows without missing values (almost all) run a 4-accumulator loop; the summation order depends
-    on the window alone, so the value at row t does not change when rows are appended. Four consecutive full
-    windows are summed together (16 independent accumulators, same order per row): one row's accumulators alone
-    wait on add latency.
+    O(rows * n). Full windows (no missing values: ~all rows) come from `_abs_dev_full`, ~3x faster than scalar
+    accumulators; the other rows skip their missing values here.
     """
     size = x.shape[0]
-    out = np.empty(size)
+    out = _abs_dev_full(x, mean, n) if n > 0 else np.empty(size)
     cnt = valid_count(x, n)
     full_ok = n >= min_count and n > 0
-    i = 0
-    while i < size:
-        if full_ok and i >= n - 1 and i + 3 < size and cnt[i] == n and cnt[i + 1] == n and cnt[i + 2] == n:
-            m0 = mean[i]
-            m1 = mean[i + 1]
-            m2 = mean[i + 2]
-            m3 = mean[i + 3]
-            if cnt[i + 3] == n and m0 == m0 and m1 == m1 and m2 == m2 and m3 == m3:
-                w = x[i - n + 1 : i + 4]
-                a0 = a1 = a2 = a3 = 0.0
-                b0 = b1 = b2 = b3 = 0.0
-                c0 = c1 = c2 = c3 = 0.0
-                d0 = d1 = d2 = d3 = 0.0
-                # unsigned offsets into the window view: no negative-index wraparound code on every load
-                for q in range(n // 4):
-                    k = np.uint64(4 * q)
-                    v0 = w[k]
-                    v1 = w[k + _U1]
-                    v2 = w[k + _U2]
-                    v3 = w[k + _U3]
-                    v4 = w[k + _U4]
-                    v5 = w[k + _U5]
-                    v6 = w[k + _U6]
-                    a0 += abs(v0 - m0)
-                    a1 += abs(v1 - m0)
-                    a2 += abs(v2 - m0)
-                    a3 += abs(v3 - m0)
-                    b0 += abs(v1 - m1)
-                    b1 += abs(v2 - m1)
-                    b2 += abs(v3 - m1)
-                    b3 += abs(v4 - m1)
-                    c0 += abs(v2 - m2)
-                    c1 += abs(v3 - m2)
-                    c2 += abs(v4 - m2)
-                    c3 += abs(v5 - m2)
-                    d0 += abs(v3 - m3)
-                    d1 += abs(v4 - m3)
-                    d2 += abs(v5 - m3)
-                    d3 += abs(v6 - m3)
-                for j in range((n // 4) * 4, n):
-                    k = np.uint64(j)
-                    a0 += abs(w[k] - m0)
-                    b0 += abs(w[k + _U1] - m1)
-                    c0 += abs(w[k + _U2] - m2)
-                    d0 += abs(w[k + _U3] - m3)
-                out[i] = ((a0 + a1) + (a2 + a3)) / n
-                out[i + 1] = ((b0 + b1) + (b2 + b3)) / n
-                out[i + 2] = ((c0 + c1) + (c2 + c3)) / n
-                out[i + 3] = ((d0 + d1) + (d2 + d3)) / n
-                i += 4
-                continue
+    for i in range(size):
         c = cnt[i]
         m = mean[i]
+        if full_ok and c == n and m == m:
+            continue
         if c < min_count or c == 0 or m != m:
             out[i] = NAN
         else:
-            lo = max(0, i - n + 1)
-            if c == i + 1 - lo:
-                out[i] = _abs_dev4(x, lo, c, m) / c
-            else:
-                d = 0.0
-                for j in range(lo, i + 1):
-                    if x[j] == x[j]:
-                        d += abs(x[j] - m)
-                out[i] = d / c
-        i += 1
+            d = 0.0
+            for k in range(max(0, i - n + 1), i + 1):
+                v = x[k]
+                if v == v:
+                    d += abs(v - m)
+            out[i] = d / c
     return out
 
 
