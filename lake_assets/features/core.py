@@ -125,6 +125,9 @@ def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
 
     def load(name: str) -> np.ndarray:
         if name == TS_US:
+            dtype = bars.schema[TS]
+            if isinstance(dtype, pl.Datetime) and dtype.time_unit == "us" and dtype.time_zone is not None:
+                return bars[TS].to_physical().to_numpy(writable=True)  # an aware datetime is stored as UTC epoch
             wall = pl.col(TS).dt.convert_time_zone("UTC").dt.replace_time_zone(None).dt.cast_time_unit("us")
             return bars.select(wall.to_physical()).to_series().to_numpy(writable=True)
         if name not in bars.columns:

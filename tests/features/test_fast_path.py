@@ -274,3 +274,15 @@ def test_benchmark_anchor_computes_the_same_rolling_primitives(
         assert np.array_equal(np.isnan(got), expected_missing), name
         both = ~np.isnan(got)
         np.testing.assert_allclose(got[both], want[both], rtol=1e-7, atol=1e-9 * np.nanmax(np.abs(want)), err_msg=name)
+
+
+@pytest.mark.parametrize(("zone", "unit"), [("UTC", "us"), ("America/New_York", "us"), ("Asia/Kolkata", "ns")])
+def test_loader_clock_is_utc_epoch_microseconds(zone: str, unit: str) -> None:
+    """The calendar features' clock: aware "us" timestamps are read as stored (UTC epoch), others converted."""
+    from lake_assets.features.arrays import TS_US
+    from lake_assets.features.core import _loader
+
+    ts = pl.datetime_range(datetime(2024, 3, 9, tzinfo=UTC), datetime(2024, 3, 12, tzinfo=UTC), "1h", eager=True)
+    bars = pl.DataFrame([ts.dt.convert_time_zone(zone).dt.cast_time_unit(unit).alias("ts")])
+    want = [int(t.timestamp() * 1_000_000) for t in ts.to_list()]
+    assert _loader(bars)(TS_US).tolist() == want
