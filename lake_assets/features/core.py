@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from lake_assets.features import kernels as K
-from lake_assets.features.arrays import TS_US, Arrays
+from lake_assets.features.arrays import TS_US, Arrays, Plan
 from lake_assets.features.catalog import (
     ASK,
     ASK_SIZE,
@@ -30,7 +30,7 @@ from lake_assets.features.catalog import (
     FeatureDef,
     required_lookback_bars,
 )
-from lake_assets.features.evaluate import Value, evaluate_catalog, evaluation_plan, output_series
+from lake_assets.features.evaluate import Releases, Value, evaluate_catalog, evaluation_plan, output_series
 from lake_assets.vocabulary import (
     BASIS_BPS,
     BUY_VOLUME,
@@ -51,6 +51,7 @@ from lake_assets.vocabulary import (
 
 __all__ = [
     "available_inputs",
+    "bar_arrays",
     "compute_features",
     "nan_ratio_report",
     "required_lookback_bars",
@@ -144,6 +145,14 @@ def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
     return load
 
 
+def bar_arrays(bars: pl.DataFrame, plan: Plan | None = None, releases: Releases | None = None) -> Arrays:
+    """The `Arrays` an evaluation of the catalog on these bars reads from (bar columns and the calendar clock).
+
+    Without `releases` every intermediate stays held after the evaluation (what `reference.rolling_primitives`
+    reads its inputs from)."""
+    return Arrays(_loader(bars), plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
+
+
 def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
     if target_start is None:
         return 0
@@ -177,7 +186,7 @@ def compute_features(
             columns[c.name] = output_series(c.name, values[c.name], c.dtype, start=start, gap_rows=mask)
 
     plan, releases = evaluation_plan(catalog, have)
-    arrays = Arrays(_loader(bars), plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
+    arrays = bar_arrays(bars, plan, releases)
     evaluate_catalog(arrays, catalog, have, bars[TS], emit)
     out: list[pl.Series] = [bars[TS].slice(start)]
     if INSTRUMENT in bars.columns:

@@ -432,10 +432,32 @@ _RUN_MAX = 64  # a longer run of keys sharing their high bits but not all equal:
 
 
 @njit(cache=True, nogil=True)
+def _sort_run(order: np.ndarray, keys: np.ndarray, i: int, j: int) -> bool:
+    """Put order[i:j] (rows sharing their keys' high bits) in full-key order by insertion sort; False, leaving it
+    as is, when the run holds different keys and is longer than _RUN_MAX (long insertion sorts are quadratic)."""
+    k0 = keys[order[i]]
+    t = i + 1
+    while t < j and keys[order[t]] == k0:
+        t += 1
+    if t == j:
+        return True  # one key throughout (ties): already in order, whatever the length
+    if j - i > _RUN_MAX:
+        return False
+    for t in range(i + 1, j):
+        o = order[t]
+        k = keys[o]
+        u = t - 1
+        while u >= i and keys[order[u]] > k:
+            order[u + 1] = order[u]
+            u -= 1
+        order[u + 1] = o
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _unpack_order(packed: np.ndarray, keys: np.ndarray, shift: int) -> tuple[np.ndarray, bool]:
-    """Row order from sorted packed keys, each run of rows sharing the high bits re-sorted by full key (insertion
-    sort: runs are of rows within ~2^-35 relative of each other, so rare and short); False when a mixed run is
-    longer than _RUN_MAX."""
+    """Row order from sorted packed keys, each run of rows sharing the high bits re-sorted by full key (runs are of
+    rows within ~2^-35 relative of each other, so rare and short); False when a run is too long to re-sort."""
     rows = packed.shape[0]
     s = np.uint64(shift)
     mask = (np.uint64(1) << s) - np.uint64(1)
@@ -444,28 +466,11 @@ def _unpack_order(packed: np.ndarray, keys: np.ndarray, shift: int) -> tuple[np.
         order[i] = np.int64(packed[i] & mask)
     i = 0
     while i < rows:
-        hi = packed[i] >> s
         j = i + 1
-        while j < rows and (packed[j] >> s) == hi:
+        while j < rows and (packed[j] >> s) == (packed[i] >> s):
             j += 1
-        if j - i > 1:
-            k0 = keys[order[i]]
-            mixed = False
-            for t in range(i + 1, j):
-                if keys[order[t]] != k0:
-                    mixed = True
-                    break
-            if mixed:
-                if j - i > _RUN_MAX:
-                    return order, False
-                for t in range(i + 1, j):
-                    o = order[t]
-                    k = keys[o]
-                    u = t - 1
-                    while u >= i and keys[order[u]] > k:
-                        order[u + 1] = order[u]
-                        u -= 1
-                    order[u + 1] = o
+        if j - i > 1 and not _sort_run(order, keys, i, j):
+            return order, False
         i = j
     return order, True
 
@@ -474,10 +479,7 @@ def _argsort_keys(keys: np.ndarray) -> np.ndarray:
     """An order of the rows by key (ties in any order). numpy's AVX-512 sort of (high key bits | row) values is ~2x
     faster than its argsort of the keys and ~15x faster than argsorting floats, which falls back to a scalar sort
     once NaN is present; rows whose keys differ only in the low bits are put in key order afterwards."""
-    rows = keys.shape[0]
-    shift = max(1, (rows - 1).bit_length())
-    if shift > 40:  # too few key bits left to be worth it
-        return np.argsort(keys)
+    shift = max(1, (keys.shape[0] - 1).bit_length())
     packed = _pack_keys(keys, shift)
     packed.sort()
     order, ok = _unpack_order(packed, keys, shift)

@@ -1,12 +1,13 @@
-"""The feature catalog as plain polars expressions: the reference for the numpy/numba fast path (`core.py`)."""
+"""The feature catalog as polars plans: the reference the numpy/numba fast path (`core.py`) is tested against, and
+the anchors `benchmarks/bench_features.py` measures it by."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from lake_assets.features.arrays import Arrays, min_count
+from lake_assets.features.arrays import min_count
 from lake_assets.features.catalog import FeatureCatalog
-from lake_assets.features.core import _loader, available_inputs
+from lake_assets.features.core import available_inputs, bar_arrays
 from lake_assets.features.evaluate import evaluate_catalog, plan_for
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
 
@@ -18,8 +19,9 @@ def expression_features(bars: pl.DataFrame, catalog: FeatureCatalog) -> pl.DataF
     `FeatureDef.build()` expressions, level by level.
 
     Same rows and null semantics as `compute_features` (NaN and gap bars null; inputs the instrument lacks give
-    all-null columns). It is what a polars user would write from the specs, so it is the reference the array path
-    is tested against and the anchor `benchmarks/bench_features.py` measures it by.
+    all-null columns). Each feature is computed on its own (its rolling statistics are numba kernels applied as
+    polars UDFs): no intermediates shared across features and no fused kernel lanes, which is what the fast path
+    adds.
     """
     have = available_inputs(bars, None)
     floats = [
@@ -69,8 +71,8 @@ def rolling_primitives(bars: pl.DataFrame, catalog: FeatureCatalog) -> tuple[pl.
     observations; rank: window).
     """
     have = available_inputs(bars)
-    arrays = Arrays(_loader(bars), loadable=frozenset(bars.columns))
-    evaluate_catalog(arrays, catalog, have, bars["ts"])  # every input (bar column, derived series, feature) held
+    arrays = bar_arrays(bars)
+    evaluate_catalog(arrays, catalog, have, bars[TS])  # no releases: every input (bar, derived, feature) stays held
     exprs: list[pl.Expr] = []
     names: set[str] = set()
 
@@ -80,25 +82,21 @@ def rolling_primitives(bars: pl.DataFrame, catalog: FeatureCatalog) -> tuple[pl.
 
     for (op, name), params in plan_for(catalog, have).items():
         for p in sorted(params, key=str):
-            if op == "roll":
-                n = int(p[0])
-                e = (
-                    col(name).rolling_mean(n, min_samples=min_count(n))
-                    if p[1]
-                    else col(name).rolling_sum(n, min_samples=min_count(n))
-                )
-            elif op == "std":
-                name_, n, ddof = str(p[0]), int(p[1]), int(p[2])
-                e = col(name_).rolling_std(n, min_samples=min_count(n), ddof=ddof)
-            elif op in ("max", "min"):
-                n = int(p[0])
-                e = getattr(col(name), f"rolling_{op}")(n, min_samples=min_count(n))
-            elif op == "ewm":
-                e = col(name).ewm_mean(alpha=float(p[0]), adjust=False, min_samples=int(p[1]), ignore_nulls=True)
+            if op == "std":  # one plan entry for every input: p = (input, window, ddof)
+                src, n = str(p[0]), int(p[1])
+                e = col(src).rolling_std(n, min_samples=min_count(n), ddof=int(p[2]))
+                label = f"{n},{int(p[2])}"
             else:
-                raise ValueError(f"rolling_primitives: no polars form for plan operation {op!r} ({name})")
-            label = ",".join(str(v) for v in p) if op != "std" else f"{n},{ddof}"
-            exprs.append(e.alias(f"{op}|{name_ if op == 'std' else name}|{label}"))
+                src, label = name, ",".join(str(v) for v in p)
+                if op in ("roll", "max", "min"):  # p = (window,) or (window, mean flag)
+                    n = int(p[0])
+                    fn = f"rolling_{op}" if op != "roll" else "rolling_mean" if p[1] else "rolling_sum"
+                    e = getattr(col(src), fn)(n, min_samples=min_count(n))
+                elif op == "ewm":
+                    e = col(src).ewm_mean(alpha=float(p[0]), adjust=False, min_samples=int(p[1]), ignore_nulls=True)
+                else:
+                    raise ValueError(f"rolling_primitives: no polars form for plan operation {op!r} ({name})")
+            exprs.append(e.alias(f"{op}|{src}|{label}"))
     for f in catalog.features:
         if f.kind == "template" and f.impl == "pct_rank":
             n = int(f.params["n"])
