@@ -20,46 +20,55 @@ from numba.extending import intrinsic
 NAN = np.nan
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _window_step(v: float, u: float, s: float, c: int) -> tuple[float, int]:
+    """Slide a window sum (s over c present values) by entering v and leaving u (either may be NaN = missing).
+
+    When both are present the count stays and the sum moves by their difference: the sum's dependency chain is one
+    addition per row, not two (the latency of that chain bound the single-window loops). Once the window is empty
+    the sum restarts at 0, dropping accumulated rounding."""
+    if v == v and u == u:
+        return s + (v - u), c
+    if v == v:
+        return s + v, c + 1
+    if u == u:
+        return (s - u, c - 1) if c > 1 else (0.0, 0)
+    return s, c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sum_scale(c: int, min_count: int, mean: bool) -> float:
+    """What a window sum over c present values is multiplied by: 1/c for a mean, 1 for a sum, NaN below min_count.
+
+    It changes only when the count does, so a mean costs a multiply per row instead of a division (the divider's
+    throughput bound the fused loops); s * (1/c) is within an ulp of s / c."""
+    if c < min_count or c <= 0:
+        return NAN
+    return 1.0 / c if mean else 1.0
+
+
 @njit(cache=True, nogil=True)
-def rolling_sum(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    out = np.empty(x.shape[0])
+def _rolling_sum_into(x: np.ndarray, n: int, min_count: int, mean: bool, out: np.ndarray) -> np.ndarray:
     s = 0.0
     c = 0
+    scale = NAN
     for i in range(x.shape[0]):
-        v = x[i]
-        if v == v:
-            s += v
-            c += 1
-        if i >= n:
-            u = x[i - n]
-            if u == u:
-                s -= u
-                c -= 1
-        if c == 0:
-            s = 0.0  # drop accumulated rounding once the window is empty
-        out[i] = s if c >= min_count and c > 0 else NAN
+        c_was = c
+        s, c = _window_step(x[i], x[i - n] if i >= n else NAN, s, c)
+        if c != c_was:
+            scale = _sum_scale(c, min_count, mean)
+        out[i] = s * scale
     return out
+
+
+@njit(cache=True, nogil=True)
+def rolling_sum(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
+    return _rolling_sum_into(x, n, min_count, False, np.empty(x.shape[0]))
 
 
 @njit(cache=True, nogil=True)
 def rolling_mean(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    out = np.empty(x.shape[0])
-    s = 0.0
-    c = 0
-    for i in range(x.shape[0]):
-        v = x[i]
-        if v == v:
-            s += v
-            c += 1
-        if i >= n:
-            u = x[i - n]
-            if u == u:
-                s -= u
-                c -= 1
-        if c == 0:
-            s = 0.0
-        out[i] = s / c if c >= min_count and c > 0 else NAN
-    return out
+    return _rolling_sum_into(x, n, min_count, True, np.empty(x.shape[0]))
 
 
 @njit(cache=True, nogil=True)
@@ -115,8 +124,9 @@ def rolling_var(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
     c = 0
     m = 0.0
     s = 0.0
+    r = 0.0
     for i in range(x.shape[0]):
-        c, m, s = _welford_step(x[i], x[i - n] if i >= n else NAN, i >= n, c, m, s)
+        c, m, s, r = _welford_step(x[i], x[i - n] if i >= n else NAN, i >= n, c, m, s, r)
         v = s / (c - ddof) if c >= min_count and c - ddof > 0 else NAN
         out[i] = 0.0 if v < 0.0 else v
     return out
@@ -552,35 +562,16 @@ def nan_cumsum(x: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def rolling_sum_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Row k = rolling_mean(x, ns[k], min_counts[k]) if means[k] else rolling_sum(x, ns[k], min_counts[k])."""
+    """Row k = rolling_mean(x, ns[k], min_counts[k]) if means[k] else rolling_sum(x, ns[k], min_counts[k]).
+
+    One pass per window, x re-read from cache: with the sum's chain at one addition per row and no division, a lone
+    window's loop (state in registers) outruns interleaved windows whose state goes through memory every row.
+    """
     k_n = ns.shape[0]
     rows = x.shape[0]
     out = np.empty((k_n, rows))
-    s = np.zeros(k_n)
-    c = np.zeros(k_n, dtype=np.int64)
-    for i in range(rows):
-        v = x[i]
-        present = v == v
-        for k in range(k_n):
-            n = ns[k]
-            sk = s[k]
-            ck = c[k]
-            if present:
-                sk += v
-                ck += 1
-            if i >= n:
-                u = x[i - n]
-                if u == u:
-                    sk -= u
-                    ck -= 1
-            if ck == 0:
-                sk = 0.0
-            if ck >= min_counts[k] and ck > 0:
-                out[k, i] = sk / ck if means[k] else sk
-            else:
-                out[k, i] = NAN
-            s[k] = sk
-            c[k] = ck
+    for k in range(k_n):
+        _rolling_sum_into(x, ns[k], min_counts[k], means[k], out[k])
     return out
 
 
@@ -596,17 +587,21 @@ def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _welford_step(a: float, b: float, drop: bool, c: int, m: float, s: float) -> tuple[int, float, float]:
-    """Add `a` and (if `drop`) remove `b` from a Welford state (count, mean, sum of squared deviations).
+def _welford_step(
+    a: float, b: float, drop: bool, c: int, m: float, s: float, r: float
+) -> tuple[int, float, float, float]:
+    """Add `a` and (if `drop`) remove `b` from a Welford state (count, mean, sum of squared deviations, 1/count).
 
-    When one value replaces another (the common case) the count is unchanged and one sliding update does both:
-    the mean's dependency chain is then one addition per row instead of two divisions, which bound the loop.
+    When one value replaces another (the common case) the count is unchanged and one sliding update does both,
+    moving the mean by the difference times the held reciprocal of the count: no division per row (the divider's
+    throughput bound the lanes), and the mean's dependency chain is one addition. The reciprocal is recomputed
+    only when the count changes; m + d * (1/c) is within an ulp of m + d / c.
     """
     if drop and a == a and b == b:
         d = a - b
-        m_new = m + d / c  # c >= 1: b is in the window
+        m_new = m + d * r  # c >= 1: b is in the window
         s += d * ((a - m_new) + (b - m))
-        return c, m_new, s
+        return c, m_new, s, r
     if a == a:
         c += 1
         dx = a - m
@@ -621,7 +616,7 @@ def _welford_step(a: float, b: float, drop: bool, c: int, m: float, s: float) ->
             dx = b - m
             m -= dx / c
             s -= dx * (b - m)
-    return c, m, s
+    return c, m, s, 1.0 / c if c > 0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -922,19 +917,20 @@ def rolling_std_multi(x: np.ndarray, ns: np.ndarray, ddofs: np.ndarray, min_coun
         c0 = c1 = c2 = c3 = 0
         m0 = m1 = m2 = m3 = 0.0
         s0 = s1 = s2 = s3 = 0.0
+        r0 = r1 = r2 = r3 = 0.0
         lanes = min(4, k_n - g)  # unused lanes of the last group are skipped (divisions are the bottleneck)
         for i in range(rows):
             a = x[i]
-            c0, m0, s0 = _welford_step(a, x[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
+            c0, m0, s0, r0 = _welford_step(a, x[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0, r0)
             o0[i] = _std_out(s0, c0, min_counts[k0], ddofs[k0])
             if lanes > 1:
-                c1, m1, s1 = _welford_step(a, x[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
+                c1, m1, s1, r1 = _welford_step(a, x[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1, r1)
                 o1[i] = _std_out(s1, c1, min_counts[k1], ddofs[k1])
             if lanes > 2:
-                c2, m2, s2 = _welford_step(a, x[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
+                c2, m2, s2, r2 = _welford_step(a, x[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2, r2)
                 o2[i] = _std_out(s2, c2, min_counts[k2], ddofs[k2])
             if lanes > 3:
-                c3, m3, s3 = _welford_step(a, x[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
+                c3, m3, s3, r3 = _welford_step(a, x[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3, r3)
                 o3[i] = _std_out(s3, c3, min_counts[k3], ddofs[k3])
     return out
 
@@ -1067,23 +1063,24 @@ def rolling_std_lanes2(
     c0 = c1 = c2 = c3 = 0
     m0 = m1 = m2 = m3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
+    r0 = r1 = r2 = r3 = 0.0
     for start in range(0, rows, _STD_BLOCK):
         stop = min(rows, start + _STD_BLOCK)
         for i in range(start, stop):
             j = i - start
-            c0, m0, s0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0)
+            c0, m0, s0, r0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0, r0)
             ss[0, j] = s0
             cs[0, j] = c0
             if lanes > 1:
-                c1, m1, s1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1)
+                c1, m1, s1, r1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1, r1)
                 ss[1, j] = s1
                 cs[1, j] = c1
             if lanes > 2:
-                c2, m2, s2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2)
+                c2, m2, s2, r2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2, r2)
                 ss[2, j] = s2
                 cs[2, j] = c2
             if lanes > 3:
-                c3, m3, s3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3)
+                c3, m3, s3, r3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3, r3)
                 ss[3, j] = s3
                 cs[3, j] = c3
         size = stop - start

@@ -254,6 +254,30 @@ def test_sliding_welford_std_stays_exact_over_long_windows_of_a_trending_price()
         assert got[i] == pytest.approx(np.nanstd(w, ddof=1), rel=1e-9)
 
 
+def test_rolling_sums_and_means_match_direct_window_sums_after_a_long_history() -> None:
+    """The sliding sum (one addition of the entering-minus-leaving difference per row) and the mean as sum times the
+    held reciprocal of the count stay within float rounding of a fresh sum of each window, 200k rows in, through
+    gaps, an emptied window (the sum restarts at 0) and partial windows below and above min_count."""
+    rng = np.random.default_rng(9)
+    x = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.002, 200_000)))
+    x[rng.random(x.size) < 0.02] = np.nan
+    x[150_000:150_040] = np.nan  # longer than the 20-row window: it empties
+    for n, mins in ((20, 10), (288, 144)):
+        sums, means = K.rolling_sum(x, n, mins), K.rolling_mean(x, n, mins)
+        fused = K.rolling_sum_multi(x, np.array([n, n]), np.array([mins, mins]), np.array([False, True]))
+        np.testing.assert_array_equal(fused[0], sums)
+        np.testing.assert_array_equal(fused[1], means)
+        rows = np.r_[np.arange(n + 5), rng.integers(n, x.size, 300), np.arange(150_000, 150_000 + n + 45)]
+        for i in rows:
+            w = x[max(0, i - n + 1) : i + 1]
+            w = w[~np.isnan(w)]
+            if w.size < mins:
+                assert np.isnan(sums[i]) and np.isnan(means[i]), i
+                continue
+            assert sums[i] == pytest.approx(w.sum(), rel=1e-12), i
+            assert means[i] == pytest.approx(w.mean(), rel=1e-12), i
+
+
 def test_a_series_against_itself_has_correlation_and_beta_exactly_one() -> None:
     rng = np.random.default_rng(4)
     x = np.cumsum(rng.normal(0, 1e-3, 5000)) * 1e-2  # small returns-like values
