@@ -125,9 +125,13 @@ def rolling_var(x: np.ndarray, n: int, min_count: int, ddof: int) -> np.ndarray:
     m = 0.0
     s = 0.0
     r = 0.0
+    scale = NAN
     for i in range(x.shape[0]):
+        c_was = c
         c, m, s, r = _welford_step(x[i], x[i - n] if i >= n else NAN, i >= n, c, m, s, r)
-        v = s / (c - ddof) if c >= min_count and c - ddof > 0 else NAN
+        if c != c_was:
+            scale = _var_scale(c, min_count, ddof)
+        v = s * scale
         out[i] = 0.0 if v < 0.0 else v
     return out
 
@@ -937,10 +941,15 @@ def rolling_std_multi(x: np.ndarray, ns: np.ndarray, ddofs: np.ndarray, min_coun
 
 @njit(cache=True, nogil=True, inline="always")
 def _std_out(s: float, c: int, min_count: int, ddof: int) -> float:
-    if c >= min_count and c - ddof > 0:
-        v = s / (c - ddof)
-        return 0.0 if v < 0.0 else math.sqrt(v)
-    return NAN
+    v = s * _var_scale(c, min_count, ddof)
+    return 0.0 if v < 0.0 else math.sqrt(v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _var_scale(c: int, min_count: int, ddof: int) -> float:
+    """What a sum of squared deviations over c values is multiplied by to give the variance: 1 / (c - ddof), NaN
+    below min_count or without degrees of freedom. Held while the count stays, so no division per row."""
+    return 1.0 / (c - ddof) if c >= min_count and c - ddof > 0 else NAN
 
 
 @njit(cache=True, nogil=True)
@@ -1015,7 +1024,7 @@ def extreme_flag(z: np.ndarray, level: np.ndarray, z_min: float, abs_min: float)
     return out
 
 
-_STD_BLOCK = 1024  # rows of Welford moments held (in L1) before the vectorised std pass turns them into outputs
+_STD_BLOCK = 512  # rows of Welford moments held (in L1) before the vectorised std pass turns them into outputs
 
 
 @njit(cache=True, nogil=True)
@@ -1046,8 +1055,8 @@ def rolling_std_lanes2(
     """rolling_std_lanes, plus out_b[k] = the same window with ddof ddofs_b[k] where that is >= 0 (both ddofs
     from one set of moments; rows of out_b for other lanes are left untouched).
 
-    The divider is the bottleneck of the Welford loop (two divisions per lane and row for the mean updates), so the
-    loop only records each block's moments (sum of squared deviations, count); a branch-free, vectorised pass
+    The loop only records each block's moments: the sum of squared deviations and the `_var_scale` of each ddof,
+    recomputed only when a lane's count changes (no division per row). A branch-free, vectorised pass
     (`std_from_moments`) turns the block into standard deviations while it is still in L1.
     """
     lanes = ns.shape[0]
@@ -1055,51 +1064,67 @@ def rolling_std_lanes2(
     out = np.empty((lanes, rows))
     out_b = np.empty((lanes, rows))  # pages of unused rows are never touched
     ss = np.empty((4, _STD_BLOCK))
-    cs = np.empty((4, _STD_BLOCK), dtype=np.int64)
+    sa = np.empty((4, _STD_BLOCK))
+    sb = np.empty((4, _STD_BLOCK))
     n0 = ns[0]
     n1 = ns[min(1, lanes - 1)]
     n2 = ns[min(2, lanes - 1)]
     n3 = ns[min(3, lanes - 1)]
+    d0, d1, d2, d3 = ddofs[0], ddofs[min(1, lanes - 1)], ddofs[min(2, lanes - 1)], ddofs[min(3, lanes - 1)]
+    e0, e1, e2, e3 = ddofs_b[0], ddofs_b[min(1, lanes - 1)], ddofs_b[min(2, lanes - 1)], ddofs_b[min(3, lanes - 1)]
+    q0, q1, q2, q3 = (
+        min_counts[0],
+        min_counts[min(1, lanes - 1)],
+        min_counts[min(2, lanes - 1)],
+        min_counts[min(3, lanes - 1)],
+    )
     c0 = c1 = c2 = c3 = 0
     m0 = m1 = m2 = m3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
     r0 = r1 = r2 = r3 = 0.0
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = NAN
     for start in range(0, rows, _STD_BLOCK):
         stop = min(rows, start + _STD_BLOCK)
         for i in range(start, stop):
             j = i - start
+            was = c0
             c0, m0, s0, r0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0, r0)
-            ss[0, j] = s0
-            cs[0, j] = c0
+            if c0 != was:
+                a0, b0 = _var_scale(c0, q0, d0), _var_scale(c0, q0, e0)
+            ss[0, j], sa[0, j], sb[0, j] = s0, a0, b0
             if lanes > 1:
+                was = c1
                 c1, m1, s1, r1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1, r1)
-                ss[1, j] = s1
-                cs[1, j] = c1
+                if c1 != was:
+                    a1, b1 = _var_scale(c1, q1, d1), _var_scale(c1, q1, e1)
+                ss[1, j], sa[1, j], sb[1, j] = s1, a1, b1
             if lanes > 2:
+                was = c2
                 c2, m2, s2, r2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2, r2)
-                ss[2, j] = s2
-                cs[2, j] = c2
+                if c2 != was:
+                    a2, b2 = _var_scale(c2, q2, d2), _var_scale(c2, q2, e2)
+                ss[2, j], sa[2, j], sb[2, j] = s2, a2, b2
             if lanes > 3:
+                was = c3
                 c3, m3, s3, r3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3, r3)
-                ss[3, j] = s3
-                cs[3, j] = c3
+                if c3 != was:
+                    a3, b3 = _var_scale(c3, q3, d3), _var_scale(c3, q3, e3)
+                ss[3, j], sa[3, j], sb[3, j] = s3, a3, b3
         size = stop - start
         for k in range(lanes):
-            std_from_moments(ss[k, :size], cs[k, :size], min_counts[k], ddofs[k], out[k, start:stop])
+            std_from_moments(ss[k, :size], sa[k, :size], out[k, start:stop])
             if ddofs_b[k] >= 0:
-                std_from_moments(ss[k, :size], cs[k, :size], min_counts[k], ddofs_b[k], out_b[k, start:stop])
+                std_from_moments(ss[k, :size], sb[k, :size], out_b[k, start:stop])
     return out, out_b
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def std_from_moments(ss: np.ndarray, counts: np.ndarray, min_count: int, ddof: int, out: np.ndarray) -> None:
-    """out = _std_out(ss, counts, min_count, ddof) elementwise (`out` may be `ss`). Branch-free so it vectorises:
-    numpy's error model lets the division by a zero `counts - ddof` produce inf/NaN, which the select discards."""
+@njit(cache=True, nogil=True)
+def std_from_moments(ss: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
+    """out = sqrt(ss * scales) elementwise, 0 where rounding made the product negative, NaN where the scale is (the
+    window lacks observations). Branch-free so it vectorises."""
     for i in range(ss.shape[0]):
-        c = counts[i]
-        v = ss[i] / (c - ddof)
-        r = 0.0 if v < 0.0 else math.sqrt(v)
-        out[i] = r if (c >= min_count) & (c - ddof > 0) else NAN
+        v = ss[i] * scales[i]
+        out[i] = 0.0 if v < 0.0 else math.sqrt(v)
 
 
 @njit(cache=True, nogil=True)
