@@ -130,12 +130,6 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return K.safe_div(a, b)
 
 
-def _diff_np(x: np.ndarray) -> np.ndarray:
-    d = np.full(x.shape[0], _NAN)
-    d[1:] = x[1:] - x[:-1]
-    return d
-
-
 def _ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     """100 * up / (up + down); 50 when both are zero (no movement), NaN when undefined."""
     return K.ratio_index(up, down)
@@ -183,7 +177,7 @@ def _stoch(c: np.ndarray, hh: np.ndarray, ll: np.ndarray, d: int) -> dict[str, n
 
 
 def _typical(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return (h + lo + c) / 3.0
+    return K.typical_price(h, lo, c)  # type: ignore[no-any-return]
 
 
 def cci_np(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
@@ -196,7 +190,7 @@ def _cci(tp: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
 
 
 def _signed_volume(c: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.sign(_diff_np(c)) * v
+    return K.signed_by_change(c, v)  # type: ignore[no-any-return]
 
 
 def obv_np(c: np.ndarray, v: np.ndarray, n: int | None) -> np.ndarray:
@@ -306,7 +300,7 @@ def _a_adx(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
 
     def parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pdm, mdm = K.directional_movement(a.x(HIGH), a.x(LOW))
-        return pdm, mdm, np.where(np.isnan(pdm), _NAN, a.x(_a_tr(a)))
+        return pdm, mdm, K.missing_where(pdm, a.x(_a_tr(a)))
 
     pdm = a.derived("__pdm", lambda: parts()[0])
     mdm = a.derived("__mdm", lambda: parts()[1])
@@ -344,9 +338,7 @@ def _a_roc(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _a_donchian(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:
     hh, ll = a.rolling_max(HIGH, p["n"]), a.rolling_min(LOW, p["n"])
-    mid = hh + ll
-    mid /= 2.0
-    return {"upper": hh, "lower": ll, "mid": mid}
+    return {"upper": hh, "lower": ll, "mid": K.midpoint(hh, ll)}
 
 
 def _a_keltner(a: Arrays, p: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -735,6 +735,70 @@ def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# --- one-pass elementwise combinations: a numpy expression makes a temporary array (a trip to memory) per operation
+
+
+@njit(cache=True, nogil=True)
+def diff_ratio(a: np.ndarray, b: np.ndarray, d: np.ndarray, absolute: bool) -> np.ndarray:
+    """(a - b) / d (|a - b| / d when `absolute`), NaN where d == 0: `safe_div` of the difference, in one pass."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        v = a[i] - b[i]
+        if absolute:
+            v = abs(v)
+        out[i] = v / d[i] if d[i] != 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def spread_bps(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
+    """(ask - bid) / mid * 1e4 with mid = (ask + bid) / 2, NaN where mid == 0."""
+    out = np.empty(bid.shape[0])
+    for i in range(bid.shape[0]):
+        mid = (ask[i] + bid[i]) / 2.0
+        out[i] = (ask[i] - bid[i]) / mid * 1e4 if mid != 0.0 else NAN
+    return out
+
+
+@njit(cache=True, nogil=True)
+def typical_price(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(h + lo + c) / 3."""
+    out = np.empty(h.shape[0])
+    for i in range(h.shape[0]):
+        out[i] = (h[i] + lo[i] + c[i]) / 3.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def signed_by_change(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """sign(c[t] - c[t-1]) * v[t] (0 on no change), NaN on the first row and where either side is missing."""
+    out = np.empty(c.shape[0])
+    if c.shape[0]:
+        out[0] = NAN
+    for i in range(1, c.shape[0]):
+        d = c[i] - c[i - 1]
+        out[i] = (1.0 if d > 0.0 else -1.0 if d < 0.0 else 0.0 if d == 0.0 else NAN) * v[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def missing_where(mask: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """x with NaN wherever `mask` is NaN."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = NAN if mask[i] != mask[i] else x[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a + b) / 2."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = (a[i] + b[i]) / 2.0
+    return out
+
+
 @njit(cache=True, nogil=True)
 def ratio_index(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     """100 * up / (up + down); 50 when both are zero (no movement), NaN when undefined."""
@@ -881,11 +945,12 @@ def positive_log_change(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """ISO weekday, hour, "last day of its month" and day number (since 1970-01-01) of UTC epoch microseconds."""
+    """ISO weekday, hour, "last day of its month" (1.0 / 0.0) as float64, the evaluation's numeric type, and day
+    number (int64, since 1970-01-01) of UTC epoch microseconds."""
     size = us.shape[0]
-    weekday = np.empty(size, dtype=np.int8)
-    hour = np.empty(size, dtype=np.int8)
-    month_end = np.empty(size, dtype=np.bool_)
+    weekday = np.empty(size)
+    hour = np.empty(size)
+    month_end = np.empty(size)
     days = np.empty(size, dtype=np.int64)
     day_us = 86_400_000_000
     last_day = -(2**62)
@@ -904,7 +969,7 @@ def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
             mp = (5 * doy + 2) // 153
             last_end = doy - (153 * mp + 2) // 5 + 1 == 1
             last_day = d
-        month_end[i] = last_end
+        month_end[i] = 1.0 if last_end else 0.0
     return weekday, hour, month_end, days
 
 

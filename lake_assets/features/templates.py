@@ -289,10 +289,13 @@ def _a_realized_vol(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_parkinson(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    def hl2() -> np.ndarray:
+    def hl2() -> np.ndarray:  # one buffer, updated in place (numpy's log)
+        hl = np.empty(a.x(i[0]).shape[0])
         with np.errstate(divide="ignore", invalid="ignore"):
-            hl = np.log(a.x(i[0]) / a.x(i[1]))
-        return hl * hl
+            np.divide(a.x(i[0]), a.x(i[1]), out=hl)
+            np.log(hl, out=hl)
+        np.multiply(hl, hl, out=hl)
+        return hl
 
     sq = a.derived(f"__hl2:{i[0]}:{i[1]}", hl2)
     return K.scaled_sqrt(a.rolling_mean(sq, p["n"]), p["n"] / (4.0 * math.log(2.0)))
@@ -339,11 +342,11 @@ def _a_carry_state(a: Arrays, i: list[str], p: dict[str, Any]) -> Labeled:
 
 
 def _a_body_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    return _sdiv(np.abs(a.x(i[1]) - a.x(i[0])), a.x(i[2]))
+    return K.diff_ratio(a.x(i[1]), a.x(i[0]), a.x(i[2]), True)
 
 
 def _a_range_ratio(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    return _sdiv(a.x(i[0]) - a.x(i[1]), a.x(i[2]))
+    return K.diff_ratio(a.x(i[0]), a.x(i[1]), a.x(i[2]), False)
 
 
 def _a_wick(upper: bool) -> Callable[[Arrays, list[str], dict[str, Any]], np.ndarray]:
@@ -364,8 +367,7 @@ def _a_roll_spread(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
 
 
 def _a_spread_bps(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    bid, ask = a.x(i[0]), a.x(i[1])
-    return _sdiv(ask - bid, (ask + bid) / 2.0) * 1e4
+    return K.spread_bps(a.x(i[0]), a.x(i[1]))
 
 
 def _a_imbalance(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
@@ -401,15 +403,15 @@ def _calendar(a: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def _a_weekday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    return _calendar(a)[0].astype(np.float64)
+    return _calendar(a)[0]
 
 
 def _a_hour(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    return _calendar(a)[1].astype(np.float64)
+    return _calendar(a)[1]
 
 
 def _a_month_end(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
-    return _calendar(a)[2].astype(np.float64)
+    return _calendar(a)[2]
 
 
 @lru_cache(maxsize=8)
