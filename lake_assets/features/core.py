@@ -179,11 +179,19 @@ def compute_features(
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
     columns: dict[str, pl.Series] = {}
+    # one column per in-flight array: a value several features emit (a Bollinger mid is its SMA) is converted once
+    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, pl.Series]] = {}
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
         for c in f.columns:
-            columns[c.name] = output_series(c.name, values[c.name], c.dtype, start=start, gap_rows=mask)
+            value = values[c.name]
+            key = (id(value), mask is None, c.dtype)
+            if key in converted:
+                columns[c.name] = converted[key][1].alias(c.name)
+                continue
+            columns[c.name] = output_series(c.name, value, c.dtype, start=start, gap_rows=mask)
+            converted[key] = (value, columns[c.name])  # holds the value: its id stays unique
 
     plan, releases = evaluation_plan(catalog, have)
     arrays = bar_arrays(bars, plan, releases)
