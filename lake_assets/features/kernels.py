@@ -655,50 +655,73 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
     two alternating buffers); a window of n rows is the extreme of two overlapping level-p windows (2^p <= n).
     Levels are shared by all windows and every step is a branch-free elementwise max (missing values enter as
     -inf; a prefix count of present values decides validity), far faster than a monotonic deque on noisy data.
-    Max/min are exact, so the result equals the deque's.
+    The table is built tile by tile (each tile re-reads the longest window's rows before it), so levels and counts
+    stay in L1/L2 and only x and the outputs go to memory. Max/min are exact, so the result equals the deque's.
     """
     rows = x.shape[0]
     k_n = ns.shape[0]
     out = np.empty((k_n, rows))
     level_of = np.empty(k_n, dtype=np.int64)
     top = 0
+    halo = 0
     for k in range(k_n):
         p = 0
         while (2 << p) <= ns[k]:
             p += 1
         level_of[k] = p
         top = max(top, p)
-    present = np.empty(rows + 1, dtype=np.int64)  # present[i] = present values among rows < i
-    present[0] = 0
-    lev = np.empty(rows)
-    for i in range(rows):
-        v = sign * x[i]
-        ok = v == v
-        lev[i] = v if ok else -np.inf
-        present[i + 1] = present[i] + ok
-    nxt = np.empty(rows)
-    for p in range(top + 1):
-        if p > 0:
-            h = min(1 << (p - 1), rows)
-            nxt[:h] = lev[:h]
-            _max_shifted(lev[h:], lev[: rows - h], nxt[h:])
-            lev, nxt = nxt, lev
-        w = 1 << p
-        for k in range(k_n):
-            if level_of[k] != p:
-                continue
-            n = ns[k]
-            mc = max(min_counts[k], 1)
-            o = out[k]
-            head = min(rows, n - 1)  # rows whose window starts before row 0
-            for i in range(head):
-                j = i - n + w
-                a = lev[i]
-                b = lev[j] if j >= 0 else a
-                m = a if a >= b else b
-                o[i] = sign * m if present[i + 1] >= mc else NAN
-            if rows > head:  # row i: level-p windows ending at i and at i - n + w, present count over (i - n, i]
-                _window_extreme(lev[head:], lev[w - 1 : rows - n + w], present[n:], present, mc, sign, o[head:])
+        halo = max(halo, ns[k] - 1)
+    tile = max(2048, 4 * halo)
+    size = tile + halo
+    lev = np.empty(size)
+    nxt = np.empty(size)
+    present = np.empty(size + 1, dtype=np.int64)  # present[r] = present values among loaded rows < r
+    for t0 in range(0, rows, tile):
+        t1 = min(rows, t0 + tile)
+        h0 = max(0, t0 - halo)
+        m = t1 - h0
+        a, b = lev, nxt
+        present[0] = 0
+        for r in range(m):
+            v = sign * x[h0 + r]
+            ok = v == v
+            a[r] = v if ok else -np.inf
+            present[r + 1] = present[r] + ok
+        for p in range(top + 1):
+            if p > 0:
+                h = min(1 << (p - 1), m)
+                b[:h] = a[:h]
+                _max_shifted(a[h:m], a[: m - h], b[h:m])
+                a, b = b, a
+            w = 1 << p
+            for k in range(k_n):
+                if level_of[k] != p:
+                    continue
+                n = ns[k]
+                mc = max(min_counts[k], 1)
+                o = out[k]
+                first = t0
+                if t0 < n - 1:  # rows whose window starts before row 0 (first tile: h0 = 0)
+                    head = min(t1, n - 1)
+                    for i in range(t0, head):
+                        j = i - n + w
+                        u = a[i]
+                        v = a[j] if j >= 0 else u
+                        mm = u if u >= v else v
+                        o[i] = sign * mm if present[i + 1] >= mc else NAN
+                    first = head
+                if t1 > first:
+                    l0, l1 = first - h0, t1 - h0
+                    lo = l0 - n
+                    _window_extreme(
+                        a[l0:l1],
+                        a[lo + w : l1 - n + w],
+                        present[l0 + 1 : l1 + 1],
+                        present[lo + 1 : l1 - n + 1],
+                        mc,
+                        sign,
+                        o[first:t1],
+                    )
     return out
 
 
