@@ -305,6 +305,25 @@ def test_rolling_cov_corr_and_extremes_match_pandas() -> None:
     _close(K.rolling_std(x, 25, 5, 1), s.rolling(25, min_periods=5).std().to_numpy(), rtol=1e-8)
 
 
+def test_rolling_extremes_across_tiles_match_pandas() -> None:
+    """The sparse table is built in tiles of >= 2048 rows that re-read the longest window's rows before them: every
+    window, including ones longer than a tile's halo of shorter windows, matches pandas across tile boundaries."""
+    rng = np.random.default_rng(12)
+    x = np.cumsum(rng.normal(size=20_000))
+    x[rng.random(x.size) < 0.03] = np.nan
+    x[4090:4200] = np.nan  # a gap straddling a tile boundary
+    ns = np.array([1, 14, 55, 700, 3000])
+    mins = np.maximum(ns // 2, 1)
+    s = pd.Series(x)
+    for sign, out in (
+        (1.0, K.rolling_extreme_multi(x, ns, mins, 1.0)),
+        (-1.0, K.rolling_extreme_multi(x, ns, mins, -1.0)),
+    ):
+        for k, n in enumerate(ns):
+            roll = s.rolling(int(n), min_periods=int(mins[k]))
+            _close(out[k], (roll.max() if sign > 0 else roll.min()).to_numpy())
+
+
 def test_signed_run_length_counts_same_sign_and_caps() -> None:
     x = np.array([1.0, 2.0, 3.0, -1.0, -1.0, 0.0, np.nan, 4.0, 4.0, 4.0, 4.0])
     np.testing.assert_array_equal(K.signed_run_length(x, 3), [1, 2, 3, -1, -2, 0, np.nan, 1, 2, 3, 3])
