@@ -417,7 +417,7 @@ def _order_keys(x: np.ndarray) -> np.ndarray:
 def _ranks_from_packed(
     packed: np.ndarray, keys: np.ndarray, order: np.ndarray, shift: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """`_ranks_from_order` from `_argsort_keys`' sorted packed keys: two rows hold equal values only if their high
+    """`_ranks_from_order` from `_packed_order`'s sorted packed keys: two rows hold equal values only if their high
     key bits (read in sorted order) are equal, so a key is gathered only then. Missing values (all-ones keys) sort
     last."""
     rows = order.shape[0]
@@ -518,20 +518,17 @@ def _unpack_order(packed: np.ndarray, keys: np.ndarray, shift: int) -> tuple[np.
 
 
 def _packed_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, int]:
-    """(sorted packed keys, row order, whether the order is complete, bits of row index packed) (`_argsort_keys`)."""
+    """(sorted packed keys, row order by key, whether that order is complete, row-index bits packed).
+
+    numpy's AVX-512 sort of (high key bits | row) values is ~2x faster than its argsort of the keys and ~15x faster
+    than argsorting floats, which falls back to a scalar sort once NaN is present; rows whose keys differ only in
+    the low bits are put in key order afterwards, unless a run of them is too long (then the order is incomplete).
+    """
     shift = max(1, (keys.shape[0] - 1).bit_length())
     packed = _pack_keys(keys, shift)
     packed.sort()
     order, ok = _unpack_order(packed, keys, shift)
     return packed, order, ok, shift
-
-
-def _argsort_keys(keys: np.ndarray) -> np.ndarray:
-    """An order of the rows by key (ties in any order). numpy's AVX-512 sort of (high key bits | row) values is ~2x
-    faster than its argsort of the keys and ~15x faster than argsorting floats, which falls back to a scalar sort
-    once NaN is present; rows whose keys differ only in the low bits are put in key order afterwards."""
-    _, order, ok, _ = _packed_order(keys)
-    return order if ok else np.argsort(keys)
 
 
 def _sort_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -749,13 +746,12 @@ def rolling_extreme_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray,
                         o[i] = sign * mm if present[i + 1] >= mc else NAN
                     first = head
                 if t1 > first:
-                    l0, l1 = first - h0, t1 - h0
-                    lo = l0 - n
+                    l0, l1 = first - h0, t1 - h0  # loaded rows of the outputs; their windows start n - 1 earlier
                     _window_extreme(
                         a[l0:l1],
-                        a[lo + w : l1 - n + w],
+                        a[l0 - n + w : l1 - n + w],
                         present[l0 + 1 : l1 + 1],
-                        present[lo + 1 : l1 - n + 1],
+                        present[l0 - n + 1 : l1 - n + 1],
                         mc,
                         sign,
                         o[first:t1],
@@ -1167,6 +1163,13 @@ def rolling_std_lanes(
     return rolling_std_lanes2(x0, x1, x2, x3, ns, ddofs, np.full(ns.shape[0], -1), min_counts)[0]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _four(a: np.ndarray) -> tuple[Any, Any, Any, Any]:
+    """A lane parameter for four lanes: lanes past the last given repeat it (and are skipped)."""
+    last = a.shape[0] - 1
+    return a[0], a[min(1, last)], a[min(2, last)], a[min(3, last)]
+
+
 @njit(cache=True, nogil=True)
 def rolling_std_lanes2(
     x0: np.ndarray,
@@ -1192,18 +1195,10 @@ def rolling_std_lanes2(
     ss = np.empty((4, _STD_BLOCK))
     sa = np.empty((4, _STD_BLOCK))
     sb = np.empty((4, _STD_BLOCK))
-    n0 = ns[0]
-    n1 = ns[min(1, lanes - 1)]
-    n2 = ns[min(2, lanes - 1)]
-    n3 = ns[min(3, lanes - 1)]
-    d0, d1, d2, d3 = ddofs[0], ddofs[min(1, lanes - 1)], ddofs[min(2, lanes - 1)], ddofs[min(3, lanes - 1)]
-    e0, e1, e2, e3 = ddofs_b[0], ddofs_b[min(1, lanes - 1)], ddofs_b[min(2, lanes - 1)], ddofs_b[min(3, lanes - 1)]
-    q0, q1, q2, q3 = (
-        min_counts[0],
-        min_counts[min(1, lanes - 1)],
-        min_counts[min(2, lanes - 1)],
-        min_counts[min(3, lanes - 1)],
-    )
+    n0, n1, n2, n3 = _four(ns)
+    d0, d1, d2, d3 = _four(ddofs)
+    e0, e1, e2, e3 = _four(ddofs_b)
+    q0, q1, q2, q3 = _four(min_counts)
     c0 = c1 = c2 = c3 = 0
     m0 = m1 = m2 = m3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
