@@ -30,7 +30,14 @@ from lake_assets.features.catalog import (
     FeatureDef,
     required_lookback_bars,
 )
-from lake_assets.features.evaluate import Releases, Value, evaluate_catalog, evaluation_plan, output_series
+from lake_assets.features.evaluate import (
+    PreparedColumn,
+    Releases,
+    Value,
+    evaluate_catalog,
+    evaluation_plan,
+    prepare_column,
+)
 from lake_assets.vocabulary import (
     BASIS_BPS,
     BUY_VOLUME,
@@ -178,9 +185,9 @@ def compute_features(
     start = _start_row(bars, target_start)
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
-    columns: dict[str, pl.Series] = {}
+    columns: dict[str, tuple[str, PreparedColumn]] = {}  # column -> (name it is built under, its buffers)
     # one column per in-flight array: a value several features emit (a Bollinger mid is its SMA) is converted once
-    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, pl.Series]] = {}
+    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, str, PreparedColumn]] = {}
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
@@ -188,10 +195,10 @@ def compute_features(
             value = values[c.name]
             key = (id(value), mask is None, c.dtype)
             if key in converted:
-                columns[c.name] = converted[key][1].alias(c.name)
+                columns[c.name] = converted[key][1:]
                 continue
-            columns[c.name] = output_series(c.name, value, c.dtype, start=start, gap_rows=mask)
-            converted[key] = (value, columns[c.name])  # holds the value: its id stays unique
+            columns[c.name] = (c.name, prepare_column(c.name, value, c.dtype, start=start, gap_rows=mask))
+            converted[key] = (value, *columns[c.name])  # holds the value: its id stays unique
 
     plan, releases = evaluation_plan(catalog, have)
     arrays = bar_arrays(bars, plan, releases)
@@ -202,10 +209,18 @@ def compute_features(
     else:
         out.append(pl.repeat(None, height, dtype=pl.String, eager=True).alias(INSTRUMENT))
     out.append(gap.slice(start).alias(IS_GAP))
+    built: dict[int, pl.Series] = {}  # columns are built after the evaluation, in one loop (see PreparedColumn)
     for f in catalog.features:
         for c in f.columns:
             made = columns.get(c.name)
-            out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name) if made is None else made)
+            if made is None:
+                out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name))
+                continue
+            name, prepared = made
+            s = built.get(id(prepared))
+            if s is None:
+                s = built[id(prepared)] = prepared.build()
+            out.append(s if name == c.name else s.alias(c.name))
     return pl.DataFrame(out)
 
 

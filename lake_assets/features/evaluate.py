@@ -24,7 +24,7 @@ from lake_assets.features.indicators import INDICATORS
 from lake_assets.features.templates import TEMPLATES
 from lake_assets.vocabulary import TS
 
-__all__ = ["evaluate_catalog", "evaluation_plan", "output_series", "plan_for"]
+__all__ = ["PreparedColumn", "evaluate_catalog", "evaluation_plan", "output_series", "plan_for", "prepare_column"]
 
 Value = np.ndarray | Labeled
 Emit = Callable[[FeatureDef, dict[str, Value]], None]
@@ -169,26 +169,71 @@ def output_series(
     is wrapped as is (zero-copy; the value array must not be written to afterwards). Integer, boolean and label
     codes are converted by one kernel pass instead of a polars cast (a full pass with overflow checks of its own).
     """
-    arr = value.codes if isinstance(value, Labeled) else value
     if not nan_to_null:
+        arr = value.codes if isinstance(value, Labeled) else value
         s = pl.Series(name, arr[start:])
         return s if dtype == pl.Float64 else s.cast(dtype)
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
-    validity = pa.py_buffer(bits) if nulls else None
-    if isinstance(value, Labeled):
-        table = _inline_views(value.labels)
-        if table is not None:  # every label fits a view inline: no string buffer, no gather
-            views = pa.py_buffer(K.label_views(arr, table))
-            out = pl.Series(
-                name, pa.Array.from_buffers(pa.string_view(), arr.shape[0], [validity, views], null_count=nulls)
+    return prepare_column(name, value, dtype, start=start, gap_rows=gap_rows).build()
+
+
+class PreparedColumn:
+    """A column's buffers, made by the kernel passes over its value while that value is still in cache; `build`
+    wraps them as a polars column later.
+
+    The two halves run apart because they compete for the cache in opposite ways: the passes want the value just
+    computed, the Python/Arrow/polars object construction wants its own code and objects hot, which a kernel
+    streaming megabytes evicts. Building every column in one loop at the end costs a third of building each one
+    between kernels.
+    """
+
+    __slots__ = ("_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_start", "_validity")
+
+    def __init__(self, name: str, value: Value, dtype: pl.DataType, *, start: int, gap_rows: np.ndarray | None):
+        arr = np.ascontiguousarray(value.codes if isinstance(value, Labeled) else value, dtype=np.float64)
+        bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
+        self._name, self._dtype, self._start, self._size = name, dtype, start, arr.shape[0]
+        self._validity, self._nulls = (bits if nulls else None), nulls
+        self._labels: tuple[str, ...] | None = None
+        self._kind: pa.DataType | None = None  # None: the float buffer through polars' cast (see `build`)
+        data: np.ndarray = arr
+        if isinstance(value, Labeled):
+            table = _inline_views(value.labels)
+            if table is not None:  # every label fits a view inline: no string buffer, no gather
+                data, self._kind = K.label_views(arr, table), pa.string_view()
+            else:
+                self._labels = value.labels
+                data, self._kind = _exact_codes(arr, pl.UInt32())
+        elif dtype == pl.Float64:
+            self._kind = pa.float64()
+        elif dtype == pl.Boolean:
+            data, self._kind = K.truth_bitmap(arr), pa.bool_()
+        elif dtype in _INTS:
+            data, self._kind = _exact_codes(arr, dtype)
+        self._data = data
+
+    def build(self) -> pl.Series:
+        validity = None if self._validity is None else pa.py_buffer(self._validity)
+        if self._kind is None:  # fractional / out of range / a type without a fast path: polars' cast decides
+            floats = pa.Array.from_buffers(
+                pa.float64(), self._size, [validity, pa.py_buffer(self._data)], null_count=self._nulls
             )
-            return out.slice(start) if start else out
-        idx = _arrow_column(name, arr, validity, nulls, pl.UInt32())
-        labels = pl.Series(name, value.labels, dtype=pl.String)
-        return labels.gather(idx.slice(start) if start else idx).alias(name)
-    s = _arrow_column(name, arr, validity, nulls, dtype)
-    return s.slice(start) if start else s
+            s = pl.Series(self._name, floats).cast(pl.UInt32() if self._labels is not None else self._dtype)
+        else:
+            arrow = pa.Array.from_buffers(
+                self._kind, self._size, [validity, pa.py_buffer(self._data)], null_count=self._nulls
+            )
+            s = pl.Series(self._name, arrow)
+        if self._labels is not None:
+            labels = pl.Series(self._name, self._labels, dtype=pl.String)
+            return labels.gather(s.slice(self._start) if self._start else s).alias(self._name)
+        return s.slice(self._start) if self._start else s
+
+
+def prepare_column(
+    name: str, value: Value, dtype: pl.DataType, *, start: int = 0, gap_rows: np.ndarray | None = None
+) -> PreparedColumn:
+    """`output_series`'s kernel passes now, its column later (`.build()`)."""
+    return PreparedColumn(name, value, dtype, start=start, gap_rows=gap_rows)
 
 
 @lru_cache(maxsize=64)
@@ -213,21 +258,10 @@ _INTS: dict[pl.DataType, tuple[pa.DataType, type[np.integer], float, float]] = {
 }
 
 
-def _arrow_column(name: str, arr: np.ndarray, validity: pa.Buffer | None, nulls: int, dtype: pl.DataType) -> pl.Series:
-    """`arr` (float64, NaN rows already marked in `validity`) as a column of `dtype` built from Arrow buffers."""
-    size = arr.shape[0]
-    if dtype == pl.Float64:
-        data = pa.py_buffer(arr)
-        kind = pa.float64()
-    elif dtype == pl.Boolean:
-        data = pa.py_buffer(K.truth_bitmap(arr))
-        kind = pa.bool_()
-    elif dtype in _INTS:
-        kind, np_type, lo, hi = _INTS[dtype]
-        ints = np.empty(size, dtype=np_type)
-        if not K.exact_ints(arr, ints, lo, hi):  # fractional / out of range: polars' cast semantics decide
-            return _arrow_column(name, arr, validity, nulls, pl.Float64()).cast(dtype)
-        data = pa.py_buffer(ints)
-    else:
-        return _arrow_column(name, arr, validity, nulls, pl.Float64()).cast(dtype)
-    return pl.Series(name, pa.Array.from_buffers(kind, size, [validity, data], null_count=nulls))
+def _exact_codes(arr: np.ndarray, dtype: pl.DataType) -> tuple[np.ndarray, pa.DataType | None]:
+    """`arr`'s values as `dtype` integers by one kernel pass; (arr, None) when one is fractional or out of range."""
+    kind, np_type, lo, hi = _INTS[dtype]
+    ints = np.empty(arr.shape[0], dtype=np_type)
+    if not K.exact_ints(arr, ints, lo, hi):
+        return arr, None
+    return ints, kind
