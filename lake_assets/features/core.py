@@ -36,7 +36,6 @@ from lake_assets.features.evaluate import (
     Value,
     evaluate_catalog,
     evaluation_plan,
-    prepare_column,
 )
 from lake_assets.vocabulary import (
     BASIS_BPS,
@@ -185,20 +184,18 @@ def compute_features(
     start = _start_row(bars, target_start)
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
-    columns: dict[str, tuple[str, PreparedColumn]] = {}  # column -> (name it is built under, its buffers)
+    columns: dict[str, PreparedColumn] = {}  # built after the evaluation, in one loop (see PreparedColumn)
     # one column per in-flight array: a value several features emit (a Bollinger mid is its SMA) is converted once
-    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, str, PreparedColumn]] = {}
+    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, PreparedColumn]] = {}
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
         for c in f.columns:
             value = values[c.name]
             key = (id(value), mask is None, c.dtype)
-            if key in converted:
-                columns[c.name] = converted[key][1:]
-                continue
-            columns[c.name] = (c.name, prepare_column(c.name, value, c.dtype, start=start, gap_rows=mask))
-            converted[key] = (value, *columns[c.name])  # holds the value: its id stays unique
+            if key not in converted:  # the entry holds the value, so its id stays unique
+                converted[key] = (value, PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask))
+            columns[c.name] = converted[key][1]
 
     plan, releases = evaluation_plan(catalog, have)
     arrays = bar_arrays(bars, plan, releases)
@@ -209,18 +206,14 @@ def compute_features(
     else:
         out.append(pl.repeat(None, height, dtype=pl.String, eager=True).alias(INSTRUMENT))
     out.append(gap.slice(start).alias(IS_GAP))
-    built: dict[int, pl.Series] = {}  # columns are built after the evaluation, in one loop (see PreparedColumn)
     for f in catalog.features:
         for c in f.columns:
             made = columns.get(c.name)
             if made is None:
                 out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name))
                 continue
-            name, prepared = made
-            s = built.get(id(prepared))
-            if s is None:
-                s = built[id(prepared)] = prepared.build()
-            out.append(s if name == c.name else s.alias(c.name))
+            s = made.build()
+            out.append(s if s.name == c.name else s.alias(c.name))
     return pl.DataFrame(out)
 
 

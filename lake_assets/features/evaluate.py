@@ -24,7 +24,7 @@ from lake_assets.features.indicators import INDICATORS
 from lake_assets.features.templates import TEMPLATES
 from lake_assets.vocabulary import TS
 
-__all__ = ["PreparedColumn", "evaluate_catalog", "evaluation_plan", "output_series", "plan_for", "prepare_column"]
+__all__ = ["PreparedColumn", "evaluate_catalog", "evaluation_plan", "output_series", "plan_for"]
 
 Value = np.ndarray | Labeled
 Emit = Callable[[FeatureDef, dict[str, Value]], None]
@@ -173,12 +173,12 @@ def output_series(
         arr = value.codes if isinstance(value, Labeled) else value
         s = pl.Series(name, arr[start:])
         return s if dtype == pl.Float64 else s.cast(dtype)
-    return prepare_column(name, value, dtype, start=start, gap_rows=gap_rows).build()
+    return PreparedColumn(name, value, dtype, start=start, gap_rows=gap_rows).build()
 
 
 class PreparedColumn:
     """A column's buffers, made by the kernel passes over its value while that value is still in cache; `build`
-    wraps them as a polars column later.
+    wraps them as a polars column later (once: a column several features emit is built for the first and shared).
 
     The two halves run apart because they compete for the cache in opposite ways: the passes want the value just
     computed, the Python/Arrow/polars object construction wants its own code and objects hot, which a kernel
@@ -186,9 +186,11 @@ class PreparedColumn:
     between kernels.
     """
 
-    __slots__ = ("_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_start", "_validity")
+    __slots__ = ("_built", "_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_start", "_validity")
 
-    def __init__(self, name: str, value: Value, dtype: pl.DataType, *, start: int, gap_rows: np.ndarray | None):
+    def __init__(
+        self, name: str, value: Value, dtype: pl.DataType, *, start: int = 0, gap_rows: np.ndarray | None = None
+    ):
         arr = np.ascontiguousarray(value.codes if isinstance(value, Labeled) else value, dtype=np.float64)
         bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
         self._name, self._dtype, self._start, self._size = name, dtype, start, arr.shape[0]
@@ -210,8 +212,14 @@ class PreparedColumn:
         elif dtype in _INTS:
             data, self._kind = _exact_codes(arr, dtype)
         self._data = data
+        self._built: pl.Series | None = None
 
     def build(self) -> pl.Series:
+        if self._built is None:
+            self._built = self._wrap()
+        return self._built
+
+    def _wrap(self) -> pl.Series:
         validity = None if self._validity is None else pa.py_buffer(self._validity)
         if self._kind is None:  # fractional / out of range / a type without a fast path: polars' cast decides
             floats = pa.Array.from_buffers(
@@ -227,13 +235,6 @@ class PreparedColumn:
             labels = pl.Series(self._name, self._labels, dtype=pl.String)
             return labels.gather(s.slice(self._start) if self._start else s).alias(self._name)
         return s.slice(self._start) if self._start else s
-
-
-def prepare_column(
-    name: str, value: Value, dtype: pl.DataType, *, start: int = 0, gap_rows: np.ndarray | None = None
-) -> PreparedColumn:
-    """`output_series`'s kernel passes now, its column later (`.build()`)."""
-    return PreparedColumn(name, value, dtype, start=start, gap_rows=gap_rows)
 
 
 @lru_cache(maxsize=64)

@@ -593,10 +593,10 @@ def nan_cumsum(x: np.ndarray) -> np.ndarray:
     return out
 
 
-# --- fused kernels: one pass computes several windows / smoothings of the same input ------------------------------
+# --- fused kernels: one call computes several windows of the same input ------------------------------------------
 # Each window keeps exactly the state (and the arithmetic order) of its single-window kernel above, so a fused result
-# is bitwise identical to the separate call; the gain is instruction-level parallelism across independent windows
-# and one read of the input instead of one per window.
+# is bitwise identical to the separate call; the gain is what the windows share (the input in cache, the extremes'
+# sparse-table levels). EWMs and standard deviations of several inputs run as lanes (`ewm_lanes`, `rolling_std_lanes2`).
 
 
 @njit(cache=True, nogil=True)
@@ -611,17 +611,6 @@ def rolling_sum_multi(x: np.ndarray, ns: np.ndarray, min_counts: np.ndarray, mea
     out = np.empty((k_n, rows))
     for k in range(k_n):
         _rolling_sum_into(x, ns[k], min_counts[k], means[k], out[k])
-    return out
-
-
-@njit(cache=True, nogil=True)
-def ewm_multi(x: np.ndarray, alphas: np.ndarray, min_counts: np.ndarray) -> np.ndarray:
-    """Row k = ewm(x, alphas[k], min_counts[k]) (`ewm_lanes` over x, four alphas per pass)."""
-    k_n = alphas.shape[0]
-    out = np.empty((k_n, x.shape[0]))
-    for g in range(0, k_n, 4):
-        k = np.array([min(g + j, k_n - 1) if g + j < k_n else g for j in range(4)])  # unused lanes repeat lane g
-        ewm_lanes(x, x, x, x, alphas[k], min_counts[k], out[k[0]], out[k[1]], out[k[2]], out[k[3]])
     return out
 
 
@@ -1030,43 +1019,6 @@ def utc_calendar(us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return weekday, hour, month_end, days
 
 
-@njit(cache=True, nogil=True)
-def rolling_std_multi(x: np.ndarray, ns: np.ndarray, ddofs: np.ndarray, min_counts: np.ndarray) -> np.ndarray:
-    """Row k = rolling_std(x, ns[k], min_counts[k], ddofs[k]): Welford lanes in groups of four (registers)."""
-    k_n = ns.shape[0]
-    rows = x.shape[0]
-    out = np.empty((k_n, rows))
-    for g in range(0, k_n, 4):
-        k0, k1, k2, k3 = g, min(g + 1, k_n - 1), min(g + 2, k_n - 1), min(g + 3, k_n - 1)
-        n0, n1, n2, n3 = ns[k0], ns[k1], ns[k2], ns[k3]
-        o0, o1, o2, o3 = out[k0], out[k1], out[k2], out[k3]
-        c0 = c1 = c2 = c3 = 0
-        m0 = m1 = m2 = m3 = 0.0
-        s0 = s1 = s2 = s3 = 0.0
-        r0 = r1 = r2 = r3 = 0.0
-        lanes = min(4, k_n - g)  # unused lanes of the last group are skipped (divisions are the bottleneck)
-        for i in range(rows):
-            a = x[i]
-            c0, m0, s0, r0 = _welford_step(a, x[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0, r0)
-            o0[i] = _std_out(s0, c0, min_counts[k0], ddofs[k0])
-            if lanes > 1:
-                c1, m1, s1, r1 = _welford_step(a, x[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1, r1)
-                o1[i] = _std_out(s1, c1, min_counts[k1], ddofs[k1])
-            if lanes > 2:
-                c2, m2, s2, r2 = _welford_step(a, x[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2, r2)
-                o2[i] = _std_out(s2, c2, min_counts[k2], ddofs[k2])
-            if lanes > 3:
-                c3, m3, s3, r3 = _welford_step(a, x[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3, r3)
-                o3[i] = _std_out(s3, c3, min_counts[k3], ddofs[k3])
-    return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _std_out(s: float, c: int, min_count: int, ddof: int) -> float:
-    v = s * _var_scale(c, min_count, ddof)
-    return 0.0 if v < 0.0 else math.sqrt(v)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _var_scale(c: int, min_count: int, ddof: int) -> float:
     """What a sum of squared deviations over c values is multiplied by to give the variance: 1 / (c - ddof), NaN
@@ -1149,20 +1101,6 @@ def extreme_flag(z: np.ndarray, level: np.ndarray, z_min: float, abs_min: float)
 _STD_BLOCK = 512  # rows of Welford moments held (in L1) before the vectorised std pass turns them into outputs
 
 
-@njit(cache=True, nogil=True)
-def rolling_std_lanes(
-    x0: np.ndarray,
-    x1: np.ndarray,
-    x2: np.ndarray,
-    x3: np.ndarray,
-    ns: np.ndarray,
-    ddofs: np.ndarray,
-    min_counts: np.ndarray,
-) -> np.ndarray:
-    """Up to four rolling_std lanes over different inputs (lane k reads xk) in one pass, states in registers."""
-    return rolling_std_lanes2(x0, x1, x2, x3, ns, ddofs, np.full(ns.shape[0], -1), min_counts)[0]
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _four(a: np.ndarray) -> tuple[Any, Any, Any, Any]:
     """A lane parameter for four lanes: lanes past the last given repeat it (and are skipped)."""
@@ -1181,8 +1119,9 @@ def rolling_std_lanes2(
     ddofs_b: np.ndarray,
     min_counts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """rolling_std_lanes, plus out_b[k] = the same window with ddof ddofs_b[k] where that is >= 0 (both ddofs
-    from one set of moments; rows of out_b for other lanes are left untouched).
+    """Up to four rolling_std lanes over different inputs (lane k reads xk, window ns[k], ddof ddofs[k]) in one pass,
+    states in registers; out_b[k] = the same window with ddof ddofs_b[k] where that is >= 0 (both ddofs from one set
+    of moments; rows of out_b for other lanes are left untouched).
 
     The loop only records each block's moments: the sum of squared deviations and the `_var_scale` of each ddof,
     recomputed only when a lane's count changes (no division per row). A branch-free, vectorised pass

@@ -91,13 +91,16 @@ def test_fused_kernels_equal_single_window_kernels_exactly(seed: int) -> None:
     means = np.array([True, False, True, False, True, True, False])
     sums = K.rolling_sum_multi(x, ns, mins, means)
     hi, lo = K.rolling_extreme_multi(x, ns, mins, 1.0), K.rolling_extreme_multi(x, ns, mins, -1.0)
-    lanes = np.repeat(ns, 2)  # every window with ddof 0 and 1: groups of four lanes plus a partial group
-    stds = K.rolling_std_multi(x, lanes, np.tile([0, 1], len(ns)), np.repeat(mins, 2))
+    # every window with ddof 0 and 1 through the evaluation's lanes: two ddofs per lane, groups of four plus a partial
+    planned = Arrays(
+        lambda _: x,
+        plan={("std", ""): {("x", int(n), d) for n in ns for d in (0, 1)}, ("ewm", "x"): {(0.5, 2), (0.1, 10)}},
+    )
     for k, n in enumerate(ns):
         single = K.rolling_mean if means[k] else K.rolling_sum
         np.testing.assert_array_equal(sums[k], single(x, n, mins[k]))
         for ddof in (0, 1):
-            np.testing.assert_array_equal(stds[2 * k + ddof], K.rolling_std(x, n, mins[k], ddof))
+            np.testing.assert_array_equal(planned.std("x", int(n), ddof), K.rolling_std(x, n, mins[k], ddof))
         w = np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(n - 1, np.nan), x]), n)
         present = (~np.isnan(w)).sum(axis=1)
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
@@ -105,11 +108,8 @@ def test_fused_kernels_equal_single_window_kernels_exactly(seed: int) -> None:
         ok = present >= mins[k]
         np.testing.assert_array_equal(hi[k], np.where(ok, ref_hi, np.nan))
         np.testing.assert_array_equal(lo[k], np.where(ok, ref_lo, np.nan))
-    alphas = np.array([0.5, 0.1, 2 / 201])
-    emins = np.array([2, 10, 200])
-    ewms = K.ewm_multi(x, alphas, emins)
-    for k in range(3):
-        np.testing.assert_array_equal(ewms[k], K.ewm(x, alphas[k], emins[k]))
+    for alpha, emin in ((2 / 201, 200), (0.5, 2), (0.1, 10)):  # the first request runs the planned ones with it
+        np.testing.assert_array_equal(planned.ewm("x", alpha, emin), K.ewm(x, alpha, emin))
 
 
 def test_mean_abs_dev_matches_direct_loop() -> None:
