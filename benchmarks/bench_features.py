@@ -6,7 +6,13 @@ Demo-sized input = 6 instruments x ~95,000 5m bars (11 months). Scales multiply 
 
 The scales run in a warm process: the first full-size instrument (JIT/cache loading, and the allocator's first
 touch of ~90 MB of fresh pages, which this VM backs lazily at several us per page) is measured on its own as
-`first_instrument_cold`. Anchors, measured in the same run on the same instrument, single-threaded:
+`first_instrument_cold`. `month_partitions` runs the workload the `features` asset runs: each instrument-month
+computed from its own warm-up (`required_lookback_bars` before the month start) with `target_start`, so a month costs
+its own rows plus the warm-up's, and each call pays the fixed per-call cost (Python dispatch over ~100 features,
+column construction). It reports rows/s per core of output (the month's rows) and of computed rows (warm-up
+included), and that fixed cost, estimated from two short calls.
+
+Anchors, measured in the same run on the same instrument, single-threaded:
 - `expression_reference`: the catalog as its polars expression reference (`reference.expression_features`, the
   per-feature kernels glued by one lazy plan, without shared intermediates or fused lanes);
 - `polars_rolling_primitives`: polars' own rolling mean/sum/std/min/max/rank and EWM over exactly the (input,
@@ -29,10 +35,11 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lake_assets.features.catalog import FeatureCatalog, load_feature_specs  # noqa: E402
+from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars  # noqa: E402
 from lake_assets.features.core import compute_features  # noqa: E402
 from lake_assets.features.reference import expression_features, rolling_primitives  # noqa: E402
 from lake_assets.malloc_tuning import tune_malloc  # noqa: E402
+from lake_assets.vocabulary import TIMEFRAMES, TS  # noqa: E402
 
 
 def _synthetic_bars():  # the test suite's generator, loaded by path (tests/ is not a package)
@@ -78,6 +85,38 @@ def _cpu(fn) -> float:
         fn()
         best = min(best, time.process_time() - t0)
     return best
+
+
+def month_partitions(inputs, catalog: FeatureCatalog) -> dict:
+    """Every instrument-month as the `features` asset computes it (warm-up rows before the month start, then the
+    month), timed over all partitions; plus the fixed per-call cost from 1,000- and 2,000-row calls."""
+    import polars as pl
+
+    warmup = TIMEFRAMES["5m"] * required_lookback_bars(catalog)  # the bench bars are 5m, as history.warmup_months
+    jobs = []
+    for bars in inputs:
+        months = bars.select(pl.col(TS).dt.truncate("1mo").unique().sort()).to_series().to_list()
+        for start, end in zip(months, [*months[1:], None], strict=True):
+            window = pl.col(TS) >= start - warmup
+            if end is not None:
+                window &= pl.col(TS) < end
+            jobs.append((bars.filter(window), start))
+    out_rows = sum(compute_features(b, catalog, target_start=m).height for b, m in jobs)
+    computed = sum(b.height for b, _ in jobs)
+    cpu = _cpu(lambda: [compute_features(b, catalog, target_start=m) for b, m in jobs])
+    short = [_cpu(lambda n=n: compute_features(inputs[0].head(n), catalog)) for n in (1000, 2000)]
+    fixed = short[0] - (short[1] - short[0])  # t(n) = fixed + n * per_row
+    return {
+        "partitions": len(jobs),
+        "warmup_bars": required_lookback_bars(catalog),
+        "output_rows": out_rows,
+        "computed_rows": computed,
+        "cpu_s": round(cpu, 4),
+        "ms_per_partition": round(cpu / len(jobs) * 1e3, 2),
+        "output_rows_per_s_per_core": round(out_rows / cpu),
+        "computed_rows_per_s_per_core": round(computed / cpu),
+        "fixed_ms_per_call": round(fixed * 1e3, 2),
+    }
 
 
 def anchors(bars, catalog: FeatureCatalog, qlake_cpu_s: float) -> dict:
@@ -150,6 +189,7 @@ def main(scales: list[int]) -> dict:
         "output_write_floor_one_instrument": output_write_floor(BARS, len(catalog.columns)),
         "first_instrument_cold": first_cold,
         "results": results,
+        "month_partitions": month_partitions(inputs, catalog),
         "anchors_one_instrument": anchors(inputs[0], catalog, qlake_s),
     }
 

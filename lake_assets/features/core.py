@@ -159,6 +159,12 @@ def bar_arrays(bars: pl.DataFrame, plan: Plan | None = None, releases: Releases 
     return Arrays(_loader(bars), plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
 
 
+def _null_column(name: str, dtype: pl.DataType, height: int) -> pl.Series:
+    """A typed all-null column: one null repeated by index (~4 us), where `pl.repeat(None, ...)` fills a zeroed
+    buffer (~0.3 ms at 95k rows; an instrument without funding, OI or a spot leg has a dozen such columns)."""
+    return pl.Series(name, [None], dtype=dtype).new_from_index(0, height)
+
+
 def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
     if target_start is None:
         return 0
@@ -204,13 +210,13 @@ def compute_features(
     if INSTRUMENT in bars.columns:
         out.append(bars[INSTRUMENT].slice(start))
     else:
-        out.append(pl.repeat(None, height, dtype=pl.String, eager=True).alias(INSTRUMENT))
+        out.append(_null_column(INSTRUMENT, pl.String(), height))
     out.append(gap.slice(start).alias(IS_GAP))
     for f in catalog.features:
         for c in f.columns:
             made = columns.get(c.name)
             if made is None:
-                out.append(pl.repeat(None, height, dtype=c.dtype, eager=True).alias(c.name))
+                out.append(_null_column(c.name, c.dtype, height))
                 continue
             s = made.build()
             out.append(s if s.name == c.name else s.alias(c.name))

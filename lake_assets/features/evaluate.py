@@ -163,7 +163,7 @@ def output_series(
     gap_rows: np.ndarray | None = None,
     nan_to_null: bool = True,
 ) -> pl.Series:
-    """A typed column from an in-flight value: rows from `start`, `gap_rows` (absolute) null.
+    """A typed column from an in-flight value: rows from `start`, `gap_rows` (absolute, sorted) null.
 
     With `nan_to_null`, NaN and gap rows become null through an Arrow validity bitmap over the float buffer, which
     is wrapped as is (zero-copy; the value array must not be written to afterwards). Integer, boolean and label
@@ -186,14 +186,18 @@ class PreparedColumn:
     between kernels.
     """
 
-    __slots__ = ("_built", "_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_start", "_validity")
+    __slots__ = ("_built", "_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_validity")
 
     def __init__(
         self, name: str, value: Value, dtype: pl.DataType, *, start: int = 0, gap_rows: np.ndarray | None = None
     ):
         arr = np.ascontiguousarray(value.codes if isinstance(value, Labeled) else value, dtype=np.float64)
-        bits, nulls = K.validity_bitmap(arr, _NO_ROWS if gap_rows is None else gap_rows)
-        self._name, self._dtype, self._start, self._size = name, dtype, start, arr.shape[0]
+        gaps = _NO_ROWS if gap_rows is None else gap_rows
+        if start:  # warm-up rows are dropped before any pass: a month partition's warm-up is as long as the month
+            arr = arr[start:]
+            gaps = gaps[np.searchsorted(gaps, start) :] - start if gaps.shape[0] else gaps
+        bits, nulls = K.validity_bitmap(arr, gaps)
+        self._name, self._dtype, self._size = name, dtype, arr.shape[0]
         self._validity, self._nulls = (bits if nulls else None), nulls
         self._labels: tuple[str, ...] | None = None
         self._kind: pa.DataType | None = None  # None: the float buffer through polars' cast (see `build`)
@@ -233,8 +237,8 @@ class PreparedColumn:
             s = pl.Series(self._name, arrow)
         if self._labels is not None:
             labels = pl.Series(self._name, self._labels, dtype=pl.String)
-            return labels.gather(s.slice(self._start) if self._start else s).alias(self._name)
-        return s.slice(self._start) if self._start else s
+            return labels.gather(s).alias(self._name)
+        return s
 
 
 @lru_cache(maxsize=64)

@@ -152,7 +152,7 @@ def test_output_series_matches_nan_to_null_then_cast() -> None:
     nulled = x.copy()
     nulled[gaps] = np.nan
     for dtype in (pl.Float64(), pl.Int8(), pl.Boolean(), pl.Int64()):
-        for start in (0, 3):
+        for start in (0, 3, 65, 66):  # starts before, at and after gap rows: passes run over rows from `start` only
             got = output_series("c", x, dtype, start=start, gap_rows=gaps)
             want = pl.Series("c", nulled, nan_to_null=True).cast(dtype).slice(start)
             assert got.dtype == dtype and got.to_list() == want.to_list()
@@ -161,11 +161,12 @@ def test_output_series_matches_nan_to_null_then_cast() -> None:
     codes = np.where(np.isnan(x), np.nan, np.abs(x) % 3)
     # labels that fit a string view inline (built as views; 12 bytes of UTF-8 at most), and one that does not
     for labels in (("a", "b", "c"), ("pos_extreme", "é" * 6, ""), ("pos_extreme", "a label of 21 bytes..", "c")):
-        got = output_series("c", Labeled(codes, labels), pl.String(), start=2, gap_rows=gaps)
-        want = [None if (np.isnan(v) or i in gaps) else labels[int(v)] for i, v in enumerate(codes)][2:]
-        assert got.dtype == pl.String and got.to_list() == want
-        assert got.equals(pl.Series("c", want, dtype=pl.String))
-        assert got.str.len_bytes().to_list() == [None if w is None else len(w.encode()) for w in want]
+        for start in (2, 65):
+            got = output_series("c", Labeled(codes, labels), pl.String(), start=start, gap_rows=gaps)
+            want = [None if (np.isnan(v) or i in gaps) else labels[int(v)] for i, v in enumerate(codes)][start:]
+            assert got.dtype == pl.String and got.to_list() == want
+            assert got.equals(pl.Series("c", want, dtype=pl.String))
+            assert got.str.len_bytes().to_list() == [None if w is None else len(w.encode()) for w in want]
     with pytest.raises(IndexError, match="label code out of range"):
         output_series("c", Labeled(np.array([0.0, 3.0]), ("a", "b", "c")), pl.String())
 
