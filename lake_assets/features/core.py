@@ -12,7 +12,7 @@ window do not change when later bars are appended.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,8 @@ def _single_value(s: pl.Series) -> bool:
     return s.null_count() == 0 and bool((s == s[0]).all())
 
 
-def _check_bars(bars: pl.DataFrame) -> None:
+def _check_bars(bars: pl.DataFrame) -> np.ndarray | None:
+    """Raise on bars compute_features cannot take; return the timestamps' physical values when temporal."""
     missing = [c for c in (TS, OPEN, HIGH, LOW, CLOSE, VOLUME) if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack required column(s) {missing}")
@@ -119,6 +120,7 @@ def _check_bars(bars: pl.DataFrame) -> None:
         ordered = not (bars.height > 1 and not ts.is_sorted() or ts.n_unique() != bars.height)
     if not ordered:
         raise ValueError("bars must be sorted by ts with unique timestamps")
+    return phys if ts.dtype.is_temporal() and ts.null_count() == 0 else None
 
 
 def _gap_mask(bars: pl.DataFrame) -> pl.Expr:
@@ -165,10 +167,25 @@ def _null_column(name: str, dtype: pl.DataType, height: int) -> pl.Series:
     return pl.Series(name, [None], dtype=dtype).new_from_index(0, height)
 
 
-def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _start_row(bars: pl.DataFrame, target_start: datetime | None, phys: np.ndarray | None = None) -> int:
+    """Rows with ts < target_start. An aware start against an aware us/ns column is an instant: a binary search of
+    the physical (UTC epoch) values; anything else goes through polars' cast (naive starts, dates, ms columns)."""
     if target_start is None:
         return 0
-    before = pl.col(TS) < pl.lit(target_start).cast(bars.schema[TS])
+    dtype = bars.schema[TS]
+    if (
+        phys is not None
+        and target_start.tzinfo is not None
+        and isinstance(dtype, pl.Datetime)
+        and dtype.time_zone is not None
+        and dtype.time_unit in ("us", "ns")
+    ):
+        ticks = (target_start - _EPOCH) // timedelta(microseconds=1) * (1000 if dtype.time_unit == "ns" else 1)
+        return int(np.searchsorted(phys, ticks, side="left"))
+    before = pl.col(TS) < pl.lit(target_start).cast(dtype)
     return int(bars.select(before.sum()).item())
 
 
@@ -184,10 +201,10 @@ def compute_features(
     Pass the target window PLUS `required_lookback_bars(catalog)` bars before it and `target_start`: only rows with
     ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog order.
     """
-    _check_bars(bars)
+    phys_ts = _check_bars(bars)
     have = available_inputs(bars, instrument_has)
     gap = bars.select(_gap_mask(bars)).to_series()
-    start = _start_row(bars, target_start)
+    start = _start_row(bars, target_start, phys_ts)
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
     columns: dict[str, PreparedColumn] = {}  # built after the evaluation, in one loop (see PreparedColumn)

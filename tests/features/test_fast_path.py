@@ -171,6 +171,26 @@ def test_output_series_matches_nan_to_null_then_cast() -> None:
         output_series("c", Labeled(np.array([0.0, 3.0]), ("a", "b", "c")), pl.String())
 
 
+@pytest.mark.parametrize("unit", ["us", "ns", "ms"])
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", None])
+def test_target_start_row_search_equals_polars_comparison(unit: str, tz: str | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    from lake_assets.features.core import _start_row
+
+    base = datetime(2026, 3, 8, 4, 10, tzinfo=UTC)  # a DST change in New York within the range
+    ts = pl.datetime_range(base, base + timedelta(hours=10), "5m", eager=True, time_unit=unit).alias("ts")
+    ts = ts.dt.replace_time_zone(None) if tz is None else ts.dt.convert_time_zone(tz)
+    bars = pl.DataFrame([ts])
+    starts = [base - timedelta(hours=1), base, base + timedelta(minutes=7, microseconds=3), base + timedelta(days=1),
+              (base + timedelta(hours=2)).astimezone(ZoneInfo("Asia/Tokyo"))]  # fmt: skip
+    if tz is None:
+        starts = [s.replace(tzinfo=None) for s in starts]
+    for start in starts:
+        want = int(bars.select((pl.col("ts") < pl.lit(start).cast(ts.dtype)).sum()).item())
+        assert _start_row(bars, start, ts.to_physical().to_numpy()) == want, start
+
+
 def test_ewm_lanes_over_different_inputs_equal_single_kernels_exactly() -> None:
     xs = [_series(1500, seed) for seed in (4, 5, 6)]
     xs[1][700] = np.inf  # a non-NaN value that poisons the fast path's missing-value test
