@@ -2,8 +2,9 @@
 
 The catalog is evaluated on numpy arrays (`evaluate.py`): float columns carry NaN for "missing" so kernels and
 arithmetic agree on one marker, shared intermediates are computed once and windows of the same input are fused into
-one kernel pass. Each feature becomes its output column as soon as it is computed: NaN and (for non-calendar
-features) gap bars become null through a validity bitmap over the unchanged float buffer.
+one kernel pass. As soon as a feature is computed, its target rows (from `target_start`) get their validity bitmap:
+NaN and (for non-calendar features) gap bars become null over the unchanged float buffer; the polars columns are
+built from those buffers after the evaluation (see `PreparedColumn`).
 A feature whose bar inputs the instrument lacks (no funding, no OI, no spot leg, no trades, no top-of-book) is
 emitted as a typed all-null column, never computed from placeholders. Every computation is causal, so rows for a
 window do not change when later bars are appended.
