@@ -37,9 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars  # noqa: E402
 from lake_assets.features.core import compute_features  # noqa: E402
+from lake_assets.features.history import warmup_start  # noqa: E402
 from lake_assets.features.reference import expression_features, rolling_primitives  # noqa: E402
 from lake_assets.malloc_tuning import tune_malloc  # noqa: E402
-from lake_assets.vocabulary import TIMEFRAMES, TS  # noqa: E402
+from lake_assets.raw.ingest import month_bounds  # noqa: E402
+from lake_assets.vocabulary import TS  # noqa: E402
 
 
 def _synthetic_bars():  # the test suite's generator, loaded by path (tests/ is not a package)
@@ -88,20 +90,19 @@ def _cpu(fn) -> float:
 
 
 def month_partitions(inputs, catalog: FeatureCatalog) -> dict:
-    """Every instrument-month as the `features` asset computes it (warm-up rows before the month start, then the
-    month), timed over all partitions; plus the fixed per-call cost from 1,000- and 2,000-row calls."""
+    """Every instrument-month as the `features` asset computes it (its bars from `history.warmup_start` to the month
+    end, `target_start` at the month start), timed over all partitions; plus the fixed per-call cost from 1,000- and
+    2,000-row calls."""
     import polars as pl
 
-    warmup = TIMEFRAMES["5m"] * required_lookback_bars(catalog)  # the bench bars are 5m, as history.warmup_months
+    lookback = required_lookback_bars(catalog)
     jobs = []
     for bars in inputs:
-        months = bars.select(pl.col(TS).dt.truncate("1mo").unique().sort()).to_series().to_list()
-        for start, end in zip(months, [*months[1:], None], strict=True):
-            window = pl.col(TS) >= start - warmup
-            if end is not None:
-                window &= pl.col(TS) < end
+        for month in bars.select(pl.col(TS).dt.strftime("%Y-%m").unique().sort()).to_series():
+            start, end = month_bounds(month)
+            window = (pl.col(TS) >= warmup_start(month, "5m", lookback)) & (pl.col(TS) < end)  # the bench bars are 5m
             jobs.append((bars.filter(window), start))
-    out_rows = sum(compute_features(b, catalog, target_start=m).height for b, m in jobs)
+    out_rows = sum(int((b[TS] >= m).sum()) for b, m in jobs)
     computed = sum(b.height for b, _ in jobs)
     cpu = _cpu(lambda: [compute_features(b, catalog, target_start=m) for b, m in jobs])
     short = [_cpu(lambda n=n: compute_features(inputs[0].head(n), catalog)) for n in (1000, 2000)]

@@ -106,8 +106,7 @@ def _single_value(s: pl.Series) -> bool:
     return s.null_count() == 0 and bool((s == s[0]).all())
 
 
-def _check_bars(bars: pl.DataFrame) -> np.ndarray | None:
-    """Raise on bars compute_features cannot take; return the timestamps' physical values when temporal."""
+def _check_bars(bars: pl.DataFrame) -> None:
     missing = [c for c in (TS, OPEN, HIGH, LOW, CLOSE, VOLUME) if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack required column(s) {missing}")
@@ -115,13 +114,18 @@ def _check_bars(bars: pl.DataFrame) -> np.ndarray | None:
         raise ValueError("compute_features takes one instrument's bars; got several instruments")
     ts = bars[TS]
     if ts.dtype.is_temporal() and ts.null_count() == 0:
-        phys = ts.cast(pl.Int64).to_numpy()  # the physical values (to_physical costs ~25 us more per call)
+        phys = _physical(ts)
         ordered = bool(np.all(phys[1:] > phys[:-1]))  # sorted with unique timestamps <=> strictly increasing
     else:
         ordered = not (bars.height > 1 and not ts.is_sorted() or ts.n_unique() != bars.height)
     if not ordered:
         raise ValueError("bars must be sorted by ts with unique timestamps")
-    return phys if ts.dtype.is_temporal() and ts.null_count() == 0 else None
+
+
+def _physical(ts: pl.Series, *, writable: bool = False) -> np.ndarray:
+    """A temporal column's stored integers (an aware datetime's are UTC epoch ticks). A cast to Int64 reinterprets
+    the buffer (~2 us); `to_physical` costs ~25 us per call."""
+    return ts.cast(pl.Int64).to_numpy(writable=writable)
 
 
 def _gap_mask(bars: pl.DataFrame) -> pl.Expr:
@@ -130,9 +134,8 @@ def _gap_mask(bars: pl.DataFrame) -> pl.Expr:
     return pl.col(CLOSE).is_null()
 
 
-def _loader(bars: pl.DataFrame, ts_physical: np.ndarray | None = None) -> Callable[[str], np.ndarray]:
-    """Bar columns as float64 arrays (null -> NaN), plus the UTC epoch-microsecond clock for calendar features
-    (copied from `ts_physical`, the timestamps' physical values, when given)."""
+def _loader(bars: pl.DataFrame) -> Callable[[str], np.ndarray]:
+    """Bar columns as float64 arrays (null -> NaN), plus the UTC epoch-microsecond clock for calendar features."""
 
     present = set(bars.columns)  # (DataFrame.schema / .columns build a new object per call: ~12 us for a schema)
 
@@ -140,9 +143,7 @@ def _loader(bars: pl.DataFrame, ts_physical: np.ndarray | None = None) -> Callab
         if name == TS_US:
             dtype = bars[TS].dtype
             if isinstance(dtype, pl.Datetime) and dtype.time_unit == "us" and dtype.time_zone is not None:
-                if ts_physical is not None:  # an aware datetime is stored as UTC epoch
-                    return np.array(ts_physical, dtype=np.int64)
-                return bars[TS].to_physical().to_numpy(writable=True)
+                return _physical(bars[TS], writable=True)  # an aware datetime is stored as UTC epoch
             wall = pl.col(TS).dt.convert_time_zone("UTC").dt.replace_time_zone(None).dt.cast_time_unit("us")
             return bars.select(wall.to_physical()).to_series().to_numpy(writable=True)
         if name not in present:
@@ -161,45 +162,40 @@ def _loader(bars: pl.DataFrame, ts_physical: np.ndarray | None = None) -> Callab
     return load
 
 
-def bar_arrays(
-    bars: pl.DataFrame,
-    plan: Plan | None = None,
-    releases: Releases | None = None,
-    *,
-    ts_physical: np.ndarray | None = None,
-) -> Arrays:
+def bar_arrays(bars: pl.DataFrame, plan: Plan | None = None, releases: Releases | None = None) -> Arrays:
     """The `Arrays` an evaluation of the catalog on these bars reads from (bar columns and the calendar clock).
 
     Without `releases` every intermediate stays held after the evaluation (what `reference.rolling_primitives`
-    reads its inputs from). `ts_physical`: `bars[TS]`'s physical values, if already at hand."""
-    loader = _loader(bars, ts_physical)
-    return Arrays(loader, plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
+    reads its inputs from)."""
+    return Arrays(_loader(bars), plan=plan, releases=releases, loadable=frozenset(bars.columns) | {TS_US})
 
 
 def _null_column(name: str, dtype: pl.DataType, height: int) -> pl.Series:
-    """A typed all-null column: one null repeated by index (~4 us), where `pl.repeat(None, ...)` fills a zeroed
-    buffer (~0.3 ms at 95k rows; an instrument without funding, OI or a spot leg has a dozen such columns)."""
+    """A typed all-null column: one null repeated by index (~4 us), where `pl.repeat(None, ...)` costs ~45 us and
+    fills a buffer (a spot or equity instrument, without funding, OI or a spot leg, has ~18 such columns)."""
     return pl.Series(name, [None], dtype=dtype).new_from_index(0, height)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _start_row(bars: pl.DataFrame, target_start: datetime | None, phys: np.ndarray | None = None) -> int:
-    """Rows with ts < target_start. An aware start against an aware us/ns column is an instant: a binary search of
-    the physical (UTC epoch) values; anything else goes through polars' cast (naive starts, dates, ms columns)."""
+def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
+    """Rows with ts < target_start (bars are sorted: `_check_bars`). An aware start against an aware us/ns column is
+    an instant: a binary search of the stored UTC epoch ticks; anything else goes through polars' cast (naive
+    starts, dates, ms columns)."""
     if target_start is None:
         return 0
-    dtype = bars[TS].dtype
+    ts = bars[TS]
+    dtype = ts.dtype
     if (
-        phys is not None
-        and target_start.tzinfo is not None
+        target_start.tzinfo is not None
         and isinstance(dtype, pl.Datetime)
         and dtype.time_zone is not None
         and dtype.time_unit in ("us", "ns")
+        and ts.null_count() == 0
     ):
         ticks = (target_start - _EPOCH) // timedelta(microseconds=1) * (1000 if dtype.time_unit == "ns" else 1)
-        return int(np.searchsorted(phys, ticks, side="left"))
+        return int(np.searchsorted(_physical(ts), ticks, side="left"))
     before = pl.col(TS) < pl.lit(target_start).cast(dtype)
     return int(bars.select(before.sum()).item())
 
@@ -216,10 +212,10 @@ def compute_features(
     Pass the target window PLUS `required_lookback_bars(catalog)` bars before it and `target_start`: only rows with
     ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog order.
     """
-    phys_ts = _check_bars(bars)
+    _check_bars(bars)
     have = available_inputs(bars, instrument_has)
     gap = bars.select(_gap_mask(bars)).to_series()
-    start = _start_row(bars, target_start, phys_ts)
+    start = _start_row(bars, target_start)
     height = bars.height - start
     gap_rows = np.flatnonzero(gap.to_numpy())
     columns: dict[str, PreparedColumn] = {}  # built after the evaluation, in one loop (see PreparedColumn)
@@ -236,7 +232,7 @@ def compute_features(
             columns[c.name] = converted[key][1]
 
     plan, releases = evaluation_plan(catalog, have)
-    arrays = bar_arrays(bars, plan, releases, ts_physical=phys_ts)
+    arrays = bar_arrays(bars, plan, releases)
     evaluate_catalog(arrays, catalog, have, bars[TS], emit)
     out: list[pl.Series] = [bars[TS].slice(start)]
     if INSTRUMENT in bars.columns:

@@ -195,7 +195,7 @@ class PreparedColumn:
         gaps = _NO_ROWS if gap_rows is None else gap_rows
         if start:  # warm-up rows are dropped before any pass: a month partition's warm-up is as long as the month
             arr = arr[start:]
-            gaps = gaps[gaps.searchsorted(start) :] - start if gaps.shape[0] else gaps
+            gaps = gaps[gaps.searchsorted(start) :] - start
         bits, nulls = K.validity_bitmap(arr, gaps)
         self._name, self._dtype, self._size = name, dtype, arr.shape[0]
         self._validity, self._nulls = (bits if nulls else None), nulls

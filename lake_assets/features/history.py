@@ -8,6 +8,8 @@ until a request of the same instrument starts after them; the frame it returns i
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from lake_assets.raw.ingest import month_bounds, month_key
@@ -15,13 +17,17 @@ from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, TIMEFRAMES, TS
 
-__all__ = ["BarsHistory", "warmup_months"]
+__all__ = ["BarsHistory", "warmup_months", "warmup_start"]
+
+
+def warmup_start(month: str, timeframe: str, lookback_bars: int) -> datetime:
+    """Where `month`'s features start reading: `lookback_bars` bars of `timeframe` before the month start."""
+    return month_bounds(month)[0] - TIMEFRAMES[timeframe] * lookback_bars
 
 
 def warmup_months(inst: Instrument, month: str, lookback_bars: int) -> tuple[list[str], pl.Expr]:
     """The month partitions holding `month` and `lookback_bars` bars before it, and the filter on the warm-up start."""
-    start, _ = month_bounds(month)
-    warm_start = start - TIMEFRAMES[inst.base_timeframe] * lookback_bars
+    warm_start = warmup_start(month, inst.base_timeframe, lookback_bars)
     months, m = [], month_key(max(warm_start.date(), inst.start))
     while m <= month:
         months.append(m)

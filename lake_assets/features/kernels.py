@@ -417,9 +417,10 @@ def _order_keys(x: np.ndarray) -> np.ndarray:
 def _ranks_from_packed(
     packed: np.ndarray, keys: np.ndarray, order: np.ndarray, shift: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """`_ranks_from_order` from `_packed_order`'s sorted packed keys: two rows hold equal values only if their high
-    key bits (read in sorted order) are equal, so a key is gathered only then. Missing values (all-ones keys) sort
-    last."""
+    """(position in sorted order, last position of its ties, present rows) from rows sorted by key, `order`, and
+    `packed`: the sorted keys with their low `shift` bits holding the row (`_packed_order`; shift 0: the sorted keys
+    themselves). Two rows hold equal values only if their high key bits, read in sorted order, are equal, so a key
+    is gathered only then. Missing values (all-ones keys) sort last."""
     rows = order.shape[0]
     ordinal = np.full(rows, -1, dtype=np.int64)
     last = np.full(rows, -1, dtype=np.int64)
@@ -433,27 +434,6 @@ def _ranks_from_packed(
         idx = order[j]
         if j < present - 1 and ((packed[j] >> s) != (packed[j + 1] >> s) or keys[idx] != keys[order[j + 1]]):
             end = j
-        ordinal[idx] = j
-        last[idx] = end
-    return ordinal, last, present
-
-
-@njit(cache=True, nogil=True)
-def _ranks_from_order(x: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    rows = x.shape[0]
-    ordinal = np.full(rows, -1, dtype=np.int64)
-    last = np.full(rows, -1, dtype=np.int64)
-    present = 0
-    while present < rows and x[order[present]] == x[order[present]]:
-        present += 1  # missing values sort last
-    end = present - 1
-    nxt = 0.0
-    for j in range(present - 1, -1, -1):
-        idx = order[j]
-        v = x[idx]
-        if j < present - 1 and v != nxt:
-            end = j
-        nxt = v
         ordinal[idx] = j
         last[idx] = end
     return ordinal, last, present
@@ -538,9 +518,10 @@ def _sort_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     x = np.ascontiguousarray(x, dtype=np.float64)
     keys = _order_keys(x)
     packed, order, ok, shift = _packed_order(keys)
-    if ok:  # ties found from the sorted packed keys (sequential) instead of x gathered in sorted order
+    if ok:
         return _ranks_from_packed(packed, keys, order, shift)  # type: ignore[no-any-return]
-    return _ranks_from_order(x, np.argsort(keys))  # type: ignore[no-any-return]
+    order = np.argsort(keys)  # a run of keys equal in their high bits was too long to order: the keys' argsort
+    return _ranks_from_packed(keys[order], keys, order, 0)  # type: ignore[no-any-return]
 
 
 def rolling_pct_rank(x: np.ndarray, n: int, min_count: int) -> np.ndarray:
