@@ -48,22 +48,6 @@ class PlannedRun:
         return tags
 
 
-def sync_instruments(instance: object) -> None:
-    from lake_assets.partitions import instrument_partitions
-    from lake_assets.specs import universe
-    from sensors.instruments import partition_requests
-
-    name = instrument_partitions.name or "instrument"
-    existing = set(instance.get_dynamic_partitions(name))  # type: ignore[attr-defined]
-    for req in partition_requests(existing, universe().ids):
-        keys = list(req.partition_keys)
-        if type(req).__name__.startswith("Add"):
-            instance.add_dynamic_partitions(name, keys)  # type: ignore[attr-defined]
-        else:
-            for key in keys:
-                instance.delete_dynamic_partition(name, key)  # type: ignore[attr-defined]
-
-
 # assets whose partitions (strategies) exist only once discovery has written blueprints.jsonl: planned in a second
 # phase, after the first phase's runs have executed
 STRATEGY_PHASE_ASSETS = ("backtests", "walkforward", "research_report")
@@ -107,22 +91,31 @@ def plan_and_execute(
     return results
 
 
+class PlanError(ValueError):
+    """A materialize request that selects nothing that can exist; the message says what and why."""
+
+
 def plan_runs(
     asset_keys: Sequence[str] | None = None,
     instruments: Sequence[str] | None = None,
     months: tuple[str, str] | None = None,
 ) -> list[PlannedRun]:
-    """Group the selected assets by partitioning and plan one run per instrument range / month range / once."""
+    """Group the selected assets by partitioning and plan one run per contiguous key range (instrument-months are
+    ordered instrument by instrument, so a whole history, or the whole universe, is one range), month range, or once."""
     from lake_assets.definitions import all_assets
-    from lake_assets.partitions import instrument_month_partitions, month_partitions, multi_key
-    from lake_assets.raw.ingest import month_key
+    from lake_assets.partitions import contiguous_ranges, instrument_month_partitions, month_partitions, split_key
     from lake_assets.specs import universe
 
     selected = [a for a in all_assets if asset_keys is None or a.key.to_user_string() in asset_keys]
     if asset_keys is not None:
         missing = set(asset_keys) - {a.key.to_user_string() for a in selected}
         if missing:
-            raise SystemExit(f"unknown asset(s): {sorted(missing)}")
+            raise PlanError(f"unknown asset(s): {', '.join(sorted(missing))}")
+    if instruments is not None:
+        unknown = [i for i in instruments if i not in universe().ids]
+        if unknown:
+            raise PlanError(f"unknown instrument(s): {', '.join(unknown)} (spec/universe.yaml has "
+                            f"{', '.join(universe().ids)})")  # fmt: skip
     by_kind: dict[str, list[str]] = {"instrument_month": [], "month": [], "other": [], "none": []}
     for a in selected:
         pdef = a.partitions_def
@@ -133,51 +126,25 @@ def plan_runs(
             else "other"
         )  # fmt: skip
         by_kind[kind].append(a.key.to_user_string())
-    last_month = month_partitions.get_last_partition_key()
+    all_keys = instrument_month_partitions.get_partition_keys()
+    wanted = [
+        k for k in all_keys
+        if (instruments is None or split_key(k)[0] in instruments)
+        and (months is None or months[0] <= split_key(k)[1] <= months[1])
+    ]  # fmt: skip
+    if (instruments is not None or months is not None) and not wanted:
+        raise PlanError("no partition exists for " + _describe(instruments, months) + ": every instrument-month lies "
+                        "inside an instrument's life (spec/universe.yaml start/end, today's month for live ones)")
     runs: list[PlannedRun] = []
-    spans: list[tuple[str, str]] = []
-    # multi-partition ranges are rectangles (instrument range x month range, instruments in partition order):
-    # instruments adjacent in that order with the same month span share one run
     instance = _instance()
-    sync_instruments(instance)
     sync_strategies(instance)
-    order = list(instance.get_dynamic_partitions("instrument"))
-    blocks: list[tuple[list[str], str, str]] = []
-    previous: str | None = None
-    for inst_id in order:
-        inst = universe().get(inst_id)
-        if instruments is not None and inst.id not in instruments:
-            previous = None
-            continue
-        lo = month_key(inst.start)
-        hi = month_key(inst.end) if inst.end else (last_month or lo)
-        if months is not None:
-            lo, hi = max(lo, months[0]), min(hi, months[1])
-        if lo > hi:
-            previous = None
-            continue
-        spans.append((lo, hi))
-        if blocks and previous is not None and blocks[-1][1:] == (lo, hi):
-            blocks[-1][0].append(inst.id)
-        else:
-            blocks.append(([inst.id], lo, hi))
-        previous = inst.id
     if by_kind["instrument_month"]:
-        for ids, lo, hi in blocks:
-            label = f"{ids[0]}..{ids[-1]} x {lo}..{hi}" if len(ids) > 1 else f"{ids[0]} x {lo}..{hi}"
-            runs.append(PlannedRun(label, by_kind["instrument_month"], multi_key(ids[0], lo), multi_key(ids[-1], hi)))
-    if by_kind["month"] and spans:
+        for lo, hi in contiguous_ranges(wanted, all_keys):
+            runs.append(PlannedRun(f"{lo}..{hi}", by_kind["instrument_month"], lo, hi))
+    if by_kind["month"]:
         month_keys = month_partitions.get_partition_keys()
-        wanted = [m for m in month_keys if any(lo <= m <= hi for lo, hi in spans)]
-        # one run per contiguous block of months that hold data
-        block: list[str] = []
-        for m in [*wanted, None]:
-            if m is not None and (not block or month_keys.index(m) == month_keys.index(block[-1]) + 1):
-                block.append(m)
-                continue
-            if block:
-                runs.append(PlannedRun(f"months {block[0]}..{block[-1]}", by_kind["month"], block[0], block[-1]))
-            block = [m] if m is not None else []
+        for lo, hi in contiguous_ranges({split_key(k)[1] for k in wanted}, month_keys):
+            runs.append(PlannedRun(f"months {lo}..{hi}", by_kind["month"], lo, hi))
     # the rest in graph order (all_assets is kept topologically sorted): a run per partitioned asset over all its
     # keys, consecutive unpartitioned assets together
     for key in [a.key.to_user_string() for a in selected]:
@@ -189,6 +156,12 @@ def plan_runs(
             else:
                 runs.append(PlannedRun("unpartitioned", [key]))
     return runs
+
+
+def _describe(instruments: Sequence[str] | None, months: tuple[str, str] | None) -> str:
+    who = ", ".join(instruments) if instruments else "any instrument"
+    when = "" if months is None else f" in {months[0]}" + (f"..{months[1]}" if months[1] != months[0] else "")
+    return who + when
 
 
 def _other_run(asset_key: str) -> PlannedRun:
@@ -301,18 +274,34 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _parse_months(text: str | None) -> tuple[str, str] | None:
+    """`YYYY-MM` or `YYYY-MM..YYYY-MM` (inclusive); PlanError for anything else or a reversed range."""
+    import re
+
     if not text:
         return None
-    lo, _, hi = text.partition("..")
-    return lo, hi or lo
+    lo, _, hi = text.strip().partition("..")
+    hi = hi or lo
+    for m in (lo, hi):
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m):
+            raise PlanError(f"--months: {m!r} is not a month (expected YYYY-MM or YYYY-MM..YYYY-MM)")
+    if hi < lo:
+        raise PlanError(f"--months: {lo}..{hi} is reversed (the first month comes first)")
+    return lo, hi
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     from lake_assets.vocabulary import validate_instrument_id
 
     select = [s.strip() for s in args.select.split(",")] if args.select else None
-    instruments = [validate_instrument_id(i.strip()) for i in args.instruments.split(",")] if args.instruments else None
-    results = plan_and_execute(select, instruments, _parse_months(args.months))
+    try:
+        ids = args.instruments.split(",") if args.instruments else None
+        instruments = [validate_instrument_id(i.strip()) for i in ids] if ids is not None else None
+        months = _parse_months(args.months)
+        plan_runs(select, instruments, months)  # refuse impossible requests before any run starts
+    except (PlanError, ValueError) as exc:
+        print(f"qlake materialize: {exc}", file=sys.stderr)
+        return 2
+    results = plan_and_execute(select, instruments, months)
     for run, ok, secs in results:
         print(f"{'ok    ' if ok else 'FAILED'} {secs:7.1f}s  {run.label}")
     from lake_assets.storage.warehouse import build_catalog

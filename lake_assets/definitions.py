@@ -13,7 +13,6 @@ from lake_assets.malloc_tuning import tune_malloc
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
 from resources import resources_for
-from sensors.instruments import instrument_sensor
 from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
 from sensors.strategies import strategy_sensor
@@ -34,6 +33,6 @@ defs = dg.Definitions(
     assets=all_assets,
     jobs=[refresh_current_month_job, landing_job],
     schedules=[daily_refresh_schedule],
-    sensors=[instrument_sensor, landing_sensor, automation_sensor, strategy_sensor],
+    sensors=[landing_sensor, automation_sensor, strategy_sensor],
     resources=resources_for(),
 )

@@ -11,6 +11,14 @@ import polars as pl
 
 from lake_assets.vocabulary import TS
 
+WAITS_FOR_CHECKS = ~dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+).with_label("no_dep_partition_failed_a_blocking_check")
+# Eager over every partition (static partitions: any month, any instrument, not just the latest window), and never
+# from a dependency partition whose blocking check failed. Dagster's all_deps_blocking_checks_passed() is true when
+# ANY mapped upstream partition passed, which is wrong for many-to-one mappings (a month reads its predecessor too).
+AUTOMATION = dg.AutomationCondition.eager() & WAITS_FOR_CHECKS
+
 
 def md_table(df: pl.DataFrame, n: int = 10, float_digits: int = 6) -> str:
     """A small Markdown table of a frame's head for the UI."""
@@ -40,6 +48,17 @@ def png_metadata(png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
+def metadata_value(v: Any) -> Any:
+    """A plain value as Dagster metadata: multi-line text renders as Markdown, bools as bools."""
+    if isinstance(v, dg.MetadataValue):
+        return v
+    if isinstance(v, str) and "\n" in v:
+        return dg.MetadataValue.md(v)
+    if isinstance(v, bool):
+        return dg.MetadataValue.bool(v)
+    return v
+
+
 def check_result(
     check_name: str,
     passed: bool,
@@ -49,16 +68,7 @@ def check_result(
     warn_only: bool = False,
     description: str | None = None,
 ) -> dg.AssetCheckResult:
-    clean: dict[str, Any] = {}
-    for k, v in (metadata or {}).items():
-        if isinstance(v, dg.MetadataValue):
-            clean[k] = v
-        elif isinstance(v, str) and "\n" in v:
-            clean[k] = dg.MetadataValue.md(v)
-        elif isinstance(v, bool):
-            clean[k] = dg.MetadataValue.bool(v)
-        else:
-            clean[k] = v
+    clean = {k: metadata_value(v) for k, v in (metadata or {}).items()}
     if description:
         clean["description"] = dg.MetadataValue.text(description)
     return dg.AssetCheckResult(

@@ -7,12 +7,11 @@ twice, and run keys are derived from the file version, so even a lost cursor can
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import dagster as dg
 
-from lake_assets.partitions import multi_key
-from lake_assets.raw.ingest import month_bounds, month_key
+from lake_assets.partitions import instrument_month_key, instrument_month_partitions, months_between
+from lake_assets.raw.ingest import month_key
 from lake_assets.raw.vendors.trade_files import default_landing_dir, parse_trade_file, scan_landing
 from lake_assets.specs import universe
 
@@ -23,20 +22,14 @@ landing_job = dg.define_asset_job(
 )
 
 
-def months_between(first: datetime, last: datetime) -> list[str]:
-    months, m = [], month_key(first)
-    while m <= month_key(last):
-        months.append(m)
-        m = month_key(month_bounds(m)[1])
-    return months
-
-
 @dg.sensor(job=landing_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
     listing = scan_landing(default_landing_dir())
     known_ids = set(universe().ids)
     requests: list[dg.RunRequest] = []
+    existing = set(instrument_month_partitions.get_partition_keys())
+    requested_keys: set[str] = set()
     for f in listing.files:
         version = [f.size, f.mtime_ns]
         if seen.get(str(f.path)) == version:
@@ -49,9 +42,16 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if span is None:
             context.log.warning(f"{f.path}: no valid trades; its bad lines are quarantined when its month is ingested")
             continue
-        for month in months_between(*span):
-            key = multi_key(f.instrument, month)
-            requests.append(dg.RunRequest(run_key=f"{f.path}:{f.size}:{f.mtime_ns}:{month}", partition_key=key))
+        keys = [instrument_month_key(f.instrument, m) for m in months_between(month_key(span[0]), month_key(span[1]))]
+        outside = [k for k in keys if k not in existing]
+        if outside:  # a partition that cannot exist is never requested (it would stall every later tick)
+            context.log.warning(f"{f.path}: {len(outside)} month(s) outside {f.instrument}'s life, not requested "
+                                f"({outside[0]}{', ...' if len(outside) > 1 else ''})")  # fmt: skip
+        for key in keys:
+            if key in existing and key not in requested_keys:
+                requested_keys.add(key)
+                run_key = f"{f.path}:{f.size}:{f.mtime_ns}:{key}"
+                requests.append(dg.RunRequest(run_key=run_key, partition_key=key))
     for rejected in listing.rejected:
         context.log.warning(f"landing path rejected: {rejected.path}: {rejected.reason}")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))

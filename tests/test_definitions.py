@@ -48,7 +48,7 @@ def test_groups_are_the_layers() -> None:
 
 
 def test_sensors_schedules_and_jobs_are_registered() -> None:
-    assert {s.name for s in defs.sensors or []} >= {"instrument_sensor", "landing_sensor", "automation_sensor"}
+    assert {s.name for s in defs.sensors or []} >= {"landing_sensor", "automation_sensor", "strategy_sensor"}
     assert {s.name for s in defs.schedules or []} >= {"daily_refresh_schedule"}
     assert defs.resolve_job_def("refresh_current_month").name == "refresh_current_month"
     assert defs.resolve_job_def("ingest_landing_files").name == "ingest_landing_files"

@@ -1,6 +1,6 @@
 """Cleaned layer: the regular bar grid (`bars`) and its hourly and daily resamples."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -8,8 +8,8 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.checks.expectations import run_expectations_by_partition
 from lake_assets.checks.quality import (
-    CheckOutcome,
     gap_ratio_check,
     load_thresholds,
     staleness_check,
@@ -18,8 +18,15 @@ from lake_assets.checks.quality import (
 from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars
 from lake_assets.cleaned.plots import price_and_gaps_png
 from lake_assets.cleaned.trades_to_bars import trades_to_bars
-from lake_assets.glue import check_result, expectations_check, frame_metadata, md_table, png_metadata
-from lake_assets.partitions import instrument_month_partitions, instrument_months
+from lake_assets.glue import AUTOMATION, frame_metadata, png_metadata
+from lake_assets.partitions import (
+    bars_inputs_mapping,
+    instrument_month_key,
+    instrument_month_partitions,
+    instrument_months,
+    split_key,
+)
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.raw.assets import instrument_window
 from lake_assets.raw.ingest import month_bounds, month_key, previous_month
 from lake_assets.specs import Instrument, spec_hash, universe
@@ -43,7 +50,6 @@ from resources.market_data import MarketDataResource
 
 GROUP = "cleaned"
 CODE_VERSION = f"cleaned-1-{spec_hash('universe.yaml', 'expectations/cleaned.yaml', 'expectations/thresholds.yaml')}"
-AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 PREVIEW = [TS, INSTRUMENT, "open", "high", "low", "close", "volume", IS_GAP, "funding_rate", "basis_bps"]
 
 
@@ -107,104 +113,88 @@ def _as_of(market_data: MarketDataResource) -> datetime:
     return market_data.as_of_time() or datetime.now(UTC)
 
 
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=instrument_month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSION,
-    deps=["raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades"],
+    deps=[dg.AssetDep(k, partition_mapping=bars_inputs_mapping(k))
+          for k in ("raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades")],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "expectations", asset="bars", blocking=True, description="GX suite spec/expectations/cleaned"
-        ),
-        dg.AssetCheckSpec("unique_increasing_ts", asset="bars", blocking=True),
-        dg.AssetCheckSpec("gap_ratio", asset="bars", blocking=True, description="gap ratio within thresholds.yaml"),
-        dg.AssetCheckSpec("staleness", asset="bars", description="latest bar of open months is recent"),
-    ],
-)
+    check_specs=partition_checks("bars", [
+        ("expectations", True, "GX suite spec/expectations/cleaned"),
+        ("unique_increasing_ts", True, "unique, increasing timestamps"),
+        ("gap_ratio", True, "gap ratio within thresholds.yaml"),
+        ("staleness", False, "latest bar of an open month is recent"),
+    ], instrument_month_partitions),
+)  # fmt: skip
 def bars(
     context: AssetExecutionContext,
     lake: LakeResource,
     market_data: MarketDataResource,
     warehouse: WarehouseResource,
-) -> dg.MaterializeResult:
+) -> Iterator[Any]:
     """Regular grid at the base timeframe: sorted, de-duplicated, gaps as null rows with is_gap, outliers and OHLC
     violations flagged, funding and OI joined as-of backward, perp/spot basis in bps."""
     store = lake.lake()
     as_of = _as_of(market_data)
-    frames, rows = [], []
+    staged = []
     for inst_id, month in instrument_months(context):
-        inst = universe().get(inst_id)
-        df, counts = bars_for_partition(store, inst, month, as_of)
-        store.write(df, GROUP, "bars", {INSTRUMENT: inst_id, "month": month})
-        frames.append(df)
-        rows.append(counts)
+        df, counts = bars_for_partition(store, universe().get(inst_id), month, as_of)
+        staged.append((instrument_month_key(inst_id, month), df, counts))
+    yield from _publish(context, store, "bars", staged, as_of)
     warehouse.refresh()
-    data = pl.concat(frames) if frames else pl.DataFrame(schema=BARS_SCHEMA)
-    return dg.MaterializeResult(
-        metadata=_bars_metadata(data, rows, plot=True),
-        check_results=_bars_checks(data, "bars", as_of),
-    )
 
 
-def _bars_metadata(data: pl.DataFrame, rows: list[dict[str, Any]], plot: bool) -> dict[str, Any]:
+def _publish(
+    context: AssetExecutionContext,
+    store: Lake,
+    asset: str,
+    staged: list[tuple[str, pl.DataFrame, dict[str, Any]]],
+    as_of: datetime,
+) -> Iterator[Any]:
+    """Audit each staged partition (the GX suite runs once over all of them, judged per partition), publish the
+    ones that pass, and report every partition's own metadata and checks."""
+    suites = run_expectations_by_partition([(k, f) for k, f, _ in staged], asset, "cleaned")
+    publisher = PartitionPublisher(context, store, GROUP, asset)
+    for key, df, counts in staged:
+        inst_id, month = split_key(key)
+        verdicts = [Verdict.of_suite(suites[key]), Verdict.of("unique_increasing_ts", timestamps_unique_increasing(df))]
+        if asset == "bars":
+            verdicts += [_gap_ratio(df, inst_id), _staleness(df, universe().get(inst_id), as_of)]
+        publisher.audit(key, df, {INSTRUMENT: inst_id, "month": month}, verdicts, _bars_metadata(df, counts, asset))
+    yield from publisher.finish()
+
+
+def _bars_metadata(data: pl.DataFrame, counts: dict[str, Any], asset: str) -> dict[str, Any]:
     meta = frame_metadata(data, PREVIEW)
     gap_ratio: float = data.select(pl.col(IS_GAP).cast(pl.Float64).mean()).item() if data.height else 0.0
     meta["gap_ratio"] = dg.MetadataValue.float(round(gap_ratio, 6))
-    meta["partitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(rows), n=60))
-    if plot and data.height:
+    meta["counts"] = dg.MetadataValue.json({k: v for k, v in counts.items() if k not in ("instrument", "month")})
+    if asset == "bars" and data.height:
         meta["price_and_gaps"] = png_metadata(price_and_gaps_png(data))
     return meta
 
 
-def _bars_checks(data: pl.DataFrame, asset: str, as_of: datetime) -> list[dg.AssetCheckResult]:
-    results = [expectations_check(data, asset, "cleaned")]
-    results.append(_outcome("unique_increasing_ts", timestamps_unique_increasing(data)))
-    if asset == "bars":
-        results.append(_gap_ratio(data))
-        stale = _staleness(data, as_of)
-        results.append(check_result("staleness", stale[0], stale[1], warn_only=True))
-    return results
+def _gap_ratio(data: pl.DataFrame, inst_id: str) -> Verdict:
+    """The partition's gap share on its instrument's grid, against that timeframe's bound."""
+    tf = universe().get(inst_id).base_timeframe
+    bound = load_thresholds().max_gap_ratio("cleaned", tf)
+    return Verdict.of("gap_ratio", gap_ratio_check(data, bound, tf))
 
 
-def _gap_ratio(data: pl.DataFrame) -> dg.AssetCheckResult:
-    """Each instrument on its own grid and bound; the check fails if any instrument exceeds its bound."""
-    thresholds = load_thresholds()
-    rows = []
-    for inst_id in data[INSTRUMENT].unique(maintain_order=True).to_list():
-        tf = universe().get(inst_id).base_timeframe
-        bound = thresholds.max_gap_ratio("cleaned", tf)
-        outcome = gap_ratio_check(data.filter(pl.col(INSTRUMENT) == inst_id), bound, tf)
-        rows.append({"instrument": inst_id, "passed": outcome.passed, **outcome.metadata})
-    table = pl.DataFrame(rows) if rows else pl.DataFrame({"instrument": []})
-    passed = bool(table["passed"].all()) if rows else True
-    worst: float = table.select(pl.col("gap_ratio").cast(pl.Float64).max()).item() if rows else 0.0  # type: ignore[assignment]
-    return check_result("gap_ratio", passed, {"worst_gap_ratio": worst, "by_instrument": md_table(table, n=60)})
-
-
-def _outcome(name: str, outcome: CheckOutcome, warn_only: bool = False) -> dg.AssetCheckResult:
-    meta: dict[str, Any] = dict(outcome.metadata)
-    if outcome.samples_markdown:
-        meta["samples"] = dg.MetadataValue.md(outcome.samples_markdown)
-    return check_result(name, outcome.passed, meta, warn_only=warn_only, description=outcome.description)
-
-
-def _staleness(data: pl.DataFrame, as_of: datetime) -> tuple[bool, dict[str, Any]]:
-    """Only instruments still live (no end date) whose latest month is open can be stale."""
-    passed, details = True, []
-    for inst_id in data[INSTRUMENT].unique().to_list() if data.height else []:
-        inst = universe().get(inst_id)
-        latest: datetime | None = data.filter(pl.col(INSTRUMENT) == inst_id).drop_nulls(CLOSE)[TS].max()  # type: ignore[assignment]
-        if inst.end is not None or latest is None or month_bounds(month_key(latest))[1] <= as_of:
-            continue  # a closed history or a closed month (its gaps count in gap_ratio): staleness does not apply
-        outcome = staleness_check(
-            latest + TIMEFRAMES[inst.base_timeframe], as_of, load_thresholds().max_staleness(inst.base_timeframe)
-        )
-        passed &= outcome.passed
-        details.append({"instrument": inst_id, "latest": str(latest), "passed": outcome.passed})
-    return passed, {"instruments": md_table(pl.DataFrame(details)) if details else "_none live_"}
+def _staleness(data: pl.DataFrame, inst: Instrument, as_of: datetime) -> Verdict:
+    """Only a live instrument's open month can be stale: closed months' gaps count in gap_ratio instead."""
+    latest: datetime | None = data.drop_nulls(CLOSE)[TS].max() if data.height else None  # type: ignore[assignment]
+    if inst.end is not None or latest is None or month_bounds(month_key(latest))[1] <= as_of:
+        return Verdict("staleness", True, {"applies": False}, "closed month or closed history: not judged")
+    outcome = staleness_check(
+        latest + TIMEFRAMES[inst.base_timeframe], as_of, load_thresholds().max_staleness(inst.base_timeframe)
+    )
+    return Verdict.of("staleness", outcome)
 
 
 def _resampled(name: str, timeframe: str) -> dg.AssetsDefinition:
@@ -218,19 +208,19 @@ def _resampled(name: str, timeframe: str) -> dg.AssetsDefinition:
         automation_condition=AUTOMATION,
         kinds={"parquet", "polars"},
         description=f"`bars` resampled to {timeframe}; a coarse bar is a gap only if all its base bars are.",
-        check_specs=[
-            dg.AssetCheckSpec("expectations", asset=name, blocking=True),
-            dg.AssetCheckSpec("unique_increasing_ts", asset=name, blocking=True),
-        ],
-    )
+        check_specs=partition_checks(name, [
+            ("expectations", True, "GX suite spec/expectations/cleaned"),
+            ("unique_increasing_ts", True, "unique, increasing timestamps"),
+        ], instrument_month_partitions),
+    )  # fmt: skip
     def _asset(
         context: AssetExecutionContext,
         lake: LakeResource,
         market_data: MarketDataResource,
         warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[Any]:
         store = lake.lake()
-        frames, rows = [], []
+        staged = []
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
             base = store.read(GROUP, "bars", [{INSTRUMENT: inst_id, "month": month}], BARS_SCHEMA)
@@ -240,15 +230,9 @@ def _resampled(name: str, timeframe: str) -> dg.AssetsDefinition:
                 out = base
             else:
                 out = resample_bars(base, timeframe)
-            store.write(out, GROUP, name, {INSTRUMENT: inst_id, "month": month})
-            frames.append(out)
-            rows.append({"instrument": inst_id, "month": month, "bars": out.height})
+            staged.append((instrument_month_key(inst_id, month), out, {"bars": out.height}))
+        yield from _publish(context, store, name, staged, _as_of(market_data))
         warehouse.refresh()
-        data = pl.concat(frames) if frames else pl.DataFrame(schema=BARS_SCHEMA)
-        return dg.MaterializeResult(
-            metadata=_bars_metadata(data, rows, plot=False),
-            check_results=_bars_checks(data, name, _as_of(market_data)),
-        )
 
     return _asset
 

@@ -15,13 +15,12 @@ from lake_assets.discovery.hypotheses import trade_samples
 from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdown, volcano_png
 from lake_assets.discovery.spec_model import load_discovery_spec
 from lake_assets.events.assets import event_type_partitions
-from lake_assets.glue import check_result, md_table, png_metadata
+from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "discovery"
-AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 for _t in (
     LakeTable(GROUP, "phase2_hypotheses", 1, view="hypotheses"),
     LakeTable(GROUP, "phase2_candidates", 0, view="candidates"),

@@ -1,5 +1,6 @@
 """Event registry assets: one partition per event type from spec/events, and the wide `event_flags` table."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -9,7 +10,8 @@ from dagster import AssetExecutionContext
 from lake_assets.events.inputs import instrument_event_frame
 from lake_assets.events.registry import EVENT_REGISTRY_SCHEMA, detect_events, event_flags, prevalence_report
 from lake_assets.events.spec_model import EventCatalog, event_specs
-from lake_assets.glue import check_result, frame_metadata, md_table
+from lake_assets.glue import AUTOMATION, check_result, frame_metadata, md_table
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import universe
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
@@ -18,20 +20,27 @@ from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "events"
 PREVALENCE_TIMEFRAME = "5m"
+PREVIEW = ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "severity", "vol_regime", "carry_state",
+           "session"]  # fmt: skip
 event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
 register_table(LakeTable(GROUP, "event_registry", 1, view="events"))
 register_table(LakeTable(GROUP, "event_applicability", 1))
 register_table(LakeTable(GROUP, "event_flags", 1))
 
 
-def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame) -> dict[str, Any]:
-    """Detect again on the first 80% of the history: events before the cut must be exactly the same."""
+def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame) -> set[str]:
+    """Detect again on the first 80% of the history: the event types whose events before the cut differ."""
     ts = frame[TS]
     cut = ts[int(len(ts) * 0.8)]
     truncated, _ = detect_events(frame.filter(pl.col(TS) < cut), [catalog.get(t) for t in types])
-    before = events.filter(pl.col(TS) < cut).sort("event_id")
-    same = truncated.sort("event_id").equals(before, null_equal=True)
-    return {"identical": same, "events_compared": before.height, "cut": str(cut)}
+    before = events.filter(pl.col(TS) < cut)
+    differing = set()
+    for t in types:
+        a = truncated.filter(pl.col("event_type") == t).sort("event_id")
+        b = before.filter(pl.col("event_type") == t).sort("event_id")
+        if not a.equals(b, null_equal=True):
+            differing.add(t)
+    return differing
 
 
 @dg.asset(
@@ -41,27 +50,22 @@ def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], eve
     code_version=f"events-1-{event_specs().spec_hash}",
     deps=[dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
           for a in ("bars", "features", "context_features", "market_context")],
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec("prevalence", asset="event_registry", blocking=True,
-                          description="events per 1,000 bars within each event spec's bounds"),
-        dg.AssetCheckSpec("no_lookahead", asset="event_registry", blocking=True,
-                          description="events before a cut are identical when the data after it is removed"),
-        dg.AssetCheckSpec("on_grid_not_in_gaps", asset="event_registry", blocking=True,
-                          description="every event sits on a bar of the grid that is not a gap"),
-    ],
+    check_specs=partition_checks("event_registry", [
+        ("prevalence", True, "events per 1,000 bars within the event spec's bounds, per 5m instrument"),
+        ("no_lookahead", True, "events before a cut are identical when the data after it is removed"),
+        ("on_grid_not_in_gaps", True, "every event sits on a bar of the grid that is not a gap"),
+    ], event_type_partitions),
 )  # fmt: skip
-def event_registry(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """One row per detected event: id, type, family, instrument, ts (bar completing the condition), direction,
     severity and the state snapshot (vol regime, carry state, session, trend state) at that bar."""
     store = lake.lake()
     catalog = event_specs()
     types = list(context.partition_keys)
     specs = [catalog.get(t) for t in types]
-    events_all, app_all, lookahead, off_grid = [], [], [], 0
+    events_all, app_all, lookahead_failed, off_grid_types = [], [], set(), set()
     context_features = store.read_all("features", "context_features")
     for inst in universe().instruments:
         frame = instrument_event_frame(store, inst, context_features)
@@ -71,43 +75,38 @@ def event_registry(
         events_all.append(events)
         app_all.append(applicability)
         grid = frame.filter(~pl.col(IS_GAP)).select(TS)
-        off_grid += events.join(grid, on=TS, how="anti").height
+        off_grid_types |= set(events.join(grid, on=TS, how="anti")["event_type"].to_list())
         if events.height:
-            lookahead.append({"instrument": inst.id, **_lookahead(frame, catalog, types, events)})
+            lookahead_failed |= _lookahead(frame, catalog, types, events)
     events = pl.concat(events_all) if events_all else pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA)
     applicability = pl.concat(app_all) if app_all else pl.DataFrame()
-    for t in types:
-        store.write(events.filter(pl.col("event_type") == t).sort(INSTRUMENT, TS), GROUP, "event_registry",
-                    {"event_type": t})  # fmt: skip
-        if applicability.height:
-            store.write(applicability.filter(pl.col("event_type") == t), GROUP, "event_applicability",
-                        {"event_type": t})  # fmt: skip
-    warehouse.refresh()
     # prevalence bounds (and cooldowns) are declared for 5m bars; daily instruments are reported, not judged
     five_minute = {i.id for i in universe().instruments if i.base_timeframe == PREVALENCE_TIMEFRAME}
     judged = applicability.filter(pl.col(INSTRUMENT).is_in(five_minute)) if applicability.height else applicability
     n_bars = dict(judged.group_by(INSTRUMENT).agg(pl.col("n_bars").first()).iter_rows()) if judged.height else {}
     prevalence = prevalence_report(events.filter(pl.col(INSTRUMENT).is_in(five_minute)), n_bars, specs, judged)
-    failing = prevalence.filter(~pl.col("passed"))
-    counts = events.group_by("family", "event_type").agg(pl.len().alias("events")).sort("family", "event_type")
-    not_applicable = applicability.filter(~pl.col("applicable")) if applicability.height else applicability
-    meta = frame_metadata(events, ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "severity",
-                                   "vol_regime", "carry_state", "session"])  # fmt: skip
-    meta["events_by_type"] = dg.MetadataValue.md(md_table(counts, n=60))
-    meta["not_applicable"] = dg.MetadataValue.md(md_table(not_applicable.select(INSTRUMENT, "event_type", "reason"),
-                                                          n=30) if not_applicable.height else "_none_")  # fmt: skip
-    meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
-    look_ok = all(r["identical"] for r in lookahead)
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[
-            check_result("prevalence", failing.height == 0, {"failing": failing.height,
-                         "details": md_table(failing if failing.height else prevalence.head(10))}),
-            check_result("no_lookahead", look_ok, {"checks": md_table(pl.DataFrame(lookahead))
-                                                   if lookahead else "_no events_"}),
-            check_result("on_grid_not_in_gaps", off_grid == 0, {"events_off_grid_or_in_gaps": off_grid}),
-        ],
-    )  # fmt: skip
+    publisher = PartitionPublisher(context, store, GROUP, "event_registry")
+    for t in types:
+        mine = events.filter(pl.col("event_type") == t).sort(INSTRUMENT, TS)
+        app = applicability.filter(pl.col("event_type") == t) if applicability.height else applicability
+        prev = prevalence.filter(pl.col("event_type") == t)
+        failing = prev.filter(~pl.col("passed"))
+        verdicts = [
+            Verdict("prevalence", failing.height == 0, {"failing_instruments": failing.height},
+                    samples=md_table(failing) if failing.height else ""),
+            Verdict("no_lookahead", t not in lookahead_failed, {"identical": t not in lookahead_failed}),
+            Verdict("on_grid_not_in_gaps", t not in off_grid_types, {"off_grid_or_in_gaps": t in off_grid_types}),
+        ]  # fmt: skip
+        meta = frame_metadata(mine, PREVIEW)
+        meta["by_instrument"] = dg.MetadataValue.md(md_table(prev, n=20) if prev.height else "_no 5m instruments_")
+        not_applicable = app.filter(~pl.col("applicable")) if app.height else app
+        meta["not_applicable"] = dg.MetadataValue.md(md_table(not_applicable.select(INSTRUMENT, "reason"), n=30)
+                                                      if not_applicable.height else "_none_")  # fmt: skip
+        meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
+        if publisher.audit(t, mine, {"event_type": t}, verdicts, meta) and app.height:
+            store.write(app, GROUP, "event_applicability", {"event_type": t})
+    warehouse.refresh()
+    yield from publisher.finish()
 
 
 @dg.asset(
@@ -115,7 +114,7 @@ def event_registry(
     group_name=GROUP,
     code_version=f"event-flags-1-{event_specs().spec_hash}",
     deps=["event_registry", "bars"],
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
     check_specs=[
         dg.AssetCheckSpec(

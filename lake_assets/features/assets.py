@@ -1,8 +1,11 @@
 """Feature layer assets: per-instrument features, window embeddings, cross-instrument context, market context.
 
-Lookback reaches into earlier months (declared as a month-offset partition mapping on `bars`), never later ones.
+Lookback reaches into earlier months, never later ones: each instrument-month (and each month of context) declares the
+`bars` partitions its warm-up reads (`partitions.lookback_mapping`), so a corrected month re-runs exactly the months
+whose warm-up includes it.
 """
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,23 +19,27 @@ from lake_assets.features.context import benchmarks_from_universe, compute_conte
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.history import BarsHistory
 from lake_assets.features.market_context import compute_market_context
-from lake_assets.glue import check_result, frame_metadata, md_table
+from lake_assets.glue import AUTOMATION, frame_metadata, md_table
 from lake_assets.partitions import (
-    INSTRUMENT_DIM,
-    MONTH_DIM,
+    instrument_month_key,
     instrument_month_partitions,
     instrument_months,
+    lookback_mapping,
+    month_context_mapping,
+    month_instruments,
     month_partitions,
 )
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.raw.ingest import month_bounds
-from lake_assets.specs import Instrument, universe
+from lake_assets.specs import universe
 from lake_assets.storage.warehouse import LakeTable, register_table
 from lake_assets.vocabulary import INSTRUMENT, TS
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "features"
-AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-LOOKBACK_MONTHS = 2  # 5m warm-up (~30 days) in months; daily instruments read their whole (short) history
+FEATURE_LOOKBACK = required_lookback_bars(load_feature_specs())  # warm-up bars a month's features read before it
+EMBEDDING_LOOKBACK = 64
+PREVIEW = [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state", "rsi_14", "basis_bps"]
 
 for _t in (
     LakeTable(GROUP, "features", 2),
@@ -45,20 +52,6 @@ for _t in (
 
 def _code_version() -> str:
     return f"features-1-{load_feature_specs().spec_hash}-{load_calendar_spec().spec_hash}"
-
-
-def _bars_lookback_dep() -> dg.AssetDep:
-    return dg.AssetDep(
-        "bars",
-        partition_mapping=dg.MultiPartitionMapping(
-            {
-                MONTH_DIM: dg.DimensionPartitionMapping(
-                    MONTH_DIM, dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_MONTHS, end_offset=0)
-                ),
-                INSTRUMENT_DIM: dg.DimensionPartitionMapping(INSTRUMENT_DIM, dg.IdentityPartitionMapping()),
-            }
-        ),
-    )
 
 
 def features_for(bars: pl.DataFrame, catalog: FeatureCatalog, month: str) -> pl.DataFrame:
@@ -81,63 +74,49 @@ def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, ful
     partitions_def=instrument_month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
-    deps=[_bars_lookback_dep()],
+    deps=[dg.AssetDep("bars", partition_mapping=lookback_mapping(FEATURE_LOOKBACK))],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec("no_lookahead", asset="features", blocking=True,
-                          description="features of a window are identical when later data is removed"),
-        dg.AssetCheckSpec("nan_ratio", asset="features", blocking=True,
-                          description="null share of each feature (outside warm-up and gaps) within spec bounds"),
-    ],
+    check_specs=partition_checks("features", [
+        ("no_lookahead", True, "features of a window are identical when later data is removed (judged on each "
+                               "instrument's last month of the run)"),
+        ("nan_ratio", True, "null share of each feature (outside warm-up and gaps) within spec bounds"),
+    ], instrument_month_partitions),
 )  # fmt: skip
-def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Vol regime, carry, funding persistence, microstructure, positioning, basis, TA catalogue and calendar."""
     store = lake.lake()
     history = BarsHistory(store)
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
-    previews, lookahead, rows, nan_reports = [], [], [], []
-    n_rows = 0
-    time_range: list[object] = []
+    publisher = PartitionPublisher(context, store, GROUP, "features")
     pairs = instrument_months(context)
     last_month = {inst: max(m for i, m in pairs if i == inst) for inst, _ in pairs}
     for inst_id, month in pairs:
         inst = universe().get(inst_id)
         bars = history.read(inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
-        store.write(out, GROUP, "features", {INSTRUMENT: inst_id, "month": month})
-        if out.height:  # keep a preview, not the whole run's features, in memory (a head() would share buffers)
-            previews.append(pl.DataFrame(out.head(3).to_dicts(), schema=out.schema))
-            n_rows += out.height
-            time_range += [out[TS].min(), out[TS].max()]
-            full_warmup = bars.height - out.height >= lookback  # else the frame starts at the instrument's start
-            nan_reports.append(nan_ratio_report(out, catalog, warmup_rows=0 if full_warmup else None))
-        rows.append({"instrument": inst_id, "month": month, "rows": out.height})
+        verdicts = []
         if month == last_month[inst_id] and out.height > 10:
-            lookahead.append({"instrument": inst_id, "month": month, **lookahead_check(bars, catalog, month, out)})
+            look = lookahead_check(bars, catalog, month, out)
+            verdicts.append(Verdict("no_lookahead", look["identical"], {k: str(v) for k, v in look.items()}))
+        else:
+            verdicts.append(Verdict("no_lookahead", True, {"judged": False}, "judged on the run's last month"))
+        if out.height:
+            full_warmup = bars.height - out.height >= lookback  # else the frame starts at the instrument's start
+            nan = nan_ratio_report(out, catalog, warmup_rows=0 if full_warmup else None)
+            bad = nan.filter(~pl.col("ok"))
+            verdicts.append(Verdict("nan_ratio", bad.height == 0, {"violations": bad.height},
+                                    samples=md_table(bad.head(10)) if bad.height else ""))  # fmt: skip
+        else:
+            verdicts.append(Verdict("nan_ratio", True, {"violations": 0}, "no rows"))
+        meta = frame_metadata(out, PREVIEW)
+        meta["feature_columns"] = dg.MetadataValue.int(len(catalog.columns))
+        meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
+        publisher.audit(instrument_month_key(inst_id, month), out, {INSTRUMENT: inst_id, "month": month}, verdicts,
+                        meta)  # fmt: skip
     warehouse.refresh()
-    preview = pl.concat(previews, how="diagonal_relaxed") if previews else pl.DataFrame()
-    nan = pl.concat(nan_reports) if nan_reports else pl.DataFrame({"ok": []}, schema={"ok": pl.Boolean})
-    bad_nan = nan.filter(~pl.col("ok"))
-    look_ok = all(r["identical"] for r in lookahead)
-    meta = frame_metadata(preview, [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state",
-                                    "rsi_14", "basis_bps"]) if preview.height else {}  # fmt: skip
-    meta["dagster/row_count"] = dg.MetadataValue.int(n_rows)
-    if time_range:
-        meta["time_range"] = dg.MetadataValue.text(f"{min(time_range)} .. {max(time_range)}")  # type: ignore[type-var]
-    meta["feature_columns"] = dg.MetadataValue.int(len(catalog.columns))
-    meta["partitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(rows), n=60))
-    meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[
-            check_result("no_lookahead", look_ok, {"checks": md_table(pl.DataFrame(lookahead).drop("differing"))
-                                                   if lookahead else "_nothing to check_"}),
-            check_result("nan_ratio", bad_nan.height == 0, {"violations": bad_nan.height,
-                                                            "worst": md_table(bad_nan.head(10))}),
-        ],
-    )  # fmt: skip
+    yield from publisher.finish()
 
 
 @dg.asset(
@@ -146,51 +125,37 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     partitions_def=instrument_month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version="embeddings-1",
-    deps=[_bars_lookback_dep()],
+    deps=[dg.AssetDep("bars", partition_mapping=lookback_mapping(EMBEDDING_LOOKBACK))],
     automation_condition=AUTOMATION,
     kinds={"parquet", "numpy"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "one_row_per_bar",
-            asset="window_embeddings",
-            blocking=True,
-            description="an embedding row for every bar, none on gap bars",
-        )
-    ],
-)
+    check_specs=partition_checks("window_embeddings", [
+        ("one_row_per_bar", True, "an embedding row for every bar, none on gap bars"),
+    ], instrument_month_partitions),
+)  # fmt: skip
 def window_embeddings_asset(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[Any]:
     """Normalised returns of the last 32 and 64 bars as array columns, for similarity search and models."""
     store = lake.lake()
     history = BarsHistory(store)
-    total, mismatched, on_gaps = 0, 0, 0
+    publisher = PartitionPublisher(context, store, GROUP, "window_embeddings")
     for inst_id, month in instrument_months(context):
         inst = universe().get(inst_id)
-        bars = history.read(inst, month, 64)
+        bars = history.read(inst, month, EMBEDDING_LOOKBACK)
         start = month_bounds(month)[0]
         out = window_embeddings(bars, (32, 64), target_start=start) if bars.height else pl.DataFrame()
-        store.write(out, GROUP, "window_embeddings", {INSTRUMENT: inst_id, "month": month})
-        total += out.height
         target = bars.filter(pl.col(TS) >= start) if bars.height else bars
-        mismatched += abs(out.height - target.height)
+        mismatched = abs(out.height - target.height)
+        on_gaps = 0
         if out.height:
             gap_ts = target.filter(pl.col("is_gap")).select(TS)
-            on_gaps += out.join(gap_ts, on=TS).filter(pl.col("emb_32").is_not_null()).height
+            on_gaps = out.join(gap_ts, on=TS).filter(pl.col("emb_32").is_not_null()).height
+        verdict = Verdict("one_row_per_bar", mismatched == 0 and on_gaps == 0,
+                          {"row_mismatch": mismatched, "embeddings_on_gap_bars": on_gaps})  # fmt: skip
+        publisher.audit(instrument_month_key(inst_id, month), out, {INSTRUMENT: inst_id, "month": month}, [verdict],
+                        {"dagster/row_count": dg.MetadataValue.int(out.height)})  # fmt: skip
     warehouse.refresh()
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": total},
-        check_results=[check_result("one_row_per_bar", mismatched == 0 and on_gaps == 0,
-                                    {"row_mismatch": mismatched, "embeddings_on_gap_bars": on_gaps})],
-    )  # fmt: skip
-
-
-def _month_instruments(month: str) -> list[Instrument]:
-    start, end = month_bounds(month)
-    return [
-        i for i in universe().instruments
-        if i.start < end.date() and (i.end is None or i.end >= start.date())
-    ]  # fmt: skip
+    yield from publisher.finish()
 
 
 @dg.asset(
@@ -198,42 +163,36 @@ def _month_instruments(month: str) -> list[Instrument]:
     partitions_def=month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
-    deps=[dg.AssetDep("bars", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(MONTH_DIM))],
+    deps=[dg.AssetDep("bars", partition_mapping=month_context_mapping(FEATURE_LOOKBACK))],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=[dg.AssetCheckSpec("bounded", asset="context_features", blocking=True,
-                                   description="correlations in [-1, 1]; one row per instrument bar")],
+    check_specs=partition_checks("context_features", [
+        ("bounded", True, "correlations in [-1, 1]; one row per instrument bar"),
+    ], month_partitions),
 )  # fmt: skip
-def context_features(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def context_features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Rolling correlation and beta to each instrument's benchmark, dispersion, correlation breakdown."""
     store = lake.lake()
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
     benchmarks = benchmarks_from_universe(universe())
     history = BarsHistory(store)
-    frames = []
+    publisher = PartitionPublisher(context, store, GROUP, "context_features")
     for month in context.partition_keys:
-        insts = _month_instruments(month)
-        by_inst = {i.id: history.read(i, month, lookback) for i in insts}
+        by_inst = {i.id: history.read(i, month, lookback) for i in month_instruments(universe(), month)}
         by_inst = {k: v for k, v in by_inst.items() if v.height}
         out = (
             compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0])
             if by_inst else pl.DataFrame()
         )  # fmt: skip
-        store.write(out, GROUP, "context_features", {"month": month})
-        if out.height:
-            frames.append(out)
+        out_of_range = out.filter(pl.col("corr_bench").abs() > 1 + 1e-9).height if out.height else 0
+        dupes = out.height - out.unique([INSTRUMENT, TS]).height if out.height else 0
+        verdict = Verdict("bounded", out_of_range == 0 and dupes == 0,
+                          {"out_of_range": out_of_range, "duplicate_rows": dupes})  # fmt: skip
+        meta = frame_metadata(out) if out.height else {"dagster/row_count": dg.MetadataValue.int(0)}
+        publisher.audit(month, out, {"month": month}, [verdict], meta)
     warehouse.refresh()
-    data = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({"corr_bench": []})
-    out_of_range = data.filter(pl.col("corr_bench").abs() > 1 + 1e-9).height if data.height else 0
-    dupes = data.height - data.unique([INSTRUMENT, TS]).height if data.height else 0
-    return dg.MaterializeResult(
-        metadata=frame_metadata(data) if data.height else {"dagster/row_count": 0},
-        check_results=[check_result("bounded", out_of_range == 0 and dupes == 0,
-                                    {"out_of_range": out_of_range, "duplicate_rows": dupes})],
-    )  # fmt: skip
+    yield from publisher.finish()
 
 
 @dg.asset(
@@ -241,41 +200,27 @@ def context_features(
     partitions_def=month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=f"market-context-1-{load_calendar_spec().spec_hash}",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=dg.AutomationCondition.on_missing(),
     kinds={"parquet", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "complete_grid",
-            asset="market_context",
-            blocking=True,
-            description="one row per 5m bar of the month, every bar in a known session",
-        )
-    ],
-)
-def market_context(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+    check_specs=partition_checks("market_context", [
+        ("complete_grid", True, "one row per 5m bar of the month, every bar in a known session"),
+    ], month_partitions),
+)  # fmt: skip
+def market_context(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Session (Asia/Europe/US), session open/close, funding timestamps, calendar flags, macro windows (5m grid)."""
     store = lake.lake()
     spec = load_calendar_spec()
-    total, problems = 0, []
-    out = pl.DataFrame()
+    publisher = PartitionPublisher(context, store, GROUP, "market_context")
     for month in context.partition_keys:
         start, end = month_bounds(month)
         out = compute_market_context((start, end), spec, bar_period=timedelta(minutes=5))
-        store.write(out, GROUP, "market_context", {"month": month})
-        total += out.height
         expected = int((end - start) / timedelta(minutes=5))
         unknown = out.filter(~pl.col("session").is_in(["asia", "europe", "us"])).height
-        if out.height != expected or unknown:
-            problems.append(f"{month}: {out.height} rows (expected {expected}), {unknown} without a session")
+        verdict = Verdict("complete_grid", out.height == expected and not unknown,
+                          {"rows": out.height, "expected": expected, "without_session": unknown})  # fmt: skip
+        publisher.audit(month, out, {"month": month}, [verdict], frame_metadata(out))
     warehouse.refresh()
-    meta = frame_metadata(out) if out.height else {}
-    meta["dagster/row_count"] = dg.MetadataValue.int(total)
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[check_result("complete_grid", not problems, {"problems": "; ".join(problems) or "none"})],
-    )
+    yield from publisher.finish()
 
 
 feature_assets = [features, window_embeddings_asset, context_features, market_context]

@@ -1,5 +1,6 @@
 """Raw layer: vendor data as delivered, typed, row-validated; rejected rows go to quarantine with a reason."""
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -7,9 +8,11 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.checks.expectations import run_expectations_by_partition
 from lake_assets.checks.quality import timestamps_unique_increasing
-from lake_assets.glue import check_result, expectations_check, frame_metadata, md_table
-from lake_assets.partitions import instrument_month_partitions, instrument_months
+from lake_assets.glue import frame_metadata, md_table
+from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.raw.ingest import RAW_ASSET, month_bounds, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.quarantine import quarantine_rows, write_quarantine
@@ -19,6 +22,9 @@ from resources.market_data import MarketDataResource
 
 GROUP = "raw"
 LAYER_CODE_VERSION = "raw-1"
+# Raw partitions have no upstream in the graph: automation asks for the ones that are missing (a new instrument's
+# history, a month that began), never re-fetches what exists; refreshes come from the schedule and landing sensor.
+RAW_AUTOMATION = dg.AutomationCondition.on_missing()
 
 
 def instrument_window(inst: Instrument, month: str) -> tuple[datetime, datetime] | None:
@@ -38,15 +44,6 @@ def _fetch(
     return vendor.fetch(inst, window[0], window[1], kind), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
 
 
-def _ordering(data: pl.DataFrame) -> dg.AssetCheckResult:
-    """Raw data is kept as delivered, so duplicate or out-of-order timestamps warn here and are fixed in `bars`."""
-    outcome = timestamps_unique_increasing(data)
-    meta: dict[str, Any] = dict(outcome.metadata)
-    if outcome.samples_markdown:
-        meta["samples"] = dg.MetadataValue.md(outcome.samples_markdown)
-    return check_result("ordering", outcome.passed, meta, warn_only=True, description=outcome.description)
-
-
 def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
     name = RAW_ASSET[kind]
     schema = RAW_SCHEMAS[kind]
@@ -57,25 +54,22 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         partitions_def=instrument_month_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         code_version=f"{LAYER_CODE_VERSION}-{spec_hash('universe.yaml', 'expectations/raw.yaml')}",
+        automation_condition=RAW_AUTOMATION,
         kinds={"parquet", "polars"},
         description=f"Vendor {kind.value} rows as delivered, typed, with vendor and ingested_at.",
-        check_specs=[
-            dg.AssetCheckSpec(
-                "expectations", asset=name, blocking=True, description="Great Expectations suite spec/expectations/raw"
-            ),
-            dg.AssetCheckSpec("ordering", asset=name, description="unique, increasing timestamps per instrument"),
-        ],
-    )
+        check_specs=partition_checks(name, [
+            ("expectations", True, "Great Expectations suite spec/expectations/raw"),
+            ("ordering", False, "unique, increasing timestamps per instrument"),
+        ], instrument_month_partitions),
+    )  # fmt: skip
     def _raw(
         context: AssetExecutionContext,
         lake: LakeResource,
         market_data: MarketDataResource,
         warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[Any]:
         store = lake.lake()
-        accepted: list[pl.DataFrame] = []
-        rows: list[dict[str, Any]] = []
-        files: list[dict[str, Any]] = []
+        staged: list[tuple[str, pl.DataFrame, dict[str, Any]]] = []
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
             window = instrument_window(inst, month)
@@ -92,25 +86,23 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 source=inst.vendor,
                 reason=pl.lit(batch.rejected["reason"]) if batch.rejected.height else "",
             )
-            store.write(batch.accepted, GROUP, name, {INSTRUMENT: inst_id, "month": month})
             write_quarantine(store, pl.concat([parse_q, rejected]), asset=name, instrument=inst_id, month=month)
-            accepted.append(batch.accepted)
-            files.extend(file_counts)
-            rows.append({"instrument": inst_id, "month": month, **batch.counts, "parser_quarantined": parse_q.height})
-            context.log.debug(f"{name} {inst_id} {month}: {batch.counts}")
+            counts = {**batch.counts, "parser_quarantined": parse_q.height}
+            meta = frame_metadata(batch.accepted)
+            meta["quarantined_rows"] = dg.MetadataValue.int(counts["quarantined"] + parse_q.height)
+            meta["counts"] = dg.MetadataValue.json(counts)
+            if file_counts:
+                meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(file_counts), n=50))
+            staged.append((instrument_month_key(inst_id, month), batch.accepted, meta))
+            context.log.debug(f"{name} {inst_id} {month}: {counts}")
+        suites = run_expectations_by_partition([(k, f) for k, f, _ in staged], name, "raw")
+        publisher = PartitionPublisher(context, store, GROUP, name)
+        for key, frame, meta in staged:
+            inst_id, month = split_key(key)
+            verdicts = [Verdict.of_suite(suites[key]), Verdict.of("ordering", timestamps_unique_increasing(frame))]
+            publisher.audit(key, frame, {INSTRUMENT: inst_id, "month": month}, verdicts, meta)
         warehouse.refresh()
-        data = pl.concat(accepted) if accepted else pl.DataFrame(schema=schema)
-        counts = pl.DataFrame(rows)
-        meta = frame_metadata(data)
-        meta["partitions"] = dg.MetadataValue.md(md_table(counts, n=50))
-        n_quarantined = int(counts.select(pl.sum_horizontal(pl.col("quarantined", "parser_quarantined")).sum()).item())
-        meta["quarantined_rows"] = dg.MetadataValue.int(n_quarantined)
-        if files:
-            meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(files), n=50))
-        return dg.MaterializeResult(
-            metadata=meta,
-            check_results=[expectations_check(data, name, "raw"), _ordering(data)],
-        )
+        yield from publisher.finish()
 
     return _raw
 

@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext
 from lake_assets.backtests.runner import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import check_result, png_metadata
+from lake_assets.glue import AUTOMATION, check_result, png_metadata
 from lake_assets.reports.research import build_report, gather, write_report
 from lake_assets.settings import reports_root
 from resources.lake import LakeResource
@@ -17,7 +17,7 @@ GROUP = "reports"
 @dg.asset(
     group_name=GROUP,
     deps=["backtests", "walkforward", "strategy_blueprints", "phase2_candidates"],
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=AUTOMATION,
     kinds={"markdown", "json"},
     check_specs=[dg.AssetCheckSpec("report_complete", asset="research_report", blocking=False,
                                    description="report.md, report.json and every plot were written")],

@@ -45,11 +45,30 @@ def _check_key(dim: str, value: str) -> str:
     return value
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process named in a temp file's name (`.<file>.<pid>.<uuid>.tmp`) still runs."""
+    parts = tmp.name.split(".")
+    try:
+        pid = int(parts[-3])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Lake:
     """A parquet lake rooted at `root` (default: `$QLAKE_DATA_ROOT/lake`)."""
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else lake_root()
+        self._swept: set[Path] = set()  # tables whose dead writers' temp files this process has removed
 
     def asset_dir(self, group: str, asset: str) -> Path:
         return self.root / _check_name("group", group) / _check_name("asset", asset)
@@ -70,6 +89,7 @@ class Lake:
         if not df.columns:
             final.unlink(missing_ok=True)
             return final
+        self._sweep_table(self.asset_dir(group, asset))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
@@ -122,6 +142,16 @@ class Lake:
             parts = f.relative_to(base).parts[:-1]
             out.append(dict(p.split("=", 1) for p in parts))
         return out
+
+    def _sweep_table(self, table_dir: Path) -> None:
+        """Before a process first writes to a table, remove the temp files writers that died left there."""
+        if table_dir in self._swept:
+            return
+        self._swept.add(table_dir)
+        if table_dir.exists():
+            for f in table_dir.rglob(".*.tmp"):
+                if not _writer_alive(f):
+                    f.unlink(missing_ok=True)
 
     def clean_temp_files(self) -> int:
         """Remove temp files a crashed writer left behind; readers never see them (they are not part-0.parquet)."""

@@ -10,49 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lake_assets.partitions import multi_key
+from lake_assets.partitions import instrument_month_key, months_between
 from lake_assets.specs import universe
-from sensors.instruments import instrument_sensor
-from sensors.landing import landing_sensor, months_between
+from sensors.landing import landing_sensor
 from sensors.refresh import daily_refresh_schedule
 
 PERP = "BTCUSDT-PERP"
-
-
-def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
-    """What the daemon does with a sensor's dynamic partition requests."""
-    for req in result.dynamic_partitions_requests or []:
-        if isinstance(req, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        else:
-            for key in req.partition_keys:
-                instance.delete_dynamic_partition(req.partitions_def_name, key)
-
-
-def test_instrument_sensor_adds_missing_and_deletes_removed_partitions() -> None:
-    instance = dg.DagsterInstance.ephemeral()
-    ids = universe().ids
-    instance.add_dynamic_partitions("instrument", [ids[0], "DELISTED"])
-    result = instrument_sensor(dg.build_sensor_context(instance=instance))
-    assert isinstance(result, dg.SensorResult)
-    reqs = result.dynamic_partitions_requests or []
-    adds = [r for r in reqs if isinstance(r, dg.AddDynamicPartitionsRequest)]
-    deletes = [r for r in reqs if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
-    assert [list(r.partition_keys) for r in adds] == [ids[1:]]
-    assert [list(r.partition_keys) for r in deletes] == [["DELISTED"]]
-    assert {r.partitions_def_name for r in reqs} == {"instrument"}
-    apply(instance, result)
-    assert sorted(instance.get_dynamic_partitions("instrument")) == sorted(ids)
-    again = instrument_sensor(dg.build_sensor_context(instance=instance))
-    assert isinstance(again, dg.SkipReason)  # in sync: nothing to do
-
-
-def test_instrument_sensor_on_an_empty_instance_adds_the_whole_universe() -> None:
-    instance = dg.DagsterInstance.ephemeral()
-    result = instrument_sensor(dg.build_sensor_context(instance=instance))
-    assert isinstance(result, dg.SensorResult)
-    [req] = result.dynamic_partitions_requests or []
-    assert isinstance(req, dg.AddDynamicPartitionsRequest) and list(req.partition_keys) == universe().ids
 
 
 def trade_line(trade_id: int, ts: str, price: float = 100.0) -> str:
@@ -94,7 +57,7 @@ def test_landing_sensor_requests_touched_partitions_once_across_restarts(landing
     write_dump(landing / "ETHUSDT" / "partial.csv.part", [trade_line(1, "2026-01-05T00:00:00Z")], 1_700_000_000_000_000)
 
     first = evaluate()
-    assert requested(first) == [multi_key(PERP, "2026-01"), multi_key(PERP, "2026-02")]
+    assert requested(first) == [instrument_month_key(PERP, "2026-01"), instrument_month_key(PERP, "2026-02")]
     assert {r.partition_key for r in first.run_requests or []} == {f"{PERP}|2026-01", f"{PERP}|2026-02"}
     cursor = json.loads(first.cursor or "{}")
     assert cursor[str(dump)] == [dump.stat().st_size, dump.stat().st_mtime_ns]
@@ -114,22 +77,36 @@ def test_landing_sensor_requests_touched_partitions_once_across_restarts(landing
     times = ("2026-01-31T23:59:00Z", "2026-02-01T00:01:00Z", "2026-03-02T00:00:00Z")
     write_dump(dump, [trade_line(i + 1, ts) for i, ts in enumerate(times)], mtime_ns=1_700_000_100_000_000_000)
     changed = evaluate(restarted.cursor)
-    assert requested(changed) == [multi_key(PERP, m) for m in ("2026-01", "2026-02", "2026-03")]
+    assert requested(changed) == [instrument_month_key(PERP, m) for m in ("2026-01", "2026-02", "2026-03")]
     assert not {r.run_key for r in changed.run_requests or []} & set(keys)
     assert evaluate(changed.cursor).run_requests == []
 
     # a new file next to it is picked up on its own
     write_dump(landing / PERP / "dump-2.csv", [trade_line(9, "2026-04-01T00:00:00Z")], 1_700_000_200_000_000_000)
-    assert requested(evaluate(changed.cursor)) == [multi_key(PERP, "2026-04")]
+    assert requested(evaluate(changed.cursor)) == [instrument_month_key(PERP, "2026-04")]
 
 
 def test_months_between_spans_year_ends() -> None:
-    assert months_between(datetime(2025, 11, 30, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)) == [
+    assert months_between("2025-11", "2026-02") == [
         "2025-11",
         "2025-12",
         "2026-01",
         "2026-02",
     ]
+
+
+def test_landing_sensor_never_requests_a_partition_that_cannot_exist(landing: Path) -> None:
+    # trades dated 1995 and 2030 (outside the instrument's life) next to a good one: the good month is requested,
+    # the impossible ones are not (a request for them would raise and stall every later tick)
+    lines = [
+        trade_line(1, "1995-06-01T00:00:00Z"),
+        trade_line(2, "2026-02-01T00:00:00Z"),
+        trade_line(3, "2030-01-01T00:00:00Z"),
+    ]
+    write_dump(landing / PERP / "odd.csv", lines, 1_700_000_000_000_000_000)
+    result = evaluate()
+    assert requested(result) and all(k.startswith(f"{PERP}|2026-") for k in requested(result))
+    assert "1995" not in " ".join(requested(result)) and "2030" not in " ".join(requested(result))
 
 
 def refresh_at(at: datetime) -> list[dg.RunRequest]:
@@ -142,10 +119,13 @@ def test_daily_refresh_requests_only_live_instruments_current_month() -> None:
     requests = refresh_at(datetime(2026, 3, 5, 0, 15, tzinfo=UTC))
     live = [i.id for i in universe().instruments if i.end is None]
     assert live == ["BTCUSDT", "BTCUSDT-PERP", "ETHUSDT", "ETHUSDT-PERP", "SOLUSDT", "SOLUSDT-PERP"]  # not SPX/NDX
-    assert [r.partition_key for r in requests] == [multi_key(i, "2026-03") for i in live]
+    assert [r.partition_key for r in requests] == [instrument_month_key(i, "2026-03") for i in live]
     assert [r.run_key for r in requests] == [f"{i}|2026-03:2026-03-05" for i in live]
     # the next day: same partitions, new run keys (one refresh per day); before any start: nothing to refresh
     next_day = refresh_at(datetime(2026, 3, 6, 0, 15, tzinfo=UTC))
     assert [r.partition_key for r in next_day] == [r.partition_key for r in requests]
     assert not {r.run_key for r in next_day} & {r.run_key for r in requests}
-    assert refresh_at(datetime(2025, 12, 31, 0, 15, tzinfo=UTC)) == []
+    before_start = daily_refresh_schedule(
+        dg.build_schedule_context(scheduled_execution_time=datetime(2025, 12, 31, 0, 15, tzinfo=UTC))
+    )
+    assert isinstance(before_start, dg.SkipReason)
