@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,15 +18,24 @@ from typing import Any
 
 from lake_assets.settings import PROJECT_ROOT, data_root, warehouse_path
 
+# what qlake wrote into dagster.yaml before it enabled run monitoring and queue limits: an absolute event log path
+_LEGACY_DAGSTER_YAML = re.compile(
+    r"telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: false\nevent_log_storage:\n"
+    r"  module: lake_assets\.event_log\n  class: PooledSqliteEventLogStorage\n  config:\n    base_dir: \"[^\n]*\"\n"
+)
+
 
 def _dagster_home() -> Path:
+    """$DAGSTER_HOME (default `<data root>/dagster_home`) with qlake's `dagster.yaml`: written when missing, and
+    rewritten when it is exactly what an older qlake wrote (one that pinned the event log to an absolute path); a
+    file anyone else wrote or edited is left alone."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_root() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
+    if not cfg.exists() or _LEGACY_DAGSTER_YAML.fullmatch(cfg.read_text()):
         from lake_assets.event_log import dagster_yaml
 
-        cfg.write_text(dagster_yaml(str(home)))
+        cfg.write_text(dagster_yaml())
     return home
 
 
