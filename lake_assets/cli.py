@@ -8,23 +8,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lake_assets.settings import PROJECT_ROOT, data_root, warehouse_path
 
+# what qlake wrote into dagster.yaml before it enabled run monitoring and queue limits: an absolute event log path
+_LEGACY_DAGSTER_YAML = re.compile(
+    r"telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: false\nevent_log_storage:\n"
+    r"  module: lake_assets\.event_log\n  class: PooledSqliteEventLogStorage\n  config:\n    base_dir: \"[^\n]*\"\n"
+)
+
 
 def _dagster_home() -> Path:
+    """$DAGSTER_HOME (default `<data root>/dagster_home`) with qlake's `dagster.yaml`: written when missing, and
+    rewritten when it is exactly what an older qlake wrote (one that pinned the event log to an absolute path); a
+    file anyone else wrote or edited is left alone."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_root() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
+    if not cfg.exists() or _LEGACY_DAGSTER_YAML.fullmatch(cfg.read_text()):
         from lake_assets.event_log import dagster_yaml
 
-        cfg.write_text(dagster_yaml(str(home)))
+        cfg.write_text(dagster_yaml())
     return home
 
 
@@ -259,17 +270,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _render_table(df: object, rows: int, max_columns: int | None, markdown: bool = False) -> str:
+    """polars' table with `rows` rows and at most `max_columns` columns (the middle ones elided, as the DuckDB CLI
+    does); `None` fits as many as the terminal is wide."""
+    import shutil
+
+    import polars as pl
+
+    assert isinstance(df, pl.DataFrame)
+    # tbl_width_chars: wide enough never to wrap a cell (it is a u16)
+    opts: dict[str, Any] = {"tbl_rows": rows if rows > 0 else -1, "fmt_str_lengths": 60, "tbl_width_chars": 30_000}
+    if markdown:
+        opts |= {"tbl_formatting": "MARKDOWN", "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
+
+    def render(cols: int) -> str:
+        with pl.Config(tbl_cols=cols, **opts):
+            return str(df)
+
+    if max_columns is not None:
+        return render(max_columns if max_columns > 0 else -1)
+    width = shutil.get_terminal_size((120, 24)).columns
+
+    def fits(text: str) -> bool:
+        return max(map(len, text.splitlines()), default=0) <= width
+
+    text = render(-1)
+    if df.width <= 1 or fits(text):
+        return text
+    lo, hi = 1, df.width - 1  # the most columns that fit (at least one): the width grows with the column count
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(render(mid)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return render(lo)
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
     import polars as pl
 
     from lake_assets.storage.warehouse import query
 
-    df = query(args.query)
-    with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+    if args.describe:
+        sql = 'DESCRIBE "{}"'.format(args.describe.replace('"', '""'))
+    elif args.query:
+        sql = args.query
+    else:  # no query: list the views
+        sql = "SELECT table_name AS view FROM information_schema.tables WHERE table_name <> 'qlake_catalog' ORDER BY 1"
+    try:
+        df = query(sql)
         if args.format == "csv":
             sys.stdout.write(df.write_csv())
+        elif args.format == "json":
+            sys.stdout.write((df.write_json() or "[]") + "\n")
         else:
-            print(df)
+            markdown = args.format == "markdown"
+            columns = 0 if markdown and args.max_columns is None else args.max_columns
+            print(_render_table(df, args.limit, columns, markdown=markdown))
+    except (duckdb.Error, pl.exceptions.PolarsError) as exc:  # a query error is one line, not a traceback
+        lines = str(exc).strip().splitlines()
+        print(f"qlake sql: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -333,9 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize the whole graph for the default universe").set_defaults(fn=cmd_demo)
     p_sql = sub.add_parser("sql", help="query the DuckDB warehouse (read-only)")
-    p_sql.add_argument("query")
-    p_sql.add_argument("--format", choices=["table", "csv"], default="table")
-    p_sql.add_argument("--limit", type=int, default=50, help="rows to print in table format")
+    p_sql.add_argument("query", nargs="?", help="SQL (read-only); omit it to list the views")
+    p_sql.add_argument("--describe", metavar="VIEW", help="the columns and types of a view")
+    p_sql.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    p_sql.add_argument("--limit", type=int, default=50, help="rows to print in table/markdown format (0: all)")
+    p_sql.add_argument("--max-columns", type=int, metavar="N",
+                       help="columns to print in table/markdown format, the middle ones elided (0: all; "
+                            "default: as many as the terminal is wide, all in markdown)")  # fmt: skip
     p_sql.set_defaults(fn=cmd_sql)
     p_mat = sub.add_parser("materialize", help="materialize assets for instruments/months in a few runs")
     p_mat.add_argument("--select", help="comma-separated asset names (default: all)")

@@ -12,14 +12,17 @@ file): ~2.6 ms per event. Readers (`dagster dev`, the daemon) use the files exac
 
 from __future__ import annotations
 
-import json
+import logging
+import os
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
+from dagster import Field, StringSource
+from dagster._config.config_schema import UserConfigSchema
+from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -32,7 +35,19 @@ from sqlalchemy.pool import QueuePool
 
 __all__ = ["PooledSqliteEventLogStorage", "dagster_yaml"]
 
+log = logging.getLogger(__name__)
+
 RUN_SHARDS_KEPT = 8  # run databases with an open engine; older ones are disposed (a daemon sees thousands of runs)
+
+
+def default_base_dir() -> str:
+    """Where Dagster's own sqlite event log lives in an instance: `$DAGSTER_HOME/history/runs`."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise DagsterInvariantViolationError(
+            "PooledSqliteEventLogStorage without a base_dir stores under $DAGSTER_HOME, which is not set"
+        )
+    return os.path.join(home, "history", "runs")
 
 
 def _tune(dbapi_conn: Any, _record: Any) -> None:
@@ -43,15 +58,30 @@ def _tune(dbapi_conn: Any, _record: Any) -> None:
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` whose shards keep their engine and connections between statements."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+    def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
-        super().__init__(base_dir, inst_data=inst_data)
+        self._default_base_dir = base_dir is None
+        super().__init__(base_dir if base_dir is not None else default_base_dir(), inst_data=inst_data)
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        return {"base_dir": Field(StringSource, is_required=False)}  # default: $DAGSTER_HOME/history/runs
 
     @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
     ) -> PooledSqliteEventLogStorage:
         return cls(inst_data=inst_data, **config_value)
+
+    def register_instance(self, instance: Any) -> None:
+        super().register_instance(instance)
+        expected = os.path.abspath(os.path.join(instance.root_directory, "history", "runs"))
+        if self._default_base_dir and expected != self._base_dir:  # from_config(dir) with DAGSTER_HOME elsewhere
+            log.warning(
+                "the event log is in %s ($DAGSTER_HOME) but this instance's home is %s: set DAGSTER_HOME to it",
+                self._base_dir,
+                instance.root_directory,
+            )
 
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.get(shard)
@@ -87,13 +117,40 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-def dagster_yaml(home: str) -> str:
-    """The `dagster.yaml` qlake writes into a new DAGSTER_HOME (telemetry off, pooled event log)."""
-    return (
-        "telemetry:\n  enabled: false\n"
-        "run_monitoring:\n  enabled: false\n"
-        "event_log_storage:\n"
-        "  module: lake_assets.event_log\n"
-        "  class: PooledSqliteEventLogStorage\n"
-        f"  config:\n    base_dir: {json.dumps(str(Path(home) / 'history' / 'runs'))}\n"  # JSON string = YAML scalar
-    )
+def dagster_yaml(home: str | None = None) -> str:
+    """The `dagster.yaml` qlake writes into a new DAGSTER_HOME. It names no path (`home` is not used): the event log
+    defaults to `$DAGSTER_HOME/history/runs` like every other store of the instance, so a copied home is self-contained.
+
+    - telemetry off; the pooled event log (above).
+    - run monitoring: the daemon fails runs stuck starting or cancelling (a run worker that died before it started,
+      a termination that never finished) instead of showing them in progress forever; nothing is resumed (the default
+      run launcher cannot). A run worker that dies mid-run is failed by its code server, which watches its process.
+    - run queue: at most 2 runs in progress (this machine has 2 cores) and 1 of them from a backfill, so a burst of
+      sensor or backfill requests waits in the queue. `qlake` runs execute in-process and skip the queue, but a
+      daemon counts them as in progress.
+    """
+    del home
+    return """\
+# Written by qlake (lake_assets.event_log.dagster_yaml); qlake leaves an existing dagster.yaml alone.
+telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 30
+run_coordinator:
+  module: dagster
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+    tag_concurrency_limits:
+      - key: dagster/backfill
+        limit: 1
+event_log_storage:
+  module: lake_assets.event_log
+  class: PooledSqliteEventLogStorage
+  config: {}
+"""

@@ -1,9 +1,16 @@
-"""The pooled sqlite event log: what qlake's dagster.yaml selects, and it stores and reads like Dagster's own."""
+"""The pooled sqlite event log and the `dagster.yaml` qlake writes: it stores and reads like Dagster's own, names no
+path (a copied DAGSTER_HOME is self-contained), monitors runs and queues them two at a time."""
 
+import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
 
+from lake_assets.cli import _dagster_home
 from lake_assets.event_log import RUN_SHARDS_KEPT, PooledSqliteEventLogStorage, dagster_yaml
 
 
@@ -12,13 +19,20 @@ def pooled_probe(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"key": context.partition_key})
 
 
-def test_instance_from_qlake_yaml_uses_pooled_storage_and_records_runs(tmp_path: Path) -> None:
-    home = tmp_path / "home with space"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(dagster_yaml(str(home)))
+def _home(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text(dagster_yaml())
+    monkeypatch.setenv("DAGSTER_HOME", str(path))
+    return path
+
+
+def test_instance_from_qlake_yaml_uses_pooled_storage_and_records_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home(tmp_path / "home with space", monkeypatch)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
-        for key in ("a", "b", "c"):
+        for key in ("a", "b", "c"):  # in-process runs: the run queue does not stand in their way
             assert dg.materialize([pooled_probe], instance=instance, partition_key=key).success
         assert (home / "history" / "runs" / "index.db").is_file()
         assert instance.get_materialized_partitions(dg.AssetKey("pooled_probe")) == {"a", "b", "c"}
@@ -30,6 +44,63 @@ def test_instance_from_qlake_yaml_uses_pooled_storage_and_records_runs(tmp_path:
     with dg.DagsterInstance.from_config(str(home)) as stock:
         assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert stock.get_materialized_partitions(dg.AssetKey("pooled_probe")) == {"a", "b", "c"}
+
+
+def test_qlake_yaml_monitors_runs_and_queues_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _home(tmp_path / "home", monkeypatch)
+    assert "base_dir" not in dagster_yaml() and str(tmp_path) not in dagster_yaml()
+    with dg.DagsterInstance.get() as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert instance.run_monitoring_start_timeout_seconds == 180
+        assert instance.run_monitoring_cancel_timeout_seconds == 180
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None and queue.max_concurrent_runs == 2
+        assert queue.tag_concurrency_limits == [{"key": "dagster/backfill", "limit": 1}]
+        assert instance.event_log_storage._base_dir == str(home / "history" / "runs")
+
+
+def test_a_copied_home_keeps_its_own_event_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _home(tmp_path / "home", monkeypatch)
+    with dg.DagsterInstance.get() as instance:
+        assert dg.materialize([pooled_probe], instance=instance, partition_key="a").success
+    copy = tmp_path / "elsewhere" / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv("DAGSTER_HOME", str(copy))
+    with dg.DagsterInstance.get() as instance:
+        assert instance.event_log_storage._base_dir == str(copy / "history" / "runs")
+        assert instance.get_materialized_partitions(dg.AssetKey("pooled_probe")) == {"a"}  # the copied history
+        assert dg.materialize([pooled_probe], instance=instance, partition_key="b").success
+        assert instance.get_materialized_partitions(dg.AssetKey("pooled_probe")) == {"a", "b"}
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:  # the original never saw the copy's run
+        assert instance.get_materialized_partitions(dg.AssetKey("pooled_probe")) == {"a"}
+
+
+def test_the_default_event_log_needs_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(DagsterInvariantViolationError, match="DAGSTER_HOME"):
+        PooledSqliteEventLogStorage()
+
+
+def test_qlake_writes_its_yaml_and_upgrades_only_its_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cfg = home / "dagster.yaml"
+    assert _dagster_home() == home and cfg.read_text() == dagster_yaml()  # a new home
+    legacy = (  # what qlake wrote before: run monitoring off, the event log pinned to an absolute path
+        "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: false\nevent_log_storage:\n"
+        "  module: lake_assets.event_log\n  class: PooledSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {json.dumps(str(tmp_path / 'original' / 'history' / 'runs'))}\n"
+    )
+    cfg.write_text(legacy)
+    _dagster_home()
+    assert cfg.read_text() == dagster_yaml()
+    edited = legacy + "run_retries:\n  enabled: true\n"  # anything else is someone's own configuration
+    cfg.write_text(edited)
+    _dagster_home()
+    assert cfg.read_text() == edited
 
 
 def test_run_shard_engines_are_bounded(tmp_path: Path) -> None:
