@@ -144,6 +144,11 @@ def content_hash(obj: StrategySpec | Blueprint) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Materialization metadata of each `backtests` / `walkforward` partition: the content hash of the strategy it was
+# computed from. strategy_sensor compares it with the current hash to decide what needs a run.
+STRATEGY_HASH = "strategy_hash"
+
+
 def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint]) -> dict[str, str]:
     """Every strategy partition key -> content hash (JSON specs, then blueprints), sorted by key."""
     out = {json_key(name): content_hash(spec) for name, spec in specs.items()}
