@@ -2,7 +2,9 @@
 
 Thin: each strategy partition is one `partition_work` task (walk-forward tasks are spread over the cores with
 `process_map`); the returned tables are written partitioned by strategy, and metrics, plots and the
-accounting-identity checks are reported.
+accounting-identity checks are reported. Each partition's materialization records the content hash of the strategy
+it ran (metadata `strategy_hash`, as the tables' `spec_hash` column): strategy_sensor re-runs a partition only when
+that hash is not the current one.
 """
 
 from typing import Any
@@ -14,6 +16,8 @@ from dagster import AssetExecutionContext
 from lake_assets.backtests import runner
 from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_partition, walkforward_partition
 from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
+from lake_assets.backtests.strategy_spec import load_strategies
+from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.glue import check_result, md_table, png_metadata
 from lake_assets.parallel import process_map
 from lake_assets.reports.plots import drawdowns_png, equity_curves_png
@@ -54,6 +58,20 @@ def _clear(store: Lake, key: str, tables: tuple[str, ...]) -> None:
         store.write(pl.DataFrame(), GROUP, t, {STRATEGY_DIM: key})
 
 
+def _catalog(store: Lake) -> dict[str, str]:
+    """Every strategy key -> its current content hash (what a partition without output tables ran with)."""
+    return runner.strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
+
+
+def _record_hash(context: AssetExecutionContext, key: str, table: pl.DataFrame | None, catalog: dict[str, str]) -> None:
+    """Record on `key`'s materialization the hash of the strategy it ran: the one its output table carries, else
+    (nothing to trade) the current one; a strategy that vanished before its run records none."""
+    hashes = table["spec_hash"].drop_nulls().unique() if table is not None and "spec_hash" in table.columns else None
+    h = hashes[0] if hashes is not None and hashes.len() == 1 else catalog.get(key)
+    if h:
+        context.add_asset_metadata({runner.STRATEGY_HASH: h}, partition_key=key)
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=strategy_partitions,
@@ -85,6 +103,7 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     # here (its start-up and the pickled tables eat the rest) but held another ~0.7 GB; walk-forward, which is
     # compute-bound, does use the workers
     metrics, failures = [], {}
+    catalog = _catalog(store)
     try:
         for key in keys:
             outcome = backtest_partition(StrategyTask(str(store.root), key))
@@ -92,10 +111,12 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
                 failures[key] = outcome.message
                 context.log.error(outcome.message)
                 _clear(store, key, TABLES)
+                _record_hash(context, key, None, catalog)
                 continue
             for name, df in outcome.items():
                 store.write(df, GROUP, name, {STRATEGY_DIM: key})
             metrics.append(outcome["metrics"])
+            _record_hash(context, key, outcome["metrics"], catalog)
             del outcome
     finally:
         runner.clear_bars_cache()  # the strategies' shared instrument bars, held for this run only
@@ -159,6 +180,7 @@ def walkforward(
     the fixed rule per fold (blueprints), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift."""
     store = lake.lake()
     keys = list(context.partition_keys)
+    catalog = _catalog(store)
     try:
         outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
     finally:
@@ -169,8 +191,10 @@ def walkforward(
             failures[key] = outcome.message
             context.log.error(outcome.message)
             _clear(store, key, ("walkforward", "walkforward_folds"))
+            _record_hash(context, key, None, catalog)
             continue
         summary, folds = outcome
+        _record_hash(context, key, summary, catalog)
         store.write(summary, GROUP, "walkforward", {STRATEGY_DIM: key})
         store.write(folds, GROUP, "walkforward_folds", {STRATEGY_DIM: key})
         summaries.append(summary)

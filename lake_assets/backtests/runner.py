@@ -114,10 +114,39 @@ def parse_key(key: str) -> tuple[str, str]:
     raise ValueError(f"strategy key {key!r}: expected 'json.<name>' or 'bp_<hex>'")
 
 
+EVIDENCE_DIGITS = 10  # significant digits of a blueprint's evidence floats that count towards its content hash
+
+
+def _rounded(value: Any) -> Any:
+    """`value` (JSON data) with every float rounded to EVIDENCE_DIGITS significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{EVIDENCE_DIGITS}g}") if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def content_hash(obj: StrategySpec | Blueprint) -> str:
-    """Hash of everything a backtest of this strategy depends on in its definition (evidence included)."""
-    text = obj.model_dump_json()
+    """Hash of everything a backtest of this strategy depends on in its definition (evidence included).
+
+    A blueprint is hashed from its definition, ids, name and spec hash exactly, and its evidence (statistics
+    discovery measured, which no rule reads) with floats rounded to EVIDENCE_DIGITS significant digits: float
+    noise in a re-estimate (1e-15) cannot give an unchanged strategy a new identity and re-run its backtest.
+    """
+    if isinstance(obj, StrategySpec):
+        text = obj.model_dump_json()
+    else:
+        data = obj.model_dump(mode="json")
+        data["evidence"] = _rounded(data["evidence"])
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Materialization metadata of each `backtests` / `walkforward` partition: the content hash of the strategy it was
+# computed from. strategy_sensor compares it with the current hash to decide what needs a run.
+STRATEGY_HASH = "strategy_hash"
 
 
 def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint]) -> dict[str, str]:

@@ -27,7 +27,7 @@ def bridge_from_samples(candidates: pl.DataFrame, samples: pl.DataFrame, spec: D
     promoted = candidates.filter(pl.col("promoted"))
     holdout = samples.filter(pl.col(WINDOW) == "holdout") if WINDOW in samples.columns else samples
     trades = candidate_trades(promoted, holdout, spec)
-    stats = trades.group_by(*CANDIDATE_KEYS).agg(
+    stats = trades.group_by(*CANDIDATE_KEYS, maintain_order=True).agg(
         holdout_n=pl.len().cast(pl.Int64),
         holdout_mean_bps=pl.col(RET_BPS).mean(),
         holdout_std_bps=pl.col(RET_BPS).std(ddof=1),
@@ -35,7 +35,9 @@ def bridge_from_samples(candidates: pl.DataFrame, samples: pl.DataFrame, spec: D
         holdout_first_ts=pl.col("entry_ts").min(),
         holdout_last_ts=pl.col("entry_ts").max(),
     )
-    out = promoted.join(stats, on=list(CANDIDATE_KEYS), how="left").with_columns(pl.col("holdout_n").fill_null(0))
+    out = promoted.join(stats, on=list(CANDIDATE_KEYS), how="left", maintain_order="left").with_columns(
+        pl.col("holdout_n").fill_null(0)
+    )
     stress = {stress_column(m): pl.col("holdout_mean_bps") - m * pl.col("round_trip_cost_bps")
               for m in cfg.cost_stress_multipliers}  # fmt: skip
     out = out.with_columns(**stress).with_columns(

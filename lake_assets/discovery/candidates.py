@@ -52,5 +52,11 @@ def phase2_candidates(
         if WINDOW in samples.columns:
             samples = samples.filter(pl.col(WINDOW) == "discovery")
         snoop = snooping_tests(df, samples, spec)
-        df = df.join(snoop, on="hypothesis_id", how="left")
-    return df.sort(["promoted", "q_value", "shrunk_effect_bps"], descending=[True, False, True], nulls_last=True)
+        df = df.join(snoop, on="hypothesis_id", how="left", maintain_order="left")
+    # hypothesis_id is unique: a total order, so ties in the ranking columns cannot reorder rows between runs
+    return df.sort(
+        ["promoted", "q_value", "shrunk_effect_bps", "hypothesis_id"],
+        descending=[True, False, True, False],
+        nulls_last=True,
+        maintain_order=True,
+    )

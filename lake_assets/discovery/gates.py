@@ -37,7 +37,7 @@ def apply_gates(cands: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
     mult = spec.gates.conservative_cost_multiplier
     min_n = spec.defaults.discovery.min_samples
     th = _thresholds(spec, cands[EVENT_TYPE].unique().sort().to_list())
-    df = cands.join(th, on=EVENT_TYPE, how="left").with_columns(
+    df = cands.join(th, on=EVENT_TYPE, how="left", maintain_order="left").with_columns(
         shrunk_after_cost_bps=pl.col("shrunk_effect_bps") - pl.col("round_trip_cost_bps"),
         shrunk_after_cost_conservative_bps=pl.col("shrunk_effect_bps") - mult * pl.col("round_trip_cost_bps"),
     )

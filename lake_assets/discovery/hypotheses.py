@@ -185,8 +185,8 @@ def trade_samples(
     split = _split_frame(spans, spec)
     return (
         out.filter(pl.Series(keep))
-        .join(spans.select(INSTRUMENT, "_step_us"), on=INSTRUMENT, how="left")
-        .join(split, on=INSTRUMENT, how="left")
+        .join(spans.select(INSTRUMENT, "_step_us"), on=INSTRUMENT, how="left", maintain_order="left")
+        .join(split, on=INSTRUMENT, how="left", maintain_order="left")
         .with_columns(
             pl.col(INSTRUMENT).replace_strict(classes, return_dtype=pl.String).alias(INSTRUMENT_CLASS),
             pl.when(pl.col(EXIT_TS) + step <= pl.col("holdout_start"))
@@ -257,7 +257,8 @@ def expand_templates_states(samples: pl.DataFrame, spec: DiscoverySpec) -> pl.Da
 def aggregate_hypotheses(samples: pl.DataFrame, spec: DiscoverySpec | None = None) -> pl.DataFrame:
     """Per-hypothesis statistics (n, mean/median/std bps, t, hit rate, after-cost, half-sample signs, spec hash)."""
     spec = spec or load_discovery_spec()
-    long = expand_templates_states(samples, spec).sort(*HYPOTHESIS_KEYS, ENTRY_TS)
+    # a total order (an event enters once per horizon): every statistic sums its trades in the same order
+    long = expand_templates_states(samples, spec).sort(*HYPOTHESIS_KEYS, ENTRY_TS, EVENT_ID, maintain_order=True)
     r = pl.col(RET_BPS)
     k = pl.int_range(pl.len())
     first = k < pl.len() // 2
@@ -288,7 +289,7 @@ def finish_hypotheses(agg: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
     mult = spec.gates.conservative_cost_multiplier
     se = pl.col("std_bps") / pl.col("n").cast(pl.Float64).sqrt()
     return (
-        agg.join(costs, on=INSTRUMENT_CLASS, how="left")
+        agg.join(costs, on=INSTRUMENT_CLASS, how="left", maintain_order="left")
         .with_columns(
             se_bps=se,
             t_stat=pl.col("mean_bps") / se,

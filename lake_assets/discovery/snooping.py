@@ -16,6 +16,7 @@ import polars as pl
 
 from lake_assets.discovery.hypotheses import (
     ENTRY_TS,
+    EVENT_ID,
     EVENT_TYPE,
     HORIZON,
     INSTRUMENT,
@@ -74,8 +75,12 @@ def candidate_trades(cands: pl.DataFrame, samples: pl.DataFrame, spec: Discovery
         samples = samples.join(cands.select(pre).unique(), on=pre, how="semi", nulls_equal=True)
     long = expand_templates_states(samples, spec)
     keyed = cands.select(*CANDIDATE_KEYS, "hypothesis_id", "round_trip_cost_bps")
-    return long.join(keyed, on=list(CANDIDATE_KEYS), how="inner").with_columns(
-        pnl_bps=pl.col(RET_BPS) - pl.col("round_trip_cost_bps")
+    # joins return rows in an order that varies between calls: sort (a candidate's trades are one per event) so
+    # that every sum over them adds the same numbers in the same order
+    return (
+        long.join(keyed, on=list(CANDIDATE_KEYS), how="inner")
+        .with_columns(pnl_bps=pl.col(RET_BPS) - pl.col("round_trip_cost_bps"))
+        .sort("hypothesis_id", ENTRY_TS, EVENT_ID, maintain_order=True)
     )
 
 
@@ -90,10 +95,10 @@ def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySp
     trades = candidate_trades(promoted, samples, spec)
     per = (
         trades.with_columns(_p=pl.col(ENTRY_TS).dt.truncate(cfg.period))
-        .group_by("_p", "hypothesis_id")
+        .group_by("hypothesis_id", "_p", maintain_order=True)
         .agg(pl.col("pnl_bps").sum())
     )
-    wide = per.pivot(on="hypothesis_id", index="_p", values="pnl_bps").sort("_p")
+    wide = per.pivot(on="hypothesis_id", index="_p", values="pnl_bps", sort_columns=True).sort("_p")
     if wide.height < 2 * cfg.block_size:
         return pl.DataFrame(schema=schema)
     ids = [c for c in wide.columns if c != "_p"]
