@@ -18,7 +18,7 @@ from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_
 from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import check_result, md_table, png_metadata
+from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
 from lake_assets.parallel import process_map
 from lake_assets.reports.plots import drawdowns_png, equity_curves_png
 from lake_assets.specs import spec_hash
@@ -29,7 +29,7 @@ from resources.lake import LakeResource, WarehouseResource
 GROUP = "backtests"
 STRATEGY_DIM = "strategy"
 strategy_partitions = dg.DynamicPartitionsDefinition(name="strategy")
-AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
 BOOK_SCHEMA = {runner.BOOK: pl.String()}
 TABLES = ("trades", "orders", "fills", "equity", "risk_events", "metrics")
 for _t in (
