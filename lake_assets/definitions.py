@@ -15,6 +15,7 @@ from lake_assets.reports.assets import report_assets
 from resources import resources_for
 from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
+from sensors.specs import spec_sensor
 from sensors.strategies import strategy_sensor
 
 tune_malloc()  # every process that runs the graph (the webserver's run workers included) keeps freed arrays
@@ -33,6 +34,6 @@ defs = dg.Definitions(
     assets=all_assets,
     jobs=[refresh_current_month_job, landing_job],
     schedules=[daily_refresh_schedule],
-    sensors=[landing_sensor, automation_sensor, strategy_sensor],
+    sensors=[landing_sensor, automation_sensor, strategy_sensor, spec_sensor],
     resources=resources_for(),
 )

@@ -26,15 +26,14 @@ from lake_assets.backtests.runner import STRATEGY_HASH, strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource
+from sensors.materialized import Recorded, latest_recorded
 
 STRATEGY_PARTITIONS = "strategy"
 TARGET = ("backtests", "walkforward")
 # the lake table of each target whose `spec_hash` column judges a materialization that recorded no hash
 LAKE_HASH_TABLES = {"backtests": "metrics", "walkforward": "walkforward"}
-FETCH_BATCH = 500
 CURSOR_VERSION = 2
 
-Recorded = dict[str, tuple[int, str | None]]  # partition -> (storage id of its latest materialization, hash)
 
 
 def current_strategies(lake: LakeResource) -> dict[str, str]:
@@ -70,35 +69,9 @@ def lake_hash(store: Lake, asset: str, key: str) -> str | None:
 def materialized_hashes(
     instance: dg.DagsterInstance, store: Lake, asset: str, cache: Mapping[str, Any] | None = None
 ) -> Recorded:
-    """Each partition of `asset` -> (storage id, recorded strategy hash) of its latest materialization.
-
-    One query for the latest storage ids; the records are fetched (in batches) only for partitions whose latest
-    materialization is not the one in `cache` (partition -> [storage id, hash], from the cursor).
-    """
-    key = dg.AssetKey(asset)
-    latest = instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    cache = cache or {}
-    out: Recorded = {}
-    stale: list[int] = []
-    for partition, storage_id in latest.items():
-        hit = cache.get(partition)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == storage_id:
-            out[partition] = (storage_id, hit[1])
-        else:
-            stale.append(storage_id)
-    stale.sort()
-    for chunk in (stale[i : i + FETCH_BATCH] for i in range(0, len(stale), FETCH_BATCH)):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)
-        ).records
-        for rec in records:
-            mat = rec.asset_materialization
-            if mat is None or mat.partition is None:
-                continue
-            value = mat.metadata.get(STRATEGY_HASH)
-            h = str(value.value) if value is not None else lake_hash(store, asset, mat.partition)
-            out[mat.partition] = (rec.storage_id, h)
-    return out
+    """Each partition of `asset` -> (storage id, recorded strategy hash) of its latest materialization; partitions
+    materialized before the hash was recorded fall back to the `spec_hash` in their lake table."""
+    return latest_recorded(instance, asset, STRATEGY_HASH, cache, lambda partition: lake_hash(store, asset, partition))
 
 
 def run_key(key: str, content_hash: str, last: tuple[int, str | None] | None) -> str:

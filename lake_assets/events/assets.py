@@ -20,6 +20,7 @@ from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "events"
 PREVALENCE_TIMEFRAME = "5m"
+SPEC_VERSION = "spec_version"  # metadata: the version of the spec entry a partition was written from
 PREVIEW = ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "severity", "vol_regime", "carry_state",
            "session"]  # fmt: skip
 event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
@@ -47,7 +48,7 @@ def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], eve
     group_name=GROUP,
     partitions_def=event_type_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=f"events-1-{event_specs().spec_hash}",
+    code_version="events-2",  # each partition's spec version is its own (spec_version metadata, spec_sensor)
     deps=[dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
           for a in ("bars", "features", "context_features", "market_context")],
     automation_condition=AUTOMATION,
@@ -56,6 +57,8 @@ def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], eve
         ("prevalence", True, "events per 1,000 bars within the event spec's bounds, per 5m instrument"),
         ("no_lookahead", True, "events before a cut are identical when the data after it is removed"),
         ("on_grid_not_in_gaps", True, "every event sits on a bar of the grid that is not a gap"),
+        ("spec_current", False, "written from the event type's current spec (spec_sensor fails it when the spec "
+                                "changes and re-runs the partition)"),
     ], event_type_partitions),
 )  # fmt: skip
 def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
@@ -96,6 +99,7 @@ def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse
                     samples=md_table(failing) if failing.height else ""),
             Verdict("no_lookahead", t not in lookahead_failed, {"identical": t not in lookahead_failed}),
             Verdict("on_grid_not_in_gaps", t not in off_grid_types, {"off_grid_or_in_gaps": t in off_grid_types}),
+            Verdict("spec_current", True, {"spec_version": catalog.entry_hash(t)}),
         ]  # fmt: skip
         meta = frame_metadata(mine, PREVIEW)
         meta["by_instrument"] = dg.MetadataValue.md(md_table(prev, n=20) if prev.height else "_no 5m instruments_")
@@ -103,6 +107,7 @@ def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse
         meta["not_applicable"] = dg.MetadataValue.md(md_table(not_applicable.select(INSTRUMENT, "reason"), n=30)
                                                       if not_applicable.height else "_none_")  # fmt: skip
         meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
+        meta[SPEC_VERSION] = dg.MetadataValue.text(catalog.entry_hash(t))
         if publisher.audit(t, mine, {"event_type": t}, verdicts, meta) and app.height:
             store.write(app, GROUP, "event_applicability", {"event_type": t})
     warehouse.refresh()

@@ -7,6 +7,7 @@ mismatch between the canonical registry and the event files.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,6 +122,13 @@ class EventCatalog:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
+
+    def entry_hash(self, name: str) -> str:
+        """The version of one event type's spec: its file and its family in the registry. Editing one event's spec
+        changes its hash only, so exactly that event type's partitions become stale."""
+        spec = self.get(name)
+        text = Path(spec.file).read_bytes() if spec.file and Path(spec.file).is_file() else repr(spec).encode()
+        return hashlib.sha256(b"\0".join([name.encode(), spec.family.encode(), text])).hexdigest()[:16]
 
     def get(self, name: str) -> EventSpec:
         for s in self.specs:

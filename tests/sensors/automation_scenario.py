@@ -85,6 +85,24 @@ def main(step: str, state: Path) -> dict[str, Any]:
         registry = instance.fetch_materializations(dg.AssetKey("event_registry"), limit=1).records
         return {"ticks": ticks, "bars_rows": [before.height, after.height],
                 "event_registry_updated_after_raw": bool(registry)}  # fmt: skip
+    if step == "spec_sensor":  # the spec sensor's tick, what the daemon does with it, and the next tick
+        from sensors.specs import spec_sensor
+
+        result = spec_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SensorResult), result
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        stale = sorted(str(e.partition) for e in result.asset_events if not e.passed)
+        requested = sorted(str(r.partition_key) for r in result.run_requests or [])
+        key = dg.AssetCheckKey(dg.AssetKey("event_registry"), "spec_current")
+        shown = {rec.event.dagster_event.event_specific_data.partition: rec.status.value
+                 for rec in instance.event_log_storage.get_asset_check_execution_history(key, limit=200)[::-1]
+                 if rec.event and rec.event.dagster_event}  # fmt: skip
+        failed_in_ui = sorted(p for p, status in shown.items() if status == "FAILED")
+        materialize(instance, "event_registry", requested)
+        again = spec_sensor(dg.build_sensor_context(instance=instance))
+        return {"requested": requested, "stale": stale, "failed_in_ui": failed_in_ui,
+                "settled": isinstance(again, dg.SkipReason)}  # fmt: skip
     if step == "tick":
         requested, _ = evaluate(instance, state)
         return {"requested": requested}

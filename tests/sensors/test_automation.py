@@ -80,6 +80,14 @@ def test_automation_follows_any_partition_to_exactly_what_reads_it(scenario: Any
     assert "raw_ohlcv" not in requested and "market_context" not in requested
     assert corrected["event_registry_updated_after_raw"]
 
+    # editing one event spec (BETA_SHIFT's cooldown) marks stale and re-runs that event type only
+    path = scenario.spec / "events" / "BETA_SHIFT.yaml"
+    path.write_text(path.read_text().replace("cooldown: 288", "cooldown: 300"))
+    edited = scenario("spec_sensor")
+    assert edited == {"requested": ["BETA_SHIFT"], "stale": ["BETA_SHIFT"], "failed_in_ui": ["BETA_SHIFT"],
+                      "settled": True}  # fmt: skip
+    assert scenario("tick")["requested"] == {}  # automation does not re-run anything else for it
+
     # a new instrument in the universe: its history is requested (raw first, the rest follows by automation)
     write_universe(scenario.spec, with_ndx=True)
     tick = scenario("tick")["requested"]
