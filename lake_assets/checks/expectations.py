@@ -549,7 +549,8 @@ def _partition_result(
         return whole  # table-level (or failed) expectation: the run's verdict is the partition's
     mine = [int(i) for i in index if lo <= int(i) < hi]
     values = res.get("unexpected_list") or []
-    mine_values = [values[j] for j, i in enumerate(index) if lo <= int(i) < hi][:sample_rows] if values else []
+    aligned = len(values) == len(index)  # multi-column expectations list their values differently
+    mine_values = [values[j] for j, i in enumerate(index) if lo <= int(i) < hi][:sample_rows] if aligned else []
     rows: tuple[dict[str, Any], ...] = ()
     if mine:
         cols = list(dict.fromkeys(c for c in (TS, INSTRUMENT, *spec.columns) if c in df.columns))

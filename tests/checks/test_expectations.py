@@ -21,6 +21,7 @@ from lake_assets.checks.expectations import (
     gx_context,
     load_suites,
     run_expectations,
+    run_expectations_by_partition,
 )
 from lake_assets.checks.quality import timestamps_unique_increasing
 from lake_assets.specs import VENDORS, SpecError
@@ -269,6 +270,27 @@ def test_duplicate_timestamps(asset: str, layer: str, severity: str) -> None:
     # the back-steps are caught by the per-instrument ordering check
     ordering = timestamps_unique_increasing(df)
     assert not ordering.passed and ordering.metadata["non_increasing_steps"] == 3
+
+
+def test_one_validation_judges_each_partition_on_its_own_rows() -> None:
+    """A run's partitions are validated together and judged apart: the broken partition fails with its own counts and
+    samples (single- and multi-column expectations), the clean one passes, and the whole frame gives the same total."""
+    clean = make_bars(120)
+    broken = _break_order(make_bars(120)).with_columns(pl.col(TS) + timedelta(days=30))  # 6 duplicate rows
+    negative = pl.when(pl.int_range(pl.len()) == 7).then(-1.0).otherwise(pl.col(VOLUME))
+    broken = broken.with_columns(negative.alias(VOLUME))
+    by_part = run_expectations_by_partition([("a", clean), ("b", broken)], "bars", "cleaned", sample_rows=3)
+    whole = run_expectations(pl.concat([clean, broken]), "bars", "cleaned")
+    assert not by_part["b"].success
+    assert by_part["a"].success, _failed(by_part["a"])
+    assert by_part["a"].evaluated_rows == clean.height and by_part["b"].evaluated_rows == broken.height
+    for name, cols, n in (("expect_compound_columns_to_be_unique", (INSTRUMENT, TS), 6),
+                          ("expect_column_values_to_be_between", (VOLUME,), 1)):  # fmt: skip
+        mine = by_part["b"].result(name, *cols)
+        assert mine.unexpected_count == n == whole.result(name, *cols).unexpected_count
+        assert by_part["a"].result(name, *cols).unexpected_count == 0
+        assert 0 < len(mine.sample_rows) <= 3
+        assert all(row[TS] >= broken[TS].min() for row in mine.sample_rows)  # samples from b's own rows
 
 
 def test_ohlc_violations_counted_on_non_gap_unflagged_rows_only() -> None:

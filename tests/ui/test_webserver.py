@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,50 @@ def test_webserver_loads_the_location_and_renders_the_asset_graph(webserver: Web
             browser.close()
     assert all(shot.stat().st_size > 10_000 and shot.read_bytes().startswith(b"\x89PNG") for shot in shots)
     assert webserver.proc.poll() is None  # the server survived the browser session
+
+
+def test_each_partition_page_describes_that_partition(webserver: Webserver, tmp_path: Path) -> None:
+    """One single-run backfill writes two months of SPX; each partition's page shows its own row count, time range
+    and checks, not the run's."""
+    import dagster as dg
+
+    from lake_assets.cli import PlannedRun
+    from lake_assets.definitions import all_assets, defs
+
+    keys = ("SPX|2017-01", "SPX|2017-02")
+    assets = (*RAW_ASSETS, "bars")
+    run = PlannedRun("ui", list(assets), keys[0], keys[1])
+    result = dg.materialize(all_assets, selection=dg.AssetSelection.assets(*assets), instance=dg.DagsterInstance.get(),
+                            resources=defs.resources, tags=run.run_tags())  # fmt: skip
+    assert result.success
+    expected = {}
+    for e in result.get_asset_materialization_events():
+        mat = e.materialization
+        if mat.asset_key.path == ["bars"]:
+            expected[str(mat.partition)] = (mat.metadata["dagster/row_count"].value, mat.metadata["time_range"].value)
+    assert set(expected) == set(keys) and expected[keys[0]] != expected[keys[1]]
+
+    entry = wait_for_location(webserver)
+    assert webserver.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    seen = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.set_default_timeout(90_000)
+            for key in keys:
+                rows, time_range = expected[key]
+                url = f"{webserver.url}/assets/bars?view=partitions&partition={urllib.parse.quote(key)}"
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_text(time_range).first.wait_for(state="visible")
+                text = page.evaluate("() => document.body.innerText")
+                seen[key] = text
+                assert time_range in text and key in text
+                other = next(k for k in keys if k != key)
+                assert expected[other][1] not in text  # nothing of the other partition
+                screenshot(page, tmp_path / f"bars-{key.replace('|', '_')}.png")
+        finally:
+            browser.close()
+    assert entry["loadStatus"] == "LOADED"
+    for key in keys:  # row counts as the UI prints them
+        assert str(expected[key][0]) in seen[key]
