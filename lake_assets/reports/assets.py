@@ -6,8 +6,8 @@ from dagster import AssetExecutionContext
 from lake_assets.backtests.runner import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import AUTOMATION, check_result, png_metadata
-from lake_assets.reports.research import build_report, gather, write_report
+from lake_assets.glue import AUTOMATION, check_result
+from lake_assets.reports.research import build_report, gather, inline_images, write_report
 from lake_assets.settings import reports_root
 from resources.lake import LakeResource
 
@@ -33,8 +33,7 @@ def research_report(context: AssetExecutionContext, lake: LakeResource) -> dg.Ma
     missing = sorted(n for n in expected if not (n in paths and paths[n].is_file()))
     meta = {
         "path": dg.MetadataValue.path(str(paths["report.md"])),
-        "report": dg.MetadataValue.md(report.markdown),
-        **{name.removesuffix(".png"): png_metadata(png) for name, png in report.pngs.items()},
+        "report": dg.MetadataValue.md(inline_images(report.markdown, report.pngs)),  # images inline, no broken links
     }
     return dg.MaterializeResult(
         metadata=meta,

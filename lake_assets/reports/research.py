@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -202,3 +202,13 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
             Path(tmp).unlink(missing_ok=True)
         paths[name] = out_dir / name
     return paths
+
+
+def inline_images(markdown: str, pngs: Mapping[str, bytes]) -> str:
+    """The report's Markdown with its relative PNG links replaced by data URIs, for viewers (the Dagster UI) that
+    show the text without the folder it links into."""
+    import base64
+
+    for name, png in pngs.items():
+        markdown = markdown.replace(f"]({name})", f"](data:image/png;base64,{base64.b64encode(png).decode()})")
+    return markdown

@@ -119,6 +119,12 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
                                               "monthly_returns.png"}  # fmt: skip
     text = (out / "report.md").read_text()
     assert JSON_KEY in text and bp_id in text
+    # in the UI the report's images are inline (the text has no folder to resolve relative links against)
+    [mat] = [e.materialization for e in report.get_asset_materialization_events()]
+    shown = str(mat.metadata["report"].value)
+    assert "](equity_curves.png)" in text and "](equity_curves.png)" not in shown
+    assert shown.count("](data:image/png;base64,") == text.count(".png)") >= 3
+    assert str(mat.metadata["path"].value) == str(out / "report.md")  # the current lake's report
     assert cli.main(["report"]) == 0
     assert capsys.readouterr().out.strip().endswith(str(out / "report.md"))
 
