@@ -117,19 +117,26 @@ def demo_cold() -> dict[str, float]:
             "budget_wall_s": 180, "budget_rss_mb": 2048}  # fmt: skip
 
 
-REFRESH_ASSETS = "raw_ohlcv,raw_funding,raw_open_interest,raw_trades,bars,bars_1h,bars_1d,features,context_features"
+# raw -> bars -> features -> events for one instrument, as the issue's budget states it
+REFRESH_ASSETS = "raw_ohlcv,raw_funding,raw_open_interest,raw_trades,bars,features,event_registry"
+REFRESH_INSTRUMENT = "BTCUSDT"
 
 
 def refresh_vs_rebuild() -> dict[str, float]:
-    crypto = ",".join(i.id for i in universe().instruments if i.vendor == "synthetic")
+    """One instrument's ten months rebuilt, then its last month refreshed, each as one `qlake materialize` process
+    (a run worker is a process too); plus the floor every such process pays before any data: importing the graph
+    and Great Expectations (the raw and bars checks need it), measured on its own."""
     with tempfile.TemporaryDirectory() as tmp:
         env = _env(Path(tmp))
         base = [sys.executable, "-m", "lake_assets.cli", "materialize", "--select", REFRESH_ASSETS,
-                "--instruments", crypto]  # fmt: skip
+                "--instruments", REFRESH_INSTRUMENT]  # fmt: skip
         full, *_ = _run([*base, "--months", f"{MONTHS[0]}..{MONTHS[-1]}"], env)
         one, *_ = _run([*base, "--months", MONTHS[-1]], env)
-    return {"full_rebuild_s": round(full, 1), "one_month_refresh_s": round(one, 1), "ratio": round(one / full, 3),
-            "budget_ratio": 0.10}  # fmt: skip
+        floor, *_ = _run([sys.executable, "-c", "import lake_assets.definitions, great_expectations"], env)
+    return {"instrument": REFRESH_INSTRUMENT, "months": len(MONTHS), "full_rebuild_s": round(full, 1),  # type: ignore[dict-item]
+            "one_month_refresh_s": round(one, 1), "ratio": round(one / full, 3),
+            "process_floor_s": round(floor, 1), "refresh_above_floor_s": round(one - floor, 1),
+            "ratio_above_floor": round((one - floor) / (full - floor), 3), "budget_ratio": 0.10}  # fmt: skip
 
 
 def main() -> None:

@@ -86,16 +86,20 @@ class PartitionPublisher:
     def audit(
         self,
         key: str,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | None,
         dims: Mapping[str, str],
         verdicts: list[Verdict],
         metadata: Mapping[str, Any],
+        tables: Mapping[str, pl.DataFrame] | None = None,
     ) -> bool:
-        """Publish `frame` as partition `key` unless a blocking check failed; report its metadata. True if published."""
+        """Publish `frame` as partition `key` of the asset's table (and `tables`, other tables of the asset's group
+        with the same dims) unless a blocking check failed; report its metadata. True if published."""
         failed = self.blocking_failures(verdicts)
-        kept = self.store.exists(self.group, self.asset, dims)
+        writes = {**({self.asset: frame} if frame is not None else {}), **(tables or {})}
+        kept = any(self.store.exists(self.group, name, dims) for name in writes)
         if not failed:
-            self.store.write(frame, self.group, self.asset, dims)
+            for name, df in writes.items():
+                self.store.write(df, self.group, name, dims)
             self.published.append(key)
         else:
             self.held_back.append(key)

@@ -7,6 +7,7 @@ it ran (metadata `strategy_hash`, as the tables' `spec_hash` column): strategy_s
 that hash is not the current one.
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -18,9 +19,9 @@ from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_
 from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
+from lake_assets.glue import AUTOMATION, md_table
 from lake_assets.parallel import process_map
-from lake_assets.reports.plots import drawdowns_png, equity_curves_png
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import spec_hash
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
@@ -31,7 +32,6 @@ STRATEGY_DIM = "strategy"
 strategy_partitions = dg.DynamicPartitionsDefinition(name="strategy")
 
 BOOK_SCHEMA = {runner.BOOK: pl.String()}
-TABLES = ("trades", "orders", "fills", "equity", "risk_events", "metrics")
 for _t in (
     LakeTable(GROUP, "trades", 1, schema=pl.Schema({**dict(TRADES_SCHEMA), **BOOK_SCHEMA})),
     LakeTable(GROUP, "orders", 1, schema=pl.Schema({**dict(ORDERS_SCHEMA), **BOOK_SCHEMA})),
@@ -53,23 +53,16 @@ def _code_version(kind: str) -> str:
     return f"{kind}-1-{spec_hash('costs.yaml', 'strategies', 'walkforward.yaml')}"
 
 
-def _clear(store: Lake, key: str, tables: tuple[str, ...]) -> None:
-    for t in tables:
-        store.write(pl.DataFrame(), GROUP, t, {STRATEGY_DIM: key})
-
-
 def _catalog(store: Lake) -> dict[str, str]:
     """Every strategy key -> its current content hash (what a partition without output tables ran with)."""
     return runner.strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
 
 
-def _record_hash(context: AssetExecutionContext, key: str, table: pl.DataFrame | None, catalog: dict[str, str]) -> None:
-    """Record on `key`'s materialization the hash of the strategy it ran: the one its output table carries, else
-    (nothing to trade) the current one; a strategy that vanished before its run records none."""
+def _strategy_hash(key: str, table: pl.DataFrame | None, catalog: dict[str, str]) -> str | None:
+    """The hash of the strategy a partition ran, for its materialization: the one its output table carries, else
+    (nothing to trade) the current one; a strategy that vanished before its run has none."""
     hashes = table["spec_hash"].drop_nulls().unique() if table is not None and "spec_hash" in table.columns else None
-    h = hashes[0] if hashes is not None and hashes.len() == 1 else catalog.get(key)
-    if h:
-        context.add_asset_metadata({runner.STRATEGY_HASH: h}, partition_key=key)
+    return str(hashes[0]) if hashes is not None and hashes.len() == 1 else catalog.get(key)
 
 
 @dg.asset(
@@ -84,17 +77,14 @@ def _record_hash(context: AssetExecutionContext, key: str, table: pl.DataFrame |
     ],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars", "numba"},
-    check_specs=[
-        dg.AssetCheckSpec("accounting_identity", asset="backtests", blocking=True,
-                          description="final equity = initial + sum trade PnL - fees - funding; cash + positions = "
+    check_specs=partition_checks("backtests", [
+        ("accounting_identity", True, "final equity = initial + sum trade PnL - fees - funding; cash + positions = "
                                       "equity at every bar (recomputed from the fills)"),
-        dg.AssetCheckSpec("has_data", asset="backtests", blocking=True,
-                          description="every strategy had bars (and events) to trade: no silent zero-return runs"),
-        dg.AssetCheckSpec("has_trades", asset="backtests", blocking=False,
-                          description="warns when a strategy never traded"),
-    ],
+        ("has_data", True, "the strategy had bars (and events) to trade: no silent zero-return runs"),
+        ("has_trades", False, "warns when a strategy never traded"),
+    ], strategy_partitions),
 )  # fmt: skip
-def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Realistic backtests (spec/costs.yaml cost model, risk caps, funding for perps) of each strategy partition:
     trades, orders, fills, equity, risk events and one metrics row per book (market)."""
     store = lake.lake()
@@ -102,62 +92,41 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     # in this process, one strategy at a time (its tables are written, then dropped): a worker process saved ~10%
     # here (its start-up and the pickled tables eat the rest) but held another ~0.7 GB; walk-forward, which is
     # compute-bound, does use the workers
-    metrics, failures = [], {}
     catalog = _catalog(store)
+    publisher = PartitionPublisher(context, store, GROUP, "backtests")
+    identity_cols = ["book", "final_equity", "final_identity_abs_error", "max_abs_error_cash_plus_positions",
+                     "identity_ok"]  # fmt: skip
     try:
         for key in keys:
             outcome = backtest_partition(StrategyTask(str(store.root), key))
+            meta: dict[str, Any] = {runner.STRATEGY_HASH: _strategy_hash(key, None, catalog)}
             if isinstance(outcome, NoData):
-                failures[key] = outcome.message
                 context.log.error(outcome.message)
-                _clear(store, key, TABLES)
-                _record_hash(context, key, None, catalog)
+                verdicts = [Verdict("has_data", False, {"reason": outcome.message}, outcome.message),
+                            Verdict("accounting_identity", True, {"books_checked": 0}, "nothing to check")]  # fmt: skip
+                publisher.audit(key, None, {STRATEGY_DIM: key}, verdicts, {k: v for k, v in meta.items() if v})
                 continue
-            for name, df in outcome.items():
-                store.write(df, GROUP, name, {STRATEGY_DIM: key})
-            metrics.append(outcome["metrics"])
-            _record_hash(context, key, outcome["metrics"], catalog)
+            m = outcome["metrics"]
+            broken = m.filter(~pl.col("identity_ok"))
+            no_trades = m.filter(pl.col("n_trades") == 0)
+            verdicts = [
+                Verdict("has_data", True, {"books": m.height}),
+                Verdict("accounting_identity", broken.height == 0 and m.height > 0,
+                        {"books_checked": m.height, "books_failing": broken.height},
+                        samples=md_table(broken.select(identity_cols)) if broken.height else ""),
+                Verdict("has_trades", no_trades.height == 0, {"books_without_trades": no_trades.height,
+                        "books": ", ".join(no_trades["book"].cast(pl.String).to_list()) or "none"}),
+            ]  # fmt: skip
+            meta[runner.STRATEGY_HASH] = _strategy_hash(key, m, catalog)
+            meta["dagster/row_count"] = dg.MetadataValue.int(m.height)
+            meta["metrics"] = dg.MetadataValue.md(md_table(m.select([c for c in METRIC_PREVIEW if c in m.columns])))
+            publisher.audit(key, None, {STRATEGY_DIM: key}, verdicts, {k: v for k, v in meta.items() if v},
+                            tables=dict(outcome.items()))  # fmt: skip
             del outcome
     finally:
         runner.clear_bars_cache()  # the strategies' shared instrument bars, held for this run only
     warehouse.refresh()
-    m = pl.concat(metrics, how="diagonal_relaxed") if metrics else pl.DataFrame()
-    meta: dict[str, Any] = {
-        "dagster/row_count": m.height,
-        "strategies": len(context.partition_keys),
-        "metrics": dg.MetadataValue.md(
-            md_table(m.select([c for c in METRIC_PREVIEW if c in m.columns]), n=40) if m.height else "_no backtests_"
-        ),  # fmt: skip
-    }
-    top = m.sort("sharpe", descending=True, nulls_last=True).select("strategy", "book").head(8) if m.height else m
-    equity = (
-        store.read(GROUP, "equity", [{STRATEGY_DIM: k} for k in top["strategy"].unique(maintain_order=True)])
-        if top.height else pl.DataFrame()
-    )  # fmt: skip
-    if equity.height:
-        shown = equity.join(top, on=["strategy", "book"], how="inner")
-        meta["equity_curves"] = png_metadata(equity_curves_png(shown))
-        meta["drawdowns"] = png_metadata(drawdowns_png(shown))
-    identity_cols = ["strategy", "book", "final_equity", "final_identity_abs_error",
-                     "max_abs_error_cash_plus_positions", "identity_ok"]  # fmt: skip
-    broken = m.filter(~pl.col("identity_ok")) if m.height else m
-    no_trades = m.filter(pl.col("n_trades") == 0) if m.height else m
-    failure_md = "\n".join(f"- {msg}" for msg in failures.values()) or "none"
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[
-            check_result("accounting_identity", broken.height == 0 and m.height > 0,
-                         {"books_checked": m.height, "books_failing": broken.height,
-                          "details": md_table((broken if broken.height else m).select(identity_cols), n=40)
-                          if m.height else "_no books_"}),
-            check_result("has_data", not failures, {"failures": f"\n{failure_md}" if failures else "none",
-                                                    "strategies_without_data": len(failures)}),
-            check_result("has_trades", no_trades.height == 0,
-                         {"books_without_trades": no_trades.height,
-                          "books": ", ".join(f"{r['strategy']}[{r['book']}]" for r in no_trades.iter_rows(named=True))
-                          or "none"}, warn_only=True),
-        ],
-    )  # fmt: skip
+    yield from publisher.finish()
 
 
 @dg.asset(
@@ -168,14 +137,12 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     deps=["backtests"],
     automation_condition=AUTOMATION,
     kinds={"parquet", "optuna"},
-    check_specs=[
-        dg.AssetCheckSpec("statistics_valid", asset="walkforward", blocking=True,
-                          description="PBO, PSR and DSR in [0, 1]; test windows after their train windows, disjoint"),
-    ],
+    check_specs=partition_checks("walkforward", [
+        ("statistics_valid", True, "PBO, PSR and DSR in [0, 1]; test windows after their train windows, disjoint; "
+                                   "the strategy had data"),
+    ], strategy_partitions),
 )  # fmt: skip
-def walkforward(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Rolling walk-forward per strategy and book: in-sample re-optimisation (JSON strategies with parameters) or
     the fixed rule per fold (blueprints), OOS metrics, PBO (CSCV), PSR/DSR and PSI drift."""
     store = lake.lake()
@@ -185,45 +152,35 @@ def walkforward(
         outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
     finally:
         runner.clear_bars_cache()
-    summaries, fold_tables, failures = [], [], {}
+    publisher = PartitionPublisher(context, store, GROUP, "walkforward")
+    preview = ("book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "pbo", "dsr", "max_psi", "reason")
     for key, outcome in zip(keys, outcomes, strict=True):
+        dims = {STRATEGY_DIM: key}
         if isinstance(outcome, NoData):
-            failures[key] = outcome.message
             context.log.error(outcome.message)
-            _clear(store, key, ("walkforward", "walkforward_folds"))
-            _record_hash(context, key, None, catalog)
+            h = _strategy_hash(key, None, catalog)
+            publisher.audit(key, None, dims, [Verdict("statistics_valid", False, {"reason": outcome.message},
+                                                      outcome.message)],
+                            {runner.STRATEGY_HASH: h} if h else {})  # fmt: skip
             continue
         summary, folds = outcome
-        _record_hash(context, key, summary, catalog)
-        store.write(summary, GROUP, "walkforward", {STRATEGY_DIM: key})
-        store.write(folds, GROUP, "walkforward_folds", {STRATEGY_DIM: key})
-        summaries.append(summary)
-        fold_tables.append(folds)
+        bad_stats = summary.filter(
+            pl.any_horizontal([(pl.col(c) < 0) | (pl.col(c) > 1) for c in ("pbo", "psr", "dsr")]).fill_null(False)
+        )
+        bad_folds = folds.filter(
+            (pl.col("test_start") < pl.col("train_end"))
+            | (pl.col("test_start") < pl.col("test_end").shift(1).over("strategy", "book")).fill_null(False)
+        )
+        verdict = Verdict("statistics_valid", bad_stats.height == 0 and bad_folds.height == 0,
+                          {"rows_out_of_range": bad_stats.height, "overlapping_folds": bad_folds.height})  # fmt: skip
+        meta: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(summary.height), "folds": folds.height,
+                                "summary": dg.MetadataValue.md(md_table(summary.select(preview)))}  # fmt: skip
+        h = _strategy_hash(key, summary, catalog)
+        if h:
+            meta[runner.STRATEGY_HASH] = h
+        publisher.audit(key, summary, dims, [verdict], meta, tables={"walkforward_folds": folds})
     warehouse.refresh()
-    s = pl.concat(summaries) if summaries else pl.DataFrame(schema=runner.WF_SUMMARY_SCHEMA)
-    f = pl.concat(fold_tables) if fold_tables else pl.DataFrame(schema=runner.WF_FOLDS_SCHEMA)
-    bad_stats = s.filter(
-        pl.any_horizontal([(pl.col(c) < 0) | (pl.col(c) > 1) for c in ("pbo", "psr", "dsr")]).fill_null(False)
-    )
-    bad_folds = f.filter(
-        (pl.col("test_start") < pl.col("train_end"))
-        | (pl.col("test_start") < pl.col("test_end").shift(1).over("strategy", "book")).fill_null(False)
-    )
-    preview = ("strategy", "book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "pbo", "dsr", "max_psi",
-               "reason")  # fmt: skip
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": s.height,
-            "summary": dg.MetadataValue.md(md_table(s.select(preview), n=40) if s.height else "_none_"),
-            "folds": f.height,
-            "failures": dg.MetadataValue.md("\n".join(f"- {v}" for v in failures.values()) or "none"),
-        },
-        check_results=[
-            check_result("statistics_valid", bad_stats.height == 0 and bad_folds.height == 0 and not failures,
-                         {"rows_out_of_range": bad_stats.height, "overlapping_folds": bad_folds.height,
-                          "strategies_without_data": len(failures)}),
-        ],
-    )  # fmt: skip
+    yield from publisher.finish()
 
 
 backtest_assets = [backtests, walkforward]

@@ -1,6 +1,8 @@
 """Discovery assets: phase-2 hypotheses per event type, candidates, bridge evaluation and strategy blueprints."""
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -16,6 +18,7 @@ from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdo
 from lake_assets.discovery.spec_model import load_discovery_spec
 from lake_assets.events.assets import event_type_partitions
 from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
+from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import LakeTable, register_table
 from resources.lake import LakeResource, WarehouseResource
@@ -67,46 +70,38 @@ def blueprint_table(blueprints: list[Blueprint]) -> pl.DataFrame:
     deps=["event_registry", dg.AssetDep("bars", partition_mapping=dg.AllPartitionMapping())],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "statistics_sane",
-            asset="phase2_hypotheses",
-            blocking=True,
-            description="n >= 0, hit rate in [0, 1], entries after the lag, spec hash present",
-        )
-    ],
-)
+    check_specs=partition_checks("phase2_hypotheses", [
+        ("statistics_sane", True, "n >= 0, hit rate in [0, 1], entries after the lag, spec hash present"),
+    ], event_type_partitions),
+)  # fmt: skip
 def phase2_hypotheses(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[Any]:
     """Per (instrument, horizon, rule template, state): n, mean/median bps, t (non-overlapping entries), hit rate,
     after-cost expectancy (normal and conservative costs) and the sign in each half, from entries after the lag."""
     store = lake.lake()
     spec = load_discovery_spec()
     bars = all_bars(store)
-    frames = []
+    publisher = PartitionPublisher(context, store, GROUP, "phase2_hypotheses")
     for event_type in context.partition_keys:
         events = store.read("events", "event_registry", [{"event_type": event_type}])
         out = build_hypotheses(events, bars, spec) if events.height and bars.height else pl.DataFrame()
-        store.write(out, GROUP, "phase2_hypotheses", {"event_type": event_type})
-        if out.height:
-            frames.append(out)
+        meta = {"dagster/row_count": dg.MetadataValue.int(out.height), "events": dg.MetadataValue.int(events.height),
+                "spec_hash": dg.MetadataValue.text(spec.spec_hash)}  # fmt: skip
+        publisher.audit(event_type, out, {"event_type": event_type}, [_hypotheses_check(out, spec.spec_hash)], meta)
     warehouse.refresh()
-    data = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": data.height, "spec_hash": spec.spec_hash},
-        check_results=[_hypotheses_check(data, spec.spec_hash)],
-    )
+    yield from publisher.finish()
 
 
-def _hypotheses_check(data: pl.DataFrame, spec_hash: str) -> dg.AssetCheckResult:
+def _hypotheses_check(data: pl.DataFrame, spec_hash: str) -> Verdict:
     if data.is_empty():
-        return check_result("statistics_sane", True, {"rows": 0})
+        return Verdict("statistics_sane", True, {"rows": 0})
     bad = data.filter(
         (pl.col("n") < 0) | ~pl.col("hit_rate").is_between(0, 1) | (pl.col("spec_hash") != spec_hash)
         | (pl.col("std_bps") < 0)
-    ).height  # fmt: skip
-    return check_result("statistics_sane", bad == 0, {"rows": data.height, "violations": bad})
+    )  # fmt: skip
+    return Verdict("statistics_sane", bad.height == 0, {"rows": data.height, "violations": bad.height},
+                   samples=md_table(bad.head(5)) if bad.height else "")  # fmt: skip
 
 
 @dg.asset(

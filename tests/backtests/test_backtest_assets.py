@@ -18,6 +18,7 @@ from small_lake import START, make_blueprint, synthetic_bars, write_bars, write_
 from lake_assets import cli  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl  # noqa: E402
+from lake_assets.storage.check_failures import read_failures  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 from lake_assets.storage.warehouse import query  # noqa: E402
 from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
@@ -55,7 +56,9 @@ def materialize(
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
-    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    """(asset, check) -> evaluation; partitioned checks as (asset, check@partition)."""
+    return {(e.asset_key.to_user_string(), e.check_name + (f"@{e.partition}" if e.partition else "")): e
+            for e in result.get_asset_check_evaluations()}  # fmt: skip
 
 
 def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,15 +71,18 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
     result = materialize(instance, ("backtests", "walkforward"), keys)
     assert result.success
     evals = checks(result)
-    assert set(evals) == {("backtests", "accounting_identity"), ("backtests", "has_data"),
-                          ("backtests", "has_trades"), ("walkforward", "statistics_valid")}  # fmt: skip
+    # every check of every strategy partition, each on its own partition
+    assert set(evals) == {(a, f"{c}@{k}") for k in keys for a, c in (
+        ("backtests", "accounting_identity"), ("backtests", "has_data"), ("backtests", "has_trades"),
+        ("walkforward", "statistics_valid"))}  # fmt: skip
     assert all(e.passed for e in evals.values()), {k: e.metadata for k, e in evals.items() if not e.passed}
-    mats = {str(e.materialization.partition) for e in result.get_asset_materialization_events()
+    mats = {str(e.materialization.partition): e.materialization for e in result.get_asset_materialization_events()
             if e.materialization.asset_key.to_user_string() == "backtests"}  # fmt: skip
-    assert mats == set(keys)
-    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "backtests")  # fmt: skip
-    assert {"equity_curves", "drawdowns"} <= set(meta)  # top books' equity, read back from the lake
+    assert set(mats) == set(keys)
+    for key, mat in mats.items():  # each partition's metrics are its own strategy's
+        other = next(k for k in keys if k != key)
+        assert key in mat.metadata["metrics"].value and other not in mat.metadata["metrics"].value
+        assert mat.metadata["published"].value is True
 
     # tables are partitioned by strategy in the lake and exposed as warehouse views
     for table in ("trades", "orders", "fills", "equity", "risk_events", "metrics", "walkforward", "walkforward_folds"):
@@ -137,13 +143,15 @@ def test_no_data_fails_the_check_naming_strategy_and_instrument(data_root: Path)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("strategy", [missing.blueprint_id])
     result = materialize(instance, ("backtests",), [missing.blueprint_id])
-    assert not result.success  # a blocking check failed
-    ev = checks(result)[("backtests", "has_data")]
-    assert not ev.passed
-    text = str(ev.metadata["failures"].value)
+    assert result.success  # a failing strategy holds back only itself
+    ev = checks(result)[("backtests", f"has_data@{missing.blueprint_id}")]
+    assert not ev.passed and ev.blocking
+    text = str(ev.metadata["reason"].value)
     assert missing.blueprint_id in text and "SOLUSDT-PERP" in text and "no cleaned bars" in text
-    # never a zero-return backtest: nothing was written for it
+    # never a zero-return backtest: nothing was written for it, and the failure is listed
     assert not lake.exists("backtests", "metrics", {"strategy": missing.blueprint_id})
+    failures = read_failures(lake, "backtests")
+    assert failures.select("partition", "check_name").rows() == [(missing.blueprint_id, "has_data")]
 
 
 def test_leaderboard_view_joins_metrics_and_walkforward(data_root: Path) -> None:

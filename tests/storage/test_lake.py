@@ -70,3 +70,25 @@ def test_frame_without_columns_clears_the_partition(tmp_path: Path) -> None:
     lake.write(pl.DataFrame({"x": [1]}), "raw", "raw_ohlcv", dims)
     lake.write(pl.DataFrame(), "raw", "raw_ohlcv", dims)
     assert not lake.exists("raw", "raw_ohlcv", dims)
+
+
+def test_temp_files_of_dead_writers_are_swept_before_the_next_write_to_their_table(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    df = pl.DataFrame({"x": [1, 2]})
+    lake.write(df, "cleaned", "bars", {"instrument": "AAA", "month": "2026-01"})
+    folder = lake.partition_path("cleaned", "bars", {"instrument": "AAA", "month": "2026-01"}).parent
+    child = subprocess.Popen(["true"])
+    child.wait()  # a writer that has exited
+    dead_pid = child.pid
+    orphan = folder / f".part-0.parquet.{dead_pid}.0123abcd.tmp"
+    orphan.write_bytes(b"half a file")
+    live = folder / f".part-0.parquet.{os.getppid()}.4567cdef.tmp"  # a writer that still runs
+    live.write_bytes(b"being written")
+    other_table = lake.asset_dir("raw", "raw_ohlcv") / f".part-0.parquet.{dead_pid}.89ab.tmp"
+    other_table.parent.mkdir(parents=True)
+    other_table.write_bytes(b"x")
+    fresh = Lake(tmp_path / "lake")  # the next process
+    fresh.write(df, "cleaned", "bars", {"instrument": "BBB", "month": "2026-01"})
+    assert not orphan.exists() and live.exists()  # the dead writer's temp file is gone, the live one's kept
+    assert other_table.exists()  # a table nobody wrote to yet is left alone
+    assert fresh.read("cleaned", "bars", [{"instrument": "AAA", "month": "2026-01"}]).equals(df)
