@@ -5,7 +5,6 @@ blueprint as `strategy` partitions; then the "no data" failure path."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +12,7 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from small_lake import START, make_blueprint, synthetic_bars, write_bars, write_events, write_funding  # noqa: E402
+from small_lake import STRATEGY_DAYS, STRATEGY_EVENT, STRATEGY_PERPS, build_strategy_lake, make_blueprint  # noqa: E402
 
 from lake_assets import cli  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
@@ -23,22 +22,9 @@ from lake_assets.storage.lake import Lake  # noqa: E402
 from lake_assets.storage.warehouse import query  # noqa: E402
 from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
 
-PERPS = ("BTCUSDT-PERP", "ETHUSDT-PERP")
-DAYS = 21
+PERPS, DAYS = STRATEGY_PERPS, STRATEGY_DAYS
 JSON_KEY = "json.rsi_reversal"
-EVENT = "vol_spike_test"
-
-
-def build_lake(lake: Lake) -> str:
-    n = 288 * DAYS
-    bars = pl.concat([synthetic_bars(PERPS[0], n, 1, 60_000.0, gaps=4), synthetic_bars(PERPS[1], n, 2, 3_000.0)])
-    write_bars(lake, bars)
-    for inst in PERPS:
-        write_funding(lake, inst, START, START + timedelta(days=DAYS), rate=2e-4)
-    write_events(lake, bars.filter(pl.col("instrument") == PERPS[0]), EVENT, every=61)
-    bp = make_blueprint(PERPS[0], EVENT)
-    write_blueprints_jsonl([bp], blueprints_path(lake))
-    return bp.blueprint_id
+EVENT = STRATEGY_EVENT
 
 
 def materialize(
@@ -63,7 +49,7 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetC
 
 def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lake = Lake()
-    bp_id = build_lake(lake)
+    bp_id = build_strategy_lake(lake)
     instance = dg.DagsterInstance.ephemeral()
     keys = [JSON_KEY, bp_id]
     instance.add_dynamic_partitions("strategy", keys)
@@ -137,7 +123,7 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
 
 def test_no_data_fails_the_check_naming_strategy_and_instrument(data_root: Path) -> None:
     lake = Lake()
-    build_lake(lake)
+    build_strategy_lake(lake)
     missing = make_blueprint("SOLUSDT-PERP", EVENT)  # no bars for SOL in this lake
     write_blueprints_jsonl([missing], blueprints_path(lake))
     instance = dg.DagsterInstance.ephemeral()
@@ -156,7 +142,7 @@ def test_no_data_fails_the_check_naming_strategy_and_instrument(data_root: Path)
 
 def test_leaderboard_view_joins_metrics_and_walkforward(data_root: Path) -> None:
     lake = Lake()
-    bp_id = build_lake(lake)
+    bp_id = build_strategy_lake(lake)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("strategy", [bp_id])
     assert materialize(instance, ("backtests", "walkforward"), [bp_id]).success

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from conftest import run_range
 
-from lake_assets.cli import PlannedRun
-from lake_assets.definitions import all_assets
 from lake_assets.partitions import instrument_month_key
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import query
@@ -27,7 +26,6 @@ from lake_assets.vocabulary import (
     TS,
     VOLUME,
 )
-from resources import LakeResource, MarketDataResource, WarehouseResource
 
 AS_OF = "2026-03-01T00:00:00+00:00"
 SPOT, PERP, MONTH = "BTCUSDT", "BTCUSDT-PERP", "2026-02"
@@ -58,18 +56,7 @@ def materialize(assets: tuple[str, ...]) -> Results:
     for layer in [lay for lay in layers if lay]:
         for inst in (SPOT, PERP):
             key = instrument_month_key(inst, MONTH)
-            run = PlannedRun("test", list(layer), key, key)
-            results.append(dg.materialize(
-                all_assets,
-                selection=dg.AssetSelection.assets(*layer),
-                instance=instance,
-                resources={
-                    "lake": LakeResource(),
-                    "warehouse": WarehouseResource(),
-                    "market_data": MarketDataResource(as_of=AS_OF),
-                },
-                tags=run.run_tags(),
-            ))  # fmt: skip
+            results.append(run_range(layer, key, key, instance, AS_OF))
     return Results(results)
 
 

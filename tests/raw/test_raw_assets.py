@@ -17,10 +17,9 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from conftest import run_range
 
 from lake_assets.cleaned.trades_to_bars import trades_to_bars
-from lake_assets.cli import PlannedRun
-from lake_assets.definitions import all_assets
 from lake_assets.partitions import instrument_month_key
 from lake_assets.raw.ingest import month_bounds
 from lake_assets.raw.vendors.synthetic import SyntheticVendor
@@ -28,7 +27,6 @@ from lake_assets.settings import PROJECT_ROOT
 from lake_assets.specs import universe
 from lake_assets.storage.lake import PART_FILE, Lake
 from lake_assets.vocabulary import INGESTED_AT, INSTRUMENT, PRICE, QUARANTINE_SCHEMA, TRADE_ID, TS, DataKind
-from resources import LakeResource, MarketDataResource, WarehouseResource
 
 AS_OF = "2026-03-01T00:00:00+00:00"
 RAW = ("raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades")
@@ -48,18 +46,7 @@ def materialize(
     """One in-process run over the partition range first|months[0] .. last|months[1], as the CLI plans it."""
     instance = instance or dg.DagsterInstance.ephemeral()
     lo, hi = instrument_month_key(first, months[0]), instrument_month_key(last, months[1])
-    run = PlannedRun("test", list(assets), lo, hi)
-    return dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.assets(*assets),
-        instance=instance,
-        resources={
-            "lake": LakeResource(),
-            "warehouse": WarehouseResource(),
-            "market_data": MarketDataResource(as_of=AS_OF),
-        },
-        tags=run.run_tags(),
-    )
+    return run_range(assets, lo, hi, instance, AS_OF)  # type: ignore[return-value]
 
 
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dg.AssetMaterialization]]:

@@ -102,3 +102,25 @@ def make_blueprint(instrument: str, event_type: str, *, state: tuple[str, str] |
     }  # fmt: skip
     return Blueprint(blueprint_id=blueprint_id(body), name=f"{event_type} {instrument}", evidence=evidence,
                      spec_hash="test", **body)  # fmt: skip
+
+
+STRATEGY_PERPS = ("BTCUSDT-PERP", "ETHUSDT-PERP")
+STRATEGY_DAYS = 21
+STRATEGY_EVENT = "vol_spike_test"
+
+
+def build_strategy_lake(lake: Lake) -> str:
+    """Two perps x three weeks of 5m bars with funding, one event type on the first, and one blueprint trading it
+    (written to blueprints.jsonl); returns the blueprint id."""
+    from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl
+
+    n = 288 * STRATEGY_DAYS
+    perps = STRATEGY_PERPS
+    bars = pl.concat([synthetic_bars(perps[0], n, 1, 60_000.0, gaps=4), synthetic_bars(perps[1], n, 2, 3_000.0)])
+    write_bars(lake, bars)
+    for inst in perps:
+        write_funding(lake, inst, START, START + timedelta(days=STRATEGY_DAYS), rate=2e-4)
+    write_events(lake, bars.filter(pl.col("instrument") == perps[0]), STRATEGY_EVENT, every=61)
+    bp = make_blueprint(perps[0], STRATEGY_EVENT)
+    write_blueprints_jsonl([bp], blueprints_path(lake))
+    return bp.blueprint_id

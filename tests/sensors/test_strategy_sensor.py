@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +15,7 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from small_lake import START, make_blueprint, synthetic_bars, write_bars, write_events, write_funding  # noqa: E402
+from small_lake import build_strategy_lake, make_blueprint  # noqa: E402
 
 from lake_assets import cli  # noqa: E402
 from lake_assets.backtests.runner import STRATEGY_HASH  # noqa: E402
@@ -27,9 +26,6 @@ from lake_assets.storage.lake import Lake  # noqa: E402
 from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
 from sensors.strategies import TARGET, current_strategies, strategy_sensor  # noqa: E402
 
-PERPS = ("BTCUSDT-PERP", "ETHUSDT-PERP")
-DAYS = 21
-EVENT = "vol_spike_test"
 JSON_KEY = "json.rsi_reversal"
 
 
@@ -117,18 +113,6 @@ def test_strategy_sensor_tracks_specs_and_blueprints(
     assert not evaluate(instance, second.cursor).run_requests
 
 
-def build_lake(lake: Lake) -> str:
-    n = 288 * DAYS
-    bars = pl.concat([synthetic_bars(PERPS[0], n, 1, 60_000.0, gaps=4), synthetic_bars(PERPS[1], n, 2, 3_000.0)])
-    write_bars(lake, bars)
-    for inst in PERPS:
-        write_funding(lake, inst, START, START + timedelta(days=DAYS), rate=2e-4)
-    write_events(lake, bars.filter(pl.col("instrument") == PERPS[0]), EVENT, every=61)
-    bp = make_blueprint(PERPS[0], EVENT)
-    write_blueprints_jsonl([bp], blueprints_path(lake))
-    return bp.blueprint_id
-
-
 def materialize(instance: dg.DagsterInstance, keys: list[str]) -> dg.ExecuteInProcessResult:
     """backtests + walkforward in-process over `keys` (as `qlake demo` does), not through the sensor."""
     return dg.materialize(
@@ -147,7 +131,7 @@ def test_sensor_decides_from_materialized_hashes(
     monkeypatch.setenv("QLAKE_WORKERS", "1")
     spec_copy = copy_spec(tmp_path, monkeypatch, keep=("rsi_reversal",))
     lake = Lake()
-    bp_id = build_lake(lake)
+    bp_id = build_strategy_lake(lake)
     instance = dg.DagsterInstance.ephemeral()
     keys = [JSON_KEY, bp_id]
     cli.sync_strategies(instance)
