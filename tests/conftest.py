@@ -22,26 +22,3 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     (tmp_path / "dagster_home").mkdir()
     yield root
 
-
-def run_range(
-    assets: tuple[str, ...] | list[str], first: str, last: str, instance: object, as_of: str | None = None
-) -> object:
-    """One in-process run of `assets` over the partition key range first..last (as `qlake materialize` plans it),
-    with the synthetic vendor frozen at `as_of`."""
-    import dagster as dg
-
-    from lake_assets.cli import PlannedRun
-    from lake_assets.definitions import all_assets
-    from resources import LakeResource, MarketDataResource, WarehouseResource
-
-    return dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.assets(*assets),
-        instance=instance,  # type: ignore[arg-type]
-        resources={
-            "lake": LakeResource(),
-            "warehouse": WarehouseResource(),
-            "market_data": MarketDataResource(as_of=as_of),
-        },
-        tags=PlannedRun("test", list(assets), first, last).run_tags(),
-    )

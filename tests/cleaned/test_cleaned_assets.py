@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from conftest import run_range
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_helpers import run_range  # noqa: E402
 
 from lake_assets.partitions import instrument_month_key
 from lake_assets.storage.lake import Lake

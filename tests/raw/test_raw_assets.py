@@ -17,7 +17,9 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from conftest import run_range
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_helpers import run_range  # noqa: E402
 
 from lake_assets.cleaned.trades_to_bars import trades_to_bars
 from lake_assets.partitions import instrument_month_key
