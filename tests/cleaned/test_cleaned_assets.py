@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.cli import PlannedRun
 from lake_assets.definitions import all_assets
 from lake_assets.partitions import instrument_month_key
@@ -81,6 +82,7 @@ def test_raw_to_bars_to_resamples_then_rematerialize(data_root: Path) -> None:
     result = materialize(RAW + CLEANED)
     assert result.success
     lake = Lake()
+    assert tables.check_lake(lake.root) == []  # raw, quarantine and cleaned tables are as declared
 
     mats: dict[str, dict[str, dg.AssetMaterialization]] = {}
     for event in result.get_asset_materialization_events():
