@@ -270,7 +270,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _render_table(df: object, rows: int, max_columns: int | None, markdown: bool = False) -> str:
+def _render_table(
+    df: object, rows: int, max_columns: int | None, markdown: bool = False, str_lengths: int = 60
+) -> str:
     """polars' table with `rows` rows and at most `max_columns` columns (the middle ones elided, as the DuckDB CLI
     does); `None` fits as many as the terminal is wide."""
     import shutil
@@ -279,7 +281,8 @@ def _render_table(df: object, rows: int, max_columns: int | None, markdown: bool
 
     assert isinstance(df, pl.DataFrame)
     # tbl_width_chars: wide enough never to wrap a cell (it is a u16)
-    opts: dict[str, Any] = {"tbl_rows": rows if rows > 0 else -1, "fmt_str_lengths": 60, "tbl_width_chars": 30_000}
+    opts: dict[str, Any] = {"tbl_rows": rows if rows > 0 else -1, "fmt_str_lengths": str_lengths,
+                            "tbl_width_chars": 30_000}  # fmt: skip
     if markdown:
         opts |= {"tbl_formatting": "MARKDOWN", "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
 
@@ -307,28 +310,53 @@ def _render_table(df: object, rows: int, max_columns: int | None, markdown: bool
     return render(lo)
 
 
+# `qlake sql --describe VIEW`: comments read "<description> [<unit>]" (lake_assets/tables.py)
+_DESCRIBE_SQL = (
+    "SELECT column_name AS column, data_type AS type, "
+    "regexp_extract(comment, '\\[([^\\[\\]]*)\\]$', 1) AS unit, "
+    "regexp_replace(comment, '\\s*\\[[^\\[\\]]*\\]$', '') AS description "
+    "FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+    "AND table_name = {view} ORDER BY column_index"
+)
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
     import polars as pl
 
     from lake_assets.storage.warehouse import query
 
-    if args.describe:
-        sql = 'DESCRIBE "{}"'.format(args.describe.replace('"', '""'))
+    header, header_sql = "", ""
+    if args.describe:  # the data dictionary: each column's type, unit and description (its COMMENT)
+        name = "'" + args.describe.replace("'", "''") + "'"
+        sql = _DESCRIBE_SQL.format(view=name)
+        header_sql = (
+            f"SELECT comment FROM duckdb_views() WHERE database_name = current_database() AND view_name = {name}"
+        )
     elif args.query:
         sql = args.query
-    else:  # no query: list the views
-        sql = "SELECT table_name AS view FROM information_schema.tables WHERE table_name <> 'qlake_catalog' ORDER BY 1"
+    else:  # no query: list the views and what they hold
+        sql = (
+            "SELECT view_name AS view, comment FROM duckdb_views() WHERE database_name = current_database() "
+            "AND NOT internal ORDER BY 1"
+        )
     try:
         df = query(sql)
+        if args.describe:
+            if df.is_empty():
+                print(f"qlake sql: no view named {args.describe!r} (qlake sql lists them)", file=sys.stderr)
+                return 1
+            header = str(query(header_sql).item() or "")
         if args.format == "csv":
             sys.stdout.write(df.write_csv())
         elif args.format == "json":
             sys.stdout.write((df.write_json() or "[]") + "\n")
         else:
             markdown = args.format == "markdown"
-            columns = 0 if markdown and args.max_columns is None else args.max_columns
-            print(_render_table(df, args.limit, columns, markdown=markdown))
+            columns = 0 if (markdown or args.describe) and args.max_columns is None else args.max_columns
+            if header:
+                print(f"{args.describe}: {header}\n")
+            print(_render_table(df, args.limit, columns, markdown=markdown, str_lengths=200 if args.describe else 60))
     except (duckdb.Error, pl.exceptions.PolarsError) as exc:  # a query error is one line, not a traceback
         lines = str(exc).strip().splitlines()
         print(f"qlake sql: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
@@ -397,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("demo", help="materialize the whole graph for the default universe").set_defaults(fn=cmd_demo)
     p_sql = sub.add_parser("sql", help="query the DuckDB warehouse (read-only)")
     p_sql.add_argument("query", nargs="?", help="SQL (read-only); omit it to list the views")
-    p_sql.add_argument("--describe", metavar="VIEW", help="the columns and types of a view")
+    p_sql.add_argument("--describe", metavar="VIEW", help="the columns of a view: type, unit and description")
     p_sql.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p_sql.add_argument("--limit", type=int, default=50, help="rows to print in table/markdown format (0: all)")
     p_sql.add_argument("--max-columns", type=int, metavar="N",

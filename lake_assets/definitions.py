@@ -9,6 +9,7 @@ from lake_assets.cleaned.assets import cleaned_assets
 from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
+from lake_assets.glue import with_column_schema
 from lake_assets.malloc_tuning import tune_malloc
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
@@ -21,13 +22,16 @@ from sensors.strategies import strategy_sensor
 tune_malloc()  # every process that runs the graph (the webserver's run workers included) keeps freed arrays
 
 all_assets: list[dg.AssetsDefinition] = [
-    *raw_assets,
-    *cleaned_assets,
-    *feature_assets,
-    *event_assets,
-    *discovery_assets,
-    *backtest_assets,
-    *report_assets,
+    with_column_schema(a)  # each lake asset's column schema, from the data dictionary (lake_assets/tables.py)
+    for a in [
+        *raw_assets,
+        *cleaned_assets,
+        *feature_assets,
+        *event_assets,
+        *discovery_assets,
+        *backtest_assets,
+        *report_assets,
+    ]
 ]
 
 defs = dg.Definitions(

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.vocabulary import TS
 
 WAITS_FOR_CHECKS = ~dg.AutomationCondition.any_deps_match(
@@ -42,6 +43,37 @@ def frame_metadata(df: pl.DataFrame, preview_cols: Sequence[str] | None = None) 
     cols = [c for c in (preview_cols or df.columns) if c in df.columns]
     meta["preview"] = dg.MetadataValue.md(md_table(df.select(cols)))
     return meta
+
+
+def column_schema(table: tables.Table) -> dg.TableSchema:
+    """A lake table's columns (then the partition keys its warehouse view adds) as a Dagster column schema, with the
+    data dictionary's descriptions and units."""
+    t = table.resolved()
+    names = {c.name for c in t.columns}
+    cols = [*t.columns, *(d for d in t.partitions if d.name not in names)]
+    return dg.TableSchema(columns=[dg.TableColumn(c.name, tables.sql_type(c.dtype), c.comment) for c in cols])
+
+
+def with_column_schema(assets_def: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset with its lake table's `dagster/column_schema` and `dagster/table_name` (the warehouse view), and
+    the views of every table it writes, all from lake_assets/tables.py; assets without a lake table are unchanged."""
+
+    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        asset = spec.key.to_user_string()
+        name = tables.ASSET_TABLE.get(asset)
+        if name is None:
+            return spec
+        views = [f"{t.name}" + (f" (aliases: {', '.join(t.aliases)})" if t.aliases else "")
+                 for t in tables.tables_of_asset(asset)]  # fmt: skip
+        return spec.merge_attributes(
+            metadata={
+                "dagster/column_schema": column_schema(tables.table(name)),
+                "dagster/table_name": f"lake.main.{name}",
+                "warehouse_views": dg.MetadataValue.text(", ".join(views)),
+            }
+        )
+
+    return assets_def.map_asset_specs(attach)
 
 
 def png_metadata(png: bytes) -> dg.MetadataValue:

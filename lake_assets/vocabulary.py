@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from lake_assets import tables
+
 # --- identifiers ---------------------------------------------------------------------------
 
 INSTRUMENT_ID_PATTERN: Final = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
@@ -84,49 +86,19 @@ SPOT_CLOSE: Final = "spot_close"
 RETURN: Final = "ret"
 MONTH: Final = "month"
 
-TS_DTYPE: Final = pl.Datetime("us", "UTC")
+TS_DTYPE: Final = tables.TS_DTYPE
 
 
 def _schema(columns: dict[str, Any]) -> pl.Schema:
     return pl.Schema(list(columns.items()))
 
 
-# --- schemas -------------------------------------------------------------------------------
+# --- schemas (declared once, with descriptions and units, in lake_assets/tables.py) --------
 
-RAW_OHLCV_SCHEMA: Final = _schema(
-    {
-        TS: TS_DTYPE,
-        INSTRUMENT: pl.String,
-        OPEN: pl.Float64,
-        HIGH: pl.Float64,
-        LOW: pl.Float64,
-        CLOSE: pl.Float64,
-        VOLUME: pl.Float64,
-        VENDOR: pl.String,
-        INGESTED_AT: TS_DTYPE,
-    }
-)
-
-RAW_FUNDING_SCHEMA: Final = _schema(
-    {TS: TS_DTYPE, INSTRUMENT: pl.String, FUNDING_RATE: pl.Float64, VENDOR: pl.String, INGESTED_AT: TS_DTYPE}
-)
-
-RAW_OPEN_INTEREST_SCHEMA: Final = _schema(
-    {TS: TS_DTYPE, INSTRUMENT: pl.String, OPEN_INTEREST: pl.Float64, VENDOR: pl.String, INGESTED_AT: TS_DTYPE}
-)
-
-RAW_TRADES_SCHEMA: Final = _schema(
-    {
-        TS: TS_DTYPE,
-        INSTRUMENT: pl.String,
-        PRICE: pl.Float64,
-        SIZE: pl.Float64,
-        SIDE: pl.String,  # "buy" | "sell" | null (aggressor side)
-        TRADE_ID: pl.String,
-        VENDOR: pl.String,
-        INGESTED_AT: TS_DTYPE,
-    }
-)
+RAW_OHLCV_SCHEMA: Final = tables.RAW_OHLCV.schema
+RAW_FUNDING_SCHEMA: Final = tables.RAW_FUNDING.schema
+RAW_OPEN_INTEREST_SCHEMA: Final = tables.RAW_OPEN_INTEREST.schema
+RAW_TRADES_SCHEMA: Final = tables.RAW_TRADES.schema  # side: "buy" | "sell" | null (aggressor side)
 
 RAW_SCHEMAS: Final[dict[DataKind, pl.Schema]] = {
     DataKind.OHLCV: RAW_OHLCV_SCHEMA,
@@ -135,40 +107,8 @@ RAW_SCHEMAS: Final[dict[DataKind, pl.Schema]] = {
     DataKind.TRADES: RAW_TRADES_SCHEMA,
 }
 
-BARS_SCHEMA: Final = _schema(
-    {
-        TS: TS_DTYPE,
-        INSTRUMENT: pl.String,
-        OPEN: pl.Float64,
-        HIGH: pl.Float64,
-        LOW: pl.Float64,
-        CLOSE: pl.Float64,
-        VOLUME: pl.Float64,
-        TRADE_COUNT: pl.Int64,
-        BUY_VOLUME: pl.Float64,
-        SELL_VOLUME: pl.Float64,
-        RETURN: pl.Float64,
-        IS_GAP: pl.Boolean,
-        IS_OUTLIER: pl.Boolean,
-        OHLC_VIOLATION: pl.Boolean,
-        FUNDING_RATE: pl.Float64,
-        OPEN_INTEREST: pl.Float64,
-        SPOT_CLOSE: pl.Float64,
-        BASIS_BPS: pl.Float64,
-    }
-)
-
-QUARANTINE_SCHEMA: Final = _schema(
-    {
-        "asset": pl.String,
-        INSTRUMENT: pl.String,
-        "source": pl.String,  # file path or vendor name
-        "line": pl.Int64,  # 1-based line number in the source, null when not line-based
-        "reason": pl.String,
-        "record": pl.String,  # the offending record as text
-        "quarantined_at": TS_DTYPE,
-    }
-)
+BARS_SCHEMA: Final = tables.BARS.schema
+QUARANTINE_SCHEMA: Final = tables.QUARANTINE.schema
 
 
 def empty_frame(schema: pl.Schema) -> pl.DataFrame:

@@ -16,7 +16,6 @@ from dagster import AssetExecutionContext
 
 from lake_assets.backtests import runner
 from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_partition, walkforward_partition
-from lake_assets.backtests.schema import FILLS_SCHEMA, ORDERS_SCHEMA, RISK_EVENTS_SCHEMA, TRADES_SCHEMA
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.glue import AUTOMATION, md_table
@@ -24,25 +23,11 @@ from lake_assets.parallel import process_map
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import spec_hash
 from lake_assets.storage.lake import Lake
-from lake_assets.storage.warehouse import LakeTable, register_table
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "backtests"
 STRATEGY_DIM = "strategy"
 strategy_partitions = dg.DynamicPartitionsDefinition(name="strategy")
-
-BOOK_SCHEMA = {runner.BOOK: pl.String()}
-for _t in (
-    LakeTable(GROUP, "trades", 1, schema=pl.Schema({**dict(TRADES_SCHEMA), **BOOK_SCHEMA})),
-    LakeTable(GROUP, "orders", 1, schema=pl.Schema({**dict(ORDERS_SCHEMA), **BOOK_SCHEMA})),
-    LakeTable(GROUP, "fills", 1, schema=pl.Schema({**dict(FILLS_SCHEMA), **BOOK_SCHEMA})),
-    LakeTable(GROUP, "risk_events", 1, schema=pl.Schema({**dict(RISK_EVENTS_SCHEMA), **BOOK_SCHEMA})),
-    LakeTable(GROUP, "equity", 1, view="equity_curves", schema=runner.EQUITY_VIEW_SCHEMA),
-    LakeTable(GROUP, "metrics", 1, view="backtest_metrics"),
-    LakeTable(GROUP, "walkforward", 1, schema=runner.WF_SUMMARY_SCHEMA),
-    LakeTable(GROUP, "walkforward_folds", 1, schema=runner.WF_FOLDS_SCHEMA),
-):
-    register_table(_t)
 
 UPSTREAM_PARTITIONED = ("bars", "features", "raw_funding", "event_registry")
 METRIC_PREVIEW = ("strategy", "book", "instruments", "execution", "total_return", "sharpe", "max_drawdown",

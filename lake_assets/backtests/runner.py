@@ -68,6 +68,8 @@ from lake_assets.settings import spec_dir
 from lake_assets.specs import Instrument, read_yaml, validate_model
 from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
 from lake_assets.storage.lake import Lake
+from lake_assets.tables import EQUITY as EQUITY_TABLE
+from lake_assets.tables import WALKFORWARD, WALKFORWARD_FOLDS
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     CLOSE,
@@ -579,7 +581,7 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
     return tables
 
 
-EQUITY_VIEW_SCHEMA = pl.Schema({**dict(EQUITY_SCHEMA), STRATEGY: pl.String(), BOOK: pl.String()})
+EQUITY_VIEW_SCHEMA = EQUITY_TABLE.schema
 
 
 # --- walk-forward -------------------------------------------------------------------------------------------------
@@ -601,22 +603,22 @@ def choose_sizes(n_bars: int, folds: int = 4, train_multiple: int = 2, min_test:
     return WalkForwardSizes(train_multiple * test, test, n_bars)
 
 
-WF_SUMMARY_SCHEMA = pl.Schema({
-    STRATEGY: pl.String(), "kind": pl.String(), BOOK: pl.String(), "applicable": pl.Boolean(), "reason": pl.String(),
-    "mode": pl.String(), "n_bars": pl.Int64(), "train_bars": pl.Int64(), "test_bars": pl.Int64(), "n_folds": pl.Int64(),
-    "oos_sharpe": pl.Float64(), "oos_total_return": pl.Float64(), "oos_max_drawdown": pl.Float64(),
-    "oos_hit_rate": pl.Float64(), "oos_exposure": pl.Float64(), "pbo": pl.Float64(), "psr": pl.Float64(),
-    "dsr": pl.Float64(),
-    "dsr_n_trials": pl.Float64(), "max_psi": pl.Float64(), "spec_hash": pl.String(),
-})  # fmt: skip
-WF_FOLDS_SCHEMA = pl.Schema({
-    STRATEGY: pl.String(), BOOK: pl.String(), "fold": pl.Int64(), "train_start": TS_DTYPE, "train_end": TS_DTYPE,
-    "test_start": TS_DTYPE, "test_end": TS_DTYPE, "params": pl.String(), "method": pl.String(), "n_trials": pl.Int64(),
-    "is_score": pl.Float64(), "oos_sharpe": pl.Float64(), "oos_total_return": pl.Float64(),
-    "oos_max_drawdown": pl.Float64(),
-    "oos_hit_rate": pl.Float64(), "oos_exposure": pl.Float64(), "oos_n_bars": pl.Float64(), "max_psi": pl.Float64(),
-    "in_discovery_window": pl.Boolean(),
-})  # fmt: skip
+WF_SUMMARY_SCHEMA = WALKFORWARD.schema
+WF_FOLDS_SCHEMA = WALKFORWARD_FOLDS.schema
+# Sharpe columns of the walk-forward tables, annualised like `metrics.sharpe` (the convention in lake_assets/tables.py);
+# walkforward.py computes them per bar, as PSR/DSR need. is_score is the in-sample objective: the (default) Sharpe.
+ANNUALISED_WF_COLUMNS = ("oos_sharpe", "is_score")
+
+
+def annualise_sharpe(value: Any, timeframe: str) -> float | None:
+    """A per-bar Sharpe ratio scaled by sqrt(bars per year of `timeframe`), as `BookRun.metrics` annualises."""
+    x = _finite_or_none(value)
+    return None if x is None else x * math.sqrt(PERIODS_PER_YEAR.get(timeframe, 252.0))
+
+
+def _annualised_folds(folds: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+    scale = math.sqrt(PERIODS_PER_YEAR.get(timeframe, 252.0))
+    return folds.with_columns(pl.col(c).cast(pl.Float64) * scale for c in ANNUALISED_WF_COLUMNS if c in folds.columns)
 
 
 def _summary_row(strategy: str, kind: str, book: str, spec_hash: str, **values: Any) -> dict[str, Any]:
@@ -689,8 +691,10 @@ def walkforward_json(
             frame, spec, train_bars=sizes.train_bars, test_bars=sizes.test_bars, mode="rolling", seed=p.seed,
             n_trials=p.n_trials, max_grid=p.max_grid, max_pbo_configs=p.max_pbo_configs, pbo_splits=p.pbo_splits,
         )  # fmt: skip
-        ff = wf.folds_frame()
+        timeframe = sorted({i.base_timeframe for i in members})[0]  # as the book's backtest annualises
+        ff = _annualised_folds(wf.folds_frame(), timeframe)
         s = wf.summary()
+        s["oos_sharpe"] = annualise_sharpe(s.get("oos_sharpe"), timeframe)
         summary.append(
             _summary_row(
                 key, "json", market.value, h, mode=wf.mode, n_bars=n, train_bars=sizes.train_bars,
@@ -749,6 +753,7 @@ def walkforward_blueprint(
             STRATEGY: bp.blueprint_id, BOOK: inst.market.value, "fold": k, "train_start": ts[start - sizes.train_bars],
             "train_end": s0, "test_start": s0, "test_end": s1, "params": json.dumps(bp.definition(), sort_keys=True),
             "method": "fixed", "n_trials": 1, "is_score": None, **{f"oos_{a}": v for a, v in m.items()},
+            "oos_sharpe": annualise_sharpe(m["sharpe"], inst.base_timeframe),  # replaces the per-bar value
             "max_psi": None,
             "in_discovery_window": last_disc is not None and s0 <= _utc(last_disc),
         })  # fmt: skip
@@ -762,7 +767,8 @@ def walkforward_blueprint(
     row = _summary_row(
         bp.blueprint_id, "blueprint", inst.market.value, h, mode="rolling-fixed-rule", n_bars=n,
         train_bars=sizes.train_bars, test_bars=sizes.test_bars, n_folds=k,
-        **{f"oos_{a}": _finite_or_none(v) for a, v in m.items()},
+        **{f"oos_{a}": _finite_or_none(v) for a, v in m.items() if a != "sharpe"},
+        oos_sharpe=annualise_sharpe(m["sharpe"], inst.base_timeframe),
         psr=probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt) if ok else None,
         dsr=deflated_sharpe_ratio(sr, n_obs, skew, kurt, 1, 0.0) if ok else None, dsr_n_trials=1.0,
         reason="fixed rule: evaluated per fold without re-optimisation; PBO needs several configurations",

@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from lake_assets.vocabulary import INSTRUMENT, PRICE, SIDE, SIZE, TS, TS_DTYPE
+from lake_assets import tables
+from lake_assets.vocabulary import INSTRUMENT, SIDE, SIZE, TS, TS_DTYPE
 
 
 class _Coded(StrEnum):
@@ -177,92 +178,12 @@ def _schema(cols: dict[str, Any]) -> pl.Schema:
 ORDER_ID: Final = "order_id"
 STRATEGY: Final = "strategy"
 
-ORDERS_SCHEMA: Final = _schema(
-    {
-        ORDER_ID: pl.Int64,
-        TS: TS_DTYPE,  # submission bar (signal known at its close)
-        INSTRUMENT: pl.String,
-        STRATEGY: pl.String,
-        SIDE: pl.String,
-        "action": pl.String,
-        "order_type": pl.String,
-        "size_type": pl.String,
-        SIZE: pl.Float64,  # as submitted, in `size_type` units
-        "limit_price": pl.Float64,
-        "stop_price": pl.Float64,
-        "requested_units": pl.Float64,  # resolved at the first fill attempt
-        "filled_units": pl.Float64,
-        "avg_fill_price": pl.Float64,
-        "status": pl.String,
-        "reason": pl.String,  # why rejected / resized / cancelled / expired; null when filled as asked
-        "last_update_ts": TS_DTYPE,
-    }
-)
-
-FILLS_SCHEMA: Final = _schema(
-    {
-        "fill_id": pl.Int64,
-        ORDER_ID: pl.Int64,
-        TS: TS_DTYPE,
-        INSTRUMENT: pl.String,
-        STRATEGY: pl.String,
-        SIDE: pl.String,
-        PRICE: pl.Float64,  # including spread and slippage
-        SIZE: pl.Float64,  # units, positive
-        "fee": pl.Float64,
-        "slippage_cost": pl.Float64,  # (fill price - reference price) * units, signed so a cost is positive
-        "expected_slippage_cost": pl.Float64,
-        "liquidity": pl.String,
-    }
-)
-
-TRADES_SCHEMA: Final = _schema(
-    {
-        "trade_id": pl.Int64,
-        INSTRUMENT: pl.String,
-        STRATEGY: pl.String,
-        "direction": pl.String,
-        "entry_ts": TS_DTYPE,
-        "exit_ts": TS_DTYPE,
-        "entry_bar": pl.Int64,
-        "exit_bar": pl.Int64,
-        "entry_price": pl.Float64,
-        "exit_price": pl.Float64,
-        SIZE: pl.Float64,
-        "gross_pnl": pl.Float64,
-        "fees": pl.Float64,
-        "funding": pl.Float64,
-        "pnl": pl.Float64,  # gross - fees - funding
-        "return": pl.Float64,  # pnl / entry notional
-        "status": pl.String,
-    }
-)
-
-RISK_EVENTS_SCHEMA: Final = _schema(
-    {
-        TS: TS_DTYPE,
-        ORDER_ID: pl.Int64,  # null for portfolio-level events (kill switches)
-        INSTRUMENT: pl.String,
-        STRATEGY: pl.String,
-        "event": pl.String,  # REJECTED / RESIZED / KILL_SWITCH / DAILY_LOSS_CAP / ...
-        "reason": pl.String,
-        "requested_units": pl.Float64,
-        "allowed_units": pl.Float64,
-    }
-)
-
-EQUITY_SCHEMA: Final = _schema(
-    {
-        TS: TS_DTYPE,
-        "cash": pl.Float64,
-        "positions_value": pl.Float64,
-        "equity": pl.Float64,
-        "gross_exposure": pl.Float64,
-        "fees_cum": pl.Float64,
-        "funding_cum": pl.Float64,
-        "drawdown": pl.Float64,
-    }
-)
+# The engine's tables; the lake tables add `book` (the equity table also `strategy`), declared in lake_assets/tables.py
+ORDERS_SCHEMA: Final = tables.ORDERS.schema_without("book")
+FILLS_SCHEMA: Final = tables.FILLS.schema_without("book")
+TRADES_SCHEMA: Final = tables.TRADES.schema_without("book")  # pnl = gross - fees - funding; return = pnl / notional
+RISK_EVENTS_SCHEMA: Final = tables.RISK_EVENTS.schema_without("book")  # order_id null for portfolio-level events
+EQUITY_SCHEMA: Final = tables.EQUITY.schema_without(STRATEGY, "book")
 
 # The input frame of explicit orders accepted by `engine.run_orders` (output columns are filled in by the engine).
 ORDER_INPUT_SCHEMA: Final = _schema(

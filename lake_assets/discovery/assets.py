@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets import tables
 from lake_assets.discovery.blueprints import Blueprint, blueprints_path, validate_blueprints, write_blueprints_jsonl
 from lake_assets.discovery.blueprints import strategy_blueprints as build_blueprints
 from lake_assets.discovery.bridge import bridge_evaluation as evaluate_bridge
@@ -20,16 +21,9 @@ from lake_assets.events.assets import event_type_partitions
 from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.storage.lake import Lake
-from lake_assets.storage.warehouse import LakeTable, register_table
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "discovery"
-for _t in (
-    LakeTable(GROUP, "phase2_hypotheses", 1, view="hypotheses"),
-    LakeTable(GROUP, "phase2_candidates", 0, view="candidates"),
-    LakeTable(GROUP, "bridge_evaluation", 0),
-):
-    register_table(_t)
 
 
 def _code_version() -> str:
@@ -49,8 +43,7 @@ BLUEPRINT_SCALARS = ("blueprint_id", "name", "event_type", "family", "instrument
 BLUEPRINT_NESTED = ("state", "entry", "exits", "sizing", "costs", "evidence")  # stored as JSON text for SQL
 
 
-BLUEPRINT_SCHEMA = pl.Schema(dict.fromkeys((*BLUEPRINT_SCALARS, *BLUEPRINT_NESTED), pl.String()))
-register_table(LakeTable(GROUP, "strategy_blueprints", 0, view="blueprints", schema=BLUEPRINT_SCHEMA))
+BLUEPRINT_SCHEMA = tables.STRATEGY_BLUEPRINTS.schema  # the scalars, then the nested parts as JSON text
 
 
 def blueprint_table(blueprints: list[Blueprint]) -> pl.DataFrame:

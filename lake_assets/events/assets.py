@@ -14,7 +14,6 @@ from lake_assets.glue import AUTOMATION, check_result, frame_metadata, md_table
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import universe
 from lake_assets.storage.lake import Lake
-from lake_assets.storage.warehouse import LakeTable, register_table
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 from resources.lake import LakeResource, WarehouseResource
 
@@ -24,9 +23,6 @@ SPEC_VERSION = "spec_version"  # metadata: the version of the spec entry a parti
 PREVIEW = ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "severity", "vol_regime", "carry_state",
            "session"]  # fmt: skip
 event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
-register_table(LakeTable(GROUP, "event_registry", 1, view="events"))
-register_table(LakeTable(GROUP, "event_applicability", 1))
-register_table(LakeTable(GROUP, "event_flags", 1))
 
 
 def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from lake_assets import tables
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     INSTRUMENT,
@@ -92,8 +93,8 @@ TA_COLUMN_PATTERN: Final = re.compile(
     r"|obv)$"
 )
 
-# State snapshot copied onto every event row (null when the input lacks the column).
-STATE_COLUMNS: Final = ("vol_regime", "carry_state", "session", "trend_state")
+# State snapshot copied onto every event row (null when the input lacks the column); declared with the registry.
+STATE_COLUMNS: Final = tables.STATE_COLUMNS
 
 
 def column_kind(name: str) -> ColumnKind | None:

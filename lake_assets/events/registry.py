@@ -16,36 +16,19 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.events.columns import STATE_COLUMNS
 from lake_assets.events.cooldown import apply_cooldown
 from lake_assets.events.detectors import TEMPLATES, Detection, Scratch, predicate_expr
 from lake_assets.events.spec_model import EventSpec
-from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS, TS_DTYPE
+from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 
 EVENT_TYPE = "event_type"
 _PREV_GAP = "__prev_gap"  # the previous bar is a gap (or does not exist)
 
-_EVENT_COLUMNS: list[tuple[str, pl.DataType]] = [
-    ("event_id", pl.String()),
-    (EVENT_TYPE, pl.String()),
-    ("family", pl.String()),
-    (INSTRUMENT, pl.String()),
-    (TS, TS_DTYPE),
-    ("direction", pl.String()),
-    ("severity", pl.Float64()),
-    *[(c, pl.String()) for c in STATE_COLUMNS],
-]
-EVENT_REGISTRY_SCHEMA = pl.Schema(_EVENT_COLUMNS)
+EVENT_REGISTRY_SCHEMA = tables.EVENT_REGISTRY.schema  # columns, descriptions, units: lake_assets/tables.py
 
-APPLICABILITY_SCHEMA = pl.Schema(
-    {
-        INSTRUMENT: pl.String,
-        EVENT_TYPE: pl.String,
-        "applicable": pl.Boolean,
-        "reason": pl.String,  # null when applicable
-        "n_bars": pl.Int64,  # non-gap bars of the instrument, the denominator for prevalence
-    }
-)
+APPLICABILITY_SCHEMA = tables.EVENT_APPLICABILITY.schema
 
 PREVALENCE_SCHEMA = pl.Schema(
     {

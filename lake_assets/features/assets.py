@@ -32,7 +32,6 @@ from lake_assets.partitions import (
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.raw.ingest import month_bounds
 from lake_assets.specs import universe
-from lake_assets.storage.warehouse import LakeTable, register_table
 from lake_assets.vocabulary import INSTRUMENT, TS
 from resources.lake import LakeResource, WarehouseResource
 
@@ -40,14 +39,6 @@ GROUP = "features"
 FEATURE_LOOKBACK = required_lookback_bars(load_feature_specs())  # warm-up bars a month's features read before it
 EMBEDDING_LOOKBACK = 64
 PREVIEW = [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state", "rsi_14", "basis_bps"]
-
-for _t in (
-    LakeTable(GROUP, "features", 2),
-    LakeTable(GROUP, "window_embeddings", 2),
-    LakeTable(GROUP, "context_features", 1),
-    LakeTable(GROUP, "market_context", 1),
-):
-    register_table(_t)
 
 
 def _code_version() -> str:

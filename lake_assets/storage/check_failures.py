@@ -15,23 +15,12 @@ from typing import Final
 
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.storage.lake import Lake
-from lake_assets.storage.warehouse import LakeTable, register_table
-from lake_assets.vocabulary import TS_DTYPE, _schema, conform
+from lake_assets.vocabulary import conform
 
 GROUP, ASSET = "quality", "check_failures"
-CHECK_FAILURES_SCHEMA: Final = _schema(
-    {
-        "asset": pl.String,  # the asset whose partition was held back
-        "partition": pl.String,  # its partition key ('' for an unpartitioned asset)
-        "check_name": pl.String,
-        "summary": pl.String,  # what failed, in one line
-        "failing_samples": pl.String,  # a Markdown table of failing rows (may be empty)
-        "published_version_kept": pl.Boolean,  # an earlier good version is still published (else: none is)
-        "run_id": pl.String,
-        "failed_at": TS_DTYPE,
-    }
-)
+CHECK_FAILURES_SCHEMA: Final = tables.CHECK_FAILURES.schema  # columns, descriptions: lake_assets/tables.py
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -92,6 +81,3 @@ def read_failures(lake: Lake, asset: str | None = None) -> pl.DataFrame:
     ]
     frames = [f for f in frames if f.height]
     return pl.concat(frames) if frames else pl.DataFrame(schema=CHECK_FAILURES_SCHEMA)
-
-
-register_table(LakeTable(GROUP, ASSET, 2, schema=CHECK_FAILURES_SCHEMA))

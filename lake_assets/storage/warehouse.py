@@ -25,71 +25,40 @@ EXPORT to a file, no ATTACH, INSTALL/LOAD or reads of files outside the lake.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.settings import data_root, warehouse_path, warehouse_sql_dir
 from lake_assets.storage.lake import PART_FILE, Lake
-from lake_assets.vocabulary import QUARANTINE_SCHEMA
+from lake_assets.tables import Table
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LakeTable:
-    """A lake asset exposed as a warehouse view."""
-
-    group: str
-    asset: str
-    depth: int  # number of partition dimensions in its path
-    view: str | None = None  # view name; defaults to the asset name
-    schema: pl.Schema | None = None  # lets the view exist (empty, typed) before any partition is written
-
-    @property
-    def view_name(self) -> str:
-        return self.view or self.asset
+# Every lake table the warehouse exposes, declared once with its columns, units and aliases: lake_assets/tables.py.
+LAKE_TABLES: tuple[Table, ...] = tables.TABLES
 
 
-# Every lake asset the warehouse exposes. Layers add their tables here (one list, read by the catalog builder).
-LAKE_TABLES: list[LakeTable] = [
-    LakeTable("raw", "raw_ohlcv", 2),
-    LakeTable("raw", "raw_funding", 2),
-    LakeTable("raw", "raw_open_interest", 2),
-    LakeTable("raw", "raw_trades", 2),
-    LakeTable("cleaned", "bars", 2),
-    LakeTable("cleaned", "bars_1h", 2),
-    LakeTable("cleaned", "bars_1d", 2),
-    LakeTable("quality", "quarantine", 3, schema=QUARANTINE_SCHEMA),
-]
-
-_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
-                 pl.Int32: "INTEGER", pl.Date: "DATE"}  # fmt: skip
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _duckdb_type(dtype: pl.DataType) -> str:
-    if isinstance(dtype, pl.Datetime):
-        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-    return _DUCKDB_TYPES.get(dtype.base_type(), "VARCHAR")  # type: ignore[call-overload]
-
-
-def _empty_view_sql(table: LakeTable) -> str | None:
-    if table.schema is None:
-        return None
-    cols = ", ".join(f"NULL::{_duckdb_type(t)} AS {n}" for n, t in table.schema.items())
-    return f"CREATE OR REPLACE VIEW {table.view_name} AS SELECT * FROM (SELECT {cols}) WHERE false"
-
-
-def register_table(table: LakeTable) -> None:
-    if all(t.view_name != table.view_name for t in LAKE_TABLES):
-        LAKE_TABLES.append(table)
+def _empty_view_sql(table: Table) -> str:
+    """A typed, empty view: the table's columns, then its partition dimensions, as a view over its files would be."""
+    cols = [(c.name, tables.sql_type(c.dtype)) for c in table.all_columns]
+    cols += [(d.name, "VARCHAR") for d in table.partitions if d.name not in {n for n, _ in cols}]
+    select = ", ".join(f"NULL::{t} AS {_ident(n)}" for n, t in cols)
+    return f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM (SELECT {select}) WHERE false"
 
 
 _META = "qlake_catalog"  # one row: the signature the catalog was built from and the lake directory its globs use
@@ -115,22 +84,110 @@ def _lake_dir(lake: Lake, root: Path) -> str:
         return lake_root.as_posix()
 
 
-def _view_sql(lake: Lake, table: LakeTable, root: Path) -> str | None:
-    if not _IDENT.fullmatch(table.view_name):
-        raise ValueError(f"unsafe view name {table.view_name!r}")
-    base = lake.asset_dir(table.group, table.asset)  # also checks the group and asset names
-    has_data = base.exists() and any(base.rglob(PART_FILE))
+def _files(lake: Lake, table: Table) -> list[Path]:
+    base = lake.asset_dir(table.group, table.name)  # also checks the group and table names
+    return sorted(base.rglob(PART_FILE)) if base.exists() else []
+
+
+def _view_sql(lake: Lake, table: Table, root: Path, has_data: bool) -> str:
+    if not _IDENT.fullmatch(table.name):
+        raise ValueError(f"unsafe view name {table.name!r}")
     if not has_data:
         return _empty_view_sql(table)
+    base = lake.asset_dir(table.group, table.name)
     glob = "/".join([_lake_dir(lake, root), base.relative_to(lake.root).as_posix(), *["*"] * table.depth, PART_FILE])
     return (
-        f"CREATE OR REPLACE VIEW {table.view_name} AS SELECT * FROM read_parquet({_literal(glob)}, "
+        f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet({_literal(glob)}, "
         f"hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
     )
 
 
+def _plan(lake: Lake, root: Path) -> list[tuple[Table, str, str]]:
+    """(table, view statement, what its columns are: the first file's schema, or 'declared')."""
+    out = []
+    for table in (t.resolved() for t in LAKE_TABLES):
+        files = _files(lake, table)
+        shape = "declared"
+        if files:
+            try:
+                shape = str(pl.read_parquet_schema(files[0]))
+            except (OSError, pl.exceptions.ComputeError):  # replaced or removed meanwhile: the glob still binds
+                shape = "unreadable"
+        out.append((table, _view_sql(lake, table, root, bool(files)), shape))
+    return out
+
+
+def _docs(table: Table) -> str:
+    """Everything the table's comments are made of (part of the catalog signature)."""
+    cols = [f"{c.name}: {c.comment}" for c in (*table.all_columns, *table.partitions)]
+    return "\n".join([table.view_comment, *cols, *map(str, table.patterns), *table.aliases])
+
+
+def _comment_columns(
+    con: duckdb.DuckDBPyConnection, view: str, comment: Callable[[str], str | None], fallback: str
+) -> None:
+    """COMMENT ON COLUMN for every column of `view` that has none yet: `comment(name)`, else `fallback`."""
+    rows = con.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+        "AND table_name = ? ORDER BY column_index",
+        [_CATALOG, view],
+    ).fetchall()
+    for name, existing in rows:
+        if not existing:
+            text = comment(name) or f"{fallback} {name}"
+            con.execute(f"COMMENT ON COLUMN {view}.{_ident(name)} IS {_literal(text)}")
+
+
+def _create_table_view(con: duckdb.DuckDBPyConnection, table: Table, sql: str) -> None:
+    con.execute(sql)
+    con.execute(f"COMMENT ON VIEW {table.name} IS {_literal(table.view_comment)}")
+    _comment_columns(con, table.name, table.comment, f"column of {table.name}:")
+    for alias in table.aliases:
+        if not _IDENT.fullmatch(alias):
+            raise ValueError(f"unsafe view name {alias!r}")
+        con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM {table.name}")
+        why = f"named after its asset {table.asset}" if alias == table.asset else "the older view name"
+        con.execute(f"COMMENT ON VIEW {alias} IS {_literal(f'Alias of {table.name} ({why}). {table.view_comment}')}")
+        _comment_columns(con, alias, table.comment, f"column of {table.name}:")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # the failure may have ended the transaction already
+        con.execute("ROLLBACK")
+
+
+def _sql_file_comment(text: str) -> str:
+    """The leading `--` comment lines of a convenience view's SQL file."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line.removeprefix("--").strip())
+    return " ".join(lines)
+
+
+def _create_sql_view(con: duckdb.DuckDBPyConnection, sql_file: Path) -> None:
+    """A convenience view from warehouse/sql/<view>.sql; columns without a COMMENT in the file take the data
+    dictionary's comment for their name."""
+    text = sql_file.read_text()
+    view = sql_file.stem
+    con.execute(text)
+    row = con.execute(
+        "SELECT comment FROM duckdb_views() WHERE database_name = ? AND view_name = ?", [_CATALOG, view]
+    ).fetchone()
+    if row is not None and not row[0]:
+        about = _sql_file_comment(text) or "Convenience view."
+        con.execute(f"COMMENT ON VIEW {view} IS {_literal(f'{about} Defined in warehouse/sql/{sql_file.name}.')}")
+    sources = re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", text, flags=re.IGNORECASE)
+    _comment_columns(
+        con, view, lambda name: c.comment if (c := tables.column_doc(name, sources)) else None,
+        f"column of {view} (warehouse/sql/{sql_file.name}):",
+    )  # fmt: skip
+
+
 def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[str, list[str]]:
-    """Rebuild the catalog atomically; returns the views created and those skipped (no data yet / failed)."""
+    """Rebuild the catalog atomically; returns the views created and those skipped (failed). A table without data
+    yet is a typed empty view; every view and column carries a COMMENT from the data dictionary."""
     lake = lake or Lake()
     path = path or warehouse_path()
     root = data_root()
@@ -138,34 +195,42 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     created: list[str] = []
     skipped: list[str] = []
+    plan = _plan(lake, root)
     try:
         con = duckdb.connect()
         try:
             con.execute(f"SET file_search_path = {_literal(root)}")  # the views' relative globs bind here too
             con.execute(f"ATTACH {_literal(tmp)} AS {_CATALOG} (STORAGE_VERSION '{STORAGE_VERSION}')")
             con.execute(f"USE {_CATALOG}")
-            for table in LAKE_TABLES:
-                sql = _view_sql(lake, table, root)
-                if sql is None:
-                    skipped.append(table.view_name)
-                    continue
+            for table, sql, _ in plan:  # one transaction per view and its comments: one commit, not hundreds
                 try:
-                    con.execute(sql)
-                    created.append(table.view_name)
+                    con.execute("BEGIN TRANSACTION")
+                    _create_table_view(con, table, sql)
+                    con.execute("COMMIT")
+                    created += [table.name, *table.aliases]
                 except duckdb.Error as exc:  # one unreadable asset must not take the whole catalog down
-                    skipped.append(table.view_name)
-                    log.warning("view %s skipped: %s", table.view_name, exc)
+                    _rollback(con)
+                    skipped += [table.name, *table.aliases]
+                    log.warning("view %s skipped: %s", table.name, exc)
             for sql_file in sorted(warehouse_sql_dir().glob("*.sql")):
                 try:
-                    con.execute(sql_file.read_text())
+                    con.execute("BEGIN TRANSACTION")
+                    _create_sql_view(con, sql_file)
+                    con.execute("COMMIT")
                     created.append(sql_file.stem)
-                except duckdb.Error as exc:  # a convenience view over an asset with no data yet
+                except duckdb.Error as exc:  # a convenience view over a view that failed
+                    _rollback(con)
                     skipped.append(sql_file.stem)
                     log.debug("view %s skipped: %s", sql_file.stem, exc)
             con.execute(
                 f"CREATE TABLE {_META} AS SELECT ? AS signature, ? AS lake_dir, now() AS built_at",
-                [catalog_signature(lake), _lake_dir(lake, root)],
+                [_signature(plan), _lake_dir(lake, root)],
             )
+            con.execute(f"COMMENT ON TABLE {_META} IS 'qlake bookkeeping: what this catalog was built from'")
+            for col, text in (("signature", "hash of the view statements, comments and table shapes built from"),
+                              ("lake_dir", "the lake directory the views read, relative to the data root"),
+                              ("built_at", "when the catalog was built [UTC timestamp]")):  # fmt: skip
+                con.execute(f"COMMENT ON COLUMN {_META}.{col} IS {_literal(text)}")
             con.execute("USE memory")
             con.execute(f"DETACH {_CATALOG}")  # checkpoints and closes the file before it is swapped in
         finally:
@@ -177,14 +242,19 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
     return {"created": created, "skipped": skipped}
 
 
-def catalog_signature(lake: Lake) -> str:
-    """What the catalog would contain: its format, every view statement (an empty typed view differs from a glob view)
-    and the convenience SQL. Equal signatures mean a rebuild would change nothing."""
-    root = data_root()
+def _signature(plan: list[tuple[Table, str, str]]) -> str:
     parts = [f"-- storage {STORAGE_VERSION}"]
-    parts += [_view_sql(lake, t, root) or f"-- {t.view_name}: no data" for t in LAKE_TABLES]
+    for table, sql, shape in plan:
+        parts += [sql, shape, _docs(table)]
     parts += [f.read_text() for f in sorted(warehouse_sql_dir().glob("*.sql"))]
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def catalog_signature(lake: Lake) -> str:
+    """What the catalog would contain: its format, every view statement (an empty typed view differs from a glob
+    view), the columns of each table's first file, the comments and the convenience SQL. Equal signatures mean a
+    rebuild would change nothing."""
+    return _signature(_plan(lake, data_root()))
 
 
 def refresh_catalog(lake: Lake | None = None, path: Path | None = None) -> bool:

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import STRATEGY_DAYS, STRATEGY_EVENT, STRATEGY_PERPS, build_strategy_lake, make_blueprint  # noqa: E402
 
-from lake_assets import cli  # noqa: E402
+from lake_assets import cli, tables  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl  # noqa: E402
 from lake_assets.storage.check_failures import read_failures  # noqa: E402
@@ -102,6 +102,7 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
     assert wf.filter(pl.col("strategy") == JSON_KEY)["pbo"].is_between(0, 1).all()
     folds = query("select * from walkforward_folds")
     assert folds.group_by("strategy").len().sort("strategy")["len"].to_list() == [4, 4]
+    assert tables.check_lake(lake.root) == []  # every table written matches its declaration in the data dictionary
 
     report = materialize(instance, ("research_report",), None)
     assert report.success

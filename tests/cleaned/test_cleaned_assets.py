@@ -15,6 +15,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run_helpers import run_range  # noqa: E402
 
+from lake_assets import tables
 from lake_assets.partitions import instrument_month_key
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.warehouse import query
@@ -71,6 +72,7 @@ def test_raw_to_bars_to_resamples_then_rematerialize(data_root: Path) -> None:
     result = materialize(RAW + CLEANED)
     assert result.success
     lake = Lake()
+    assert tables.check_lake(lake.root) == []  # raw, quarantine and cleaned tables are as declared
 
     mats: dict[str, dict[str, dg.AssetMaterialization]] = {}
     for event in result.get_asset_materialization_events():

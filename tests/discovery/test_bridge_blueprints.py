@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from discovery_synth import CLASSES, EventKind, simulate
 
+from lake_assets import tables
 from lake_assets.discovery.blueprints import (
     Blueprint,
     read_blueprints_jsonl,
@@ -37,6 +38,16 @@ def pipeline(spec):
     cands = phase2_candidates(hyp, spec, samples=samples)
     bridge = bridge_evaluation(cands, events, bars, spec, CLASSES)
     return bars, events, samples, cands, bridge
+
+
+def test_discovery_tables_match_the_data_dictionary(pipeline, spec) -> None:
+    _, _, samples, cands, bridge = pipeline
+    hyp = aggregate_hypotheses(samples.filter(pl.col("window") == "discovery"), spec)
+    assert not tables.compare_schema(tables.PHASE2_HYPOTHESES, hyp.schema)
+    assert not tables.compare_schema(tables.PHASE2_CANDIDATES, cands.schema)
+    assert not tables.compare_schema(tables.BRIDGE_EVALUATION, bridge.schema)  # stress columns: documented pattern
+    stress = [c for c in bridge.columns if c.startswith("holdout_after_cost_bps_x")]
+    assert stress and all("x the round-trip cost" in tables.BRIDGE_EVALUATION.comment(c) for c in stress)
 
 
 def test_holdout_is_disjoint_from_discovery(pipeline) -> None:

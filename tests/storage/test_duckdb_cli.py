@@ -50,3 +50,13 @@ def test_the_stock_cli_reads_the_views(catalog: Path, data_root: Path, tmp_path:
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert run.stdout.splitlines() == ["instrument,month,n,total", "BTCUSDT,2026-01,3,6.0"]
+
+
+def test_the_stock_cli_sees_the_comments(catalog: Path, data_root: Path, tmp_path: Path) -> None:
+    sql = ("select comment from duckdb_views() where view_name = 'events'; "
+           "select comment from duckdb_columns() where table_name = 'bars' and column_name = 'close'")  # fmt: skip
+    run = _cli("-readonly", "-csv", "-noheader", str(catalog), "-c", sql, cwd=data_root)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    view, column = run.stdout.splitlines()
+    assert view.strip('"').startswith("Alias of event_registry (the older view name).")
+    assert column == "close price (null on a gap bar) [quote currency per unit]"

@@ -116,8 +116,11 @@ def test_qlake_sql_formats(cli_env: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["sql", "select instrument, close from bars", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"instrument": "BTCUSDT", "close": 1.0}] * 2
     assert main(["sql", "--describe", "bars", "--format", "markdown"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("|")[1:3] == [" column_name ", " column_type "] and len(lines) == 2 + 4
+    out = capsys.readouterr().out
+    assert out.startswith("bars: Regular bar grid")  # the view's comment, then its columns' type, unit, comment
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in lines[0].split("|")[1:5]] == ["column", "type", "unit", "description"]
+    assert len(lines) == 2 + 4 and "| close " in out and "quote currency per unit" in out
     assert main(["sql", "describe bars"]) == 0
     assert "instrument" in capsys.readouterr().out
     assert main(["sql"]) == 0  # no query: the views
@@ -150,5 +153,7 @@ def test_qlake_sql_errors_are_one_line(cli_env: Path, tmp_path: Path, capsys: py
     assert not target.exists()
     assert main(["sql", "select * from read_csv('/etc/passwd')"]) == 1
     assert capsys.readouterr().err.startswith("qlake sql: Permission Error")
-    assert main(["sql", "--describe", 'bars" ; drop view bars; --']) == 1
-    assert capsys.readouterr().err.startswith("qlake sql: Catalog Error")
+    assert main(["sql", "--describe", "bars' ; drop view bars; --"]) == 1
+    assert capsys.readouterr().err.startswith("qlake sql: no view named")
+    assert main(["sql", "select count(*) as n from bars", "--format", "csv"]) == 0  # the view is still there
+    assert capsys.readouterr().out == "n\n2\n"
