@@ -7,6 +7,7 @@ of every instrument × month asset, month-partitioned assets run as one range, t
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -121,10 +122,16 @@ def plan_runs(
     if asset_keys is not None:
         missing = set(asset_keys) - {a.key.to_user_string() for a in selected}
         if missing:
-            raise PlanError(f"unknown asset(s): {', '.join(sorted(missing))}")
+            known = [a.key.to_user_string() for a in all_assets]
+            hints = [f"{m} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(m, known, 2))
+                     else m for m in sorted(missing)]  # fmt: skip
+            raise PlanError(f"unknown asset(s): {'; '.join(hints)}")
     if instruments is not None:
         unknown = [i for i in instruments if i not in universe().ids]
         if unknown:
+            close = difflib.get_close_matches(unknown[0], universe().ids, 1)
+            if close:
+                raise PlanError(f"unknown instrument {unknown[0]} (did you mean {close[0]}?)")
             raise PlanError(f"unknown instrument(s): {', '.join(unknown)} (spec/universe.yaml has "
                             f"{', '.join(universe().ids)})")  # fmt: skip
     by_kind: dict[str, list[str]] = {"instrument_month": [], "month": [], "other": [], "none": []}
@@ -358,6 +365,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
                 print(f"{args.describe}: {header}\n")
             print(_render_table(df, args.limit, columns, markdown=markdown, str_lengths=200 if args.describe else 60))
     except (duckdb.Error, pl.exceptions.PolarsError) as exc:  # a query error is one line, not a traceback
+        if getattr(args, "debug", False):
+            raise
         lines = str(exc).strip().splitlines()
         print(f"qlake sql: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
         return 1
@@ -384,14 +393,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from lake_assets.vocabulary import validate_instrument_id
 
     select = [s.strip() for s in args.select.split(",")] if args.select else None
-    try:
-        ids = args.instruments.split(",") if args.instruments else None
-        instruments = [validate_instrument_id(i.strip()) for i in ids] if ids is not None else None
-        months = _parse_months(args.months)
-        plan_runs(select, instruments, months)  # refuse impossible requests before any run starts
-    except (PlanError, ValueError) as exc:
-        print(f"qlake materialize: {exc}", file=sys.stderr)
-        return 2
+    ids = args.instruments.split(",") if args.instruments else None
+    instruments = [validate_instrument_id(i.strip()) for i in ids] if ids is not None else None
+    months = _parse_months(args.months)
+    plan_runs(select, instruments, months)  # refuse impossible requests (main's one line) before any run starts
     results = plan_and_execute(select, instruments, months)
     for run, ok, secs in results:
         print(f"{'ok    ' if ok else 'FAILED'} {secs:7.1f}s  {run.label}")
@@ -440,9 +445,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="print the path of the latest research report")
     p_rep.add_argument("--show", action="store_true", help="also print the report's Markdown")
     p_rep.set_defaults(fn=cmd_report)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    _dagster_home()
-    return int(args.fn(args))
+    try:
+        _dagster_home()
+        return int(args.fn(args))
+    except KeyboardInterrupt:
+        print(f"qlake {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line for a mistake; the traceback only with --debug
+        if getattr(args, "debug", False):
+            raise
+        print(f"qlake {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print("  (run again with --debug for the traceback)", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: a SpecError names file, key and problem; others their type unless self-explanatory."""
+    from lake_assets.specs import SpecError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, SpecError | PlanError | ValueError | KeyError | FileNotFoundError):
+        return text.strip("'\"")
+    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ for blocking checks, what depends on it), never the other partitions of the run 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,8 +179,13 @@ class PartitionPublisher:
 
 def partition_checks(asset: str, specs: list[tuple[str, bool, str]], partitions_def: dg.PartitionsDefinition
                      ) -> list[dg.AssetCheckSpec]:  # fmt: skip
-    """Check specs evaluated per partition: (name, blocking, description) each."""
-    return [
-        dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description, partitions_def=partitions_def)
-        for name, blocking, description in specs
-    ]
+    """Check specs evaluated per partition: (name, blocking, description) each (partitioned checks are a Dagster
+    preview feature in 1.13: its warning is silenced here, where it is chosen on purpose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name, asset=asset, blocking=blocking, description=description, partitions_def=partitions_def
+            )
+            for name, blocking, description in specs
+        ]

@@ -131,13 +131,29 @@ class _KeyedError(ValueError):
         super().__init__(problem)
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader whose dates that do not exist (`2026-13-45`) stay strings, so the spec's model rejects them
+    naming the key, instead of YAML raising a bare ValueError that names nothing."""
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except ValueError:
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def read_yaml(path: Path) -> Any:
-    """Parse one YAML file, turning every failure into a SpecError naming the file."""
+    """Parse one YAML file (safe: no tags that build objects), turning every failure into a SpecError naming the
+    file."""
     if not path.is_file():
         raise SpecError(path, "<file>", "file not found")
     try:
         with path.open(encoding="utf-8-sig") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "<file>"
