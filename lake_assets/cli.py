@@ -10,6 +10,7 @@ import argparse
 import difflib
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -202,6 +203,41 @@ def _instance():  # type: ignore[no-untyped-def]
     return dg.DagsterInstance.get()
 
 
+RUNNER_PID_TAG, RUNNER_HOST_TAG = "qlake/pid", "qlake/host"  # which process runs an in-process qlake run
+
+
+def fail_orphaned_runs(instance: Any) -> list[str]:
+    """Mark failed the runs a `qlake` process on this host started and did not finish because it died (killed,
+    out of memory): without this they would show as STARTED forever. Runs launched by the Dagster daemon are watched
+    by its run monitoring instead (dagster.yaml). Returns the run ids marked."""
+    import dagster as dg
+
+    marked = []
+    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                                     tags={RUNNER_HOST_TAG: socket.gethostname()}))  # fmt: skip
+    for record in records:
+        run = record.dagster_run
+        try:
+            pid = int(run.tags.get(RUNNER_PID_TAG, ""))
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        instance.report_run_failed(run, f"the qlake process (pid {pid}) that ran it is gone")
+        marked.append(run.run_id)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[PlannedRun, bool, float]]:
     import dagster as dg
     from tqdm import tqdm
@@ -213,6 +249,8 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
     # its partitions show as missing rather than failed; `execute` reports failed runs itself.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     instance = _instance()
+    for orphan in fail_orphaned_runs(instance):
+        tqdm.write(f"marked run {orphan} failed: the qlake process that ran it is gone", file=sys.stderr)
     results = []
     bar = tqdm(runs, desc="qlake", unit="run", disable=not progress, file=sys.stderr)
     for run in bar:
@@ -225,7 +263,7 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
             selection=dg.AssetSelection.assets(*run.asset_keys),
             instance=instance,
             resources=defs.resources,
-            tags=run.run_tags(),
+            tags={**run.run_tags(), RUNNER_PID_TAG: str(os.getpid()), RUNNER_HOST_TAG: socket.gethostname()},
             run_config={
                 "loggers": {"console": {"config": {"log_level": os.environ.get("QLAKE_LOG_LEVEL", "WARNING")}}}
             },

@@ -47,3 +47,30 @@ def test_a_date_that_does_not_exist_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_universe(path)
     assert err.value.key == "instruments.0.start" and "2026-13-45" in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_killed_qlake_run_is_marked_failed_by_the_next_qlake(data_root: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import dagster as dg
+
+    cli._dagster_home()
+    cmd = [sys.executable, "-m", "lake_assets.cli", "materialize", "--select", "raw_ohlcv,bars",
+           "--instruments", "BTCUSDT-PERP", "--months", "2026-01..2026-10"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    instance = dg.DagsterInstance.get()
+    started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    deadline = time.monotonic() + 120
+    while not instance.get_run_records(started):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # killed mid-run: its run would stay STARTED forever
+    proc.wait(timeout=30)
+    [record] = instance.get_run_records(started)
+    assert cli.fail_orphaned_runs(instance) == [record.dagster_run.run_id]
+    assert instance.get_run_by_id(record.dagster_run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert cli.fail_orphaned_runs(instance) == []  # and only once
