@@ -38,7 +38,7 @@ import re
 import zlib
 from array import array
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import numpy as np
 import polars as pl
 
 from lake_assets.cleaned.trades_to_bars import BUY, SELL, sort_trades, trades_to_bars
+from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
 from lake_assets.vocabulary import (
@@ -163,12 +164,24 @@ class ParseResult:
 class ScanResult:
     """Trades of one instrument in [start, end) from all its landing files, with quarantine and per-file counts.
 
-    `files` holds `ParseResult.counts` (whole-file counts) plus `in_window` (accepted trades in the window) for every
-    file that touches the window. `quarantine` holds the rows attributed to the window: a rejected line is attributed
-    to its own time when it has one, else to the nearest preceding (then following) line of its file with a time,
-    else (no time anywhere in the file, e.g. unreadable) to the file's modification time. So re-scanning month by month
-    quarantines each bad line exactly once. Trades repeated across files are kept once; the later copies (by file
-    name, line) are quarantined as duplicates and counted in `cross_file_duplicates`.
+    Every line read ends up in exactly one place: a trade in `trades` of the window holding its time, or one
+    quarantine row placed in exactly one window. The placement rule (so the raw asset, which scans its partitions'
+    windows, writes each rejected line once, into a partition that exists):
+    - a rejected line with its own time (non-positive price, naive-free valid time, duplicate, ...) sits at that time;
+    - a line without a usable time sits at its file's nearest dated line before it (else after it);
+    - a file with no dated line at all (unreadable: bad gzip, not UTF-8; header without a time column) sits at the
+      start of the instrument's life, i.e. its first life month;
+    - then everything is clamped into the life `[start, end)` (`life_span`): before it -> the first life month,
+      after it (or in the future) -> the last life month (today's month for a live instrument).
+    Trades outside the life are quarantined ("before/after the instrument's life"), never "accepted" and dropped.
+    Trades repeated across files are kept once; the later copies (by file name, line) are quarantined as duplicates
+    and counted in `cross_file_duplicates`.
+
+    `files` holds life-aware whole-file counts (parsed = accepted + skipped + malformed, where accepted trades are
+    exactly the file's rows in the lake over all the instrument's months and skipped includes cross-file duplicates
+    and trades outside the life) plus `in_window` (its trades in this window) and `quarantined` (its quarantine rows
+    placed in this window), for every file with either in this window. An unreadable file has parsed = 0 and one
+    quarantine row with line = null.
     """
 
     instrument: str
@@ -843,17 +856,14 @@ def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame
 
 
 def _attribute(bad: pl.DataFrame, kept: pl.DataFrame, result: ParseResult, now: datetime) -> pl.DataFrame:
-    """Quarantine rows with `_ts`: own time, else nearest earlier then later dated line of the file, else mtime."""
+    """Quarantine rows with `_ts`: own time, else nearest earlier then later dated line of the file, else null (the
+    scan places undated rows; see ScanResult)."""
     dated = pl.concat(
         [
             kept.select(pl.col("_line").alias("line"), pl.col(TS).alias("_d")),
             bad.filter(pl.col("_own_ts").is_not_null()).select("line", pl.col("_own_ts").alias("_d")),
         ]
     ).sort("line")
-    try:
-        fallback = datetime.fromtimestamp(result.path.stat().st_mtime, tz=UTC)
-    except OSError:
-        fallback = now
     ts_type = RAW_TRADES_SCHEMA[TS]
     lined = bad.filter(pl.col("line").is_not_null()).sort("line")
     unlined = bad.filter(pl.col("line").is_null()).with_columns(
@@ -868,7 +878,7 @@ def _attribute(bad: pl.DataFrame, kept: pl.DataFrame, result: ParseResult, now: 
     bad = pl.concat([unlined, lined])
     return (
         bad.with_columns(
-            pl.coalesce("_own_ts", "_b", "_f", pl.lit(fallback, ts_type)).alias("_ts"),
+            pl.coalesce("_own_ts", "_b", "_f").alias("_ts"),
             pl.lit(QUARANTINE_ASSET).alias("asset"),
             pl.lit(result.instrument).alias(INSTRUMENT),
             pl.lit(str(result.path)).alias("source"),
@@ -931,16 +941,44 @@ def list_landing_files(landing_dir: Path) -> list[LandingFile]:
     return scan_landing(landing_dir).files
 
 
+Life = tuple[datetime, datetime]
+
+
+def life_span(inst: Instrument, as_of: date | None = None) -> Life:
+    """[first instant, end) covered by the instrument's partitions: its start date to the day after its end date, or
+    to the end of today's month while it is live (exactly the union of the raw assets' partition windows)."""
+    lo = datetime.combine(inst.start, time.min, UTC)
+    if inst.end is not None:
+        hi = datetime.combine(inst.end + timedelta(days=1), time.min, UTC)
+    else:
+        hi = month_bounds(month_key(as_of or datetime.now(UTC).date()))[1]
+    return lo, max(lo, hi)
+
+
+@dataclass
+class _View:
+    """Everything one instrument's landing files yield over its whole life, ready to be cut into windows."""
+
+    trades: pl.DataFrame  # RAW_TRADES_SCHEMA (+ _src), inside the life, deduplicated across files
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA + _at: the instant (inside the life) that places the row
+    files: list[dict[str, Any]]  # life-aware whole-file counts
+    cross_file_duplicates: int
+
+
+# One instrument's view per landing state (file versions) and life: a range run scans month by month, and each
+# month must not re-parse every dump. Small: a view holds one instrument's trades.
+_VIEWS: dict[tuple[Any, ...], _View] = {}
+_VIEWS_MAX = 2
+
+
 class TradeFilesVendor:
-    """Vendor over the landing folder. Parsed files are cached by (path, size, mtime) so month-by-month scans of
-    one instrument parse each dump once per process."""
+    """Vendor over the landing folder. An instrument's dumps are parsed once per landing state (path, size, mtime of
+    every file) and life span in a process, so month-by-month scans of one instrument parse each dump once."""
 
     name = VENDOR_NAME
 
     def __init__(self, landing_dir: Path | None = None, *, cache_size: int = 64) -> None:
         self.landing_dir = Path(landing_dir) if landing_dir is not None else default_landing_dir()
-        self._cache: dict[tuple[str, int, int], _Parsed] = {}
-        self._cache_size = cache_size
 
     def files(self, instrument_id: str) -> list[LandingFile]:
         instrument_id = validate_instrument_id(instrument_id)
@@ -948,69 +986,123 @@ class TradeFilesVendor:
 
     def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
         """TRADES: trades in [start, end). OHLCV: candles at the instrument's base timeframe with bar open in
-        [start, end), built from whole bars. FUNDING / OPEN_INTEREST: empty (dumps have none)."""
+        [start, end), built from whole bars. FUNDING / OPEN_INTEREST: empty (dumps have none). Trades outside the
+        instrument's life are never returned (they are quarantined by `scan`)."""
         kind = DataKind(kind)
         start, end = _utc(start), _utc(end)
+        life = life_span(instrument)
         if kind == DataKind.TRADES:
-            return self.scan(instrument.id, start, end).trades
+            return self.scan(instrument.id, start, end, life=life).trades
         if kind == DataKind.OHLCV:
             step = TIMEFRAMES[instrument.base_timeframe]
             lo = _floor(start, step)
             hi = _floor(end, step) + (step if _floor(end, step) < end else timedelta(0))
-            bars = trades_to_bars(self.scan(instrument.id, lo, hi).trades, instrument.base_timeframe)
+            bars = trades_to_bars(self.scan(instrument.id, lo, hi, life=life).trades, instrument.base_timeframe)
             bars = bars.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
             return conform(bars, RAW_OHLCV_SCHEMA)
         return empty_frame(RAW_SCHEMAS[kind])
 
-    def scan(self, instrument_id: str, start: datetime, end: datetime) -> ScanResult:
-        """All landing files of one instrument: trades in [start, end), quarantine attributed to the window, counts."""
+    def scan(self, instrument_id: str, start: datetime, end: datetime, *, life: Life | None = None) -> ScanResult:
+        """All landing files of one instrument: trades in [start, end), quarantine placed in the window, counts.
+
+        `life` is the instrument's span (`life_span`); without it every plausible time counts as inside."""
         instrument_id = validate_instrument_id(instrument_id)
         start, end = _utc(start), _utc(end)
-        parsed = [(lf, self._parse_cached(lf)) for lf in self.files(instrument_id)]
-        all_trades = (
-            pl.concat(
-                [p.trades.with_columns(pl.lit(str(lf.path)).alias("_src")) for lf, p in parsed],
-                how="vertical",
-            )
-            if parsed
-            else pl.DataFrame(schema=pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())]))
+        view = self._view(instrument_id, life)
+        trades = view.trades.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
+        quarantine = view.quarantine.filter((pl.col("_at") >= start) & (pl.col("_at") < end))
+        n_in = dict(trades.group_by("_src").len().iter_rows())
+        n_q = dict(quarantine.group_by("source").len().iter_rows())
+        counts = [
+            f | {"in_window": int(n_in.get(f["file"], 0)), "quarantined": int(n_q.get(f["file"], 0))}
+            for f in view.files
+            if f["file"] in n_in or f["file"] in n_q
+        ]
+        return ScanResult(
+            instrument_id,
+            conform(trades, RAW_TRADES_SCHEMA),
+            conform(quarantine, QUARANTINE_SCHEMA),
+            counts,
+            view.cross_file_duplicates,
         )
-        # Across files: a trade in two overlapping dumps is one trade (decided on all files, then windowed).
-        kept, dupes = _deduplicate(all_trades, cross_file=True)
-        in_window = (pl.col(TS) >= start) & (pl.col(TS) < end)
-        kept, dupes = kept.filter(in_window), dupes.filter(in_window)
-        per_file = dict(kept.group_by("_src").len().iter_rows())
-        dupe_files = set(dupes["_src"].to_list())
-        bad_parts, counts = [], []
-        for lf, p in parsed:
-            bad = p.bad.filter((pl.col("_ts") >= start) & (pl.col("_ts") < end)).drop("_ts")
-            n_in = int(per_file.get(str(lf.path), 0))
-            if n_in == 0 and bad.is_empty() and str(lf.path) not in dupe_files:
-                continue
-            bad_parts.append(bad)
-            counts.append(p.result.counts | {"in_window": n_in})
-        cross = dupes.select(
-            pl.lit(QUARANTINE_ASSET).alias("asset"),
-            pl.col(INSTRUMENT),
-            pl.col("_src").alias("source"),
-            pl.col("_line").alias("line"),
-            "reason",
-            pl.col("_record").alias("record"),
-            pl.col(INGESTED_AT).alias("quarantined_at"),
-        )
-        quarantine = pl.concat([*bad_parts, conform(cross, QUARANTINE_SCHEMA)], how="vertical")
-        trades = conform(sort_trades(kept), RAW_TRADES_SCHEMA)
-        return ScanResult(instrument_id, trades, conform(quarantine, QUARANTINE_SCHEMA), counts, dupes.height)
 
-    def _parse_cached(self, lf: LandingFile) -> _Parsed:
-        key = (str(lf.path), lf.size, lf.mtime_ns)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = _parse(lf.path, lf.instrument)
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = hit
-        return hit
+    def _view(self, instrument_id: str, life: Life | None) -> _View:
+        files = self.files(instrument_id)
+        key = (str(self.landing_dir), instrument_id, tuple((str(f.path), f.size, f.mtime_ns) for f in files), life)
+        view = _VIEWS.get(key)
+        if view is None:
+            view = _build_view(instrument_id, files, life)
+            while len(_VIEWS) >= _VIEWS_MAX:
+                _VIEWS.pop(next(iter(_VIEWS)))
+            _VIEWS[key] = view
+        return view
+
+
+def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None) -> _View:
+    """Parse every file, de-duplicate across files, quarantine trades outside the life, place every quarantine row.
+
+    Placement (`_at`, the instant whose month holds the row): a row's own time, else its file's nearest dated line
+    (see `_attribute`), else (unreadable file, no dated line at all) the start of the life; then clamped into the
+    life: earlier -> the life's first instant (first month), later -> its last instant (last month; today's month for
+    a live instrument). Without `life`, undated rows fall back to the file's modification time and nothing is clamped.
+    """
+    parsed = [(lf, _parse(lf.path, lf.instrument)) for lf in files]
+    ts_type = RAW_TRADES_SCHEMA[TS]
+    internal = pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())])
+    all_trades = (
+        pl.concat([p.trades.with_columns(pl.lit(str(lf.path)).alias("_src")) for lf, p in parsed], how="vertical")
+        if parsed
+        else pl.DataFrame(schema=internal)
+    )
+    # Across files: a trade in two overlapping dumps is one trade (decided on all files before anything else).
+    kept, dupes = _deduplicate(all_trades, cross_file=True)
+    if life is not None:
+        lo, hi = life
+        before, after = pl.col(TS) < lo, pl.col(TS) >= hi
+        span = f"[{lo:%Y-%m-%d}, {hi:%Y-%m-%d})"
+        outside = kept.filter(before | after).with_columns(
+            pl.when(before)
+            .then(pl.lit(f"before the instrument's life {span}"))
+            .otherwise(pl.lit(f"after the instrument's life {span} (or in the future)"))
+            .alias("reason")
+        )
+        kept = kept.filter(~before & ~after)
+    else:
+        outside = kept.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+    rejected_trades = pl.concat([dupes.drop("_own_ts"), outside], how="vertical").select(
+        pl.lit(QUARANTINE_ASSET).alias("asset"),
+        pl.col(INSTRUMENT),
+        pl.col("_src").alias("source"),
+        pl.col("_line").alias("line"),
+        "reason",
+        pl.col("_record").alias("record"),
+        pl.col(INGESTED_AT).alias("quarantined_at"),
+        pl.col(TS).alias("_ts"),
+    )
+    parts = []
+    for lf, p in parsed:
+        if life is not None:
+            fallback = life[0]
+        else:
+            try:
+                fallback = datetime.fromtimestamp(lf.path.stat().st_mtime, tz=UTC)
+            except OSError:
+                fallback = datetime.now(UTC)
+        parts.append(p.bad.with_columns(pl.col("_ts").fill_null(pl.lit(fallback, ts_type))))
+    quarantine = pl.concat([*parts, rejected_trades.cast(_INTERNAL_BAD)], how="vertical")
+    at = pl.col("_ts")
+    if life is not None:
+        at = at.clip(pl.lit(life[0], ts_type), pl.lit(life[1] - timedelta(microseconds=1), ts_type))
+    quarantine = quarantine.with_columns(at.alias("_at")).drop("_ts")
+    n_kept = dict(kept.group_by("_src").len().iter_rows())
+    counts = []
+    for lf, p in parsed:
+        c = p.result.counts
+        accepted = int(n_kept.get(str(lf.path), 0))
+        # Trades the file accepted but the lake does not (cross-file duplicates, outside the life) are skipped.
+        counts.append(c | {"accepted": accepted, "skipped": c["skipped"] + c["accepted"] - accepted})
+    trades = sort_trades(kept).select([*RAW_TRADES_SCHEMA.names(), "_src"])
+    return _View(trades, quarantine, counts, dupes.height)
 
 
 def _utc(value: datetime) -> datetime:
@@ -1030,6 +1122,7 @@ __all__ = [
     "ScanResult",
     "TradeFilesVendor",
     "default_landing_dir",
+    "life_span",
     "list_landing_files",
     "parse_trade_file",
     "scan_landing",
