@@ -37,6 +37,7 @@ import math
 import re
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lake_assets.cleaned.trades_to_bars import BUY, SELL, sort_trades, trades_to_bars
+from lake_assets.cleaned.trades_to_bars import BUY, SELL, trades_to_bars
 from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
@@ -246,7 +247,6 @@ class _Rows:
     side: list[str | None] = field(default_factory=list)
     trade_id: list[str | None] = field(default_factory=list)
     line: array = field(default_factory=lambda: array("q"))
-    record: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -277,14 +277,16 @@ class _Parsed:
     """A ParseResult plus the internal columns scan() needs (line numbers, records, attribution times)."""
 
     result: ParseResult
-    trades: pl.DataFrame  # RAW_TRADES_SCHEMA + _line, _record
+    trades: pl.DataFrame  # _INTERNAL_TRADES: compact, no raw text
     bad: pl.DataFrame  # QUARANTINE_SCHEMA + _ts (attribution time)
 
     def public(self) -> ParseResult:
         return self.result
 
 
-def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None) -> _Parsed:
+def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None, public: bool = True) -> _Parsed:
+    """Stream the file in line-aligned chunks (bounded memory): candidates keep compact columns, only rejected lines
+    keep their raw text. `public=False` skips building `ParseResult.trades` (the scan only needs the internal frame)."""
     instrument = validate_instrument_id(instrument)
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
@@ -294,19 +296,33 @@ def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None) 
 
     rows, bad = _Rows(), _Bad()
     result = ParseResult(path=path, instrument=instrument, trades=empty_frame(RAW_TRADES_SCHEMA), quarantine=_EMPTY_Q)
+    state = _CsvState()
+    fast: list[pl.DataFrame] = []
+    missing_counts = dict.fromkeys(_REQUIRED, 0)
     try:
-        lines = _read_lines(path)
+        first = True
+        for lines in _read_chunks(path):
+            if first and lines.height:
+                first = False
+                if lines["text"][0] is None:
+                    raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
+            if is_json:
+                _parse_jsonl(lines, rows, bad, result, missing_counts)
+            else:
+                chunk_fast = _parse_csv(lines, rows, bad, result, state)
+                if chunk_fast is not None and chunk_fast.height:
+                    fast.append(chunk_fast)
     except _UnreadableError as exc:
+        rows, bad, fast = _Rows(), _Bad(), []
+        result = ParseResult(path=path, instrument=instrument, trades=result.trades, quarantine=_EMPTY_Q)
         result.file_error = f"unreadable file: {exc}"
         bad.add(None, result.file_error, exc.record)
-        return _finish(result, rows, bad, now)
-
-    fast = None
+        return _finish(result, rows, bad, now, None, public)
     if is_json:
-        _parse_jsonl(lines, rows, bad, result)
-    else:
-        fast = _parse_csv(lines, rows, bad, result)
-    return _finish(result, rows, bad, now, fast)
+        absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
+        if absent:
+            result.file_error = f"no record has a {' or '.join(absent)} field"
+    return _finish(result, rows, bad, now, pl.concat(fast) if fast else None, public)
 
 
 class _UnreadableError(Exception):
@@ -315,26 +331,72 @@ class _UnreadableError(Exception):
         self.record = record
 
 
-def _read_lines(path: Path) -> pl.DataFrame:
-    """Non-blank lines: `line` (1-based physical number), `text` (null when not UTF-8 text) and `record` (the text
-    for quarantine, undecodable bytes replaced).
+CHUNK_BYTES = 8 << 20  # bytes of text per chunk: memory per chunk is a small multiple of it
 
-    A gzip file is fully decompressed first so a corrupt or truncated stream rejects the whole file instead of
-    yielding a silently truncated tail. A file whose first non-blank line is not UTF-8 text is binary: unreadable.
-    Blank means only ASCII whitespace.
+
+def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
+    """(first physical line number, whole lines of bytes, line separator), streamed from the (gzip) file.
+
+    A corrupt or truncated gzip stream raises _UnreadableError wherever it is found, and the caller drops
+    everything read so far: the whole file is rejected instead of yielding a silently truncated tail.
     """
+    gz = path.name.lower().endswith(".gz")
     try:
-        raw = path.read_bytes()
+        fh = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise _UnreadableError(f"cannot read ({exc.strerror or exc})", "") from exc
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _UnreadableError(f"bad gzip stream ({exc})", repr(raw[:120])) from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    sep = b"\n" if b"\n" in raw or b"\r" not in raw else b"\r"
+    head = b""
+    try:
+        with fh:
+            carry, number, sep, first = b"", 1, b"", True
+            while True:
+                piece = fh.read(CHUNK_BYTES)
+                if first:
+                    first = False
+                    head = piece[:120]
+                    if piece.startswith(b"\xef\xbb\xbf"):
+                        piece = piece[3:]
+                if not piece:
+                    break
+                buf = carry + piece
+                if not sep:  # decided by the first line end seen (CR-only files exist; CRLF may straddle pieces)
+                    if b"\n" in buf:
+                        sep = b"\n"
+                    elif b"\r" in buf.rstrip(b"\r"):
+                        sep = b"\r"
+                    else:
+                        carry = buf
+                        continue
+                cut = buf.rfind(sep)
+                if cut < 0:
+                    carry = buf
+                    continue
+                chunk, carry = buf[: cut + 1], buf[cut + 1 :]
+                yield number, chunk, sep
+                number += chunk.count(sep)
+            if carry:
+                yield number, carry, sep or (b"\n" if b"\n" in carry or b"\r" not in carry else b"\r")
+    except (OSError, EOFError, zlib.error) as exc:
+        if gz:
+            if not head:
+                try:
+                    head = path.read_bytes()[:120]
+                except OSError:
+                    head = b""
+            raise _UnreadableError(f"bad gzip stream ({exc})", repr(head)) from exc
+        raise _UnreadableError(f"cannot read ({getattr(exc, 'strerror', None) or exc})", "") from exc
+
+
+def _read_chunks(path: Path) -> Iterator[pl.DataFrame]:
+    """Frames of non-blank lines: `line` (1-based physical number), `text` (null when not UTF-8 text) and `record`
+    (the text for quarantine, undecodable bytes replaced). Blank means only ASCII whitespace."""
+    for number, raw, sep in _raw_chunks(path):
+        yield _lines_frame(raw, number, sep)
+
+
+def _lines_frame(raw: bytes, offset: int, sep: bytes) -> pl.DataFrame:
+    if raw.endswith(sep):
+        raw = raw[: -len(sep)]
     try:
         whole = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -342,7 +404,7 @@ def _read_lines(path: Path) -> pl.DataFrame:
     if whole is not None:  # the common case, vectorised
         lines = (
             pl.DataFrame({"record": whole.split(sep.decode())}, schema={"record": pl.String})
-            .with_row_index("line", offset=1)
+            .with_row_index("line", offset=offset)
             .with_columns(pl.col("line").cast(pl.Int64), pl.col("record").str.strip_chars_end("\r"))
             .filter(pl.col("record").str.strip_chars(_BLANK).str.len_bytes() > 0)
             .with_columns(
@@ -356,7 +418,7 @@ def _read_lines(path: Path) -> pl.DataFrame:
         numbers: list[int] = []
         texts: list[str | None] = []
         records: list[str] = []
-        for number, chunk in enumerate(raw.split(sep), start=1):
+        for number, chunk in enumerate(raw.split(sep), start=offset):
             chunk = chunk.rstrip(b"\r")
             if not chunk.strip(_BLANK.encode()):
                 continue
@@ -374,9 +436,29 @@ def _read_lines(path: Path) -> pl.DataFrame:
             {"line": numbers, "record": records, "text": texts},
             schema={"line": pl.Int64, "record": pl.String, "text": pl.String},
         )
-    if lines.height and lines["text"][0] is None:
-        raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
     return lines.select("line", "text", "record")
+
+
+def _lookup_records(path: Path, wanted: set[int]) -> dict[int, str]:
+    """The raw text (<= 500 chars) of the given physical lines, re-read from the file (a second, streaming pass:
+    accepted trades do not carry their text, so a trade quarantined later, e.g. as a duplicate, is looked up)."""
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    lo, hi = min(wanted), max(wanted)
+    try:
+        for number, raw, sep in _raw_chunks(path):
+            n = raw.count(sep) + (0 if raw.endswith(sep) else 1)
+            if number + n <= lo:
+                continue
+            if number > hi:
+                break
+            for i, part in enumerate(raw.split(sep), start=number):
+                if i in wanted:
+                    found[i] = part.rstrip(b"\r").decode("utf-8", "replace")[:RECORD_MAX_CHARS]
+    except _UnreadableError:
+        pass
+    return found
 
 
 _BLANK = " \t\r\x0b\x0c"
@@ -410,41 +492,57 @@ def _split(text: str, delimiter: str) -> list[str]:
     return text.split(delimiter)
 
 
-def _parse_csv(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> pl.DataFrame | None:
-    """Header/layout detection, then the vectorised fast path for clean lines and `_accept` for every other line.
+@dataclass
+class _CsvState:
+    """What the first line of a CSV decided, carried across chunks."""
 
-    Returns the fast-path candidates (or None); slow-path candidates and rejects go into `rows` / `bad`.
+    started: bool = False
+    layout: _Layout = field(default_factory=_Layout)
+    has_header: bool = True
+    header_text: str | None = None
+
+
+def _parse_csv(
+    lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult, state: _CsvState
+) -> pl.DataFrame | None:
+    """Header/layout detection (first chunk), then the vectorised fast path for clean lines and `_accept` for every
+    other line. Returns the fast-path candidates (or None); slow-path candidates and rejects go into `rows` / `bad`.
     """
     if lines.is_empty():
         return None
-    header_text, header_record = lines["text"][0], lines["record"][0]
-    delimiter = ","
-    if "," not in header_text:
-        delimiter = "\t" if "\t" in header_text else (";" if ";" in header_text else ",")
-    header = _split(header_text, delimiter)
-    layout = _Layout(delimiter=delimiter, n_fields=len(header))
-    has_header = True
-    if all(_NUMERIC.match(f.strip()) or f.strip().lower() in _TRUE | _FALSE for f in header):
-        # No header: a Binance public-data dump; the first line is data.
-        has_header = False
-        n = len(header)
-        if n in (7, 8) and header[5].strip().lower() not in _TRUE | _FALSE:
-            layout.csv_columns = dict(_BINANCE_AGG)
-        elif n in (6, 7):
-            layout.csv_columns = dict(_BINANCE_TRADES)
+    data = lines
+    if not state.started:
+        state.started = True
+        header_text, header_record = lines["text"][0], lines["record"][0]
+        delimiter = ","
+        if "," not in header_text:
+            delimiter = "\t" if "\t" in header_text else (";" if ";" in header_text else ",")
+        header = _split(header_text, delimiter)
+        layout = state.layout = _Layout(delimiter=delimiter, n_fields=len(header))
+        if all(_NUMERIC.match(f.strip()) or f.strip().lower() in _TRUE | _FALSE for f in header):
+            # No header: a Binance public-data dump; the first line is data.
+            state.has_header = False
+            n = len(header)
+            if n in (7, 8) and header[5].strip().lower() not in _TRUE | _FALSE:
+                layout.csv_columns = dict(_BINANCE_AGG)
+            elif n in (6, 7):
+                layout.csv_columns = dict(_BINANCE_TRADES)
+            else:
+                result.file_error = (
+                    f"no header and the {n}-field layout is not a known Binance aggTrades/trades layout; add a header"
+                )
         else:
-            result.file_error = (
-                f"no header and the {n}-field layout is not a known Binance aggTrades/trades layout; add a header"
-            )
-    else:
-        layout.csv_columns = _match_fields(header)
-        missing = [f for f in _REQUIRED if f not in layout.csv_columns]
-        if missing:
-            result.file_error = (
-                f"file has no {' or '.join(missing)} column (header: {header_record[:200]}); "
-                f"accepted names: {', '.join(a for f in missing for a in _ALIASES[f][0] + _ALIASES[f][1])}"
-            )
-    data = lines.slice(1) if has_header else lines
+            state.header_text = header_text
+            layout.csv_columns = _match_fields(header)
+            missing = [f for f in _REQUIRED if f not in layout.csv_columns]
+            if missing:
+                result.file_error = (
+                    f"file has no {' or '.join(missing)} column (header: {header_record[:200]}); "
+                    f"accepted names: {', '.join(a for f in missing for a in _ALIASES[f][0] + _ALIASES[f][1])}"
+                )
+            data = lines.slice(1)
+    layout, has_header, header_text = state.layout, state.has_header, state.header_text
+    delimiter = layout.delimiter
     result.parsed += data.height
     fast: pl.DataFrame | None = None
     if result.file_error is None and _FAST_CSV:
@@ -493,7 +591,6 @@ _FAST_COLUMNS = [
     SIDE,
     TRADE_ID,
     pl.col("line").alias("_line"),
-    pl.col("record").alias("_record"),
 ]
 
 
@@ -556,7 +653,6 @@ def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> t
         side.alias(SIDE),
         trade_id.alias(TRADE_ID),
         pl.col("line").alias("_line"),
-        pl.col("record").alias("_record"),
     )
     return fast, marked.filter(~pl.col("_ok")).select("line", "text", "record")
 
@@ -573,9 +669,10 @@ def _time_hint(text: str | None, delimiter: str, layout: _Layout) -> int | None:
         return None
 
 
-def _parse_jsonl(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> None:
+def _parse_jsonl(
+    lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult, missing_counts: dict[str, int]
+) -> None:
     key_cache: dict[tuple[str, ...], dict[str, str]] = {}
-    missing_counts = dict.fromkeys(_REQUIRED, 0)
     for number, text, record in lines.iter_rows():
         result.parsed += 1
         if text is None:
@@ -601,9 +698,6 @@ def _parse_jsonl(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResul
             if req not in mapping:
                 missing_counts[req] += 1
         _accept({logical: obj[key] for logical, key in mapping.items()}, number, record, rows, bad, result)
-    absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
-    if absent:
-        result.file_error = f"no record has a {' or '.join(absent)} field"
 
 
 def _accept(
@@ -658,7 +752,6 @@ def _accept(
     rows.side.append(side)
     rows.trade_id.append(trade_id)
     rows.line.append(number)
-    rows.record.append(record[:RECORD_MAX_CHARS])
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -757,11 +850,22 @@ def _short(value: Any) -> str:
 
 
 _EMPTY_Q = empty_frame(QUARANTINE_SCHEMA)
-_INTERNAL_TRADES = pl.Schema([*RAW_TRADES_SCHEMA.items(), ("_line", pl.Int64()), ("_record", pl.String())])
+# Candidate trades inside the parser and the scan: compact, no raw text (instrument/vendor/ingested_at are added
+# when a window is cut).
+_INTERNAL_TRADES = pl.Schema(
+    [(c, RAW_TRADES_SCHEMA[c]) for c in (TS, PRICE, SIZE, SIDE, TRADE_ID)] + [("_line", pl.Int64())]
+)
 _INTERNAL_BAD = pl.Schema([*QUARANTINE_SCHEMA.items(), ("_ts", RAW_TRADES_SCHEMA[TS])])
 
 
-def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl.DataFrame | None = None) -> _Parsed:
+def _finish(
+    result: ParseResult,
+    rows: _Rows,
+    bad: _Bad,
+    now: datetime,
+    fast: pl.DataFrame | None = None,
+    public: bool = True,
+) -> _Parsed:
     """Frames from the buffers, within-file de-duplication, attribution times, counts."""
     slow = pl.DataFrame(
         {
@@ -771,24 +875,20 @@ def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl
             SIDE: pl.Series(rows.side, dtype=pl.String),
             TRADE_ID: pl.Series(rows.trade_id, dtype=pl.String),
             "_line": pl.Series(np.frombuffer(rows.line, dtype=np.int64)),
-            "_record": pl.Series(rows.record, dtype=pl.String),
         }
     )
     both = slow if fast is None else pl.concat([fast.cast(slow.schema), slow])
+    del fast, slow
     candidates = (
         both.sort("_line")
-        .with_columns(
-            pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS),
-            pl.lit(result.instrument, pl.String).alias(INSTRUMENT),
-            pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
-            pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
-            pl.col("_record").str.slice(0, RECORD_MAX_CHARS),
-        )
+        .with_columns(pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS))
         .select(_INTERNAL_TRADES.names())
         .with_columns(pl.lit(str(result.path)).alias("_src"))
     )
+    del both
     result.out_of_order = int((candidates[TS].diff() < timedelta(0)).sum())
     kept, dupes = _deduplicate(candidates, cross_file=False)
+    del candidates
     kept = kept.drop("_src")
     result.skipped += dupes.height
     result.accepted = kept.height
@@ -804,11 +904,40 @@ def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl
     bad_frame = bad_frame.with_columns(
         pl.col("_own_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("_own_ts")
     )
-    dupes_frame = dupes.select(pl.col("_line").alias("line"), "reason", pl.col("_record").alias("record"), "_own_ts")
+    texts = _lookup_records(result.path, set(dupes["_line"].to_list()))
+    dupes_frame = dupes.select(
+        pl.col("_line").alias("line"),
+        "reason",
+        pl.col("_line").replace_strict(texts, default=None, return_dtype=pl.String).alias("record"),
+        "_own_ts",
+    )
     quarantine = _attribute(pl.concat([bad_frame, dupes_frame]), kept, result, now)
-    result.trades = conform(sort_trades(kept), RAW_TRADES_SCHEMA)
+    if public:
+        result.trades = _with_trade_columns(_content_sorted(kept), result.instrument, now)
     result.quarantine = conform(quarantine, QUARANTINE_SCHEMA)
     return _Parsed(result=result, trades=kept, bad=quarantine)
+
+
+def _content_sorted(trades: pl.DataFrame) -> pl.DataFrame:
+    """`sort_trades` order for one instrument's compact candidates (no instrument column needed)."""
+    id_num = "__trade_id_num"
+    return (
+        trades.with_columns(pl.col(TRADE_ID).cast(pl.Int64, strict=False).alias(id_num))
+        .sort([TS, id_num, TRADE_ID, PRICE, SIZE, SIDE], nulls_last=True, maintain_order=True)
+        .drop(id_num)
+    )
+
+
+def _with_trade_columns(trades: pl.DataFrame, instrument: str, now: datetime) -> pl.DataFrame:
+    """Compact candidates -> RAW_TRADES_SCHEMA (the constant columns are added only here)."""
+    return conform(
+        trades.with_columns(
+            pl.lit(instrument, pl.String).alias(INSTRUMENT),
+            pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
+            pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
+        ),
+        RAW_TRADES_SCHEMA,
+    )
 
 
 def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -959,10 +1088,11 @@ def life_span(inst: Instrument, as_of: date | None = None) -> Life:
 class _View:
     """Everything one instrument's landing files yield over its whole life, ready to be cut into windows."""
 
-    trades: pl.DataFrame  # RAW_TRADES_SCHEMA (+ _src), inside the life, deduplicated across files
+    trades: pl.DataFrame  # compact trade columns + _src, inside the life, deduplicated across files, sorted
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA + _at: the instant (inside the life) that places the row
     files: list[dict[str, Any]]  # life-aware whole-file counts
     cross_file_duplicates: int
+    ingested_at: datetime
 
 
 # One instrument's view per landing state (file versions) and life: a range run scans month by month, and each
@@ -1020,7 +1150,7 @@ class TradeFilesVendor:
         ]
         return ScanResult(
             instrument_id,
-            conform(trades, RAW_TRADES_SCHEMA),
+            _with_trade_columns(trades.drop("_src"), instrument_id, view.ingested_at),
             conform(quarantine, QUARANTINE_SCHEMA),
             counts,
             view.cross_file_duplicates,
@@ -1046,7 +1176,8 @@ def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None)
     life: earlier -> the life's first instant (first month), later -> its last instant (last month; today's month for
     a live instrument). Without `life`, undated rows fall back to the file's modification time and nothing is clamped.
     """
-    parsed = [(lf, _parse(lf.path, lf.instrument)) for lf in files]
+    now = datetime.now(UTC)
+    parsed = [(lf, _parse(lf.path, lf.instrument, ingested_at=now, public=False)) for lf in files]
     ts_type = RAW_TRADES_SCHEMA[TS]
     internal = pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())])
     all_trades = (
@@ -1069,14 +1200,22 @@ def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None)
         kept = kept.filter(~before & ~after)
     else:
         outside = kept.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
-    rejected_trades = pl.concat([dupes.drop("_own_ts"), outside], how="vertical").select(
+    rejected = pl.concat([dupes.drop("_own_ts"), outside], how="vertical")
+    # Their raw text is looked up in a second pass over just their files (accepted rows carry none).
+    texts = {
+        (src, line): text
+        for src, group in rejected.group_by("_src")
+        for line, text in _lookup_records(Path(str(src[0])), set(group["_line"].to_list())).items()
+    }
+    records = [texts.get((src, line)) for src, line in rejected.select("_src", "_line").iter_rows()]
+    rejected_trades = rejected.select(
         pl.lit(QUARANTINE_ASSET).alias("asset"),
-        pl.col(INSTRUMENT),
+        pl.lit(instrument_id).alias(INSTRUMENT),
         pl.col("_src").alias("source"),
         pl.col("_line").alias("line"),
         "reason",
-        pl.col("_record").alias("record"),
-        pl.col(INGESTED_AT).alias("quarantined_at"),
+        pl.Series("record", records, dtype=pl.String),
+        pl.lit(now, RAW_TRADES_SCHEMA[TS]).alias("quarantined_at"),
         pl.col(TS).alias("_ts"),
     )
     parts = []
@@ -1101,8 +1240,8 @@ def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None)
         accepted = int(n_kept.get(str(lf.path), 0))
         # Trades the file accepted but the lake does not (cross-file duplicates, outside the life) are skipped.
         counts.append(c | {"accepted": accepted, "skipped": c["skipped"] + c["accepted"] - accepted})
-    trades = sort_trades(kept).select([*RAW_TRADES_SCHEMA.names(), "_src"])
-    return _View(trades, quarantine, counts, dupes.height)
+    trades = _content_sorted(kept).select([*_INTERNAL_TRADES.names()[:-1], "_src"])
+    return _View(trades, quarantine, counts, dupes.height, now)
 
 
 def _utc(value: datetime) -> datetime:
