@@ -1186,7 +1186,14 @@ def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None)
         else pl.DataFrame(schema=internal)
     )
     # Across files: a trade in two overlapping dumps is one trade (decided on all files before anything else).
-    kept, dupes = _deduplicate(all_trades, cross_file=True)
+    if len(parsed) > 1:
+        kept, dupes = _deduplicate(all_trades, cross_file=True)
+    else:  # one file: already de-duplicated by its parse
+        kept, dupes = (
+            all_trades,
+            all_trades.clear().with_columns(pl.lit(None, pl.String).alias("reason"), pl.col(TS).alias("_own_ts")),
+        )
+    del all_trades
     if life is not None:
         lo, hi = life
         before, after = pl.col(TS) < lo, pl.col(TS) >= hi
