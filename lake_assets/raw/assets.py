@@ -39,7 +39,10 @@ def _fetch(
     """Vendor rows plus parser-level quarantine and per-file counts (trade files only)."""
     vendor = market_data.vendor_for(inst)
     if kind == DataKind.TRADES and inst.vendor == "trade_files":
-        scan = vendor.scan(inst.id, *window)  # type: ignore[attr-defined]
+        from lake_assets.raw.vendors.trade_files import life_span
+
+        # life: lines outside the instrument's life are quarantined in its first/last month, never lost
+        scan = vendor.scan(inst.id, *window, life=life_span(inst))  # type: ignore[attr-defined]
         return scan.trades, scan.quarantine, list(scan.files)
     return vendor.fetch(inst, window[0], window[1], kind), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
 

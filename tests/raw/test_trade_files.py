@@ -549,6 +549,7 @@ def test_scan_windows_trades_and_quarantines_each_bad_line_once(tmp_path: Path) 
         "out_of_order": 0,
         "file_error": None,
         "in_window": 2,
+        "quarantined": 2,
     }
     assert jan.totals["in_window"] == 2 and jan.totals["quarantined"] == 2
     assert vendor.scan(INST, utc(2024, 3, 1), utc(2024, 4, 1)).files == []
@@ -574,8 +575,10 @@ def test_bad_file_does_not_stop_good_files(tmp_path: Path) -> None:
     write(tmp_path, "good.csv", BINANCE_AGG)
     write(tmp_path, "noprice.csv", "id,qty,time\n1,1,1704067200000\n")
     (tmp_path / INST / "broken.csv.gz").write_bytes(b"\x1f\x8b garbage")
-    os.utime(tmp_path / INST / "broken.csv.gz", (1704067200, 1704067200))  # landed 2024-01-01
-    scan = TradeFilesVendor(tmp_path).scan(INST, utc(2024, 1, 1), utc(2024, 2, 1))
+    os.utime(tmp_path / INST / "broken.csv.gz", (1904067200, 1904067200))  # landed in 2030: mtime is irrelevant
+    # with the instrument's life: an undated row (unreadable file) sits in the first life month
+    life = (utc(2024, 1, 1), utc(2024, 3, 1))
+    scan = TradeFilesVendor(tmp_path).scan(INST, utc(2024, 1, 1), utc(2024, 2, 1), life=life)
     assert scan.trades.height == 7
     by_file = {Path(f["file"]).name: f for f in scan.files}
     assert by_file["broken.csv.gz"]["file_error"].startswith("unreadable file: bad gzip")
@@ -683,3 +686,109 @@ def test_fast_path_agrees_with_line_by_line_reference(lines: list[str]) -> None:
     assert fast.trades.equals(slow.trades)
     key = ["line", "reason"]
     assert fast.quarantine.sort(key).drop("quarantined_at").equals(slow.quarantine.sort(key).drop("quarantined_at"))
+
+
+# --- a hostile landing folder: every rejected line is findable exactly once ------------------------------------
+
+
+def hostile_landing(tmp_path: Path, instrument: str = INST) -> dict[str, int]:
+    """Dumps with trades dated 1995 and 2030, trades in the first month but before the instrument's start, duplicates
+    (within and across files), malformed lines, a bad-gzip file and a non-UTF-8 file. Returns lines read per file
+    (an unreadable file counts as one)."""
+
+    def iso(day: str, i: int) -> str:
+        return f"{i},{100 + i}.5,0.5,{day}T00:00:{i % 60:02d}Z,buy"
+
+    main = [
+        "trade_id,price,qty,time,side",
+        iso("1995-06-01", 1),  # before the life
+        iso("2030-01-01", 2),  # after the life (the future)
+        iso("2024-01-05", 3),  # in January but before the start (2024-01-15): outside every window
+        iso("2024-01-06", 4),
+        iso("2024-01-07", 5),
+        "garbage without a time",  # placed by its neighbour (January 7th, before the start -> first month)
+        iso("2024-01-20", 6),
+        iso("2024-01-20", 6),  # exact duplicate
+        "7,abc,0.5,2024-02-01T00:00:00Z,buy",  # malformed, own time
+        iso("2024-02-02", 8),
+        "9,100.0,0.5,2024-02-03T00:00:00,buy",  # naive: skipped
+        iso("2024-03-05", 10),
+        iso("2024-03-15", 11),  # after the end (2024-03-10)
+        "12,100.0",  # truncated, neighbour after the end -> last month
+        "",  # blank: not a line
+    ]
+    other = ["trade_id,price,qty,time,side", iso("2024-02-02", 8), iso("2024-02-10", 13), iso("1995-06-01", 1)]
+    write(tmp_path, "a.csv", "\n".join(main) + "\n", instrument)
+    write(tmp_path, "b.csv.gz", "\n".join(other) + "\n", instrument)  # two cross-file duplicates (8 and 1)
+    (tmp_path / instrument / "broken.csv.gz").write_bytes(b"\x1f\x8b this is not a gzip stream")
+    (tmp_path / instrument / "binary.csv").write_bytes(bytes(range(256)) * 8)
+    return {"a.csv": 14, "b.csv.gz": 3, "broken.csv.gz": 1, "binary.csv": 1}
+
+
+HOSTILE = Instrument(
+    id=INST, vendor="trade_files", market="spot", base_timeframe="5m", start=date(2024, 1, 15), end=date(2024, 3, 10)
+)
+
+
+def test_hostile_landing_every_line_is_findable_once(tmp_path: Path) -> None:
+    read = hostile_landing(tmp_path)
+    vendor = TradeFilesVendor(tmp_path)
+    life = trade_files.life_span(HOSTILE)
+    assert life == (utc(2024, 1, 15), utc(2024, 3, 11))
+    windows = [
+        (utc(2024, 1, 15), utc(2024, 2, 1)),  # the partitions' windows: the first month starts with the life
+        (utc(2024, 2, 1), utc(2024, 3, 1)),
+        (utc(2024, 3, 1), utc(2024, 3, 11)),
+    ]
+    scans = [vendor.scan(INST, lo, hi, life=life) for lo, hi in windows]
+    trades = pl.concat([s.trades for s in scans])
+    q = pl.concat([s.quarantine for s in scans])
+    assert trades["trade_id"].to_list() == ["6", "8", "13", "10"]
+    # exactly one row per rejected line, none twice, and accepted + quarantined == lines read
+    assert q.select("source", "line").is_duplicated().sum() == 0
+    assert trades.height + q.height == sum(read.values())
+    by_month = {m: s.quarantine for m, s in zip(("2024-01", "2024-02", "2024-03"), scans, strict=True)}
+    lines_in = {
+        m: sorted((Path(s).name, ln) for s, ln in f.select("source", "line").iter_rows()) for m, f in by_month.items()
+    }
+    # before the life, undated and unreadable -> first month; after the life -> last month
+    assert lines_in["2024-01"] == [
+        ("a.csv", 2), ("a.csv", 4), ("a.csv", 5), ("a.csv", 6), ("a.csv", 7), ("a.csv", 9),
+        ("b.csv.gz", 4), ("binary.csv", None), ("broken.csv.gz", None),
+    ]  # fmt: skip
+    assert lines_in["2024-02"] == [("a.csv", 10), ("a.csv", 12), ("b.csv.gz", 2)]
+    assert lines_in["2024-03"] == [("a.csv", 3), ("a.csv", 14), ("a.csv", 15)]
+    in_a = q.filter(pl.col("source").str.ends_with("a.csv"))
+    reasons_ = dict(zip(in_a["line"].to_list(), in_a["reason"].to_list(), strict=True))
+    assert reasons_[2].startswith("before the instrument's life") and reasons_[3].startswith("after the instrument's")
+    # metadata counts add up: per file parsed = accepted + skipped + malformed; accepted == rows in the lake
+    files = {Path(f["file"]).name: f for s in scans for f in s.files}
+    for name, f in files.items():
+        assert f["parsed"] == f["accepted"] + f["skipped"] + f["malformed"], name
+        assert f["parsed"] == (0 if f["file_error"] and f["file_error"].startswith("unreadable") else read[name])
+    assert sum(f["accepted"] for f in files.values()) == trades.height
+    assert sum(f["in_window"] for s in scans for f in s.files) == trades.height
+    assert sum(f["quarantined"] for s in scans for f in s.files) == q.height
+    # the same scan again (a re-ingestion) yields the same rows: write_quarantine replaces them per month
+    again = vendor.scan(INST, *windows[0], life=life)
+    assert again.quarantine.drop("quarantined_at").equals(scans[0].quarantine.drop("quarantined_at"))
+
+
+def test_streamed_chunks_give_the_same_result_as_one_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dumps are read in line-aligned chunks (bounded memory); tiny chunks must change nothing, numbering included."""
+    body = "\ufeff" + "\r\n".join([AGG_HEADER, agg_line(1), "", agg_line(2, price="x"), agg_line(1), AGG_HEADER])
+    bodies = {
+        "crlf.csv": body + "\r\n" + agg_line(3),
+        "cr.csv": "\r".join([AGG_HEADER, agg_line(1), agg_line(2, qty="-1"), agg_line(1)]),
+        "gz.csv.gz": BINANCE_AGG + "garbage\n" + BINANCE_AGG.splitlines()[1] + "\n",
+        "j.jsonl": "\n".join(json.dumps({"T": T0 + i, "p": 1 + i % 3, "q": 1, "a": i % 4}) for i in range(9)) + "\n{",
+    }
+    paths = [write(tmp_path, name, text) for name, text in bodies.items()]
+    whole = [parse(p) for p in paths]
+    monkeypatch.setattr(trade_files, "CHUNK_BYTES", 7)
+    for p, w in zip(paths, whole, strict=True):
+        r = parse(p)
+        assert counts(r) == counts(w) and r.trades.equals(w.trades), p.name
+        key = ["line", "reason"]
+        assert r.quarantine.sort(key).drop("quarantined_at").equals(w.quarantine.sort(key).drop("quarantined_at"))
+        assert r.quarantine["record"].null_count() == 0, p.name  # duplicates' text is looked up again

@@ -37,15 +37,17 @@ import math
 import re
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from lake_assets.cleaned.trades_to_bars import BUY, SELL, sort_trades, trades_to_bars
+from lake_assets.cleaned.trades_to_bars import BUY, SELL, trades_to_bars
+from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
 from lake_assets.vocabulary import (
@@ -163,12 +165,24 @@ class ParseResult:
 class ScanResult:
     """Trades of one instrument in [start, end) from all its landing files, with quarantine and per-file counts.
 
-    `files` holds `ParseResult.counts` (whole-file counts) plus `in_window` (accepted trades in the window) for every
-    file that touches the window. `quarantine` holds the rows attributed to the window: a rejected line is attributed
-    to its own time when it has one, else to the nearest preceding (then following) line of its file with a time,
-    else (no time anywhere in the file, e.g. unreadable) to the file's modification time. So re-scanning month by month
-    quarantines each bad line exactly once. Trades repeated across files are kept once; the later copies (by file
-    name, line) are quarantined as duplicates and counted in `cross_file_duplicates`.
+    Every line read ends up in exactly one place: a trade in `trades` of the window holding its time, or one
+    quarantine row placed in exactly one window. The placement rule (so the raw asset, which scans its partitions'
+    windows, writes each rejected line once, into a partition that exists):
+    - a rejected line with its own time (non-positive price, naive-free valid time, duplicate, ...) sits at that time;
+    - a line without a usable time sits at its file's nearest dated line before it (else after it);
+    - a file with no dated line at all (unreadable: bad gzip, not UTF-8; header without a time column) sits at the
+      start of the instrument's life, i.e. its first life month;
+    - then everything is clamped into the life `[start, end)` (`life_span`): before it -> the first life month,
+      after it (or in the future) -> the last life month (today's month for a live instrument).
+    Trades outside the life are quarantined ("before/after the instrument's life"), never "accepted" and dropped.
+    Trades repeated across files are kept once; the later copies (by file name, line) are quarantined as duplicates
+    and counted in `cross_file_duplicates`.
+
+    `files` holds life-aware whole-file counts (parsed = accepted + skipped + malformed, where accepted trades are
+    exactly the file's rows in the lake over all the instrument's months and skipped includes cross-file duplicates
+    and trades outside the life) plus `in_window` (its trades in this window) and `quarantined` (its quarantine rows
+    placed in this window), for every file with either in this window. An unreadable file has parsed = 0 and one
+    quarantine row with line = null.
     """
 
     instrument: str
@@ -233,7 +247,6 @@ class _Rows:
     side: list[str | None] = field(default_factory=list)
     trade_id: list[str | None] = field(default_factory=list)
     line: array = field(default_factory=lambda: array("q"))
-    record: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -264,14 +277,16 @@ class _Parsed:
     """A ParseResult plus the internal columns scan() needs (line numbers, records, attribution times)."""
 
     result: ParseResult
-    trades: pl.DataFrame  # RAW_TRADES_SCHEMA + _line, _record
+    trades: pl.DataFrame  # _INTERNAL_TRADES: compact, no raw text
     bad: pl.DataFrame  # QUARANTINE_SCHEMA + _ts (attribution time)
 
     def public(self) -> ParseResult:
         return self.result
 
 
-def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None) -> _Parsed:
+def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None, public: bool = True) -> _Parsed:
+    """Stream the file in line-aligned chunks (bounded memory): candidates keep compact columns, only rejected lines
+    keep their raw text. `public=False` skips building `ParseResult.trades` (the scan only needs the internal frame)."""
     instrument = validate_instrument_id(instrument)
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
@@ -281,19 +296,33 @@ def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None) 
 
     rows, bad = _Rows(), _Bad()
     result = ParseResult(path=path, instrument=instrument, trades=empty_frame(RAW_TRADES_SCHEMA), quarantine=_EMPTY_Q)
+    state = _CsvState()
+    fast: list[pl.DataFrame] = []
+    missing_counts = dict.fromkeys(_REQUIRED, 0)
     try:
-        lines = _read_lines(path)
+        first = True
+        for lines in _read_chunks(path):
+            if first and lines.height:
+                first = False
+                if lines["text"][0] is None:
+                    raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
+            if is_json:
+                _parse_jsonl(lines, rows, bad, result, missing_counts)
+            else:
+                chunk_fast = _parse_csv(lines, rows, bad, result, state)
+                if chunk_fast is not None and chunk_fast.height:
+                    fast.append(chunk_fast)
     except _UnreadableError as exc:
+        rows, bad, fast = _Rows(), _Bad(), []
+        result = ParseResult(path=path, instrument=instrument, trades=result.trades, quarantine=_EMPTY_Q)
         result.file_error = f"unreadable file: {exc}"
         bad.add(None, result.file_error, exc.record)
-        return _finish(result, rows, bad, now)
-
-    fast = None
+        return _finish(result, rows, bad, now, None, public)
     if is_json:
-        _parse_jsonl(lines, rows, bad, result)
-    else:
-        fast = _parse_csv(lines, rows, bad, result)
-    return _finish(result, rows, bad, now, fast)
+        absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
+        if absent:
+            result.file_error = f"no record has a {' or '.join(absent)} field"
+    return _finish(result, rows, bad, now, pl.concat(fast) if fast else None, public)
 
 
 class _UnreadableError(Exception):
@@ -302,26 +331,72 @@ class _UnreadableError(Exception):
         self.record = record
 
 
-def _read_lines(path: Path) -> pl.DataFrame:
-    """Non-blank lines: `line` (1-based physical number), `text` (null when not UTF-8 text) and `record` (the text
-    for quarantine, undecodable bytes replaced).
+CHUNK_BYTES = 8 << 20  # bytes of text per chunk: memory per chunk is a small multiple of it
 
-    A gzip file is fully decompressed first so a corrupt or truncated stream rejects the whole file instead of
-    yielding a silently truncated tail. A file whose first non-blank line is not UTF-8 text is binary: unreadable.
-    Blank means only ASCII whitespace.
+
+def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
+    """(first physical line number, whole lines of bytes, line separator), streamed from the (gzip) file.
+
+    A corrupt or truncated gzip stream raises _UnreadableError wherever it is found, and the caller drops
+    everything read so far: the whole file is rejected instead of yielding a silently truncated tail.
     """
+    gz = path.name.lower().endswith(".gz")
     try:
-        raw = path.read_bytes()
+        fh = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise _UnreadableError(f"cannot read ({exc.strerror or exc})", "") from exc
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _UnreadableError(f"bad gzip stream ({exc})", repr(raw[:120])) from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    sep = b"\n" if b"\n" in raw or b"\r" not in raw else b"\r"
+    head = b""
+    try:
+        with fh:
+            carry, number, sep, first = b"", 1, b"", True
+            while True:
+                piece = fh.read(CHUNK_BYTES)
+                if first:
+                    first = False
+                    head = piece[:120]
+                    if piece.startswith(b"\xef\xbb\xbf"):
+                        piece = piece[3:]
+                if not piece:
+                    break
+                buf = carry + piece
+                if not sep:  # decided by the first line end seen (CR-only files exist; CRLF may straddle pieces)
+                    if b"\n" in buf:
+                        sep = b"\n"
+                    elif b"\r" in buf.rstrip(b"\r"):
+                        sep = b"\r"
+                    else:
+                        carry = buf
+                        continue
+                cut = buf.rfind(sep)
+                if cut < 0:
+                    carry = buf
+                    continue
+                chunk, carry = buf[: cut + 1], buf[cut + 1 :]
+                yield number, chunk, sep
+                number += chunk.count(sep)
+            if carry:
+                yield number, carry, sep or (b"\n" if b"\n" in carry or b"\r" not in carry else b"\r")
+    except (OSError, EOFError, zlib.error) as exc:
+        if gz:
+            if not head:
+                try:
+                    head = path.read_bytes()[:120]
+                except OSError:
+                    head = b""
+            raise _UnreadableError(f"bad gzip stream ({exc})", repr(head)) from exc
+        raise _UnreadableError(f"cannot read ({getattr(exc, 'strerror', None) or exc})", "") from exc
+
+
+def _read_chunks(path: Path) -> Iterator[pl.DataFrame]:
+    """Frames of non-blank lines: `line` (1-based physical number), `text` (null when not UTF-8 text) and `record`
+    (the text for quarantine, undecodable bytes replaced). Blank means only ASCII whitespace."""
+    for number, raw, sep in _raw_chunks(path):
+        yield _lines_frame(raw, number, sep)
+
+
+def _lines_frame(raw: bytes, offset: int, sep: bytes) -> pl.DataFrame:
+    if raw.endswith(sep):
+        raw = raw[: -len(sep)]
     try:
         whole = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -329,7 +404,7 @@ def _read_lines(path: Path) -> pl.DataFrame:
     if whole is not None:  # the common case, vectorised
         lines = (
             pl.DataFrame({"record": whole.split(sep.decode())}, schema={"record": pl.String})
-            .with_row_index("line", offset=1)
+            .with_row_index("line", offset=offset)
             .with_columns(pl.col("line").cast(pl.Int64), pl.col("record").str.strip_chars_end("\r"))
             .filter(pl.col("record").str.strip_chars(_BLANK).str.len_bytes() > 0)
             .with_columns(
@@ -343,7 +418,7 @@ def _read_lines(path: Path) -> pl.DataFrame:
         numbers: list[int] = []
         texts: list[str | None] = []
         records: list[str] = []
-        for number, chunk in enumerate(raw.split(sep), start=1):
+        for number, chunk in enumerate(raw.split(sep), start=offset):
             chunk = chunk.rstrip(b"\r")
             if not chunk.strip(_BLANK.encode()):
                 continue
@@ -361,9 +436,29 @@ def _read_lines(path: Path) -> pl.DataFrame:
             {"line": numbers, "record": records, "text": texts},
             schema={"line": pl.Int64, "record": pl.String, "text": pl.String},
         )
-    if lines.height and lines["text"][0] is None:
-        raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
     return lines.select("line", "text", "record")
+
+
+def _lookup_records(path: Path, wanted: set[int]) -> dict[int, str]:
+    """The raw text (<= 500 chars) of the given physical lines, re-read from the file (a second, streaming pass:
+    accepted trades do not carry their text, so a trade quarantined later, e.g. as a duplicate, is looked up)."""
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    lo, hi = min(wanted), max(wanted)
+    try:
+        for number, raw, sep in _raw_chunks(path):
+            n = raw.count(sep) + (0 if raw.endswith(sep) else 1)
+            if number + n <= lo:
+                continue
+            if number > hi:
+                break
+            for i, part in enumerate(raw.split(sep), start=number):
+                if i in wanted:
+                    found[i] = part.rstrip(b"\r").decode("utf-8", "replace")[:RECORD_MAX_CHARS]
+    except _UnreadableError:
+        pass
+    return found
 
 
 _BLANK = " \t\r\x0b\x0c"
@@ -397,41 +492,57 @@ def _split(text: str, delimiter: str) -> list[str]:
     return text.split(delimiter)
 
 
-def _parse_csv(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> pl.DataFrame | None:
-    """Header/layout detection, then the vectorised fast path for clean lines and `_accept` for every other line.
+@dataclass
+class _CsvState:
+    """What the first line of a CSV decided, carried across chunks."""
 
-    Returns the fast-path candidates (or None); slow-path candidates and rejects go into `rows` / `bad`.
+    started: bool = False
+    layout: _Layout = field(default_factory=_Layout)
+    has_header: bool = True
+    header_text: str | None = None
+
+
+def _parse_csv(
+    lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult, state: _CsvState
+) -> pl.DataFrame | None:
+    """Header/layout detection (first chunk), then the vectorised fast path for clean lines and `_accept` for every
+    other line. Returns the fast-path candidates (or None); slow-path candidates and rejects go into `rows` / `bad`.
     """
     if lines.is_empty():
         return None
-    header_text, header_record = lines["text"][0], lines["record"][0]
-    delimiter = ","
-    if "," not in header_text:
-        delimiter = "\t" if "\t" in header_text else (";" if ";" in header_text else ",")
-    header = _split(header_text, delimiter)
-    layout = _Layout(delimiter=delimiter, n_fields=len(header))
-    has_header = True
-    if all(_NUMERIC.match(f.strip()) or f.strip().lower() in _TRUE | _FALSE for f in header):
-        # No header: a Binance public-data dump; the first line is data.
-        has_header = False
-        n = len(header)
-        if n in (7, 8) and header[5].strip().lower() not in _TRUE | _FALSE:
-            layout.csv_columns = dict(_BINANCE_AGG)
-        elif n in (6, 7):
-            layout.csv_columns = dict(_BINANCE_TRADES)
+    data = lines
+    if not state.started:
+        state.started = True
+        header_text, header_record = lines["text"][0], lines["record"][0]
+        delimiter = ","
+        if "," not in header_text:
+            delimiter = "\t" if "\t" in header_text else (";" if ";" in header_text else ",")
+        header = _split(header_text, delimiter)
+        layout = state.layout = _Layout(delimiter=delimiter, n_fields=len(header))
+        if all(_NUMERIC.match(f.strip()) or f.strip().lower() in _TRUE | _FALSE for f in header):
+            # No header: a Binance public-data dump; the first line is data.
+            state.has_header = False
+            n = len(header)
+            if n in (7, 8) and header[5].strip().lower() not in _TRUE | _FALSE:
+                layout.csv_columns = dict(_BINANCE_AGG)
+            elif n in (6, 7):
+                layout.csv_columns = dict(_BINANCE_TRADES)
+            else:
+                result.file_error = (
+                    f"no header and the {n}-field layout is not a known Binance aggTrades/trades layout; add a header"
+                )
         else:
-            result.file_error = (
-                f"no header and the {n}-field layout is not a known Binance aggTrades/trades layout; add a header"
-            )
-    else:
-        layout.csv_columns = _match_fields(header)
-        missing = [f for f in _REQUIRED if f not in layout.csv_columns]
-        if missing:
-            result.file_error = (
-                f"file has no {' or '.join(missing)} column (header: {header_record[:200]}); "
-                f"accepted names: {', '.join(a for f in missing for a in _ALIASES[f][0] + _ALIASES[f][1])}"
-            )
-    data = lines.slice(1) if has_header else lines
+            state.header_text = header_text
+            layout.csv_columns = _match_fields(header)
+            missing = [f for f in _REQUIRED if f not in layout.csv_columns]
+            if missing:
+                result.file_error = (
+                    f"file has no {' or '.join(missing)} column (header: {header_record[:200]}); "
+                    f"accepted names: {', '.join(a for f in missing for a in _ALIASES[f][0] + _ALIASES[f][1])}"
+                )
+            data = lines.slice(1)
+    layout, has_header, header_text = state.layout, state.has_header, state.header_text
+    delimiter = layout.delimiter
     result.parsed += data.height
     fast: pl.DataFrame | None = None
     if result.file_error is None and _FAST_CSV:
@@ -480,7 +591,6 @@ _FAST_COLUMNS = [
     SIDE,
     TRADE_ID,
     pl.col("line").alias("_line"),
-    pl.col("record").alias("_record"),
 ]
 
 
@@ -543,7 +653,6 @@ def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> t
         side.alias(SIDE),
         trade_id.alias(TRADE_ID),
         pl.col("line").alias("_line"),
-        pl.col("record").alias("_record"),
     )
     return fast, marked.filter(~pl.col("_ok")).select("line", "text", "record")
 
@@ -560,9 +669,10 @@ def _time_hint(text: str | None, delimiter: str, layout: _Layout) -> int | None:
         return None
 
 
-def _parse_jsonl(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult) -> None:
+def _parse_jsonl(
+    lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResult, missing_counts: dict[str, int]
+) -> None:
     key_cache: dict[tuple[str, ...], dict[str, str]] = {}
-    missing_counts = dict.fromkeys(_REQUIRED, 0)
     for number, text, record in lines.iter_rows():
         result.parsed += 1
         if text is None:
@@ -588,9 +698,6 @@ def _parse_jsonl(lines: pl.DataFrame, rows: _Rows, bad: _Bad, result: ParseResul
             if req not in mapping:
                 missing_counts[req] += 1
         _accept({logical: obj[key] for logical, key in mapping.items()}, number, record, rows, bad, result)
-    absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
-    if absent:
-        result.file_error = f"no record has a {' or '.join(absent)} field"
 
 
 def _accept(
@@ -645,7 +752,6 @@ def _accept(
     rows.side.append(side)
     rows.trade_id.append(trade_id)
     rows.line.append(number)
-    rows.record.append(record[:RECORD_MAX_CHARS])
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -744,11 +850,22 @@ def _short(value: Any) -> str:
 
 
 _EMPTY_Q = empty_frame(QUARANTINE_SCHEMA)
-_INTERNAL_TRADES = pl.Schema([*RAW_TRADES_SCHEMA.items(), ("_line", pl.Int64()), ("_record", pl.String())])
+# Candidate trades inside the parser and the scan: compact, no raw text (instrument/vendor/ingested_at are added
+# when a window is cut).
+_INTERNAL_TRADES = pl.Schema(
+    [(c, RAW_TRADES_SCHEMA[c]) for c in (TS, PRICE, SIZE, SIDE, TRADE_ID)] + [("_line", pl.Int64())]
+)
 _INTERNAL_BAD = pl.Schema([*QUARANTINE_SCHEMA.items(), ("_ts", RAW_TRADES_SCHEMA[TS])])
 
 
-def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl.DataFrame | None = None) -> _Parsed:
+def _finish(
+    result: ParseResult,
+    rows: _Rows,
+    bad: _Bad,
+    now: datetime,
+    fast: pl.DataFrame | None = None,
+    public: bool = True,
+) -> _Parsed:
     """Frames from the buffers, within-file de-duplication, attribution times, counts."""
     slow = pl.DataFrame(
         {
@@ -758,24 +875,20 @@ def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl
             SIDE: pl.Series(rows.side, dtype=pl.String),
             TRADE_ID: pl.Series(rows.trade_id, dtype=pl.String),
             "_line": pl.Series(np.frombuffer(rows.line, dtype=np.int64)),
-            "_record": pl.Series(rows.record, dtype=pl.String),
         }
     )
     both = slow if fast is None else pl.concat([fast.cast(slow.schema), slow])
+    del fast, slow
     candidates = (
         both.sort("_line")
-        .with_columns(
-            pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS),
-            pl.lit(result.instrument, pl.String).alias(INSTRUMENT),
-            pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
-            pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
-            pl.col("_record").str.slice(0, RECORD_MAX_CHARS),
-        )
+        .with_columns(pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS))
         .select(_INTERNAL_TRADES.names())
         .with_columns(pl.lit(str(result.path)).alias("_src"))
     )
+    del both
     result.out_of_order = int((candidates[TS].diff() < timedelta(0)).sum())
     kept, dupes = _deduplicate(candidates, cross_file=False)
+    del candidates
     kept = kept.drop("_src")
     result.skipped += dupes.height
     result.accepted = kept.height
@@ -791,11 +904,40 @@ def _finish(result: ParseResult, rows: _Rows, bad: _Bad, now: datetime, fast: pl
     bad_frame = bad_frame.with_columns(
         pl.col("_own_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("_own_ts")
     )
-    dupes_frame = dupes.select(pl.col("_line").alias("line"), "reason", pl.col("_record").alias("record"), "_own_ts")
+    texts = _lookup_records(result.path, set(dupes["_line"].to_list()))
+    dupes_frame = dupes.select(
+        pl.col("_line").alias("line"),
+        "reason",
+        pl.col("_line").replace_strict(texts, default=None, return_dtype=pl.String).alias("record"),
+        "_own_ts",
+    )
     quarantine = _attribute(pl.concat([bad_frame, dupes_frame]), kept, result, now)
-    result.trades = conform(sort_trades(kept), RAW_TRADES_SCHEMA)
+    if public:
+        result.trades = _with_trade_columns(_content_sorted(kept), result.instrument, now)
     result.quarantine = conform(quarantine, QUARANTINE_SCHEMA)
     return _Parsed(result=result, trades=kept, bad=quarantine)
+
+
+def _content_sorted(trades: pl.DataFrame) -> pl.DataFrame:
+    """`sort_trades` order for one instrument's compact candidates (no instrument column needed)."""
+    id_num = "__trade_id_num"
+    return (
+        trades.with_columns(pl.col(TRADE_ID).cast(pl.Int64, strict=False).alias(id_num))
+        .sort([TS, id_num, TRADE_ID, PRICE, SIZE, SIDE], nulls_last=True, maintain_order=True)
+        .drop(id_num)
+    )
+
+
+def _with_trade_columns(trades: pl.DataFrame, instrument: str, now: datetime) -> pl.DataFrame:
+    """Compact candidates -> RAW_TRADES_SCHEMA (the constant columns are added only here)."""
+    return conform(
+        trades.with_columns(
+            pl.lit(instrument, pl.String).alias(INSTRUMENT),
+            pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
+            pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
+        ),
+        RAW_TRADES_SCHEMA,
+    )
 
 
 def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -843,17 +985,14 @@ def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame
 
 
 def _attribute(bad: pl.DataFrame, kept: pl.DataFrame, result: ParseResult, now: datetime) -> pl.DataFrame:
-    """Quarantine rows with `_ts`: own time, else nearest earlier then later dated line of the file, else mtime."""
+    """Quarantine rows with `_ts`: own time, else nearest earlier then later dated line of the file, else null (the
+    scan places undated rows; see ScanResult)."""
     dated = pl.concat(
         [
             kept.select(pl.col("_line").alias("line"), pl.col(TS).alias("_d")),
             bad.filter(pl.col("_own_ts").is_not_null()).select("line", pl.col("_own_ts").alias("_d")),
         ]
     ).sort("line")
-    try:
-        fallback = datetime.fromtimestamp(result.path.stat().st_mtime, tz=UTC)
-    except OSError:
-        fallback = now
     ts_type = RAW_TRADES_SCHEMA[TS]
     lined = bad.filter(pl.col("line").is_not_null()).sort("line")
     unlined = bad.filter(pl.col("line").is_null()).with_columns(
@@ -868,7 +1007,7 @@ def _attribute(bad: pl.DataFrame, kept: pl.DataFrame, result: ParseResult, now: 
     bad = pl.concat([unlined, lined])
     return (
         bad.with_columns(
-            pl.coalesce("_own_ts", "_b", "_f", pl.lit(fallback, ts_type)).alias("_ts"),
+            pl.coalesce("_own_ts", "_b", "_f").alias("_ts"),
             pl.lit(QUARANTINE_ASSET).alias("asset"),
             pl.lit(result.instrument).alias(INSTRUMENT),
             pl.lit(str(result.path)).alias("source"),
@@ -931,16 +1070,45 @@ def list_landing_files(landing_dir: Path) -> list[LandingFile]:
     return scan_landing(landing_dir).files
 
 
+Life = tuple[datetime, datetime]
+
+
+def life_span(inst: Instrument, as_of: date | None = None) -> Life:
+    """[first instant, end) covered by the instrument's partitions: its start date to the day after its end date, or
+    to the end of today's month while it is live (exactly the union of the raw assets' partition windows)."""
+    lo = datetime.combine(inst.start, time.min, UTC)
+    if inst.end is not None:
+        hi = datetime.combine(inst.end + timedelta(days=1), time.min, UTC)
+    else:
+        hi = month_bounds(month_key(as_of or datetime.now(UTC).date()))[1]
+    return lo, max(lo, hi)
+
+
+@dataclass
+class _View:
+    """Everything one instrument's landing files yield over its whole life, ready to be cut into windows."""
+
+    trades: pl.DataFrame  # compact trade columns + _src, inside the life, deduplicated across files, sorted
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA + _at: the instant (inside the life) that places the row
+    files: list[dict[str, Any]]  # life-aware whole-file counts
+    cross_file_duplicates: int
+    ingested_at: datetime
+
+
+# One instrument's view per landing state (file versions) and life: a range run scans month by month, and each
+# month must not re-parse every dump. Small: a view holds one instrument's trades.
+_VIEWS: dict[tuple[Any, ...], _View] = {}
+_VIEWS_MAX = 2
+
+
 class TradeFilesVendor:
-    """Vendor over the landing folder. Parsed files are cached by (path, size, mtime) so month-by-month scans of
-    one instrument parse each dump once per process."""
+    """Vendor over the landing folder. An instrument's dumps are parsed once per landing state (path, size, mtime of
+    every file) and life span in a process, so month-by-month scans of one instrument parse each dump once."""
 
     name = VENDOR_NAME
 
     def __init__(self, landing_dir: Path | None = None, *, cache_size: int = 64) -> None:
         self.landing_dir = Path(landing_dir) if landing_dir is not None else default_landing_dir()
-        self._cache: dict[tuple[str, int, int], _Parsed] = {}
-        self._cache_size = cache_size
 
     def files(self, instrument_id: str) -> list[LandingFile]:
         instrument_id = validate_instrument_id(instrument_id)
@@ -948,69 +1116,139 @@ class TradeFilesVendor:
 
     def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
         """TRADES: trades in [start, end). OHLCV: candles at the instrument's base timeframe with bar open in
-        [start, end), built from whole bars. FUNDING / OPEN_INTEREST: empty (dumps have none)."""
+        [start, end), built from whole bars. FUNDING / OPEN_INTEREST: empty (dumps have none). Trades outside the
+        instrument's life are never returned (they are quarantined by `scan`)."""
         kind = DataKind(kind)
         start, end = _utc(start), _utc(end)
+        life = life_span(instrument)
         if kind == DataKind.TRADES:
-            return self.scan(instrument.id, start, end).trades
+            return self.scan(instrument.id, start, end, life=life).trades
         if kind == DataKind.OHLCV:
             step = TIMEFRAMES[instrument.base_timeframe]
             lo = _floor(start, step)
             hi = _floor(end, step) + (step if _floor(end, step) < end else timedelta(0))
-            bars = trades_to_bars(self.scan(instrument.id, lo, hi).trades, instrument.base_timeframe)
+            bars = trades_to_bars(self.scan(instrument.id, lo, hi, life=life).trades, instrument.base_timeframe)
             bars = bars.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
             return conform(bars, RAW_OHLCV_SCHEMA)
         return empty_frame(RAW_SCHEMAS[kind])
 
-    def scan(self, instrument_id: str, start: datetime, end: datetime) -> ScanResult:
-        """All landing files of one instrument: trades in [start, end), quarantine attributed to the window, counts."""
+    def scan(self, instrument_id: str, start: datetime, end: datetime, *, life: Life | None = None) -> ScanResult:
+        """All landing files of one instrument: trades in [start, end), quarantine placed in the window, counts.
+
+        `life` is the instrument's span (`life_span`); without it every plausible time counts as inside."""
         instrument_id = validate_instrument_id(instrument_id)
         start, end = _utc(start), _utc(end)
-        parsed = [(lf, self._parse_cached(lf)) for lf in self.files(instrument_id)]
-        all_trades = (
-            pl.concat(
-                [p.trades.with_columns(pl.lit(str(lf.path)).alias("_src")) for lf, p in parsed],
-                how="vertical",
-            )
-            if parsed
-            else pl.DataFrame(schema=pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())]))
+        view = self._view(instrument_id, life)
+        trades = view.trades.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
+        quarantine = view.quarantine.filter((pl.col("_at") >= start) & (pl.col("_at") < end))
+        n_in = dict(trades.group_by("_src").len().iter_rows())
+        n_q = dict(quarantine.group_by("source").len().iter_rows())
+        counts = [
+            f | {"in_window": int(n_in.get(f["file"], 0)), "quarantined": int(n_q.get(f["file"], 0))}
+            for f in view.files
+            if f["file"] in n_in or f["file"] in n_q
+        ]
+        return ScanResult(
+            instrument_id,
+            _with_trade_columns(trades.drop("_src"), instrument_id, view.ingested_at),
+            conform(quarantine, QUARANTINE_SCHEMA),
+            counts,
+            view.cross_file_duplicates,
         )
-        # Across files: a trade in two overlapping dumps is one trade (decided on all files, then windowed).
-        kept, dupes = _deduplicate(all_trades, cross_file=True)
-        in_window = (pl.col(TS) >= start) & (pl.col(TS) < end)
-        kept, dupes = kept.filter(in_window), dupes.filter(in_window)
-        per_file = dict(kept.group_by("_src").len().iter_rows())
-        dupe_files = set(dupes["_src"].to_list())
-        bad_parts, counts = [], []
-        for lf, p in parsed:
-            bad = p.bad.filter((pl.col("_ts") >= start) & (pl.col("_ts") < end)).drop("_ts")
-            n_in = int(per_file.get(str(lf.path), 0))
-            if n_in == 0 and bad.is_empty() and str(lf.path) not in dupe_files:
-                continue
-            bad_parts.append(bad)
-            counts.append(p.result.counts | {"in_window": n_in})
-        cross = dupes.select(
-            pl.lit(QUARANTINE_ASSET).alias("asset"),
-            pl.col(INSTRUMENT),
-            pl.col("_src").alias("source"),
-            pl.col("_line").alias("line"),
-            "reason",
-            pl.col("_record").alias("record"),
-            pl.col(INGESTED_AT).alias("quarantined_at"),
-        )
-        quarantine = pl.concat([*bad_parts, conform(cross, QUARANTINE_SCHEMA)], how="vertical")
-        trades = conform(sort_trades(kept), RAW_TRADES_SCHEMA)
-        return ScanResult(instrument_id, trades, conform(quarantine, QUARANTINE_SCHEMA), counts, dupes.height)
 
-    def _parse_cached(self, lf: LandingFile) -> _Parsed:
-        key = (str(lf.path), lf.size, lf.mtime_ns)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = _parse(lf.path, lf.instrument)
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = hit
-        return hit
+    def _view(self, instrument_id: str, life: Life | None) -> _View:
+        files = self.files(instrument_id)
+        key = (str(self.landing_dir), instrument_id, tuple((str(f.path), f.size, f.mtime_ns) for f in files), life)
+        view = _VIEWS.get(key)
+        if view is None:
+            view = _build_view(instrument_id, files, life)
+            while len(_VIEWS) >= _VIEWS_MAX:
+                _VIEWS.pop(next(iter(_VIEWS)))
+            _VIEWS[key] = view
+        return view
+
+
+def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None) -> _View:
+    """Parse every file, de-duplicate across files, quarantine trades outside the life, place every quarantine row.
+
+    Placement (`_at`, the instant whose month holds the row): a row's own time, else its file's nearest dated line
+    (see `_attribute`), else (unreadable file, no dated line at all) the start of the life; then clamped into the
+    life: earlier -> the life's first instant (first month), later -> its last instant (last month; today's month for
+    a live instrument). Without `life`, undated rows fall back to the file's modification time and nothing is clamped.
+    """
+    now = datetime.now(UTC)
+    parsed = [(lf, _parse(lf.path, lf.instrument, ingested_at=now, public=False)) for lf in files]
+    ts_type = RAW_TRADES_SCHEMA[TS]
+    internal = pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())])
+    all_trades = (
+        pl.concat([p.trades.with_columns(pl.lit(str(lf.path)).alias("_src")) for lf, p in parsed], how="vertical")
+        if parsed
+        else pl.DataFrame(schema=internal)
+    )
+    # Across files: a trade in two overlapping dumps is one trade (decided on all files before anything else).
+    if len(parsed) > 1:
+        kept, dupes = _deduplicate(all_trades, cross_file=True)
+    else:  # one file: already de-duplicated by its parse
+        kept, dupes = (
+            all_trades,
+            all_trades.clear().with_columns(pl.lit(None, pl.String).alias("reason"), pl.col(TS).alias("_own_ts")),
+        )
+    del all_trades
+    if life is not None:
+        lo, hi = life
+        before, after = pl.col(TS) < lo, pl.col(TS) >= hi
+        span = f"[{lo:%Y-%m-%d}, {hi:%Y-%m-%d})"
+        outside = kept.filter(before | after).with_columns(
+            pl.when(before)
+            .then(pl.lit(f"before the instrument's life {span}"))
+            .otherwise(pl.lit(f"after the instrument's life {span} (or in the future)"))
+            .alias("reason")
+        )
+        kept = kept.filter(~before & ~after)
+    else:
+        outside = kept.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+    rejected = pl.concat([dupes.drop("_own_ts"), outside], how="vertical")
+    # Their raw text is looked up in a second pass over just their files (accepted rows carry none).
+    texts = {
+        (src, line): text
+        for src, group in rejected.group_by("_src")
+        for line, text in _lookup_records(Path(str(src[0])), set(group["_line"].to_list())).items()
+    }
+    records = [texts.get((src, line)) for src, line in rejected.select("_src", "_line").iter_rows()]
+    rejected_trades = rejected.select(
+        pl.lit(QUARANTINE_ASSET).alias("asset"),
+        pl.lit(instrument_id).alias(INSTRUMENT),
+        pl.col("_src").alias("source"),
+        pl.col("_line").alias("line"),
+        "reason",
+        pl.Series("record", records, dtype=pl.String),
+        pl.lit(now, RAW_TRADES_SCHEMA[TS]).alias("quarantined_at"),
+        pl.col(TS).alias("_ts"),
+    )
+    parts = []
+    for lf, p in parsed:
+        if life is not None:
+            fallback = life[0]
+        else:
+            try:
+                fallback = datetime.fromtimestamp(lf.path.stat().st_mtime, tz=UTC)
+            except OSError:
+                fallback = datetime.now(UTC)
+        parts.append(p.bad.with_columns(pl.col("_ts").fill_null(pl.lit(fallback, ts_type))))
+    quarantine = pl.concat([*parts, rejected_trades.cast(_INTERNAL_BAD)], how="vertical")
+    at = pl.col("_ts")
+    if life is not None:
+        at = at.clip(pl.lit(life[0], ts_type), pl.lit(life[1] - timedelta(microseconds=1), ts_type))
+    quarantine = quarantine.with_columns(at.alias("_at")).drop("_ts")
+    n_kept = dict(kept.group_by("_src").len().iter_rows())
+    counts = []
+    for lf, p in parsed:
+        c = p.result.counts
+        accepted = int(n_kept.get(str(lf.path), 0))
+        # Trades the file accepted but the lake does not (cross-file duplicates, outside the life) are skipped.
+        counts.append(c | {"accepted": accepted, "skipped": c["skipped"] + c["accepted"] - accepted})
+    trades = _content_sorted(kept).select([*_INTERNAL_TRADES.names()[:-1], "_src"])
+    return _View(trades, quarantine, counts, dupes.height, now)
 
 
 def _utc(value: datetime) -> datetime:
@@ -1030,6 +1268,7 @@ __all__ = [
     "ScanResult",
     "TradeFilesVendor",
     "default_landing_dir",
+    "life_span",
     "list_landing_files",
     "parse_trade_file",
     "scan_landing",

@@ -1,0 +1,134 @@
+"""Trade-dump ingestion: peak RSS and lines/s of `TradeFilesVendor.scan` (and trades -> 5m bars) on large dumps, JSON.
+
+Usage: python benchmarks/bench_trade_files.py [MB ...] [--gzip] [--dir DIR] [--bars]   (default: 100 300)
+
+For each size a Binance aggTrades CSV (with header, ~42 bytes a line, one trade every ~1 ms starting 2026-01-01 UTC,
+so 100 MB ~ 2.4M lines ~ 40 minutes of trades; a few malformed/duplicate lines sprinkled in) is generated once under
+DIR (default: a temp dir; reused when present), then measured in a fresh child process: the instrument's whole life
+scanned as the raw asset does (one `scan` per life month), optionally followed by trades -> 5m bars (`--bars`).
+Peak RSS is the child's ru_maxrss (includes the interpreter, polars and numpy: ~150 MB baseline, reported as
+`baseline_rss_mb` measured after imports). lines/s = non-blank data lines / wall seconds of the scans.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("POLARS_MAX_THREADS", "2")
+
+import gzip  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+INSTRUMENT = "BENCHUSDT"
+HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+T0_MS = 1767225600000  # 2026-01-01T00:00:00Z
+
+
+def generate(path: Path, megabytes: int, *, compress: bool = False) -> int:
+    """Write a dump of about `megabytes` MB (uncompressed); returns the number of data lines."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    target = megabytes * 1_000_000
+    written, lines, block = 0, 0, 200_000
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if compress else open
+    with opener(path, "wt", encoding="utf-8", newline="") as out:  # type: ignore[operator]
+        out.write(HEADER)
+        written += len(HEADER)
+        trade_id = 1_000_000_000
+        while written < target:
+            ids = np.arange(trade_id, trade_id + block)
+            ts = T0_MS + (ids - 1_000_000_000)  # one trade a millisecond
+            price = 87_000 + np.round(rng.normal(0, 50, block), 2)
+            qty = np.round(rng.exponential(0.05, block) + 0.00001, 5)
+            maker = np.where(rng.random(block) < 0.5, "true", "false")
+            chunk = [
+                f"{i},{p:.2f},{q:.5f},{i},{i},{t},{m}" for i, p, q, t, m in zip(ids, price, qty, ts, maker, strict=True)
+            ]
+            # a few hostile lines: a truncated line, a duplicate, a non-numeric price
+            chunk[17] = chunk[17][:20]
+            chunk[18] = chunk[16]
+            chunk[19] = chunk[19].replace(",", ",abc,", 1).replace(",abc,", ",x", 1)
+            text = "\n".join(chunk) + "\n"
+            out.write(text)
+            written += len(text)
+            lines += block
+            trade_id += block
+    return lines
+
+
+def measure(landing: Path, bars: bool) -> dict[str, object]:
+    """Runs in the child: scan the instrument's life month by month (as the raw asset does)."""
+    from datetime import UTC, date, datetime
+
+    import polars as pl
+
+    from lake_assets.cleaned.trades_to_bars import trades_to_bars
+    from lake_assets.raw.vendors.trade_files import TradeFilesVendor
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    vendor = TradeFilesVendor(landing)
+    life = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    _ = date
+    start = time.perf_counter()
+    scan = vendor.scan(INSTRUMENT, *life, life=life)
+    scan_s = time.perf_counter() - start
+    totals = scan.totals
+    out: dict[str, object] = {
+        "baseline_rss_mb": round(baseline),
+        "scan_seconds": round(scan_s, 2),
+        "lines": totals["parsed"],
+        "accepted": totals["accepted"],
+        "quarantined": totals["quarantined"],
+        "lines_per_second": round(totals["parsed"] / scan_s),
+        "scan_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if bars:
+        start = time.perf_counter()
+        candles = trades_to_bars(scan.trades, "5m")
+        out["bars"] = candles.height
+        out["bars_seconds"] = round(time.perf_counter() - start, 2)
+        out["raw_bars_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    del pl
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--child":
+        print(json.dumps(measure(Path(argv[1]), argv[2] == "1")))
+        return
+    compress = "--gzip" in argv
+    bars = "--bars" in argv
+    default = Path(tempfile.gettempdir()) / "qlake-bench-trades"
+    base = Path(argv[argv.index("--dir") + 1]) if "--dir" in argv else default
+    sizes = [int(a) for a in argv if a.isdigit()] or [100, 300]
+    results = []
+    for mb in sizes:
+        landing = base / f"{mb}mb{'-gz' if compress else ''}"
+        dump = landing / INSTRUMENT / f"dump.csv{'.gz' if compress else ''}"
+        if not dump.exists():
+            t = time.perf_counter()
+            n = generate(dump, mb, compress=compress)
+            print(f"generated {dump} ({n:,} lines) in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+        cmd = [sys.executable, __file__, "--child", str(landing), "1" if bars else "0"]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-3000:])
+        row = {"megabytes": mb, "file_bytes": dump.stat().st_size, "gzip": compress} | json.loads(done.stdout)
+        results.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
