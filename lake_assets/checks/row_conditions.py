@@ -233,6 +233,8 @@ class _Parser:
             raise self.error("empty row condition")
         node = self.parse_or()
         if self.tok.kind != "END":
+            if self.tok.kind == "IDENT" and keyword.iskeyword(self.tok.text):
+                raise self.error(f"{self.tok.text!r} is a reserved word; the grammar has no such operator")
             if self.is_op(*COMPARATORS):
                 raise self.error("chained comparisons are not supported; join comparisons with 'and'")
             if self.is_op("("):
@@ -345,6 +347,8 @@ class _Parser:
         if self.is_op("-"):
             self.advance()
             sign = -1
+            if self.tok.kind == "IDENT" and self.tok.text.lower() in _NON_FINITE:
+                raise self.error("non-finite numbers are not allowed")
             if self.tok.kind != "NUM":
                 raise self.error("'-' must be followed by a number (no arithmetic)")
         tok = self.advance()
