@@ -66,6 +66,8 @@ _RESERVED_KWARGS = frozenset(
     {"severity", "meta", "id", "notes", "description", "result_format", "catch_exceptions", "rendered_content"}
     | {"batch_id", "windows"}
 )
+# Expectations that run a query (SQL) written in their kwargs: spec values are data, never code.
+_QUERY_EXPECTATIONS = frozenset({"unexpected_rows_expectation", "expect_query_results_to_match_comparison"})
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KWARGS = ("column_list",)
 _INDEX_KEY = "qlake_index"
@@ -156,6 +158,8 @@ class ExpectationSpec(BaseModel):
             close = difflib.get_close_matches(v, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "; see great_expectations.expectations"
             raise ValueError(f"unknown expectation {v!r} (not in Great Expectations' registry){hint}")
+        if v in _QUERY_EXPECTATIONS:
+            raise ValueError(f"{v} runs a query written in the spec; suites are data (use column expectations)")
         return v
 
     @field_validator("kwargs")

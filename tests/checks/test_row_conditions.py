@@ -288,3 +288,17 @@ def test_runtime_problems_become_exceptions_not_crashes(tmp_path: Path, monkeypa
     assert first.exception and "missing" in first.exception and not first.success
     assert second.exception and "not a boolean" in second.exception
     assert third.unexpected_count == 1 and third.element_count == 2 and not third.exception
+
+
+def test_expectations_that_run_queries_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLAKE_SPEC_DIR", str(tmp_path))
+    path = tmp_path / "expectations" / "cleaned.yaml"
+    path.parent.mkdir(parents=True)
+    for name, kwargs in (
+        ("unexpected_rows_expectation", "{unexpected_rows_query: 'SELECT * FROM {batch}'}"),
+        ("expect_query_results_to_match_comparison", "{base_query: 'SELECT 1', comparison_query: 'SELECT 1'}"),
+    ):
+        path.write_text(f"bars:\n  - expectation: {name}\n    kwargs: {kwargs}\n")
+        with pytest.raises(SpecError, match="runs a query") as info:
+            load_suites("cleaned")
+        assert info.value.key == "bars.0.expectation"
