@@ -5,6 +5,11 @@ loaded (expectation names against GX's registry, kwargs by building the GX expec
 against the asset's canonical schema), so a typo fails as a SpecError naming file, key and problem instead of
 surfacing as a confusing check failure.
 
+Spec files are data. A `row_condition` is parsed by qlake's own grammar (`row_conditions.py`: columns, literals,
+comparisons, and/or/not, `is [not] null`) and compiled to a polars expression; GX never sees it (GX would hand it
+to pandas `DataFrame.query`, which evaluates Python). Rows are selected with polars and each condition's
+expectations are validated on just those rows, with the pandas index of the whole frame kept.
+
 Great Expectations costs ~4 s to import, so it is imported lazily and one ephemeral context is kept per process.
 Results come back as plain dataclasses (no GX or Dagster types) with failing samples and a Markdown table.
 """
@@ -27,6 +32,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from lake_assets.checks.row_conditions import ConditionError, RowCondition, parse_condition
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, validate_model
 from lake_assets.vocabulary import (
@@ -60,6 +66,8 @@ _RESERVED_KWARGS = frozenset(
     {"severity", "meta", "id", "notes", "description", "result_format", "catch_exceptions", "rendered_content"}
     | {"batch_id", "windows"}
 )
+# Expectations that run a query (SQL) written in their kwargs: spec values are data, never code.
+_QUERY_EXPECTATIONS = frozenset({"unexpected_rows_expectation", "expect_query_results_to_match_comparison"})
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KWARGS = ("column_list",)
 _INDEX_KEY = "qlake_index"
@@ -150,6 +158,8 @@ class ExpectationSpec(BaseModel):
             close = difflib.get_close_matches(v, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "; see great_expectations.expectations"
             raise ValueError(f"unknown expectation {v!r} (not in Great Expectations' registry){hint}")
+        if v in _QUERY_EXPECTATIONS:
+            raise ValueError(f"{v} runs a query written in the spec; suites are data (use column expectations)")
         return v
 
     @field_validator("kwargs")
@@ -159,6 +169,21 @@ class ExpectationSpec(BaseModel):
         if reserved:
             raise ValueError(f"{reserved} cannot be set in kwargs (severity and notes go next to `kwargs`)")
         return v
+
+    @field_validator("kwargs")
+    @classmethod
+    def _own_row_conditions(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "condition_parser" in v:
+            raise ValueError("condition_parser cannot be set: row conditions use qlake's own grammar (no parser)")
+        if "row_condition" in v and not isinstance(v["row_condition"], str):
+            raise ValueError(f"row_condition must be a string, got {_brief(v['row_condition'])}")
+        return v
+
+    @property
+    def row_condition(self) -> str | None:
+        """The declared row condition (qlake's grammar), applied by qlake before GX sees the rows."""
+        cond = self.kwargs.get("row_condition")
+        return cond if isinstance(cond, str) else None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -173,10 +198,8 @@ class ExpectationSpec(BaseModel):
         return tuple(cols)
 
     def gx_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.kwargs)
-        if "row_condition" in kwargs and "condition_parser" not in kwargs:
-            kwargs["condition_parser"] = "pandas"
-        return kwargs
+        """The kwargs GX gets: never the row condition (qlake filters the rows itself; see the module doc)."""
+        return {k: v for k, v in self.kwargs.items() if k not in ("row_condition", "condition_parser")}
 
     def to_gx(self, index: int) -> Any:
         """The GX expectation object; `index` travels in `meta` to match results back to specs."""
@@ -229,6 +252,7 @@ def _check_spec(path: Path, key: str, spec: ExpectationSpec, schema: pl.Schema |
             raise SpecError(path, f"{key}.kwargs.{loc}", f"{err.get('msg')} for {spec.expectation}") from exc
         raise SpecError(path, f"{key}.kwargs", f"{exc} for {spec.expectation}") from exc
     if schema is None:
+        _row_condition(path, key, spec, None)
         return
     for kw in _COLUMN_KWARGS:
         col = spec.kwargs.get(kw)
@@ -238,12 +262,17 @@ def _check_spec(path: Path, key: str, spec: ExpectationSpec, schema: pl.Schema |
         for j, col in enumerate(spec.kwargs.get(kw) or ()):
             if col not in schema:
                 raise SpecError(path, f"{key}.kwargs.{kw}.{j}", _unknown_column(col, schema))
-    condition = spec.kwargs.get("row_condition")
-    if isinstance(condition, str) and spec.gx_kwargs().get("condition_parser") == "pandas":
-        try:
-            pl.DataFrame(schema=schema).to_pandas().query(condition)
-        except Exception as exc:  # pandas raises many types for a bad query
-            raise SpecError(path, f"{key}.kwargs.row_condition", f"not a valid pandas query: {exc}") from exc
+    _row_condition(path, key, spec, schema)
+
+
+def _row_condition(path: Path, key: str, spec: ExpectationSpec, schema: pl.Schema | None) -> RowCondition | None:
+    """The spec's parsed row condition (columns checked against `schema`, any lower_snake_case name if None)."""
+    if spec.row_condition is None:
+        return None
+    try:
+        return parse_condition(spec.row_condition, schema)
+    except ConditionError as exc:
+        raise SpecError(path, f"{key}.kwargs.row_condition", str(exc)) from exc
 
 
 def _unknown_column(col: object, schema: pl.Schema) -> str:
@@ -443,34 +472,53 @@ def _plain(value: Any) -> Any:
 # --- running ---------------------------------------------------------------------------------------
 
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Each extra validation costs GX ~0.07 s of fixed overhead, so below this many rows one whole-frame batch is cheaper
-# (bars suite: 500 rows 0.39 s whole vs 0.60 s in batches; break-even near 50k rows; 200k rows 2.2 s vs 1.4 s)
+# Each extra validation costs GX ~0.07 s of fixed overhead, so below this many rows a condition's expectations get the
+# whole frame's columns rather than a copy of just theirs (bars suite: break-even near 50k rows)
 NARROW_FROM_ROWS = 50_000
 
 
-def _validation_groups(
-    specs: Sequence[ExpectationSpec], columns: Sequence[str], rows: int
-) -> list[tuple[list[str] | None, list[int]]]:
-    """Expectations batched by `row_condition`: (the frame columns a batch needs, None = all; spec indices).
+@dataclass(frozen=True)
+class _Group:
+    condition: str | None  # the row condition (qlake's grammar) selecting the rows; None = every row
+    columns: list[str] | None  # the frame columns the group's expectations need; None = all
+    indices: list[int]  # the expectations' positions in the suite
 
-    GX filters the whole frame for every metric of a conditional expectation (18 columns x 600k rows, ~3 times per
-    expectation), so on a large frame each condition's expectations get a frame of just the columns they and the
-    condition name. The pandas index is kept, so unexpected rows are still reported by their position in the
-    asset's frame; table-level expectations always see the whole frame.
+
+def _validation_groups(specs: Sequence[ExpectationSpec], columns: Sequence[str], rows: int) -> list[_Group]:
+    """Expectations batched by `row_condition`, each batch validated on the rows its condition selects.
+
+    On a large frame each batch also gets just the columns its expectations name (GX computes every metric over
+    every column of its batch); table-level expectations always see every column. The pandas index is kept, so
+    unexpected rows are still reported by their position in the asset's frame.
     """
-    if rows < NARROW_FROM_ROWS:
-        return [(None, list(range(len(specs))))]
     by_condition: dict[str | None, list[int]] = {}
     for i, spec in enumerate(specs):
-        cond = spec.kwargs.get("row_condition")
-        by_condition.setdefault(cond if isinstance(cond, str) else None, []).append(i)
-    groups: list[tuple[list[str] | None, list[int]]] = []
+        by_condition.setdefault(spec.row_condition, []).append(i)
+    groups: list[_Group] = []
     for cond, indices in by_condition.items():
-        whole = cond is None or any(not specs[i].columns for i in indices)
-        wanted = {c for i in indices for c in specs[i].columns} | set(_IDENT.findall(cond or ""))
-        groups.append((None if whole else [c for c in columns if c in wanted], indices))
+        whole = rows < NARROW_FROM_ROWS or any(not specs[i].columns for i in indices)
+        wanted = {c for i in indices for c in specs[i].columns}
+        groups.append(_Group(cond, None if whole else [c for c in columns if c in wanted], indices))
     return groups
+
+
+@dataclass(frozen=True)
+class _Unvalidated:
+    """Stands in for a GX result when qlake could not select a group's rows (the message goes to `exception`)."""
+
+    exception_info: dict[str, Any]
+    success: bool = False
+    result: dict[str, Any] | None = None
+
+
+def _row_mask(df: pl.DataFrame, path: Path, key: str, spec: ExpectationSpec, schema: pl.Schema | None) -> Any:
+    """The rows of `df` the spec's row condition selects, as a numpy bool array (nulls are not selected)."""
+    condition = _row_condition(path, key, spec, schema)
+    assert condition is not None
+    mask = df.select(condition.expr(df.schema).alias("row_condition")).to_series()
+    if mask.dtype != pl.Boolean:
+        raise pl.exceptions.InvalidOperationError(f"row_condition {condition.text!r} is {mask.dtype}, not a boolean")
+    return mask.to_numpy()
 
 
 def _validate(df: pl.DataFrame, asset: str, layer: str, result_format: dict[str, Any]) -> tuple[
@@ -478,18 +526,28 @@ def _validate(df: pl.DataFrame, asset: str, layer: str, result_format: dict[str,
 ]:
     """GX results of the asset's suite on `df`, by the expectation's index in the suite."""
     suites = load_suites(layer)
+    path = suite_path(layer)
     if asset not in suites:
-        raise SpecError(suite_path(layer), asset, f"no expectation suite for asset {asset!r}; have {sorted(suites)}")
+        raise SpecError(path, asset, f"no expectation suite for asset {asset!r}; have {sorted(suites)}")
     specs = suites[asset]
     gx = _gx()
     pdf = df.to_pandas()
     by_index: dict[int, Any] = {}
     with _LOCK:
         try:
-            for n, (columns, indices) in enumerate(_validation_groups(specs, list(pdf.columns), len(pdf))):
-                expectations = [specs[i].to_gx(i) for i in indices]
+            for n, group in enumerate(_validation_groups(specs, list(pdf.columns), len(pdf))):
+                frame = pdf if group.columns is None else pdf[group.columns]
+                if group.condition is not None:
+                    first = group.indices[0]
+                    try:
+                        mask = _row_mask(df, path, f"{asset}.{first}", specs[first], ASSET_SCHEMAS.get(asset))
+                    except pl.exceptions.PolarsError as exc:  # a column missing from this frame, a wrong type
+                        info = {"raised_exception": True, "exception_message": f"row_condition: {exc}"}
+                        by_index.update({i: _Unvalidated(info) for i in group.indices})
+                        continue
+                    frame = frame[mask]  # boolean selection keeps the index: rows keep their position in df
+                expectations = [specs[i].to_gx(i) for i in group.indices]
                 suite = gx.ExpectationSuite(name=f"{layer}.{asset}.{n}", expectations=expectations)
-                frame = pdf if columns is None else pdf[columns]
                 batch = _batch_definition(layer, asset).get_batch(batch_parameters={"dataframe": frame})
                 validation = batch.validate(suite, result_format=result_format)
                 for r in validation.results:

@@ -331,10 +331,13 @@ def test_conditional_batches_report_what_one_whole_frame_batch_reports(monkeypat
         pl.when(bad == 17).then(None).otherwise(pl.col(CLOSE)).alias(CLOSE),  # a missing price on a priced bar
     )
     suite = load_suites("cleaned")["bars"]
-    assert ex._validation_groups(suite, df.columns, df.height) == [(None, list(range(len(suite))))]  # small: one
+    small = ex._validation_groups(suite, df.columns, df.height)  # small: one batch per condition, every column
+    assert [g.condition for g in small] == [None, "is_gap == False", "is_gap == True", "ohlc_violation == False"]
+    assert all(g.columns is None for g in small)
+    assert sorted(i for g in small for i in g.indices) == list(range(len(suite)))
     monkeypatch.setattr(ex, "NARROW_FROM_ROWS", 0)
     groups = ex._validation_groups(suite, df.columns, df.height)
-    assert len(groups) > 1 and any(cols is not None and len(cols) < len(df.columns) for cols, _ in groups)
+    assert len(groups) > 1 and any(g.columns is not None and len(g.columns) < len(df.columns) for g in groups)
     narrowed = run_expectations(df, "bars", "cleaned", sample_rows=3)
     monkeypatch.setattr(ex, "NARROW_FROM_ROWS", 10**12)
     whole = run_expectations(df, "bars", "cleaned", sample_rows=3)
@@ -519,7 +522,7 @@ NOT_NULL_TS = "  - expectation: expect_column_values_to_not_be_null\n    kwargs:
             "bars:\n  - expectation: expect_column_values_to_not_be_null\n"
             "    kwargs: {column: ts, row_condition: 'nope == 1'}\n",
             "bars.0.kwargs.row_condition",
-            "not a valid pandas query",
+            "unknown column 'nope'",
         ),
         (
             "features:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {column: 3}\n",
