@@ -67,12 +67,17 @@ STRATEGY_PHASE_ASSETS = ("backtests", "walkforward", "research_report")
 
 
 def sync_strategies(instance: object) -> list[str]:
-    """Make the `strategy` partitions equal to spec/strategies/*.json + blueprints.jsonl (as strategy_sensor does)."""
+    """Make the `strategy` partitions equal to spec/strategies/*.json + blueprints.jsonl (as strategy_sensor does).
+
+    Never fails on a bad strategy file (so `qlake materialize --select raw_ohlcv` runs whatever spec/strategies
+    holds): the file keeps its partition (its backtests report the error) and a warning names file, key, problem."""
+    import logging
+
     from resources.lake import LakeResource
     from sensors.strategies import STRATEGY_PARTITIONS, current_strategies, strategy_changes
 
     existing = set(instance.get_dynamic_partitions(STRATEGY_PARTITIONS))  # type: ignore[attr-defined]
-    wanted = current_strategies(LakeResource())
+    wanted = current_strategies(LakeResource(), logging.getLogger("qlake.strategies"))
     add, delete, _ = strategy_changes(existing, wanted, {})
     if add:
         instance.add_dynamic_partitions(STRATEGY_PARTITIONS, add)  # type: ignore[attr-defined]

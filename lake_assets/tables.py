@@ -280,6 +280,20 @@ CHECK_FAILURES: Final = Table(
     ),
 )  # fmt: skip
 
+SPEC_ERRORS: Final = Table(
+    "spec_errors", "quality", "backtests",
+    "Strategy files in spec/strategies that failed to load (invalid JSON, an invalid spec, a rule that does not "
+    "compile, over a limit), one row each: skipped, while every other strategy runs. Rewritten by every backtests "
+    "run from the folder as it is then; empty when every file loads.", (),
+    (
+        _c("file", pl.String, "the strategy file"),
+        _c("key", pl.String, "where in it: a dotted field (entry_rules.long.0), line/column, or <file> / <root>"),
+        _c("problem", pl.String, "what is wrong (a rule error shows the rule with a caret under the position)"),
+        _c("strategy", pl.String, "the strategy partition key the file stands under (json.<file stem>)"),
+        _c("seen_at", TS_DTYPE, "when the backtests run that wrote the row loaded the folder", UTC_TS),
+    ),
+)  # fmt: skip
+
 # --- features ----------------------------------------------------------------------------------------------------
 
 # template / indicator -> (what it computes, unit); the spec's own description wins when it has one
@@ -860,7 +874,7 @@ WALKFORWARD_FOLDS: Final = Table(
 TABLES: Final[tuple[Table, ...]] = (
     RAW_OHLCV, RAW_FUNDING, RAW_OPEN_INTEREST, RAW_TRADES,
     BARS, BARS_1H, BARS_1D,
-    QUARANTINE, CHECK_FAILURES,
+    QUARANTINE, CHECK_FAILURES, SPEC_ERRORS,
     FEATURES, WINDOW_EMBEDDINGS, CONTEXT_FEATURES, MARKET_CONTEXT,
     EVENT_REGISTRY, EVENT_APPLICABILITY, EVENT_FLAGS,
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,

@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from lake_assets.backtests.runner import STRATEGY_HASH, strategy_catalog
+from lake_assets.backtests.runner import STRATEGY_HASH, spec_errors, strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource
@@ -35,12 +35,19 @@ LAKE_HASH_TABLES = {"backtests": "metrics", "walkforward": "walkforward"}
 CURSOR_VERSION = 2
 
 
+def current_strategies(lake: LakeResource, log: Any = None) -> dict[str, str]:
+    """Every strategy key -> content hash, from the spec folder and the lake's blueprints.jsonl.
 
-def current_strategies(lake: LakeResource) -> dict[str, str]:
-    """Every strategy key -> content hash, from the spec folder and the lake's blueprints.jsonl."""
+    A strategy file that does not load is skipped, never fatal: `log` (a logger, if given) gets a warning naming its
+    file, key and problem, and its key stays in the catalog, hashed from its error, so its `backtests` partition
+    runs once and reports the error as a failed `has_data` check (the `spec_errors` view lists it too)."""
     from lake_assets.discovery.blueprints import load_blueprints
 
-    return strategy_catalog(load_strategies(), list(load_blueprints(lake.lake()).values()))
+    specs = load_strategies()
+    if log is not None:
+        for key, err in spec_errors(specs).items():
+            log.warning(f"strategy {key}: skipped, its spec does not load: {err}")
+    return strategy_catalog(specs, list(load_blueprints(lake.lake()).values()))
 
 
 def strategy_changes(
@@ -99,7 +106,7 @@ def _read_cursor(cursor: str | None) -> dict[str, Any]:
 def strategy_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     state = _read_cursor(context.cursor)
     store = lake.lake()
-    wanted = current_strategies(lake)
+    wanted = current_strategies(lake, context.log)
     existing = set(context.instance.get_dynamic_partitions(STRATEGY_PARTITIONS))
     recorded = {a: materialized_hashes(context.instance, store, a, state["materialized"].get(a)) for a in TARGET}
     add, delete, run = strategy_changes(

@@ -78,6 +78,8 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     # here (its start-up and the pickled tables eat the rest) but held another ~0.7 GB; walk-forward, which is
     # compute-bound, does use the workers
     catalog = _catalog(store)
+    # the one writer of quality/spec_errors; a bad file's partition fails `has_data`, naming file, key and problem
+    runner.record_spec_errors(store, load_strategies())
     publisher = PartitionPublisher(context, store, GROUP, "backtests")
     identity_cols = ["book", "final_equity", "final_identity_abs_error", "max_abs_error_cash_plus_positions",
                      "identity_ok"]  # fmt: skip

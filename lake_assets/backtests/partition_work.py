@@ -40,6 +40,9 @@ def resolve(key: str, specs: dict[str, StrategySpec], blueprints: dict[str, Blue
     kind, name = runner.parse_key(key)
     if kind == "json":
         if name not in specs:
+            error = runner.spec_errors(specs).get(key)
+            if error is not None:
+                raise runner.NoDataError(f"strategy {key}: invalid spec, not run: {error}")
             raise runner.NoDataError(f"strategy {key}: spec/strategies/{name}.json does not exist (any more)")
         return specs[name]
     if name not in blueprints:

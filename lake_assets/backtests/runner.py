@@ -65,10 +65,11 @@ from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals
 from lake_assets.backtests.walkforward import return_metrics, walk_forward
 from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.settings import spec_dir
-from lake_assets.specs import Instrument, read_yaml, validate_model
+from lake_assets.specs import Instrument, SpecError, read_yaml, validate_model
 from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import EQUITY as EQUITY_TABLE
+from lake_assets.tables import SPEC_ERRORS as SPEC_ERRORS_TABLE
 from lake_assets.tables import WALKFORWARD, WALKFORWARD_FOLDS
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
@@ -84,6 +85,7 @@ from lake_assets.vocabulary import (
     TS,
     TS_DTYPE,
     Market,
+    conform,
 )
 
 INIT_CASH = 100_000.0
@@ -151,9 +153,38 @@ def content_hash(obj: StrategySpec | Blueprint) -> str:
 STRATEGY_HASH = "strategy_hash"
 
 
+def spec_errors(specs: Mapping[str, StrategySpec]) -> dict[str, SpecError]:
+    """Partition key -> SpecError of every strategy file that failed to load (`load_strategies(...).errors`)."""
+    return {json_key(name): err for name, err in getattr(specs, "errors", {}).items()}
+
+
+def error_hash(err: SpecError) -> str:
+    """The content hash of a strategy file that failed to load: of its error (file, key, problem), so a fix or a
+    new error is a change the sensor acts on, and an unchanged bad file is not run again."""
+    return hashlib.sha256(f"spec error\n{err}".encode()).hexdigest()[:16]
+
+
+def record_spec_errors(store: Lake, specs: Mapping[str, StrategySpec]) -> pl.DataFrame:
+    """Replace the lake table `quality/spec_errors` with the load errors of `specs` (none: the table is removed,
+    its view is empty). The `backtests` asset is its one writer, on every run; returns the rows written."""
+    now = datetime.now(UTC)
+    rows = [
+        {"file": err.file, "key": err.key, "problem": err.problem, "strategy": key, "seen_at": now}
+        for key, err in spec_errors(specs).items()
+    ]
+    frame = conform(pl.DataFrame(rows, schema=SPEC_ERRORS_TABLE.schema), SPEC_ERRORS_TABLE.schema)
+    store.write(frame if rows else pl.DataFrame(), SPEC_ERRORS_TABLE.group, SPEC_ERRORS_TABLE.name)
+    return frame
+
+
 def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint]) -> dict[str, str]:
-    """Every strategy partition key -> content hash (JSON specs, then blueprints), sorted by key."""
+    """Every strategy partition key -> content hash (JSON specs, then blueprints), sorted by key.
+
+    A strategy file that failed to load (in `specs.errors`, see `load_strategies`) keeps its partition, hashed from
+    its error, so its `backtests` partition can report the error as a failed `spec_valid` check.
+    """
     out = {json_key(name): content_hash(spec) for name, spec in specs.items()}
+    out.update({key: error_hash(err) for key, err in spec_errors(specs).items() if key not in out})
     out.update({bp.blueprint_id: content_hash(bp) for bp in blueprints})
     return dict(sorted(out.items()))
 

@@ -25,6 +25,12 @@ Indicator arguments are numbers or parameter names (bound to the indicator's num
 optionally first, a column name for indicators computed on a column (`SMA(volume, 20)`).
 Comparisons are not chained ("a < b < c" is an error) and `crosses` compares with the previous bar:
 `a crosses above b` = a > b now and a <= b one bar earlier.
+
+Rules come from files anyone can edit, so parsing is bounded: a rule longer than MAX_RULE_LENGTH characters is
+refused before it is tokenized, tokenizing stops at MAX_TOKENS tokens, and nesting (parentheses, call arguments,
+`not` and unary minus chains, `[n]` lookbacks) deeper than MAX_DEPTH is refused; each is a `RuleError` naming the
+limit. `and`/`or`/arithmetic chains are compiled iteratively, so a long chain costs no recursion; number literals,
+lookbacks and windows must be finite and at most MAX_BARS bars.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +47,36 @@ import polars as pl
 # --- errors --------------------------------------------------------------------------------
 
 
+# Limits of the parser (a rule is untrusted input: bounded time, memory and recursion whatever it holds).
+MAX_RULE_LENGTH = 32_768  # characters, checked before tokenizing (real rules are one line)
+MAX_TOKENS = 400
+MAX_DEPTH = 32  # nesting: parentheses, call arguments, `not`s, unary minus/plus, `[n]` lookbacks
+MAX_BARS = 1_000_000  # largest lookback or window, in bars
+_SHOWN = 120  # a longer rule is shown as an excerpt around the error position
+
+
 class RuleError(ValueError):
     """A malformed rule or an unknown name; carries the token and its position in the rule text."""
 
     def __init__(self, rule: str, position: int, token: str, problem: str) -> None:
         self.rule, self.position, self.token, self.problem = rule, position, token, problem
-        caret = " " * position + "^"
+        text, offset = _excerpt(rule, position)
+        caret = " " * offset + "^"
+        if len(token) > 40:
+            token = token[:40] + "..."
         shown = repr(token) if token else "end of rule"
-        super().__init__(f"{problem} at position {position} (token {shown})\n  {rule}\n  {caret}")
+        super().__init__(f"{problem} at position {position} (token {shown})\n  {text}\n  {caret}")
+
+
+def _excerpt(rule: str, position: int) -> tuple[str, int]:
+    """The rule (or, when long, a window of it around `position`) and the caret's offset in what is shown."""
+    if len(rule) <= _SHOWN:
+        return rule, position
+    start = max(0, min(position - _SHOWN // 2, len(rule) - _SHOWN))
+    text = rule[start : start + _SHOWN]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + _SHOWN < len(rule) else ""
+    return prefix + text + suffix, len(prefix) + position - start
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -76,9 +104,26 @@ KEYWORDS = frozenset({"and", "or", "not", "crosses", "above", "below", "true", "
 COMPARATORS = (">", ">=", "<", "<=", "==", "!=")
 
 
+def check_length(rule: str) -> None:
+    """Refuse a rule longer than MAX_RULE_LENGTH before any work is spent on it."""
+    if len(rule) > MAX_RULE_LENGTH:
+        raise RuleError(
+            rule, MAX_RULE_LENGTH, rule[MAX_RULE_LENGTH : MAX_RULE_LENGTH + 10],
+            f"rule too long: {len(rule):,} characters, the limit (MAX_RULE_LENGTH) is {MAX_RULE_LENGTH:,}",
+        )  # fmt: skip
+
+
 def tokenize(rule: str) -> list[Token]:
-    """Split a rule into tokens; an unexpected character is reported with its position."""
-    tokens: list[Token] = []
+    """Split a rule into tokens; an unexpected character is reported with its position. A rule over the length
+    limit is refused first, and tokenizing stops at the token limit."""
+    check_length(rule)
+    return list(_tokens(rule))
+
+
+def _tokens(rule: str) -> Iterator[Token]:
+    """The tokens of a rule, one at a time (so the parser stops at its first error), then one END token; more than
+    MAX_TOKENS tokens is an error at the first token over the limit."""
+    count = 0
     pos = 0
     while pos < len(rule):
         m = _TOKEN_RE.match(rule, pos)
@@ -89,17 +134,19 @@ def tokenize(rule: str) -> list[Token]:
             raise RuleError(rule, pos, ch, f"unexpected character {ch!r}")
         kind = m.lastgroup
         text = m.group()
-        if kind == "num":
-            tokens.append(Token("NUM", text, pos))
-        elif kind == "ident":
-            tokens.append(Token("IDENT", text, pos))
-        elif kind == "str":
-            tokens.append(Token("STR", text[1:-1], pos))
-        elif kind == "op":
-            tokens.append(Token("OP", text, pos))
         pos = m.end()
-    tokens.append(Token("END", "", len(rule)))
-    return tokens
+        if kind == "ws":
+            continue
+        count += 1
+        if count > MAX_TOKENS:
+            raise RuleError(
+                rule, m.start(), text, f"rule too long: more than {MAX_TOKENS} tokens (the limit, MAX_TOKENS)"
+            )
+        if kind == "str":
+            yield Token("STR", text[1:-1], m.start())
+        else:
+            yield Token({"num": "NUM", "ident": "IDENT", "op": "OP"}[str(kind)], text, m.start())
+    yield Token("END", "", len(rule))
 
 
 # --- AST -----------------------------------------------------------------------------------
@@ -164,20 +211,29 @@ Node = Num | Str | Name | Call | Lookback | Unary | Binary
 class _Parser:
     def __init__(self, rule: str) -> None:
         self.rule = rule
-        self.tokens = tokenize(rule)
-        self.i = 0
+        check_length(rule)
+        self._stream = _tokens(rule)  # pulled one token at a time: the first error (e.g. the depth limit) stops it
+        self._tok = next(self._stream)
+        self.depth = 0
+
+    def enter(self, tok: Token) -> None:
+        """One more level of nesting; deeper than MAX_DEPTH is an error at `tok`."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"rule nested too deeply: more than {MAX_DEPTH} levels (the limit, MAX_DEPTH)", tok)
 
     @property
     def tok(self) -> Token:
-        return self.tokens[self.i]
+        return self._tok
 
     def error(self, problem: str, tok: Token | None = None) -> RuleError:
         tok = tok or self.tok
         return RuleError(self.rule, tok.pos, tok.text, problem)
 
     def advance(self) -> Token:
-        tok = self.tok
-        self.i += 1
+        tok = self._tok
+        if tok.kind != "END":
+            self._tok = next(self._stream)
         return tok
 
     def is_kw(self, word: str) -> bool:
@@ -218,7 +274,10 @@ class _Parser:
     def parse_not(self) -> Node:
         if self.is_kw("not"):
             tok = self.advance()
-            return Unary("not", self.parse_not(), tok.pos)
+            self.enter(tok)
+            node = Unary("not", self.parse_not(), tok.pos)
+            self.depth -= 1
+            return node
         return self.parse_comparison()
 
     def parse_comparison(self) -> Node:
@@ -253,22 +312,26 @@ class _Parser:
         return node
 
     def parse_unary(self) -> Node:
-        if self.is_op("-"):
+        if self.is_op("-", "+"):
             tok = self.advance()
-            return Unary("-", self.parse_unary(), tok.pos)
-        if self.is_op("+"):
-            self.advance()
-            return self.parse_unary()
+            self.enter(tok)
+            operand = self.parse_unary()
+            self.depth -= 1
+            return Unary("-", operand, tok.pos) if tok.text == "-" else operand
         return self.parse_postfix()
 
     def parse_postfix(self) -> Node:
         node = self.parse_primary()
+        start_depth = self.depth
         while self.is_op("["):
             open_tok = self.advance()
+            self.enter(open_tok)  # each lookback wraps the node once more
             tok = self.tok
             if tok.kind == "NUM":
                 if not re.fullmatch(r"\d+", tok.text):
                     raise self.error("a lookback must be a whole number of bars")
+                if len(tok.text) > 7 or int(tok.text) > MAX_BARS:
+                    raise self.error(f"a lookback may be at most {MAX_BARS:,} bars (the limit, MAX_BARS)")
                 bars: Num | Name = Num(float(tok.text), tok.pos, tok.text)
             elif tok.kind == "IDENT" and tok.text.lower() not in KEYWORDS:
                 bars = Name(tok.text, tok.pos)
@@ -279,27 +342,33 @@ class _Parser:
             self.advance()
             self.expect_op("]", "to close the lookback")
             node = Lookback(node, bars, open_tok.pos)
+        self.depth = start_depth
         return node
 
     def parse_primary(self) -> Node:
         tok = self.tok
         if tok.kind == "NUM":
+            value = float(tok.text)
+            if not math.isfinite(value):
+                raise self.error("number out of range")
             self.advance()
-            return Num(float(tok.text), tok.pos, tok.text)
+            return Num(value, tok.pos, tok.text)
         if tok.kind == "STR":
             self.advance()
             return Str(tok.text, tok.pos)
         if self.is_op("("):
             self.advance()
+            self.enter(tok)
             node = self.parse_or()
             self.expect_op(")", "to close '('")
+            self.depth -= 1
             return node
         if tok.kind == "IDENT":
             if tok.text.lower() in KEYWORDS - {"true", "false"}:
                 raise self.error(f"unexpected keyword {tok.text.lower()!r}")
             self.advance()
             if self.is_op("("):
-                self.advance()
+                self.enter(self.advance())
                 args: list[Node] = []
                 if not self.is_op(")"):
                     args.append(self.parse_or())
@@ -307,6 +376,7 @@ class _Parser:
                         self.advance()
                         args.append(self.parse_or())
                 self.expect_op(")", f"to close the arguments of {tok.text}")
+                self.depth -= 1
                 return Call(tok.text, tuple(args), tok.pos, self.parse_output())
             return Name(tok.text, tok.pos, self.parse_output())
         if tok.kind == "END":
@@ -331,6 +401,7 @@ def parse_rule(rule: str) -> Node:
     """Parse a rule into its syntax tree (names are resolved later, by `compile_rule`)."""
     if not isinstance(rule, str):
         raise TypeError(f"a rule must be a string, got {type(rule).__name__}")
+    check_length(rule)  # before hashing it for the cache
     return _parse_cached(rule)
 
 
@@ -500,14 +571,9 @@ class _Compiler:
 
     def compile_binary(self, node: Binary) -> tuple[pl.Expr, str]:
         op = node.op
-        if op in ("and", "or"):
-            a = self.need(node.left, self.compile(node.left), BOOL)
-            b = self.need(node.right, self.compile(node.right), BOOL)
-            return (a & b if op == "and" else a | b), BOOL
+        if op in _CHAINS:
+            return self.compile_chain(node)
         left, right = self.compile(node.left), self.compile(node.right)
-        if op in ("+", "-", "*", "/"):
-            a, b = self.need(node.left, left, NUM), self.need(node.right, right, NUM)
-            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op], NUM
         if op.startswith("crosses"):
             a, b = _num(self.need(node.left, left, NUM)), _num(self.need(node.right, right, NUM))
             a1 = a if self.constant_node(node.left) else a.shift(1)
@@ -524,19 +590,32 @@ class _Compiler:
         cmp = {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b, "==": a == b, "!=": a != b}[op]
         return cmp, BOOL
 
+    def compile_chain(self, node: Binary) -> tuple[pl.Expr, str]:
+        """A left-associative chain of one precedence level (`a and b and c`, `a + b - c`), without recursion
+        along the chain: its operands are compiled left to right and folded."""
+        group = _CHAINS[node.op]
+        spine: list[Binary] = []
+        first: Node = node
+        while isinstance(first, Binary) and first.op in group:
+            spine.append(first)
+            first = first.left
+        want = BOOL if node.op in ("and", "or") else NUM
+        acc = self.need(first, self.compile(first), want)
+        for link in reversed(spine):
+            b = self.need(link.right, self.compile(link.right), want)
+            acc = _FOLD[link.op](acc, b)
+        return acc, want
+
     def constant_node(self, node: Node) -> bool:
         """True when a node reads no column (literals, parameters): shifting it would only produce nulls."""
-        if isinstance(node, Num | Str):
-            return True
-        if isinstance(node, Name):
-            return node.output is None and (node.name in self.params or node.name.lower() in ("true", "false"))
-        if isinstance(node, Unary):
-            return self.constant_node(node.operand)
-        if isinstance(node, Binary):
-            return self.constant_node(node.left) and self.constant_node(node.right)
-        if isinstance(node, Lookback):
-            return self.constant_node(node.operand)
-        return False
+        for n in _walk(node):
+            if isinstance(n, Call):
+                return False
+            if isinstance(n, Name) and not (
+                n.output is None and (n.name in self.params or n.name.lower() in ("true", "false"))
+            ):
+                return False
+        return True
 
     def shared(self, info: IndicatorInfo, bound: Mapping[str, Any], output: str, expr: pl.Expr) -> pl.Expr:
         """With a `shared` registry, an indicator output becomes a temporary column computed once per frame."""
@@ -553,10 +632,12 @@ class _Compiler:
         if node.name not in self.params:
             raise self.error(node.pos, node.name, "unknown parameter in lookback")
         value = self.params[node.name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if not _whole(value):
             raise self.error(node.pos, node.name, f"lookback parameter must be a whole number, got {value!r}")
         if value < 0:
             raise self.error(node.pos, node.name, f"negative lookback ({value}) would read future bars")
+        if value > MAX_BARS:
+            raise self.error(node.pos, node.name, f"a lookback may be at most {MAX_BARS:,} bars, got {value}")
         return int(value)
 
     def compile_name(self, node: Name) -> tuple[pl.Expr, str]:
@@ -599,8 +680,10 @@ class _Compiler:
 
     def window(self, node: Node, fn: str) -> int:
         value = self.constant(node, f"the window of {fn}()")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1:
+        if not _whole(value) or value < 1:
             raise self.error(node.pos, _token_text(self.rule, node), f"window must be a whole number >= 1, got {value}")
+        if value > MAX_BARS:
+            raise self.error(node.pos, _token_text(self.rule, node), f"a window may be at most {MAX_BARS:,} bars")
         return int(value)
 
     def builtin(self, node: Call) -> tuple[pl.Expr, str]:
@@ -654,7 +737,7 @@ class _Compiler:
             bound[pname] = value
         try:
             outputs = info.build(bound)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
             problem = exc.args[0] if exc.args else exc
             raise self.error(node.pos, node.name, f"invalid parameters for {info.name}: {problem}") from exc
         names = list(outputs)
@@ -676,6 +759,52 @@ class _Compiler:
         raise self.error(
             node.pos, node.name, f"{info.name} has several outputs {names}; name one (e.g. {info.name} {names[0]})"
         )
+
+
+_CHAINS: dict[str, frozenset[str]] = {
+    "and": frozenset({"and"}),
+    "or": frozenset({"or"}),
+    "+": frozenset({"+", "-"}),
+    "-": frozenset({"+", "-"}),
+    "*": frozenset({"*", "/"}),
+    "/": frozenset({"*", "/"}),
+}
+_FOLD: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+}
+
+
+def _whole(value: Any) -> bool:
+    """A finite whole number (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and float(value).is_integer()
+    )
+
+
+def _walk(node: Node) -> list[Node]:
+    """Every node of a tree (pre-order, iteratively: a long chain costs no recursion); lookback bars included."""
+    out: list[Node] = []
+    stack: list[Node] = [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        if isinstance(n, Call):
+            stack.extend(reversed(n.args))
+        elif isinstance(n, Lookback):
+            stack.extend((n.bars, n.operand))
+        elif isinstance(n, Unary):
+            stack.append(n.operand)
+        elif isinstance(n, Binary):
+            stack.extend((n.right, n.left))
+    return out
 
 
 def _num(expr: pl.Expr) -> pl.Expr:
@@ -729,22 +858,4 @@ def compile_rule(
 
 def referenced_names(rule: str) -> set[str]:
     """Every bare name a rule mentions (parameters, columns, indicators without parentheses)."""
-    found: set[str] = set()
-
-    def walk(node: Node) -> None:
-        if isinstance(node, Name):
-            found.add(node.name)
-        elif isinstance(node, Call):
-            for a in node.args:
-                walk(a)
-        elif isinstance(node, Lookback):
-            walk(node.operand)
-            walk(node.bars)
-        elif isinstance(node, Unary):
-            walk(node.operand)
-        elif isinstance(node, Binary):
-            walk(node.left)
-            walk(node.right)
-
-    walk(parse_rule(rule))
-    return found
+    return {n.name for n in _walk(parse_rule(rule)) if isinstance(n, Name)}

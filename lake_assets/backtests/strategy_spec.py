@@ -9,6 +9,7 @@ the four boolean signal columns the engine consumes.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -86,8 +87,29 @@ def is_known_column(name: str) -> bool:
     return name in KNOWN_COLUMNS or TA_COLUMN_PATTERN.fullmatch(name) is not None
 
 
+# Limits of a strategy file (untrusted input): its size, the rules per side, the parameters; each rule is bounded by
+# the rule language itself (strategy_rules.MAX_RULE_LENGTH / MAX_TOKENS / MAX_DEPTH).
+MAX_SPEC_BYTES = 1_000_000
+MAX_RULES = 32  # per side of entry_rules / exit_rules
+MAX_PARAMETERS = 64
+MAX_CHOICES = 1_000
+MAX_MAGNITUDE = 2**53  # the largest whole number a parameter may hold (exact as a float)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `Infinity` / `NaN` (which json.loads accepts) in any float field is an error naming it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _bounded(value: Any) -> Any:
+    """A finite number of sane magnitude (JSON integers are unbounded; float(10**400) would overflow)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        if abs(value) > MAX_MAGNITUDE:
+            shown = f"{value:.3g}" if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number"
+            raise ValueError(f"must be at most 2**53 in magnitude, got {shown}")
+    return value
 
 
 class Parameter(_Strict):
@@ -99,8 +121,21 @@ class Parameter(_Strict):
     high: float | None = None
     step: float | None = None
     log: bool = False
-    choices: tuple[float | int | str | bool, ...] | None = None
+    choices: tuple[float | int | str | bool, ...] | None = Field(default=None, max_length=MAX_CHOICES)
     description: str = ""
+
+    @field_validator("default", "low", "high", "step", mode="before")  # before the union picks a member
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        return _bounded(v)
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _finite_choices(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            for c in v[: MAX_CHOICES + 1]:
+                _bounded(c)
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Parameter:
@@ -153,8 +188,8 @@ RuleList = tuple[str, ...]
 class SideRules(_Strict):
     """Rules per side; several rules on one side must all hold (AND). Missing side = not traded."""
 
-    long: RuleList = ()
-    short: RuleList = ()
+    long: RuleList = Field(default=(), max_length=MAX_RULES)
+    short: RuleList = Field(default=(), max_length=MAX_RULES)
 
     @field_validator("long", "short", mode="before")
     @classmethod
@@ -165,7 +200,7 @@ class SideRules(_Strict):
 class ExitRules(SideRules):
     stop_loss_pct: float | None = Field(default=None, gt=0, lt=100)
     take_profit_pct: float | None = Field(default=None, gt=0)
-    max_holding_bars: int | None = Field(default=None, ge=1)
+    max_holding_bars: int | None = Field(default=None, ge=1, le=10_000_000)
 
 
 class Sizing(_Strict):
@@ -183,7 +218,7 @@ class Costs(_Strict):
 class StrategySpec(_Strict):
     name: str
     description: str
-    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    parameters: dict[str, Parameter] = Field(default_factory=dict, max_length=MAX_PARAMETERS)
     entry_rules: SideRules
     exit_rules: ExitRules = ExitRules()
     sizing: Sizing = Sizing()
@@ -300,8 +335,11 @@ def parse_strategy(data: Any, file: Path | str = "<strategy>") -> StrategySpec:
     """Validate a parsed JSON object as a strategy spec (errors name file, dotted field and problem)."""
     if not isinstance(data, dict):
         raise SpecError(file, "<root>", f"expected a JSON object, got {type(data).__name__}")
-    spec: StrategySpec = validate_model(StrategySpec, data, file)
-    _check_rules_compile(spec, file)
+    try:
+        spec: StrategySpec = validate_model(StrategySpec, data, file)
+        _check_rules_compile(spec, file)
+    except (RecursionError, OverflowError, MemoryError) as exc:  # a last line of defence: never more than an error
+        raise SpecError(file, "<root>", f"could not be validated ({type(exc).__name__}: {exc})") from exc
     return spec
 
 
@@ -310,10 +348,21 @@ def load_strategy(path: Path | str) -> StrategySpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(path, "<file>", "file not found")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(
+            path, "<file>", f"file too large: {size:,} bytes, the limit (MAX_SPEC_BYTES) is {MAX_SPEC_BYTES:,}"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise SpecError(path, f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "<file>", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except RecursionError as exc:
+        raise SpecError(path, "<file>", "not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+        raise SpecError(path, "<file>", f"not valid JSON: {exc}") from exc
     spec = parse_strategy(data, path)
     if spec.name != path.stem:
         raise SpecError(path, "name", f"name {spec.name!r} must equal the file name {path.stem!r}")
@@ -324,10 +373,50 @@ def strategies_dir() -> Path:
     return spec_dir() / "strategies"
 
 
-def load_strategies(directory: Path | str | None = None) -> dict[str, StrategySpec]:
-    """Every strategy spec in `spec/strategies/` (sorted by name)."""
+class Strategies(dict[str, StrategySpec]):
+    """The valid strategy specs by name, plus `errors`: for each file that failed to load, its strategy name (the
+    file stem, made a safe partition key when it is not one) -> the SpecError (file, key, problem)."""
+
+    def __init__(self, specs: Mapping[str, StrategySpec] | None = None, errors: Mapping[str, SpecError] | None = None):
+        super().__init__(specs or {})
+        self.errors: dict[str, SpecError] = dict(errors or {})
+
+
+def invalid_name(stem: str) -> str:
+    """The strategy name (partition key suffix) a file that failed to load stands under: its stem when that is a
+    valid name, else a safe version of it with a hash of the original (so two odd stems never collide)."""
+    if STRATEGY_NAME_PATTERN.fullmatch(stem):
+        return stem
+    safe = re.sub(r"[^a-z0-9_]", "_", stem.lower()).strip("_")[:40] or "file"
+    return f"{safe}_{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
+
+
+def load_strategies(directory: Path | str | None = None) -> Strategies:
+    """Every strategy spec in `spec/strategies/` (sorted by name); never raises for a bad file.
+
+    A file that does not load (invalid JSON, an invalid spec, a rule that does not compile, over a limit) is
+    skipped and reported in `.errors` (name -> SpecError naming file, key and problem), so one bad file holds back
+    only itself. `load_strategies_strict` raises the first error instead.
+    """
     directory = Path(directory) if directory is not None else strategies_dir()
-    return {p.stem: load_strategy(p) for p in sorted(directory.glob("*.json"))}
+    good: dict[str, StrategySpec] = {}
+    errors: dict[str, SpecError] = {}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            good[path.stem] = load_strategy(path)
+        except SpecError as exc:
+            errors[invalid_name(path.stem)] = exc
+        except OSError as exc:  # unreadable (permissions, vanished between glob and read)
+            errors[invalid_name(path.stem)] = SpecError(path, "<file>", f"unreadable: {exc}")
+    return Strategies(good, errors)
+
+
+def load_strategies_strict(directory: Path | str | None = None) -> Strategies:
+    """`load_strategies`, raising the first file's SpecError when any file fails to load."""
+    specs = load_strategies(directory)
+    if specs.errors:
+        raise next(iter(specs.errors.values()))
+    return specs
 
 
 # --- signals -------------------------------------------------------------------------------

@@ -3,11 +3,16 @@ every way a rule can be wrong; compiled signals against hand-computed ones."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
+import tracemalloc
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lake_assets.backtests.strategy_rules import (
     Binary,
@@ -265,3 +270,164 @@ def test_nan_from_indicators_is_never_true() -> None:
     df = pl.DataFrame({"close": list(np.linspace(1, 2, 10))})
     got = df.select(compile_rule("RSI(14) > 70", {}, df.schema).alias("s"))["s"].to_list()
     assert not any(v is True for v in got)
+
+
+# --- limits: a rule is untrusted input ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "(" * 10_000 + "close > 1" + ")" * 10_000,  # 10,000 nested parentheses
+        "not " * 5_000 + "funding_extreme",
+        "close > " + "-" * 5_000 + "1",
+        "close > " + "- " * 5_000 + "1",
+        "close > " + "+" * 5_000 + "1",
+        "close" + "[1]" * 5_000 + " > 1",
+        "close > " + "abs(" * 1_000 + "close" + ")" * 1_000,
+    ],
+    ids=["parens", "nots", "unary_minus", "spaced_minus", "unary_plus", "lookbacks", "calls"],
+)
+def test_deep_nesting_is_refused_at_the_depth_limit(rule: str) -> None:
+    with pytest.raises(RuleError, match="nested too deeply.*MAX_DEPTH") as info:
+        parse_rule(rule)
+    assert info.value.position < 200  # stops at the first level over the limit
+    assert "^" in str(info.value)  # the caret still points at it
+
+
+def test_nesting_up_to_the_limit_parses_and_compiles(frame: pl.DataFrame) -> None:
+    from lake_assets.backtests.strategy_rules import MAX_DEPTH
+
+    n = MAX_DEPTH - 1
+    assert run(frame, "(" * n + "close > 11" + ")" * n) == [c > 11 for c in CLOSE]
+    assert run(frame, "not " * (MAX_DEPTH - 2) + "close > 11") == [c > 11 for c in CLOSE]  # an even number
+
+
+def test_a_huge_rule_fails_fast_at_the_length_limit() -> None:
+    rule = "close > 1 and " * 750_000 + "close > 1"  # ~10 MB
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(RuleError, match="too long.*MAX_RULE_LENGTH") as info:
+        parse_rule(rule)
+    elapsed = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0
+    assert peak < 1_000_000  # no copy of the rule, no token list
+    assert len(str(info.value)) < 1_000  # the message shows an excerpt, not 10 MB
+    with pytest.raises(RuleError, match="too long"):
+        tokenize(rule)
+
+
+def test_token_limit_stops_tokenizing() -> None:
+    from lake_assets.backtests.strategy_rules import MAX_TOKENS
+
+    rule = " and ".join(["close > 1"] * MAX_TOKENS)
+    with pytest.raises(RuleError, match=f"more than {MAX_TOKENS} tokens.*MAX_TOKENS"):
+        parse_rule(rule)
+
+
+def test_long_chains_compile_without_recursion(frame: pl.DataFrame) -> None:
+    from lake_assets.backtests.strategy_rules import MAX_TOKENS
+
+    n = (MAX_TOKENS - 1) // 4
+    assert run(frame, " and ".join(["close > 11"] * n)) == [c > 11 for c in CLOSE]
+    assert run(frame, " or ".join(["close > 11"] * n)) == [c > 11 for c in CLOSE]
+    m = (MAX_TOKENS - 3) // 2
+    assert run(frame, "close < " + " + ".join(["1"] * m)) == [c < m for c in CLOSE]
+    assert run(frame, "close > " + " - ".join(["1"] * m)) == [c > 2 - m for c in CLOSE]
+    assert referenced_names(" and ".join(["close > open"] * n)) == {"close", "open"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("close > 1" + "0" * 400, "number out of range"),
+        ("close[99999999999] > 1", "MAX_BARS"),
+        ("close > highest(close, 1" + "0" * 400 + ")", "number out of range"),
+        ("close > highest(close, 10000000000)", "at most"),
+        ("close > SMA(1" + "0" * 400 + ")", "number out of range"),
+    ],
+)
+def test_out_of_range_numbers_are_rule_errors(rule: str, problem: str) -> None:
+    with pytest.raises(RuleError, match=problem):
+        compile_rule(rule, {}, ["close"])
+
+
+def test_non_finite_parameters_are_rule_errors() -> None:
+    for value in (math.inf, -math.inf, math.nan, 1e30):
+        with pytest.raises(RuleError):
+            compile_rule("close[n] > 1", {"n": value}, ["close"])
+        with pytest.raises(RuleError):
+            compile_rule("close > highest(close, n)", {"n": value}, ["close"])
+
+
+# --- fuzz: whatever the text, the parser answers with a RuleError or a tree -----------------
+
+_SOUP = st.sampled_from(
+    ["(", ")", "[", "]", ",", ".", "-", "+", "*", "/", ">", ">=", "<", "<=", "==", "!=", "and", "or", "not",
+     "crosses", "above", "below", "true", "false", "close", "open", "volume", "n", "RSI", "SMA", "MACD", "BBANDS",
+     "histogram", "upper", "highest", "abs", "change", "zscore", "0", "1", "14", "2.5", "1e400", "99999999999",
+     "'x'", '"y', "@", " "]
+)  # fmt: skip
+_FUZZ = settings(max_examples=300, deadline=2_000, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _no_crash(rule: str) -> None:
+    with contextlib.suppress(RuleError):
+        compile_rule(rule, {"n": 3}, ["close", "open", "volume"])
+
+
+@_FUZZ
+@given(st.lists(_SOUP, max_size=60).map(" ".join))
+def test_fuzz_token_soup(rule: str) -> None:
+    _no_crash(rule)
+
+
+@_FUZZ
+@given(st.lists(_SOUP, min_size=1, max_size=8), st.integers(1, 3_000))
+def test_fuzz_repeated_soup(chunk: list[str], times: int) -> None:
+    _no_crash(" ".join(chunk) * times)
+
+
+@_FUZZ
+@given(st.text(max_size=200))
+def test_fuzz_any_text(rule: str) -> None:
+    _no_crash(rule)
+
+
+def _valid_rules() -> st.SearchStrategy[str]:
+    num = st.one_of(st.sampled_from(["close", "open", "volume", "n", "SMA(n)", "RSI(14)", "abs(close)",
+                                     "highest(close, 5)", "close[1]", "close[n]"]),
+                    st.floats(0, 1e6, allow_nan=False).map(repr), st.integers(0, 10**6).map(str))  # fmt: skip
+
+    def arith(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.tuples(children, st.sampled_from(["+", "-", "*", "/"]), children).map(" ".join),
+            children.map(lambda c: f"-({c})"),
+            children.map(lambda c: f"({c})"),
+        )
+
+    expr = st.recursive(num, arith, max_leaves=12)
+    cond = st.tuples(expr, st.sampled_from([">", ">=", "<", "<=", "==", "!=", "crosses above", "crosses below"]),
+                     expr).map(" ".join)  # fmt: skip
+
+    def logic(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.tuples(children, st.sampled_from(["and", "or"]), children).map(" ".join),
+            children.map(lambda c: f"not ({c})"),
+            children.map(lambda c: f"({c})"),
+        )
+
+    return st.recursive(cond, logic, max_leaves=12)
+
+
+@_FUZZ
+@given(_valid_rules())
+def test_fuzz_valid_rules_compile_or_hit_a_limit(rule: str) -> None:
+    try:
+        expr = compile_rule(rule, {"n": 3}, {"close": pl.Float64, "open": pl.Float64, "volume": pl.Float64})
+    except RuleError as exc:  # only a limit may refuse a well-formed rule
+        assert "MAX_" in exc.problem, exc
+        return
+    assert isinstance(expr, pl.Expr)

@@ -271,3 +271,99 @@ def test_shared_indicator_columns_give_the_same_signals_as_inlined_rules() -> No
             inline = inline & ~bars["is_gap"]
         assert out[col].equals(inline.alias(col)), col
     assert sorted(out.columns) == sorted([*bars.columns, *SIGNAL_COLUMNS])  # temporary indicator columns dropped
+
+
+# --- untrusted files: limits, non-finite numbers, isolation of a bad file ---------------------
+
+
+def _json_with(data: dict, path: tuple[str, ...], literal: str) -> str:
+    """`data` as JSON text with the value at `path` replaced by a raw JSON literal (e.g. Infinity)."""
+    target = data
+    for k in path[:-1]:
+        target = target.setdefault(k, {})
+    target[path[-1]] = "@@LITERAL@@"
+    return json.dumps(data).replace('"@@LITERAL@@"', literal)
+
+
+@pytest.mark.parametrize(
+    ("path", "literal", "key"),
+    [
+        (("parameters", "n", "high"), "Infinity", "parameters.n.high"),
+        (("parameters", "n", "low"), "-Infinity", "parameters.n.low"),
+        (("parameters", "n", "default"), "NaN", "parameters.n.default"),
+        (("parameters", "n", "step"), "1e400", "parameters.n.step"),  # json.loads overflows it to inf
+        (("parameters", "n", "high"), "1" + "0" * 400, "parameters.n.high"),  # a whole number float() can't hold
+        (("costs", "fee_bps"), "Infinity", "costs.fee_bps"),
+        (("costs", "slippage_bps"), "NaN", "costs.slippage_bps"),
+        (("exit_rules", "take_profit_pct"), "Infinity", "exit_rules.take_profit_pct"),
+        (("sizing", "size"), "Infinity", "sizing.size"),
+        (("sizing", "max_leverage"), "NaN", "sizing.max_leverage"),
+    ],
+)
+def test_non_finite_numbers_are_errors_naming_the_field(tmp_path: Path, path: tuple, literal: str, key: str) -> None:
+    file = write(tmp_path, "probe", _json_with(good_spec(), path, literal))
+    with pytest.raises(SpecError) as info:
+        load_strategy(file)
+    assert info.value.key == key, str(info.value)
+    assert "finite" in info.value.problem or "2**53" in info.value.problem, str(info.value)
+
+
+def test_non_finite_choice_is_an_error(tmp_path: Path) -> None:
+    spec = good_spec(parameters={"k": {"type": "choice", "default": 1, "choices": [1, "@@"]}})
+    file = write(tmp_path, "probe", json.dumps(spec).replace('"@@"', "Infinity"))
+    with pytest.raises(SpecError, match="parameters.k.choices: .*finite"):
+        load_strategy(file)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"a": ' * 100_000, "nested too deeply"),
+        ('{"name": ' + "1" * 5_000 + "}", "not valid JSON"),  # over Python's int digit limit: a ValueError
+        ("\udcff", "not"),  # not UTF-8
+    ],
+    ids=["deep_array", "deep_object", "huge_int", "not_utf8"],
+)
+def test_hostile_json_is_a_spec_error(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "probe.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(SpecError, match=problem):
+        load_strategy(path)
+
+
+def test_spec_limits_name_the_limit(tmp_path: Path) -> None:
+    from lake_assets.backtests.strategy_spec import MAX_RULES, MAX_SPEC_BYTES
+
+    big = write(tmp_path, "probe", good_spec(description="x" * (MAX_SPEC_BYTES + 1)))
+    with pytest.raises(SpecError, match="file too large.*MAX_SPEC_BYTES"):
+        load_strategy(big)
+    many = write(tmp_path, "probe", good_spec(entry_rules={"long": ["close > 1"] * (MAX_RULES + 1)}))
+    with pytest.raises(SpecError, match=f"entry_rules.long: .*at most {MAX_RULES}"):
+        load_strategy(many)
+    deep = write(tmp_path, "probe", good_spec(entry_rules={"long": "(" * 10_000 + "close > 1" + ")" * 10_000}))
+    with pytest.raises(SpecError, match=r"entry_rules.long.0: rule nested too deeply.*MAX_DEPTH") as info:
+        load_strategy(deep)
+    assert "^" in str(info.value)  # caret-style message
+    huge = write(tmp_path, "probe", good_spec(entry_rules={"long": "close > 1 and " * 60_000 + "close > 1"}))
+    with pytest.raises(SpecError, match=r"entry_rules.long.0: rule too long.*MAX_RULE_LENGTH"):
+        load_strategy(huge)
+
+
+def test_one_bad_file_is_reported_and_skipped(tmp_path: Path) -> None:
+    from lake_assets.backtests.strategy_spec import load_strategies_strict
+
+    for name in ("sma_crossover", "rsi_reversal"):
+        (tmp_path / f"{name}.json").write_text((SHIPPED / f"{name}.json").read_text())
+    write(tmp_path, "broken", '{"name": "broken",\n "description": }')
+    write(tmp_path, "Odd Name!", "[]")
+    specs = load_strategies(tmp_path)
+    assert set(specs) == {"sma_crossover", "rsi_reversal"}
+    assert set(specs.errors) == {"broken", specs_odd := next(k for k in specs.errors if k != "broken")}
+    err = specs.errors["broken"]
+    assert err.file == str(tmp_path / "broken.json") and err.key == "line 2 column 17"
+    assert "not valid JSON" in err.problem
+    assert specs_odd.startswith("odd_name_")  # a safe partition key for a file whose stem is not a name
+    with pytest.raises(SpecError, match="Odd Name!.json"):  # the first bad file, by name
+        load_strategies_strict(tmp_path)
+    assert load_strategies(SHIPPED).errors == {}

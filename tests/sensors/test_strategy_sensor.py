@@ -195,3 +195,30 @@ def test_sensor_decides_from_materialized_hashes(
     instance.report_runless_asset_event(dg.AssetMaterialization("walkforward", partition=bp_id))
     stale = evaluate(instance, fresh.cursor)
     assert requested(stale) == {bp_id: {"walkforward"}}  # backtests is current: only walkforward re-runs
+
+
+def test_a_bad_strategy_file_is_skipped_with_a_warning(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One invalid JSON next to good specs: the sensor still adds and requests the good strategies, warns about the
+    bad file (naming it), and gives it a partition so its backtests can report the error; the CLI's sync does not
+    fail either."""
+    spec_copy = copy_spec(tmp_path, monkeypatch, keep=("rsi_reversal", "sma_crossover"))
+    (spec_copy / "strategies" / "broken.json").write_text('{"name": "broken",\n "description": }')
+    instance = dg.DagsterInstance.ephemeral()
+    result = evaluate(instance, None)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]  # the sensor's log
+    good = {"json.rsi_reversal", "json.sma_crossover"}
+    assert good <= set(requested(result))
+    assert requested(result)["json.broken"] == set(TARGET)  # run once, to report the error on its partition
+    added = {k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys}
+    assert added == good | {"json.broken"}
+    assert any("json.broken" in w and "broken.json" in w and "not valid JSON" in w for w in warnings), warnings
+
+    # an unchanged bad file is not requested again; a fixed one is (its hash changes)
+    apply(instance, result)
+    assert "json.broken" not in requested(evaluate(instance, result.cursor))
+    assert cli.sync_strategies(instance) == sorted(good | {"json.broken"})
+    (spec_copy / "strategies" / "broken.json").unlink()
+    assert cli.sync_strategies(instance) == sorted(good)
+    assert sorted(instance.get_dynamic_partitions("strategy")) == sorted(good)
