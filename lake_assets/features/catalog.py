@@ -9,6 +9,8 @@ the NaN-ratio bound an asset check enforces. Any malformed entry fails loading w
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,6 +164,31 @@ def _expand(params: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**params, **dict(zip(keys, combo, strict=True))} for combo in combos]
 
 
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+
+def fill_name(template: str, params: Mapping[str, Any], file: Path | str, key: str) -> str:
+    """A column name from a spec template: each `{param}` is replaced by that parameter's value. Only bare parameter
+    names are placeholders (no attribute or index access, no format specs, unlike `str.format`), so a spec string
+    cannot reach into objects or ask for a gigabyte of padding."""
+    if len(template) > 128:
+        raise SpecError(file, key, f"name template longer than 128 characters ({len(template)})")
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not _PARAM_NAME.fullmatch(name):
+            raise SpecError(file, key, f"placeholder {{{name}}} is not a parameter name (only {{param}} is allowed)")
+        if name not in params:
+            raise SpecError(file, key, f"placeholder {{{name}}} is not a parameter; have {sorted(params)}")
+        return str(params[name])
+
+    filled = _PLACEHOLDER.sub(one, template)
+    if "{" in filled or "}" in filled:
+        raise SpecError(file, key, f"unbalanced braces in name template {template!r}")
+    return filled
+
+
 def _default_indicator_name(impl: str, p: dict[str, Any]) -> str:
     d = INDICATORS[impl]
     parts = [d.prefix]
@@ -203,7 +230,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
             except (KeyError, ValueError) as exc:
                 raise SpecError(file, f"{key}.params", str(exc).strip("'\"")) from exc
             inputs = d.input_columns(params)
-            base = (entry.name or _default_indicator_name(impl, resolved)).format(**resolved)
+            base = fill_name(entry.name or _default_indicator_name(impl, resolved), resolved, file, f"{key}.name")
             cols = tuple(
                 FeatureColumn(base if len(d.outputs) == 1 else f"{base}_{o}", o, pl.Float64(), max_nan)
                 for o in d.outputs
@@ -231,10 +258,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 )
             if entry.name is None:
                 raise SpecError(file, f"{key}.name", f"template {impl} entries need a `name`")
-            try:
-                name = entry.name.format(**resolved)
-            except (KeyError, IndexError) as exc:
-                raise SpecError(file, f"{key}.name", f"placeholder {exc} is not a parameter") from exc
+            name = fill_name(entry.name, resolved, file, f"{key}.name")
             cols = (FeatureColumn(name, "value", t.dtype, max_nan),)
             kind = "template"
             tmpl_pit = "bar_open" if t.pit == "bar_open" else "bar_close"

@@ -179,3 +179,17 @@ def test_context_features_correlation_beta_dispersion_breakdown(
     # point in time
     part = compute_context_features({k: v.head(2000) for k, v in frames.items()}, bm, catalog)
     assert_frame_equal(part, out.filter(pl.col("ts") <= bench["ts"][1999]), check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["rv_{col.__class__.__name__}", "rv_{col[0]}", "rv_{window:>999999999}", "rv_{nope}", "rv_{window", "x" * 200],
+)
+def test_feature_name_templates_are_data_not_format_strings(template: str) -> None:
+    from lake_assets.features.catalog import fill_name
+    from lake_assets.specs import SpecError
+
+    with pytest.raises(SpecError) as err:
+        fill_name(template, {"col": "close", "window": 48}, "spec/features/x.yaml", "features.0.name")
+    assert err.value.key == "features.0.name"
+    assert fill_name("rv_{col}_{window}", {"col": "close", "window": 48}, "f", "k") == "rv_close_48"
