@@ -1,7 +1,8 @@
 """`qlake`: demo, sql, materialize, report — the front door for people who are not in the Dagster UI.
 
-History is loaded in a few runs, not one per partition: each instrument's month range is one single-run backfill
-of every instrument × month asset, month-partitioned assets run as one range, the rest once.
+History is loaded in a few runs, not one per partition: each contiguous range of instrument-month keys (the whole
+universe, for the demo) is one single-run backfill of every instrument-month asset, month assets run as one range per
+contiguous block, the rest once. Mistakes are one line and exit code 2; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
