@@ -1,13 +1,15 @@
-"""Trade-dump ingestion: peak RSS and lines/s of `TradeFilesVendor.scan` (and trades -> 5m bars) on large dumps, JSON.
+"""Trade-dump ingestion: peak RSS and lines/s of raw -> bars on large dumps, as the assets run it; JSON.
 
 Usage: python benchmarks/bench_trade_files.py [MB ...] [--gzip] [--dir DIR] [--bars]   (default: 100 300)
 
 For each size a Binance aggTrades CSV (with header, ~42 bytes a line, one trade every ~1 ms starting 2026-01-01 UTC,
 so 100 MB ~ 2.4M lines ~ 40 minutes of trades; a few malformed/duplicate lines sprinkled in) is generated once under
-DIR (default: a temp dir; reused when present), then measured in a fresh child process: the instrument's whole life
-scanned as the raw asset does (one `scan` per life month), optionally followed by trades -> 5m bars (`--bars`).
-Peak RSS is the child's ru_maxrss (includes the interpreter, polars and numpy: ~150 MB baseline, reported as
-`baseline_rss_mb` measured after imports). lines/s = non-blank data lines / wall seconds of the scans.
+DIR (default: a temp dir; reused when present), then measured in a fresh child process, as the assets run it: the
+instrument's life month scanned (`scan`: parse, stage, de-duplicate), its trades streamed into the raw_trades
+partition file (`ScanResult.write_trades`), and with `--bars` 5m bars built from that file as the bars asset does
+(`trades_to_bars` on a lazy scan). Peak RSS is the child's ru_maxrss (includes the interpreter, polars and numpy:
+~150 MB, reported as `baseline_rss_mb` after imports), sampled after each stage. lines/s = non-blank data lines /
+wall seconds of scan + write (the raw asset's work).
 """
 
 from __future__ import annotations
@@ -68,38 +70,46 @@ def generate(path: Path, megabytes: int, *, compress: bool = False) -> int:
 
 
 def measure(landing: Path, bars: bool) -> dict[str, object]:
-    """Runs in the child: scan the instrument's life month by month (as the raw asset does)."""
-    from datetime import UTC, date, datetime
+    """Runs in the child: scan the life month, write the raw partition file, build bars from it (as the assets do)."""
+    from datetime import UTC, datetime
 
     import polars as pl
 
     from lake_assets.cleaned.trades_to_bars import trades_to_bars
     from lake_assets.raw.vendors.trade_files import TradeFilesVendor
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def rss() -> int:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+    baseline = rss()
     vendor = TradeFilesVendor(landing)
     life = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
-    _ = date
     start = time.perf_counter()
     scan = vendor.scan(INSTRUMENT, *life, life=life)
     scan_s = time.perf_counter() - start
+    out: dict[str, object] = {"baseline_rss_mb": baseline, "scan_seconds": round(scan_s, 2), "scan_peak_rss_mb": rss()}
+    raw = landing.parent / f"{landing.name}-raw_trades.parquet"
+    start = time.perf_counter()
+    written = scan.write_trades(raw)
+    write_s = time.perf_counter() - start
     totals = scan.totals
-    out: dict[str, object] = {
-        "baseline_rss_mb": round(baseline),
-        "scan_seconds": round(scan_s, 2),
+    out |= {
+        "write_seconds": round(write_s, 2),
+        "raw_peak_rss_mb": rss(),
         "lines": totals["parsed"],
         "accepted": totals["accepted"],
+        "written": written,
         "quarantined": totals["quarantined"],
-        "lines_per_second": round(totals["parsed"] / scan_s),
-        "scan_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "lines_per_second": round(totals["parsed"] / (scan_s + write_s)),
+        "scan_lines_per_second": round(totals["parsed"] / scan_s),
     }
     if bars:
         start = time.perf_counter()
-        candles = trades_to_bars(scan.trades, "5m")
+        candles = trades_to_bars(pl.scan_parquet(raw), "5m")
         out["bars"] = candles.height
         out["bars_seconds"] = round(time.perf_counter() - start, 2)
-        out["raw_bars_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    del pl
+        out["raw_bars_peak_rss_mb"] = rss()
+    raw.unlink(missing_ok=True)
     return out
 
 

@@ -78,8 +78,12 @@ def bars_for_partition(
     spot = None
     if inst.spot:
         spot, _ = dedupe(store.read("raw", "raw_ohlcv", [{INSTRUMENT: inst.spot, "month": month}], RAW_OHLCV_SCHEMA))
-    trades = store.read("raw", "raw_trades", [dims], RAW_TRADES_SCHEMA)
-    trade_bars = trades_to_bars(trades, inst.base_timeframe) if trades.height else None
+    # raw_trades can hold tens of millions of rows a month: bars are built from a lazy scan, in slices of whole bars
+    trades_path = store.partition_path("raw", "raw_trades", dims)
+    trade_bars = None
+    if trades_path.is_file():
+        trade_bars = trades_to_bars(pl.scan_parquet(trades_path).select(RAW_TRADES_SCHEMA.names()), inst.base_timeframe)
+        trade_bars = trade_bars if trade_bars.height else None
     start, end = window
     step = TIMEFRAMES[inst.base_timeframe]
     if end > as_of:  # an open month: the grid ends at the last delivered bar, the future is not a gap

@@ -6,6 +6,9 @@ trades, so the order-flow columns of `bars` (trade_count, buy_volume, sell_volum
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
+
 import polars as pl
 
 from lake_assets.vocabulary import (
@@ -67,8 +70,15 @@ def sort_trades(trades: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def trades_to_bars(trades: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+# Trades aggregated in memory at once when bars are built from a LazyFrame (e.g. a month of a raw_trades partition).
+BARS_SLICE_ROWS = 500_000
+
+
+def trades_to_bars(trades: pl.DataFrame | pl.LazyFrame, timeframe: str) -> pl.DataFrame:
     """Candles (TRADE_BARS_SCHEMA) from trades (RAW_TRADES_SCHEMA columns) at `timeframe` (a key of TIMEFRAMES).
+
+    A LazyFrame is aggregated in slices of whole bars of about BARS_SLICE_ROWS trades (bounded memory, same result):
+    one streaming pass counts trades per bar, then each slice is read (parquet statistics skip the rest) and built.
 
     - `ts` is the bar OPEN time: the trade time truncated to the timeframe in UTC (epoch-aligned grid).
     - Only bars that contain trades are emitted; an interval without trades is a gap for the cleaned layer to mask,
@@ -82,6 +92,20 @@ def trades_to_bars(trades: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"trades_to_bars: unknown timeframe {timeframe!r}; expected one of {sorted(TIMEFRAMES)}")
+    if isinstance(trades, pl.LazyFrame):
+        names = trades.collect_schema().names()
+        missing = [c for c in (TS, PRICE) if c not in names]
+        if missing:
+            raise ValueError(f"trades_to_bars: trades frame lacks required column(s) {missing}; got {names}")
+        nulls = trades.filter(pl.col(TS).is_null()).select(pl.len()).collect(engine="streaming").item()
+        if nulls:
+            raise ValueError(f"trades_to_bars: {nulls} trade(s) with null ts; clean them first")
+        every = _polars_duration(timeframe)
+        parts = [
+            trades_to_bars(trades.filter(in_slice(lo, hi)).collect(), timeframe)
+            for lo, hi in time_slices(trades, every, BARS_SLICE_ROWS)
+        ]
+        return pl.concat(parts).sort([INSTRUMENT, TS]) if parts else empty_frame(TRADE_BARS_SCHEMA)
     missing = [c for c in (TS, PRICE) if c not in trades.columns]
     if missing:
         raise ValueError(f"trades_to_bars: trades frame lacks required column(s) {missing}; got {trades.columns}")
@@ -131,3 +155,37 @@ def _polars_duration(timeframe: str) -> str:
     """TIMEFRAMES keys as polars durations ("1m" is a minute in both; spelled from the timedelta to be explicit)."""
     seconds = int(TIMEFRAMES[timeframe].total_seconds())
     return f"{seconds}s"
+
+
+def time_slices(
+    frame: pl.LazyFrame, every: str, max_rows: int, column: str = TS
+) -> list[tuple[datetime | None, datetime | None]]:
+    """[lo, hi) bounds (None = open) cutting `frame` on multiples of `every` into slices of about `max_rows` rows
+    (a single `every` bucket is never split). One streaming pass over the time column."""
+    counts = (
+        frame.select(pl.col(column).dt.truncate(every).alias("_b"))
+        .group_by("_b")
+        .len()
+        .sort("_b")
+        .collect(engine="streaming")
+    )
+    if counts.is_empty():
+        return []
+    bounds: list[datetime | None] = [None]
+    total = 0
+    for bucket, n in counts.iter_rows():
+        if total and total + n > max_rows:
+            bounds.append(bucket)
+            total = 0
+        total += n
+    bounds.append(None)
+    return list(itertools.pairwise(bounds))
+
+
+def in_slice(lo: datetime | None, hi: datetime | None, column: str = TS) -> pl.Expr:
+    cond = pl.lit(True)
+    if lo is not None:
+        cond &= pl.col(column) >= lo
+    if hi is not None:
+        cond &= pl.col(column) < hi
+    return cond

@@ -29,12 +29,16 @@ reasons (a property test checks the two agree). JSONL always goes line by line.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import gzip
 import json
 import logging
 import math
+import os
 import re
+import shutil
+import uuid
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -45,8 +49,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
-from lake_assets.cleaned.trades_to_bars import BUY, SELL, trades_to_bars
+from lake_assets.cleaned.trades_to_bars import BUY, SELL, in_slice, sort_trades, time_slices, trades_to_bars
 from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
@@ -183,19 +188,43 @@ class ScanResult:
     and trades outside the life) plus `in_window` (its trades in this window) and `quarantined` (its quarantine rows
     placed in this window), for every file with either in this window. An unreadable file has parsed = 0 and one
     quarantine row with line = null.
+
+    `trades` is built on first use (sorted, RAW_TRADES_SCHEMA); a large window is better streamed with
+    `write_trades` (bounded memory) or read lazily with `lazy_trades`.
     """
 
     instrument: str
-    trades: pl.DataFrame
     quarantine: pl.DataFrame
     files: list[dict[str, Any]] = field(default_factory=list)
     cross_file_duplicates: int = 0
+    in_window: int = 0
+    _lazy: pl.LazyFrame | None = field(default=None, repr=False)
+    _ingested_at: datetime | None = field(default=None, repr=False)
+    _trades: pl.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def trades(self) -> pl.DataFrame:
+        if self._trades is None:
+            lazy = self.lazy_trades()
+            self._trades = sort_trades(lazy.collect()) if self.in_window else empty_frame(RAW_TRADES_SCHEMA)
+        return self._trades
+
+    def lazy_trades(self) -> pl.LazyFrame:
+        """The window's trades in RAW_TRADES_SCHEMA, unsorted (read from the staged parts when collected)."""
+        if self._lazy is None:
+            return empty_frame(RAW_TRADES_SCHEMA).lazy()
+        return _lazy_trade_columns(self._lazy, self.instrument, self._ingested_at or datetime.now(UTC))
+
+    def write_trades(self, path: Path) -> int:
+        """Stream the window's trades, sorted as `sort_trades`, into one parquet file; returns the row count.
+        Memory: one time slice of at most SLICE_ROWS trades at a time."""
+        return write_sorted_trades(self.lazy_trades() if self.in_window else None, Path(path))
 
     @property
     def totals(self) -> dict[str, int]:
         keys = ("parsed", "accepted", "skipped", "malformed")
         return {k: sum(int(f[k]) for f in self.files) for k in keys} | {
-            "in_window": self.trades.height,
+            "in_window": self.in_window,
             "quarantined": self.quarantine.height,
             "cross_file_duplicates": self.cross_file_duplicates,
         }
@@ -274,19 +303,146 @@ def parse_trade_file(path: Path, instrument: str, *, ingested_at: datetime | Non
 
 @dataclass
 class _Parsed:
-    """A ParseResult plus the internal columns scan() needs (line numbers, records, attribution times)."""
+    """A ParseResult plus what scan() needs: the file's staged candidates, the lines de-duplication removed, the
+    quarantine with attribution times and the distinct key hashes (for cross-file duplicates)."""
 
     result: ParseResult
-    trades: pl.DataFrame  # _INTERNAL_TRADES: compact, no raw text
+    store: _Store  # candidate trades (_INTERNAL_TRADES + _k): compact, no raw text
+    excluded: pl.Series  # Int64 lines of candidates removed as within-file duplicates
     bad: pl.DataFrame  # QUARANTINE_SCHEMA + _ts (attribution time)
+    keys: np.ndarray  # sorted distinct 64-bit key hashes of the candidates (empty unless asked for)
 
     def public(self) -> ParseResult:
         return self.result
 
 
-def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None, public: bool = True) -> _Parsed:
-    """Stream the file in line-aligned chunks (bounded memory): candidates keep compact columns, only rejected lines
-    keep their raw text. `public=False` skips building `ParseResult.trades` (the scan only needs the internal frame)."""
+class _Store:
+    """Where one file's candidate chunks go: memory (`parse_trade_file`, small inputs) or parquet parts on disk
+    (the scan: one part per chunk and month, so no file's trades are ever held at once)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.frames: list[pl.DataFrame] = []
+        self.parts: list[tuple[int, Path]] = []  # (month number, part file)
+        self.rows = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        if self.folder is None:
+            self.frames.append(frame)
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        months = frame.select(_MONTH.alias("_m"))["_m"]
+        lo, hi = months.min(), months.max()
+        groups = (
+            [(lo, frame)]
+            if lo == hi
+            else [
+                (int(k[0]), g)  # type: ignore[arg-type]
+                for k, g in frame.with_columns(months).partition_by("_m", as_dict=True, include_key=False).items()
+            ]
+        )
+        for month, part in groups:
+            path = self.folder / f"part-{len(self.parts):06d}.parquet"
+            part.write_parquet(path, compression="lz4", statistics=True)
+            self.parts.append((int(month), path))  # type: ignore[arg-type]
+
+    def discard(self) -> None:
+        for _, path in self.parts:
+            path.unlink(missing_ok=True)
+        self.frames, self.parts, self.rows = [], [], 0
+
+    def lazy(self, months: tuple[int, int] | None = None) -> pl.LazyFrame | None:
+        """The candidates (months in [lo, hi] when given), or None when there are none."""
+        if self.folder is None:
+            return pl.concat(self.frames).lazy() if self.frames else None
+        paths = [str(p) for m, p in self.parts if months is None or months[0] <= m <= months[1]]
+        return pl.scan_parquet(paths) if paths else None
+
+
+# Month number of a trade (year * 12 + month - 1): staged parts are kept per month.
+_MONTH = pl.col(TS).dt.year().cast(pl.Int32) * 12 + pl.col(TS).dt.month().cast(pl.Int32) - 1
+
+
+def _month_number(value: datetime) -> int:
+    return value.year * 12 + value.month - 1
+
+
+# A trade's de-duplication key as a 64-bit hash: its id when it has one, else its content. Equal keys give equal
+# hashes, so rows whose hash repeats are a superset of the duplicates; `_deduplicate` then decides on those exactly.
+_KEY_HASH = (
+    pl.when(pl.col(TRADE_ID).is_not_null())
+    .then(pl.col(TRADE_ID).hash(seed=1))
+    .otherwise(pl.struct(TS, PRICE, SIZE, SIDE).hash(seed=2))
+)
+
+
+@dataclass
+class _Tracker:
+    """What must be carried across chunks: out-of-order count, attribution of rejected lines to the nearest dated
+    line before them (`back`), the file's first dated line, and the candidates' key hashes."""
+
+    last_ts: int | None = None  # time (us) of the last candidate
+    last_dated: int | None = None  # time (us) of the last dated line (candidate or rejected line with its own time)
+    first_dated: int | None = None
+    back: list[int | None] = field(default_factory=list)  # per quarantine row: nearest earlier dated time
+    hashes: list[np.ndarray] = field(default_factory=list)
+
+    def feed(self, cands: pl.DataFrame, bad: _Bad, result: ParseResult) -> None:
+        n0 = len(self.back)
+        ts = cands["_ts_us"]
+        if cands.height:
+            d = ts.diff()
+            result.out_of_order += int((d < 0).sum())
+            if self.last_ts is not None and ts[0] < self.last_ts:
+                result.out_of_order += 1
+            self.last_ts = ts[-1]
+            self.hashes.append(cands["_k"].to_numpy())
+        new_lines = bad.line[n0:]
+        if len(new_lines) == 0:
+            if cands.height:
+                if self.first_dated is None:
+                    self.first_dated = ts[0]
+                self.last_dated = ts[-1]
+            return
+        own = pl.DataFrame(
+            {"line": pl.Series(new_lines, dtype=pl.Int64), "_d": pl.Series(bad.ts_us[n0:], dtype=pl.Int64)}
+        )
+        dated = (
+            pl.concat([cands.select(pl.col("_line").alias("line"), pl.col("_ts_us").alias("_d")), own.drop_nulls()])
+            .sort("line")
+        )
+        if dated.height:
+            if self.first_dated is None:
+                self.first_dated = dated["_d"][0]
+            lined = own.select("line").with_row_index("_i").drop_nulls("line").sort("line")
+            found = lined.join_asof(dated, on="line", strategy="backward", check_sortedness=False)
+            back: list[int | None] = [self.last_dated] * len(new_lines)
+            for i, v in zip(found["_i"].to_list(), found["_d"].to_list(), strict=True):
+                if v is not None:
+                    back[i] = v
+            self.last_dated = dated["_d"][-1]
+        else:
+            back = [self.last_dated] * len(new_lines)
+        self.back.extend(back)
+
+    def sync(self, bad: _Bad) -> None:
+        """Rows added outside `feed` (none are dated by a later chunk's lines) get the current backward time."""
+        self.back.extend([self.last_dated] * (len(bad.line) - len(self.back)))
+
+
+def _parse(
+    path: Path,
+    instrument: str,
+    *,
+    ingested_at: datetime | None = None,
+    public: bool = True,
+    spill: Path | None = None,
+    keys: bool = False,
+) -> _Parsed:
+    """Stream the file in line-aligned chunks (bounded memory): candidates keep compact columns (spilled to parquet
+    parts under `spill` when given), only rejected lines keep their raw text. `public=False` skips building
+    `ParseResult.trades`; `keys=True` keeps the distinct key hashes (for cross-file de-duplication)."""
     instrument = validate_instrument_id(instrument)
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
@@ -294,35 +450,79 @@ def _parse(path: Path, instrument: str, *, ingested_at: datetime | None = None, 
     is_json = name.endswith((".jsonl", ".jsonl.gz"))
     now = (ingested_at or datetime.now(UTC)).astimezone(UTC)
 
-    rows, bad = _Rows(), _Bad()
+    bad = _Bad()
     result = ParseResult(path=path, instrument=instrument, trades=empty_frame(RAW_TRADES_SCHEMA), quarantine=_EMPTY_Q)
     state = _CsvState()
-    fast: list[pl.DataFrame] = []
+    store = _Store(spill)
+    tracker = _Tracker()
     missing_counts = dict.fromkeys(_REQUIRED, 0)
     try:
         first = True
-        for lines in _read_chunks(path):
-            if first and lines.height:
-                first = False
-                if lines["text"][0] is None:
-                    raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
-            if is_json:
-                _parse_jsonl(lines, rows, bad, result, missing_counts)
+        for number, raw, sep in _raw_chunks(path):
+            rows = _Rows()
+            fast: pl.DataFrame | None = None
+            typed = None
+            if not is_json and state.started and result.file_error is None:
+                typed = _typed_csv(raw, number, sep, state)
+            if typed is not None:  # a clean chunk: typed CSV reader; only its suspicious lines go line by line
+                fast, suspects = typed
+                result.parsed += fast.height
+                if suspects.len():
+                    lines = _lines_frame(raw, number, sep).filter(pl.col("line").is_in(suspects))
+                    slow_fast = _parse_csv(lines, rows, bad, result, state)
+                    if slow_fast is not None and slow_fast.height:
+                        fast = pl.concat([fast, slow_fast]).sort("_line")
             else:
-                chunk_fast = _parse_csv(lines, rows, bad, result, state)
-                if chunk_fast is not None and chunk_fast.height:
-                    fast.append(chunk_fast)
+                lines = _lines_frame(raw, number, sep)
+                if first and lines.height:
+                    first = False
+                    if lines["text"][0] is None:
+                        raise _UnreadableError("not UTF-8 text (binary data?)", lines["record"][0][:120])
+                if is_json:
+                    _parse_jsonl(lines, rows, bad, result, missing_counts)
+                else:
+                    fast = _parse_csv(lines, rows, bad, result, state)
+            first = False
+            cands = _candidates(rows, fast)
+            tracker.feed(cands, bad, result)
+            if cands.height:
+                store.add(cands.drop("_ts_us"))
     except _UnreadableError as exc:
-        rows, bad, fast = _Rows(), _Bad(), []
+        store.discard()
+        bad, tracker = _Bad(), _Tracker()
         result = ParseResult(path=path, instrument=instrument, trades=result.trades, quarantine=_EMPTY_Q)
         result.file_error = f"unreadable file: {exc}"
         bad.add(None, result.file_error, exc.record)
-        return _finish(result, rows, bad, now, None, public)
+        tracker.sync(bad)
+        return _finish(result, bad, tracker, store, now, public, keys)
     if is_json:
         absent = [req for req, n in missing_counts.items() if result.parsed and n == result.parsed]
         if absent:
             result.file_error = f"no record has a {' or '.join(absent)} field"
-    return _finish(result, rows, bad, now, pl.concat(fast) if fast else None, public)
+    return _finish(result, bad, tracker, store, now, public, keys)
+
+
+def _candidates(rows: _Rows, fast: pl.DataFrame | None) -> pl.DataFrame:
+    """One chunk's candidate trades (fast path and line-by-line), by line: _INTERNAL_TRADES + _ts_us + _k."""
+    slow = pl.DataFrame(
+        {
+            "_ts_us": pl.Series(np.frombuffer(rows.ts, dtype=np.int64)),
+            PRICE: pl.Series(np.frombuffer(rows.price, dtype=np.float64)),
+            SIZE: pl.Series(rows.size, dtype=pl.Float64),
+            SIDE: pl.Series(rows.side, dtype=pl.String),
+            TRADE_ID: pl.Series(rows.trade_id, dtype=pl.String),
+            "_line": pl.Series(np.frombuffer(rows.line, dtype=np.int64)),
+        }
+    )
+    if fast is not None and fast.height:
+        both = pl.concat([fast.cast(slow.schema), slow]) if slow.height else fast.cast(slow.schema)
+        if slow.height:
+            both = both.sort("_line")
+    else:
+        both = slow
+    return both.with_columns(pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS)).select(
+        *_INTERNAL_TRADES.names(), "_ts_us", _KEY_HASH.alias("_k")
+    )
 
 
 class _UnreadableError(Exception):
@@ -657,6 +857,101 @@ def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> t
     return fast, marked.filter(~pl.col("_ok")).select("line", "text", "record")
 
 
+def _typed_csv(raw: bytes, number: int, sep: bytes, state: _CsvState) -> tuple[pl.DataFrame, pl.Series] | None:
+    """The fastest path for chunks after the first: polars' typed CSV reader over the bytes, unreadable values as
+    nulls. Taken only when the chunk has LF line ends and no quotes, NUL, CR or blank lines and is UTF-8; a line
+    whose delimiter count is not n-1 (counted on the bytes) or with any null/odd required value is left for `_accept`
+    (so every rejection reason stays exact). Returns (candidates in _FAST_COLUMNS order, line numbers left for
+    `_accept`): a line is taken only under the same conditions as `_fast_csv`, with the same values."""
+    layout = state.layout
+    cols = layout.csv_columns
+    if not _FAST_CSV or cols is None or sep != b"\n" or len(layout.delimiter) != 1:
+        return None
+    body = raw[:-1] if raw.endswith(b"\n") else raw
+    if not body or any(c in body for c in (b'"', b"\x00", b"\r", b"\n\n")) or body.startswith(b"\n"):
+        return None
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    n_lines = body.count(b"\n") + 1
+    delim = layout.delimiter.encode()
+    wrong: np.ndarray | None = None
+    if body.count(delim) != n_lines * (layout.n_fields - 1):  # find the lines with the wrong field count
+        arr = np.frombuffer(body, dtype=np.uint8)
+        ends = np.flatnonzero(arr == 10)
+        per_line = np.diff(np.searchsorted(np.flatnonzero(arr == delim[0]), ends), prepend=0)
+        per_line = np.append(per_line, np.count_nonzero(arr[ends[-1] + 1 if ends.size else 0 :] == delim[0]))
+        wrong = np.flatnonzero(per_line != layout.n_fields - 1)
+    types: dict[str, pl.DataType] = {f"_f{i}": pl.String() for i in range(layout.n_fields)}
+    types[f"_f{cols['time']}"] = pl.Int64()
+    types[f"_f{cols['price']}"] = pl.Float64()
+    if "size" in cols:
+        types[f"_f{cols['size']}"] = pl.Float64()
+    try:
+        frame = pl.read_csv(
+            body,
+            has_header=False,
+            schema=types,
+            separator=layout.delimiter,
+            quote_char=None,
+            columns=sorted(set(cols.values())),
+            ignore_errors=True,
+            truncate_ragged_lines=True,
+        )
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if frame.height != n_lines:
+        return None
+
+    def field_(name: str) -> pl.Expr:
+        return pl.col(f"_f{cols[name]}")
+
+    price = field_("price")
+    ok = price.is_finite() & (price > 0)
+    if "size" in cols:
+        size = field_("size")
+        ok &= size.is_finite() & (size > 0)
+    else:
+        size = pl.lit(None, pl.Float64)
+    epoch = field_("time")
+    ts_us = (
+        pl.when(epoch < 10**11)
+        .then(epoch * 1_000_000)
+        .when(epoch < 10**14)
+        .then(epoch * 1_000)
+        .when(epoch < 10**17)
+        .then(epoch)
+        .otherwise(epoch // 1_000)
+    )
+    ok &= (epoch >= 0) & ts_us.is_between(_TS_MIN_US, _TS_MAX_US, closed="left")
+    side = pl.lit(None, pl.String)
+    if "side" in cols:
+        spelled = field_("side").str.to_lowercase()
+        ok &= spelled.is_in(list(_SIDES)) | field_("side").is_null()
+        side = spelled.replace_strict(_SIDES, default=None, return_dtype=pl.String)
+    if "maker" in cols:
+        flag = field_("maker").str.to_lowercase()
+        ok &= flag.is_in(sorted(_TRUE | _FALSE)) | field_("maker").is_null() | side.is_not_null()
+        side = pl.coalesce(
+            side,
+            pl.when(flag.is_in(sorted(_TRUE))).then(pl.lit(SELL)).when(flag.is_in(sorted(_FALSE))).then(pl.lit(BUY)),
+        )
+    trade_id = pl.lit(None, pl.String)
+    if "id" in cols:
+        ok &= field_("id").is_null() | field_("id").str.contains(_PLAIN_ID)
+        trade_id = field_("id")
+    if wrong is not None and wrong.size:
+        ok &= ~pl.int_range(pl.len()).is_in(pl.Series(wrong, dtype=pl.Int64))
+    marked = frame.with_row_index("_i").with_columns(ok.fill_null(False).alias("_ok"))
+    line = (pl.col("_i").cast(pl.Int64) + number).alias("_line")
+    fast = marked.filter("_ok").select(
+        ts_us.alias("_ts_us"), price.alias(PRICE), size.alias(SIZE), side.alias(SIDE), trade_id.alias(TRADE_ID), line
+    )
+    return fast, marked.filter(~pl.col("_ok")).select(line)["_line"]
+
+
 def _time_hint(text: str | None, delimiter: str, layout: _Layout) -> int | None:
     """The line's time when it can be read although the line cannot be a trade (only to place its quarantine row)."""
     index = (layout.csv_columns or {}).get("time")
@@ -856,66 +1151,117 @@ _INTERNAL_TRADES = pl.Schema(
     [(c, RAW_TRADES_SCHEMA[c]) for c in (TS, PRICE, SIZE, SIDE, TRADE_ID)] + [("_line", pl.Int64())]
 )
 _INTERNAL_BAD = pl.Schema([*QUARANTINE_SCHEMA.items(), ("_ts", RAW_TRADES_SCHEMA[TS])])
+_EMPTY_DUPES = pl.DataFrame(
+    schema=pl.Schema(
+        [*_INTERNAL_TRADES.items(), ("_k", pl.UInt64()), ("_src", pl.String()), ("reason", pl.String()),
+         ("_own_ts", RAW_TRADES_SCHEMA[TS])]
+    )
+)
 
 
 def _finish(
     result: ParseResult,
-    rows: _Rows,
     bad: _Bad,
+    tracker: _Tracker,
+    store: _Store,
     now: datetime,
-    fast: pl.DataFrame | None = None,
     public: bool = True,
+    keep_keys: bool = False,
 ) -> _Parsed:
-    """Frames from the buffers, within-file de-duplication, attribution times, counts."""
-    slow = pl.DataFrame(
-        {
-            "_ts_us": pl.Series(np.frombuffer(rows.ts, dtype=np.int64)),
-            PRICE: pl.Series(np.frombuffer(rows.price, dtype=np.float64)),
-            SIZE: pl.Series(rows.size, dtype=pl.Float64),
-            SIDE: pl.Series(rows.side, dtype=pl.String),
-            TRADE_ID: pl.Series(rows.trade_id, dtype=pl.String),
-            "_line": pl.Series(np.frombuffer(rows.line, dtype=np.int64)),
-        }
-    )
-    both = slow if fast is None else pl.concat([fast.cast(slow.schema), slow])
-    del fast, slow
-    candidates = (
-        both.sort("_line")
-        .with_columns(pl.col("_ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(TS))
-        .select(_INTERNAL_TRADES.names())
-        .with_columns(pl.lit(str(result.path)).alias("_src"))
-    )
-    del both
-    result.out_of_order = int((candidates[TS].diff() < timedelta(0)).sum())
-    kept, dupes = _deduplicate(candidates, cross_file=False)
-    del candidates
-    kept = kept.drop("_src")
+    """Within-file de-duplication (hash pre-filter, exact decision on the few rows whose hash repeats), attribution
+    times, counts, and (public) the file's sorted trades."""
+    hashes = _sorted_hashes(tracker.hashes, store.rows)
+    tracker.hashes = []
+    repeated = _repeated(hashes)
+    lazy = store.lazy()
+    if repeated.size and lazy is not None:
+        suspects = (
+            lazy.filter(pl.col("_k").is_in(pl.Series(repeated)))
+            .collect()
+            .with_columns(pl.lit(str(result.path)).alias("_src"))
+        )
+        _, dupes = _deduplicate(suspects, cross_file=False)
+    else:
+        dupes = _EMPTY_DUPES
+    keys = _distinct(hashes) if keep_keys else np.empty(0, np.uint64)
+    del hashes
     result.skipped += dupes.height
-    result.accepted = kept.height
+    result.accepted = store.rows - dupes.height
 
+    ts_type = RAW_TRADES_SCHEMA[TS]
+    tracker.sync(bad)
     bad_frame = pl.DataFrame(
         {
             "line": pl.Series(bad.line, dtype=pl.Int64),
             "reason": pl.Series(bad.reason, dtype=pl.String),
             "record": pl.Series(bad.record, dtype=pl.String),
             "_own_ts": pl.Series(bad.ts_us, dtype=pl.Int64),
+            "_b": pl.Series(tracker.back, dtype=pl.Int64),
         }
-    )
-    bad_frame = bad_frame.with_columns(
-        pl.col("_own_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("_own_ts")
     )
     texts = _lookup_records(result.path, set(dupes["_line"].to_list()))
     dupes_frame = dupes.select(
         pl.col("_line").alias("line"),
         "reason",
         pl.col("_line").replace_strict(texts, default=None, return_dtype=pl.String).alias("record"),
-        "_own_ts",
+        pl.col(TS).dt.epoch("us").alias("_own_ts"),
+        pl.lit(None, pl.Int64).alias("_b"),
     )
-    quarantine = _attribute(pl.concat([bad_frame, dupes_frame]), kept, result, now)
+    # own time, else the nearest dated line before, else (nothing dated before it) the file's first dated line
+    quarantine = (
+        pl.concat([bad_frame, dupes_frame])
+        .with_columns(
+            pl.coalesce("_own_ts", "_b", pl.lit(tracker.first_dated, pl.Int64))
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC")
+            .alias("_ts"),
+            pl.lit(QUARANTINE_ASSET).alias("asset"),
+            pl.lit(result.instrument).alias(INSTRUMENT),
+            pl.lit(str(result.path)).alias("source"),
+            pl.lit(now, ts_type).alias("quarantined_at"),
+        )
+        .sort("line", nulls_last=False)
+        .select([*QUARANTINE_SCHEMA.keys(), "_ts"])
+        .cast(_INTERNAL_BAD)
+    )
+    excluded = dupes["_line"]
     if public:
-        result.trades = _with_trade_columns(_content_sorted(kept), result.instrument, now)
+        trades = lazy.collect() if lazy is not None else pl.DataFrame(schema=_INTERNAL_TRADES)
+        if excluded.len():
+            trades = trades.filter(~pl.col("_line").is_in(excluded))
+        trades = _content_sorted(trades.select(_INTERNAL_TRADES.names()))
+        result.trades = _with_trade_columns(trades, result.instrument, now)
     result.quarantine = conform(quarantine, QUARANTINE_SCHEMA)
-    return _Parsed(result=result, trades=kept, bad=quarantine)
+    return _Parsed(result=result, store=store, excluded=excluded, bad=quarantine, keys=keys)
+
+
+def _sorted_hashes(chunks: list[np.ndarray], n: int) -> np.ndarray:
+    """The chunks' hashes in one sorted array (filled chunk by chunk: about n * 8 bytes at peak, not twice that)."""
+    out = np.empty(n, dtype=np.uint64)
+    pos = 0
+    while chunks:
+        c = chunks.pop(0)
+        out[pos : pos + c.size] = c
+        pos += c.size
+    out = out[:pos]
+    out.sort()
+    return out
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """Values occurring more than once in a sorted array."""
+    if hashes.size < 2:
+        return hashes[:0]
+    return np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+
+
+def _distinct(hashes: np.ndarray) -> np.ndarray:
+    if hashes.size < 2:
+        return hashes.copy()
+    keep = np.empty(hashes.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(hashes[1:], hashes[:-1], out=keep[1:])
+    return hashes[keep]
 
 
 def _content_sorted(trades: pl.DataFrame) -> pl.DataFrame:
@@ -982,41 +1328,6 @@ def _deduplicate(frame: pl.DataFrame, *, cross_file: bool) -> tuple[pl.DataFrame
         .drop(internal)
     )
     return kept, dupes
-
-
-def _attribute(bad: pl.DataFrame, kept: pl.DataFrame, result: ParseResult, now: datetime) -> pl.DataFrame:
-    """Quarantine rows with `_ts`: own time, else nearest earlier then later dated line of the file, else null (the
-    scan places undated rows; see ScanResult)."""
-    dated = pl.concat(
-        [
-            kept.select(pl.col("_line").alias("line"), pl.col(TS).alias("_d")),
-            bad.filter(pl.col("_own_ts").is_not_null()).select("line", pl.col("_own_ts").alias("_d")),
-        ]
-    ).sort("line")
-    ts_type = RAW_TRADES_SCHEMA[TS]
-    lined = bad.filter(pl.col("line").is_not_null()).sort("line")
-    unlined = bad.filter(pl.col("line").is_null()).with_columns(
-        pl.lit(None, ts_type).alias("_b"), pl.lit(None, ts_type).alias("_f")
-    )
-    if dated.height:
-        backward = lined.join_asof(dated, on="line", strategy="backward", check_sortedness=False)["_d"]
-        forward = lined.join_asof(dated, on="line", strategy="forward", check_sortedness=False)["_d"]
-        lined = lined.with_columns(backward.alias("_b"), forward.alias("_f"))
-    else:
-        lined = lined.with_columns(pl.lit(None, ts_type).alias("_b"), pl.lit(None, ts_type).alias("_f"))
-    bad = pl.concat([unlined, lined])
-    return (
-        bad.with_columns(
-            pl.coalesce("_own_ts", "_b", "_f").alias("_ts"),
-            pl.lit(QUARANTINE_ASSET).alias("asset"),
-            pl.lit(result.instrument).alias(INSTRUMENT),
-            pl.lit(str(result.path)).alias("source"),
-            pl.lit(now, ts_type).alias("quarantined_at"),
-        )
-        .sort("line", nulls_last=False)
-        .select([*QUARANTINE_SCHEMA.keys(), "_ts"])
-        .cast(_INTERNAL_BAD)
-    )
 
 
 # --- the landing folder and the vendor ----------------------------------------------------------------------------
@@ -1086,19 +1397,87 @@ def life_span(inst: Instrument, as_of: date | None = None) -> Life:
 
 @dataclass
 class _View:
-    """Everything one instrument's landing files yield over its whole life, ready to be cut into windows."""
+    """Everything one instrument's landing files yield over its whole life, ready to be cut into windows. Trades stay
+    on disk (each file's staged parts); memory holds only quarantine rows, counts and the excluded (file, line)s."""
 
-    trades: pl.DataFrame  # compact trade columns + _src, inside the life, deduplicated across files, sorted
+    stores: list[_Store]  # per file, in `sources` order
+    sources: list[str]
+    excluded: pl.DataFrame  # _file (Int32), _line: candidates that are duplicates (within or across files)
+    life: Life | None
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA + _at: the instant (inside the life) that places the row
     files: list[dict[str, Any]]  # life-aware whole-file counts
     cross_file_duplicates: int
     ingested_at: datetime
+    folder: Path | None = None  # staging folder, removed when the view is dropped
+
+    def window(self, start: datetime, end: datetime) -> pl.LazyFrame | None:
+        """Kept trades with time in [start, end) ∩ life: _INTERNAL_TRADES + _file, lazily over the staged parts."""
+        if self.life is not None:
+            start, end = max(start, self.life[0]), min(end, self.life[1])
+        if start >= end:
+            return None
+        months = (_month_number(start), _month_number(end - timedelta(microseconds=1)))
+        frames = []
+        for i, store in enumerate(self.stores):
+            lazy = store.lazy(months)
+            if lazy is not None:
+                frames.append(lazy.with_columns(pl.lit(i, pl.Int32).alias("_file")))
+        if not frames:
+            return None
+        ts_type = RAW_TRADES_SCHEMA[TS]
+        out = pl.concat(frames).filter(
+            (pl.col(TS) >= pl.lit(start, ts_type)) & (pl.col(TS) < pl.lit(end, ts_type))
+        )
+        if self.excluded.height:
+            out = out.join(self.excluded.lazy(), on=["_file", "_line"], how="anti")
+        return out.select(*_INTERNAL_TRADES.names(), "_file")
+
+    def drop(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # One instrument's view per landing state (file versions) and life: a range run scans month by month, and each
-# month must not re-parse every dump. Small: a view holds one instrument's trades.
+# month must not re-parse every dump. Small in memory: a view's trades are staged on disk.
 _VIEWS: dict[tuple[Any, ...], _View] = {}
 _VIEWS_MAX = 2
+STAGING = ".staging"  # under the landing folder (hidden: the landing scan skips it); one sub-folder per view
+
+
+def _drop_views() -> None:
+    while _VIEWS:
+        _VIEWS.pop(next(iter(_VIEWS))).drop()
+
+
+atexit.register(_drop_views)
+
+
+def _staging_folder(landing_dir: Path, instrument_id: str) -> Path | None:
+    """A fresh staging folder `<landing>/.staging/<pid>-<instrument>-<uuid>`; folders of dead processes are removed.
+    None when the landing folder is not writable (the view then stays in memory)."""
+    root = landing_dir / STAGING
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for old in root.iterdir():
+            pid = old.name.split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        folder = root / f"{os.getpid()}-{instrument_id}-{uuid.uuid4().hex[:12]}"
+        folder.mkdir()
+        return folder
+    except OSError as exc:
+        log.warning("trade_files: cannot stage under %s (%s); parsing in memory", root, exc)
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class TradeFilesVendor:
@@ -1127,7 +1506,8 @@ class TradeFilesVendor:
             step = TIMEFRAMES[instrument.base_timeframe]
             lo = _floor(start, step)
             hi = _floor(end, step) + (step if _floor(end, step) < end else timedelta(0))
-            bars = trades_to_bars(self.scan(instrument.id, lo, hi, life=life).trades, instrument.base_timeframe)
+            scan = self.scan(instrument.id, lo, hi, life=life)
+            bars = trades_to_bars(scan.lazy_trades(), instrument.base_timeframe)
             bars = bars.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
             return conform(bars, RAW_OHLCV_SCHEMA)
         return empty_frame(RAW_SCHEMAS[kind])
@@ -1135,13 +1515,17 @@ class TradeFilesVendor:
     def scan(self, instrument_id: str, start: datetime, end: datetime, *, life: Life | None = None) -> ScanResult:
         """All landing files of one instrument: trades in [start, end), quarantine placed in the window, counts.
 
-        `life` is the instrument's span (`life_span`); without it every plausible time counts as inside."""
+        `life` is the instrument's span (`life_span`); without it every plausible time counts as inside. The trades
+        are read from the staged parts only when asked for (`trades`, `lazy_trades`, `write_trades`)."""
         instrument_id = validate_instrument_id(instrument_id)
         start, end = _utc(start), _utc(end)
         view = self._view(instrument_id, life)
-        trades = view.trades.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
+        trades = view.window(start, end)
+        n_in: dict[str, int] = {}
+        if trades is not None:
+            per_file = trades.group_by("_file").len().collect(engine="streaming")
+            n_in = {view.sources[i]: int(n) for i, n in per_file.iter_rows()}
         quarantine = view.quarantine.filter((pl.col("_at") >= start) & (pl.col("_at") < end))
-        n_in = dict(trades.group_by("_src").len().iter_rows())
         n_q = dict(quarantine.group_by("source").len().iter_rows())
         counts = [
             f | {"in_window": int(n_in.get(f["file"], 0)), "quarantined": int(n_q.get(f["file"], 0))}
@@ -1150,10 +1534,12 @@ class TradeFilesVendor:
         ]
         return ScanResult(
             instrument_id,
-            _with_trade_columns(trades.drop("_src"), instrument_id, view.ingested_at),
             conform(quarantine, QUARANTINE_SCHEMA),
             counts,
             view.cross_file_duplicates,
+            in_window=sum(n_in.values()),
+            _lazy=trades.drop("_file") if trades is not None else None,
+            _ingested_at=view.ingested_at,
         )
 
     def _view(self, instrument_id: str, life: Life | None) -> _View:
@@ -1161,53 +1547,107 @@ class TradeFilesVendor:
         key = (str(self.landing_dir), instrument_id, tuple((str(f.path), f.size, f.mtime_ns) for f in files), life)
         view = _VIEWS.get(key)
         if view is None:
-            view = _build_view(instrument_id, files, life)
             while len(_VIEWS) >= _VIEWS_MAX:
-                _VIEWS.pop(next(iter(_VIEWS)))
+                _VIEWS.pop(next(iter(_VIEWS))).drop()
+            folder = _staging_folder(self.landing_dir, instrument_id) if files else None
+            try:
+                view = _build_view(instrument_id, files, life, folder)
+            except BaseException:
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
             _VIEWS[key] = view
         return view
 
 
-def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None) -> _View:
-    """Parse every file, de-duplicate across files, quarantine trades outside the life, place every quarantine row.
+def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None, folder: Path | None = None) -> _View:
+    """Parse every file (staging its trades under `folder`), de-duplicate across files, quarantine trades outside the
+    life, place every quarantine row.
 
     Placement (`_at`, the instant whose month holds the row): a row's own time, else its file's nearest dated line
-    (see `_attribute`), else (unreadable file, no dated line at all) the start of the life; then clamped into the
+    (see `_finish`), else (unreadable file, no dated line at all) the start of the life; then clamped into the
     life: earlier -> the life's first instant (first month), later -> its last instant (last month; today's month for
     a live instrument). Without `life`, undated rows fall back to the file's modification time and nothing is clamped.
     """
     now = datetime.now(UTC)
-    parsed = [(lf, _parse(lf.path, lf.instrument, ingested_at=now, public=False)) for lf in files]
-    ts_type = RAW_TRADES_SCHEMA[TS]
-    internal = pl.Schema([*_INTERNAL_TRADES.items(), ("_src", pl.String())])
-    all_trades = (
-        pl.concat([p.trades.with_columns(pl.lit(str(lf.path)).alias("_src")) for lf, p in parsed], how="vertical")
-        if parsed
-        else pl.DataFrame(schema=internal)
-    )
-    # Across files: a trade in two overlapping dumps is one trade (decided on all files before anything else).
-    if len(parsed) > 1:
-        kept, dupes = _deduplicate(all_trades, cross_file=True)
-    else:  # one file: already de-duplicated by its parse
-        kept, dupes = (
-            all_trades,
-            all_trades.clear().with_columns(pl.lit(None, pl.String).alias("reason"), pl.col(TS).alias("_own_ts")),
+    many = len(files) > 1
+    parsed = [
+        (
+            lf,
+            _parse(
+                lf.path,
+                lf.instrument,
+                ingested_at=now,
+                public=False,
+                spill=folder / f"f{i:05d}" if folder is not None else None,
+                keys=many,
+            ),
         )
-    del all_trades
+        for i, lf in enumerate(files)
+    ]
+    sources = [str(lf.path) for lf in files]
+    stores = [p.store for _, p in parsed]
+    ts_type = RAW_TRADES_SCHEMA[TS]
+    excluded = pl.concat(
+        [_EMPTY_EXCLUDED]
+        + [
+            pl.DataFrame({"_file": pl.Series([i] * p.excluded.len(), dtype=pl.Int32), "_line": p.excluded})
+            for i, (_, p) in enumerate(parsed)
+            if p.excluded.len()
+        ]
+    )
+
+    def candidates() -> pl.LazyFrame | None:
+        frames = []
+        for i, (_, p) in enumerate(parsed):
+            lazy = p.store.lazy()
+            if lazy is not None:
+                frames.append(lazy.with_columns(pl.lit(i, pl.Int32).alias("_file")))
+        if not frames:
+            return None
+        out = pl.concat(frames)
+        return out.join(excluded.lazy(), on=["_file", "_line"], how="anti") if excluded.height else out
+
+    src_of = pl.col("_file").replace_strict(list(range(len(sources))), sources, return_dtype=pl.String)
+    # Across files: a trade in two overlapping dumps is one trade (decided on all files before anything else). Kept
+    # keys are distinct within a file, so only hashes present in two files can be cross-file duplicates.
+    dupes = _EMPTY_DUPES.with_columns(pl.lit(None, pl.Int32).alias("_file"))
+    if many:
+        everything = np.concatenate([p.keys for _, p in parsed])
+        for _, p in parsed:
+            p.keys = np.empty(0, np.uint64)
+        everything.sort()
+        shared = _repeated(everything)
+        del everything
+        lazy = candidates()
+        if shared.size and lazy is not None:
+            suspects = lazy.filter(pl.col("_k").is_in(pl.Series(shared))).collect().with_columns(src_of.alias("_src"))
+            _, dupes = _deduplicate(suspects, cross_file=True)
+            excluded = pl.concat([excluded, dupes.select("_file", "_line")])
     if life is not None:
         lo, hi = life
-        before, after = pl.col(TS) < lo, pl.col(TS) >= hi
+        before, after = pl.col(TS) < pl.lit(lo, ts_type), pl.col(TS) >= pl.lit(hi, ts_type)
         span = f"[{lo:%Y-%m-%d}, {hi:%Y-%m-%d})"
-        outside = kept.filter(before | after).with_columns(
-            pl.when(before)
-            .then(pl.lit(f"before the instrument's life {span}"))
-            .otherwise(pl.lit(f"after the instrument's life {span} (or in the future)"))
-            .alias("reason")
+        lazy = candidates()
+        outside = (
+            lazy.filter(before | after)
+            .collect()
+            .with_columns(
+                pl.when(before)
+                .then(pl.lit(f"before the instrument's life {span}"))
+                .otherwise(pl.lit(f"after the instrument's life {span} (or in the future)"))
+                .alias("reason"),
+                src_of.alias("_src"),
+            )
+            if lazy is not None
+            else None
         )
-        kept = kept.filter(~before & ~after)
     else:
-        outside = kept.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
-    rejected = pl.concat([dupes.drop("_own_ts"), outside], how="vertical")
+        outside = None
+    columns = [*_INTERNAL_TRADES.names(), "_file", "_src", "reason"]
+    rejected = pl.concat(
+        [dupes.select(columns)] + ([outside.select(columns)] if outside is not None else []), how="vertical"
+    )
     # Their raw text is looked up in a second pass over just their files (accepted rows carry none).
     texts = {
         (src, line): text
@@ -1240,15 +1680,60 @@ def _build_view(instrument_id: str, files: list[LandingFile], life: Life | None)
     if life is not None:
         at = at.clip(pl.lit(life[0], ts_type), pl.lit(life[1] - timedelta(microseconds=1), ts_type))
     quarantine = quarantine.with_columns(at.alias("_at")).drop("_ts")
-    n_kept = dict(kept.group_by("_src").len().iter_rows())
+    lost = dict(rejected.group_by("_src").len().iter_rows())  # cross-file duplicates and trades outside the life
     counts = []
     for lf, p in parsed:
         c = p.result.counts
-        accepted = int(n_kept.get(str(lf.path), 0))
+        accepted = c["accepted"] - int(lost.get(str(lf.path), 0))
         # Trades the file accepted but the lake does not (cross-file duplicates, outside the life) are skipped.
         counts.append(c | {"accepted": accepted, "skipped": c["skipped"] + c["accepted"] - accepted})
-    trades = _content_sorted(kept).select([*_INTERNAL_TRADES.names()[:-1], "_src"])
-    return _View(trades, quarantine, counts, dupes.height, now)
+    excluded = pl.concat([excluded, rejected.select("_file", "_line")]).unique()
+    return _View(stores, sources, excluded, life, quarantine, counts, dupes.height, now, folder)
+
+
+_EMPTY_EXCLUDED = pl.DataFrame(schema={"_file": pl.Int32, "_line": pl.Int64})
+
+
+def _lazy_trade_columns(trades: pl.LazyFrame, instrument: str, now: datetime) -> pl.LazyFrame:
+    """Compact candidates (lazy) -> RAW_TRADES_SCHEMA columns."""
+    return trades.select(
+        pl.col(TS),
+        pl.lit(instrument, pl.String).alias(INSTRUMENT),
+        pl.col(PRICE),
+        pl.col(SIZE),
+        pl.col(SIDE),
+        pl.col(TRADE_ID),
+        pl.lit(VENDOR_NAME, pl.String).alias(VENDOR),
+        pl.lit(now, RAW_TRADES_SCHEMA[INGESTED_AT]).alias(INGESTED_AT),
+    ).cast(dict(RAW_TRADES_SCHEMA))  # type: ignore[arg-type]
+
+
+SLICE_ROWS = 500_000  # trades sorted in memory at once when a window is streamed to parquet
+
+
+def write_sorted_trades(trades: pl.LazyFrame | None, path: Path) -> int:
+    """Write `trades` (RAW_TRADES_SCHEMA, any order) to `path` sorted as `sort_trades`, one time slice of at most
+    ~SLICE_ROWS trades at a time (slices cut on whole seconds: `ts` leads the sort key). Returns the row count."""
+    slices = time_slices(trades, "1s", SLICE_ROWS) if trades is not None else []
+    if not slices:
+        empty_frame(RAW_TRADES_SCHEMA).write_parquet(path, compression="lz4", statistics=True)
+        return 0
+    assert trades is not None
+    n = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for lo, hi in slices:
+            part = sort_trades(trades.filter(in_slice(lo, hi)).collect())
+            table = part.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="lz4", write_statistics=True)
+            writer.write_table(table)
+            n += part.height
+            del part, table
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def _utc(value: datetime) -> datetime:
