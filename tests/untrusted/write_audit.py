@@ -42,6 +42,9 @@ def _hook(event: str, args: tuple) -> None:
         )
         targets = [path] if writing else []
     elif event in _EVENTS:
+        dir_fd = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2}.get(event)
+        if dir_fd is not None and len(args) > dir_fd and args[dir_fd] is not None and not os.path.isabs(args[0]):
+            return  # relative to a directory descriptor (shutil.rmtree's own walk): its `shutil.rmtree` event names it
         targets = list(args[: _EVENTS[event]])
         if event in ("os.rename", "os.symlink", "os.link", "shutil.copyfile", "shutil.move"):
             targets = targets[1:]  # the destination is what gets created

@@ -289,7 +289,9 @@ class _Bad:
         self.line.append(line)
         self.reason.append(reason)
         self.record.append(record[:RECORD_MAX_CHARS])
-        self.ts_us.append(ts_us)
+        # a time is kept for placing the row only when it is one (an epoch of 25 digits is not; it would not fit
+        # the Int64 column the rows are placed by)
+        self.ts_us.append(ts_us if ts_us is None or _MIN_US <= ts_us <= _MAX_US else None)
 
 
 def parse_trade_file(path: Path, instrument: str, *, ingested_at: datetime | None = None) -> ParseResult:
@@ -1063,13 +1065,17 @@ def _number(value: Any, what: str) -> float | None:
         except ValueError:
             raise _Malformed(f"non-numeric {what} {_short(value)}") from None
     else:
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond float range
+            raise _Malformed(f"{what} out of range {_short(value)}") from None
     if not math.isfinite(number):
         raise _Malformed(f"non-finite {what} {_short(value)}")
     return number
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_US, _MAX_US = -(2**63) + 1, 2**63 - 1  # what an Int64 microsecond column holds
 
 
 def _timestamp_us(value: Any) -> int:
@@ -1098,6 +1104,8 @@ def _timestamp_us(value: Any) -> int:
 def _epoch_us(number: int | float, original: Any) -> int:
     if isinstance(number, float) and not math.isfinite(number):
         raise _Malformed(f"non-finite timestamp {_short(original)}")
+    if abs(number) >= 1e19:  # beyond nanoseconds since 1970 until the year 2286: not a time
+        raise _Malformed(f"timestamp out of range {_short(original)}")
     magnitude = abs(number)
     if magnitude < 1e11:
         scale = 1_000_000
@@ -1136,6 +1144,10 @@ def _trade_id(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value).strip().strip('"')
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON escape decoding to a lone surrogate: not text any store can hold
+        raise _Malformed(f"trade id is not valid text {_short(value)}") from None
     return text or None
 
 
