@@ -69,7 +69,7 @@ REASONS: dict[int, str] = {
     core.R_UNKNOWN_REF: "MODIFY/CANCEL target is not a pending order",
     core.R_END_OF_DATA: "still pending at the end of the data",
     core.R_EXIT_SIDE: "exit side does not close the position",
-    core.R_ALL_CASH_SHORT: "all-cash (infinite notional) size cannot open a short",
+    core.R_ALL_CASH_SHORT: "rejected: no position to close and no free cash for an all-cash short",
 }
 EVENT_KINDS = {
     core.EV_REJECTED: "REJECTED",

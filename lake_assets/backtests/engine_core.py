@@ -249,6 +249,29 @@ def _close_open_trades_into(
     return nt
 
 
+@njit(cache=True)
+def _short_debt2(pos: np.ndarray, t_px: np.ndarray) -> float:
+    """Twice the entry value of the open shorts: vectorbt's free cash is cash minus this (a short's proceeds and
+    an equal collateral are locked until it is covered)."""
+    d = 0.0
+    for s in range(pos.shape[0]):
+        if pos[s] < 0.0:
+            d += 2.0 * -pos[s] * t_px[s]
+    return d
+
+
+@njit(cache=True)
+def _all_cash_short_units(p: float, free_cash: float, adj: float, fee_rate: float, fixed_fee: float) -> float:
+    """Units of an all-cash (infinite notional) sell, as vectorbt 1.2's `sell_nb` sizes it: the long `p` (if any)
+    is closed and a short is opened with the free cash plus the long's net proceeds, fees included. 0 = nothing to
+    sell (flat or short with no free cash); only the long when there is no free cash to short with."""
+    long_size = max(p, 0.0)
+    total_free = free_cash + long_size * adj * (1.0 - fee_rate)
+    if not total_free > 0.0:
+        return long_size
+    return max(long_size + (total_free - fixed_fee) / (adj * (1.0 + fee_rate)), 0.0)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # fast path: independent columns, market orders, no partial fills, no risk layer
 # ------------------------------------------------------------------------------------------------------------------
@@ -428,9 +451,13 @@ def _fast_exec(
         fee = units * adj * fees + fixed_fees
     else:
         adj = px * (1.0 + sgn * slippage)
-        if notional and np.isinf(sz):
-            if sgn < 0:
-                return cash, nf, nt  # all-cash short is undefined (as in vectorbt)
+        if notional and np.isinf(sz) and sgn < 0:
+            # all-cash short (vectorbt 1.2's sell with size=inf): close the long, then short what free cash allows
+            units = _all_cash_short_units(p, cash - _short_debt2(pos, t_px), adj, fees, fixed_fees)
+            if not units > 0.0:
+                return cash, nf, nt
+            fee = units * adj * fees + fixed_fees
+        elif notional and np.isinf(sz):
             max_req = (cash - fixed_fees) / (1.0 + fees)
             if max_req <= 0.0:
                 return cash, nf, nt
@@ -964,6 +991,8 @@ def _simulate_pass(
                 opposite = p != 0.0 and (p > 0) != (sgn > 0)
                 action = int(orders[k, O_ACTION])
                 all_cash = False
+                all_cash_short = False
+                short_free = 0.0
                 max_req = 0.0
                 fee_rate = maker_fee if maker else taker_fee
                 base = 0.0 if maker else fixed_slip
@@ -1005,12 +1034,19 @@ def _simulate_pass(
                         orders[k, O_REQ] = u
                         orders[k, O_RESOLVED] = 1.0
                     want = orders[k, O_REQ] - orders[k, O_FILLED]
-                    if np.isinf(want):
-                        if sgn < 0:
-                            orders[k, O_STATUS] = ST_REJECTED
+                    if np.isinf(want) and sgn < 0:
+                        # all-cash short: close the long and short with the free cash (vectorbt 1.2's sizing)
+                        short_free = cash - _short_debt2(pos, t_px)
+                        want = _all_cash_short_units(p, short_free, ref * (1.0 - base), fee_rate, fixed_fee)
+                        if not (want > 0.0):
+                            orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
                             orders[k, O_REASON] = R_ALL_CASH_SHORT
-                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, want, 0.0)
+                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, np.inf, 0.0)
                             continue
+                        all_cash_short = short_free + max(p, 0.0) * ref * (1.0 - base) * (1.0 - fee_rate) > 0.0
+                        if not all_cash_short:
+                            orders[k, O_REQ] = orders[k, O_FILLED] + want  # only the long is closed
+                    elif np.isinf(want):
                         max_req = (cash - fixed_fee) / (1.0 + fee_rate)
                         if not (max_req > 0.0):
                             orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
@@ -1084,6 +1120,7 @@ def _simulate_pass(
                         ne = _event_into(events, ne, i, k, s, j, kind, reason, open_part, allowed)
                         orders[k, O_REASON] = reason
                         all_cash = False
+                        all_cash_short = False
                         if np.isfinite(orders[k, O_REQ]):
                             orders[k, O_REQ] -= open_part - allowed
                         else:
@@ -1103,6 +1140,7 @@ def _simulate_pass(
                     if capu < units:
                         units = max(capu, 0.0)
                         all_cash = False
+                        all_cash_short = False
                         orders[k, O_REASON] = R_PARTICIPATION
                         ne = _event_into(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
                         if np.isinf(orders[k, O_REQ]):
@@ -1123,6 +1161,10 @@ def _simulate_pass(
                 if all_cash:
                     units = max_req / px
                     fee = cash - max_req
+                    orders[k, O_REQ] = orders[k, O_FILLED] + units
+                elif all_cash_short:
+                    units = _all_cash_short_units(p, short_free, px, fee_rate, fixed_fee)
+                    fee = units * px * fee_rate + fixed_fee
                     orders[k, O_REQ] = orders[k, O_FILLED] + units
                 else:
                     fee = units * px * fee_rate + fixed_fee
