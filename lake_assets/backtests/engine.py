@@ -70,6 +70,7 @@ REASONS: dict[int, str] = {
     core.R_END_OF_DATA: "still pending at the end of the data",
     core.R_EXIT_SIDE: "exit side does not close the position",
     core.R_ALL_CASH_SHORT: "rejected: no position to close and no free cash for an all-cash short",
+    core.R_NO_PRICE: "expired: the signal's fill bar has no price",
 }
 EVENT_KINDS = {
     core.EV_REJECTED: "REJECTED",
@@ -101,6 +102,10 @@ class EngineConfig:
     participation_rate: float | None = None  # cap on fill units as a fraction of bar volume
     allow_short: bool = True
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # a signal's market order gets one fill bar (its own close, or the next open): when that bar has no price the
+    # order expires, as vectorbt drops it (a fill a bar later would be at a price the signal never saw). True keeps
+    # it pending until the next priced bar (qlake's behaviour before). Explicit orders always follow their TIF.
+    signals_wait_for_price: bool = False
 
     def __post_init__(self) -> None:
         if not self.init_cash > 0:
@@ -175,6 +180,7 @@ class EngineConfig:
         p[core.P_FLATTEN_ON_KILL] = 1.0 if r.flatten_on_kill else 0.0
         p[core.P_ALLOW_SHORT] = 1.0 if self.allow_short else 0.0
         p[core.P_SIG_SIZE_TYPE] = sig_size_type.code
+        p[core.P_SIG_WAIT] = 1.0 if self.signals_wait_for_price else 0.0
         return p
 
 
@@ -853,10 +859,12 @@ def run_signals_batch(
     init_cash: float = 100_000.0,
     fill_at: Literal["next_open", "close"] = "close",
     allow_short: bool = True,
+    wait_for_price: bool = False,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
-    `size` is quote notional when `notional` (inf = all cash) else units."""
+    `size` is quote notional when `notional` (inf = all cash) else units. A signal whose fill price is NaN is dropped
+    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`)."""
     close = np.asarray(close, dtype=np.float64)
     if close.ndim == 1:
         close = close[:, None]
@@ -874,7 +882,7 @@ def run_signals_batch(
     sizes = np.broadcast_to(np.asarray(size, dtype=np.float64), (m,)).copy()
     fills, trades, cash, pos = core.fast_signals_nb(
         np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, notional, fees, fixed_fees, slippage,
-        init_cash, fill_at == "next_open", allow_short,
+        init_cash, fill_at == "next_open", allow_short, wait_for_price,
     )  # fmt: skip
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
     last = _last_valid(np.asarray(closes))
@@ -905,6 +913,7 @@ def _run_fast(
         init_cash=config.init_cash,
         fill_at=config.fill_at,
         allow_short=config.allow_short,
+        wait_for_price=config.signals_wait_for_price,
     )
     n = grid.ts.shape[0]
     fills = res.fills

@@ -113,7 +113,8 @@ P_MIN_SLIP_FILLS = 20
 P_FLATTEN_ON_KILL = 21
 P_ALLOW_SHORT = 22
 P_SIG_SIZE_TYPE = 23
-N_P = 24
+P_SIG_WAIT = 24  # 1: a signal order whose fill bar has no price waits for the next priced bar; 0: it expires
+N_P = 25
 
 # signal bit flags
 SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
@@ -299,10 +300,12 @@ def fast_signals_nb(
     init_cash: float,
     next_bar: bool,
     allow_short: bool,
+    wait: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per column: signals at bar i fill at `fill_price[i]` (close mode) or `fill_price[i+1]` (next-open mode).
 
-    `size` is per column (units, or quote notional when `notional`; +inf = all cash). Returns fills, trades,
+    `size` is per column (units, or quote notional when `notional`; +inf = all cash). A signal whose fill price is
+    NaN is dropped (vectorbt), unless `wait`: then it fills at the next valid price. Returns fills, trades,
     final cash and final position per column. Mirrors `simulate_nb` on the same case exactly (tested).
     Each signal makes at most one order and so at most one fill, and each fill closes at most one trade: the record
     buffers are sized per column before its bar loop runs, so the loop itself never reallocates.
@@ -328,7 +331,7 @@ def fast_signals_nb(
         trades = _ensure_rows(trades, nt + n_sig + 1)
         cash, nf, nt = _fast_column(
             c, fill_price, flags, size[c], notional, fees, fixed_fees, slippage, init_cash, next_bar, allow_short,
-            one, fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+            wait, one, fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
         )  # fmt: skip
         if nf > fills.shape[0] or nt > trades.shape[0]:
             raise RuntimeError("fast_signals_nb: record buffer bound violated")
@@ -350,6 +353,7 @@ def _fast_column(
     init_cash: float,
     next_bar: bool,
     allow_short: bool,
+    wait: bool,
     one: np.ndarray,
     fills: np.ndarray,
     nf: int,
@@ -370,23 +374,27 @@ def _fast_column(
     p_rev = 0
     i = 0
     while i < n:
-        # skip idle bars in a tight loop: no signal and nothing that can fill here
+        # skip idle bars in a tight loop: no signal and nothing that can fill (or expire) here
         if pending == 0:
             while i < n and flags[i, c] == 0:
                 i += 1
-        else:
+        elif wait:
             while i < n and flags[i, c] == 0 and np.isnan(fill_price[i, c]):
                 i += 1
         if i >= n:
             break
         px = fill_price[i, c]
-        # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
-        if next_bar and pending == 1 and not np.isnan(px):
-            cash, nf, nt = _fast_exec(
-                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-            )  # fmt: skip
-            pending = 0
+        priced = not np.isnan(px)
+        # next-bar mode: a pending order fills at this bar's price before this bar's signal is read; without a
+        # price it is dropped (or, when `wait`, kept for the next priced bar)
+        if next_bar and pending == 1:
+            if priced:
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+            if priced or not wait:
+                pending = 0
         f = flags[i, c]
         if f != 0:
             side, action, rev = resolve_signal(f, one[0], allow_short)
@@ -395,12 +403,14 @@ def _fast_column(
                 p_side = side
                 p_action = action
                 p_rev = rev
-        if not next_bar and pending == 1 and not np.isnan(px):
-            cash, nf, nt = _fast_exec(
-                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-            )  # fmt: skip
-            pending = 0
+        if not next_bar and pending == 1:
+            if priced:
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+            if priced or not wait:
+                pending = 0
         i += 1
     last = np.nan  # last valid price of the column marks still-open trades
     for k in range(n - 1, -1, -1):
@@ -576,6 +586,7 @@ def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 
 R_ALL_CASH_SHORT = 25
+R_NO_PRICE = 26
 
 
 @njit(cache=True)
@@ -743,6 +754,7 @@ def _simulate_pass(
     flatten = params[P_FLATTEN_ON_KILL] > 0.5
     allow_short = params[P_ALLOW_SHORT] > 0.5
     sig_size_type = params[P_SIG_SIZE_TYPE]
+    sig_wait = params[P_SIG_WAIT] > 0.5
 
     fills = np.full((cap_f, N_F), np.nan)
     nf = 0
@@ -937,6 +949,12 @@ def _simulate_pass(
                 s = int(orders[k, O_SLOT])
                 j = slot_inst[s]
                 if not valid[j]:
+                    # a signal's order has one fill bar, as in vectorbt: without a price there it expires (unless
+                    # the config keeps it waiting for the next priced bar); explicit orders follow their TIF
+                    if not sig_wait and orders[k, O_INPUT_ID] == -1.0 and orders[k, O_ACTIVE] == i:
+                        orders[k, O_STATUS] = ST_EXPIRED
+                        orders[k, O_REASON] = R_NO_PRICE
+                        orders[k, O_LAST_BAR] = i
                     continue
                 sgn = 1.0 if int(orders[k, O_SIDE]) == BUY else -1.0
                 o = op[i, j]

@@ -4,7 +4,7 @@ peers' own test cases, or differ on purpose and say so" (differences by design: 
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import vectorbt as vbt
 
-from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals
-from lake_assets.backtests.risk import fixed_notional
+from lake_assets.backtests.engine import EngineConfig, run_signals
+from lake_assets.backtests.risk import fixed_notional, fixed_units
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -102,3 +102,46 @@ def test_all_cash_short_matches_vectorbt(fast: bool, case: str, costs: tuple[flo
         sells = res.fills.filter(pl.col("side") == "SELL")
         assert sells["size"].to_list() == pytest.approx([200.0]) and sells["price"].to_list() == [4.0]
         assert res.final_equity == pytest.approx(300.0)
+
+
+# ---- 2. a signal whose fill bar has no price is dropped (vectorbt), not filled at a later price -------------------
+
+NAN = float("nan")
+
+
+def _shift(x: list[bool]) -> list[bool]:
+    return [False, *x[:-1]]
+
+
+@pytest.mark.parametrize("fill_at", ["close", "next_open"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "full"])
+def test_signal_on_unpriced_fill_bar_is_dropped_as_in_vectorbt(fast: bool, fill_at: str) -> None:
+    le = [False, True, False, False, True, False, False]
+    lx = [False, False, False, True, False, True, False]
+    if fill_at == "close":  # the signal bar itself has no close
+        o = c = [10.0, NAN, 12.0, 13.0, 14.0, 15.0, 16.0]
+    else:  # the bar after the signal has no open
+        o = [10.0, 11.0, NAN, 13.0, 14.0, 15.0, 16.0]
+        c = [x + 0.5 for x in o]
+    bars = ohlc_bars(
+        o, [max(a, b) for a, b in zip(o, c, strict=True)], [min(a, b) for a, b in zip(o, c, strict=True)], c
+    )
+    sig = signals(bars, long_entry=le, long_exit=lx)
+    cfg = EngineConfig.vectorbt_compatible(init_cash=1_000.0, fill_at=fill_at)
+    res = run_signals(bars, sig, cfg, sizing=fixed_units(1.0), fast=fast)
+    assert res.used_fast_path == fast
+    if fill_at == "close":
+        pf = vbt.Portfolio.from_signals(pd.Series(c), pd.Series(le), pd.Series(lx), size=1.0, init_cash=1_000.0)
+    else:  # vectorbt's next-open equivalent: signals shifted a bar, filled at the open
+        pf = vbt.Portfolio.from_signals(
+            pd.Series(c), pd.Series(_shift(le)), pd.Series(_shift(lx)), price=pd.Series(o), size=1.0, init_cash=1_000.0
+        )
+    assert_same_trades(res.trades, pf)
+    assert our_trades(res.trades)[0][:2] == (5 if fill_at == "next_open" else 4, 6 if fill_at == "next_open" else 5)
+    assert res.final_equity == pytest.approx(float(pf.final_value()), rel=1e-12)
+    if not fast:
+        dropped = res.orders.filter(pl.col("status") == "EXPIRED")
+        assert dropped["reason"].to_list() == ["expired: the signal's fill bar has no price"]
+    # the old behaviour stays available, explicitly: the order waits for the next priced bar
+    waited = run_signals(bars, sig, replace(cfg, signals_wait_for_price=True), sizing=fixed_units(1.0), fast=fast)
+    assert our_trades(waited.trades)[0][:2] == ((3, 4) if fill_at == "next_open" else (2, 3))
