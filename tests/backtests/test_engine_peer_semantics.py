@@ -4,6 +4,7 @@ peers' own test cases, or differ on purpose and say so" (differences by design: 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -13,8 +14,8 @@ import polars as pl
 import pytest
 import vectorbt as vbt
 
-from lake_assets.backtests.engine import EngineConfig, run_signals
-from lake_assets.backtests.risk import fixed_notional, fixed_units
+from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals
+from lake_assets.backtests.risk import RiskLimits, fixed_notional, fixed_units
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -145,3 +146,109 @@ def test_signal_on_unpriced_fill_bar_is_dropped_as_in_vectorbt(fast: bool, fill_
     # the old behaviour stays available, explicitly: the order waits for the next priced bar
     waited = run_signals(bars, sig, replace(cfg, signals_wait_for_price=True), sizing=fixed_units(1.0), fast=fast)
     assert our_trades(waited.trades)[0][:2] == ((3, 4) if fill_at == "next_open" else (2, 3))
+
+
+# ---- 3./4. exit legs: open first, then stop before target; none before an intrabar entry ------------------------
+
+
+def bt_trades(rows: list[tuple[float, float, float, float]], **order: float) -> list[tuple[int, int, float, float]]:
+    """backtesting.py: one `buy(size=1, **order)` at its first `next()` (the close of bar 1); closed trades."""
+    from backtesting import Backtest, Strategy
+
+    df = pd.DataFrame(rows, columns=["Open", "High", "Low", "Close"])
+    df.index = pd.date_range("2024-01-01", periods=len(rows), freq="5min")
+    df["Volume"] = 1e6
+
+    class Once(Strategy):
+        def init(self) -> None:
+            self.sent = False
+
+        def next(self) -> None:
+            if not self.sent:
+                self.sent = True
+                self.buy(size=1, **order)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # backtesting.py warns about the deferred same-bar SL/TP (its issue 119)
+        stats = Backtest(df, Once, cash=10_000, commission=0.0).run()
+    t = stats["_trades"]
+    return [(int(r.EntryBar), int(r.ExitBar), float(r.EntryPrice), float(r.ExitPrice)) for r in t.itertuples()]
+
+
+def qlake_bracket(rows: list[tuple[float, float, float, float]], entry: dict, legs: list[dict]) -> pl.DataFrame:
+    """The same bracket as explicit orders submitted at the close of bar 1, legs in the given order."""
+    bars = ohlc_bars(*(list(col) for col in zip(*rows, strict=True)))
+    base = {"ts": ts(1), "instrument": "X", "size": 1.0}
+    rows_ = [{**base, "side": "BUY", **entry}] + [{**base, "side": "SELL", "action": "EXIT", **leg} for leg in legs]
+    orders = pl.DataFrame(rows_).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    cfg = EngineConfig(init_cash=10_000.0, risk=RiskLimits.disabled())
+    return run_orders(bars, orders, cfg).trades
+
+
+def vbt_bracket(rows: list[tuple[float, float, float, float]], entry_bar: int, entry_px: float, sl: float, tp: float):
+    """vectorbt: entry at `entry_px` on `entry_bar`, sl_stop / tp_stop relative to it (checked from the next bar)."""
+    o, h, lo, c = (pd.Series(col) for col in zip(*rows, strict=True))
+    entries = pd.Series([i == entry_bar for i in range(len(rows))])
+    price = c.copy()
+    price[entry_bar] = entry_px
+    return vbt.Portfolio.from_signals(
+        c,
+        entries,
+        price=price,
+        open=o,
+        high=h,
+        low=lo,
+        sl_stop=1 - sl / entry_px,
+        tp_stop=tp / entry_px - 1,
+        size=1.0,
+        init_cash=1e4,
+        stop_entry_price="fillprice",
+    )
+
+
+PRE = (106.0, 106.0, 106.0, 106.0)
+HOLD = (106.0, 107.0, 105.5, 106.5)
+AFTER = (107.0, 107.5, 106.5, 107.0)
+EXIT_BARS = {
+    "gaps_through_stop": ((104.95, 108.0, 104.5, 107.0), 104.95),  # the issue's case: the stop at the open
+    "touches_both_inside": ((106.0, 108.0, 104.5, 107.0), 105.0),  # pessimistic: the stop before the target
+    "gaps_through_target": ((108.2, 108.5, 105.5, 107.0), 108.2),  # mirror: the target at the open
+}
+
+
+@pytest.mark.parametrize("tp_first", [True, False], ids=["tp_submitted_first", "sl_submitted_first"])
+@pytest.mark.parametrize("case", sorted(EXIT_BARS))
+def test_exit_legs_fill_open_first_then_stop_before_target(case: str, tp_first: bool) -> None:
+    bar, expect = EXIT_BARS[case]
+    rows = [PRE, PRE, HOLD, bar, AFTER, AFTER]
+    sl = {"order_type": "STOP", "stop_price": 105.0}
+    tp = {"order_type": "LIMIT", "limit_price": 107.9}
+    ours = qlake_bracket(rows, {"order_type": "MARKET"}, [tp, sl] if tp_first else [sl, tp])
+    theirs = bt_trades(rows, sl=105.0, tp=107.9)
+    assert theirs == [(2, 3, 106.0, expect)]
+    assert our_trades(ours) == [(2, 3, "LONG", 1.0, 106.0, pytest.approx(expect, rel=1e-12), "CLOSED")]
+    pf = vbt_bracket(rows, 2, 106.0, 105.0, 107.9)
+    assert vbt_trades(pf) == [(2, 3, "LONG", 1.0, 106.0, pytest.approx(expect, rel=1e-9), "CLOSED")]
+
+
+ENTRY_BAR = (101.6, 105.0, 101.0, 104.5)  # opens at 101.6, rises through the entry stop at 104; low 101 < sl 103
+NEXT_BARS = {
+    "target_next_bar": ((104.8, 110.5, 104.0, 110.0), 110.0),
+    "stop_at_next_open": ((102.5, 104.0, 102.0, 103.0), 102.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEXT_BARS))
+def test_exit_legs_never_fill_before_an_intrabar_entry(case: str) -> None:
+    """buy(stop=104, sl=103, tp=110): the entry triggers inside bar 2 at 104; the stop-loss may not fill at that
+    bar's open 101.6 (before the position existed). The legs wait for the next bar, as in backtesting.py (which
+    defers them when the bar's range makes the order ambiguous) and vectorbt (stops checked from the next bar)."""
+    bar, expect = NEXT_BARS[case]
+    rows = [(100.0, 100.5, 99.5, 100.0)] * 2 + [ENTRY_BAR, bar, (110.0, 110.0, 110.0, 110.0)]
+    entry = {"order_type": "STOP", "stop_price": 104.0}
+    legs = [{"order_type": "STOP", "stop_price": 103.0}, {"order_type": "LIMIT", "limit_price": 110.0}]
+    ours = qlake_bracket(rows, entry, legs)
+    assert bt_trades(rows, stop=104.0, sl=103.0, tp=110.0) == [(2, 3, 104.0, expect)]
+    assert our_trades(ours) == [(2, 3, "LONG", 1.0, 104.0, expect, "CLOSED")]
+    pf = vbt_bracket(rows, 2, 104.0, 103.0, 110.0)
+    assert vbt_trades(pf) == [(2, 3, "LONG", 1.0, 104.0, pytest.approx(expect, rel=1e-9), "CLOSED")]
