@@ -10,6 +10,26 @@ default) or for market orders at the close of bar i+latency ("close"; vectorbt's
 benchmarks); `run_signals` uses it automatically when the case is simple and gives identical results.
 Frames go in and out without per-row Python: grid and signal arrays come straight from the frames' buffers (and
 only the ones the chosen path reads), result frames are one polars `select` each over the kernels' record arrays.
+
+Semantics shared with the peers (tested live against them in tests/backtests/test_engine_peer_semantics.py):
+- All-cash (infinite notional) sells are sized as vectorbt 1.2 sizes them: the long is closed and a short opened
+  with the free cash (cash minus twice the open shorts' entry value, plus the long's net proceeds).
+- A signal's order has one fill bar (its close, or the next open); without a price there it expires, as vectorbt
+  drops it (`EngineConfig.signals_wait_for_price=True` keeps it waiting for the next priced bar).
+- Fills inside a bar: first those at the open (in submission order), then stop orders touched inside the bar, then
+  limit orders (a bracket's stop-loss before its take-profit). Orders against a position opened inside the bar
+  wait for the next bar (backtesting.py defers them too; vectorbt checks stops from the next bar). EXIT orders
+  submitted while flat wait for a position; once their slot has held one, finding it flat cancels them (OCO).
+
+Different by design (ENGINE_NOTES.md has the reasons):
+- Covering a short whose buy-back costs more than the cash held: qlake covers in full and cash may go negative;
+  vectorbt covers what cash allows. An exit means flat; the deficit shows in equity, not as a residual short.
+- A trade still open at the end is marked at the last close (as vectorbt); backtesting.py closes it at the last
+  bar's open (`finalize_trades`).
+- An order whose opening part exceeds an exposure cap is resized with a RESIZED risk event (default); backtesting.py
+  cancels it: `RiskLimits(on_cap="reject")` does that (REJECTED event; a reversal's closing part still fills).
+- A bar that opens above a long's take-profit fills the take-profit at the open, even if the bar later touches the
+  stop; vectorbt and backtesting.py check the stop first and fill it there.
 """
 
 from __future__ import annotations
@@ -71,6 +91,10 @@ REASONS: dict[int, str] = {
     core.R_EXIT_SIDE: "exit side does not close the position",
     core.R_ALL_CASH_SHORT: "rejected: no position to close and no free cash for an all-cash short",
     core.R_NO_PRICE: "expired: the signal's fill bar has no price",
+    core.R_CAP_REJECT_OFFSET + core.R_STRATEGY_CAP: "rejected: strategy exposure cap",
+    core.R_CAP_REJECT_OFFSET + core.R_INSTRUMENT_CAP: "rejected: instrument exposure cap",
+    core.R_CAP_REJECT_OFFSET + core.R_PORTFOLIO_CAP: "rejected: portfolio leverage cap",
+    core.R_CAP_REJECT_OFFSET + core.R_NEW_EXPOSURE_CAP: "rejected: new exposure per bar cap",
 }
 EVENT_KINDS = {
     core.EV_REJECTED: "REJECTED",
@@ -181,6 +205,7 @@ class EngineConfig:
         p[core.P_ALLOW_SHORT] = 1.0 if self.allow_short else 0.0
         p[core.P_SIG_SIZE_TYPE] = sig_size_type.code
         p[core.P_SIG_WAIT] = 1.0 if self.signals_wait_for_price else 0.0
+        p[core.P_CAP_REJECT] = 1.0 if r.on_cap == "reject" else 0.0
         return p
 
 

@@ -115,7 +115,8 @@ P_FLATTEN_ON_KILL = 21
 P_ALLOW_SHORT = 22
 P_SIG_SIZE_TYPE = 23
 P_SIG_WAIT = 24  # 1: a signal order whose fill bar has no price waits for the next priced bar; 0: it expires
-N_P = 25
+P_CAP_REJECT = 25  # 1: an exposure cap rejects the opening part of an order it would cut (backtesting.py); 0: resize
+N_P = 26
 
 # signal bit flags
 SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
@@ -588,6 +589,7 @@ def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
 
 R_ALL_CASH_SHORT = 25
 R_NO_PRICE = 26
+R_CAP_REJECT_OFFSET = 24  # + R_STRATEGY_CAP .. R_NEW_EXPOSURE_CAP (27..30): that cap rejected instead of resizing
 
 
 @njit(cache=True)
@@ -756,6 +758,7 @@ def _simulate_pass(
     allow_short = params[P_ALLOW_SHORT] > 0.5
     sig_size_type = params[P_SIG_SIZE_TYPE]
     sig_wait = params[P_SIG_WAIT] > 0.5
+    cap_reject = params[P_CAP_REJECT] > 0.5
 
     fills = np.full((cap_f, N_F), np.nan)
     nf = 0
@@ -1154,8 +1157,14 @@ def _simulate_pass(
                                     if lim_u < allowed * (1.0 - 1e-12):
                                         allowed = max(lim_u, 0.0)
                                         reason = R_NEW_EXPOSURE_CAP
+                        rejected = False
+                        if cap_reject and R_STRATEGY_CAP <= reason <= R_NEW_EXPOSURE_CAP:
+                            # reject mode: the opening part goes whole or not at all; the closing part still fills
+                            allowed = 0.0
+                            reason += R_CAP_REJECT_OFFSET
+                            rejected = True
                         if reason != R_NONE:
-                            kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) else EV_REJECTED
+                            kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) and not rejected else EV_REJECTED
                             ne = _event_into(events, ne, i, k, s, j, kind, reason, open_part, allowed)
                             orders[k, O_REASON] = reason
                             all_cash = False

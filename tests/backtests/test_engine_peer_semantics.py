@@ -252,3 +252,77 @@ def test_exit_legs_never_fill_before_an_intrabar_entry(case: str) -> None:
     assert our_trades(ours) == [(2, 3, "LONG", 1.0, 104.0, expect, "CLOSED")]
     pf = vbt_bracket(rows, 2, 104.0, 103.0, 110.0)
     assert vbt_trades(pf) == [(2, 3, "LONG", 1.0, 104.0, pytest.approx(expect, rel=1e-9), "CLOSED")]
+
+
+# ---- leverage cap: "reject" cancels the opening part as backtesting.py does; "resize" (default) fills what fits ---
+
+
+def bt_sequence(rows: list[tuple[float, float, float, float]], sizes: list[float]) -> list[tuple[int, int, float]]:
+    """backtesting.py (cash 10,000, margin 1): the k-th `next()` sends a market order of `sizes[k]` units."""
+    from backtesting import Backtest, Strategy
+
+    df = pd.DataFrame(rows, columns=["Open", "High", "Low", "Close"])
+    df.index = pd.date_range("2024-01-01", periods=len(rows), freq="5min")
+    df["Volume"] = 1e6
+
+    class Seq(Strategy):
+        def init(self) -> None:
+            self.k = 0
+
+        def next(self) -> None:
+            if self.k < len(sizes):
+                sz = sizes[self.k]
+                (self.buy if sz > 0 else self.sell)(size=abs(sz))
+            self.k += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Broker canceled the order due to insufficient margin"
+        stats = Backtest(df, Seq, cash=10_000, commission=0.0, finalize_trades=True).run()
+    return [(int(r.EntryBar), int(r.ExitBar), float(r.Size)) for r in stats["_trades"].itertuples()]
+
+
+@pytest.mark.parametrize("sizes", [[200.0], [50.0, -250.0]], ids=["too_large_entry", "reversal_too_large_opening_part"])
+def test_leverage_cap_reject_matches_backtesting_py(sizes: list[float]) -> None:
+    rows = [(100.0, 100.5, 99.5, 100.0)] * 6
+    theirs = bt_sequence(rows, sizes)
+    bars = ohlc_bars(*(list(col) for col in zip(*rows, strict=True)))
+    orders = pl.DataFrame(
+        [
+            {"ts": ts(1 + k), "instrument": "X", "side": "BUY" if s > 0 else "SELL", "size": abs(s)}
+            for k, s in enumerate(sizes)
+        ]
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    reject = EngineConfig(init_cash=10_000.0, risk=RiskLimits(max_leverage=1.0, on_cap="reject"))
+    res = run_orders(bars, orders, reject)
+    ours = [
+        (e, x, size if d == "LONG" else -size)
+        for e, x, d, size in res.trades.select("entry_bar", "exit_bar", "direction", "size").iter_rows()
+    ]
+    assert ours == theirs
+    last = res.orders.sort("order_id").row(-1, named=True)
+    assert last["reason"] == "rejected: portfolio leverage cap"
+    ev = res.risk_events.row(0, named=True)
+    assert ev["event"] == "REJECTED" and ev["allowed_units"] == 0.0
+    # the default resizes to what the cap allows instead
+    resized = run_orders(bars, orders, replace(reject, risk=RiskLimits(max_leverage=1.0)))
+    assert resized.risk_events["event"].to_list() == ["RESIZED"]
+    assert abs(resized.positions["size"][0]) == pytest.approx(100.0)
+
+
+def test_trade_open_at_end_is_marked_at_last_close_not_closed_at_last_open() -> None:
+    """Different by design (ENGINE_NOTES.md): vectorbt's mark at the last close, not backtesting.py's exit at the
+    last bar's open."""
+    rows = [
+        (100.0, 101.0, 99.0, 100.5),
+        (101.0, 102.0, 100.0, 101.5),
+        (102.0, 103.0, 101.0, 102.5),
+        (103.0, 104.0, 102.0, 103.5),
+    ]
+    assert bt_sequence(rows, [1.0]) == [(2, 3, 1.0)]  # closed at the last open, 103
+    bars = ohlc_bars(*(list(col) for col in zip(*rows, strict=True)))
+    orders = pl.DataFrame([{"ts": ts(1), "instrument": "X", "side": "BUY", "size": 1.0}]).with_columns(
+        pl.col("ts").cast(pl.Datetime("us", "UTC"))
+    )
+    res = run_orders(bars, orders, EngineConfig(init_cash=10_000.0, risk=RiskLimits.disabled()))
+    assert our_trades(res.trades) == [(2, 3, "LONG", 1.0, 102.0, 103.5, "OPEN")]
+    assert res.final_equity == pytest.approx(10_001.5)
