@@ -10,6 +10,26 @@ default) or for market orders at the close of bar i+latency ("close"; vectorbt's
 benchmarks); `run_signals` uses it automatically when the case is simple and gives identical results.
 Frames go in and out without per-row Python: grid and signal arrays come straight from the frames' buffers (and
 only the ones the chosen path reads), result frames are one polars `select` each over the kernels' record arrays.
+
+Semantics shared with the peers (tested live against them in tests/backtests/test_engine_peer_semantics.py):
+- All-cash (infinite notional) sells are sized as vectorbt 1.2 sizes them: the long is closed and a short opened
+  with the free cash (cash minus twice the open shorts' entry value, plus the long's net proceeds).
+- A signal's order has one fill bar (its close, or the next open); without a price there it expires, as vectorbt
+  drops it (`EngineConfig.signals_wait_for_price=True` keeps it waiting for the next priced bar).
+- Fills inside a bar: first those at the open (in submission order), then stop orders touched inside the bar, then
+  limit orders (a bracket's stop-loss before its take-profit). Orders against a position opened inside the bar
+  wait for the next bar (backtesting.py defers them too; vectorbt checks stops from the next bar). EXIT orders
+  submitted while flat wait for a position; once their slot has held one, finding it flat cancels them (OCO).
+
+Different by design (ENGINE_NOTES.md has the reasons):
+- Covering a short whose buy-back costs more than the cash held: qlake covers in full and cash may go negative;
+  vectorbt covers what cash allows. An exit means flat; the deficit shows in equity, not as a residual short.
+- A trade still open at the end is marked at the last close (as vectorbt); backtesting.py closes it at the last
+  bar's open (`finalize_trades`).
+- An order whose opening part exceeds an exposure cap is resized with a RESIZED risk event (default); backtesting.py
+  cancels it: `RiskLimits(on_cap="reject")` does that (REJECTED event; a reversal's closing part still fills).
+- A bar that opens above a long's take-profit fills the take-profit at the open, even if the bar later touches the
+  stop; vectorbt and backtesting.py check the stop first and fill it there.
 """
 
 from __future__ import annotations
@@ -69,7 +89,12 @@ REASONS: dict[int, str] = {
     core.R_UNKNOWN_REF: "MODIFY/CANCEL target is not a pending order",
     core.R_END_OF_DATA: "still pending at the end of the data",
     core.R_EXIT_SIDE: "exit side does not close the position",
-    core.R_ALL_CASH_SHORT: "all-cash (infinite notional) size cannot open a short",
+    core.R_ALL_CASH_SHORT: "rejected: no position to close and no free cash for an all-cash short",
+    core.R_NO_PRICE: "expired: the signal's fill bar has no price",
+    core.R_CAP_REJECT_OFFSET + core.R_STRATEGY_CAP: "rejected: strategy exposure cap",
+    core.R_CAP_REJECT_OFFSET + core.R_INSTRUMENT_CAP: "rejected: instrument exposure cap",
+    core.R_CAP_REJECT_OFFSET + core.R_PORTFOLIO_CAP: "rejected: portfolio leverage cap",
+    core.R_CAP_REJECT_OFFSET + core.R_NEW_EXPOSURE_CAP: "rejected: new exposure per bar cap",
 }
 EVENT_KINDS = {
     core.EV_REJECTED: "REJECTED",
@@ -101,6 +126,10 @@ class EngineConfig:
     participation_rate: float | None = None  # cap on fill units as a fraction of bar volume
     allow_short: bool = True
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # a signal's market order gets one fill bar (its own close, or the next open): when that bar has no price the
+    # order expires, as vectorbt drops it (a fill a bar later would be at a price the signal never saw). True keeps
+    # it pending until the next priced bar (qlake's behaviour before). Explicit orders always follow their TIF.
+    signals_wait_for_price: bool = False
 
     def __post_init__(self) -> None:
         if not self.init_cash > 0:
@@ -175,6 +204,8 @@ class EngineConfig:
         p[core.P_FLATTEN_ON_KILL] = 1.0 if r.flatten_on_kill else 0.0
         p[core.P_ALLOW_SHORT] = 1.0 if self.allow_short else 0.0
         p[core.P_SIG_SIZE_TYPE] = sig_size_type.code
+        p[core.P_SIG_WAIT] = 1.0 if self.signals_wait_for_price else 0.0
+        p[core.P_CAP_REJECT] = 1.0 if r.on_cap == "reject" else 0.0
         return p
 
 
@@ -853,10 +884,12 @@ def run_signals_batch(
     init_cash: float = 100_000.0,
     fill_at: Literal["next_open", "close"] = "close",
     allow_short: bool = True,
+    wait_for_price: bool = False,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
-    `size` is quote notional when `notional` (inf = all cash) else units."""
+    `size` is quote notional when `notional` (inf = all cash) else units. A signal whose fill price is NaN is dropped
+    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`)."""
     close = np.asarray(close, dtype=np.float64)
     if close.ndim == 1:
         close = close[:, None]
@@ -874,7 +907,7 @@ def run_signals_batch(
     sizes = np.broadcast_to(np.asarray(size, dtype=np.float64), (m,)).copy()
     fills, trades, cash, pos = core.fast_signals_nb(
         np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, notional, fees, fixed_fees, slippage,
-        init_cash, fill_at == "next_open", allow_short,
+        init_cash, fill_at == "next_open", allow_short, wait_for_price,
     )  # fmt: skip
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
     last = _last_valid(np.asarray(closes))
@@ -905,6 +938,7 @@ def _run_fast(
         init_cash=config.init_cash,
         fill_at=config.fill_at,
         allow_short=config.allow_short,
+        wait_for_price=config.signals_wait_for_price,
     )
     n = grid.ts.shape[0]
     fills = res.fills

@@ -62,7 +62,8 @@ O_STATUS, O_REASON, O_REQ, O_FILLED, O_AVG_PX, O_LAST_BAR, O_ACTIVE, O_TRIGGERED
     21,
     22,
 )
-N_O = 23
+O_ARMED = 23  # slot's opened-position count at admission (minus 1 if holding one): EXIT orders arm after it
+N_O = 24
 
 # fill record columns
 F_BAR, F_ORDER, F_SLOT, F_SIDE, F_PRICE, F_UNITS, F_FEE, F_SLIP, F_EXP_SLIP, F_MAKER = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -113,7 +114,9 @@ P_MIN_SLIP_FILLS = 20
 P_FLATTEN_ON_KILL = 21
 P_ALLOW_SHORT = 22
 P_SIG_SIZE_TYPE = 23
-N_P = 24
+P_SIG_WAIT = 24  # 1: a signal order whose fill bar has no price waits for the next priced bar; 0: it expires
+P_CAP_REJECT = 25  # 1: an exposure cap rejects the opening part of an order it would cut (backtesting.py); 0: resize
+N_P = 26
 
 # signal bit flags
 SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
@@ -249,6 +252,29 @@ def _close_open_trades_into(
     return nt
 
 
+@njit(cache=True)
+def _short_debt2(pos: np.ndarray, t_px: np.ndarray) -> float:
+    """Twice the entry value of the open shorts: vectorbt's free cash is cash minus this (a short's proceeds and
+    an equal collateral are locked until it is covered)."""
+    d = 0.0
+    for s in range(pos.shape[0]):
+        if pos[s] < 0.0:
+            d += 2.0 * -pos[s] * t_px[s]
+    return d
+
+
+@njit(cache=True)
+def _all_cash_short_units(p: float, free_cash: float, adj: float, fee_rate: float, fixed_fee: float) -> float:
+    """Units of an all-cash (infinite notional) sell, as vectorbt 1.2's `sell_nb` sizes it: the long `p` (if any)
+    is closed and a short is opened with the free cash plus the long's net proceeds, fees included. 0 = nothing to
+    sell (flat or short with no free cash); only the long when there is no free cash to short with."""
+    long_size = max(p, 0.0)
+    total_free = free_cash + long_size * adj * (1.0 - fee_rate)
+    if not total_free > 0.0:
+        return long_size
+    return max(long_size + (total_free - fixed_fee) / (adj * (1.0 + fee_rate)), 0.0)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # fast path: independent columns, market orders, no partial fills, no risk layer
 # ------------------------------------------------------------------------------------------------------------------
@@ -276,10 +302,12 @@ def fast_signals_nb(
     init_cash: float,
     next_bar: bool,
     allow_short: bool,
+    wait: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per column: signals at bar i fill at `fill_price[i]` (close mode) or `fill_price[i+1]` (next-open mode).
 
-    `size` is per column (units, or quote notional when `notional`; +inf = all cash). Returns fills, trades,
+    `size` is per column (units, or quote notional when `notional`; +inf = all cash). A signal whose fill price is
+    NaN is dropped (vectorbt), unless `wait`: then it fills at the next valid price. Returns fills, trades,
     final cash and final position per column. Mirrors `simulate_nb` on the same case exactly (tested).
     Each signal makes at most one order and so at most one fill, and each fill closes at most one trade: the record
     buffers are sized per column before its bar loop runs, so the loop itself never reallocates.
@@ -305,7 +333,7 @@ def fast_signals_nb(
         trades = _ensure_rows(trades, nt + n_sig + 1)
         cash, nf, nt = _fast_column(
             c, fill_price, flags, size[c], notional, fees, fixed_fees, slippage, init_cash, next_bar, allow_short,
-            one, fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+            wait, one, fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
         )  # fmt: skip
         if nf > fills.shape[0] or nt > trades.shape[0]:
             raise RuntimeError("fast_signals_nb: record buffer bound violated")
@@ -327,6 +355,7 @@ def _fast_column(
     init_cash: float,
     next_bar: bool,
     allow_short: bool,
+    wait: bool,
     one: np.ndarray,
     fills: np.ndarray,
     nf: int,
@@ -347,23 +376,27 @@ def _fast_column(
     p_rev = 0
     i = 0
     while i < n:
-        # skip idle bars in a tight loop: no signal and nothing that can fill here
+        # skip idle bars in a tight loop: no signal and nothing that can fill (or expire) here
         if pending == 0:
             while i < n and flags[i, c] == 0:
                 i += 1
-        else:
+        elif wait:
             while i < n and flags[i, c] == 0 and np.isnan(fill_price[i, c]):
                 i += 1
         if i >= n:
             break
         px = fill_price[i, c]
-        # next-bar mode: a pending order fills at this bar's price before this bar's signal is read
-        if next_bar and pending == 1 and not np.isnan(px):
-            cash, nf, nt = _fast_exec(
-                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-            )  # fmt: skip
-            pending = 0
+        priced = not np.isnan(px)
+        # next-bar mode: a pending order fills at this bar's price before this bar's signal is read; without a
+        # price it is dropped (or, when `wait`, kept for the next priced bar)
+        if next_bar and pending == 1:
+            if priced:
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+            if priced or not wait:
+                pending = 0
         f = flags[i, c]
         if f != 0:
             side, action, rev = resolve_signal(f, one[0], allow_short)
@@ -372,12 +405,14 @@ def _fast_column(
                 p_side = side
                 p_action = action
                 p_rev = rev
-        if not next_bar and pending == 1 and not np.isnan(px):
-            cash, nf, nt = _fast_exec(
-                c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
-                fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
-            )  # fmt: skip
-            pending = 0
+        if not next_bar and pending == 1:
+            if priced:
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, notional, fees, fixed_fees, slippage, cash, one,
+                    fills, nf, trades, nt, t_bar, t_px, t_fees, t_fund,
+                )  # fmt: skip
+            if priced or not wait:
+                pending = 0
         i += 1
     last = np.nan  # last valid price of the column marks still-open trades
     for k in range(n - 1, -1, -1):
@@ -428,9 +463,13 @@ def _fast_exec(
         fee = units * adj * fees + fixed_fees
     else:
         adj = px * (1.0 + sgn * slippage)
-        if notional and np.isinf(sz):
-            if sgn < 0:
-                return cash, nf, nt  # all-cash short is undefined (as in vectorbt)
+        if notional and np.isinf(sz) and sgn < 0:
+            # all-cash short (vectorbt 1.2's sell with size=inf): close the long, then short what free cash allows
+            units = _all_cash_short_units(p, cash - _short_debt2(pos, t_px), adj, fees, fixed_fees)
+            if not units > 0.0:
+                return cash, nf, nt
+            fee = units * adj * fees + fixed_fees
+        elif notional and np.isinf(sz):
             max_req = (cash - fixed_fees) / (1.0 + fees)
             if max_req <= 0.0:
                 return cash, nf, nt
@@ -549,6 +588,8 @@ def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 
 R_ALL_CASH_SHORT = 25
+R_NO_PRICE = 26
+R_CAP_REJECT_OFFSET = 24  # + R_STRATEGY_CAP .. R_NEW_EXPOSURE_CAP (27..30): that cap rejected instead of resizing
 
 
 @njit(cache=True)
@@ -716,6 +757,8 @@ def _simulate_pass(
     flatten = params[P_FLATTEN_ON_KILL] > 0.5
     allow_short = params[P_ALLOW_SHORT] > 0.5
     sig_size_type = params[P_SIG_SIZE_TYPE]
+    sig_wait = params[P_SIG_WAIT] > 0.5
+    cap_reject = params[P_CAP_REJECT] > 0.5
 
     fills = np.full((cap_f, N_F), np.nan)
     nf = 0
@@ -739,6 +782,8 @@ def _simulate_pass(
     t_px = np.zeros(ns)
     t_fees = np.zeros(ns)
     t_fund = np.zeros(ns)
+    n_open = np.zeros(ns)  # positions opened per slot (from flat or by a flip)
+    intra_bar = np.full(ns, -1)  # bar in which the slot's position was opened inside the bar (not at the open)
     fees_cum = 0.0
     funding_cum = 0.0
     killed = False
@@ -810,6 +855,7 @@ def _simulate_pass(
                     orders[k, O_TRIGGERED] = -1.0
                     orders[k, O_LAST_BAR] = i
                     s = int(orders[k, O_SLOT])
+                    orders[k, O_ARMED] = n_open[s] - (1.0 if pos[s] != 0.0 else 0.0)
                     if action in (MODIFY, CANCEL):
                         tgt = int(orders[k, O_REF])
                         ok = tgt >= 0 and tgt < k
@@ -886,6 +932,7 @@ def _simulate_pass(
                     orders[k, O_RESOLVED] = 0.0
                     orders[k, O_TRIGGERED] = -1.0
                     orders[k, O_LAST_BAR] = i
+                    orders[k, O_ARMED] = n_open[s] - (1.0 if pos[s] != 0.0 else 0.0)
                     bad = _admit_check(orders, k)
                     if bad != R_NONE:
                         orders[k, O_STATUS] = ST_REJECTED
@@ -899,264 +946,311 @@ def _simulate_pass(
                     break
 
             # ---- fills ----
-            for q in range(npend):
-                k = pending[q]
-                st = int(orders[k, O_STATUS])
-                if st not in (ST_NEW, ST_PARTIAL) or orders[k, O_ACTIVE] > i:
-                    continue
-                typ = int(orders[k, O_TYPE])
-                if fill_close and ((phase == 0) == (typ == MARKET)):
-                    continue
-                s = int(orders[k, O_SLOT])
-                j = slot_inst[s]
-                if not valid[j]:
-                    continue
-                sgn = 1.0 if int(orders[k, O_SIDE]) == BUY else -1.0
-                o = op[i, j]
-                h = hi[i, j]
-                lw = lo[i, j]
-                c = cl[i, j]
-                lim = orders[k, O_LIMIT]
-                ref = np.nan
-                cap_px = np.nan
-                maker = False
-                trig = orders[k, O_TRIGGERED]
-                if typ == MARKET:
-                    ref = o if phase == 0 else c
-                elif typ == LIMIT or (typ == STOP_LIMIT and trig >= 0 and trig < i):
-                    maker = True
-                    if sgn > 0:
-                        if o <= lim:
-                            ref = o
-                        elif lw <= lim:
-                            ref = lim
-                    else:
-                        if o >= lim:
-                            ref = o
-                        elif h >= lim:
-                            ref = lim
-                elif trig < 0:
-                    stp = orders[k, O_STOP]
-                    t = np.nan
-                    if sgn > 0:
-                        if o >= stp:
-                            t = o
-                        elif h >= stp:
-                            t = stp
-                    else:
-                        if o <= stp:
-                            t = o
-                        elif lw <= stp:
-                            t = stp
-                    if np.isfinite(t):
-                        if typ == STOP:
-                            ref = t
+            # within the open phase, three passes fix the order of fills in the bar: first what fills at the open
+            # (market orders, orders gapped through), in submission order; then orders touched only inside the bar,
+            # stop-triggered before limit (pessimistic: a bracket's stop-loss before its take-profit)
+            for sub in range(3 if phase == 0 else 1):
+                for q in range(npend):
+                    k = pending[q]
+                    st = int(orders[k, O_STATUS])
+                    if st not in (ST_NEW, ST_PARTIAL) or orders[k, O_ACTIVE] > i:
+                        continue
+                    typ = int(orders[k, O_TYPE])
+                    if fill_close and ((phase == 0) == (typ == MARKET)):
+                        continue
+                    s = int(orders[k, O_SLOT])
+                    j = slot_inst[s]
+                    if not valid[j]:
+                        # a signal's order has one fill bar, as in vectorbt: without a price there it expires (unless
+                        # the config keeps it waiting for the next priced bar); explicit orders follow their TIF
+                        if not sig_wait and orders[k, O_INPUT_ID] == -1.0 and orders[k, O_ACTIVE] == i:
+                            orders[k, O_STATUS] = ST_EXPIRED
+                            orders[k, O_REASON] = R_NO_PRICE
+                            orders[k, O_LAST_BAR] = i
+                        continue
+                    sgn = 1.0 if int(orders[k, O_SIDE]) == BUY else -1.0
+                    if phase == 0 and intra_bar[s] == i and pos[s] != 0.0 and (pos[s] > 0) != (sgn > 0):
+                        # the position opened inside this bar: an order against it can only fill at prices after
+                        # the entry, which OHLC cannot order; it waits for the next bar (backtesting.py does the same)
+                        continue
+                    o = op[i, j]
+                    h = hi[i, j]
+                    lw = lo[i, j]
+                    c = cl[i, j]
+                    lim = orders[k, O_LIMIT]
+                    ref = np.nan
+                    cap_px = np.nan
+                    maker = False
+                    trig = orders[k, O_TRIGGERED]
+                    klass = 0  # pass of this fill: 0 at the open, 1 stop touched inside the bar, 2 limit inside
+                    if typ == MARKET:
+                        ref = o if phase == 0 else c
+                    elif typ == LIMIT or (typ == STOP_LIMIT and trig >= 0 and trig < i):
+                        maker = True
+                        if sgn > 0:
+                            if o <= lim:
+                                ref = o
+                            elif lw <= lim:
+                                ref = lim
+                                klass = 2
                         else:
-                            orders[k, O_TRIGGERED] = i
-                            if (sgn > 0 and t <= lim) or (sgn < 0 and t >= lim):
+                            if o >= lim:
+                                ref = o
+                            elif h >= lim:
+                                ref = lim
+                                klass = 2
+                    elif trig < 0:
+                        stp = orders[k, O_STOP]
+                        t = np.nan
+                        if sgn > 0:
+                            if o >= stp:
+                                t = o
+                            elif h >= stp:
+                                t = stp
+                                klass = 1
+                        else:
+                            if o <= stp:
+                                t = o
+                            elif lw <= stp:
+                                t = stp
+                                klass = 1
+                        if np.isfinite(t) and klass == sub:
+                            if typ == STOP:
                                 ref = t
-                                cap_px = lim
-                if not np.isfinite(ref):
-                    continue
-
-                # ---- size ----
-                p = pos[s]
-                opposite = p != 0.0 and (p > 0) != (sgn > 0)
-                action = int(orders[k, O_ACTION])
-                all_cash = False
-                max_req = 0.0
-                fee_rate = maker_fee if maker else taker_fee
-                base = 0.0 if maker else fixed_slip
-                if not maker:
-                    if np.isfinite(half_spread[i, j]):
-                        base += half_spread[i, j]
-                    if np.isfinite(sigma[i, j]):
-                        base += vol_k * sigma[i, j]
-                if action == EXIT:
-                    if p == 0.0:
-                        orders[k, O_STATUS] = ST_CANCELLED if orders[k, O_FILLED] == 0.0 else ST_FILLED
-                        orders[k, O_REASON] = R_NO_POSITION if orders[k, O_FILLED] == 0.0 else orders[k, O_REASON]
-                        orders[k, O_LAST_BAR] = i
+                            else:
+                                orders[k, O_TRIGGERED] = i
+                                if (sgn > 0 and t <= lim) or (sgn < 0 and t >= lim):
+                                    ref = t
+                                    cap_px = lim
+                    if klass != sub or not np.isfinite(ref):
                         continue
-                    if not opposite:
-                        orders[k, O_STATUS] = ST_REJECTED
-                        orders[k, O_REASON] = R_EXIT_SIDE
-                        ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_EXIT_SIDE, abs(p), 0.0)
-                        continue
-                    want = abs(p)
-                    if orders[k, O_RESOLVED] == 0.0:
-                        orders[k, O_REQ] = want
-                        orders[k, O_RESOLVED] = 1.0
-                else:
-                    if orders[k, O_RESOLVED] == 0.0:
-                        sz = orders[k, O_SIZE]
-                        stype = int(orders[k, O_SIZE_TYPE])
-                        eq = _equity(cash, pos, mark, slot_inst)
-                        if stype == NOTIONAL:
-                            u = sz / ref
-                        elif stype == EQUITY_PERCENT:
-                            u = sz * eq / ref
-                        elif stype == RISK_PERCENT:
-                            u = sz * eq / orders[k, O_STOP_DIST]
-                        else:
-                            u = sz
-                        if orders[k, O_REVERSE] > 0.5 and opposite:
-                            u += abs(p)
-                        orders[k, O_REQ] = u
-                        orders[k, O_RESOLVED] = 1.0
-                    want = orders[k, O_REQ] - orders[k, O_FILLED]
-                    if np.isinf(want):
-                        if sgn < 0:
-                            orders[k, O_STATUS] = ST_REJECTED
-                            orders[k, O_REASON] = R_ALL_CASH_SHORT
-                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, want, 0.0)
-                            continue
-                        max_req = (cash - fixed_fee) / (1.0 + fee_rate)
-                        if not (max_req > 0.0):
-                            orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
-                            orders[k, O_REASON] = R_NO_EQUITY
-                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
-                            continue
-                        all_cash = True
-                        want = max_req / (ref * (1.0 + sgn * base))
-                close_part = min(want, abs(p)) if opposite else 0.0
-                open_part = want - close_part
 
-                # ---- risk allocator: caps apply to the exposure-increasing part only, in a fixed order ----
-                if open_part > 0.0:
-                    allowed = open_part
-                    reason = R_NONE
-                    after = p + sgn * close_part
-                    if killed:
-                        allowed = 0.0
-                        reason = R_KILL_SWITCH
-                    elif i < blocked_until:
-                        allowed = 0.0
-                        reason = R_DAILY_LOSS
-                    elif sgn < 0 and not allow_short:
-                        allowed = 0.0
-                        reason = R_SHORT_DISABLED
-                    else:
-                        eq = _equity(cash, pos, mark, slot_inst)
-                        if not (eq > 0.0):
-                            allowed = 0.0
-                            reason = R_NO_EQUITY
-                        else:
-                            if np.isfinite(max_strat):
-                                sg = abs(after) * ref
-                                for s2 in range(ns):
-                                    if s2 != s and slot_strat[s2] == slot_strat[s] and pos[s2] != 0.0:
-                                        sg += abs(pos[s2]) * mark[slot_inst[s2]]
-                                lim_u = (max_strat * eq - sg) / ref
-                                if lim_u < allowed * (1.0 - 1e-12):
-                                    allowed = max(lim_u, 0.0)
-                                    reason = R_STRATEGY_CAP
-                            net = after
-                            for s2 in range(ns):
-                                if s2 != s and slot_inst[s2] == j:
-                                    net += pos[s2]
-                            if np.isfinite(max_inst):
-                                lim_u = max_inst * eq / ref - sgn * net
-                                if lim_u < allowed * (1.0 - 1e-12):
-                                    allowed = max(lim_u, 0.0)
-                                    reason = R_INSTRUMENT_CAP
-                            if np.isfinite(max_lev):
-                                gross_other = 0.0
-                                for j2 in range(nj):
-                                    if j2 != j:
-                                        nj2 = 0.0
-                                        for s2 in range(ns):
-                                            if slot_inst[s2] == j2:
-                                                nj2 += pos[s2]
-                                        if nj2 != 0.0:
-                                            gross_other += abs(nj2) * mark[j2]
-                                lim_u = (max_lev * eq - gross_other) / ref - sgn * net
-                                if lim_u < allowed * (1.0 - 1e-12):
-                                    allowed = max(lim_u, 0.0)
-                                    reason = R_PORTFOLIO_CAP
-                            if np.isfinite(max_new):
-                                lim_u = (max_new * eq - new_exp) / ref
-                                if lim_u < allowed * (1.0 - 1e-12):
-                                    allowed = max(lim_u, 0.0)
-                                    reason = R_NEW_EXPOSURE_CAP
-                    if reason != R_NONE:
-                        kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) else EV_REJECTED
-                        ne = _event_into(events, ne, i, k, s, j, kind, reason, open_part, allowed)
-                        orders[k, O_REASON] = reason
-                        all_cash = False
-                        if np.isfinite(orders[k, O_REQ]):
-                            orders[k, O_REQ] -= open_part - allowed
-                        else:
-                            orders[k, O_REQ] = orders[k, O_FILLED] + close_part + allowed
-                        open_part = allowed
-                        want = close_part + open_part
-                        if not (want > 0.0):
-                            orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                    # ---- size ----
+                    p = pos[s]
+                    opposite = p != 0.0 and (p > 0) != (sgn > 0)
+                    action = int(orders[k, O_ACTION])
+                    all_cash = False
+                    all_cash_short = False
+                    short_free = 0.0
+                    max_req = 0.0
+                    fee_rate = maker_fee if maker else taker_fee
+                    base = 0.0 if maker else fixed_slip
+                    if not maker:
+                        if np.isfinite(half_spread[i, j]):
+                            base += half_spread[i, j]
+                        if np.isfinite(sigma[i, j]):
+                            base += vol_k * sigma[i, j]
+                    if action == EXIT:
+                        if p == 0.0:
+                            if n_open[s] <= orders[k, O_ARMED]:
+                                continue  # submitted while flat: waits for the position it is meant to close
+                            # its slot held a position since it was submitted: closed by a sibling (OCO)
+                            orders[k, O_STATUS] = ST_CANCELLED if orders[k, O_FILLED] == 0.0 else ST_FILLED
+                            orders[k, O_REASON] = R_NO_POSITION if orders[k, O_FILLED] == 0.0 else orders[k, O_REASON]
                             orders[k, O_LAST_BAR] = i
                             continue
+                        if not opposite:
+                            orders[k, O_STATUS] = ST_REJECTED
+                            orders[k, O_REASON] = R_EXIT_SIDE
+                            ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_EXIT_SIDE, abs(p), 0.0)
+                            continue
+                        want = abs(p)
+                        if orders[k, O_RESOLVED] == 0.0:
+                            orders[k, O_REQ] = want
+                            orders[k, O_RESOLVED] = 1.0
+                    else:
+                        if orders[k, O_RESOLVED] == 0.0:
+                            sz = orders[k, O_SIZE]
+                            stype = int(orders[k, O_SIZE_TYPE])
+                            eq = _equity(cash, pos, mark, slot_inst)
+                            if stype == NOTIONAL:
+                                u = sz / ref
+                            elif stype == EQUITY_PERCENT:
+                                u = sz * eq / ref
+                            elif stype == RISK_PERCENT:
+                                u = sz * eq / orders[k, O_STOP_DIST]
+                            else:
+                                u = sz
+                            if orders[k, O_REVERSE] > 0.5 and opposite:
+                                u += abs(p)
+                            orders[k, O_REQ] = u
+                            orders[k, O_RESOLVED] = 1.0
+                        want = orders[k, O_REQ] - orders[k, O_FILLED]
+                        if np.isinf(want) and sgn < 0:
+                            # all-cash short: close the long and short with the free cash (vectorbt 1.2's sizing)
+                            short_free = cash - _short_debt2(pos, t_px)
+                            want = _all_cash_short_units(p, short_free, ref * (1.0 - base), fee_rate, fixed_fee)
+                            if not (want > 0.0):
+                                orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                                orders[k, O_REASON] = R_ALL_CASH_SHORT
+                                ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_ALL_CASH_SHORT, np.inf, 0.0)
+                                continue
+                            all_cash_short = short_free + max(p, 0.0) * ref * (1.0 - base) * (1.0 - fee_rate) > 0.0
+                            if not all_cash_short:
+                                orders[k, O_REQ] = orders[k, O_FILLED] + want  # only the long is closed
+                        elif np.isinf(want):
+                            max_req = (cash - fixed_fee) / (1.0 + fee_rate)
+                            if not (max_req > 0.0):
+                                orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                                orders[k, O_REASON] = R_NO_EQUITY
+                                ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
+                                continue
+                            all_cash = True
+                            want = max_req / (ref * (1.0 + sgn * base))
+                    close_part = min(want, abs(p)) if opposite else 0.0
+                    open_part = want - close_part
 
-                # ---- participation cap ----
-                units = want
-                if np.isfinite(part):
-                    v = vol[i, j]
-                    capu = part * v - used_vol[j] if np.isfinite(v) else 0.0
-                    if capu < units:
-                        units = max(capu, 0.0)
-                        all_cash = False
-                        orders[k, O_REASON] = R_PARTICIPATION
-                        ne = _event_into(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
-                        if np.isinf(orders[k, O_REQ]):
-                            orders[k, O_REQ] = orders[k, O_FILLED] + want
-                if not (units > 0.0):
-                    continue
+                    # ---- risk allocator: caps apply to the exposure-increasing part only, in a fixed order ----
+                    if open_part > 0.0:
+                        allowed = open_part
+                        reason = R_NONE
+                        after = p + sgn * close_part
+                        if killed:
+                            allowed = 0.0
+                            reason = R_KILL_SWITCH
+                        elif i < blocked_until:
+                            allowed = 0.0
+                            reason = R_DAILY_LOSS
+                        elif sgn < 0 and not allow_short:
+                            allowed = 0.0
+                            reason = R_SHORT_DISABLED
+                        else:
+                            eq = _equity(cash, pos, mark, slot_inst)
+                            if not (eq > 0.0):
+                                allowed = 0.0
+                                reason = R_NO_EQUITY
+                            else:
+                                if np.isfinite(max_strat):
+                                    sg = abs(after) * ref
+                                    for s2 in range(ns):
+                                        if s2 != s and slot_strat[s2] == slot_strat[s] and pos[s2] != 0.0:
+                                            sg += abs(pos[s2]) * mark[slot_inst[s2]]
+                                    lim_u = (max_strat * eq - sg) / ref
+                                    if lim_u < allowed * (1.0 - 1e-12):
+                                        allowed = max(lim_u, 0.0)
+                                        reason = R_STRATEGY_CAP
+                                net = after
+                                for s2 in range(ns):
+                                    if s2 != s and slot_inst[s2] == j:
+                                        net += pos[s2]
+                                if np.isfinite(max_inst):
+                                    lim_u = max_inst * eq / ref - sgn * net
+                                    if lim_u < allowed * (1.0 - 1e-12):
+                                        allowed = max(lim_u, 0.0)
+                                        reason = R_INSTRUMENT_CAP
+                                if np.isfinite(max_lev):
+                                    gross_other = 0.0
+                                    for j2 in range(nj):
+                                        if j2 != j:
+                                            nj2 = 0.0
+                                            for s2 in range(ns):
+                                                if slot_inst[s2] == j2:
+                                                    nj2 += pos[s2]
+                                            if nj2 != 0.0:
+                                                gross_other += abs(nj2) * mark[j2]
+                                    lim_u = (max_lev * eq - gross_other) / ref - sgn * net
+                                    if lim_u < allowed * (1.0 - 1e-12):
+                                        allowed = max(lim_u, 0.0)
+                                        reason = R_PORTFOLIO_CAP
+                                if np.isfinite(max_new):
+                                    lim_u = (max_new * eq - new_exp) / ref
+                                    if lim_u < allowed * (1.0 - 1e-12):
+                                        allowed = max(lim_u, 0.0)
+                                        reason = R_NEW_EXPOSURE_CAP
+                        rejected = False
+                        if cap_reject and R_STRATEGY_CAP <= reason <= R_NEW_EXPOSURE_CAP:
+                            # reject mode: the opening part goes whole or not at all; the closing part still fills
+                            allowed = 0.0
+                            reason += R_CAP_REJECT_OFFSET
+                            rejected = True
+                        if reason != R_NONE:
+                            kind = EV_RESIZED if (allowed > 0.0 or close_part > 0.0) and not rejected else EV_REJECTED
+                            ne = _event_into(events, ne, i, k, s, j, kind, reason, open_part, allowed)
+                            orders[k, O_REASON] = reason
+                            all_cash = False
+                            all_cash_short = False
+                            if np.isfinite(orders[k, O_REQ]):
+                                orders[k, O_REQ] -= open_part - allowed
+                            else:
+                                orders[k, O_REQ] = orders[k, O_FILLED] + close_part + allowed
+                            open_part = allowed
+                            want = close_part + open_part
+                            if not (want > 0.0):
+                                orders[k, O_STATUS] = ST_REJECTED if orders[k, O_FILLED] == 0.0 else ST_PARTIAL
+                                orders[k, O_LAST_BAR] = i
+                                continue
 
-                # ---- price: spread + volatility + liquidity + participation impact ----
-                dyn = 0.0
-                if not maker:
-                    if liq_k > 0.0 and adv[i, j] > 0.0:
-                        dyn += liq_k * units * ref / adv[i, j]
-                    if imp_k > 0.0 and vol[i, j] > 0.0 and np.isfinite(sigma[i, j]):
-                        dyn += imp_k * sigma[i, j] * np.sqrt(units / vol[i, j])
-                px = ref * (1.0 + sgn * (base + dyn))
-                if np.isfinite(cap_px):
-                    px = min(px, cap_px) if sgn > 0 else max(px, cap_px)
-                if all_cash:
-                    units = max_req / px
-                    fee = cash - max_req
-                    orders[k, O_REQ] = orders[k, O_FILLED] + units
-                else:
-                    fee = units * px * fee_rate + fixed_fee
-                close_done = min(units, abs(p)) if opposite else 0.0
-                cash -= sgn * units * px + fee
-                fees_cum += fee
-                nt = _book_fill_into(trades, nt, s, i, sgn, units, px, fee, pos, t_bar, t_px, t_fees, t_fund)
-                slip_cost = sgn * (px - ref) * units
-                exp_cost = 0.0 if maker else base * ref * units
-                if nf < fills.shape[0]:
-                    fills[nf, F_BAR] = i
-                    fills[nf, F_ORDER] = k
-                    fills[nf, F_SLOT] = s
-                    fills[nf, F_SIDE] = 0.0 if sgn > 0 else 1.0
-                    fills[nf, F_PRICE] = px
-                    fills[nf, F_UNITS] = units
-                    fills[nf, F_FEE] = fee
-                    fills[nf, F_SLIP] = slip_cost
-                    fills[nf, F_EXP_SLIP] = exp_cost
-                    fills[nf, F_MAKER] = 1.0 if maker else 0.0
-                nf += 1
-                if not maker:
-                    real_slip += slip_cost
-                    exp_slip += exp_cost
-                    n_slip += 1
-                prev = orders[k, O_FILLED]
-                avg = orders[k, O_AVG_PX] if prev > 0.0 else 0.0
-                orders[k, O_FILLED] = prev + units
-                orders[k, O_AVG_PX] = (avg * prev + px * units) / (prev + units)
-                orders[k, O_LAST_BAR] = i
-                used_vol[j] += units
-                new_exp += max(units - close_done, 0.0) * ref
-                done = pos[s] == 0.0 if action == EXIT else orders[k, O_FILLED] >= orders[k, O_REQ] * (1.0 - 1e-12)
-                orders[k, O_STATUS] = ST_FILLED if done else ST_PARTIAL
+                    # ---- participation cap ----
+                    units = want
+                    if np.isfinite(part):
+                        v = vol[i, j]
+                        capu = part * v - used_vol[j] if np.isfinite(v) else 0.0
+                        if capu < units:
+                            units = max(capu, 0.0)
+                            all_cash = False
+                            all_cash_short = False
+                            orders[k, O_REASON] = R_PARTICIPATION
+                            ne = _event_into(events, ne, i, k, s, j, EV_PARTIAL, R_PARTICIPATION, want, units)
+                            if np.isinf(orders[k, O_REQ]):
+                                orders[k, O_REQ] = orders[k, O_FILLED] + want
+                    if not (units > 0.0):
+                        continue
+
+                    # ---- price: spread + volatility + liquidity + participation impact ----
+                    dyn = 0.0
+                    if not maker:
+                        if liq_k > 0.0 and adv[i, j] > 0.0:
+                            dyn += liq_k * units * ref / adv[i, j]
+                        if imp_k > 0.0 and vol[i, j] > 0.0 and np.isfinite(sigma[i, j]):
+                            dyn += imp_k * sigma[i, j] * np.sqrt(units / vol[i, j])
+                    px = ref * (1.0 + sgn * (base + dyn))
+                    if np.isfinite(cap_px):
+                        px = min(px, cap_px) if sgn > 0 else max(px, cap_px)
+                    if all_cash:
+                        units = max_req / px
+                        fee = cash - max_req
+                        orders[k, O_REQ] = orders[k, O_FILLED] + units
+                    elif all_cash_short:
+                        units = _all_cash_short_units(p, short_free, px, fee_rate, fixed_fee)
+                        fee = units * px * fee_rate + fixed_fee
+                        orders[k, O_REQ] = orders[k, O_FILLED] + units
+                    else:
+                        fee = units * px * fee_rate + fixed_fee
+                    close_done = min(units, abs(p)) if opposite else 0.0
+                    cash -= sgn * units * px + fee
+                    fees_cum += fee
+                    nt = _book_fill_into(trades, nt, s, i, sgn, units, px, fee, pos, t_bar, t_px, t_fees, t_fund)
+                    if pos[s] != 0.0 and (p == 0.0 or (p > 0) != (pos[s] > 0)):
+                        n_open[s] += 1.0  # a new position (from flat or flipped)
+                        if klass > 0:
+                            intra_bar[s] = i
+                    slip_cost = sgn * (px - ref) * units
+                    exp_cost = 0.0 if maker else base * ref * units
+                    if nf < fills.shape[0]:
+                        fills[nf, F_BAR] = i
+                        fills[nf, F_ORDER] = k
+                        fills[nf, F_SLOT] = s
+                        fills[nf, F_SIDE] = 0.0 if sgn > 0 else 1.0
+                        fills[nf, F_PRICE] = px
+                        fills[nf, F_UNITS] = units
+                        fills[nf, F_FEE] = fee
+                        fills[nf, F_SLIP] = slip_cost
+                        fills[nf, F_EXP_SLIP] = exp_cost
+                        fills[nf, F_MAKER] = 1.0 if maker else 0.0
+                    nf += 1
+                    if not maker:
+                        real_slip += slip_cost
+                        exp_slip += exp_cost
+                        n_slip += 1
+                    prev = orders[k, O_FILLED]
+                    avg = orders[k, O_AVG_PX] if prev > 0.0 else 0.0
+                    orders[k, O_FILLED] = prev + units
+                    orders[k, O_AVG_PX] = (avg * prev + px * units) / (prev + units)
+                    orders[k, O_LAST_BAR] = i
+                    used_vol[j] += units
+                    new_exp += max(units - close_done, 0.0) * ref
+                    done = pos[s] == 0.0 if action == EXIT else orders[k, O_FILLED] >= orders[k, O_REQ] * (1.0 - 1e-12)
+                    orders[k, O_STATUS] = ST_FILLED if done else ST_PARTIAL
 
         # ---- close: mark to market, kill switches, daily loss cap, expiry ----
         eq = _equity(cash, pos, mark, slot_inst)
@@ -1221,6 +1315,7 @@ def _simulate_pass(
                             orders[k, O_RESOLVED] = 0.0
                             orders[k, O_TRIGGERED] = -1.0
                             orders[k, O_LAST_BAR] = i
+                            orders[k, O_ARMED] = n_open[s] - 1.0
                             orders[k, O_ACTIVE] = i + lat + 1
                             pending[npend] = k
                             npend += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
@@ -30,8 +31,14 @@ class RiskLimits:
     max_slippage_ratio: float | None = None  # kill switch: realised / expected slippage cost
     min_fills_for_slippage: int = 20
     flatten_on_kill: bool = True
+    # what an exposure cap (strategy, instrument, leverage, new exposure) does to an order whose opening part exceeds
+    # it: "resize" fills what fits (a RESIZED risk event); "reject" drops the whole opening part (a REJECTED event),
+    # as backtesting.py cancels an order larger than its margin. The closing part of a reversal fills either way.
+    on_cap: Literal["resize", "reject"] = "resize"
 
     def __post_init__(self) -> None:
+        if self.on_cap not in ("resize", "reject"):
+            raise ValueError(f"RiskLimits.on_cap must be 'resize' or 'reject', got {self.on_cap!r}")
         for name in ("max_leverage", "max_strategy_exposure", "max_instrument_exposure", "max_new_exposure_per_bar"):
             v = getattr(self, name)
             if v is not None and not v > 0:
