@@ -1105,7 +1105,7 @@ def _epoch_us(number: int | float, original: Any) -> int:
     if isinstance(number, float) and not math.isfinite(number):
         raise _Malformed(f"non-finite timestamp {_short(original)}")
     if abs(number) >= 1e19:  # beyond nanoseconds since 1970 until the year 2286: not a time
-        raise _Malformed(f"timestamp out of range {_short(original)}")
+        raise _Rejected(f"timestamp out of range {_short(original)}")
     magnitude = abs(number)
     if magnitude < 1e11:
         scale = 1_000_000
