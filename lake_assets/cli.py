@@ -218,6 +218,8 @@ def fail_orphaned_runs(instance: Any) -> list[str]:
     by its run monitoring instead (dagster.yaml). Returns the run ids marked."""
     import dagster as dg
 
+    from lake_assets.processes import alive
+
     marked = []
     records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
                                                      tags={RUNNER_HOST_TAG: socket.gethostname()}))  # fmt: skip
@@ -227,21 +229,11 @@ def fail_orphaned_runs(instance: Any) -> list[str]:
             pid = int(run.tags.get(RUNNER_PID_TAG, ""))
         except ValueError:
             continue
-        if pid == os.getpid() or _alive(pid):
+        if alive(pid):
             continue
         instance.report_run_failed(run, f"the qlake process (pid {pid}) that ran it is gone")
         marked.append(run.run_id)
     return marked
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[PlannedRun, bool, float]]:

@@ -16,6 +16,7 @@ from typing import Final
 
 import polars as pl
 
+from lake_assets.processes import alive
 from lake_assets.settings import lake_root
 from lake_assets.vocabulary import INSTRUMENT, validate_instrument_id
 
@@ -52,15 +53,7 @@ def _writer_alive(tmp: Path) -> bool:
         pid = int(parts[-3])
     except (IndexError, ValueError):
         return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return alive(pid)
 
 
 class Lake:

@@ -52,6 +52,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from lake_assets.cleaned.trades_to_bars import BUY, SELL, in_slice, sort_trades, time_slices, trades_to_bars
+from lake_assets.processes import alive
 from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
@@ -1472,7 +1473,7 @@ def _staging_folder(landing_dir: Path, instrument_id: str) -> Path | None:
         root.mkdir(parents=True, exist_ok=True)
         for old in root.iterdir():
             pid = old.name.split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         folder = root / f"{os.getpid()}-{instrument_id}-{uuid.uuid4().hex[:12]}"
         folder.mkdir()
@@ -1480,16 +1481,6 @@ def _staging_folder(landing_dir: Path, instrument_id: str) -> Path | None:
     except OSError as exc:
         log.warning("trade_files: cannot stage under %s (%s); parsing in memory", root, exc)
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TradeFilesVendor:
