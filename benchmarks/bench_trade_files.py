@@ -1,6 +1,9 @@
 """Trade-dump ingestion: peak RSS and lines/s of raw -> bars on large dumps, as the assets run it; JSON.
 
-Usage: python benchmarks/bench_trade_files.py [MB ...] [--gzip] [--dir DIR] [--bars]   (default: 100 300)
+Usage: python benchmarks/bench_trade_files.py [MB ...] [--gzip] [--dir DIR] [--bars] [--asset]   (default: 100 300)
+
+`--asset` also runs the real assets (raw_trades, raw_ohlcv, bars) on the dump through `qlake materialize` in a fresh
+data root and reports the process tree's peak RSS and wall time (imports included).
 
 For each size a Binance aggTrades CSV (with header, ~42 bytes a line, one trade every ~1 ms starting 2026-01-01 UTC,
 so 100 MB ~ 2.4M lines ~ 40 minutes of trades; a few malformed/duplicate lines sprinkled in) is generated once under
@@ -18,6 +21,7 @@ import os
 
 os.environ.setdefault("POLARS_MAX_THREADS", "2")
 
+import contextlib  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -113,6 +117,47 @@ def measure(landing: Path, bars: bool) -> dict[str, object]:
     return out
 
 
+def measure_assets(dump: Path, lines: int) -> dict[str, object]:
+    """The real assets on the dump: `qlake materialize --select raw_trades,raw_ohlcv,bars` for a trade-files
+    instrument living in January 2026, in a fresh data root and process; peak RSS of the process tree (sampled)."""
+    import shutil
+
+    import psutil
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        spec = root / "spec"
+        shutil.copytree(ROOT / "spec", spec)
+        universe = yaml.safe_load((spec / "universe.yaml").read_text())
+        bench = {"id": INSTRUMENT, "vendor": "trade_files", "market": "spot", "base_timeframe": "5m",
+                 "start": "2026-01-01", "end": "2026-01-31"}  # fmt: skip
+        universe["instruments"].append(bench)
+        (spec / "universe.yaml").write_text(yaml.safe_dump(universe, sort_keys=False))
+        landing = root / "data" / "landing" / "trade_files" / INSTRUMENT
+        landing.mkdir(parents=True)
+        (landing / dump.name).symlink_to(dump)
+        env = {**os.environ, "QLAKE_SPEC_DIR": str(spec), "QLAKE_DATA_ROOT": str(root / "data"),
+               "QLAKE_WAREHOUSE": str(root / "lake.duckdb"), "DAGSTER_HOME": str(root / "dagster_home")}  # fmt: skip
+        cmd = [sys.executable, "-m", "lake_assets.cli", "materialize", "--select", "raw_trades,raw_ohlcv,bars",
+               "--instruments", INSTRUMENT, "--months", "2026-01"]  # fmt: skip
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc, peak = psutil.Process(child.pid), 0
+        while child.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
+            time.sleep(0.05)
+        wall = time.perf_counter() - start
+        if child.returncode:
+            raise SystemExit((child.stderr.read() if child.stderr else "")[-3000:])
+        import polars as pl
+
+        raw = pl.scan_parquet(str(root / "data/lake/raw/raw_trades/*/*/part-0.parquet")).select(pl.len()).collect()
+    return {"asset_run_seconds": round(wall, 1), "asset_peak_tree_rss_mb": round(peak / 2**20),
+            "asset_raw_trades_rows": raw.item(), "asset_lines_per_second": round(lines / wall)}  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--child":
         print(json.dumps(measure(Path(argv[1]), argv[2] == "1")))
@@ -135,6 +180,8 @@ def main(argv: list[str]) -> None:
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
         row = {"megabytes": mb, "file_bytes": dump.stat().st_size, "gzip": compress} | json.loads(done.stdout)
+        if "--asset" in argv:  # the real raw and bars assets through `qlake materialize` (imports included)
+            row |= measure_assets(dump, int(row["lines"]))
         results.append(row)
         print(json.dumps(row), file=sys.stderr)
     print(json.dumps(results, indent=2))

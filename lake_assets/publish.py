@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -92,16 +93,22 @@ class PartitionPublisher:
         verdicts: list[Verdict],
         metadata: Mapping[str, Any],
         tables: Mapping[str, pl.DataFrame] | None = None,
+        staged: Path | None = None,
     ) -> bool:
         """Publish `frame` as partition `key` of the asset's table (and `tables`, other tables of the asset's group
-        with the same dims) unless a blocking check failed; report its metadata. True if published."""
+        with the same dims; or `staged`, the asset's partition already written to `Lake.staging_path`) unless a
+        blocking check failed; report its metadata. True if published."""
         failed = self.blocking_failures(verdicts)
         writes = {**({self.asset: frame} if frame is not None else {}), **(tables or {})}
-        kept = any(self.store.exists(self.group, name, dims) for name in writes)
+        kept = any(self.store.exists(self.group, name, dims) for name in [*writes, self.asset])
         if not failed:
             for name, df in writes.items():
                 self.store.write(df, self.group, name, dims)
+            if staged is not None:
+                self.store.publish_file(staged, self.group, self.asset, dims)
             self.published.append(key)
+        elif staged is not None:
+            staged.unlink(missing_ok=True)
         else:
             self.held_back.append(key)
         record_failures(

@@ -521,9 +521,9 @@ def _row_mask(df: pl.DataFrame, path: Path, key: str, spec: ExpectationSpec, sch
     return mask.to_numpy()
 
 
-def _validate(df: pl.DataFrame, asset: str, layer: str, result_format: dict[str, Any]) -> tuple[
-    list[ExpectationSpec], dict[int, Any]
-]:
+def _validate(
+    df: pl.DataFrame, asset: str, layer: str, result_format: dict[str, Any]
+) -> tuple[list[ExpectationSpec], dict[int, Any]]:
     """GX results of the asset's suite on `df`, by the expectation's index in the suite."""
     suites = load_suites(layer)
     path = suite_path(layer)
@@ -594,6 +594,37 @@ def run_expectations_by_partition(
         out[key] = SuiteResult(asset=asset, layer=layer, success=success, evaluated_rows=frame.height, results=results)
         lo = hi
     return out
+
+
+def combine_suites(parts: Sequence[SuiteResult], sample_rows: int = 5) -> SuiteResult:
+    """One suite result from the results of consecutive slices of one frame (a partition validated in slices to
+    bound memory): row-level counts add up, samples come from the first failing slices, and an expectation fails
+    when it failed in any slice."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    results = []
+    for i, r0 in enumerate(first.results):
+        rs = [p.results[i] for p in parts]
+        counts = [r.unexpected_count for r in rs]
+        count = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+        elements = [r.element_count for r in rs]
+        n = None if any(e is None for e in elements) else sum(e for e in elements if e is not None)
+        failed = [r for r in rs if not r.success]
+        results.append(ExpectationResult(
+            expectation=r0.expectation, columns=r0.columns, severity=r0.severity, kwargs=r0.kwargs, notes=r0.notes,
+            success=not failed, unexpected_count=count, element_count=n,
+            unexpected_percent=(100.0 * count / n) if count is not None and n else (0.0 if count == 0 else None),
+            observed_value=(failed[0] if failed else r0).observed_value,
+            sample_values=tuple(v for r in failed for v in r.sample_values)[:sample_rows],
+            sample_rows=tuple(row for r in failed for row in r.sample_rows)[:sample_rows],
+            exception=next((r.exception for r in rs if r.exception), None),
+        ))  # fmt: skip
+    rows = sum(p.evaluated_rows for p in parts)
+    success = not any(r.blocking for r in results)
+    return SuiteResult(
+        asset=first.asset, layer=first.layer, success=success, evaluated_rows=rows, results=tuple(results)
+    )
 
 
 def _partition_result(

@@ -1,22 +1,34 @@
 """Raw layer: vendor data as delivered, typed, row-validated; rejected rows go to quarantine with a reason."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from lake_assets.checks.expectations import run_expectations_by_partition
+from lake_assets.checks.expectations import SuiteResult, combine_suites, run_expectations, run_expectations_by_partition
 from lake_assets.checks.quality import timestamps_unique_increasing
 from lake_assets.glue import frame_metadata, md_table
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.raw.ingest import RAW_ASSET, month_bounds, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
+from lake_assets.storage.lake import Lake
 from lake_assets.storage.quarantine import quarantine_rows, write_quarantine
-from lake_assets.vocabulary import INSTRUMENT, QUARANTINE_SCHEMA, RAW_SCHEMAS, DataKind, conform
+from lake_assets.vocabulary import (
+    INSTRUMENT,
+    QUARANTINE_SCHEMA,
+    RAW_SCHEMAS,
+    RAW_TRADES_SCHEMA,
+    TS,
+    DataKind,
+    conform,
+    empty_frame,
+)
 from resources.lake import LakeResource, WarehouseResource
 from resources.market_data import MarketDataResource
 
@@ -35,16 +47,101 @@ def instrument_window(inst: Instrument, month: str) -> tuple[datetime, datetime]
 
 def _fetch(
     kind: DataKind, inst: Instrument, window: tuple[datetime, datetime], market_data: MarketDataResource
-) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
-    """Vendor rows plus parser-level quarantine and per-file counts (trade files only)."""
+) -> tuple[pl.DataFrame | Any, pl.DataFrame, list[dict[str, Any]]]:
+    """Vendor rows plus parser-level quarantine and per-file counts (trade files only). For trade files the rows are
+    the scan itself (its trades are streamed to the lake, never held whole: see `stream_trades_partition`)."""
     vendor = market_data.vendor_for(inst)
     if kind == DataKind.TRADES and inst.vendor == "trade_files":
         from lake_assets.raw.vendors.trade_files import life_span
 
         # life: lines outside the instrument's life are quarantined in its first/last month, never lost
         scan = vendor.scan(inst.id, *window, life=life_span(inst))  # type: ignore[attr-defined]
-        return scan.trades, scan.quarantine, list(scan.files)
+        return scan, scan.quarantine, list(scan.files)
     return vendor.fetch(inst, window[0], window[1], kind), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
+
+
+STREAM_SLICE_ROWS = 500_000  # a streamed partition is validated and checked this many rows at a time
+
+
+@dataclass
+class StreamedPartition:
+    """A trade-files month written in slices to a staged file: what audit and metadata need, never the whole month."""
+
+    staged: Path
+    rows: int
+    quarantine: pl.DataFrame
+    counts: dict[str, int]
+    suite: SuiteResult
+    ordering: Verdict
+    head: pl.DataFrame
+    time_range: str | None
+
+
+def stream_trades_partition(store: Lake, scan: Any, name: str, dims: dict[str, str]) -> StreamedPartition:
+    """Trades of one month from a trade-files scan, with bounded memory: the scan writes them sorted to a staged file;
+    each slice of it is row-validated (rejects to quarantine), written to the staged partition, and judged by the
+    GX suite and the ordering check; the slices' verdicts are combined (row counts add up; the ordering check sees
+    each slice boundary; uniqueness is judged within slices, the scan having removed duplicate trade ids across every
+    file of the instrument already). Nothing is published here."""
+    import pyarrow.parquet as pq
+
+    sorted_path = store.staging_path(GROUP, name, dims)
+    staged = store.staging_path(GROUP, name, dims)
+    writer: pq.ParquetWriter | None = None
+    try:
+        scan.write_trades(sorted_path)
+        lazy = pl.scan_parquet(sorted_path)
+        total = lazy.select(pl.len()).collect().item()
+        suites, orderings, rejected, head = [], [], [], pl.DataFrame(schema=RAW_TRADES_SCHEMA)
+        counts = {"delivered": 0, "accepted": 0, "quarantined": 0}
+        previous: pl.DataFrame | None = None
+        first_ts = last_ts = None
+        for offset in range(0, max(total, 1), STREAM_SLICE_ROWS):
+            batch = validate_raw(conform(lazy.slice(offset, STREAM_SLICE_ROWS).collect(), RAW_TRADES_SCHEMA),
+                                 DataKind.TRADES)  # fmt: skip
+            counts = {k: counts[k] + int(batch.counts.get(k, 0)) for k in counts}
+            if batch.rejected.height:
+                rejected.append(batch.rejected)
+            part = batch.accepted
+            table = part.to_arrow()
+            writer = writer or pq.ParquetWriter(staged, table.schema, compression="lz4", write_statistics=True)
+            writer.write_table(table)
+            suites.append(run_expectations(part, name, "raw"))
+            # ordering across the slice boundary too: the previous slice's last row leads this one
+            joined = pl.concat([previous, part]) if previous is not None and part.height else part
+            orderings.append(timestamps_unique_increasing(joined))
+            if part.height:
+                previous = part.tail(1)
+                first_ts = first_ts if first_ts is not None else part[TS][0]
+                last_ts = part[TS][-1]
+                if head.is_empty():
+                    head = part.head(10)
+            del batch, part, table
+        if writer is not None:
+            writer.close()
+            writer = None
+        else:
+            empty_frame(RAW_TRADES_SCHEMA).write_parquet(staged)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        staged.unlink(missing_ok=True)
+        raise
+    finally:
+        sorted_path.unlink(missing_ok=True)
+    ordering_ok = all(o.passed for o in orderings)
+    numbers: dict[str, Any] = {}
+    for o in orderings:
+        for k, v in o.metadata.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "instruments":
+                numbers[k] = numbers.get(k, 0) + v
+    samples = next((o.samples_markdown for o in orderings if o.samples_markdown), "")
+    text = None if ordering_ok else "duplicate or out-of-order timestamps"
+    ordering = Verdict("ordering", ordering_ok, numbers, text, samples)
+    quarantine = pl.concat(rejected) if rejected else pl.DataFrame()
+    span = f"{first_ts} .. {last_ts}" if first_ts is not None else None
+    return StreamedPartition(staged, counts["accepted"], quarantine, counts, combine_suites(suites), ordering, head,
+                             span)  # fmt: skip
 
 
 def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
@@ -72,6 +169,7 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
     ) -> Iterator[Any]:
         store = lake.lake()
+        publisher = PartitionPublisher(context, store, GROUP, name)
         staged: list[tuple[str, pl.DataFrame, dict[str, Any]]] = []
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
@@ -81,6 +179,9 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 raw, parse_q = pl.DataFrame(schema=schema), pl.DataFrame(schema=QUARANTINE_SCHEMA)
             else:
                 raw, parse_q, file_counts = _fetch(kind, inst, window, market_data)
+            if not isinstance(raw, pl.DataFrame):  # a trade-files scan: streamed, audited and published on its own
+                _publish_streamed(publisher, store, name, inst_id, month, raw, parse_q, file_counts)
+                continue
             batch = validate_raw(conform(raw, schema), kind)
             rejected = quarantine_rows(
                 batch.rejected.drop("reason"),
@@ -99,7 +200,6 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
             staged.append((instrument_month_key(inst_id, month), batch.accepted, meta))
             context.log.debug(f"{name} {inst_id} {month}: {counts}")
         suites = run_expectations_by_partition([(k, f) for k, f, _ in staged], name, "raw")
-        publisher = PartitionPublisher(context, store, GROUP, name)
         for key, frame, meta in staged:
             inst_id, month = split_key(key)
             verdicts = [Verdict.of_suite(suites[key]), Verdict.of("ordering", timestamps_unique_increasing(frame))]
@@ -108,6 +208,38 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         yield from publisher.finish()
 
     return _raw
+
+
+def _publish_streamed(
+    publisher: PartitionPublisher,
+    store: Lake,
+    name: str,
+    inst_id: str,
+    month: str,
+    scan: Any,
+    parse_q: pl.DataFrame,
+    file_counts: list[dict[str, Any]],
+) -> None:
+    dims = {INSTRUMENT: inst_id, "month": month}
+    part = stream_trades_partition(store, scan, name, dims)
+    rejected = (
+        quarantine_rows(part.quarantine.drop("reason"), asset=name, instrument=inst_id, source="trade_files",
+                        reason=pl.lit(part.quarantine["reason"]))
+        if part.quarantine.height else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    )  # fmt: skip
+    write_quarantine(store, pl.concat([parse_q, rejected]), asset=name, instrument=inst_id, month=month)
+    counts = {**part.counts, "parser_quarantined": parse_q.height}
+    meta = frame_metadata(part.head)
+    meta["dagster/row_count"] = dg.MetadataValue.int(part.rows)
+    if part.time_range:
+        meta["time_range"] = dg.MetadataValue.text(part.time_range)
+    meta["quarantined_rows"] = dg.MetadataValue.int(counts["quarantined"] + parse_q.height)
+    meta["counts"] = dg.MetadataValue.json(counts)
+    meta["streamed_in_slices_of"] = dg.MetadataValue.int(STREAM_SLICE_ROWS)
+    if file_counts:
+        meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(file_counts), n=50))
+    verdicts = [Verdict.of_suite(part.suite), part.ordering]
+    publisher.audit(instrument_month_key(inst_id, month), None, dims, verdicts, meta, staged=part.staged)
 
 
 raw_assets = [build_raw_asset(kind) for kind in DataKind]

@@ -94,6 +94,22 @@ class Lake:
             tmp.unlink(missing_ok=True)
         return final
 
+    def staging_path(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
+        """A temp file beside the partition, for data written in pieces before it is published (`publish_file`);
+        a dead writer's leftover is swept like any temp file."""
+        final = self.partition_path(group, asset, dims)
+        self._sweep_table(self.asset_dir(group, asset))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+    def publish_file(self, staged: Path, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
+        """Atomically make a staged file (from `staging_path`) the partition."""
+        final = self.partition_path(group, asset, dims)
+        with staged.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(staged, final)
+        return final
+
     def exists(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> bool:
         return self.partition_path(group, asset, dims).is_file()
 
