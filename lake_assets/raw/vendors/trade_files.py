@@ -41,7 +41,7 @@ import shutil
 import uuid
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -471,7 +471,7 @@ def _parse(
                 fast, suspects = typed
                 result.parsed += fast.height
                 if suspects.len():
-                    lines = _lines_frame(raw, number, sep).filter(pl.col("line").is_in(suspects))
+                    lines = _some_lines(raw, number, sep, suspects)
                     slow_fast = _parse_csv(lines, rows, bad, result, state)
                     if slow_fast is not None and slow_fast.height:
                         fast = pl.concat([fast, slow_fast]).sort("_line")
@@ -537,6 +537,20 @@ class _UnreadableError(Exception):
 CHUNK_BYTES = 8 << 20  # bytes of text per chunk: memory per chunk is a small multiple of it
 
 
+# Where each chunk of a plain file starts (first line number, byte offset, length), keyed by the file's version: a
+# later lookup of a few lines' raw text (`_lookup_records`) seeks to their chunks instead of re-reading the file.
+_CHUNK_INDEX: dict[tuple[str, int, int], list[tuple[int, int, int]]] = {}
+_CHUNK_INDEX_MAX = 64
+
+
+def _file_version(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
 def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
     """(first physical line number, whole lines of bytes, line separator), streamed from the (gzip) file.
 
@@ -549,6 +563,9 @@ def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
     except OSError as exc:
         raise _UnreadableError(f"cannot read ({exc.strerror or exc})", "") from exc
     head = b""
+    version = None if gz else _file_version(path)
+    index: list[tuple[int, int, int]] = []
+    offset = 0  # file offset of the chunk about to be yielded (plain files)
     try:
         with fh:
             carry, number, sep, first = b"", 1, b"", True
@@ -559,6 +576,7 @@ def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
                     head = piece[:120]
                     if piece.startswith(b"\xef\xbb\xbf"):
                         piece = piece[3:]
+                        offset = 3
                 if not piece:
                     break
                 buf = carry + piece
@@ -575,10 +593,17 @@ def _raw_chunks(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
                     carry = buf
                     continue
                 chunk, carry = buf[: cut + 1], buf[cut + 1 :]
+                index.append((number, offset, len(chunk)))
                 yield number, chunk, sep
                 number += chunk.count(sep)
+                offset += len(chunk)
             if carry:
+                index.append((number, offset, len(carry)))
                 yield number, carry, sep or (b"\n" if b"\n" in carry or b"\r" not in carry else b"\r")
+        if version is not None and _file_version(path) == version:  # read whole and unchanged: seekable later
+            while len(_CHUNK_INDEX) >= _CHUNK_INDEX_MAX:
+                _CHUNK_INDEX.pop(next(iter(_CHUNK_INDEX)))
+            _CHUNK_INDEX[version] = index
     except (OSError, EOFError, zlib.error) as exc:
         if gz:
             if not head:
@@ -618,28 +643,41 @@ def _lines_frame(raw: bytes, offset: int, sep: bytes) -> pl.DataFrame:
             )
         )
     else:
-        numbers: list[int] = []
-        texts: list[str | None] = []
-        records: list[str] = []
-        for number, chunk in enumerate(raw.split(sep), start=offset):
-            chunk = chunk.rstrip(b"\r")
-            if not chunk.strip(_BLANK.encode()):
-                continue
-            text: str | None
-            try:
-                text = chunk.decode("utf-8")
-                if "\x00" in text:
-                    text = None
-            except UnicodeDecodeError:
-                text = None
-            numbers.append(number)
-            texts.append(text)
-            records.append(text if text is not None else chunk.decode("utf-8", "replace"))
-        lines = pl.DataFrame(
-            {"line": numbers, "record": records, "text": texts},
-            schema={"line": pl.Int64, "record": pl.String, "text": pl.String},
-        )
+        lines = _byte_lines(enumerate(raw.split(sep), start=offset))
     return lines.select("line", "text", "record")
+
+
+def _byte_lines(numbered: Iterable[tuple[int, bytes]]) -> pl.DataFrame:
+    """Lines (number, bytes) as `_lines_frame` frames them, one at a time: blank ones dropped, `text` null when not
+    UTF-8 (or holding NUL), `record` the text with undecodable bytes replaced."""
+    numbers: list[int] = []
+    texts: list[str | None] = []
+    records: list[str] = []
+    for number, chunk in numbered:
+        chunk = chunk.rstrip(b"\r")
+        if not chunk.strip(_BLANK.encode()):
+            continue
+        text: str | None
+        try:
+            text = chunk.decode("utf-8")
+            if "\x00" in text:
+                text = None
+        except UnicodeDecodeError:
+            text = None
+        numbers.append(number)
+        texts.append(text)
+        records.append(text if text is not None else chunk.decode("utf-8", "replace"))
+    return pl.DataFrame(
+        {"line": numbers, "record": records, "text": texts},
+        schema={"line": pl.Int64, "record": pl.String, "text": pl.String},
+    ).select("line", "text", "record")
+
+
+def _some_lines(raw: bytes, offset: int, sep: bytes, wanted: pl.Series) -> pl.DataFrame:
+    """`_lines_frame(raw, offset, sep)` restricted to the `wanted` line numbers, without framing the others."""
+    parts = raw.split(sep)
+    picked = sorted({int(n) for n in wanted.to_list() if 0 <= int(n) - offset < len(parts)})
+    return _byte_lines((n, parts[n - offset]) for n in picked)
 
 
 def _lookup_records(path: Path, wanted: set[int]) -> dict[int, str]:
@@ -648,6 +686,10 @@ def _lookup_records(path: Path, wanted: set[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     if not wanted:
         return found
+    version = _file_version(path)
+    index = _CHUNK_INDEX.get(version) if version is not None else None
+    if index:
+        return _lookup_indexed(path, wanted, index)
     lo, hi = min(wanted), max(wanted)
     try:
         for number, raw, sep in _raw_chunks(path):
@@ -660,6 +702,33 @@ def _lookup_records(path: Path, wanted: set[int]) -> dict[int, str]:
                 if i in wanted:
                     found[i] = part.rstrip(b"\r").decode("utf-8", "replace")[:RECORD_MAX_CHARS]
     except _UnreadableError:
+        pass
+    return found
+
+
+def _lookup_indexed(path: Path, wanted: set[int], index: list[tuple[int, int, int]]) -> dict[int, str]:
+    """`_lookup_records` for a plain file read before: seek to the chunks holding the wanted lines."""
+    import bisect
+
+    firsts = [first for first, _, _ in index]
+    by_chunk: dict[int, list[int]] = {}
+    for line in wanted:
+        i = bisect.bisect_right(firsts, line) - 1
+        if i >= 0:
+            by_chunk.setdefault(i, []).append(line)
+    found: dict[int, str] = {}
+    try:
+        with open(path, "rb") as fh:
+            for i, lines in sorted(by_chunk.items()):
+                first, offset, length = index[i]
+                fh.seek(offset)
+                raw = fh.read(length)
+                sep = b"\n" if b"\n" in raw else b"\r"
+                parts = raw.split(sep)
+                for line in lines:
+                    if 0 <= line - first < len(parts):
+                        found[line] = parts[line - first].rstrip(b"\r").decode("utf-8", "replace")[:RECORD_MAX_CHARS]
+    except OSError:
         pass
     return found
 
