@@ -129,7 +129,9 @@ HOSTILE_TOKENS = [
     "[1]",
     "null",
 ]
-_token = st.one_of(st.sampled_from(HOSTILE_TOKENS), st.text(st.characters(blacklist_characters="\r\n"), max_size=12))
+_token = st.one_of(
+    st.sampled_from(HOSTILE_TOKENS), st.text(st.characters(codec="utf-8", blacklist_characters="\r\n"), max_size=12)
+)
 _no_eol_bytes = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
 
 
@@ -146,7 +148,7 @@ def csv_line(draw: st.DrawFn) -> bytes:
     elif kind == "extra":
         line += "," + draw(_token)
     elif kind == "text":
-        line = draw(st.text(st.characters(blacklist_characters="\r\n"), max_size=40))
+        line = draw(st.text(st.characters(codec="utf-8", blacklist_characters="\r\n"), max_size=40))
     elif kind == "bytes":
         return draw(_no_eol_bytes)
     return line.encode("utf-8")
@@ -185,7 +187,7 @@ def jsonl_line(draw: st.DrawFn) -> bytes:
     if kind == "value":
         return json.dumps(draw(_json_value)).encode()
     if kind == "text":
-        return draw(st.text(st.characters(blacklist_characters="\r\n"), max_size=40)).encode("utf-8")
+        return draw(st.text(st.characters(codec="utf-8", blacklist_characters="\r\n"), max_size=40)).encode("utf-8")
     if kind == "bytes":
         return draw(_no_eol_bytes)
     line = json.dumps(obj)
