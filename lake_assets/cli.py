@@ -114,22 +114,19 @@ class PlanError(ValueError):
     """A materialize request that selects nothing that can exist; the message says what and why."""
 
 
-def plan_runs(
-    asset_keys: Sequence[str] | None = None,
-    instruments: Sequence[str] | None = None,
-    months: tuple[str, str] | None = None,
-) -> list[PlannedRun]:
-    """Group the selected assets by partitioning and plan one run per contiguous key range (instrument-months are
-    ordered instrument by instrument, so a whole history, or the whole universe, is one range), month range, or once."""
+def requested_partitions(
+    asset_keys: Sequence[str] | None, instruments: Sequence[str] | None, months: tuple[str, str] | None
+) -> list[str]:
+    """The instrument-month keys a request selects; PlanError (one line, with a hint) for an unknown asset or
+    instrument, or a request that selects no partition that can exist. Checked before any run starts."""
     from lake_assets.definitions import all_assets
-    from lake_assets.partitions import contiguous_ranges, instrument_month_partitions, month_partitions, split_key
+    from lake_assets.partitions import instrument_month_partitions, split_key
     from lake_assets.specs import universe
 
-    selected = [a for a in all_assets if asset_keys is None or a.key.to_user_string() in asset_keys]
     if asset_keys is not None:
-        missing = set(asset_keys) - {a.key.to_user_string() for a in selected}
+        known = [a.key.to_user_string() for a in all_assets]
+        missing = set(asset_keys) - set(known)
         if missing:
-            known = [a.key.to_user_string() for a in all_assets]
             hints = [f"{m} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(m, known, 2))
                      else m for m in sorted(missing)]  # fmt: skip
             raise PlanError(f"unknown asset(s): {'; '.join(hints)}")
@@ -141,6 +138,29 @@ def plan_runs(
                 raise PlanError(f"unknown instrument {unknown[0]} (did you mean {close[0]}?)")
             raise PlanError(f"unknown instrument(s): {', '.join(unknown)} (spec/universe.yaml has "
                             f"{', '.join(universe().ids)})")  # fmt: skip
+    wanted = [
+        k for k in instrument_month_partitions.get_partition_keys()
+        if (instruments is None or split_key(k)[0] in instruments)
+        and (months is None or months[0] <= split_key(k)[1] <= months[1])
+    ]  # fmt: skip
+    if (instruments is not None or months is not None) and not wanted:
+        raise PlanError("no partition exists for " + _describe(instruments, months) + ": every instrument-month lies "
+                        "inside an instrument's life (spec/universe.yaml start/end, today's month for live ones)")
+    return wanted
+
+
+def plan_runs(
+    asset_keys: Sequence[str] | None = None,
+    instruments: Sequence[str] | None = None,
+    months: tuple[str, str] | None = None,
+) -> list[PlannedRun]:
+    """Group the selected assets by partitioning and plan one run per contiguous key range (instrument-months are
+    ordered instrument by instrument, so a whole history, or the whole universe, is one range), month range, or once."""
+    from lake_assets.definitions import all_assets
+    from lake_assets.partitions import contiguous_ranges, instrument_month_partitions, month_partitions, split_key
+
+    selected = [a for a in all_assets if asset_keys is None or a.key.to_user_string() in asset_keys]
+    wanted = requested_partitions(asset_keys, instruments, months)
     by_kind: dict[str, list[str]] = {"instrument_month": [], "month": [], "other": [], "none": []}
     for a in selected:
         pdef = a.partitions_def
@@ -152,14 +172,6 @@ def plan_runs(
         )  # fmt: skip
         by_kind[kind].append(a.key.to_user_string())
     all_keys = instrument_month_partitions.get_partition_keys()
-    wanted = [
-        k for k in all_keys
-        if (instruments is None or split_key(k)[0] in instruments)
-        and (months is None or months[0] <= split_key(k)[1] <= months[1])
-    ]  # fmt: skip
-    if (instruments is not None or months is not None) and not wanted:
-        raise PlanError("no partition exists for " + _describe(instruments, months) + ": every instrument-month lies "
-                        "inside an instrument's life (spec/universe.yaml start/end, today's month for live ones)")
     runs: list[PlannedRun] = []
     instance = _instance()
     sync_strategies(instance)
@@ -432,7 +444,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     ids = args.instruments.split(",") if args.instruments else None
     instruments = [validate_instrument_id(i.strip()) for i in ids] if ids is not None else None
     months = _parse_months(args.months)
-    plan_runs(select, instruments, months)  # refuse impossible requests (main's one line) before any run starts
+    requested_partitions(select, instruments, months)  # refuse impossible requests (one line) before any run starts
     results = plan_and_execute(select, instruments, months)
     for run, ok, secs in results:
         print(f"{'ok    ' if ok else 'FAILED'} {secs:7.1f}s  {run.label}")

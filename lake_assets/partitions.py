@@ -27,9 +27,8 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from lake_assets.raw.ingest import month_bounds, month_key, previous_month
+from lake_assets.raw.ingest import month_key, months_between, previous_month, warmup_month_keys
 from lake_assets.specs import Instrument, Universe, universe
-from lake_assets.vocabulary import TIMEFRAMES
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -47,15 +46,6 @@ def split_key(key: str) -> tuple[str, str]:
     if not sep or not instrument or len(month) != 7:
         raise ValueError(f"not an instrument-month partition key: {key!r} (expected INSTRUMENT{SEPARATOR}YYYY-MM)")
     return instrument, month
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Month keys from `first` to `last` inclusive (empty when last < first)."""
-    out, m = [], first
-    while m <= last:
-        out.append(m)
-        m = month_key(month_bounds(m)[1])
-    return out
 
 
 def today() -> date:
@@ -82,18 +72,10 @@ def month_instruments(u: Universe, month: str, as_of: date | None = None) -> lis
     return [i for i in u.instruments if month in life_months(i, as_of)]
 
 
-def warmup_reach(inst: Instrument, month: str, lookback_bars: int) -> list[str]:
-    """The months of the instrument's life that `month`'s computation reads: `lookback_bars` bars of warm-up back."""
-    warm_start = month_bounds(month)[0] - TIMEFRAMES[inst.base_timeframe] * lookback_bars
-    first = max(month_key(warm_start), month_key(inst.start))
-    return months_between(first, month)
-
-
 _UNIVERSE = universe()
 instrument_month_partitions = dg.StaticPartitionsDefinition(instrument_month_keys(_UNIVERSE))
 month_partitions = dg.StaticPartitionsDefinition(month_keys(_UNIVERSE))
 _KEYS = frozenset(instrument_month_partitions.get_partition_keys())
-_MONTHS = frozenset(month_partitions.get_partition_keys())
 
 
 def _mapping(edges: Iterable[tuple[str, str]]) -> dg.StaticPartitionMapping:
@@ -111,7 +93,7 @@ def lookback_mapping(lookback_bars: int) -> dg.StaticPartitionMapping:
     edges = []
     for key in instrument_month_partitions.get_partition_keys():
         inst_id, month = split_key(key)
-        for m in warmup_reach(_UNIVERSE.get(inst_id), month, lookback_bars):
+        for m in warmup_month_keys(_UNIVERSE.get(inst_id), month, lookback_bars):
             edges.append((instrument_month_key(inst_id, m), key))
     return _mapping(edges)
 
@@ -121,7 +103,7 @@ def month_context_mapping(lookback_bars: int) -> dg.StaticPartitionMapping:
     edges = []
     for month in month_partitions.get_partition_keys():
         for inst in month_instruments(_UNIVERSE, month):
-            edges += [(instrument_month_key(inst.id, m), month) for m in warmup_reach(inst, month, lookback_bars)]
+            edges += [(instrument_month_key(inst.id, m), month) for m in warmup_month_keys(inst, month, lookback_bars)]
     return _mapping(edges)
 
 
@@ -142,30 +124,6 @@ def bars_inputs_mapping(kind: str) -> dg.StaticPartitionMapping:
             if spot in _KEYS:
                 edges.append((spot, key))
     return _mapping(edges)
-
-
-class UnknownPartitionError(ValueError):
-    """A request for an instrument-month outside every instrument's life (or a malformed key)."""
-
-
-def require_keys(keys: Sequence[str]) -> list[str]:
-    """The keys, all existing instrument-month partitions; otherwise one clear error naming what is wrong."""
-    bad = [k for k in keys if k not in _KEYS]
-    if bad:
-        raise UnknownPartitionError(_explain(bad[0]) + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    return list(keys)
-
-
-def _explain(key: str) -> str:
-    try:
-        inst_id, month = split_key(key)
-    except ValueError as exc:
-        return str(exc)
-    if inst_id not in _UNIVERSE.ids:
-        return f"no partition {key!r}: instrument {inst_id!r} is not in spec/universe.yaml"
-    months = life_months(_UNIVERSE.get(inst_id))
-    span = f"{months[0]}..{months[-1]}" if months else "none"
-    return f"no partition {key!r}: {inst_id} has data in months {span} only"
 
 
 def instrument_months(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[tuple[str, str]]:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def run_range(
-    assets: tuple[str, ...] | list[str], first: str, last: str, instance: object, as_of: str | None = None
-) -> object:
+    assets: tuple[str, ...] | list[str],
+    first: str,
+    last: str,
+    instance: object,
+    as_of: str | None = None,
+    raise_on_error: bool = True,
+) -> Any:
     """One in-process run of `assets` over the partition key range first..last (as `qlake materialize` plans it),
     with the synthetic vendor frozen at `as_of`."""
     import dagster as dg
@@ -24,4 +31,5 @@ def run_range(
             "market_data": MarketDataResource(as_of=as_of),
         },
         tags=PlannedRun("test", list(assets), first, last).run_tags(),
+        raise_on_error=raise_on_error,
     )

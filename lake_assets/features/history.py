@@ -12,7 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
-from lake_assets.raw.ingest import month_bounds, month_key
+from lake_assets.raw.ingest import month_bounds, warmup_month_keys
 from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, TIMEFRAMES, TS
@@ -27,12 +27,8 @@ def warmup_start(month: str, timeframe: str, lookback_bars: int) -> datetime:
 
 def warmup_months(inst: Instrument, month: str, lookback_bars: int) -> tuple[list[str], pl.Expr]:
     """The month partitions holding `month` and `lookback_bars` bars before it, and the filter on the warm-up start."""
-    warm_start = warmup_start(month, inst.base_timeframe, lookback_bars)
-    months, m = [], month_key(max(warm_start.date(), inst.start))
-    while m <= month:
-        months.append(m)
-        m = month_key(month_bounds(m)[1])
-    return months, pl.col(TS) >= warm_start
+    return warmup_month_keys(inst, month, lookback_bars), pl.col(TS) >= warmup_start(month, inst.base_timeframe,
+                                                                                       lookback_bars)
 
 
 class BarsHistory:

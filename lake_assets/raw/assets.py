@@ -15,7 +15,7 @@ from lake_assets.checks.quality import timestamps_unique_increasing
 from lake_assets.glue import frame_metadata, md_table
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
-from lake_assets.raw.ingest import RAW_ASSET, month_bounds, validate_raw
+from lake_assets.raw.ingest import RAW_ASSET, RawBatch, month_bounds, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.quarantine import quarantine_rows, write_quarantine
@@ -27,7 +27,6 @@ from lake_assets.vocabulary import (
     TS,
     DataKind,
     conform,
-    empty_frame,
 )
 from resources.lake import LakeResource, WarehouseResource
 from resources.market_data import MarketDataResource
@@ -45,19 +44,9 @@ def instrument_window(inst: Instrument, month: str) -> tuple[datetime, datetime]
     return (lo, hi) if lo < hi else None
 
 
-def _fetch(
-    kind: DataKind, inst: Instrument, window: tuple[datetime, datetime], market_data: MarketDataResource
-) -> tuple[pl.DataFrame | Any, pl.DataFrame, list[dict[str, Any]]]:
-    """Vendor rows plus parser-level quarantine and per-file counts (trade files only). For trade files the rows are
-    the scan itself (its trades are streamed to the lake, never held whole: see `stream_trades_partition`)."""
-    vendor = market_data.vendor_for(inst)
-    if kind == DataKind.TRADES and inst.vendor == "trade_files":
-        from lake_assets.raw.vendors.trade_files import life_span
-
-        # life: lines outside the instrument's life are quarantined in its first/last month, never lost
-        scan = vendor.scan(inst.id, *window, life=life_span(inst))  # type: ignore[attr-defined]
-        return scan, scan.quarantine, list(scan.files)
-    return vendor.fetch(inst, window[0], window[1], kind), pl.DataFrame(schema=QUARANTINE_SCHEMA), []
+def _streams_trades(kind: DataKind, inst: Instrument) -> bool:
+    """Trades from dumps are streamed to the lake, never held whole (see `stream_trades_partition`)."""
+    return kind == DataKind.TRADES and inst.vendor == "trade_files"
 
 
 STREAM_SLICE_ROWS = 500_000  # a streamed partition is validated and checked this many rows at a time
@@ -77,35 +66,53 @@ class StreamedPartition:
     time_range: str | None
 
 
-def stream_trades_partition(store: Lake, scan: Any, name: str, dims: dict[str, str]) -> StreamedPartition:
-    """Trades of one month from a trade-files scan, with bounded memory: the scan writes them sorted to a staged file;
-    each slice of it is row-validated (rejects to quarantine), written to the staged partition, and judged by the
-    GX suite and the ordering check; the slices' verdicts are combined (row counts add up; the ordering check sees
-    each slice boundary; uniqueness is judged within slices, the scan having removed duplicate trade ids across every
-    file of the instrument already). Nothing is published here."""
+def _validated_slices(path: Path) -> Iterator[RawBatch]:
+    """The trades file in slices of STREAM_SLICE_ROWS, each row-validated (at least one, possibly empty, slice)."""
+    lazy = pl.scan_parquet(path)
+    total = lazy.select(pl.len()).collect().item()
+    for offset in range(0, max(total, 1), STREAM_SLICE_ROWS):
+        yield validate_raw(conform(lazy.slice(offset, STREAM_SLICE_ROWS).collect(), RAW_TRADES_SCHEMA), DataKind.TRADES)
+
+
+def _without_rejected(store: Lake, staged: Path, name: str, dims: dict[str, str]) -> Path:
+    """A new staged file holding the accepted rows of `staged` only, slice by slice; `staged` is removed."""
     import pyarrow.parquet as pq
 
-    sorted_path = store.staging_path(GROUP, name, dims)
-    staged = store.staging_path(GROUP, name, dims)
+    kept = store.staging_path(GROUP, name, dims)
     writer: pq.ParquetWriter | None = None
     try:
-        scan.write_trades(sorted_path)
-        lazy = pl.scan_parquet(sorted_path)
-        total = lazy.select(pl.len()).collect().item()
+        for batch in _validated_slices(staged):
+            table = batch.accepted.to_arrow()
+            writer = writer or pq.ParquetWriter(kept, table.schema, compression="lz4", write_statistics=True)
+            writer.write_table(table)
+    except BaseException:
+        kept.unlink(missing_ok=True)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        staged.unlink(missing_ok=True)
+    return kept
+
+
+def stream_trades_partition(store: Lake, scan: Any, name: str, dims: dict[str, str]) -> StreamedPartition:
+    """Trades of one month from a trade-files scan, with bounded memory: the scan writes them sorted to the staged
+    partition file; each slice of it is row-validated (rejects to quarantine) and judged by the GX suite and the
+    ordering check, and the slices' verdicts are combined (row counts add up; the ordering check sees each slice
+    boundary; uniqueness is judged within slices, the scan having removed duplicate trade ids across every file of
+    the instrument already). Only when a row was rejected is the file rewritten without it. Nothing is published."""
+    staged = store.staging_path(GROUP, name, dims)
+    try:
+        scan.write_trades(staged)
         suites, orderings, rejected, head = [], [], [], pl.DataFrame(schema=RAW_TRADES_SCHEMA)
         counts = {"delivered": 0, "accepted": 0, "quarantined": 0}
         previous: pl.DataFrame | None = None
         first_ts = last_ts = None
-        for offset in range(0, max(total, 1), STREAM_SLICE_ROWS):
-            batch = validate_raw(conform(lazy.slice(offset, STREAM_SLICE_ROWS).collect(), RAW_TRADES_SCHEMA),
-                                 DataKind.TRADES)  # fmt: skip
+        for batch in _validated_slices(staged):
             counts = {k: counts[k] + int(batch.counts.get(k, 0)) for k in counts}
             if batch.rejected.height:
                 rejected.append(batch.rejected)
             part = batch.accepted
-            table = part.to_arrow()
-            writer = writer or pq.ParquetWriter(staged, table.schema, compression="lz4", write_statistics=True)
-            writer.write_table(table)
             suites.append(run_expectations(part, name, "raw"))
             # ordering across the slice boundary too: the previous slice's last row leads this one
             joined = pl.concat([previous, part]) if previous is not None and part.height else part
@@ -116,19 +123,12 @@ def stream_trades_partition(store: Lake, scan: Any, name: str, dims: dict[str, s
                 last_ts = part[TS][-1]
                 if head.is_empty():
                     head = part.head(10)
-            del batch, part, table
-        if writer is not None:
-            writer.close()
-            writer = None
-        else:
-            empty_frame(RAW_TRADES_SCHEMA).write_parquet(staged)
+            del batch, part
+        if rejected:
+            staged = _without_rejected(store, staged, name, dims)
     except BaseException:
-        if writer is not None:
-            writer.close()
         staged.unlink(missing_ok=True)
         raise
-    finally:
-        sorted_path.unlink(missing_ok=True)
     ordering_ok = all(o.passed for o in orderings)
     numbers: dict[str, Any] = {}
     for o in orderings:
@@ -174,14 +174,17 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
             window = instrument_window(inst, month)
-            file_counts: list[dict[str, Any]] = []
             if window is None:
-                raw, parse_q = pl.DataFrame(schema=schema), pl.DataFrame(schema=QUARANTINE_SCHEMA)
-            else:
-                raw, parse_q, file_counts = _fetch(kind, inst, window, market_data)
-            if not isinstance(raw, pl.DataFrame):  # a trade-files scan: streamed, audited and published on its own
-                _publish_streamed(publisher, store, name, inst_id, month, raw, parse_q, file_counts)
+                raw = pl.DataFrame(schema=schema)
+            elif _streams_trades(kind, inst):  # streamed, audited and published on its own
+                from lake_assets.raw.vendors.trade_files import life_span
+
+                # life: lines outside the instrument's life are quarantined in its first/last month, never lost
+                scan = market_data.vendor_for(inst).scan(inst.id, *window, life=life_span(inst))  # type: ignore[attr-defined]
+                _publish_streamed(publisher, store, name, inst_id, month, scan, scan.quarantine, list(scan.files))
                 continue
+            else:
+                raw = market_data.vendor_for(inst).fetch(inst, window[0], window[1], kind)
             batch = validate_raw(conform(raw, schema), kind)
             rejected = quarantine_rows(
                 batch.rejected.drop("reason"),
@@ -190,13 +193,11 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 source=inst.vendor,
                 reason=pl.lit(batch.rejected["reason"]) if batch.rejected.height else "",
             )
-            write_quarantine(store, pl.concat([parse_q, rejected]), asset=name, instrument=inst_id, month=month)
-            counts = {**batch.counts, "parser_quarantined": parse_q.height}
+            write_quarantine(store, rejected, asset=name, instrument=inst_id, month=month)
+            counts = batch.counts
             meta = frame_metadata(batch.accepted)
-            meta["quarantined_rows"] = dg.MetadataValue.int(counts["quarantined"] + parse_q.height)
+            meta["quarantined_rows"] = dg.MetadataValue.int(counts["quarantined"])
             meta["counts"] = dg.MetadataValue.json(counts)
-            if file_counts:
-                meta["trade_files"] = dg.MetadataValue.md(md_table(pl.DataFrame(file_counts), n=50))
             staged.append((instrument_month_key(inst_id, month), batch.accepted, meta))
             context.log.debug(f"{name} {inst_id} {month}: {counts}")
         suites = run_expectations_by_partition([(k, f) for k, f, _ in staged], name, "raw")

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
+from lake_assets.specs import Instrument
 from lake_assets.vocabulary import (
     CLOSE,
     FUNDING_RATE,
@@ -16,6 +17,7 @@ from lake_assets.vocabulary import (
     OPEN_INTEREST,
     PRICE,
     SIZE,
+    TIMEFRAMES,
     TS,
     VOLUME,
     DataKind,
@@ -42,6 +44,22 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 def month_key(d: date | datetime) -> str:
     return f"{d.year:04d}-{d.month:02d}"
+
+
+def months_between(first: str, last: str) -> list[str]:
+    """Month keys from `first` to `last` inclusive (empty when last < first)."""
+    out, m = [], first
+    while m <= last:
+        out.append(m)
+        m = month_key(month_bounds(m)[1])
+    return out
+
+
+def warmup_month_keys(inst: Instrument, month: str, lookback_bars: int) -> list[str]:
+    """The months of the instrument's life that `month`'s computation reads with `lookback_bars` bars of warm-up
+    (the feature history reads them; the partition mappings declare them)."""
+    warm_start = month_bounds(month)[0] - TIMEFRAMES[inst.base_timeframe] * lookback_bars
+    return months_between(max(month_key(warm_start), month_key(inst.start)), month)
 
 
 def previous_month(month: str) -> str:

@@ -12,15 +12,15 @@ import dagster as dg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_helpers import run_range  # noqa: E402
 from small_lake import build_strategy_lake  # noqa: E402
 
 from lake_assets import cli  # noqa: E402
-from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.settings import PROJECT_ROOT  # noqa: E402
 from lake_assets.storage.check_failures import read_failures  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 from lake_assets.storage.warehouse import query  # noqa: E402
-from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
 
 GOOD, BAD = "json.rsi_reversal", "json.broken"
 BROKEN = '{"name": "broken",\n "description": }'
@@ -40,14 +40,7 @@ def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_backtests(instance: dg.DagsterInstance, keys: list[str]) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.assets("backtests"),
-        instance=instance,
-        resources={"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
-        tags=cli.PlannedRun("test", ["backtests"], keys[0], keys[-1]).run_tags(),
-        raise_on_error=False,
-    )
+    return run_range(("backtests",), keys[0], keys[-1], instance, raise_on_error=False)
 
 
 def test_backtests_fail_only_the_bad_partition(data_root: Path, specs: Path) -> None:

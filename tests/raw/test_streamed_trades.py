@@ -30,6 +30,23 @@ class FakeScan:
         return self.trades.height
 
 
+def test_a_clean_month_is_staged_by_one_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(raw_assets, "STREAM_SLICE_ROWS", 7)
+    trades = make_raw_trades(20)
+    lake = Lake(tmp_path / "lake")
+    dims = {"instrument": "BTCUSDT-PERP", "month": "2026-01"}
+    written: list[Path] = []
+
+    class Recording(FakeScan):
+        def write_trades(self, path: Path) -> int:
+            written.append(path)
+            return super().write_trades(path)
+
+    part = raw_assets.stream_trades_partition(lake, Recording(trades), "raw_trades", dims)
+    assert part.staged == written[0] and part.quarantine.is_empty()  # nothing rejected: no second file
+    assert pl.read_parquet(part.staged).equals(trades.sort(TS))
+
+
 def test_a_month_is_validated_and_checked_slice_by_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(raw_assets, "STREAM_SLICE_ROWS", 7)
     trades = make_raw_trades(40)
@@ -54,5 +71,5 @@ def test_a_month_is_validated_and_checked_slice_by_slice(tmp_path: Path, monkeyp
         assert mine.unexpected_count == all_at_once.unexpected_count, mine.expectation
     assert not part.ordering.passed  # the duplicate straddling the slice boundary
     assert part.time_range is not None and part.time_range.startswith(str(accepted[TS][0]))
-    assert not list(part.staged.parent.glob(".*.tmp")) or part.staged.exists()  # only the staged partition is left
+    assert list(part.staged.parent.glob(".*.tmp")) == [part.staged]  # the file without the rejects, nothing else
     assert not lake.exists("raw", "raw_trades", dims)  # nothing is published before the audit

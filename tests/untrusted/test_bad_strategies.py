@@ -17,13 +17,13 @@ import dagster as dg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_helpers import run_range  # noqa: E402
 from small_lake import build_strategy_lake  # noqa: E402
 
 from lake_assets import cli  # noqa: E402
-from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.settings import PROJECT_ROOT  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
-from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
 
 GOOD = ("rsi_reversal", "sma_crossover")
 REPO = Path(__file__).resolve().parents[2]
@@ -75,14 +75,7 @@ def test_hostile_strategy_files_leave_every_other_backtest_running(data_root: Pa
     keys = sorted(instance.get_dynamic_partitions("strategy"))
     bad = sorted(f"json.{p.stem}" for p in folder.glob("*.json") if p.stem not in GOOD)
     assert set(bad) | {f"json.{g}" for g in GOOD} <= set(keys)
-    result = dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.assets("backtests"),
-        instance=instance,
-        resources={"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
-        tags=cli.PlannedRun("test", ["backtests"], keys[0], keys[-1]).run_tags(),
-        raise_on_error=False,
-    )
+    result = run_range(("backtests",), keys[0], keys[-1], instance, raise_on_error=False)
     assert result.success  # the run itself does not fail: bad partitions are held back by their checks
     evals = {(e.check_name, e.partition): e for e in result.get_asset_check_evaluations()}
     for good in GOOD:

@@ -866,6 +866,19 @@ _FAST_COLUMNS = [
 ]
 
 
+def _epoch_us_expr(epoch: pl.Expr) -> pl.Expr:
+    """Epoch numbers to microseconds, the unit told by magnitude (s, ms, us, ns), as `_epoch_us` does per value."""
+    return (
+        pl.when(epoch < 10**11)
+        .then(epoch * 1_000_000)
+        .when(epoch < 10**14)
+        .then(epoch * 1_000)
+        .when(epoch < 10**17)
+        .then(epoch)
+        .otherwise(epoch // 1_000)
+    )
+
+
 def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `data` into (fast-path candidates in _FAST_COLUMNS, the lines left for `_accept`)."""
     cols = layout.csv_columns
@@ -891,15 +904,7 @@ def _fast_csv(data: pl.DataFrame, layout: _Layout, header_text: str | None) -> t
     else:
         size = pl.lit(None, pl.Float64)
     epoch = field_("time").cast(pl.Int64, strict=False)
-    ts_us = (
-        pl.when(epoch < 10**11)
-        .then(epoch * 1_000_000)
-        .when(epoch < 10**14)
-        .then(epoch * 1_000)
-        .when(epoch < 10**17)
-        .then(epoch)
-        .otherwise(epoch // 1_000)
-    )
+    ts_us = _epoch_us_expr(epoch)
     ok &= field_("time").str.contains(r"^\d{1,18}$") & ts_us.is_between(_TS_MIN_US, _TS_MAX_US, closed="left")
     side = pl.lit(None, pl.String)
     if "side" in cols:
@@ -988,15 +993,7 @@ def _typed_csv(raw: bytes, number: int, sep: bytes, state: _CsvState) -> tuple[p
     else:
         size = pl.lit(None, pl.Float64)
     epoch = field_("time")
-    ts_us = (
-        pl.when(epoch < 10**11)
-        .then(epoch * 1_000_000)
-        .when(epoch < 10**14)
-        .then(epoch * 1_000)
-        .when(epoch < 10**17)
-        .then(epoch)
-        .otherwise(epoch // 1_000)
-    )
+    ts_us = _epoch_us_expr(epoch)
     ok &= (epoch >= 0) & ts_us.is_between(_TS_MIN_US, _TS_MAX_US, closed="left")
     side = pl.lit(None, pl.String)
     if "side" in cols:
