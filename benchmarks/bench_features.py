@@ -40,7 +40,7 @@ from lake_assets.features.core import compute_features  # noqa: E402
 from lake_assets.features.history import warmup_start  # noqa: E402
 from lake_assets.features.reference import expression_features, rolling_primitives  # noqa: E402
 from lake_assets.malloc_tuning import tune_malloc  # noqa: E402
-from lake_assets.raw.ingest import month_bounds  # noqa: E402
+from lake_assets.months import month_bounds  # noqa: E402
 from lake_assets.vocabulary import TS  # noqa: E402
 
 

@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars  # noqa: E402
-from lake_assets.raw.ingest import month_bounds, validate_raw  # noqa: E402
-from lake_assets.raw.vendors.synthetic import SyntheticVendor  # noqa: E402
+from lake_assets.months import month_bounds  # noqa: E402
+from lake_assets.raw.ingest import validate_raw  # noqa: E402
 from lake_assets.specs import Instrument, universe  # noqa: E402
+from lake_assets.vendors.synthetic import SyntheticVendor  # noqa: E402
 from lake_assets.vocabulary import DataKind  # noqa: E402
 
 AS_OF = datetime(2026, 11, 21, tzinfo=UTC)

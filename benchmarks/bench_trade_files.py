@@ -79,8 +79,8 @@ def measure(landing: Path, bars: bool) -> dict[str, object]:
 
     import polars as pl
 
-    from lake_assets.cleaned.trades_to_bars import trades_to_bars
-    from lake_assets.raw.vendors.trade_files import TradeFilesVendor
+    from lake_assets.trades import trades_to_bars
+    from lake_assets.vendors.trade_files import TradeFilesVendor
 
     def rss() -> int:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from lake_assets.raw.ingest import month_key, months_between, previous_month, warmup_month_keys
+from lake_assets.months import month_key, months_between, previous_month, warmup_month_keys
 from lake_assets.specs import Instrument, Universe, universe
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13

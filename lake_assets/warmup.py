@@ -13,9 +13,9 @@ import polars as pl
 
 
 def warm_up() -> None:
+    from lake_assets.backtests.brackets import bracket_orders
     from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals
     from lake_assets.backtests.optimise import signal_returns
-    from lake_assets.backtests.runner import bracket_orders
     from lake_assets.backtests.schema import SizeType
     from lake_assets.backtests.strategy_spec import compile_signals, load_strategies
     from lake_assets.cleaned.bars import build_bars, dedupe
@@ -23,9 +23,10 @@ def warm_up() -> None:
     from lake_assets.events.spec_model import event_specs
     from lake_assets.features.catalog import load_feature_specs
     from lake_assets.features.core import compute_features
-    from lake_assets.raw.ingest import month_bounds, validate_raw
-    from lake_assets.raw.vendors.synthetic import SyntheticVendor
+    from lake_assets.months import month_bounds
+    from lake_assets.raw.ingest import validate_raw
     from lake_assets.specs import universe
+    from lake_assets.vendors.synthetic import SyntheticVendor
     from lake_assets.vocabulary import DataKind
 
     inst = next(i for i in universe().instruments if i.vendor == "synthetic" and i.market == "perp")

@@ -1,4 +1,5 @@
-"""Market-data vendors behind one resource: `vendor_for(instrument)` returns the vendor named in the universe."""
+"""The market-data vendors as a Dagster resource: configuration (freeze time, landing directory, retries) only; the
+vendors themselves and the choice among them are `lake_assets.vendors`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from lake_assets.raw.vendors.base import Vendor
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
+from lake_assets.vendors import Vendor, vendor_for
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -29,26 +30,5 @@ class MarketDataResource(dg.ConfigurableResource):
         return Path(self.landing_dir) if self.landing_dir else landing_root()
 
     def vendor_for(self, instrument: Instrument) -> Vendor:
-        name = instrument.vendor
-        if name == "synthetic":
-            from lake_assets.raw.vendors.synthetic import SyntheticVendor
-
-            return SyntheticVendor(as_of=self.as_of_time())
-        if name == "packaged":
-            from lake_assets.raw.vendors.packaged import PackagedVendor
-
-            return PackagedVendor()
-        if name == "trade_files":
-            from lake_assets.raw.vendors.trade_files import TradeFilesVendor
-
-            return TradeFilesVendor(self.landing_path() / "trade_files")
-        if name == "ccxt":
-            from lake_assets.raw.vendors.ccxt_binance import CcxtBinanceVendor
-
-            # credentials (optional for public data) are read from QLAKE_BINANCE_API_KEY/_SECRET, never logged
-            return CcxtBinanceVendor(max_retries=self.max_retries)
-        if name == "yfinance":
-            from lake_assets.raw.vendors.yfinance_vendor import YFinanceVendor
-
-            return YFinanceVendor(max_retries=self.max_retries)
-        raise ValueError(f"unknown vendor {name!r} for instrument {instrument.id}")
+        return vendor_for(instrument, as_of=self.as_of_time(), landing_dir=self.landing_path(),
+                          max_retries=self.max_retries)  # fmt: skip

@@ -7,7 +7,7 @@ can touch. The sensor never parses a dump: parsing happens in the raw asset.
   leave the lake).
 - Which partitions can a file touch? Without parsing it, any month of its instrument: a line lands in the month of
   its time, lines outside the instrument's life in its first or last life month, undated lines next to their
-  neighbours, an unreadable file in the first life month (see `ScanResult` in lake_assets/raw/vendors/trade_files.py).
+  neighbours, an unreadable file in the first life month (see `ScanResult` in lake_assets/vendors/trade_files.py).
   So a changed dump requests every existing partition of its instrument (correct, possibly wasteful for long
   histories; partitions that do not exist are never requested). Requests from several files of one instrument in
   one tick are merged: one request per partition.
@@ -26,8 +26,8 @@ from collections import defaultdict
 import dagster as dg
 
 from lake_assets.partitions import instrument_month_partitions, split_key
-from lake_assets.raw.vendors.trade_files import default_landing_dir, scan_landing
 from lake_assets.specs import universe
+from lake_assets.vendors.trade_files import default_landing_dir, scan_landing
 
 landing_job = dg.define_asset_job(
     "ingest_landing_files",

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from lake_assets.months import month_key
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions
-from lake_assets.raw.ingest import month_key
 from lake_assets.specs import universe
 
 refresh_current_month_job = dg.define_asset_job(

@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from lake_assets.backtests.runner import STRATEGY_HASH, spec_errors, strategy_catalog
+from lake_assets.backtests.strategies import STRATEGY_HASH, spec_errors, strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource

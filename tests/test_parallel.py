@@ -55,7 +55,7 @@ def test_unguarded_script_is_not_rerun_by_workers(tmp_path: Path) -> None:
     script.write_text(
         f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
         "from lake_assets.parallel import process_map\n"
-        "from lake_assets.backtests.runner import parse_key\n"
+        "from lake_assets.backtests.strategies import parse_key\n"
         "print('MAIN BODY RUNS')\n"
         "print(process_map(parse_key, ['json.a', 'bp_1', 'json.b'], workers=2))\n"
     )

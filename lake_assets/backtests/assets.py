@@ -14,8 +14,14 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from lake_assets.backtests import runner
-from lake_assets.backtests.partition_work import NoData, StrategyTask, backtest_partition, walkforward_partition
+from lake_assets.backtests import strategies
+from lake_assets.backtests.partition_work import (
+    NoData,
+    StrategyTask,
+    backtest_partition,
+    release_lakes,
+    walkforward_partition,
+)
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.glue import AUTOMATION, md_table
@@ -40,7 +46,7 @@ def _code_version(kind: str) -> str:
 
 def _catalog(store: Lake) -> dict[str, str]:
     """Every strategy key -> its current content hash (what a partition without output tables ran with)."""
-    return runner.strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
+    return strategies.strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
 
 
 def _strategy_hash(key: str, table: pl.DataFrame | None, catalog: dict[str, str]) -> str | None:
@@ -79,14 +85,14 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     # compute-bound, does use the workers
     catalog = _catalog(store)
     # the one writer of quality/spec_errors; a bad file's partition fails `has_data`, naming file, key and problem
-    runner.record_spec_errors(store, load_strategies())
+    strategies.record_spec_errors(store, load_strategies())
     publisher = PartitionPublisher(context, store, GROUP, "backtests")
     identity_cols = ["book", "final_equity", "final_identity_abs_error", "max_abs_error_cash_plus_positions",
                      "identity_ok"]  # fmt: skip
     try:
         for key in keys:
             outcome = backtest_partition(StrategyTask(str(store.root), key))
-            meta: dict[str, Any] = {runner.STRATEGY_HASH: _strategy_hash(key, None, catalog)}
+            meta: dict[str, Any] = {strategies.STRATEGY_HASH: _strategy_hash(key, None, catalog)}
             if isinstance(outcome, NoData):
                 context.log.error(outcome.message)
                 verdicts = [Verdict("has_data", False, {"reason": outcome.message}, outcome.message),
@@ -104,14 +110,14 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
                 Verdict("has_trades", no_trades.height == 0, {"books_without_trades": no_trades.height,
                         "books": ", ".join(no_trades["book"].cast(pl.String).to_list()) or "none"}),
             ]  # fmt: skip
-            meta[runner.STRATEGY_HASH] = _strategy_hash(key, m, catalog)
+            meta[strategies.STRATEGY_HASH] = _strategy_hash(key, m, catalog)
             meta["dagster/row_count"] = dg.MetadataValue.int(m.height)
             meta["metrics"] = dg.MetadataValue.md(md_table(m.select([c for c in METRIC_PREVIEW if c in m.columns])))
             publisher.audit(key, None, {STRATEGY_DIM: key}, verdicts, {k: v for k, v in meta.items() if v},
                             tables=dict(outcome.items()))  # fmt: skip
             del outcome
     finally:
-        runner.clear_bars_cache()  # the strategies' shared instrument bars, held for this run only
+        release_lakes()  # the strategies' shared instrument bars, held for this run only
     warehouse.refresh()
     yield from publisher.finish()
 
@@ -138,7 +144,7 @@ def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: W
     try:
         outcomes = process_map(walkforward_partition, [StrategyTask(str(store.root), k) for k in keys])
     finally:
-        runner.clear_bars_cache()
+        release_lakes()
     publisher = PartitionPublisher(context, store, GROUP, "walkforward")
     preview = ("book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "pbo", "dsr", "max_psi", "reason")
     for key, outcome in zip(keys, outcomes, strict=True):
@@ -148,7 +154,7 @@ def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: W
             h = _strategy_hash(key, None, catalog)
             publisher.audit(key, None, dims, [Verdict("statistics_valid", False, {"reason": outcome.message},
                                                       outcome.message)],
-                            {runner.STRATEGY_HASH: h} if h else {})  # fmt: skip
+                            {strategies.STRATEGY_HASH: h} if h else {})  # fmt: skip
             continue
         summary, folds = outcome
         bad_stats = summary.filter(
@@ -164,7 +170,7 @@ def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: W
                                 "summary": dg.MetadataValue.md(md_table(summary.select(preview)))}  # fmt: skip
         h = _strategy_hash(key, summary, catalog)
         if h:
-            meta[runner.STRATEGY_HASH] = h
+            meta[strategies.STRATEGY_HASH] = h
         publisher.audit(key, summary, dims, [verdict], meta, tables={"walkforward_folds": folds})
     warehouse.refresh()
     yield from publisher.finish()

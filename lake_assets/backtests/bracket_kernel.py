@@ -1,4 +1,4 @@
-"""Numba kernel of the bracket-order planner (`runner.bracket_orders`).
+"""Numba kernel of the bracket-order planner (`brackets.bracket_orders`).
 
 The planner walks every bar, so in Python it dominated bracketed backtests and walk-forward trials. The kernel
 replays the same state machine on numpy arrays and writes one record per order into caller-owned arrays; the

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lake_assets.backtests import runner
+from lake_assets.backtests import book_runs, strategies, walkforward_runs
 from lake_assets.backtests.costs import load_costs
+from lake_assets.backtests.strategies import NoDataError
 from lake_assets.backtests.strategy_spec import StrategySpec, load_strategies
 from lake_assets.discovery.blueprints import Blueprint, load_blueprints
 from lake_assets.specs import universe
 from lake_assets.storage.lake import Lake
 
-__all__ = ["NoData", "StrategyTask", "backtest_partition", "resolve", "walkforward_partition"]
+__all__ = ["NoData", "StrategyTask", "backtest_partition", "release_lakes", "resolve", "task_lake",
+           "walkforward_partition"]
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,34 @@ class NoData:
 def resolve(key: str, specs: dict[str, StrategySpec], blueprints: dict[str, Blueprint]) -> StrategySpec | Blueprint:
     """The strategy behind a partition key; a vanished one is a NoDataError naming the key and where it was looked
     for."""
-    kind, name = runner.parse_key(key)
+    kind, name = strategies.parse_key(key)
     if kind == "json":
         if name not in specs:
-            error = runner.spec_errors(specs).get(key)
+            error = strategies.spec_errors(specs).get(key)
             if error is not None:
-                raise runner.NoDataError(f"strategy {key}: invalid spec, not run: {error}")
-            raise runner.NoDataError(f"strategy {key}: spec/strategies/{name}.json does not exist (any more)")
+                raise NoDataError(f"strategy {key}: invalid spec, not run: {error}")
+            raise NoDataError(f"strategy {key}: spec/strategies/{name}.json does not exist (any more)")
         return specs[name]
     if name not in blueprints:
-        raise runner.NoDataError(f"strategy {key}: not in discovery/strategy_blueprints/blueprints.jsonl (any more)")
+        raise NoDataError(f"strategy {key}: not in discovery/strategy_blueprints/blueprints.jsonl (any more)")
     return blueprints[name]
+
+
+def task_lake(root: str) -> Lake:
+    """The lake of this process's tasks: one `Lake` (and so one reader, holding the bars the strategies share) per root
+    while a run lasts; `release_lakes()` drops it when the run ends."""
+    lake = _LAKES.get(root)
+    if lake is None:
+        _LAKES.clear()
+        lake = _LAKES[root] = Lake(root)
+    return lake
+
+
+def release_lakes() -> None:
+    _LAKES.clear()
+
+
+_LAKES: dict[str, Lake] = {}
 
 
 def _strategy(store: Lake, key: str) -> StrategySpec | Blueprint:
@@ -56,28 +75,28 @@ def _strategy(store: Lake, key: str) -> StrategySpec | Blueprint:
 
 def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
     """Tables (trades, orders, fills, equity, risk_events, metrics) of one strategy's realistic backtest."""
-    store = Lake(task.lake_root)
+    store = task_lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
     try:
         strategy = _strategy(store, task.key)
         runs = (
-            runner.run_json_strategy(store, strategy, instruments, costs) if isinstance(strategy, StrategySpec)
-            else runner.run_blueprint(store, strategy, instruments, costs)
+            book_runs.run_json_strategy(store, strategy, instruments, costs) if isinstance(strategy, StrategySpec)
+            else book_runs.run_blueprint(store, strategy, instruments, costs)
         )  # fmt: skip
-    except runner.NoDataError as exc:
+    except NoDataError as exc:
         return NoData(str(exc))
-    return runner.result_tables(runs, runner.content_hash(strategy))
+    return book_runs.result_tables(runs, strategies.content_hash(strategy))
 
 
 def walkforward_partition(task: StrategyTask) -> tuple[pl.DataFrame, pl.DataFrame] | NoData:
     """(summary, folds) of one strategy's rolling walk-forward."""
-    store = Lake(task.lake_root)
+    store = task_lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
     try:
         strategy = _strategy(store, task.key)
         return (
-            runner.walkforward_json(store, strategy, instruments) if isinstance(strategy, StrategySpec)
-            else runner.walkforward_blueprint(store, strategy, instruments, costs)
+            walkforward_runs.walkforward_json(store, strategy, instruments) if isinstance(strategy, StrategySpec)
+            else walkforward_runs.walkforward_blueprint(store, strategy, instruments, costs)
         )  # fmt: skip
-    except runner.NoDataError as exc:
+    except NoDataError as exc:
         return NoData(str(exc))

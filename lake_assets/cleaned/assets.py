@@ -17,8 +17,8 @@ from lake_assets.checks.quality import (
 )
 from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars
 from lake_assets.cleaned.plots import price_and_gaps_png
-from lake_assets.cleaned.trades_to_bars import trades_to_bars
 from lake_assets.glue import AUTOMATION, frame_metadata, png_metadata
+from lake_assets.months import instrument_window, month_bounds, month_key, previous_month
 from lake_assets.partitions import (
     bars_inputs_mapping,
     instrument_month_key,
@@ -27,10 +27,9 @@ from lake_assets.partitions import (
     split_key,
 )
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
-from lake_assets.raw.assets import instrument_window
-from lake_assets.raw.ingest import month_bounds, month_key, previous_month
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
+from lake_assets.trades import trades_to_bars
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     CLOSE,
@@ -57,7 +56,7 @@ def trading_day_rule(inst: Instrument) -> Callable[[date], bool] | None:
     """Daily equity/index grids hold exchange trading days only; crypto trades every day."""
     if inst.is_crypto:
         return None
-    from lake_assets.features.calendar import holiday_dates
+    from lake_assets.calendars import holiday_dates
 
     holidays = set(holiday_dates(inst.calendar or "XNYS", inst.start, inst.end or date.today()))
     return lambda d: d.weekday() < 5 and d not in holidays

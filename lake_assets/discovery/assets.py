@@ -31,7 +31,7 @@ def _code_version() -> str:
 
 
 def all_bars(store: Lake) -> pl.DataFrame:
-    return store.read("cleaned", "bars", store.partitions("cleaned", "bars")).drop("month", strict=False)
+    return store.reader.table(tables.BARS).drop("month", strict=False)
 
 
 def all_events(store: Lake) -> pl.DataFrame:

@@ -7,13 +7,13 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets import tables
 from lake_assets.events.inputs import instrument_event_frame
 from lake_assets.events.registry import EVENT_REGISTRY_SCHEMA, detect_events, event_flags, prevalence_report
 from lake_assets.events.spec_model import EventCatalog, event_specs
 from lake_assets.glue import AUTOMATION, check_result, frame_metadata, md_table
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import universe
-from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 from resources.lake import LakeResource, WarehouseResource
 
@@ -65,7 +65,7 @@ def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse
     types = list(context.partition_keys)
     specs = [catalog.get(t) for t in types]
     events_all, app_all, lookahead_failed, off_grid_types = [], [], set(), set()
-    context_features = store.read_all("features", "context_features")
+    context_features = store.reader.table(tables.CONTEXT_FEATURES)
     for inst in universe().instruments:
         frame = instrument_event_frame(store, inst, context_features)
         if frame.is_empty():
@@ -133,7 +133,8 @@ def event_flags_asset(lake: LakeResource, warehouse: WarehouseResource) -> dg.Ma
     events = store.read_all(GROUP, "event_registry")
     total, flagged = 0, dict.fromkeys(names, 0)
     for inst in universe().instruments:
-        bars_ts = _bar_times(store, inst.id)
+        bars = store.reader.instrument(tables.BARS, inst.id, columns=[TS, INSTRUMENT])
+        bars_ts = bars.select(TS, INSTRUMENT) if bars.height else pl.DataFrame()
         inst_events = events.filter(pl.col(INSTRUMENT) == inst.id) if events.height else events
         flags = event_flags(inst_events, bars_ts, names) if bars_ts.height else pl.DataFrame()
         store.write(flags, GROUP, "event_flags", {INSTRUMENT: inst.id})
@@ -148,12 +149,6 @@ def event_flags_asset(lake: LakeResource, warehouse: WarehouseResource) -> dg.Ma
         check_results=[check_result("agrees_with_registry", not mismatched,
                                     {"mismatched_types": ", ".join(mismatched) or "none"})],
     )  # fmt: skip
-
-
-def _bar_times(store: Lake, instrument: str) -> pl.DataFrame:
-    months = [d for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == instrument]
-    bars = store.read("cleaned", "bars", months)
-    return bars.select(TS, INSTRUMENT).sort(TS) if bars.height else pl.DataFrame()
 
 
 event_assets = [event_registry, event_flags_asset]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from lake_assets import tables
 from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
@@ -26,13 +27,13 @@ def join_event_inputs(
 
 def instrument_event_frame(store: Lake, inst: Instrument, context: pl.DataFrame | None = None) -> pl.DataFrame:
     """Pass `context` (all of `context_features`) when building many instruments, so it is read once, not per one."""
-    months = sorted({d["month"] for d in store.partitions("cleaned", "bars") if d.get(INSTRUMENT) == inst.id})
-    dims = [{INSTRUMENT: inst.id, "month": m} for m in months]
-    bars = store.read("cleaned", "bars", dims)
+    reader = store.reader
+    months = reader.months(tables.BARS, inst.id)
+    bars = reader.instrument(tables.BARS, inst.id, months=months)
     if bars.is_empty():
         return bars
-    features = store.read("features", "features", dims)
-    context = store.read_all("features", "context_features") if context is None else context
+    features = reader.instrument(tables.FEATURES, inst.id, months=months)
+    context = reader.table(tables.CONTEXT_FEATURES) if context is None else context
     context = context.filter(pl.col(INSTRUMENT) == inst.id).drop("month", strict=False) if context.height else context
-    market = store.read("features", "market_context", [{"month": m} for m in months])
+    market = reader.read(tables.MARKET_CONTEXT, [{"month": m} for m in months])
     return join_event_inputs(bars, features, context, market.drop("month", strict=False) if market.height else market)

@@ -13,13 +13,14 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets import tables
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
 from lake_assets.features.context import benchmarks_from_universe, compute_context_features
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
-from lake_assets.features.history import BarsHistory
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.glue import AUTOMATION, frame_metadata, md_table
+from lake_assets.months import month_bounds
 from lake_assets.partitions import (
     instrument_month_key,
     instrument_month_partitions,
@@ -30,7 +31,6 @@ from lake_assets.partitions import (
     month_partitions,
 )
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
-from lake_assets.raw.ingest import month_bounds
 from lake_assets.specs import universe
 from lake_assets.vocabulary import INSTRUMENT, TS
 from resources.lake import LakeResource, WarehouseResource
@@ -77,7 +77,6 @@ def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, ful
 def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Vol regime, carry, funding persistence, microstructure, positioning, basis, TA catalogue and calendar."""
     store = lake.lake()
-    history = BarsHistory(store)
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
     publisher = PartitionPublisher(context, store, GROUP, "features")
@@ -85,7 +84,7 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     last_month = {inst: max(m for i, m in pairs if i == inst) for inst, _ in pairs}
     for inst_id, month in pairs:
         inst = universe().get(inst_id)
-        bars = history.read(inst, month, lookback)
+        bars = store.reader.with_warmup(tables.BARS, inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
         verdicts = []
         if month == last_month[inst_id] and out.height > 10:
@@ -128,11 +127,10 @@ def window_embeddings_asset(
 ) -> Iterator[Any]:
     """Normalised returns of the last 32 and 64 bars as array columns, for similarity search and models."""
     store = lake.lake()
-    history = BarsHistory(store)
     publisher = PartitionPublisher(context, store, GROUP, "window_embeddings")
     for inst_id, month in instrument_months(context):
         inst = universe().get(inst_id)
-        bars = history.read(inst, month, EMBEDDING_LOOKBACK)
+        bars = store.reader.with_warmup(tables.BARS, inst, month, EMBEDDING_LOOKBACK)
         start = month_bounds(month)[0]
         out = window_embeddings(bars, (32, 64), target_start=start) if bars.height else pl.DataFrame()
         target = bars.filter(pl.col(TS) >= start) if bars.height else bars
@@ -167,10 +165,10 @@ def context_features(context: AssetExecutionContext, lake: LakeResource, warehou
     catalog = load_feature_specs()
     lookback = required_lookback_bars(catalog)
     benchmarks = benchmarks_from_universe(universe())
-    history = BarsHistory(store)
     publisher = PartitionPublisher(context, store, GROUP, "context_features")
     for month in context.partition_keys:
-        by_inst = {i.id: history.read(i, month, lookback) for i in month_instruments(universe(), month)}
+        by_inst = {i.id: store.reader.with_warmup(tables.BARS, i, month, lookback)
+                   for i in month_instruments(universe(), month)}  # fmt: skip
         by_inst = {k: v for k, v in by_inst.items() if v.height}
         out = (
             compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0])

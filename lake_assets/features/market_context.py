@@ -11,7 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from lake_assets.features.calendar import CalendarSpec, holiday_dates
+from lake_assets.calendars import holiday_dates
+from lake_assets.features.calendar import CalendarSpec
 from lake_assets.vocabulary import TS, TS_DTYPE
 
 __all__ = ["compute_market_context"]

@@ -18,10 +18,10 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
+from lake_assets.calendars import holiday_dates
 from lake_assets.features import indicators as ind
 from lake_assets.features import kernels as K
 from lake_assets.features.arrays import TS_US, Arrays, Labeled
-from lake_assets.features.calendar import holiday_dates
 
 NAN = float("nan")
 FUNDING_PERIODS_PER_YEAR = 3 * 365  # 8-hourly funding

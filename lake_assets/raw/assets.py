@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,10 @@ from dagster import AssetExecutionContext
 from lake_assets.checks.expectations import SuiteResult, combine_suites, run_expectations, run_expectations_by_partition
 from lake_assets.checks.quality import timestamps_unique_increasing
 from lake_assets.glue import frame_metadata, md_table
+from lake_assets.months import instrument_window
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
-from lake_assets.raw.ingest import RAW_ASSET, RawBatch, month_bounds, validate_raw
+from lake_assets.raw.ingest import RAW_ASSET, RawBatch, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.quarantine import quarantine_rows, write_quarantine
@@ -36,12 +36,6 @@ LAYER_CODE_VERSION = "raw-1"
 # Raw partitions have no upstream in the graph: automation asks for the ones that are missing (a new instrument's
 # history, a month that began), never re-fetches what exists; refreshes come from the schedule and landing sensor.
 RAW_AUTOMATION = dg.AutomationCondition.on_missing()
-
-
-def instrument_window(inst: Instrument, month: str) -> tuple[datetime, datetime] | None:
-    """The part of a month inside the instrument's [start, end] span, or None."""
-    lo, hi = inst.life_window(*month_bounds(month))
-    return (lo, hi) if lo < hi else None
 
 
 def _streams_trades(kind: DataKind, inst: Instrument) -> bool:
@@ -177,7 +171,7 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
             if window is None:
                 raw = pl.DataFrame(schema=schema)
             elif _streams_trades(kind, inst):  # streamed, audited and published on its own
-                from lake_assets.raw.vendors.trade_files import life_span
+                from lake_assets.vendors.trade_files import life_span
 
                 # life: lines outside the instrument's life are quarantined in its first/last month, never lost
                 scan = market_data.vendor_for(inst).scan(inst.id, *window, life=life_span(inst))  # type: ignore[attr-defined]

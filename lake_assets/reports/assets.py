@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from lake_assets.backtests.runner import strategy_catalog
+from lake_assets.backtests.strategies import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.glue import AUTOMATION, check_result

@@ -12,13 +12,16 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
 from lake_assets.processes import alive
 from lake_assets.settings import lake_root
 from lake_assets.vocabulary import INSTRUMENT, validate_instrument_id
+
+if TYPE_CHECKING:
+    from lake_assets.storage.reader import LakeReader
 
 PART_FILE = "part-0.parquet"
 # LZ4 (Parquet's LZ4_RAW): a features partition writes in ~24 ms and reads in ~13 ms instead of zstd's ~53 / ~24 ms,
@@ -62,6 +65,16 @@ class Lake:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else lake_root()
         self._swept: set[Path] = set()  # tables whose dead writers' temp files this process has removed
+        self._reader: LakeReader | None = None
+
+    @property
+    def reader(self) -> LakeReader:
+        """This lake's reader (`storage.reader`): partitions read through it are held while they are unchanged."""
+        if self._reader is None:
+            from lake_assets.storage.reader import LakeReader
+
+            self._reader = LakeReader(self)
+        return self._reader
 
     def asset_dir(self, group: str, asset: str) -> Path:
         return self.root / _check_name("group", group) / _check_name("asset", asset)

@@ -1,4 +1,4 @@
-"""The pure-Python bracket-order planner `runner.bracket_orders` had before it was compiled with numba, kept as the
+"""The pure-Python bracket-order planner `brackets.bracket_orders` had before it was compiled with numba, kept as the
 oracle the compiled planner is compared against (same frame, row for row)."""
 
 from __future__ import annotations

@@ -22,12 +22,14 @@ from lake_assets.backtests.blueprint_signals import (  # noqa: E402
     blueprint_entries,
     blueprint_signals,
 )
+from lake_assets.backtests.brackets import bracket_orders
 from lake_assets.backtests.engine import EngineConfig, run_orders, run_signals  # noqa: E402
 from lake_assets.backtests.risk import RiskLimits, Sizing  # noqa: E402
-from lake_assets.backtests.runner import bracket_orders, choose_sizes, parse_key  # noqa: E402
 from lake_assets.backtests.schema import SizeType  # noqa: E402
+from lake_assets.backtests.strategies import parse_key
 from lake_assets.backtests.strategy_spec import compile_signals as compile_spec  # noqa: E402
 from lake_assets.backtests.strategy_spec import load_strategies  # noqa: E402
+from lake_assets.backtests.walkforward_runs import choose_sizes  # noqa: E402
 
 INST = "BTCUSDT-PERP"
 ZERO_COST = EngineConfig(risk=RiskLimits(max_leverage=None))
@@ -169,7 +171,8 @@ def test_keys_and_walkforward_sizes() -> None:
 
 
 def test_runner_errors_name_strategy_and_instrument(tmp_path: Path) -> None:
-    from lake_assets.backtests.runner import NoDataError, run_blueprint, run_json_strategy
+    from lake_assets.backtests.book_runs import run_blueprint, run_json_strategy
+    from lake_assets.backtests.strategies import NoDataError
     from lake_assets.specs import universe
     from lake_assets.storage.lake import Lake
 

@@ -19,7 +19,7 @@ from polars.testing import assert_frame_equal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bracket_reference import bracket_orders_reference  # noqa: E402
 
-from lake_assets.backtests.runner import bracket_orders  # noqa: E402
+from lake_assets.backtests.brackets import bracket_orders  # noqa: E402
 from lake_assets.backtests.schema import ORDER_INPUT_SCHEMA, SizeType  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import START, make_blueprint, synthetic_bars, write_bars, write_events, write_funding  # noqa: E402
 
-from lake_assets.backtests import runner  # noqa: E402
+from lake_assets.backtests import book_runs, walkforward_runs  # noqa: E402
 from lake_assets.backtests.metrics import compute_metrics  # noqa: E402
 from lake_assets.backtests.strategy_spec import load_strategies  # noqa: E402
 from lake_assets.backtests.walkforward import WalkForwardResult  # noqa: E402
@@ -45,21 +45,23 @@ def lake(data_root: Path) -> Lake:
 
 def test_blueprint_oos_sharpe_is_annualised_like_the_backtest(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[np.ndarray] = []
-    real = runner.return_metrics
+    real = walkforward_runs.return_metrics
 
     def spy(returns: np.ndarray) -> dict[str, float]:
         seen.append(np.asarray(returns))
         return real(returns)
 
-    monkeypatch.setattr(runner, "return_metrics", spy)
-    summary, folds = runner.walkforward_blueprint(lake, make_blueprint(PERPS[0], EVENT), universe().instruments)
+    monkeypatch.setattr(walkforward_runs, "return_metrics", spy)
+    summary, folds = walkforward_runs.walkforward_blueprint(
+        lake, make_blueprint(PERPS[0], EVENT), universe().instruments
+    )
     *fold_returns, stitched = seen
     assert folds.height == len(fold_returns) == 4
     assert summary["oos_sharpe"].item() == pytest.approx(sharpe_ratio(stitched) * SQRT_5M, rel=1e-12)
     expected = [sharpe_ratio(r) * SQRT_5M for r in fold_returns]
     assert folds["oos_sharpe"].to_list() == pytest.approx(expected, rel=1e-12)
     # and metrics.sharpe is the same statistic on the same scale: mean/std of bar returns x sqrt(105,120)
-    [run] = runner.run_blueprint(lake, make_blueprint(PERPS[0], EVENT), universe().instruments)
+    [run] = book_runs.run_blueprint(lake, make_blueprint(PERPS[0], EVENT), universe().instruments)
     eq = np.r_[run.result.init_cash, run.result.equity["equity"].to_numpy()]
     bar_returns = eq[1:] / eq[:-1] - 1.0
     assert run.metrics()["sharpe"] == pytest.approx(sharpe_ratio(bar_returns) * SQRT_5M, rel=1e-9)
@@ -68,16 +70,17 @@ def test_blueprint_oos_sharpe_is_annualised_like_the_backtest(lake: Lake, monkey
 
 def test_json_walkforward_sharpes_are_annualised(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     results: list[WalkForwardResult] = []
-    real = runner.walk_forward
+    real = walkforward_runs.walk_forward
 
     def spy(*args: Any, **kwargs: Any) -> WalkForwardResult:
         results.append(real(*args, **kwargs))
         return results[-1]
 
-    monkeypatch.setattr(runner, "walk_forward", spy)
+    monkeypatch.setattr(walkforward_runs, "walk_forward", spy)
     spec = load_strategies()["rsi_reversal"]
-    summary, folds = runner.walkforward_json(
-        lake, spec, universe().instruments, runner.WalkForwardProtocol(n_trials=2, max_grid=2, max_pbo_configs=2)
+    summary, folds = walkforward_runs.walkforward_json(
+        lake, spec, universe().instruments,
+        walkforward_runs.WalkForwardProtocol(n_trials=2, max_grid=2, max_pbo_configs=2),
     )
     [wf] = results
     per_bar = wf.summary()["oos_sharpe"]

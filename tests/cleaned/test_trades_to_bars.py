@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake_assets.cleaned.trades_to_bars import TRADE_BARS_SCHEMA, sort_trades, trades_to_bars
-from lake_assets.raw.vendors.trade_files import ParseResult, parse_trade_file
+from lake_assets.trades import TRADE_BARS_SCHEMA, sort_trades, trades_to_bars
+from lake_assets.vendors.trade_files import ParseResult, parse_trade_file
 from lake_assets.vocabulary import RAW_OHLCV_SCHEMA, RAW_TRADES_SCHEMA, conform
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

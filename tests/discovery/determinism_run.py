@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from discovery_synth import CLASSES, EventKind, simulate  # noqa: E402
 
-from lake_assets.backtests.runner import content_hash  # noqa: E402
+from lake_assets.backtests.strategies import content_hash  # noqa: E402
 from lake_assets.discovery.blueprints import strategy_blueprints, write_blueprints_jsonl  # noqa: E402
 from lake_assets.discovery.bridge import bridge_evaluation  # noqa: E402
 from lake_assets.discovery.candidates import phase2_candidates  # noqa: E402

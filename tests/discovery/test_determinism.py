@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from determinism_run import OUTPUTS, files, run
 
-from lake_assets.backtests.runner import content_hash
+from lake_assets.backtests.strategies import content_hash
 from lake_assets.discovery.blueprints import read_blueprints_jsonl
 from lake_assets.discovery.shrinkage import SHRINK_COLUMNS, shrink_hierarchical
 from lake_assets.discovery.spec_model import load_discovery_spec

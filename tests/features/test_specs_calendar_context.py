@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from lake_assets.features.calendar import holiday_dates, load_calendar_spec
+from lake_assets.calendars import holiday_dates
+from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs
 from lake_assets.features.context import benchmarks_from_universe, compute_context_features
 from lake_assets.features.market_context import compute_market_context

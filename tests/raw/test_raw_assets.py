@@ -21,13 +21,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run_helpers import run_range  # noqa: E402
 
-from lake_assets.cleaned.trades_to_bars import trades_to_bars
+from lake_assets.months import month_bounds
 from lake_assets.partitions import instrument_month_key
-from lake_assets.raw.ingest import month_bounds
-from lake_assets.raw.vendors.synthetic import SyntheticVendor
 from lake_assets.settings import PROJECT_ROOT
 from lake_assets.specs import universe
 from lake_assets.storage.lake import PART_FILE, Lake
+from lake_assets.trades import trades_to_bars
+from lake_assets.vendors.synthetic import SyntheticVendor
 from lake_assets.vocabulary import INGESTED_AT, INSTRUMENT, PRICE, QUARANTINE_SCHEMA, TRADE_ID, TS, DataKind
 
 AS_OF = "2026-03-01T00:00:00+00:00"

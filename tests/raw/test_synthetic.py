@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_assets.raw.vendors.synthetic import EFFECT_DELAY, FUNDING_EXTREME, SyntheticVendor
 from lake_assets.specs import Instrument
+from lake_assets.vendors.synthetic import EFFECT_DELAY, FUNDING_EXTREME, SyntheticVendor
 from lake_assets.vocabulary import CLOSE, FUNDING_RATE, INGESTED_AT, OPEN, RAW_SCHEMAS, TS, DataKind
 
 JAN, MAR, JUL = (datetime(2026, m, 1, tzinfo=UTC) for m in (1, 3, 7))

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake_assets.cleaned.trades_to_bars import trades_to_bars
-from lake_assets.raw.vendors import trade_files
-from lake_assets.raw.vendors.trade_files import (
+from lake_assets.specs import Instrument
+from lake_assets.trades import trades_to_bars
+from lake_assets.vendors import trade_files
+from lake_assets.vendors.trade_files import (
     ParseResult,
     TradeFilesVendor,
     list_landing_files,
     parse_trade_file,
     scan_landing,
 )
-from lake_assets.specs import Instrument
 from lake_assets.vocabulary import (
     QUARANTINE_SCHEMA,
     RAW_FUNDING_SCHEMA,

@@ -21,9 +21,9 @@ import ccxt
 import polars as pl
 import pytest
 
-from lake_assets.raw.vendors.base import VendorError
-from lake_assets.raw.vendors.ccxt_binance import CcxtBinanceVendor
 from lake_assets.specs import Instrument
+from lake_assets.vendors.base import VendorError
+from lake_assets.vendors.ccxt_binance import CcxtBinanceVendor
 from lake_assets.vocabulary import (
     CLOSE,
     FUNDING_RATE,

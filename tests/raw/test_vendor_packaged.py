@@ -9,9 +9,9 @@ import arch.data.sp500
 import numpy as np
 import pytest
 
-from lake_assets.raw.vendors.base import VendorError
-from lake_assets.raw.vendors.packaged import DATASETS, PackagedVendor, load_dataset
 from lake_assets.specs import Instrument
+from lake_assets.vendors.base import VendorError
+from lake_assets.vendors.packaged import DATASETS, PackagedVendor, load_dataset
 from lake_assets.vocabulary import CLOSE, HIGH, LOW, OPEN, RAW_SCHEMAS, TS, VOLUME, DataKind
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -18,9 +18,9 @@ import pytest
 from yfinance import utils as yf_utils
 from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTzMissingError
 
-from lake_assets.raw.vendors.base import VendorError
-from lake_assets.raw.vendors.yfinance_vendor import YFinanceVendor, history_to_raw, missing_dividend_adjustments
 from lake_assets.specs import Instrument
+from lake_assets.vendors.base import VendorError
+from lake_assets.vendors.yfinance_vendor import YFinanceVendor, history_to_raw, missing_dividend_adjustments
 from lake_assets.vocabulary import CLOSE, HIGH, LOW, OPEN, RAW_SCHEMAS, TS, VOLUME, DataKind, Market
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "vendors" / "yfinance"

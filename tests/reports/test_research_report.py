@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from small_lake import make_blueprint, synthetic_bars, write_bars, write_events
 
-from lake_assets.backtests.runner import result_tables, run_blueprint, run_json_strategy
+from lake_assets.backtests.book_runs import result_tables, run_blueprint, run_json_strategy
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.spec_model import GATE_NAMES
 from lake_assets.reports.plots import monthly_returns

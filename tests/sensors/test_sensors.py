@@ -135,7 +135,7 @@ def test_landing_sensor_keeps_ticking_on_hostile_files(landing: Path, monkeypatc
     first = evaluate("this is not json")  # an unreadable cursor: logged, starts over
     assert requested(first) == perp_keys()
     # the sensor only stats files: it must not read them
-    import lake_assets.raw.vendors.trade_files as tf
+    import lake_assets.vendors.trade_files as tf
 
     def no_parse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the sensor must not parse dumps")

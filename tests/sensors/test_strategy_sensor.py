@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import build_strategy_lake, make_blueprint  # noqa: E402
 
 from lake_assets import cli  # noqa: E402
-from lake_assets.backtests.runner import STRATEGY_HASH  # noqa: E402
+from lake_assets.backtests.strategies import STRATEGY_HASH  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.discovery.blueprints import blueprints_path, write_blueprints_jsonl  # noqa: E402
 from lake_assets.settings import PROJECT_ROOT  # noqa: E402

@@ -1,7 +1,7 @@
 """A corpus of hostile trade dumps for one trade_files instrument, and how many data lines each holds.
 
 Accounting rule (what "every line accounted for" counts; see `ParseResult` / `ScanResult` in
-lake_assets/raw/vendors/trade_files.py):
+lake_assets/vendors/trade_files.py):
 - a data line is a non-blank physical line (blank = only ASCII whitespace) that is not the CSV header;
 - a file that cannot be read at all (bad or truncated gzip, binary/zeros: its first line is not UTF-8 text) is
   quarantined as ONE row with line = null, so it counts as 1 whatever it held;

@@ -25,9 +25,9 @@ from hostile_corpus import TOKEN, unreadable_names, write_corpus  # noqa: E402
 from write_audit import outside, recording  # noqa: E402
 
 from lake_assets.partitions import instrument_month_key, life_months  # noqa: E402
-from lake_assets.raw.vendors.trade_files import TradeFilesVendor, life_span, scan_landing  # noqa: E402
 from lake_assets.settings import PROJECT_ROOT  # noqa: E402
 from lake_assets.specs import universe  # noqa: E402
+from lake_assets.vendors.trade_files import TradeFilesVendor, life_span, scan_landing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hostile_corpus import BOM, HEADER, corpus  # noqa: E402
 from write_audit import recording  # noqa: E402
 
-from lake_assets.raw.vendors.trade_files import TradeFilesVendor, life_span, parse_trade_file  # noqa: E402
 from lake_assets.specs import Instrument  # noqa: E402
+from lake_assets.vendors.trade_files import TradeFilesVendor, life_span, parse_trade_file  # noqa: E402
 from lake_assets.vocabulary import QUARANTINE_SCHEMA, RAW_TRADES_SCHEMA, TS  # noqa: E402
 
 INST = "FUZZUSDT"

@@ -51,11 +51,11 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from lake_assets.cleaned.trades_to_bars import BUY, SELL, in_slice, sort_trades, time_slices, trades_to_bars
+from lake_assets.months import month_bounds, month_key
 from lake_assets.processes import alive
-from lake_assets.raw.ingest import month_bounds, month_key
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
+from lake_assets.trades import BUY, SELL, in_slice, sort_trades, time_slices, trades_to_bars
 from lake_assets.vocabulary import (
     INGESTED_AT,
     INSTRUMENT,

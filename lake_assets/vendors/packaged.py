@@ -15,8 +15,8 @@ from functools import cache
 
 import polars as pl
 
-from lake_assets.raw.vendors.base import VendorError
 from lake_assets.specs import Instrument
+from lake_assets.vendors.base import VendorError
 from lake_assets.vocabulary import (
     CLOSE,
     HIGH,

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lake_assets.raw.vendors.base import VendorError
 from lake_assets.specs import Instrument
+from lake_assets.vendors.base import VendorError
 from lake_assets.vocabulary import (
     CLOSE,
     HIGH,
