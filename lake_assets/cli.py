@@ -314,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
         'Query:      qlake sql "select instrument, count(*) from bars group by 1"\n'
-        "UI:         dagster dev -w workspace.yaml   (DAGSTER_HOME="
+        "UI:         qlake ui   (dagster dev -w workspace.yaml with DAGSTER_HOME="
         f"{os.environ['DAGSTER_HOME']})"
     )
     from lake_assets.settings import reports_root
@@ -467,10 +467,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on this project's workspace and DAGSTER_HOME, with the environment `main` set (malloc tuning,
+    numba cache): the webserver's run workers inherit it."""
+    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *args.dagster_args]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from lake_assets.malloc_tuning import tune_malloc
 
-    tune_malloc()  # before the big allocations; children (warm-up, workers) inherit it through the environment
+    tune_malloc()  # before the big allocations; children (warm-up, workers, `qlake ui`'s run workers) inherit it
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(PROJECT_ROOT / ".numba_cache"))
     parser = argparse.ArgumentParser(prog="qlake", description=__doc__)
@@ -493,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="print the path of the latest research report")
     p_rep.add_argument("--show", action="store_true", help="also print the report's Markdown")
     p_rep.set_defaults(fn=cmd_report)
+    p_ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this lake's DAGSTER_HOME")
+    p_ui.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed to `dagster dev` (e.g. -p 3001)")
+    p_ui.set_defaults(fn=cmd_ui)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)

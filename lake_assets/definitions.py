@@ -10,7 +10,6 @@ from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.glue import with_column_schema
-from lake_assets.malloc_tuning import tune_malloc
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
 from resources import resources_for
@@ -18,8 +17,6 @@ from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
 from sensors.specs import spec_sensor
 from sensors.strategies import strategy_sensor
-
-tune_malloc()  # every process that runs the graph (the webserver's run workers included) keeps freed arrays
 
 all_assets: list[dg.AssetsDefinition] = [
     with_column_schema(a)  # each lake asset's column schema, from the data dictionary (lake_assets/tables.py)

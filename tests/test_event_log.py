@@ -11,7 +11,7 @@ from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
 
 from lake_assets.cli import _dagster_home
-from lake_assets.event_log import RUN_SHARDS_KEPT, PooledSqliteEventLogStorage, dagster_yaml
+from lake_assets.event_log import RUN_SHARDS_KEPT, VERIFIED_DAGSTER, PooledSqliteEventLogStorage, dagster_yaml
 
 
 @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b", "c"]))
@@ -113,3 +113,16 @@ def test_run_shard_engines_are_bounded(tmp_path: Path) -> None:
     assert run_engines[-1] == f"run{RUN_SHARDS_KEPT + 4}"
     storage.dispose()
     assert not storage._engines
+
+
+def test_the_private_api_it_subclasses_is_the_version_it_was_checked_against() -> None:
+    """Fails loudly on a Dagster upgrade: the subclass overrides private members of Dagster's sqlite event log."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    assert dg.__version__ == VERIFIED_DAGSTER, (
+        f"Dagster {dg.__version__} is not {VERIFIED_DAGSTER}, the version lake_assets/event_log.py was checked against: "
+        "re-check the private members it overrides (_connect, _initdb, _initialized_dbs, _db_lock, "
+        "conn_string_for_shard), rerun benchmarks/bench_event_log.py, then update VERIFIED_DAGSTER"
+    )
+    for member in ("_connect", "_initdb", "conn_string_for_shard"):
+        assert callable(getattr(SqliteEventLogStorage, member, None)), member

@@ -39,3 +39,12 @@ def test_user_values_win_and_it_can_be_turned_off(clean_env: pytest.MonkeyPatch)
     clean_env.setenv("QLAKE_MALLOC_TUNING", "0")
     assert tune_malloc() is False
     assert not any(name in os.environ for name in SETTINGS)
+
+
+def test_importing_the_code_location_leaves_malloc_alone() -> None:
+    """Tuning comes from the CLI or the deployment's environment, not from an import."""
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    code = "import os, lake_assets.definitions; print(any(k.startswith('MALLOC_') for k in os.environ))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
