@@ -121,8 +121,7 @@ def test_the_private_api_it_subclasses_is_the_version_it_was_checked_against() -
 
     assert dg.__version__ == VERIFIED_DAGSTER, (
         f"Dagster {dg.__version__} is not {VERIFIED_DAGSTER}, the version lake_assets/event_log.py was checked "
-        "against: 
-        "re-check the private members it overrides (_connect, _initdb, _initialized_dbs, _db_lock, "
+        "against: re-check the private members it overrides (_connect, _initdb, _initialized_dbs, _db_lock, "
         "conn_string_for_shard), rerun benchmarks/bench_event_log.py, then update VERIFIED_DAGSTER"
     )
     for member in ("_connect", "_initdb", "conn_string_for_shard"):
