@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from lake_assets import tables
+from lake_assets.markdown import md_table
 from lake_assets.vocabulary import TS
 
 WAITS_FOR_CHECKS = ~dg.AutomationCondition.any_deps_match(
@@ -19,19 +20,6 @@ WAITS_FOR_CHECKS = ~dg.AutomationCondition.any_deps_match(
 # from a dependency partition whose blocking check failed. Dagster's all_deps_blocking_checks_passed() is true when
 # ANY mapped upstream partition passed, which is wrong for many-to-one mappings (a month reads its predecessor too).
 AUTOMATION = dg.AutomationCondition.eager() & WAITS_FOR_CHECKS
-
-
-def md_table(df: pl.DataFrame, n: int = 10, float_digits: int = 6) -> str:
-    """A small Markdown table of a frame's head for the UI."""
-    if df.is_empty():
-        return "_no rows_"
-    head = df.head(n)
-    cols = head.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in head.iter_rows():
-        cells = [f"{v:.{float_digits}g}" if isinstance(v, float) else str(v) for v in row]  # type: ignore[str-bytes-safe]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
 
 
 def frame_metadata(df: pl.DataFrame, preview_cols: Sequence[str] | None = None) -> dict[str, Any]:

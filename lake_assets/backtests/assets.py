@@ -24,7 +24,8 @@ from lake_assets.backtests.partition_work import (
 )
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import AUTOMATION, md_table
+from lake_assets.glue import AUTOMATION
+from lake_assets.markdown import md_table
 from lake_assets.parallel import process_map
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import spec_hash

@@ -8,7 +8,6 @@ Bounds come from `spec/expectations/thresholds.yaml`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -18,6 +17,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
+from lake_assets.durations import parse_duration
+from lake_assets.markdown import md_table
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, validate_model
 from lake_assets.vocabulary import CLOSE, HIGH, INSTRUMENT, IS_GAP, LOW, OHLC_VIOLATION, OPEN, TIMEFRAMES, TS, TS_DTYPE
@@ -36,23 +37,6 @@ class CheckOutcome:
 
 
 # --- thresholds -----------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: object) -> timedelta:
-    """'90m', '2h', '4d', '1w' -> timedelta; anything else raises ValueError."""
-    if isinstance(text, timedelta):
-        return text
-    match = _DURATION.fullmatch(str(text)) if isinstance(text, str | int) and not isinstance(text, bool) else None
-    if match is None:
-        raise ValueError(f"expected a duration like '30m', '2h', '4d' (<int><s|m|h|d|w>), got {text!r}")
-    value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    if value <= timedelta(0):
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return value
-
 
 def _known_timeframes(keys: dict[str, Any]) -> None:
     for tf in keys:
@@ -126,25 +110,6 @@ def _load_thresholds(path: Path) -> Thresholds:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _markdown_table(df: pl.DataFrame) -> str:
-    if df.is_empty():
-        return ""
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * df.width]
-    for row in df.iter_rows():
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return str(value).replace("|", "\\|")
-
-
 def _require(df: pl.DataFrame, *cols: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
@@ -209,7 +174,7 @@ def timestamps_unique_increasing(df: pl.DataFrame, sample_rows: int = 5) -> Chec
         .otherwise(pl.lit("goes back in time"))
     )
     samples = bad.head(sample_rows).select("row", INSTRUMENT, "previous_ts", TS, problem.alias("problem"))
-    return CheckOutcome(passed, metadata, description, _markdown_table(samples))
+    return CheckOutcome(passed, metadata, description, md_table(samples, n=None, empty="", null="null"))
 
 
 def _gap_mask(df: pl.DataFrame) -> pl.Expr:
@@ -311,7 +276,7 @@ def gap_ratio_check(
     }
     verdict = "within" if passed else "exceeds"
     description = f"gap ratio {ratio:.2%} ({missing} of {expected} bars) {verdict} the bound {max_ratio:.2%}"
-    return CheckOutcome(passed, metadata, description, _markdown_table(runs.head(sample_rows)))
+    return CheckOutcome(passed, metadata, description, md_table(runs.head(sample_rows), n=None, empty="", null="null"))
 
 
 def staleness_check(latest_ts: datetime | None, now: datetime, max_age: timedelta) -> CheckOutcome:
@@ -390,7 +355,7 @@ def ohlc_consistency(df: pl.DataFrame, sample_rows: int = 5, exclude_flagged: bo
         [pl.when(pl.col(n)).then(pl.lit(n)) for n in OHLC_RULES], separator=", ", ignore_nulls=True
     ).alias("rules")
     samples = frame.filter(pl.col("_violation")).head(sample_rows).select(*cols, rule_names)
-    return CheckOutcome(passed, metadata, description, _markdown_table(samples))
+    return CheckOutcome(passed, metadata, description, md_table(samples, n=None, empty="", null="null"))
 
 
 def schema_check(df: pl.DataFrame, schema: pl.Schema) -> CheckOutcome:
@@ -420,4 +385,4 @@ def schema_check(df: pl.DataFrame, schema: pl.Schema) -> CheckOutcome:
         problems.append("column order differs from the schema")
     description = "schema matches" if passed else "; ".join(problems)
     table = pl.DataFrame(mismatched, schema=["column", "expected", "got"], orient="row")
-    return CheckOutcome(passed, metadata, description, _markdown_table(table))
+    return CheckOutcome(passed, metadata, description, md_table(table, n=None, empty="", null="null"))

@@ -18,7 +18,8 @@ from lake_assets.discovery.hypotheses import trade_samples
 from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdown, volcano_png
 from lake_assets.discovery.spec_model import load_discovery_spec
 from lake_assets.events.assets import event_type_partitions
-from lake_assets.glue import AUTOMATION, check_result, md_table, png_metadata
+from lake_assets.glue import AUTOMATION, check_result, png_metadata
+from lake_assets.markdown import md_table
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource, WarehouseResource

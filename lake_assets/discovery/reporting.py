@@ -7,6 +7,7 @@ import polars as pl
 
 from lake_assets.discovery.spec_model import GATE_NAMES
 from lake_assets.figures import new_figure, png_bytes
+from lake_assets.markdown import md_table
 
 
 def funnel_counts(
@@ -37,16 +38,7 @@ def top_candidates_markdown(candidates: pl.DataFrame, k: int = 20) -> str:
     top = candidates.sort(
         ["promoted", "q_value", "shrunk_effect_bps"], descending=[True, False, True], nulls_last=True
     ).head(k)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in top.select(cols).iter_rows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append(f"{v:.4g}")
-            else:
-                cells.append("" if v is None else str(v).replace("|", "\\|"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return md_table(top, n=None, digits=4, columns=cols, empty="") + "\n"
 
 
 def volcano_png(candidates: pl.DataFrame, max_q: float = 0.05) -> bytes:

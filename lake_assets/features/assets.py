@@ -19,7 +19,8 @@ from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, req
 from lake_assets.features.context import benchmarks_from_universe, compute_context_features
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.market_context import compute_market_context
-from lake_assets.glue import AUTOMATION, frame_metadata, md_table
+from lake_assets.glue import AUTOMATION, frame_metadata
+from lake_assets.markdown import md_table
 from lake_assets.months import month_bounds
 from lake_assets.partitions import (
     instrument_month_key,

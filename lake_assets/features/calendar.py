@@ -13,21 +13,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lake_assets.calendars import HOLIDAY_CALENDARS
+from lake_assets.durations import parse_duration
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
 
 # --- spec/calendar.yaml -----------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+)(m|h|d)$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
-
-
-def parse_duration(text: str) -> timedelta:
-    m = _DURATION.fullmatch(str(text).strip())
-    if not m:
-        raise ValueError(f"duration {text!r} must look like 30m, 2h or 1d")
-    n, unit = int(m.group(1)), m.group(2)
-    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
 
 
 def _minutes(hhmm: str) -> int:
@@ -74,7 +66,7 @@ class MacroEvent(_Strict):
     @field_validator("before", "after")
     @classmethod
     def _duration(cls, v: str) -> str:
-        parse_duration(v)
+        parse_duration(v, allow_zero=True)
         return v
 
     @field_validator("times")
@@ -88,7 +80,7 @@ class MacroEvent(_Strict):
         return tuple(t.astimezone(UTC) for t in v)
 
     def windows(self) -> list[tuple[datetime, datetime]]:
-        b, a = parse_duration(self.before), parse_duration(self.after)
+        b, a = parse_duration(self.before, allow_zero=True), parse_duration(self.after, allow_zero=True)
         return [(t - b, t + a) for t in self.times]
 
 

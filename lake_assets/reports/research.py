@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from lake_assets.markdown import md_table
 from lake_assets.reports.plots import drawdowns_png, equity_curves_png, funnel_png, monthly_heatmap_png
 from lake_assets.storage.lake import Lake
 
@@ -70,19 +71,7 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
 
 
 def _md(df: pl.DataFrame, cols: Iterable[str] | None = None, n: int = 30, digits: int = 4) -> str:
-    if df.is_empty():
-        return "_none_"
-    df = df.select([c for c in (cols or df.columns) if c in df.columns]).head(n)
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    for row in df.iter_rows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if math.isnan(v) else f"{v:.{digits}g}")
-            else:
-                cells.append("" if v is None else str(v))
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    return md_table(df, n, digits, columns=cols, empty="_none_")
 
 
 def _jsonable(v: Any) -> Any:

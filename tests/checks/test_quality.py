@@ -19,11 +19,11 @@ from lake_assets.checks.quality import (
     gap_runs,
     load_thresholds,
     ohlc_consistency,
-    parse_duration,
     schema_check,
     staleness_check,
     timestamps_unique_increasing,
 )
+from lake_assets.durations import parse_duration
 from lake_assets.specs import SpecError
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
@@ -358,3 +358,4 @@ def test_parse_duration() -> None:
     for bad in ("0h", "2 hours", "h", True, 3.5):
         with pytest.raises(ValueError):
             parse_duration(bad)
+    assert parse_duration("0m", allow_zero=True) == timedelta(0)
