@@ -19,7 +19,7 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
     else:
         match = _DURATION.fullmatch(text) if isinstance(text, str) else None
         if match is None:
-            raise ValueError(f"expected a duration like '30m', '2h', '4d' (<int><s|m|h|d|w>), got {text!r}")
+            raise ValueError("expected a duration like '30m', '2h', '4d' (<int><s|m|h|d|w>)")
         value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
         raise ValueError(f"duration must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
