@@ -157,3 +157,24 @@ def test_qlake_sql_errors_are_one_line(cli_env: Path, tmp_path: Path, capsys: py
     assert capsys.readouterr().err.startswith("qlake sql: no view named")
     assert main(["sql", "select count(*) as n from bars", "--format", "csv"]) == 0  # the view is still there
     assert capsys.readouterr().out == "n\n2\n"
+
+
+def test_the_warehouse_resource_is_a_read_only_duckdb_resource(tmp_path: Path, data_root: Path) -> None:
+    from dagster_duckdb import DuckDBResource
+
+    from resources import WarehouseResource
+
+    Lake().write(_bars(1.0), "cleaned", "bars", {"instrument": "BTCUSDT", "month": "2026-01"})
+    db = tmp_path / "wh.duckdb"
+    warehouse = WarehouseResource(database=str(db))
+    assert isinstance(warehouse, DuckDBResource)
+    assert warehouse.refresh() and not warehouse.refresh()
+    with warehouse.get_connection() as con:
+        assert con.execute("select count(*) from bars").fetchone() == (2,)
+        with pytest.raises(duckdb.Error):  # the catalog is attached read-only, and the sandbox is locked
+            con.execute("create table t as select 1")
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("select * from read_csv('/etc/passwd')")
+    with pytest.raises(duckdb.PermissionException):
+        warehouse.query("drop view bars")
+    assert warehouse.query("select count(*) from bars").item() == 2
