@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, type-check the compute code, then pytest (unit, Dagster, sensors, UI in headless Chromium).
+# The whole test suite: lint, import contracts, type-check the compute code, then pytest (unit, Dagster, sensors, UI in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -10,6 +10,7 @@ fi
 export GX_ANALYTICS_ENABLED=false
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$PWD/.numba_cache}"
 export POLARS_MAX_THREADS="${POLARS_MAX_THREADS:-2}"
-echo "== ruff" && .venv/bin/ruff check lake_assets resources sensors tests benchmarks
+echo "== ruff" && .venv/bin/ruff check lake_assets resources sensors tests benchmarks scripts
+echo "== import contracts (.importlinter)" && .venv/bin/lint-imports --no-cache
 echo "== mypy (compute code)" && .venv/bin/mypy lake_assets --exclude 'assets\.py$' --no-error-summary
 echo "== pytest" && $PY -m pytest -q "$@"
