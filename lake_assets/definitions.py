@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from lake_assets.asset_metadata import with_column_schema
 from lake_assets.backtests.assets import backtest_assets
 from lake_assets.cleaned.assets import cleaned_assets
 from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
-from lake_assets.glue import with_column_schema
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
 from resources import resources_for

@@ -29,9 +29,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from lake_assets.asset_metadata import metadata_value
 from lake_assets.checks.expectations import SuiteResult
 from lake_assets.checks.quality import CheckOutcome
-from lake_assets.glue import metadata_value
 from lake_assets.markdown import md_table
 from lake_assets.storage.check_failures import CheckFailure, record_failures
 from lake_assets.storage.lake import Lake

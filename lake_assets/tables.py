@@ -10,7 +10,7 @@ dtype, a description and a unit. That one declaration drives
   schemas, ...), and the tests that compare what the assets write with it;
 - the warehouse view `<name>`, its `COMMENT ON VIEW` / `COMMENT ON COLUMN` and the typed empty view a table has
   before its first partition (`storage/warehouse.py`), plus alias views for the old short names;
-- the asset's `dagster/column_schema` metadata (`glue.with_column_schema`).
+- the asset's `dagster/column_schema` metadata (`asset_metadata.with_column_schema`).
 
 Columns a spec generates (one per feature of spec/features, one flag per event type of spec/events) come from the
 spec itself (`Table.dynamic`), reusing its descriptions. Units: prices are in the quote currency (USDT for crypto,

@@ -4,7 +4,7 @@ directly and through any chain of imports. (The stock `forbidden` contract canno
     [importlinter:contract:...]
     type = compute_free            # contract_types = compute_free: scripts.import_contracts.ComputeFreeOfContract
     source_package = lake_assets
-    allowed = lake_assets.*.assets  lake_assets.glue ...     (module expressions, * and ** wildcards)
+    allowed = lake_assets.*.assets  lake_assets.asset_metadata ...     (module expressions, * and ** wildcards)
     forbidden = dagster  resources ...                         (packages)
 """
 

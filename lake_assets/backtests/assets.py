@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.automation import AUTOMATION
 from lake_assets.backtests import strategies
 from lake_assets.backtests.partition_work import (
     NoData,
@@ -24,7 +25,6 @@ from lake_assets.backtests.partition_work import (
 )
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import AUTOMATION
 from lake_assets.markdown import md_table
 from lake_assets.parallel import process_map
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks

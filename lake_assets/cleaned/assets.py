@@ -8,6 +8,8 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.asset_metadata import frame_metadata, png_metadata
+from lake_assets.automation import AUTOMATION
 from lake_assets.checks.expectations import run_expectations_by_partition
 from lake_assets.checks.quality import (
     gap_ratio_check,
@@ -17,7 +19,6 @@ from lake_assets.checks.quality import (
 )
 from lake_assets.cleaned.bars import build_bars, dedupe, resample_bars
 from lake_assets.cleaned.plots import price_and_gaps_png
-from lake_assets.glue import AUTOMATION, frame_metadata, png_metadata
 from lake_assets.months import instrument_window, month_bounds, month_key, previous_month
 from lake_assets.partitions import (
     bars_inputs_mapping,

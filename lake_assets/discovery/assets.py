@@ -9,6 +9,8 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from lake_assets import tables
+from lake_assets.asset_metadata import check_result, png_metadata
+from lake_assets.automation import AUTOMATION
 from lake_assets.discovery.blueprints import Blueprint, blueprints_path, validate_blueprints, write_blueprints_jsonl
 from lake_assets.discovery.blueprints import strategy_blueprints as build_blueprints
 from lake_assets.discovery.bridge import bridge_evaluation as evaluate_bridge
@@ -18,7 +20,6 @@ from lake_assets.discovery.hypotheses import trade_samples
 from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdown, volcano_png
 from lake_assets.discovery.spec_model import load_discovery_spec
 from lake_assets.events.assets import event_type_partitions
-from lake_assets.glue import AUTOMATION, check_result, png_metadata
 from lake_assets.markdown import md_table
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.storage.lake import Lake

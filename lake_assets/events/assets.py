@@ -8,10 +8,11 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from lake_assets import tables
+from lake_assets.asset_metadata import check_result, frame_metadata
+from lake_assets.automation import AUTOMATION
 from lake_assets.events.inputs import instrument_event_frame
 from lake_assets.events.registry import EVENT_REGISTRY_SCHEMA, detect_events, event_flags, prevalence_report
 from lake_assets.events.spec_model import EventCatalog, event_specs
-from lake_assets.glue import AUTOMATION, check_result, frame_metadata
 from lake_assets.markdown import md_table
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import universe

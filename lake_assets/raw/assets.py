@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.asset_metadata import frame_metadata
 from lake_assets.checks.expectations import SuiteResult, combine_suites, run_expectations, run_expectations_by_partition
 from lake_assets.checks.quality import timestamps_unique_increasing
-from lake_assets.glue import frame_metadata
 from lake_assets.markdown import md_table
 from lake_assets.months import instrument_window
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key

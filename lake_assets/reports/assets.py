@@ -3,10 +3,11 @@
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from lake_assets.asset_metadata import check_result
+from lake_assets.automation import AUTOMATION
 from lake_assets.backtests.strategies import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
-from lake_assets.glue import AUTOMATION, check_result
 from lake_assets.reports.research import build_report, gather, inline_images, write_report
 from lake_assets.settings import reports_root
 from resources.lake import LakeResource

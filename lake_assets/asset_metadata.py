@@ -1,4 +1,4 @@
-"""Dagster glue shared by the layers' thin assets: metadata helpers and check-result builders."""
+"""Asset metadata shared by the layers' thin assets: frame metadata, column schemas, PNGs and check-result builders."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ import polars as pl
 from lake_assets import tables
 from lake_assets.markdown import md_table
 from lake_assets.vocabulary import TS
-
-WAITS_FOR_CHECKS = ~dg.AutomationCondition.any_deps_match(
-    dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
-).with_label("no_dep_partition_failed_a_blocking_check")
-# Eager over every partition (static partitions: any month, any instrument, not just the latest window), and never
-# from a dependency partition whose blocking check failed. Dagster's all_deps_blocking_checks_passed() is true when
-# ANY mapped upstream partition passed, which is wrong for many-to-one mappings (a month reads its predecessor too).
-AUTOMATION = dg.AutomationCondition.eager() & WAITS_FOR_CHECKS
 
 
 def frame_metadata(df: pl.DataFrame, preview_cols: Sequence[str] | None = None) -> dict[str, Any]:
