@@ -29,11 +29,14 @@ class SpecError(ValueError):
         super().__init__(f"{file}: {key}: {problem}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StrictModel(BaseModel):
+    """The base of every spec model: unknown keys are errors, models are immutable, and `Infinity`/`NaN` (which YAML
+    and json.loads accept) in a float field is an error naming it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Instrument(_Strict):
+class Instrument(StrictModel):
     id: str
     vendor: Literal["synthetic", "packaged", "ccxt", "yfinance", "trade_files"]
     market: Market
@@ -92,7 +95,7 @@ class Instrument(_Strict):
         return self.market in (Market.PERP, Market.SPOT)
 
 
-class Universe(_Strict):
+class Universe(StrictModel):
     instruments: tuple[Instrument, ...]
     benchmarks: dict[str, str] = Field(default_factory=dict)
 
@@ -105,10 +108,10 @@ class Universe(_Strict):
         known = set(ids)
         for n, inst in enumerate(self.instruments):
             if inst.spot is not None and inst.spot not in known:
-                raise _KeyedError(f"instruments.{n}.spot", f"spot leg {inst.spot!r} is not in the universe")
+                raise KeyedSpecError(f"instruments.{n}.spot", f"spot leg {inst.spot!r} is not in the universe")
         for name, bench in self.benchmarks.items():
             if bench not in known:
-                raise _KeyedError(f"benchmarks.{name}", f"benchmark {bench!r} is not in the universe")
+                raise KeyedSpecError(f"benchmarks.{name}", f"benchmark {bench!r} is not in the universe")
         return self
 
     def get(self, instrument_id: str) -> Instrument:
@@ -125,7 +128,7 @@ class Universe(_Strict):
         return self.benchmarks.get("crypto" if inst.is_crypto else "equity")
 
 
-class _KeyedError(ValueError):
+class KeyedSpecError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         self.key, self.problem = key, problem
         super().__init__(problem)
@@ -167,7 +170,7 @@ def validate_model(model: type[BaseModel], data: Any, file: Path | str, prefix: 
     except ValidationError as exc:
         err = exc.errors()[0]
         ctx_err = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _KeyedError):
+        if isinstance(ctx_err, KeyedSpecError):
             raise SpecError(file, _join(prefix, ctx_err.key), ctx_err.problem) from exc
         key = _join(prefix, ".".join(str(p) for p in err["loc"]) or "<root>")
         msg = err["msg"].removeprefix("Value error, ")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, TS, VOLUME
 
 SPREAD_BPS = "spread_bps"  # feature column (top-of-book spread), null where no book data
@@ -21,8 +21,7 @@ SIGMA = "sigma"
 ADV_NOTIONAL = "adv_notional"
 
 
-class CostProfile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CostProfile(StrictModel):
 
     maker_fee_bps: float = Field(default=0.0, ge=0)
     taker_fee_bps: float = Field(default=0.0, ge=0)
@@ -37,8 +36,7 @@ class CostProfile(BaseModel):
     participation_rate: float | None = Field(default=None, gt=0, le=1)
 
 
-class CostSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CostSpec(StrictModel):
 
     default_profile: str
     profiles: dict[str, CostProfile]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lake_assets.backtests.schema import SizeType
 from lake_assets.backtests.strategy_rules import (
@@ -32,7 +32,7 @@ from lake_assets.backtests.strategy_rules import (
     referenced_names,
 )
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, _KeyedError, validate_model
+from lake_assets.specs import KeyedSpecError, SpecError, StrictModel, validate_model
 from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TIMEFRAMES, TS, Market
 
 STRATEGY_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -96,11 +96,6 @@ MAX_CHOICES = 1_000
 MAX_MAGNITUDE = 2**53  # the largest whole number a parameter may hold (exact as a float)
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: `Infinity` / `NaN` (which json.loads accepts) in any float field is an error naming it
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 def _bounded(value: Any) -> Any:
     """A finite number of sane magnitude (JSON integers are unbounded; float(10**400) would overflow)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -112,7 +107,7 @@ def _bounded(value: Any) -> Any:
     return value
 
 
-class Parameter(_Strict):
+class Parameter(StrictModel):
     """A tunable parameter: int/float with an inclusive range (and optional grid step), or a list of choices."""
 
     type: Literal["int", "float", "choice"]
@@ -185,7 +180,7 @@ class Parameter(_Strict):
 RuleList = tuple[str, ...]
 
 
-class SideRules(_Strict):
+class SideRules(StrictModel):
     """Rules per side; several rules on one side must all hold (AND). Missing side = not traded."""
 
     long: RuleList = Field(default=(), max_length=MAX_RULES)
@@ -203,19 +198,19 @@ class ExitRules(SideRules):
     max_holding_bars: int | None = Field(default=None, ge=1, le=10_000_000)
 
 
-class Sizing(_Strict):
+class Sizing(StrictModel):
     size_type: SizeType = SizeType.EQUITY_PERCENT
     size: float = Field(default=1.0, gt=0)  # units of `size_type` (fraction of equity for EQUITY_PERCENT)
     max_leverage: float = Field(default=1.0, gt=0)
 
 
-class Costs(_Strict):
+class Costs(StrictModel):
     fee_bps: float = Field(default=4.0, ge=0)  # per side, taker
     slippage_bps: float = Field(default=5.0, ge=0)
     include_funding: bool = True  # perps pay/receive funding while a position is open
 
 
-class StrategySpec(_Strict):
+class StrategySpec(StrictModel):
     name: str
     description: str
     parameters: dict[str, Parameter] = Field(default_factory=dict, max_length=MAX_PARAMETERS)
@@ -244,20 +239,21 @@ class StrategySpec(_Strict):
     @model_validator(mode="after")
     def _rules(self) -> StrategySpec:
         if not self.entry_rules.long and not self.entry_rules.short:
-            raise _KeyedError("entry_rules", "needs at least one `long` or `short` entry rule")
+            raise KeyedSpecError("entry_rules", "needs at least one `long` or `short` entry rule")
         for pname in self.parameters:
             if not PARAM_NAME_PATTERN.fullmatch(pname) or pname in KEYWORDS or pname in BUILTINS:
-                raise _KeyedError(f"parameters.{pname}", "parameter names must be lower-case identifiers, not keywords")
+                raise KeyedSpecError(f"parameters.{pname}",
+                                     "parameter names must be lower-case identifiers, not keywords")  # fmt: skip
             if is_known_column(pname):
-                raise _KeyedError(f"parameters.{pname}", f"parameter name {pname!r} shadows a column")
+                raise KeyedSpecError(f"parameters.{pname}", f"parameter name {pname!r} shadows a column")
         for side in ("long", "short"):
             if getattr(self.exit_rules, side) and not getattr(self.entry_rules, side):
-                raise _KeyedError(f"exit_rules.{side}", f"exit rules for {side} but no {side} entry rule")
+                raise KeyedSpecError(f"exit_rules.{side}", f"exit rules for {side} but no {side} entry rule")
         for key, rule in self.rules():
             try:
                 parse_rule(rule)
             except RuleError as exc:
-                raise _KeyedError(key, str(exc)) from exc
+                raise KeyedSpecError(key, str(exc)) from exc
         return self
 
     def rules(self) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lake_assets import tables
 from lake_assets.backtests.blueprint_signals import (
@@ -30,7 +30,7 @@ from lake_assets.backtests.strategy_spec import StrategySpec
 from lake_assets.backtests.walkforward import return_metrics, walk_forward
 from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.settings import spec_dir
-from lake_assets.specs import Instrument, read_yaml, validate_model
+from lake_assets.specs import Instrument, StrictModel, read_yaml, validate_model
 from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import WALKFORWARD, WALKFORWARD_FOLDS
@@ -88,10 +88,9 @@ def _finite_or_none(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-class WalkForwardProtocol(BaseModel):
+class WalkForwardProtocol(StrictModel):
     """spec/walkforward.yaml: split sizing and the in-sample search budget."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     folds: int = Field(default=4, ge=2)
     train_multiple: int = Field(default=2, ge=1)
     min_test_bars: int = Field(default=50, ge=10)

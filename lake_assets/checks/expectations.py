@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import Field, RootModel, field_validator
 
 from lake_assets.checks.row_conditions import ConditionError, RowCondition, parse_condition
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     INSTRUMENT,
@@ -140,10 +140,8 @@ def _release_batches() -> None:
 # --- suite files ----------------------------------------------------------------------------------
 
 
-class ExpectationSpec(BaseModel):
+class ExpectationSpec(StrictModel):
     """One declared expectation: a GX expectation name, its kwargs, and how bad a failure is."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     expectation: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -211,7 +209,6 @@ class ExpectationSpec(BaseModel):
 
 class SuiteFile(RootModel[dict[str, list[ExpectationSpec]]]):
     """A whole `spec/expectations/<layer>.yaml`: asset name -> expectations."""
-
 
 def suite_path(layer: str) -> Path:
     if not _NAME.fullmatch(layer) or layer in _NOT_SUITES:

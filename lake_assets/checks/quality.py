@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from pydantic import PrivateAttr, field_validator
 
 from lake_assets.durations import parse_duration
 from lake_assets.markdown import md_table
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
 from lake_assets.vocabulary import CLOSE, HIGH, INSTRUMENT, IS_GAP, LOW, OHLC_VIOLATION, OPEN, TIMEFRAMES, TS, TS_DTYPE
 
 Metadata = dict[str, str | int | float]
@@ -44,10 +44,8 @@ def _known_timeframes(keys: dict[str, Any]) -> None:
             raise ValueError(f"unknown timeframe {tf!r}; expected one of {sorted(TIMEFRAMES)}")
 
 
-class Thresholds(BaseModel):
+class Thresholds(StrictModel):
     """Bounds for quality checks: max gap ratio per layer and timeframe, max staleness per base timeframe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     gap_ratio: dict[str, dict[str, float]]
     staleness: dict[str, timedelta]
