@@ -9,6 +9,7 @@ the NaN-ratio bound an asset check enforces. Any malformed entry fails loading w
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class _Defaults(_Strict):
     family: str | None = None
     max_nan_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     pit: Pit = "bar_close"
+    min_fill: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
 class _Entry(_Strict):
@@ -52,6 +54,7 @@ class _Entry(_Strict):
     lookback: int | None = Field(default=None, ge=1)
     pit: Pit | None = None
     max_nan_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_fill: float | None = Field(default=None, gt=0.0, le=1.0)
     description: str = ""
 
     @model_validator(mode="after")
@@ -110,6 +113,11 @@ class FeatureDef:
     pit: Pit
     bar_inputs: frozenset[str] = frozenset()  # bar columns read, transitively
     description: str = ""
+    # Rows of history (current included) before a value exists on gap-free bars: the feature's own window (scaled by
+    # `min_fill`), chained through its feature inputs like pandas' rolling(n) over a column that starts with NaN.
+    # compute_features nulls rows < span - 1 from the first bar it is given.
+    own_span: int = 1
+    span: int = 1
 
     def build(self) -> dict[str, pl.Expr]:
         """Column name -> expression (features it reads must already be columns of the frame)."""
@@ -203,6 +211,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
     if not fam:
         raise SpecError(file, f"{key}.family", "no family: set it on the entry, the file or its defaults")
     pit: Pit = entry.pit or defaults.pit
+    min_fill = entry.min_fill if entry.min_fill is not None else defaults.min_fill
     max_nan = entry.max_nan_ratio if entry.max_nan_ratio is not None else defaults.max_nan_ratio
     out: list[FeatureDef] = []
     grid = _expand(entry.params)
@@ -230,6 +239,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
             except (KeyError, ValueError) as exc:
                 raise SpecError(file, f"{key}.params", str(exc).strip("'\"")) from exc
             inputs = d.input_columns(params)
+            window = d.span(params)
             base = fill_name(entry.name or _default_indicator_name(impl, resolved), resolved, file, f"{key}.name")
             cols = tuple(
                 FeatureColumn(base if len(d.outputs) == 1 else f"{base}_{o}", o, pl.Float64(), max_nan)
@@ -260,6 +270,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 raise SpecError(file, f"{key}.name", f"template {impl} entries need a `name`")
             name = fill_name(entry.name, resolved, file, f"{key}.name")
             cols = (FeatureColumn(name, "value", t.dtype, max_nan),)
+            window = t.span(resolved)
             kind = "template"
             tmpl_pit = "bar_open" if t.pit == "bar_open" else "bar_close"
         if pit == "bar_open" and tmpl_pit != "bar_open":
@@ -280,6 +291,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 lookback=0,
                 pit=pit,
                 description=entry.description,
+                own_span=max(1, math.ceil(window * min_fill)),
             )
         )
     return out
@@ -310,6 +322,7 @@ def _link(defs: list[FeatureDef], files: dict[str, Path]) -> tuple[list[FeatureD
                 )
     level: dict[int, int] = {}
     lookback: dict[int, int] = {}
+    span: dict[int, int] = {}
     bars_in: dict[int, frozenset[str]] = {}
     state: dict[int, int] = {}
 
@@ -320,20 +333,25 @@ def _link(defs: list[FeatureDef], files: dict[str, Path]) -> tuple[list[FeatureD
         if state.get(fid) == 1:
             raise SpecError(files[f.file], f"{f.key}.inputs", f"dependency cycle: {' -> '.join(chain)}")
         state[fid] = 1
-        lv, lb, bi = 0, f.own_lookback, {i for i in f.inputs if i in BAR_COLUMNS or i == TS}
+        lv, lb, sp = 0, f.own_lookback, f.own_span
+        bi = {i for i in f.inputs if i in BAR_COLUMNS or i == TS}
         for i in f.inputs:
             if i in by_col and i not in BAR_COLUMNS:
                 dep = by_col[i]
                 visit(dep, (*chain, i))
                 lv = max(lv, level[id(dep)] + 1)
                 lb = max(lb, f.own_lookback + lookback[id(dep)] - 1)
+                sp = max(sp, f.own_span + span[id(dep)] - 1)
                 bi |= bars_in[id(dep)]
-        level[fid], lookback[fid], bars_in[fid] = lv, lb, frozenset(bi)
+        level[fid], lookback[fid], span[fid], bars_in[fid] = lv, lb, sp, frozenset(bi)
         state[fid] = 2
 
     for f in defs:
         visit(f, (f.columns[0].name,))
-    linked = [FeatureDef(**{**f.__dict__, "lookback": lookback[id(f)], "bar_inputs": bars_in[id(f)]}) for f in defs]
+    linked = [
+        FeatureDef(**{**f.__dict__, "lookback": lookback[id(f)], "span": span[id(f)], "bar_inputs": bars_in[id(f)]})
+        for f in defs
+    ]
     n_levels = max(level.values(), default=-1) + 1
     levels: list[list[FeatureDef]] = [[] for _ in range(n_levels)]
     for f, g in zip(defs, linked, strict=True):

@@ -220,13 +220,19 @@ def compute_features(
     gap_rows = np.flatnonzero(gap.to_numpy())
     columns: dict[str, PreparedColumn] = {}  # built after the evaluation, in one loop (see PreparedColumn)
     # one column per in-flight array: a value several features emit (a Bollinger mid is its SMA) is converted once
-    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, PreparedColumn]] = {}
+    converted: dict[tuple[int, bool, int, pl.DataType], tuple[Value, PreparedColumn]] = {}
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
+        lead = f.span - 1  # rows before the feature's full window: null (only where the bars start its history)
+        if lead > start:
+            warm = np.arange(start, min(lead, bars.height), dtype=np.int64)
+            mask = warm if mask is None else np.union1d(warm, mask)
+        else:
+            lead = 0
         for c in f.columns:
             value = values[c.name]
-            key = (id(value), mask is None, c.dtype)
+            key = (id(value), mask is None, lead, c.dtype)
             if key not in converted:  # the entry holds the value, so its id stays unique
                 converted[key] = (value, PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask))
             columns[c.name] = converted[key][1]
