@@ -27,6 +27,7 @@ from pandas.tseries.holiday import (
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lake_assets.checks.quality import parse_duration  # the one duration parser (also spec/expectations)
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
 
@@ -84,16 +85,7 @@ def holiday_dates(calendar: str, start: date, end: date) -> list[date]:
 
 # --- spec/calendar.yaml -----------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+)(m|h|d)$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
-
-
-def parse_duration(text: str) -> timedelta:
-    m = _DURATION.fullmatch(str(text).strip())
-    if not m:
-        raise ValueError(f"duration {text!r} must look like 30m, 2h or 1d")
-    n, unit = int(m.group(1)), m.group(2)
-    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
 
 
 def _minutes(hhmm: str) -> int:

@@ -19,11 +19,12 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lake_assets.checks.quality import parse_duration
 from lake_assets.features.indicators import INDICATORS
 from lake_assets.features.templates import TEMPLATES
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
-from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TS
+from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TIMEFRAMES, TS
 
 # Top-of-book columns a vendor may add to bars (not in BARS_SCHEMA yet).
 BID, ASK, BID_SIZE, ASK_SIZE = "bid", "ask", "bid_size", "ask_size"
@@ -31,6 +32,8 @@ OPTIONAL_BAR_COLUMNS = (BID, ASK, BID_SIZE, ASK_SIZE)
 BAR_COLUMNS: frozenset[str] = frozenset(BARS_SCHEMA.names()) | frozenset(OPTIONAL_BAR_COLUMNS)
 
 Pit = Literal["bar_open", "bar_close"]
+DEFAULT_TIMEFRAME = "5m"  # a catalog loaded without a timeframe converts durations to 5m bars
+_NOT_WINDOWS = frozenset({"labels", "calendar", "col"})  # parameters that are never a window
 
 
 class _Strict(BaseModel):
@@ -136,7 +139,9 @@ class FeatureCatalog:
     spec_hash: str
     source: str = ""
     context: ContextParams = field(default_factory=ContextParams)
+    timeframe: str = DEFAULT_TIMEFRAME  # the bar timeframe spec durations were converted to bars for
     _by_column: dict[str, FeatureDef] = field(default_factory=dict, repr=False, compare=False)
+    _variants: dict[str, FeatureCatalog] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -152,10 +157,51 @@ class FeatureCatalog:
     def max_lookback(self) -> int:
         return max((f.lookback for f in self.features), default=0)
 
+    def for_timeframe(self, timeframe: str) -> FeatureCatalog:
+        """The same spec with its durations in bars of `timeframe` (same columns and spec hash; built once)."""
+        if timeframe == self.timeframe:
+            return self
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {sorted(TIMEFRAMES)}")
+        if timeframe not in self._variants:
+            if not self.source:
+                raise ValueError("a catalog built in memory has no spec directory to convert its durations from")
+            self._variants[timeframe] = load_feature_specs(Path(self.source), timeframe=timeframe)
+        return self._variants[timeframe]
 
-def required_lookback_bars(catalog: FeatureCatalog) -> int:
-    """Bars of history before a target window that reproduce its features (load this warm-up prefix)."""
-    return catalog.max_lookback
+
+def required_lookback_bars(catalog: FeatureCatalog, timeframe: str | None = None) -> int:
+    """Bars of history (of `timeframe`, default the catalog's) before a target window that reproduce its features
+    (load this warm-up prefix). Durations in the spec make it differ by timeframe."""
+    return (catalog if timeframe is None else catalog.for_timeframe(timeframe)).max_lookback
+
+
+def bars_of(value: Any, timeframe: str) -> Any:
+    """A spec window in bars of `timeframe`: an int is bars; a duration ('30d', '4h') becomes the bars covering it
+    (rounded up, at least 1); a mapping picks the entry for the timeframe or `default` (an int or a duration)."""
+    if isinstance(value, Mapping):
+        unknown = sorted(str(k) for k in value if k != "default" and k not in TIMEFRAMES)
+        if unknown:
+            raise ValueError(f"per-timeframe keys {unknown} are not timeframes {sorted(TIMEFRAMES)} or `default`")
+        if timeframe not in value and "default" not in value:
+            raise ValueError(f"no value for timeframe {timeframe} and no `default` in {dict(value)}")
+        value = value.get(timeframe, value.get("default"))
+    if isinstance(value, str) and not isinstance(value, bool):
+        bar = TIMEFRAMES[timeframe]
+        return max(1, -(-parse_duration(value) // bar))
+    return value
+
+
+def _is_duration(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_duration(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt(v: Any) -> str:
@@ -189,6 +235,8 @@ def fill_name(template: str, params: Mapping[str, Any], file: Path | str, key: s
             raise SpecError(file, key, f"placeholder {{{name}}} is not a parameter name (only {{param}} is allowed)")
         if name not in params:
             raise SpecError(file, key, f"placeholder {{{name}}} is not a parameter; have {sorted(params)}")
+        if isinstance(params[name], _PerTimeframe):
+            raise SpecError(file, key, f"placeholder {{{name}}} is a per-timeframe window: the name would change")
         return str(params[name])
 
     filled = _PLACEHOLDER.sub(one, template)
@@ -206,7 +254,39 @@ def _default_indicator_name(impl: str, p: dict[str, Any]) -> str:
     return "_".join(parts)
 
 
-def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Path, key: str) -> list[FeatureDef]:
+def _in_bars(
+    params: dict[str, Any], timeframe: str, file: Path, key: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params with windows in bars of `timeframe`, params as names show them: a duration as written, so a column's
+    name is the same at every timeframe)."""
+    bars, shown = dict(params), dict(params)
+    for k, v in params.items():
+        if k in _NOT_WINDOWS or not _is_duration(v):
+            continue
+        try:
+            for tf in TIMEFRAMES:  # a window must resolve at every timeframe, not only the one loaded first
+                converted = bars_of(v, tf)
+                if tf == timeframe:
+                    bars[k] = converted
+        except ValueError as exc:
+            raise SpecError(file, f"{key}.params.{k}", str(exc)) from exc
+        shown[k] = v if isinstance(v, str) else _PER_TIMEFRAME
+    return bars, shown
+
+
+class _PerTimeframe:
+    """Stands for a per-timeframe window in a name: using it as a placeholder is a spec error."""
+
+    def __str__(self) -> str:
+        return "<per-timeframe>"
+
+
+_PER_TIMEFRAME = _PerTimeframe()
+
+
+def _entry_defs(
+    entry: _Entry, defaults: _Defaults, family: str | None, file: Path, key: str, timeframe: str = DEFAULT_TIMEFRAME
+) -> list[FeatureDef]:
     fam = entry.family or family or defaults.family
     if not fam:
         raise SpecError(file, f"{key}.family", "no family: set it on the entry, the file or its defaults")
@@ -215,8 +295,9 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
     max_nan = entry.max_nan_ratio if entry.max_nan_ratio is not None else defaults.max_nan_ratio
     out: list[FeatureDef] = []
     grid = _expand(entry.params)
-    for gi, params in enumerate(grid):
+    for gi, spec_params in enumerate(grid):
         gkey = key if len(grid) == 1 else f"{key}[{gi}]"
+        params, shown = _in_bars(spec_params, timeframe, file, gkey)
         if entry.indicator is not None:
             impl = entry.indicator
             if impl not in INDICATORS:
@@ -240,7 +321,10 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 raise SpecError(file, f"{key}.params", str(exc).strip("'\"")) from exc
             inputs = d.input_columns(params)
             window = d.span(params)
-            base = fill_name(entry.name or _default_indicator_name(impl, resolved), resolved, file, f"{key}.name")
+            named = {**resolved, **shown}
+            if entry.name is None and any(isinstance(v, _PerTimeframe) for v in named.values()):
+                raise SpecError(file, f"{key}.name", "an indicator with a per-timeframe window needs a `name`")
+            base = fill_name(entry.name or _default_indicator_name(impl, named), named, file, f"{key}.name")
             cols = tuple(
                 FeatureColumn(base if len(d.outputs) == 1 else f"{base}_{o}", o, pl.Float64(), max_nan)
                 for o in d.outputs
@@ -268,7 +352,7 @@ def _entry_defs(entry: _Entry, defaults: _Defaults, family: str | None, file: Pa
                 )
             if entry.name is None:
                 raise SpecError(file, f"{key}.name", f"template {impl} entries need a `name`")
-            name = fill_name(entry.name, resolved, file, f"{key}.name")
+            name = fill_name(entry.name, {**resolved, **shown}, file, f"{key}.name")
             cols = (FeatureColumn(name, "value", t.dtype, max_nan),)
             window = t.span(resolved)
             kind = "template"
@@ -359,8 +443,11 @@ def _link(defs: list[FeatureDef], files: dict[str, Path]) -> tuple[list[FeatureD
     return linked, levels
 
 
-def load_feature_specs(directory: Path | None = None) -> FeatureCatalog:
-    """Read every `*.yaml` under spec/features (sorted), validate, expand grids and link dependencies."""
+def load_feature_specs(directory: Path | None = None, *, timeframe: str = DEFAULT_TIMEFRAME) -> FeatureCatalog:
+    """Read every `*.yaml` under spec/features (sorted), validate, expand grids and link dependencies; windows given
+    as durations become bars of `timeframe` (`FeatureCatalog.for_timeframe` gives the other timeframes)."""
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {sorted(TIMEFRAMES)}")
     directory = directory or spec_dir() / "features"
     files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
     if not files:
@@ -380,7 +467,7 @@ def load_feature_specs(directory: Path | None = None) -> FeatureCatalog:
                 raise SpecError(path, "context", f"context parameters are already declared in {context_file}")
             context, context_file = spec.context, path.name
         for n, entry in enumerate(spec.features):
-            defs.extend(_entry_defs(entry, spec.defaults, spec.family, path, f"features.{n}"))
+            defs.extend(_entry_defs(entry, spec.defaults, spec.family, path, f"features.{n}", timeframe))
     linked, levels = _link(defs, paths)
     by_column = {c.name: f for f in linked for c in f.columns}
     return FeatureCatalog(
@@ -389,6 +476,7 @@ def load_feature_specs(directory: Path | None = None) -> FeatureCatalog:
         spec_hash=spec_hash(directory.name, root=directory.parent),
         source=str(directory),
         context=context or ContextParams(),
+        timeframe=timeframe,
         _by_column=by_column,
     )
 

@@ -51,6 +51,7 @@ from lake_assets.vocabulary import (
     OPEN_INTEREST,
     SELL_VOLUME,
     SPOT_CLOSE,
+    TIMEFRAMES,
     TRADE_COUNT,
     TS,
     VOLUME,
@@ -60,6 +61,7 @@ __all__ = [
     "available_inputs",
     "bar_arrays",
     "compute_features",
+    "infer_timeframe",
     "nan_ratio_report",
     "required_lookback_bars",
     "window_embeddings",
@@ -200,19 +202,35 @@ def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
     return int(bars.select(before.sum()).item())
 
 
+def infer_timeframe(bars: pl.DataFrame, default: str) -> str:
+    """The bar timeframe of sorted bars: the most common spacing of their first 2,000 timestamps when it is a known
+    timeframe (daily bars that skip weekends still space 1d apart mostly), else `default`."""
+    ts = bars[TS].head(2000)
+    if bars.height < 3 or not isinstance(ts.dtype, pl.Datetime) or ts.null_count():
+        return default
+    ticks = _physical(ts.dt.cast_time_unit("us"))
+    steps, counts = np.unique(np.diff(ticks), return_counts=True)
+    step = int(steps[np.argmax(counts)])
+    return next((tf for tf, d in TIMEFRAMES.items() if d // timedelta(microseconds=1) == step), default)
+
+
 def compute_features(
     bars: pl.DataFrame,
     catalog: FeatureCatalog,
     *,
     instrument_has: set[str] | None = None,
     target_start: datetime | None = None,
+    timeframe: str | None = None,
 ) -> pl.DataFrame:
     """Features for one instrument's bars (BARS_SCHEMA, sorted by ts).
 
-    Pass the target window PLUS `required_lookback_bars(catalog)` bars before it and `target_start`: only rows with
-    ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog order.
+    Pass the target window PLUS `required_lookback_bars(catalog, timeframe)` bars before it and `target_start`:
+    only rows with ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog
+    order. Spec windows given as durations are bars of `timeframe` (the instrument's base timeframe; inferred from
+    the bar spacing when not given).
     """
     _check_bars(bars)
+    catalog = catalog.for_timeframe(timeframe or infer_timeframe(bars, catalog.timeframe))
     have = available_inputs(bars, instrument_has)
     gap = bars.select(_gap_mask(bars)).to_series()
     start = _start_row(bars, target_start)
@@ -224,17 +242,13 @@ def compute_features(
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
-        lead = f.span - 1  # rows before the feature's full window: null (only where the bars start its history)
-        if lead > start:
-            warm = np.arange(start, min(lead, bars.height), dtype=np.int64)
-            mask = warm if mask is None else np.union1d(warm, mask)
-        else:
-            lead = 0
+        lead = f.span - 1 if f.span - 1 > start else 0  # rows before the full window: null (where history starts)
         for c in f.columns:
             value = values[c.name]
             key = (id(value), mask is None, lead, c.dtype)
             if key not in converted:  # the entry holds the value, so its id stays unique
-                converted[key] = (value, PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask))
+                prepared = PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask, lead=lead)
+                converted[key] = (value, prepared)
             columns[c.name] = converted[key][1]
 
     plan, releases = evaluation_plan(catalog, have)

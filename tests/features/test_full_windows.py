@@ -34,7 +34,7 @@ def _cross_signals(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def test_sma_crossover_from_features_equals_pandas_rolling_mean(spx: pl.DataFrame) -> None:
-    feats = compute_features(spx, load_feature_specs())
+    feats = compute_features(spx, load_feature_specs(), timeframe="1d")
     close = pd.Series(spx[CLOSE].to_numpy())
     for fast_n, slow_n in ((20, 50), (50, 200)):
         ref_fast = close.rolling(fast_n).mean().to_numpy()

@@ -97,7 +97,7 @@ SESSIONS = 'sessions:\n  - {name: asia, start: "21:00", end: "07:00"}\n  - {name
         (SESSIONS + "macro_events:\n  - {name: FOMC, times: [2026-01-28T19:00:00]}\n", "macro_events.0.times",
          "has no timezone"),
         (SESSIONS + "macro_events:\n  - {name: FOMC, before: 2 hours, times: [2026-01-28T19:00:00Z]}\n",
-         "macro_events.0.before", "must look like 30m"),
+         "macro_events.0.before", "expected a duration like '30m'"),
         (SESSIONS + "holiday_calendar: XLON\n", "holiday_calendar", "unknown holiday calendar"),
         ('sessions:\n  - {name: a, start: "25:00", end: "12:00"}\n', "sessions.0.start", "must be HH:MM"),
     ],
