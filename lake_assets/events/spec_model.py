@@ -45,9 +45,11 @@ class _Strict(BaseModel):
 
 
 class Prevalence(_Strict):
-    """Expected events per 1,000 bars for one instrument; the asset check fails outside [min, max]."""
+    """Expected events per 1,000 bars for one instrument; the asset check fails outside [min, max]. The minimum is
+    positive, so an event type that never fires on an instrument it applies to fails the check (0.01: at least about
+    one event per 100,000 bars) instead of passing silently; where it cannot fire, applicability says why."""
 
-    min_per_1000: float = Field(ge=0)
+    min_per_1000: float = Field(gt=0)
     max_per_1000: float = Field(gt=0)
 
     @model_validator(mode="after")

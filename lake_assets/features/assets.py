@@ -15,7 +15,11 @@ from dagster import AssetExecutionContext
 
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
-from lake_assets.features.context import benchmarks_from_universe, compute_context_features
+from lake_assets.features.context import (
+    benchmarks_from_universe,
+    compute_context_features,
+    own_underlying_benchmark,
+)
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.history import BarsHistory
 from lake_assets.features.market_context import compute_market_context
@@ -180,7 +184,8 @@ def context_features(context: AssetExecutionContext, lake: LakeResource, warehou
         }
         by_inst = {k: v for k, v in by_inst.items() if v.height}
         out = (
-            compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0])
+            compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0],
+                                     own_underlying=own_underlying_benchmark(universe()))
             if by_inst else pl.DataFrame()
         )  # fmt: skip
         out_of_range = out.filter(pl.col("corr_bench").abs() > 1 + 1e-9).height if out.height else 0

@@ -26,9 +26,10 @@ from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
 from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TIMEFRAMES, TS
 
-# Top-of-book columns a vendor may add to bars (not in BARS_SCHEMA yet).
+# Top-of-book columns and the venue's taker fee a vendor may add to bars (not in BARS_SCHEMA yet).
 BID, ASK, BID_SIZE, ASK_SIZE = "bid", "ask", "bid_size", "ask_size"
-OPTIONAL_BAR_COLUMNS = (BID, ASK, BID_SIZE, ASK_SIZE)
+TAKER_FEE_BPS = "taker_fee_bps"
+OPTIONAL_BAR_COLUMNS = (BID, ASK, BID_SIZE, ASK_SIZE, TAKER_FEE_BPS)
 BAR_COLUMNS: frozenset[str] = frozenset(BARS_SCHEMA.names()) | frozenset(OPTIONAL_BAR_COLUMNS)
 
 Pit = Literal["bar_open", "bar_close"]

@@ -27,6 +27,7 @@ from lake_assets.features.catalog import (
     BAR_COLUMNS,
     BID,
     BID_SIZE,
+    TAKER_FEE_BPS,
     FeatureCatalog,
     FeatureDef,
     required_lookback_bars,
@@ -75,6 +76,7 @@ DATA_GROUPS: dict[str, tuple[str, ...]] = {
     "trades": (BUY_VOLUME, SELL_VOLUME, TRADE_COUNT),
     "spot": (SPOT_CLOSE, BASIS_BPS),
     "top_of_book": (BID, ASK, BID_SIZE, ASK_SIZE),
+    "fees": (TAKER_FEE_BPS,),
 }
 _ALWAYS = frozenset({TS, OPEN, HIGH, LOW, CLOSE, VOLUME})
 

@@ -22,7 +22,7 @@ def _event(name: str = "VOL_SPIKE", **overrides: Any) -> dict[str, Any]:
         "columns": ["rv_12"],
         "direction": "neutral",
         "cooldown": 12,
-        "prevalence": {"min_per_1000": 0.0, "max_per_1000": 5.0},
+        "prevalence": {"min_per_1000": 0.01, "max_per_1000": 5.0},
     }
     data.update(overrides)
     return data
