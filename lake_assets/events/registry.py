@@ -22,7 +22,8 @@ from lake_assets.events.columns import STATE_COLUMNS
 from lake_assets.events.cooldown import apply_cooldown
 from lake_assets.events.detectors import TEMPLATES, Detection, Scratch, predicate_expr
 from lake_assets.events.spec_model import EventSpec
-from lake_assets.features.catalog import BAR_COLUMNS, load_feature_specs
+from lake_assets.features.catalog import BAR_COLUMNS, DEFAULT_TIMEFRAME, load_feature_specs
+from lake_assets.features.core import infer_timeframe
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 
 EVENT_TYPE = "event_type"
@@ -152,15 +153,17 @@ def _mask_gaps(frame: pl.DataFrame, columns: Iterable[str]) -> list[pl.Expr]:
 
 
 def detect_events(
-    frame: pl.DataFrame, specs: Iterable[EventSpec], instrument: str | None = None
+    frame: pl.DataFrame, specs: Iterable[EventSpec], instrument: str | None = None, timeframe: str | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All event types over one instrument's frame -> (events, applicability).
 
-    An event whose declared columns are missing or all-null in `frame` is NOT APPLICABLE (with the reason) and
-    produces no rows.
+    An event whose declared columns are missing or all-null in `frame` is NOT APPLICABLE (with the reason, naming
+    the missing input) and produces no rows. Spec windows and cooldowns given as durations count bars of `timeframe`
+    (the instrument's base timeframe; inferred from the bar spacing when not given).
     """
-    specs = list(specs)
     frame, instrument = _prepare(frame, instrument)
+    tf = timeframe or infer_timeframe(frame, DEFAULT_TIMEFRAME)
+    specs = [s.at(tf) for s in specs]
     n_bars = int(frame.height - frame.get_column(IS_GAP).sum())
     declared = sorted({c for s in specs for c in (*s.columns, "corr_bench") if c in frame.columns})
     non_null = dict(zip(declared, frame.select(pl.col(declared).count()).row(0), strict=True)) if declared else {}
