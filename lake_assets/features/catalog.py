@@ -68,8 +68,29 @@ class _Entry(_Strict):
         return self
 
 
+Window = int | str | dict[str, int | str]  # bars, a duration ('1d') or per timeframe ({default: 1d, 1d: 63})
+
+
+class ContextSpec(_Strict):
+    """The `context:` block of one feature file as written: windows in bars or as durations."""
+
+    corr_window: Window = 288
+    long_corr_window: Window = 2016
+    dispersion_horizon: Window = 12
+    breakdown_drop: float = Field(default=0.3, gt=0.0, le=2.0)
+    breakdown_min_long_corr: float = Field(default=0.5, ge=-1.0, le=1.0)
+    max_nan_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    def at(self, timeframe: str) -> ContextParams:
+        """Windows in bars of `timeframe` (ValueError naming the problem)."""
+        data = self.model_dump()
+        for key in ("corr_window", "long_corr_window", "dispersion_horizon"):
+            data[key] = bars_of(data[key], timeframe)
+        return ContextParams(**data)
+
+
 class ContextParams(_Strict):
-    """Windows and thresholds of the cross-instrument context features (`context:` block of one feature file)."""
+    """Windows (in bars of one timeframe) and thresholds of the cross-instrument context features."""
 
     corr_window: int = Field(default=288, ge=2)  # bars of the short rolling correlation / beta to the benchmark
     long_corr_window: int = Field(default=2016, ge=2)  # the baseline correlation a breakdown is measured against
@@ -89,7 +110,7 @@ class _File(_Strict):
     family: str | None = None
     defaults: _Defaults = Field(default_factory=_Defaults)
     features: list[_Entry] = Field(default_factory=list)
-    context: ContextParams | None = None
+    context: ContextSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -466,7 +487,14 @@ def load_feature_specs(directory: Path | None = None, *, timeframe: str = DEFAUL
         if spec.context is not None:
             if context is not None:
                 raise SpecError(path, "context", f"context parameters are already declared in {context_file}")
-            context, context_file = spec.context, path.name
+            try:
+                for tf in TIMEFRAMES:  # every timeframe must give valid windows, not only the one loaded
+                    at_tf = spec.context.at(tf)
+                    if tf == timeframe:
+                        context = at_tf
+            except (ValueError, TypeError) as exc:
+                raise SpecError(path, "context", str(exc)) from exc
+            context_file = path.name
         for n, entry in enumerate(spec.features):
             defs.extend(_entry_defs(entry, spec.defaults, spec.family, path, f"features.{n}", timeframe))
     linked, levels = _link(defs, paths)

@@ -15,6 +15,7 @@ import polars as pl
 
 from lake_assets.features import kernels as K
 from lake_assets.features.catalog import FeatureCatalog
+from lake_assets.features.core import infer_timeframe
 from lake_assets.features.indicators import min_count
 from lake_assets.specs import Universe
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
@@ -81,10 +82,15 @@ def compute_context_features(
     null until their full window of paired returns has elapsed (window + 1 bars), as pandas' rolling(n).corr has it.
     Rows with ts < target_start are warm-up and are dropped from the output.
     """
-    p = catalog.context
-    rets = {inst: _returns(df.sort(TS), p.dispersion_horizon) for inst, df in bars_by_instrument.items()}
+    # windows in bars of each instrument's timeframe (daily equities and 5m crypto never share a peer group)
+    params = {
+        inst: catalog.for_timeframe(infer_timeframe(df, catalog.timeframe)).context
+        for inst, df in bars_by_instrument.items()
+    }
+    rets = {inst: _returns(df.sort(TS), params[inst].dispersion_horizon) for inst, df in bars_by_instrument.items()}
     frames: list[pl.DataFrame] = []
     for inst, r in rets.items():
+        p = params[inst]
         bench = benchmarks.get(inst)
         cols: dict[str, np.ndarray] = {}
         own = inst == bench or inst in own_underlying
@@ -116,6 +122,7 @@ def compute_context_features(
             }
         )
     long = pl.concat(frames, how="vertical")
+    p = catalog.context  # thresholds are the same at every timeframe
     disp = (
         long.filter(pl.col("__peer").is_not_null())
         .group_by("__peer", TS)

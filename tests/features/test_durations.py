@@ -74,3 +74,22 @@ def test_duration_placeholder_shows_the_duration(tmp_path: Path) -> None:
     spec = load_feature_specs(tmp_path)
     assert spec.columns == spec.for_timeframe("1d").columns == ["z_1d", "z_7d"]
     assert spec.for_timeframe("1h").feature_of("z_7d").params["n"] == 168
+
+
+def test_context_windows_follow_the_timeframe() -> None:
+    from lake_assets.features.context import compute_context_features
+
+    frames = {}
+    for inst, symbol in (("SPX", "sp500"), ("NDX", "nasdaq")):
+        raw = load_dataset(symbol).filter(pl.col(TS) >= datetime(2016, 1, 1, tzinfo=UTC))
+        frames[inst] = conform(raw.with_columns(pl.lit(inst).alias(INSTRUMENT), pl.lit(False).alias(IS_GAP)),
+                               BARS_SCHEMA)  # fmt: skip
+    spec = load_feature_specs()
+    assert (spec.context.corr_window, spec.for_timeframe("1d").context.corr_window) == (288, 63)
+    out = compute_context_features(frames, {"SPX": "SPX", "NDX": "SPX"}, spec)
+    ndx = out.filter(pl.col(INSTRUMENT) == "NDX")
+    # a quarter and a year of sessions, null until the full window of paired returns (returns start at row 1)
+    assert ndx["corr_bench"][:63].null_count() == 63 and ndx["corr_bench"][63] is not None
+    assert ndx["corr_bench_long"][:252].null_count() == 252 and ndx["corr_bench_long"][252] is not None
+    assert ndx["corr_bench"].drop_nulls().median() > 0.8  # type: ignore[operator]
+    assert out.filter(pl.col(INSTRUMENT) == "SPX")["corr_bench"].null_count() == frames["SPX"].height  # itself
