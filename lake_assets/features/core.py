@@ -204,16 +204,20 @@ def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
     return int(bars.select(before.sum()).item())
 
 
+_TICKS_TO_US = {"ns": (1, 1000), "us": (1, 1), "ms": (1000, 1)}  # us = ticks * mul // div
+_TIMEFRAME_OF_US = {d // timedelta(microseconds=1): tf for tf, d in TIMEFRAMES.items()}
+
+
 def infer_timeframe(bars: pl.DataFrame, default: str) -> str:
-    """The bar timeframe of sorted bars: the most common spacing of their first 2,000 timestamps when it is a known
+    """The bar timeframe of sorted bars: the most common spacing of their first 256 timestamps when it is a known
     timeframe (daily bars that skip weekends still space 1d apart mostly), else `default`."""
-    ts = bars[TS].head(2000)
+    ts = bars[TS]
     if bars.height < 3 or not isinstance(ts.dtype, pl.Datetime) or ts.null_count():
         return default
-    ticks = _physical(ts.dt.cast_time_unit("us"))
-    steps, counts = np.unique(np.diff(ticks), return_counts=True)
-    step = int(steps[np.argmax(counts)])
-    return next((tf for tf, d in TIMEFRAMES.items() if d // timedelta(microseconds=1) == step), default)
+    steps, counts = np.unique(np.diff(_physical(ts)[:256]), return_counts=True)  # stored ticks: no copy
+    mul, div = _TICKS_TO_US[ts.dtype.time_unit]
+    step = int(steps[np.argmax(counts)]) * mul // div
+    return _TIMEFRAME_OF_US.get(step, default)
 
 
 def compute_features(
