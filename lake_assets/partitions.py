@@ -22,7 +22,7 @@ process such as `qlake`); the daily refresh requests only keys that exist and sa
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -88,22 +88,29 @@ def _mapping(edges: Iterable[tuple[str, str]]) -> dg.StaticPartitionMapping:
     return dg.StaticPartitionMapping(by_up)
 
 
-def lookback_mapping(lookback_bars: int) -> dg.StaticPartitionMapping:
-    """bars -> an instrument-month asset whose month reads `lookback_bars` bars of the same instrument before it."""
+def _bars_for(lookback_bars: int | Mapping[str, int], inst: Instrument) -> int:
+    return lookback_bars if isinstance(lookback_bars, int) else lookback_bars[inst.base_timeframe]
+
+
+def lookback_mapping(lookback_bars: int | Mapping[str, int]) -> dg.StaticPartitionMapping:
+    """bars -> an instrument-month asset whose month reads `lookback_bars` bars (or bars per base timeframe) of the
+    same instrument before it."""
     edges = []
     for key in instrument_month_partitions.get_partition_keys():
         inst_id, month = split_key(key)
-        for m in warmup_month_keys(_UNIVERSE.get(inst_id), month, lookback_bars):
+        inst = _UNIVERSE.get(inst_id)
+        for m in warmup_month_keys(inst, month, _bars_for(lookback_bars, inst)):
             edges.append((instrument_month_key(inst_id, m), key))
     return _mapping(edges)
 
 
-def month_context_mapping(lookback_bars: int) -> dg.StaticPartitionMapping:
+def month_context_mapping(lookback_bars: int | Mapping[str, int]) -> dg.StaticPartitionMapping:
     """bars -> a month asset over every instrument living in the month, each read with its warm-up."""
     edges = []
     for month in month_partitions.get_partition_keys():
         for inst in month_instruments(_UNIVERSE, month):
-            edges += [(instrument_month_key(inst.id, m), month) for m in warmup_month_keys(inst, month, lookback_bars)]
+            lookback = _bars_for(lookback_bars, inst)
+            edges += [(instrument_month_key(inst.id, m), month) for m in warmup_month_keys(inst, month, lookback)]
     return _mapping(edges)
 
 

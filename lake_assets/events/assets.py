@@ -27,11 +27,14 @@ PREVIEW = ["event_id", "event_type", "family", INSTRUMENT, TS, "direction", "sev
 event_type_partitions = dg.StaticPartitionsDefinition(event_specs().names)
 
 
-def _lookahead(frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame) -> set[str]:
+def _lookahead(
+    frame: pl.DataFrame, catalog: EventCatalog, types: list[str], events: pl.DataFrame, timeframe: str
+) -> set[str]:
     """Detect again on the first 80% of the history: the event types whose events before the cut differ."""
     ts = frame[TS]
     cut = ts[int(len(ts) * 0.8)]
-    truncated, _ = detect_events(frame.filter(pl.col(TS) < cut), [catalog.get(t) for t in types])
+    truncated, _ = detect_events(frame.filter(pl.col(TS) < cut), [catalog.get(t) for t in types],
+                                 timeframe=timeframe)  # fmt: skip
     before = events.filter(pl.col(TS) < cut)
     differing = set()
     for t in types:
@@ -72,13 +75,13 @@ def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse
         frame = instrument_event_frame(store, inst, context_features)
         if frame.is_empty():
             continue
-        events, applicability = detect_events(frame, specs, inst.id)
+        events, applicability = detect_events(frame, specs, inst.id, inst.base_timeframe)
         events_all.append(events)
         app_all.append(applicability)
         grid = frame.filter(~pl.col(IS_GAP)).select(TS)
         off_grid_types |= set(events.join(grid, on=TS, how="anti")["event_type"].to_list())
         if events.height:
-            lookahead_failed |= _lookahead(frame, catalog, types, events)
+            lookahead_failed |= _lookahead(frame, catalog, types, events, inst.base_timeframe)
     events = pl.concat(events_all) if events_all else pl.DataFrame(schema=EVENT_REGISTRY_SCHEMA)
     applicability = pl.concat(app_all) if app_all else pl.DataFrame()
     # prevalence bounds (and cooldowns) are declared for 5m bars; daily instruments are reported, not judged

@@ -45,6 +45,7 @@ FEATURE_COLUMNS: Final[dict[str, ColumnKind]] = {
     "amihud": "numeric",
     "roll_spread": "numeric",
     "spread_bps": "numeric",
+    "fee_bps": "numeric",
     "ofi": "numeric",
     "oi_change": "numeric",
     "oi_z": "numeric",

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -21,6 +22,8 @@ from lake_assets.events.columns import STATE_COLUMNS
 from lake_assets.events.cooldown import apply_cooldown
 from lake_assets.events.detectors import TEMPLATES, Detection, Scratch, predicate_expr
 from lake_assets.events.spec_model import EventSpec
+from lake_assets.features.catalog import BAR_COLUMNS, DEFAULT_TIMEFRAME, load_feature_specs
+from lake_assets.features.core import infer_timeframe
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 
 EVENT_TYPE = "event_type"
@@ -84,14 +87,39 @@ def compile_event(spec: EventSpec, prefix: str = "__ev_") -> CompiledEvent:
     return CompiledEvent(spec, ctx.lets, cond, severity.cast(pl.Float64), sign.cast(pl.Float64))
 
 
+@lru_cache(maxsize=1)
+def _feature_bar_inputs() -> dict[str, frozenset[str]]:
+    """Feature column -> the bar columns it is computed from (transitively), from spec/features."""
+    catalog = load_feature_specs()
+    return {c.name: f.bar_inputs - {TS} for f in catalog.features for c in f.columns}
+
+
+def _why_null(frame: pl.DataFrame, column: str, non_null: Mapping[str, int]) -> str:
+    """Which input an all-null column lacks: the bar columns its feature reads that the instrument does not have,
+    or for the correlation breakdown, a benchmark other than the instrument's own underlying."""
+    if column in ("corr_bench", "beta_bench", "corr_bench_long", "corr_breakdown"):
+        return "no correlation to a benchmark (it is its benchmark or the benchmark's spot/perp leg, or has none)"
+    if column == "dispersion":
+        return "no peer group sharing its benchmark"
+    if column in BAR_COLUMNS:
+        return f"the instrument has no {column} data"
+    absent = sorted(
+        c for c in _feature_bar_inputs().get(column, ()) if c not in frame.columns or frame.get_column(c).count() == 0
+    )
+    if absent:
+        return f"needs bar column(s) {', '.join(absent)}, which the instrument does not have"
+    return "no value in the whole history (e.g. shorter than the feature's window)"
+
+
 def _non_applicable_reason(frame: pl.DataFrame, spec: EventSpec, non_null: Mapping[str, int]) -> str | None:
+    """Why an event type cannot fire on this instrument (None: it can), naming the missing input columns."""
     missing = [c for c in spec.columns if c not in frame.columns]
     empty = [c for c in spec.columns if c in frame.columns and non_null[c] == 0]
     parts = []
     if missing:
         parts.append(f"missing column(s) {', '.join(missing)}")
-    if empty:
-        parts.append(f"all-null column(s) {', '.join(empty)}")
+    for c in empty:
+        parts.append(f"all-null column {c}: {_why_null(frame, c, non_null)}")
     return "; ".join(parts) or None
 
 
@@ -125,17 +153,19 @@ def _mask_gaps(frame: pl.DataFrame, columns: Iterable[str]) -> list[pl.Expr]:
 
 
 def detect_events(
-    frame: pl.DataFrame, specs: Iterable[EventSpec], instrument: str | None = None
+    frame: pl.DataFrame, specs: Iterable[EventSpec], instrument: str | None = None, timeframe: str | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All event types over one instrument's frame -> (events, applicability).
 
-    An event whose declared columns are missing or all-null in `frame` is NOT APPLICABLE (with the reason) and
-    produces no rows.
+    An event whose declared columns are missing or all-null in `frame` is NOT APPLICABLE (with the reason, naming
+    the missing input) and produces no rows. Spec windows and cooldowns given as durations count bars of `timeframe`
+    (the instrument's base timeframe; inferred from the bar spacing when not given).
     """
-    specs = list(specs)
     frame, instrument = _prepare(frame, instrument)
+    tf = timeframe or infer_timeframe(frame, DEFAULT_TIMEFRAME)
+    specs = [s.at(tf) for s in specs]
     n_bars = int(frame.height - frame.get_column(IS_GAP).sum())
-    declared = sorted({c for s in specs for c in s.columns if c in frame.columns})
+    declared = sorted({c for s in specs for c in (*s.columns, "corr_bench") if c in frame.columns})
     non_null = dict(zip(declared, frame.select(pl.col(declared).count()).row(0), strict=True)) if declared else {}
 
     app_rows: list[tuple[str, str, bool, str | None, int]] = []

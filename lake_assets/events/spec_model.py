@@ -1,5 +1,10 @@
 """Load and validate `spec/events/`: one YAML per event type plus `canonical_event_registry.yaml`.
 
+Windows (`window`, `short`, `long`, `within`, `persist`, `min_on`, `min_off`, `bars`, `min_periods` of a detector) and
+`cooldown` are bars of the instrument's base timeframe (an int), a duration (`4h`, `7d`: the bars covering it) or a
+per-timeframe mapping (`{default: 1d, 1d: 20}`), as in spec/features; `EventSpec.at(timeframe)` resolves them and a
+loaded catalog is resolved for 5m bars.
+
 Every problem becomes a SpecError(file, key, problem) at load time: unknown template, missing or extra parameter,
 unknown column, a column used but not declared, a family outside the ten canonical ones, duplicated names, and any
 mismatch between the canonical registry and the event files.
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -18,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lake_assets.events.columns import ColumnKind, column_kind
 from lake_assets.events.detectors import TEMPLATES, Predicate, _Params, predicate_kind_problem
+from lake_assets.features.catalog import DEFAULT_TIMEFRAME, bars_of
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.vocabulary import TIMEFRAMES
 
 REGISTRY_FILE: Final = "canonical_event_registry.yaml"
 
@@ -45,9 +52,11 @@ class _Strict(BaseModel):
 
 
 class Prevalence(_Strict):
-    """Expected events per 1,000 bars for one instrument; the asset check fails outside [min, max]."""
+    """Expected events per 1,000 bars for one instrument; the asset check fails outside [min, max]. The minimum is
+    positive, so an event type that never fires on an instrument it applies to fails the check (0.01: at least about
+    one event per 100,000 bars) instead of passing silently; where it cannot fire, applicability says why."""
 
-    min_per_1000: float = Field(ge=0)
+    min_per_1000: float = Field(gt=0)
     max_per_1000: float = Field(gt=0)
 
     @model_validator(mode="after")
@@ -69,7 +78,7 @@ class EventSpecFile(_Strict):
     detector: DetectorSpec
     columns: list[str] = Field(min_length=1)
     direction: Direction
-    cooldown: int = Field(ge=0)
+    cooldown: int | str | dict[str, int | str]
     prevalence: Prevalence
     filters: list[Predicate] = Field(default_factory=list)
     severity_column: str | None = None
@@ -98,6 +107,14 @@ class EventSpec:
     sign_column: str | None = None
     description: str = ""
     file: str = ""
+    timeframe: str = DEFAULT_TIMEFRAME  # the bar timeframe its windows and cooldown are counted in
+    source: Any = field(default=None, repr=False, compare=False)  # the spec as data, to resolve other timeframes
+
+    def at(self, timeframe: str) -> EventSpec:
+        """The spec with its windows and cooldown in bars of `timeframe` (itself when already so)."""
+        if timeframe == self.timeframe or self.source is None:
+            return self
+        return _resolved(self, timeframe)
 
     def kind(self, column: str) -> ColumnKind:
         kind = column_kind(column)
@@ -143,16 +160,52 @@ class EventCatalog:
         return out
 
 
+# Detector parameters that count bars (a duration or per-timeframe mapping becomes bars of the instrument's timeframe).
+WINDOW_PARAMS: Final = frozenset({"window", "short", "long", "within", "persist", "min_on", "min_off", "bars",
+                                  "min_periods"})  # fmt: skip
+
+
+def _in_bars(value: Any, timeframe: str, path: Path | str, key: str) -> Any:
+    """`bars_of` for a spec window; it must resolve at every timeframe, not only the one asked."""
+    if not (isinstance(value, (str, dict)) and not isinstance(value, bool)):
+        return value
+    try:
+        for tf in TIMEFRAMES:
+            bars_of(value, tf)
+        return bars_of(value, timeframe)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(path, key, str(exc)) from exc
+
+
+_VARIANTS: dict[tuple[int, str], EventSpec] = {}
+
+
+def _resolved(spec: EventSpec, timeframe: str) -> EventSpec:
+    key = (id(spec), timeframe)
+    held = _VARIANTS.get(key)
+    if held is None or held.source is not spec.source:
+        held = _VARIANTS[key] = event_spec_from_dict(spec.source, spec.file or "<memory>", timeframe=timeframe)
+    return held
+
+
 def parse_event_file(path: Path) -> EventSpec:
     """Validate one event YAML file (everything except cross-file consistency)."""
     return event_spec_from_dict(read_yaml(path), path)
 
 
-def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
-    """Validate one event spec given as data; `path` names it in errors."""
+def event_spec_from_dict(data: Any, path: Path | str = "<memory>", *, timeframe: str = DEFAULT_TIMEFRAME) -> EventSpec:
+    """Validate one event spec given as data, windows in bars of `timeframe`; `path` names it in errors."""
     if not isinstance(data, dict):
         raise SpecError(path, "<root>", "expected a mapping with name, family, detector, columns, ...")
     raw: EventSpecFile = validate_model(EventSpecFile, data, path)
+    cooldown = _in_bars(raw.cooldown, timeframe, path, "cooldown")
+    if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
+        bad = f"must be bars (greater than or equal to 0) or a duration, got {raw.cooldown!r}"
+        raise SpecError(path, "cooldown", bad)
+    detector_params = {
+        k: _in_bars(v, timeframe, path, f"detector.params.{k}") if k in WINDOW_PARAMS else v
+        for k, v in raw.detector.params.items()
+    }
     if raw.family not in CANONICAL_FAMILIES:
         raise SpecError(
             path, "family", f"{raw.family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}"
@@ -164,7 +217,7 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
             "detector.template",
             f"unknown template {raw.detector.template!r}; expected one of {sorted(TEMPLATES)}",
         )
-    params: _Params = validate_model(template.params, raw.detector.params, path, prefix="detector.params")
+    params: _Params = validate_model(template.params, detector_params, path, prefix="detector.params")
 
     seen: set[str] = set()
     for i, col in enumerate(raw.columns):
@@ -209,7 +262,7 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
         params=params,
         columns=tuple(raw.columns),
         direction=raw.direction,
-        cooldown=raw.cooldown,
+        cooldown=cooldown,
         min_per_1000=raw.prevalence.min_per_1000,
         max_per_1000=raw.prevalence.max_per_1000,
         filters=tuple(raw.filters),
@@ -217,6 +270,8 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>") -> EventSpec:
         sign_column=raw.sign_column,
         description=raw.description,
         file=str(path),
+        timeframe=timeframe,
+        source=data,
     )
 
 

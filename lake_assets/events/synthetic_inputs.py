@@ -117,7 +117,9 @@ def synthetic_event_frame(
     """One instrument's joined event input on a 5m grid (`perp=False`: spot, so funding/OI/basis/spread are null)."""
     raw = _raw_bars(n_bars, seed, perp, gap_rate)
     ts = pl.datetime_range(start, start + BAR * (n_bars - 1), BAR, eager=True, time_zone="UTC").cast(TS_DTYPE)
-    df = pl.DataFrame({TS: ts, INSTRUMENT: [instrument] * n_bars, **raw}).with_columns(
+    # a venue fee schedule (perps): 5 bps, cut to 3.5 bps for a while every 6,000 bars (a fee regime change)
+    fee = np.where((np.arange(n_bars) // 6000) % 2 == 1, 3.5, 5.0) if perp else np.full(n_bars, np.nan)
+    df = pl.DataFrame({TS: ts, INSTRUMENT: [instrument] * n_bars, **raw, "taker_fee_bps": fee}).with_columns(
         pl.col(pl.Float64).fill_nan(None),
         pl.lit(False).alias(IS_OUTLIER),
         pl.lit(False).alias(OHLC_VIOLATION),
@@ -162,6 +164,7 @@ def synthetic_event_frame(
             "roll_spread"
         ),
         ((pl.col(BUY_VOLUME) - pl.col(SELL_VOLUME)) / pl.col(VOLUME)).alias("ofi"),
+        pl.col("taker_fee_bps").alias("fee_bps"),
         pl.col(OPEN_INTEREST).pct_change().alias("oi_change"),
         (pl.col(OPEN_INTEREST) / pl.col(VOLUME).rolling_sum(288, min_samples=144)).alias("oi_volume_ratio"),
         _z(pl.col(FUNDING_RATE), 2016).alias("funding_z"),
@@ -241,15 +244,17 @@ def synthetic_event_frame(
 
 
 def _market_context(ts: pl.Series) -> list[pl.Series]:
-    """Session (asia 00-08, europe 08-14, us 14-24 UTC), its open/close bars, funding stamps, a few macro windows."""
+    """Session as spec/calendar.yaml has it (asia 21:00-07:00, europe 07:00-13:30, us 13:30-21:00 UTC), its open/close
+    bars, funding stamps, a few macro windows."""
     hour = ts.dt.hour()
-    session = pl.Series(np.where(hour < 8, "asia", np.where(hour < 14, "europe", "us")), dtype=pl.String)
-    nxt = (ts + BAR).dt.hour()
-    next_session = pl.Series(np.where(nxt < 8, "asia", np.where(nxt < 14, "europe", "us")), dtype=pl.String)
-    prev_session = (ts - BAR).dt.hour()
-    prev_session = pl.Series(
-        np.where(prev_session < 8, "asia", np.where(prev_session < 14, "europe", "us")), dtype=pl.String
-    )
+
+    def session_of(t: pl.Series) -> pl.Series:
+        minute = (t.dt.hour().cast(pl.Int32) * 60 + t.dt.minute().cast(pl.Int32)).to_numpy()
+        names = np.where((minute >= 21 * 60) | (minute < 7 * 60), "asia", np.where(minute < 13 * 60 + 30, "europe",
+                                                                                     "us"))  # fmt: skip
+        return pl.Series(names, dtype=pl.String)
+
+    session, next_session, prev_session = session_of(ts), session_of(ts + BAR), session_of(ts - BAR)
     close_time = ts + BAR
     is_funding = (close_time.dt.minute() == 0) & close_time.dt.hour().is_in([0, 8, 16])
     day = ts.dt.ordinal_day()

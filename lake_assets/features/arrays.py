@@ -24,11 +24,15 @@ TS_US = "__ts_utc_us"  # pseudo-column: bar open times as UTC epoch microseconds
 
 _Lane = TypeVar("_Lane")
 
-MIN_FILL = 0.5  # share of a window that must hold present (non-gap) values
+# Gap tolerance inside a window: the share of its n rows that must hold present (non-gap) values. Warm-up is not
+# decided here: compute_features nulls every feature until its full window has elapsed (`FeatureDef.span`, as
+# pandas' rolling(n) and TA-Lib start at row n - 1); after that a window with gap bars is computed from its present
+# values while at least half of them are present (pandas would give NaN for any gap in the window).
+MIN_FILL = 0.5
 
 
 def min_count(n: int) -> int:
-    """Present values a window of n rows needs."""
+    """Present values a window of n rows needs (gap tolerance; see MIN_FILL)."""
     return max(1, math.ceil(n * MIN_FILL))
 
 

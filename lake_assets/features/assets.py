@@ -18,7 +18,11 @@ from lake_assets.asset_metadata import frame_metadata
 from lake_assets.automation import AUTOMATION
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
-from lake_assets.features.context import benchmarks_from_universe, compute_context_features
+from lake_assets.features.context import (
+    benchmarks_from_universe,
+    compute_context_features,
+    own_underlying_benchmark,
+)
 from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.markdown import md_table
@@ -34,11 +38,12 @@ from lake_assets.partitions import (
 )
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.specs import universe
-from lake_assets.vocabulary import INSTRUMENT, TS
+from lake_assets.vocabulary import INSTRUMENT, TIMEFRAMES, TS
 from resources.lake import LakeResource, WarehouseResource
 
 GROUP = "features"
-FEATURE_LOOKBACK = required_lookback_bars(load_feature_specs())  # warm-up bars a month's features read before it
+# warm-up bars a month's features read before it, per base timeframe (spec windows given as durations differ in bars)
+FEATURE_LOOKBACK = {tf: required_lookback_bars(load_feature_specs(), tf) for tf in TIMEFRAMES}
 EMBEDDING_LOOKBACK = 64
 PREVIEW = [TS, INSTRUMENT, "ret_1", "rv_48", "vol_regime", "funding_z", "carry_state", "rsi_14", "basis_bps"]
 
@@ -48,14 +53,16 @@ def _code_version() -> str:
 
 
 def features_for(bars: pl.DataFrame, catalog: FeatureCatalog, month: str) -> pl.DataFrame:
-    return compute_features(bars, catalog, target_start=month_bounds(month)[0])
+    """`catalog` is the instrument's timeframe's (`FeatureCatalog.for_timeframe`)."""
+    return compute_features(bars, catalog, target_start=month_bounds(month)[0], timeframe=catalog.timeframe)
 
 
 def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, full: pl.DataFrame) -> dict[str, Any]:
     """Recompute the first half of the month without the second half: the rows must be identical."""
     start, end = month_bounds(month)
     cut = start + (min(end, bars[TS].max() + timedelta(microseconds=1)) - start) / 2  # type: ignore[operator]
-    truncated = compute_features(bars.filter(pl.col(TS) < cut), catalog, target_start=start)
+    truncated = compute_features(bars.filter(pl.col(TS) < cut), catalog, target_start=start,
+                                 timeframe=catalog.timeframe)  # fmt: skip
     past_full = full.filter(pl.col(TS) < cut)
     same = truncated.equals(past_full, null_equal=True)
     diff_cols = [] if same else [c for c in full.columns if not truncated[c].equals(past_full[c], null_equal=True)]
@@ -79,13 +86,14 @@ def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, ful
 def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Vol regime, carry, funding persistence, microstructure, positioning, basis, TA catalogue and calendar."""
     store = lake.lake()
-    catalog = load_feature_specs()
-    lookback = required_lookback_bars(catalog)
+    spec = load_feature_specs()
     publisher = PartitionPublisher(context, store, GROUP, "features")
     pairs = instrument_months(context)
     last_month = {inst: max(m for i, m in pairs if i == inst) for inst, _ in pairs}
     for inst_id, month in pairs:
         inst = universe().get(inst_id)
+        catalog = spec.for_timeframe(inst.base_timeframe)  # durations in the instrument's bars
+        lookback = required_lookback_bars(catalog)
         bars = store.reader.with_warmup(tables.BARS, inst, month, lookback)
         out = features_for(bars, catalog, month) if bars.height else pl.DataFrame()
         verdicts = []
@@ -105,6 +113,7 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
         meta = frame_metadata(out, PREVIEW)
         meta["feature_columns"] = dg.MetadataValue.int(len(catalog.columns))
         meta["spec_hash"] = dg.MetadataValue.text(catalog.spec_hash)
+        meta["warmup_bars"] = dg.MetadataValue.int(lookback)
         publisher.audit(instrument_month_key(inst_id, month), out, {INSTRUMENT: inst_id, "month": month}, verdicts,
                         meta)  # fmt: skip
     warehouse.refresh()
@@ -165,15 +174,17 @@ def context_features(context: AssetExecutionContext, lake: LakeResource, warehou
     """Rolling correlation and beta to each instrument's benchmark, dispersion, correlation breakdown."""
     store = lake.lake()
     catalog = load_feature_specs()
-    lookback = required_lookback_bars(catalog)
     benchmarks = benchmarks_from_universe(universe())
     publisher = PartitionPublisher(context, store, GROUP, "context_features")
     for month in context.partition_keys:
-        by_inst = {i.id: store.reader.with_warmup(tables.BARS, i, month, lookback)
-                   for i in month_instruments(universe(), month)}  # fmt: skip
+        by_inst = {
+            i.id: store.reader.with_warmup(tables.BARS, i, month, required_lookback_bars(catalog, i.base_timeframe))
+            for i in month_instruments(universe(), month)
+        }
         by_inst = {k: v for k, v in by_inst.items() if v.height}
         out = (
-            compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0])
+            compute_context_features(by_inst, benchmarks, catalog, target_start=month_bounds(month)[0],
+                                     own_underlying=own_underlying_benchmark(universe()))
             if by_inst else pl.DataFrame()
         )  # fmt: skip
         out_of_range = out.filter(pl.col("corr_bench").abs() > 1 + 1e-9).height if out.height else 0

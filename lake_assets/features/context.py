@@ -15,11 +15,12 @@ import polars as pl
 
 from lake_assets.features import kernels as K
 from lake_assets.features.catalog import FeatureCatalog
+from lake_assets.features.core import infer_timeframe
 from lake_assets.features.indicators import min_count
 from lake_assets.specs import Universe
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
 
-__all__ = ["CONTEXT_COLUMNS", "benchmarks_from_universe", "compute_context_features"]
+__all__ = ["CONTEXT_COLUMNS", "benchmarks_from_universe", "compute_context_features", "own_underlying_benchmark"]
 
 CONTEXT_COLUMNS = ("corr_bench", "beta_bench", "corr_bench_long", "dispersion", "corr_breakdown")
 
@@ -32,6 +33,20 @@ def benchmarks_from_universe(universe: Universe) -> dict[str, str]:
         if bench is not None:
             out[inst.id] = bench
     return out
+
+
+def own_underlying_benchmark(universe: Universe) -> frozenset[str]:
+    """Instruments whose benchmark is their own underlying: the benchmark itself and its spot/perp leg. Their
+    correlation to it is ~1 by construction, so correlation, beta and breakdown are null for them."""
+    out = set()
+    for inst in universe.instruments:
+        bench = universe.benchmark_for(inst)
+        if bench is None:
+            continue
+        legs = {bench, *(i.spot for i in universe.instruments if i.id == bench and i.spot)}
+        if inst.id in legs or inst.spot in legs:
+            out.add(inst.id)
+    return frozenset(out)
 
 
 def _returns(bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
@@ -56,25 +71,36 @@ def compute_context_features(
     catalog: FeatureCatalog,
     *,
     target_start: datetime | None = None,
+    own_underlying: frozenset[str] = frozenset(),
 ) -> pl.DataFrame:
     """corr_bench, beta_bench (short window), corr_bench_long, dispersion and corr_breakdown per instrument x bar.
 
     `benchmarks` maps instrument -> benchmark instrument (see `benchmarks_from_universe`); an instrument without a
-    benchmark, or whose benchmark bars are not given, gets null correlation/beta. Rows with ts < target_start are
-    warm-up and are dropped from the output.
+    benchmark, or whose benchmark bars are not given, gets null correlation/beta/breakdown, and so does an instrument
+    that is its own benchmark or in `own_underlying` (`own_underlying_benchmark`): its correlation to its own
+    underlying is ~1 by construction and carries nothing (a beta shift or breakdown cannot happen). Correlations are
+    null until their full window of paired returns has elapsed (window + 1 bars), as pandas' rolling(n).corr has it.
+    Rows with ts < target_start are warm-up and are dropped from the output.
     """
-    p = catalog.context
-    rets = {inst: _returns(df.sort(TS), p.dispersion_horizon) for inst, df in bars_by_instrument.items()}
+    # windows in bars of each instrument's timeframe (daily equities and 5m crypto never share a peer group)
+    params = {
+        inst: catalog.for_timeframe(infer_timeframe(df, catalog.timeframe)).context
+        for inst, df in bars_by_instrument.items()
+    }
+    rets = {inst: _returns(df.sort(TS), params[inst].dispersion_horizon) for inst, df in bars_by_instrument.items()}
     frames: list[pl.DataFrame] = []
     for inst, r in rets.items():
+        p = params[inst]
         bench = benchmarks.get(inst)
         cols: dict[str, np.ndarray] = {}
-        if bench is not None and bench in rets:
+        own = inst == bench or inst in own_underlying
+        if bench is not None and bench in rets and not own:
             joined = r.join(rets[bench].select(TS, pl.col("r").alias("rb")), on=TS, how="left")
             x, y = _np(joined["r"]), _np(joined["rb"])
             n, nl = p.corr_window, p.long_corr_window
             corr, beta = K.rolling_corr_beta(x, y, n, min_count(n))
             corr_long = K.rolling_corr(x, y, nl, min_count(nl))
+            corr[:n], beta[:n], corr_long[:nl] = np.nan, np.nan, np.nan  # full windows (returns start at row 1)
             cols = {"corr_bench": corr, "beta_bench": beta, "corr_bench_long": corr_long}
         else:
             nan = np.full(r.height, np.nan)
@@ -96,6 +122,7 @@ def compute_context_features(
             }
         )
     long = pl.concat(frames, how="vertical")
+    p = catalog.context  # thresholds are the same at every timeframe
     disp = (
         long.filter(pl.col("__peer").is_not_null())
         .group_by("__peer", TS)

@@ -27,6 +27,7 @@ from lake_assets.features.catalog import (
     BAR_COLUMNS,
     BID,
     BID_SIZE,
+    TAKER_FEE_BPS,
     FeatureCatalog,
     FeatureDef,
     required_lookback_bars,
@@ -51,6 +52,7 @@ from lake_assets.vocabulary import (
     OPEN_INTEREST,
     SELL_VOLUME,
     SPOT_CLOSE,
+    TIMEFRAMES,
     TRADE_COUNT,
     TS,
     VOLUME,
@@ -60,6 +62,7 @@ __all__ = [
     "available_inputs",
     "bar_arrays",
     "compute_features",
+    "infer_timeframe",
     "nan_ratio_report",
     "required_lookback_bars",
     "window_embeddings",
@@ -73,6 +76,7 @@ DATA_GROUPS: dict[str, tuple[str, ...]] = {
     "trades": (BUY_VOLUME, SELL_VOLUME, TRADE_COUNT),
     "spot": (SPOT_CLOSE, BASIS_BPS),
     "top_of_book": (BID, ASK, BID_SIZE, ASK_SIZE),
+    "fees": (TAKER_FEE_BPS,),
 }
 _ALWAYS = frozenset({TS, OPEN, HIGH, LOW, CLOSE, VOLUME})
 
@@ -200,19 +204,39 @@ def _start_row(bars: pl.DataFrame, target_start: datetime | None) -> int:
     return int(bars.select(before.sum()).item())
 
 
+_TICKS_TO_US = {"ns": (1, 1000), "us": (1, 1), "ms": (1000, 1)}  # us = ticks * mul // div
+_TIMEFRAME_OF_US = {d // timedelta(microseconds=1): tf for tf, d in TIMEFRAMES.items()}
+
+
+def infer_timeframe(bars: pl.DataFrame, default: str) -> str:
+    """The bar timeframe of sorted bars: the most common spacing of their first 256 timestamps when it is a known
+    timeframe (daily bars that skip weekends still space 1d apart mostly), else `default`."""
+    ts = bars[TS]
+    if bars.height < 3 or not isinstance(ts.dtype, pl.Datetime) or ts.null_count():
+        return default
+    steps, counts = np.unique(np.diff(_physical(ts)[:256]), return_counts=True)  # stored ticks: no copy
+    mul, div = _TICKS_TO_US[ts.dtype.time_unit]
+    step = int(steps[np.argmax(counts)]) * mul // div
+    return _TIMEFRAME_OF_US.get(step, default)
+
+
 def compute_features(
     bars: pl.DataFrame,
     catalog: FeatureCatalog,
     *,
     instrument_has: set[str] | None = None,
     target_start: datetime | None = None,
+    timeframe: str | None = None,
 ) -> pl.DataFrame:
     """Features for one instrument's bars (BARS_SCHEMA, sorted by ts).
 
-    Pass the target window PLUS `required_lookback_bars(catalog)` bars before it and `target_start`: only rows with
-    ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog order.
+    Pass the target window PLUS `required_lookback_bars(catalog, timeframe)` bars before it and `target_start`:
+    only rows with ts >= target_start come back. Output: ts, instrument, is_gap, then every catalog column in catalog
+    order. Spec windows given as durations are bars of `timeframe` (the instrument's base timeframe; inferred from
+    the bar spacing when not given).
     """
     _check_bars(bars)
+    catalog = catalog.for_timeframe(timeframe or infer_timeframe(bars, catalog.timeframe))
     have = available_inputs(bars, instrument_has)
     gap = bars.select(_gap_mask(bars)).to_series()
     start = _start_row(bars, target_start)
@@ -220,15 +244,17 @@ def compute_features(
     gap_rows = np.flatnonzero(gap.to_numpy())
     columns: dict[str, PreparedColumn] = {}  # built after the evaluation, in one loop (see PreparedColumn)
     # one column per in-flight array: a value several features emit (a Bollinger mid is its SMA) is converted once
-    converted: dict[tuple[int, bool, pl.DataType], tuple[Value, PreparedColumn]] = {}
+    converted: dict[tuple[int, bool, int, pl.DataType], tuple[Value, PreparedColumn]] = {}
 
     def emit(f: FeatureDef, values: dict[str, Value]) -> None:
         mask = None if f.pit == "bar_open" else gap_rows
+        lead = f.span - 1 if f.span - 1 > start else 0  # rows before the full window: null (where history starts)
         for c in f.columns:
             value = values[c.name]
-            key = (id(value), mask is None, c.dtype)
+            key = (id(value), mask is None, lead, c.dtype)
             if key not in converted:  # the entry holds the value, so its id stays unique
-                converted[key] = (value, PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask))
+                prepared = PreparedColumn(c.name, value, c.dtype, start=start, gap_rows=mask, lead=lead)
+                converted[key] = (value, prepared)
             columns[c.name] = converted[key][1]
 
     plan, releases = evaluation_plan(catalog, have)

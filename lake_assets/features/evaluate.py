@@ -189,14 +189,22 @@ class PreparedColumn:
     __slots__ = ("_built", "_data", "_dtype", "_kind", "_labels", "_name", "_nulls", "_size", "_validity")
 
     def __init__(
-        self, name: str, value: Value, dtype: pl.DataType, *, start: int = 0, gap_rows: np.ndarray | None = None
+        self,
+        name: str,
+        value: Value,
+        dtype: pl.DataType,
+        *,
+        start: int = 0,
+        gap_rows: np.ndarray | None = None,
+        lead: int = 0,
     ):
+        """`lead`: rows (absolute, like `gap_rows`) before the feature's full window, null."""
         arr = np.ascontiguousarray(value.codes if isinstance(value, Labeled) else value, dtype=np.float64)
         gaps = _NO_ROWS if gap_rows is None else gap_rows
         if start:  # warm-up rows are dropped before any pass: a month partition's warm-up is as long as the month
             arr = arr[start:]
             gaps = gaps[gaps.searchsorted(start) :] - start
-        bits, nulls = K.validity_bitmap(arr, gaps)
+        bits, nulls = K.validity_bitmap(arr, gaps, max(0, lead - start))
         self._name, self._dtype, self._size = name, dtype, arr.shape[0]
         self._validity, self._nulls = (bits if nulls else None), nulls
         self._labels: tuple[str, ...] | None = None

@@ -441,6 +441,7 @@ class IndicatorDef:
     check: Callable[[dict[str, Any]], str | None] = lambda p: None
     # array implementation used by compute_features (None: it evaluates `builder`'s expressions instead)
     compute: Callable[[Arrays, dict[str, Any]], dict[str, np.ndarray]] | None = None
+    recursive: bool = False  # EWM-based: the kernel's own first value (TA-Lib's) starts it, not a window mask
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in; raises KeyError/ValueError with a readable problem."""
@@ -469,6 +470,11 @@ class IndicatorDef:
 
     def lookback(self, params: dict[str, Any]) -> int:
         return self.lookback_fn(self.resolve(params))
+
+    def span(self, params: dict[str, Any]) -> int:
+        """Rows (current included) a window indicator needs before its first value: its lookback; 1 for a recursive
+        one, whose kernel already waits for its first n observations as TA-Lib does."""
+        return 1 if self.recursive else self.lookback(params)
 
     def input_columns(self, params: dict[str, Any]) -> tuple[str, ...]:
         p = self.resolve(params)
@@ -511,6 +517,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: {"value": ema(p["col"], p["n"])},
             lambda p: _ema_lb(p["n"]),
             compute=_a_ema,
+            recursive=True,
         ),
         IndicatorDef(
             "RSI",
@@ -521,6 +528,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: {"value": rsi(p["col"], p["n"])},
             lambda p: _wilder_lb(p["n"]) + 1,
             compute=_a_rsi,
+            recursive=True,
         ),
         IndicatorDef(
             "MACD",
@@ -532,6 +540,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: _ema_lb(p["slow"]) + _ema_lb(p["signal"]),
             lambda p: None if p["fast"] < p["slow"] else "MACD.fast must be smaller than MACD.slow",
             compute=_a_macd,
+            recursive=True,
         ),
         IndicatorDef(
             "BBANDS",
@@ -552,6 +561,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: {"value": atr(p["n"])},
             lambda p: _wilder_lb(p["n"]) + 1,
             compute=_a_atr,
+            recursive=True,
         ),
         IndicatorDef(
             "STOCH",
@@ -573,6 +583,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: {"value": adx(p["n"])},
             lambda p: 2 * _wilder_lb(p["n"]) + 1,
             compute=_a_adx,
+            recursive=True,
         ),
         IndicatorDef(
             "CCI",
@@ -643,6 +654,7 @@ INDICATORS: dict[str, IndicatorDef] = {
             lambda p: keltner(p["n"], p["k"]),
             lambda p: _wilder_lb(p["n"]) + 1,
             compute=_a_keltner,
+            recursive=True,
         ),
     )
 }

@@ -1169,8 +1169,9 @@ def std_from_moments(ss: np.ndarray, scales: np.ndarray, out: np.ndarray) -> Non
 
 
 @njit(cache=True, nogil=True)
-def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """Arrow validity bitmap (LSB-first bytes, whole 64-bit words) of x != NaN with `gap_rows` cleared, + null count.
+def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray, lead: int = 0) -> tuple[np.ndarray, int]:
+    """Arrow validity bitmap (LSB-first bytes, whole 64-bit words) of x != NaN with `gap_rows` and the first `lead`
+    rows (a feature's warm-up) cleared, + null count.
 
     Built right after a column is computed (still in cache), it lets the output column wrap the float buffer without
     the copy and second cold pass of polars' NaN-to-null conversion; gap rows need no write into the values.
@@ -1193,6 +1194,11 @@ def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray) -> tuple[np.ndarray, in
             valid += 1
             words[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
     for r in gap_rows:
+        bit = np.uint64(1) << np.uint64(r & 63)
+        if words[r >> 6] & bit:
+            words[r >> 6] &= ~bit
+            valid -= 1
+    for r in range(min(lead, size)):
         bit = np.uint64(1) << np.uint64(r & 63)
         if words[r >> 6] & bit:
             words[r >> 6] &= ~bit

@@ -54,6 +54,8 @@ def expression_features(bars: pl.DataFrame, catalog: FeatureCatalog) -> pl.DataF
                 out.append(pl.lit(None, dtype=c.dtype).alias(c.name))
                 continue
             e = pl.col(c.name).fill_nan(None) if c.dtype == pl.Float64 else pl.col(c.name)
+            if f.span > 1:  # null until the feature's full window has elapsed
+                e = pl.when(pl.int_range(pl.len()) < f.span - 1).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
             if f.pit != "bar_open":
                 e = pl.when(pl.col("__gap")).then(pl.lit(None, dtype=c.dtype)).otherwise(e)
             out.append(e.alias(c.name))

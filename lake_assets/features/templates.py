@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from typing import Any, cast
@@ -47,6 +47,11 @@ class TemplateDef:
     check: Callable[[dict[str, Any]], str | None] = lambda p: None
     # array implementation used by compute_features (None: it evaluates `build`'s expression instead)
     compute: Callable[[Arrays, list[str], dict[str, Any]], np.ndarray | Labeled] | None = None
+    # rows (current included) before the first value on gap-free inputs, when less than `lookback`
+    span_fn: Callable[[dict[str, Any]], int] | None = None
+
+    def span(self, params: dict[str, Any]) -> int:
+        return self.span_fn(params) if self.span_fn is not None else self.lookback(params)
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(given) - set(self.params))
@@ -688,3 +693,22 @@ TEMPLATES: dict[str, TemplateDef] = {
         ),
     )
 }
+
+
+def _window_n(p: dict[str, Any]) -> int:
+    return int(p["n"])
+
+
+# Templates whose `lookback` (history they read, sized generously) exceeds the rows their first value needs: a
+# rolling statistic over n rows exists from row n - 1, as pandas' rolling(n) has it.
+_SPANS: dict[str, Callable[[dict[str, Any]], int]] = {
+    **dict.fromkeys(
+        ("realized_vol", "parkinson_vol", "pct_rank", "rolling_cv", "zscore", "amihud", "imbalance",
+         "ratio_to_rolling_sum"),
+        _window_n,
+    ),  # fmt: skip
+    "signed_run_length": lambda p: int(p["cap"]),
+    "roll_spread": lambda p: int(p["n"]) + 1,
+}
+for _name, _span in _SPANS.items():
+    TEMPLATES[_name] = replace(TEMPLATES[_name], span_fn=_span)

@@ -1,8 +1,11 @@
 """The synthetic vendor: an offline, deterministic crypto market with known truths planted in it.
 
-Perps and spot at 5m share one underlying path per `seed` (a common market factor gives cross-asset correlation),
-with Markov regime-switching volatility, jumps, funding every 8h with extreme episodes, open interest with flushes,
-trades, and a little dirt the cleaned layer must handle (missing bars, duplicate rows, a bad tick, an OHLC violation).
+Perps and spot at 5m share one underlying path per `seed`. Every underlying loads on one market factor with
+`params.beta` (default 0.95, BTC included) and shares the market's Markov regime-switching volatility, so crypto pairs
+correlate like real ones (BTC-ETH 1-bar return correlation ~0.8); a few times a month an underlying decouples from
+the market for 8-16 hours (beta 0: a correlation breakdown). Plus jumps, funding every 8h with extreme episodes, open
+interest with flushes, trades, and a little dirt the cleaned layer must handle (missing bars, duplicate rows, a bad
+tick, an OHLC violation).
 
 Planted effects (absent when `params.null_effects` is true, which makes the instrument a null control):
 - funding extreme onset (|funding| crosses 7 bps): price drifts against the funding sign by FUNDING_EFFECT over the
@@ -53,6 +56,11 @@ FUNDING_EFFECT_BARS = 48
 FLUSH_EFFECT = 0.0150
 FLUSH_EFFECT_BARS = 24
 EFFECT_DELAY = 2  # the drift starts this many bars after the detection bar: never inside the detection bar
+BETA = 0.95  # default loading of every underlying on the market factor
+DECOUPLE_RATE = 1 / 4000  # per bar: an underlying starts trading on its own (beta 0) ...
+DECOUPLE_BARS = (96, 193)  # ... for 8 to 16 hours of 5m bars
+SWEEP_BARS = 4000  # one bar in this many is a one-sided sweep of the book (order-flow imbalance shock)
+BASIS_DISLOCATION_RATE = 1 / 2000  # per bar: the perp jumps 15-30 bps away from spot, whatever funding says
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,34 @@ def _market_factor(month_idx: int, n: int) -> np.ndarray:
     return np.random.default_rng([7, m.year, m.month]).standard_normal(n)
 
 
+@lru_cache(maxsize=64)
+def _market_regime(month_idx: int, n: int) -> np.ndarray:
+    """The market's high-volatility state per bar (a sticky two-state Markov chain, shared by every underlying; each
+    month starts from its own seeded draw, so a month never depends on the months before it)."""
+    m = _from_index(month_idx)
+    rng = np.random.default_rng([7, m.year, m.month, 1])
+    switch = rng.random(n)
+    high = np.empty(n, dtype=bool)
+    state = bool(rng.random() < 0.3)
+    for i in range(n):
+        if switch[i] < (0.002 if state else 0.0008):
+            state = not state
+        high[i] = state
+    return high
+
+
+def _decoupled(seed: int, month_idx: int, n: int) -> np.ndarray:
+    """Bars where the underlying ignores the market factor (own seeded stream: the main draws stay as they were)."""
+    m = _from_index(month_idx)
+    rng = np.random.default_rng([seed, m.year, m.month, 5])
+    starts = np.flatnonzero(rng.random(n) < DECOUPLE_RATE)
+    lengths = rng.integers(*DECOUPLE_BARS, starts.size)
+    out = np.zeros(n, dtype=bool)
+    for s, k in zip(starts, lengths, strict=True):
+        out[s : s + k] = True
+    return out
+
+
 @lru_cache(maxsize=512)
 def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_idx: int, month_idx: int) -> _Chunk:
     if month_idx > start_idx:
@@ -116,17 +152,13 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
     rng = np.random.default_rng([seed, month.year, month.month])
     ts = np.int64(t0.timestamp() * 1e6) + np.arange(n, dtype=np.int64) * np.int64(BAR.total_seconds() * 1e6)
 
-    # regime-switching volatility (sticky two-state Markov chain)
-    switch = rng.random(n)
-    high = np.empty(n, dtype=bool)
-    state = prev.high_vol
-    for i in range(n):
-        if switch[i] < (0.002 if state else 0.0008):
-            state = not state
-        high[i] = state
+    # the market's regime-switching volatility; the market factor, except while the underlying is decoupled
+    rng.random(n)  # (the draw of a former per-underlying regime chain: keeps the later draws where they were)
+    high = _market_regime(month_idx, n)
     sigma = np.where(high, 0.0035, 0.0012)
     eps = rng.standard_normal(n)
-    r = sigma * (beta * _market_factor(month_idx, n) + np.sqrt(1 - beta**2) * eps)
+    loading = np.where(_decoupled(seed, month_idx, n), 0.0, beta)
+    r = sigma * (loading * _market_factor(month_idx, n) + np.sqrt(1 - loading**2) * eps)
     jumps = rng.random(n) < 1 / 3000
     r += jumps * rng.normal(0.0, 0.015, n)
     drift = np.zeros(n + FUNDING_EFFECT_BARS + EFFECT_DELAY + 8)
@@ -184,6 +216,7 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
     basis = np.empty(n)
     b = prev.basis
     b_noise = rng.normal(0.0, 0.00015, n)
+    b_noise += _basis_dislocations(seed, month_idx, n)
     for i in range(n):
         b = 0.97 * b + 0.03 * (f_ff[i] * 3) + b_noise[i]
         basis[i] = b
@@ -194,6 +227,15 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
         tuple(float(x) for x in pending[: np.flatnonzero(pending).max() + 1]) if pending.any() else (),
     )  # fmt: skip
     return _Chunk(ts, open_, high_p, low_p, close, volume, ts[f_idx], funding, np.exp(log_oi), basis, end)
+
+
+def _basis_dislocations(seed: int, month_idx: int, n: int) -> np.ndarray:
+    """Basis jumps (own seeded stream) that then decay with the basis' mean reversion: dislocations of the perp
+    from spot that funding does not explain (a perp trading rich while funding is negative happens)."""
+    m = _from_index(month_idx)
+    rng = np.random.default_rng([seed, m.year, m.month, 6])
+    at = rng.random(n) < BASIS_DISLOCATION_RATE
+    return np.where(at, rng.uniform(0.0015, 0.003, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0), 0.0)
 
 
 def _ffill(a: np.ndarray, first: float) -> np.ndarray:
@@ -238,7 +280,7 @@ class SyntheticVendor:
         chunk = _chunk(
             seed,
             float(p.get("base_price", 100.0)),
-            float(p.get("beta", 0.0 if seed == 11 else 0.7)),
+            float(p.get("beta", BETA)),
             bool(p.get("null_effects", False)),
             _month_index(_month_start(inst.start)),
             month_idx,
@@ -288,18 +330,31 @@ def _add_dirt(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
 
 
 def _trades(bars: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
-    """A handful of trades per bar inside its range; the first at the open, the last at the close."""
-    counts = rng.poisson(4, bars.height) + 2
+    """~36 trades per bar inside its range, the first at the open, the last at the close. The aggressor volume share
+    follows where the bar closes in its range (0.5 +- 0.15), except in sweeps (one bar in SWEEP_BARS), where 97% of
+    the volume hits one side: sides are dealt in random order until the bar's buy volume reaches its share."""
+    counts = rng.poisson(30, bars.height) + 6
     rep = np.repeat(np.arange(bars.height), counts)
     o, h, lo, c = (bars[col].to_numpy()[rep] for col in (OPEN, HIGH, LOW, CLOSE))
     pos = np.concatenate([np.arange(k) for k in counts])
     last = np.repeat(counts - 1, counts)
     price = np.where(pos == 0, o, np.where(pos == last, c, lo + (h - lo) * rng.random(len(rep))))
-    up = (c > o).astype(float)
-    side = np.where(rng.random(len(rep)) < 0.4 + 0.2 * up, "buy", "sell")
     bar_us = bars[TS].dt.epoch("us").to_numpy()[rep]
     offset = ((pos + 0.5) / (last + 1) * BAR.total_seconds() * 1e6).astype(np.int64)
     size = rng.exponential(bars[VOLUME].to_numpy()[rep] / (last + 1))
+    bo, bh, bl, bc = (bars[col].to_numpy() for col in (OPEN, HIGH, LOW, CLOSE))
+    location = np.divide(bc - bo, bh - bl, out=np.zeros(bars.height), where=bh > bl)
+    share = 0.5 + 0.15 * np.tanh(2.0 * location)
+    sweep = rng.random(bars.height) < 1 / SWEEP_BARS
+    share = np.where(sweep, np.where(bc >= bo, 0.97, 0.03), share)
+    order = np.lexsort((rng.random(len(rep)), rep))  # trades of a bar in random order
+    cum = np.cumsum(size[order])
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    before = cum - size[order] - np.repeat(np.r_[0.0, cum[starts[1:] - 1]], counts)
+    total = np.repeat(np.add.reduceat(size[order], starts), counts)
+    buy = np.empty(len(rep), dtype=bool)
+    buy[order] = (before + size[order] / 2) / total < share[rep[order]]
+    side = np.where(buy, "buy", "sell")
     inst = bars[INSTRUMENT][0]
     return pl.DataFrame(
         {

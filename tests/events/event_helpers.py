@@ -34,7 +34,7 @@ def make_spec(
     family: str = "VOLATILITY_TRANSITION",
     direction: str = "both",
     cooldown: int = 0,
-    prevalence: tuple[float, float] = (0.0, 1000.0),
+    prevalence: tuple[float, float] = (0.01, 1000.0),
     **extra: Any,
 ) -> EventSpec:
     data = {

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from lake_assets.events.spec_model import REGISTRY_FILE, event_specs, load_event_specs
+from lake_assets.events.spec_model import (
+    REGISTRY_FILE,
+    EventCatalog,
+    event_spec_from_dict,
+    event_specs,
+    load_event_specs,
+)
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError
 
@@ -22,7 +28,7 @@ def _event(name: str = "VOL_SPIKE", **overrides: Any) -> dict[str, Any]:
         "columns": ["rv_12"],
         "direction": "neutral",
         "cooldown": 12,
-        "prevalence": {"min_per_1000": 0.0, "max_per_1000": 5.0},
+        "prevalence": {"min_per_1000": 0.01, "max_per_1000": 5.0},
     }
     data.update(overrides)
     return data
@@ -164,9 +170,35 @@ def test_shipped_specs_reload_when_a_file_changes(tmp_path: Path) -> None:
     first = event_specs(root)
     assert event_specs(root) is first  # cached
     path = root / "VOL_SPIKE.yaml"
-    path.write_text(path.read_text().replace("cooldown: 48", "cooldown: 7"))
+    path.write_text(path.read_text().replace("cooldown: 4h", "cooldown: 7"))
     import os
 
     os.utime(path, (1, 1))  # force a different mtime even on coarse clocks
     second = event_specs(root)
     assert second.get("VOL_SPIKE").cooldown == 7 and second.spec_hash != first.spec_hash
+
+
+def test_windows_and_cooldowns_as_durations_resolve_per_timeframe(shipped_specs: EventCatalog) -> None:
+    spike = shipped_specs.get("VOL_SPIKE")  # window {default: 1d, 1d: 20}, cooldown 4h
+    assert (spike.params.window, spike.cooldown) == (288, 48)  # type: ignore[attr-defined]
+    hourly, daily = spike.at("1h"), spike.at("1d")
+    assert (hourly.params.window, hourly.cooldown) == (24, 4)  # type: ignore[attr-defined]
+    assert (daily.params.window, daily.cooldown) == (20, 1)  # type: ignore[attr-defined]
+    assert spike.at("1d") is daily and spike.at("5m") is spike
+    shift = shipped_specs.get("SPREAD_REGIME_WIDENING_EVENT").at("1d")  # short 4h, long 2d
+    assert (shift.params.short, shift.params.long) == (1, 2)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "problem"),
+    [
+        ({"cooldown": "soon"}, "cooldown", "expected a duration"),
+        ({"cooldown": {"5m": 3}}, "cooldown", "no value for timeframe"),
+        ({"detector": {"template": "zscore_spike", "params": {"column": "rv_12", "window": "2 days", "z": 3.0}}},
+         "detector.params.window", "expected a duration"),
+    ],
+)  # fmt: skip
+def test_bad_duration_windows_are_spec_errors(override: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(SpecError) as err:
+        event_spec_from_dict(_event(**override), "E.yaml")
+    assert err.value.key == key and problem in err.value.problem

@@ -156,9 +156,9 @@ def test_context_features_correlation_beta_dispersion_breakdown(
     assert out.columns == ["ts", "instrument", "corr_bench", "beta_bench", "corr_bench_long", "dispersion",
                            "corr_breakdown"]  # fmt: skip
     b = out.filter(pl.col("instrument") == "BENCH")
-    # exactly 1, not 1 +- 1e-15: BETA_SHIFT z-scores beta over 864 bars and would turn rounding noise into events
-    assert b["corr_bench"].drop_nulls().len() > 2000 and (b["corr_bench"].drop_nulls() == 1.0).all()
-    assert b["beta_bench"].drop_nulls().len() > 2000 and (b["beta_bench"].drop_nulls() == 1.0).all()
+    # the benchmark against itself carries nothing: null, so BETA_SHIFT / breakdowns are not applicable to it
+    assert b["corr_bench"].null_count() == b["beta_bench"].null_count() == b["corr_breakdown"].null_count() == n
+    assert b["dispersion"].drop_nulls().len() > 2000
     f = out.filter(pl.col("instrument") == "FOLLOW")
     # reference: numpy correlation over the last 288 paired returns
     rb = np.log(bench["close"].to_numpy()[1:] / bench["close"].to_numpy()[:-1])

@@ -66,3 +66,21 @@ def test_planted_funding_effect_present_and_absent_in_null_control() -> None:
     assert n >= 10
     assert planted > 0.008  # ~150 bps planted, minus noise
     assert abs(null) < planted / 2
+
+
+def _returns(inst: Instrument) -> pl.DataFrame:
+    bars = SyntheticVendor(as_of=MAR).fetch(inst, JAN, MAR, DataKind.OHLCV).unique(TS).sort(TS)
+    return bars.select(TS, pl.col(CLOSE).log().diff().alias(inst.id))
+
+
+def test_crypto_underlyings_share_a_market_factor_with_occasional_breakdowns() -> None:
+    from lake_assets.specs import universe
+
+    u = universe()
+    btc, eth, sol = (u.get(i) for i in ("BTCUSDT-PERP", "ETHUSDT-PERP", "SOLUSDT-PERP"))
+    r = _returns(btc).join(_returns(eth), on=TS).join(_returns(sol), on=TS).drop_nulls()
+    corr = r.drop(TS).corr()
+    assert 0.7 < corr["ETHUSDT-PERP"][0] < 0.9 and 0.7 < corr["SOLUSDT-PERP"][0] < 0.9  # vs BTC
+    # day-long (288-bar) correlations to BTC mostly stay high, but some days break down
+    daily = r.group_by_dynamic(TS, every="1d").agg(pl.corr("ETHUSDT-PERP", "BTCUSDT-PERP").alias("c"))["c"]
+    assert daily.median() > 0.75 and daily.min() < 0.6
