@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import polars as pl
-from lake_assets.cleaned.trades_to_bars import trades_to_bars
-from lake_assets.raw.vendors.synthetic import SyntheticVendor
 
 from lake_assets.cleaned.bars import build_bars, dedupe
 from lake_assets.events.inputs import join_event_inputs
@@ -21,8 +19,11 @@ from lake_assets.features.context import (
 )
 from lake_assets.features.core import compute_features
 from lake_assets.features.market_context import compute_market_context
-from lake_assets.raw.ingest import month_bounds, months_between, validate_raw
+from lake_assets.months import month_bounds, months_between
+from lake_assets.raw.ingest import validate_raw
 from lake_assets.specs import universe
+from lake_assets.trades import trades_to_bars
+from lake_assets.vendors.synthetic import SyntheticVendor
 from lake_assets.vocabulary import TS, DataKind
 
 
