@@ -31,8 +31,8 @@ def test_null_fdr_is_controlled_over_20_seeds(spec) -> None:
         t = cands.filter(pl.col("q_value").is_not_null())
         per_group = t.group_by(spec.families.fdr.group_by).agg((pl.col("q_value") <= alpha).any().alias("hit"))
         groups_with_discovery += int(per_group["hit"].sum())
-        # the same BH on the unshrunk t (plain one-sample t on non-overlapping trades): must be valid on its own
-        raw_p = stats.t.sf(t["t_stat"].to_numpy(), t["n"].to_numpy() - 1)
+        # per-group BH on the unshrunk HAC t (its own reference df): the p-values must be valid on their own
+        raw_p = stats.t.sf(t["t_stat"].to_numpy(), t["t_df"].to_numpy())
         raw_q = grouped_fdr(t.with_columns(raw_p=raw_p), "raw_p", spec.families.fdr.group_by)
         raw_hits += int(
             t.with_columns(raw_q=raw_q)

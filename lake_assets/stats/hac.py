@@ -1,0 +1,89 @@
+"""Autocorrelation-robust (HAC) standard errors of a mean, vectorised over many series at once.
+
+Discovery tests the mean of each hypothesis' non-overlapping trade returns. Trades of the same event type on the
+same instrument are thinned so that no two holding windows overlap, but they are still not independent: a slow
+drift in the market's mean (a trend regime) moves consecutive trades together, and the plain iid standard error
+is then too small. The standard error used here is Newey-West (Bartlett kernel) of the trade sequence in time
+order, with
+
+- bandwidth S = ceil(1.3 sqrt(T)) lags (capped at T - 1), the rule Lazarus, Lewis, Stock & Watson (2018, "HAR
+  inference: recommendations for practice", JBES) recommend for size control under persistence, instead of the
+  classic floor(4 (T/100)^(2/9)), which under-covers badly when the drift is persistent;
+- the fixed-b view of that long bandwidth (Kiefer & Vogelsang 2002, 2005): with b = S/T the Bartlett estimate is
+  biased towards zero by the factor E = 1 - b + b^2/3 (the mean of its fixed-b limit), so the variance is divided by
+  E (`fixed_b_mean`), and the t-statistic is referred to Student-t with the kernel's equivalent degrees of freedom
+  nu = 1 / (b int k^2) = 3T / (2S)  (int_{-1}^{1} (1-|x|)^2 dx = 2/3) for the estimate's own noise.
+
+Measured: iid trades, T = 20..200, one-sided 5%: raw NW + t_nu rejects 5.9-7.9%, with the 1/E correction 4.9-5.5%.
+On the AR(1) drift simulation of tests/discovery (phi = 0.995 in the per-bar mean, one-directional events) the classic
+bandwidth floor(4 (T/100)^(2/9)) with normal critical values rejects a true null 7-8% of the time at nominal 5%;
+benchmarks/bench_discovery.py --validity prints the figure of this choice through the real pipeline.
+
+`grouped_nw_variance` is exactly statsmodels' `cov_hac(OLS(x, 1).fit(), nlags=S)` (no small-sample correction):
+  var(mean) = (gamma_0 + 2 sum_{l=1..S} (1 - l/(S+1)) gamma_l) / T,  gamma_l = sum_t e_t e_{t-l} / T,
+which tests/discovery/test_hac.py checks to 1e-10. Deterministic to the bit: every sum runs in numpy in row order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def nw_bandwidth(n: np.ndarray) -> np.ndarray:
+    """Lags S = ceil(1.3 sqrt(T)), at most T - 1 (0 for T <= 1)."""
+    n = np.asarray(n, dtype=np.int64)
+    s = np.ceil(1.3 * np.sqrt(np.maximum(n, 0).astype(np.float64))).astype(np.int64)
+    return np.clip(s, 0, np.maximum(n - 1, 0))
+
+
+def nw_dof(n: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Equivalent degrees of freedom of the Bartlett-kernel variance: 3T / (2S); T - 1 without lags."""
+    n = np.asarray(n, dtype=np.float64)
+    lags = np.asarray(lags, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dof = np.where(lags > 0, 1.5 * n / np.maximum(lags, 1.0), n - 1.0)
+    return np.minimum(np.maximum(dof, 1.0), np.maximum(n - 1.0, 1.0))
+
+
+def fixed_b_mean(n: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """E = 1 - b + b^2/3 with b = S/T: the mean of the Bartlett estimator's fixed-b limit relative to the truth."""
+    n = np.asarray(n, dtype=np.float64)
+    b = np.asarray(lags, dtype=np.float64) / np.maximum(n, 1.0)
+    return 1.0 - b + b * b / 3.0
+
+
+def grouped_nw_variance(x: np.ndarray, starts: np.ndarray, lags: np.ndarray | None = None) -> np.ndarray:
+    """Newey-West variance of the mean of each contiguous group of `x` (rows in time order inside each group).
+
+    `starts` are the groups' first rows (sorted, starting at 0); `lags` the Bartlett bandwidth per group (default
+    `nw_bandwidth`). Groups with fewer than two rows get NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    starts = np.asarray(starts, dtype=np.int64)
+    n_rows, n_groups = len(x), len(starts)
+    if n_groups == 0:
+        return np.zeros(0)
+    sizes = np.diff(np.r_[starts, n_rows]).astype(np.int64)
+    lags = nw_bandwidth(sizes) if lags is None else np.minimum(np.asarray(lags, dtype=np.int64), sizes - 1)
+    gid = np.repeat(np.arange(n_groups), sizes)
+    mean = np.add.reduceat(x, starts) / sizes
+    e = x - mean[gid]
+    acc: np.ndarray = np.bincount(gid, weights=e * e, minlength=n_groups).astype(np.float64)
+    pos = np.arange(n_rows) - starts[gid]  # position inside the group
+    row_lag = lags[gid]
+    # rows ordered by their group's bandwidth (descending): the rows that need lag l are a prefix of this order
+    by_lag = np.argsort(-row_lag, kind="stable")
+    sorted_lag = row_lag[by_lag]
+    max_lag = int(lags.max()) if n_groups else 0
+    for lag in range(1, max_lag + 1):
+        k = int(np.searchsorted(-sorted_lag, -lag, side="right"))  # rows whose group bandwidth >= lag
+        rows = np.sort(by_lag[:k])
+        rows = rows[pos[rows] >= lag]
+        if not len(rows):
+            continue
+        g = gid[rows]
+        w = 1.0 - lag / (lags[g] + 1.0)
+        acc += 2.0 * np.bincount(g, weights=w * e[rows] * e[rows - lag], minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = acc / sizes.astype(np.float64) ** 2
+    return np.where(sizes >= 2, var, np.nan)
