@@ -8,9 +8,9 @@ Point-in-time rules (why the code looks the way it does):
 - windows of the same event type on the same instrument and horizon may overlap; overlapping samples would inflate
   the t-statistic, so entries are thinned greedily to non-overlapping windows;
 - non-overlapping trades are still dependent when the market's mean drifts slowly (a trend regime moves consecutive
-  trades together), so the standard error is Newey-West over the trades in time order with the LLSW bandwidth
-  ceil(1.3 sqrt(n)), divided by its fixed-b mean 1 - b + b^2/3, and the t-statistic is referred to Student-t with
-  the kernel's equivalent degrees of freedom (`t_df`; see lake_assets.stats.hac); `se_iid_bps` keeps std / sqrt(n);
+  trades together), so the standard error is Newey-West over the trades in time order with the fixed-b bandwidth
+  ceil(n / 4), divided by its fixed-b mean 1 - b + b^2/3, and the t-statistic is referred to Student-t with the
+  kernel's equivalent degrees of freedom (`t_df` ~ 6; see lake_assets.stats.hac); `se_iid_bps` keeps std / sqrt(n);
 - every trade is paired with `draws_per_trade` random entries on the same instrument at the same time of day on
   random bars of the same window (same direction, horizon and state), seeded from the event id: `baseline_mean_bps`
   is what entering at random times would have earned, reported next to each effect.
@@ -394,7 +394,7 @@ def aggregate_hypotheses(samples: pl.DataFrame, spec: DiscoverySpec | None = Non
                 pl.col("_baseline_sum") / pl.col("baseline_n").cast(pl.Float64)
             )
         ).drop("_baseline_sum")
-    if spec.defaults.discovery.standard_error == "newey_west_llsw":
+    if spec.defaults.discovery.standard_error == "newey_west_fixed_b":
         agg = agg.with_columns(_hac_columns(long, agg))
     return finish_hypotheses(agg, spec)
 

@@ -50,7 +50,7 @@ class DiscoverySettings(_Strict):
     entry_lag_bars: int = 1
     horizons_bars: dict[str, tuple[int, ...]]
     estimator: Literal["non_overlapping"] = "non_overlapping"
-    standard_error: Literal["newey_west_llsw", "iid"] = "newey_west_llsw"
+    standard_error: Literal["newey_west_fixed_b", "iid"] = "newey_west_fixed_b"
     baseline: BaselineSettings = BaselineSettings()
     min_samples: int = Field(default=20, ge=2)
     undirected_events: Literal["detection_bar_body"] = "detection_bar_body"

@@ -106,6 +106,10 @@ def test_blueprints_roundtrip_deterministic(pipeline, spec, tmp_path) -> None:
     assert bp.entry.lag_bars >= 1 and bp.exits.time_stop_bars in (3, 12, 48)
     assert bp.spec_hash == spec.spec_hash and bp.evidence.q_value <= 0.05
     assert set(bp.evidence.cost_stress_bps) == {"1x", "1.5x", "2x", "3x"}
+    # the DSR trial count discovery hands on: every hypothesis tested in the run, not the row's group
+    cands = pipeline[3]
+    assert bp.evidence.dsr_n_trials == cands.filter(pl.col("p_value").is_not_null()).height > 100
+    assert bp.evidence.t_df is not None and bp.evidence.baseline_mean_bps is not None
     path = write_blueprints_jsonl(bps, tmp_path / "out" / "blueprints.jsonl")
     assert [p.name for p in path.parent.iterdir()] == ["blueprints.jsonl"]  # no temp file left behind
     assert read_blueprints_jsonl(path) == bps

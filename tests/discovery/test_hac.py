@@ -15,7 +15,7 @@ def test_grouped_newey_west_equals_statsmodels() -> None:
     x = np.concatenate([np.cumsum(rng.normal(0, 1, n)) * 0.1 + rng.normal(0, 1, n) for n in sizes])
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     lags = nw_bandwidth(sizes)
-    assert (lags == np.minimum(np.ceil(1.3 * np.sqrt(sizes)), sizes - 1)).all()
+    assert (lags == np.minimum(np.ceil(sizes / 4), sizes - 1)).all()
     var = grouped_nw_variance(x, starts, lags)
     for k, (s, n) in enumerate(zip(starts, sizes, strict=True)):
         y = x[s : s + n]
