@@ -59,6 +59,11 @@ def grouped_nw_variance(x: np.ndarray, starts: np.ndarray, lags: np.ndarray | No
 
     `starts` are the groups' first rows (sorted, starting at 0); `lags` the Bartlett bandwidth per group (default
     `nw_bandwidth`). Groups with fewer than two rows get NaN.
+
+    O(T) per group instead of O(T S): with e the demeaned series (zero outside the sample) and B_k the sum of e over
+    the window [k - S, k] (every window of S + 1 rows that overlaps the sample, k = 0 .. T + S - 1),
+      sum_k B_k^2 = sum_{i,j} e_i e_j (S + 1 - |i - j|)_+ = (S + 1) T (gamma_0 + 2 sum_l (1 - l/(S+1)) gamma_l),
+    so var(mean) = sum_k B_k^2 / ((S + 1) T^2). Each group is summed on its own (its bits never depend on others).
     """
     x = np.asarray(x, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
@@ -67,25 +72,12 @@ def grouped_nw_variance(x: np.ndarray, starts: np.ndarray, lags: np.ndarray | No
         return np.zeros(0)
     sizes = np.diff(np.r_[starts, n_rows]).astype(np.int64)
     lags = nw_bandwidth(sizes) if lags is None else np.minimum(np.asarray(lags, dtype=np.int64), sizes - 1)
-    gid = np.repeat(np.arange(n_groups), sizes)
-    mean = np.add.reduceat(x, starts) / sizes
-    e = x - mean[gid]
-    acc: np.ndarray = np.bincount(gid, weights=e * e, minlength=n_groups).astype(np.float64)
-    pos = np.arange(n_rows) - starts[gid]  # position inside the group
-    row_lag = lags[gid]
-    # rows ordered by their group's bandwidth (descending): the rows that need lag l are a prefix of this order
-    by_lag = np.argsort(-row_lag, kind="stable")
-    sorted_lag = row_lag[by_lag]
-    max_lag = int(lags.max()) if n_groups else 0
-    for lag in range(1, max_lag + 1):
-        k = int(np.searchsorted(-sorted_lag, -lag, side="right"))  # rows whose group bandwidth >= lag
-        rows = np.sort(by_lag[:k])
-        rows = rows[pos[rows] >= lag]
-        if not len(rows):
-            continue
-        g = gid[rows]
-        w = 1.0 - lag / (lags[g] + 1.0)
-        acc += 2.0 * np.bincount(g, weights=w * e[rows] * e[rows - lag], minlength=n_groups)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = acc / sizes.astype(np.float64) ** 2
-    return np.where(sizes >= 2, var, np.nan)
+    out = np.full(n_groups, np.nan)
+    for g in np.flatnonzero(sizes >= 2).tolist():
+        t, s0, lag = int(sizes[g]), int(starts[g]), int(lags[g])
+        seg = x[s0 : s0 + t]
+        c = np.concatenate(([0.0], np.cumsum(seg - seg.sum() / t)))
+        k = np.arange(t + lag)
+        b = c[np.minimum(k + 1, t)] - c[np.maximum(k - lag, 0)]
+        out[g] = float(b @ b) / ((lag + 1) * float(t) * float(t))
+    return out
