@@ -1,7 +1,8 @@
 """`phase2_candidates`: shrinkage, one-sided p-values from the shrunk t, grouped FDR, gates, tracks, DSR, SPA/StepM.
 
 The p-value tests "expectancy > 0 in the template's direction": t_shrunk = shrunk effect / raw standard error
-(the raw, not the posterior, standard error: conservative; Newey-West, see hypotheses.py), p = t.sf(t_shrunk, t_df).
+(the raw, not the posterior, standard error: conservative; Newey-West, see hypotheses.py), p = P(T > t_shrunk) under
+the exact fixed-b null of the row's bandwidth (lake_assets.stats.hac.fixed_b_pvalue; Student-t n - 1 for iid rows).
 FDR: the spec's method (families.yaml `fdr.method`; `bb` = Benjamini-Bogomolov two-stage across the spec's groups,
 see multiplicity.py) bounds the false discoveries of the promoted list, not only inside each group.
 """
@@ -22,15 +23,19 @@ from lake_assets.discovery.spec_model import DiscoverySpec, load_discovery_spec,
 def shrunk_pvalues(df: pl.DataFrame, min_samples: int) -> pl.DataFrame:
     """Vectorised one-sided p-values from the shrunk t-statistic; untested rows (n < min_samples) get null."""
     from scipy import stats  # on first use: processes that never need it (CLI, workers) start ~1 s sooner
+
+    from lake_assets.stats.hac import fixed_b_pvalue
     n = df["n"].to_numpy().astype(np.float64)
     se = df["se_bps"].fill_null(np.nan).to_numpy()
     eff = df["shrunk_effect_bps"].fill_null(np.nan).to_numpy()
-    dof = df["t_df"].fill_null(np.nan).to_numpy() if "t_df" in df.columns else n - 1
-    dof = np.where(np.isfinite(dof), dof, n - 1)
+    lags = df["hac_lags"].fill_null(0).to_numpy().astype(np.int64) if "hac_lags" in df.columns else np.zeros(len(n))
     ok = (n >= min_samples) & np.isfinite(se) & (se > 0) & np.isfinite(eff)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(ok, eff / se, np.nan)
-        p = np.where(ok, stats.t.sf(t, np.maximum(dof, 1)), np.nan)
+        # Newey-West rows: the exact fixed-b reference of their bandwidth; iid rows: Student-t with n - 1 df
+        p = np.where(ok, stats.t.sf(t, np.maximum(n - 1, 1)), np.nan)
+        hac = ok & (lags > 0)
+        p[hac] = fixed_b_pvalue(t[hac], n[hac].astype(np.int64), lags[hac])
     return df.with_columns(t_shrunk=pl.Series(t).fill_nan(None), p_value=pl.Series(p).fill_nan(None))
 
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import polars as pl
 from discovery_synth import CLASSES, EventKind, simulate
-from scipy import stats
 
 from lake_assets.discovery.candidates import phase2_candidates
 from lake_assets.discovery.hypotheses import phase2_hypotheses
 from lake_assets.discovery.multiplicity import grouped_fdr
+from lake_assets.stats.hac import fixed_b_pvalue
 
 NULL_KINDS = [
     EventKind("N_MIX", "fam_a", "mixed", 0.012),
@@ -31,8 +31,8 @@ def test_null_fdr_is_controlled_over_20_seeds(spec) -> None:
         t = cands.filter(pl.col("q_value").is_not_null())
         per_group = t.group_by(spec.families.fdr.group_by).agg((pl.col("q_value") <= alpha).any().alias("hit"))
         groups_with_discovery += int(per_group["hit"].sum())
-        # per-group BH on the unshrunk HAC t (its own reference df): the p-values must be valid on their own
-        raw_p = stats.t.sf(t["t_stat"].to_numpy(), t["t_df"].to_numpy())
+        # per-group BH on the unshrunk HAC t (its fixed-b reference): the p-values must be valid on their own
+        raw_p = fixed_b_pvalue(t["t_stat"].to_numpy(), t["n"].to_numpy(), t["hac_lags"].to_numpy())
         raw_q = grouped_fdr(t.with_columns(raw_p=raw_p), "raw_p", spec.families.fdr.group_by)
         raw_hits += int(
             t.with_columns(raw_q=raw_q)
@@ -148,8 +148,8 @@ def test_fdr_of_the_promoted_list_on_mixtures_of_real_and_null_effects(spec) -> 
 
 def test_hac_t_keeps_its_size_under_persistent_drift(spec) -> None:
     """Zero-mean AR(1) drift (phi 0.995) in the bars' mean and long-only events: every hypothesis is null. The
-    discovery t (Newey-West, bandwidth n/4, fixed-b mean, t_df) rejects about 5%; the iid t does not. Full run with
-    more replications: benchmarks/bench_discovery.py --validity."""
+    discovery t (Newey-West, bandwidth n/4, fixed-b mean, exact fixed-b p-value) rejects about 5%; the iid t does
+    not. Full run with more replications: benchmarks/bench_discovery.py --validity."""
     from validity_sim import ar1_run, summarise_ar1
 
     frame = pl.concat([ar1_run(900 + seed, spec) for seed in range(40)])

@@ -8,7 +8,7 @@
   spec's FDR method and for the old per-group BH on the same p-values.
 - `ar1_run`: zero-mean AR(1) drift (phi = 0.995) in every bar's mean return, one-directional (long) events and no
   planted effect: every hypothesis is null, so the share of unconditional continuation rows with p < 5% is the
-  test's size. Reported for the discovery t (Newey-West, bandwidth n/4, fixed-b mean, t_df) and for the
+  test's size. Reported for the discovery t (Newey-West, bandwidth n/4, fixed-b mean, exact fixed-b p-value) and the
   alternatives: the iid t it replaced, Newey-West with the classic bandwidth floor(4 (n/100)^(2/9)) and normal
   critical values, and Newey-West with the LLSW bandwidth ceil(1.3 sqrt(n)) (same fixed-b mean and t_df rule).
 The SPA / StepM gates are not applied here (they need bootstraps per seed); they can only remove rows from the list.
@@ -30,7 +30,7 @@ from lake_assets.discovery.hypotheses import aggregate_hypotheses, trade_samples
 from lake_assets.discovery.multiplicity import fdr_adjust, grouped_fdr
 from lake_assets.discovery.shrinkage import shrink_hierarchical
 from lake_assets.discovery.spec_model import DiscoverySpec
-from lake_assets.stats.hac import fixed_b_mean, grouped_nw_variance, nw_dof
+from lake_assets.stats.hac import fixed_b_mean, fixed_b_pvalue, grouped_nw_variance, nw_dof
 
 INSTRUMENTS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH")
 CLASSES_8 = dict.fromkeys(INSTRUMENTS, "crypto")
@@ -164,7 +164,9 @@ def ar1_run(
             "instrument",
             "horizon",
             "n",
-            p_discovery=pl.Series(stats.t.sf(hyp["t_stat"].to_numpy(), hyp["t_df"].to_numpy())),
+            p_discovery=pl.Series(
+                fixed_b_pvalue(hyp["t_stat"].to_numpy(), hyp["n"].to_numpy(), hyp["hac_lags"].to_numpy())
+            ),
             p_iid=pl.Series(stats.t.sf((hyp["mean_bps"] / hyp["se_iid_bps"]).to_numpy(), hyp["n"].to_numpy() - 1)),
         )
         .join(alt, on=["instrument", "horizon"], how="left")
