@@ -541,8 +541,8 @@ _HYPOTHESIS_COLUMNS: Final = (
     _c("t_stat", pl.Float64, "mean_bps / se_bps (null when se is 0)", "t statistic"),
     _c("se_iid_bps", pl.Float64, "iid standard error std_bps / sqrt(n), for comparison", _BPS_PER_TRADE),
     _c("hac_lags", pl.Int64, "Newey-West bandwidth ceil(n / 4) (0: iid standard error)", "trades"),
-    _c("t_df", pl.Float64, "degrees of freedom of the Student-t reference: 3n / (2 hac_lags), n - 1 if iid",
-       "count"),
+    _c("t_df", pl.Float64, "equivalent degrees of freedom of se_bps, 3n / (2 hac_lags) (n - 1 if iid); p-values "
+       "use the exact fixed-b null instead", "count"),
     _c("baseline_n", pl.Int64, "valid random entries (same instrument, time of day, direction, horizon)", "count"),
     _c("baseline_mean_bps", pl.Float64, "mean return of the random entries in the template's direction",
        _BPS_PER_TRADE),

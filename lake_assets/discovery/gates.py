@@ -138,6 +138,8 @@ def apply_snooping_gates(cands: pl.DataFrame, snoop: pl.DataFrame | None, spec: 
     stepm_why = (
         pl.when(~tried)
         .then(pl.lit(not_tried.format("stepm")))
+        .when(pl.col("spa_pvalue").is_null())
+        .then(pl.lit("stepm: not testable (too few periods of PnL for the bootstrap)"))
         .otherwise(pl.format("stepm: not superior at size {}", pl.lit(spec.gates.snooping.stepm_size)))
     )
     df = df.with_columns(gate_spa=spa_ok, gate_stepm=stepm_ok, snooping_evaluated=pl.lit(evaluated))
