@@ -25,7 +25,7 @@ import polars as pl
 from lake_assets.discovery.candidates import phase2_candidates, shrunk_pvalues
 from lake_assets.discovery.gates import apply_gates
 from lake_assets.discovery.hypotheses import finish_hypotheses
-from lake_assets.discovery.multiplicity import grouped_fdr
+from lake_assets.discovery.multiplicity import fdr_adjust
 from lake_assets.discovery.shrinkage import shrink_hierarchical
 from lake_assets.discovery.spec_model import load_discovery_spec
 
@@ -88,7 +88,8 @@ def main(n: int = 50_000) -> dict[str, object]:
     df = shrink_hierarchical(hyp, spec.families.shrinkage.cell_by)
     t1 = time.perf_counter()
     df = shrunk_pvalues(df, spec.defaults.discovery.min_samples)
-    df = df.with_columns(q_value=grouped_fdr(df, "p_value", spec.families.fdr.group_by, spec.families.fdr.method))
+    fdr = fdr_adjust(df, "p_value", spec.families.fdr.group_by, spec.families.fdr.method)
+    df = pl.concat([df, fdr], how="horizontal")
     t2 = time.perf_counter()
     df = apply_gates(df, spec)
     t3 = time.perf_counter()
