@@ -84,8 +84,14 @@ class Evidence(_Strict):
     holdout_sign_agrees: bool
     cost_stress_bps: dict[str, float | None]
     dsr: float | None = None
+    # configurations discovery tried for this result (every tested hypothesis; see snooping.deflated_sharpe): a
+    # walk-forward of the blueprint deflates by search_trials(dsr_n_trials, its own configurations)
+    dsr_n_trials: int | None = Field(default=None, ge=1)
+    dsr_trial_sr_variance: float | None = None
     spa_pvalue: float | None = None
     stepm_superior: bool | None = None
+    t_df: float | None = None
+    baseline_mean_bps: float | None = None
     discovery_first_entry: datetime | None = None
     discovery_last_entry: datetime | None = None
 
@@ -169,6 +175,9 @@ def blueprint_from_row(row: dict[str, Any], spec: DiscoverySpec) -> Blueprint:
         holdout_sign_agrees=bool(row["holdout_sign_agrees"]),
         cost_stress_bps={f"{m:g}x": _f(row[stress_column(m)]) for m in spec.defaults.bridge.cost_stress_multipliers},
         dsr=_f(row.get("dsr")), spa_pvalue=_f(row.get("spa_pvalue")), stepm_superior=row.get("stepm_superior"),
+        dsr_n_trials=None if row.get("dsr_n_trials") is None else int(row["dsr_n_trials"]),
+        dsr_trial_sr_variance=_f(row.get("dsr_trial_sr_variance")), t_df=_f(row.get("t_df")),
+        baseline_mean_bps=_f(row.get("baseline_mean_bps")),
         discovery_first_entry=row.get("first_entry_ts"), discovery_last_entry=row.get("last_entry_ts"),
     )  # fmt: skip
     state_txt = "all" if state is None else f"{state.column}={state.value}"

@@ -6,11 +6,19 @@ Point-in-time rules (why the code looks the way it does):
   horizon's last bar; nothing at or before the detection bar enters the forward return;
 - a holding window that touches a gap bar (or a bar with a null open/close) is skipped, never filled;
 - windows of the same event type on the same instrument and horizon may overlap; overlapping samples would inflate
-  the t-statistic, so entries are thinned greedily to non-overlapping windows and the plain one-sample t is used.
+  the t-statistic, so entries are thinned greedily to non-overlapping windows;
+- non-overlapping trades are still dependent when the market's mean drifts slowly (a trend regime moves consecutive
+  trades together), so the standard error is Newey-West over the trades in time order with the fixed-b bandwidth
+  ceil(n / 4), divided by its fixed-b mean 1 - b + b^2/3, and the t-statistic is referred to Student-t with the
+  kernel's equivalent degrees of freedom (`t_df` ~ 6; see lake_assets.stats.hac); `se_iid_bps` keeps std / sqrt(n);
+- every trade is paired with `draws_per_trade` random entries on the same instrument at the same time of day on
+  random bars of the same window (same direction, horizon and state), seeded from the event id: `baseline_mean_bps`
+  is what entering at random times would have earned, reported next to each effect.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -18,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from lake_assets.discovery.spec_model import SPEC_HASH_COL, STATE_ALL, DiscoverySpec, load_discovery_spec
+from lake_assets.stats.hac import fixed_b_mean, grouped_nw_variance, nw_bandwidth, nw_dof
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, OPEN, TIMEFRAMES, TS, TS_DTYPE
 
 EVENT_ID = "event_id"
@@ -39,6 +48,9 @@ EXIT_TS = "exit_ts"
 RET_BPS = "ret_bps"
 WINDOW = "window"
 BASE_SIGN = "base_sign"
+BASELINE_SUM = "baseline_sum_bps"  # per trade: sum of its random-entry returns (continuation direction)
+BASELINE_N = "baseline_n"  # per trade: how many of its random entries were valid
+_DAY_US = 86_400_000_000
 
 HYPOTHESIS_KEYS = (FAMILY, EVENT_TYPE, INSTRUMENT, TIMEFRAME, INSTRUMENT_CLASS, HORIZON, TEMPLATE, VERB, STATE_COL,
                    STATE_VALUE)  # fmt: skip
@@ -183,7 +195,7 @@ def trade_samples(
         out[EXIT_TS].dt.epoch("us").to_numpy(),
     )
     split = _split_frame(spans, spec)
-    return (
+    kept = (
         out.filter(pl.Series(keep))
         .join(spans.select(INSTRUMENT, "_step_us"), on=INSTRUMENT, how="left", maintain_order="left")
         .join(split, on=INSTRUMENT, how="left", maintain_order="left")
@@ -196,7 +208,9 @@ def trade_samples(
             .otherwise(pl.lit("purged"))
             .alias(WINDOW),
         )
-        .select(
+    )
+    kept = _random_entry_baseline(kept, b, spans, split, lag, spec)
+    return kept.select(
             EVENT_ID,
             EVENT_TYPE,
             FAMILY,
@@ -210,9 +224,94 @@ def trade_samples(
             ENTRY_TS,
             EXIT_TS,
             RET_BPS,
+            BASELINE_SUM,
+            BASELINE_N,
             WINDOW,
             *state_cols,
         )  # fmt: skip
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (uint64 -> well-mixed uint64), vectorised; wraps modulo 2^64 by design."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _random_entry_baseline(
+    kept: pl.DataFrame, b: pl.DataFrame, spans: pl.DataFrame, split: pl.DataFrame, lag: int, spec: DiscoverySpec
+) -> pl.DataFrame:
+    """Per trade: the sum and count of `draws_per_trade` random-entry returns (same instrument, same UTC time of day
+    as the trade's entry bar, same direction and horizon, inside the trade's own window, valid bars only).
+
+    The draws are a pure function of (seed, event id, horizon, draw): the same data give the same baseline whatever
+    other events, partitions or threads are involved.
+    """
+    cfg = spec.defaults.discovery.baseline
+    k = cfg.draws_per_trade
+    if kept.height == 0:
+        return kept.with_columns(pl.lit(None, dtype=pl.Float64).alias(BASELINE_SUM),
+                                 pl.lit(0, dtype=pl.Int64).alias(BASELINE_N))  # fmt: skip
+    ts_us = b[TS].dt.epoch("us").to_numpy()
+    inst_codes = b.select(pl.col(INSTRUMENT).rank("dense")).to_series().to_numpy().astype(np.int64)
+    tod = ts_us % _DAY_US
+    # bars grouped by (instrument, time of day), in time order inside each group
+    order = np.lexsort((ts_us, tod, inst_codes))
+    key_sorted = np.stack([inst_codes[order], tod[order]])
+    new = np.r_[True, (np.diff(key_sorted, axis=1) != 0).any(axis=0)]
+    g_start = np.flatnonzero(new)
+    g_len = np.diff(np.r_[g_start, len(order)])
+    g_of_row = np.empty(len(order), dtype=np.int64)
+    g_of_row[order] = np.cumsum(new) - 1
+
+    b_rows = b.select("_row", INSTRUMENT).join(spans.select(INSTRUMENT, "_first", "_last", "_step_us"),
+                                               on=INSTRUMENT, how="left", maintain_order="left")  # fmt: skip
+    first = b_rows["_first"].to_numpy().astype(np.int64)
+    last = b_rows["_last"].to_numpy().astype(np.int64)
+    step = b_rows["_step_us"].to_numpy().astype(np.int64)
+    hs = b.select(INSTRUMENT).join(split, on=INSTRUMENT, how="left", maintain_order="left")["holdout_start"]
+    hold_us = hs.dt.epoch("us").to_numpy()
+    bad_cum = np.concatenate([[0], np.cumsum(b["_bad"].to_numpy().astype(np.int64))])
+    open_ = b[OPEN].fill_null(np.nan).to_numpy()
+    close = b[CLOSE].fill_null(np.nan).to_numpy()
+
+    entry_row = (
+        kept.select(INSTRUMENT, pl.col(ENTRY_TS).alias(TS))
+        .join(b.select(INSTRUMENT, TS, "_row"), on=[INSTRUMENT, TS], how="left", maintain_order="left")["_row"]
+        .to_numpy()
+        .astype(np.int64)
+    )
+    h = kept[HORIZON].to_numpy().astype(np.int64)
+    base = kept[BASE_SIGN].to_numpy()
+    in_holdout = (kept[WINDOW] == "holdout").to_numpy()
+    in_discovery = (kept[WINDOW] == "discovery").to_numpy()
+    ids = np.array([zlib.crc32(e.encode()) for e in kept[EVENT_ID].to_list()], dtype=np.uint64)
+    seed = _splitmix64(np.array([cfg.seed], dtype=np.uint64))[0]
+    g = g_of_row[entry_row]
+    sums = np.zeros(kept.height)
+    counts = np.zeros(kept.height, dtype=np.int64)
+    for d in range(k):
+        with np.errstate(over="ignore"):
+            z = _splitmix64(ids * np.uint64(1_000_003) + h.astype(np.uint64) * np.uint64(7919) + np.uint64(d) + seed)
+        u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        pick = order[g_start[g] + np.minimum((u * g_len[g]).astype(np.int64), g_len[g] - 1)]
+        x = pick + h - 1
+        ok = (x <= last[pick]) & (pick - lag >= first[pick])
+        xc = np.where(ok, x, pick)
+        det = np.where(ok, pick - lag, pick)
+        ok &= (bad_cum[xc + 1] - bad_cum[det]) == 0  # the (virtual) detection bar .. exit are real bars
+        exit_us = ts_us[xc] + step[pick]
+        ok &= np.where(in_discovery, exit_us <= hold_us[pick], True)
+        ok &= np.where(in_holdout, ts_us[pick] >= hold_us[pick], True)
+        ok &= in_discovery | in_holdout  # purged trades straddle the split: no baseline
+        ret = base * (close[xc] / open_[pick] - 1.0) * 1e4
+        ok &= np.isfinite(ret)
+        sums += np.where(ok, ret, 0.0)
+        counts += ok
+    return kept.with_columns(
+        pl.Series(BASELINE_SUM, sums, dtype=pl.Float64), pl.Series(BASELINE_N, counts, dtype=pl.Int64)
     )
 
 
@@ -236,7 +335,11 @@ def expand_templates_states(samples: pl.DataFrame, spec: DiscoverySpec) -> pl.Da
             samples.with_columns(
                 pl.lit(t.name).alias(TEMPLATE),
                 pl.lit(t.verb).alias(VERB),
-                (pl.col(RET_BPS) * (1.0 if t.verb == "continuation" else -1.0)).alias(RET_BPS),
+                *[
+                    (pl.col(c) * (1.0 if t.verb == "continuation" else -1.0)).alias(c)
+                    for c in (RET_BPS, BASELINE_SUM)
+                    if c in samples.columns
+                ],
             )
             for t in spec.templates
         ]
@@ -262,7 +365,17 @@ def aggregate_hypotheses(samples: pl.DataFrame, spec: DiscoverySpec | None = Non
     r = pl.col(RET_BPS)
     k = pl.int_range(pl.len())
     first = k < pl.len() // 2
+    has_baseline = BASELINE_SUM in long.columns and BASELINE_N in long.columns
+    baseline = (
+        {
+            "baseline_n": pl.col(BASELINE_N).sum().cast(pl.Int64),
+            "_baseline_sum": pl.col(BASELINE_SUM).sum(),
+        }
+        if has_baseline
+        else {}
+    )
     agg = long.group_by(HYPOTHESIS_KEYS, maintain_order=True).agg(
+        **baseline,
         n=pl.len().cast(pl.Int64),
         mean_bps=r.mean(),
         median_bps=r.median(),
@@ -275,7 +388,36 @@ def aggregate_hypotheses(samples: pl.DataFrame, spec: DiscoverySpec | None = Non
         first_entry_ts=pl.col(ENTRY_TS).min(),
         last_entry_ts=pl.col(ENTRY_TS).max(),
     )
+    if has_baseline:
+        agg = agg.with_columns(
+            baseline_mean_bps=pl.when(pl.col("baseline_n") > 0).then(
+                pl.col("_baseline_sum") / pl.col("baseline_n").cast(pl.Float64)
+            )
+        ).drop("_baseline_sum")
+    if spec.defaults.discovery.standard_error == "newey_west_fixed_b":
+        agg = agg.with_columns(_hac_columns(long, agg))
     return finish_hypotheses(agg, spec)
+
+
+def _hac_columns(long: pl.DataFrame, agg: pl.DataFrame) -> list[pl.Series]:
+    """Newey-West standard error, its bandwidth and the t reference degrees of freedom per hypothesis; `long` is
+    sorted by the hypothesis keys then entry time, and `agg` has one row per group in that same order."""
+    if long.height == 0:
+        return [pl.Series("se_bps", [], dtype=pl.Float64), pl.Series("hac_lags", [], dtype=pl.Int64),
+                pl.Series("t_df", [], dtype=pl.Float64)]  # fmt: skip
+    new = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in HYPOTHESIS_KEYS])
+    starts = np.unique(np.r_[0, np.flatnonzero(long.select(new).to_series().to_numpy())])
+    if len(starts) != agg.height:
+        raise AssertionError(f"HAC: {len(starts)} groups in the sorted samples but {agg.height} hypotheses")
+    sizes = np.diff(np.r_[starts, long.height])
+    lags = nw_bandwidth(sizes)
+    var = grouped_nw_variance(long[RET_BPS].to_numpy(), starts, lags) / fixed_b_mean(sizes, lags)
+    se = np.sqrt(np.where(var > 0, var, np.nan))
+    return [
+        pl.Series("se_bps", se, dtype=pl.Float64).fill_nan(None),
+        pl.Series("hac_lags", lags, dtype=pl.Int64),
+        pl.Series("t_df", nw_dof(sizes, lags), dtype=pl.Float64),
+    ]
 
 
 def finish_hypotheses(agg: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
@@ -287,12 +429,20 @@ def finish_hypotheses(agg: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
         }
     )
     mult = spec.gates.conservative_cost_multiplier
-    se = pl.col("std_bps") / pl.col("n").cast(pl.Float64).sqrt()
+    se_iid = pl.col("std_bps") / pl.col("n").cast(pl.Float64).sqrt()
+    # frames without a HAC estimate (simulated summaries, standard_error: iid) use the iid one with n - 1 df
+    if "se_bps" not in agg.columns:
+        agg = agg.with_columns(se_bps=se_iid, hac_lags=pl.lit(0, dtype=pl.Int64),
+                               t_df=(pl.col("n") - 1).clip(lower_bound=1).cast(pl.Float64))  # fmt: skip
+    for c, dtype in (("baseline_n", pl.Int64), ("baseline_mean_bps", pl.Float64)):
+        if c not in agg.columns:
+            agg = agg.with_columns(pl.lit(None, dtype=dtype).alias(c))
     return (
         agg.join(costs, on=INSTRUMENT_CLASS, how="left", maintain_order="left")
         .with_columns(
-            se_bps=se,
-            t_stat=pl.col("mean_bps") / se,
+            se_iid_bps=se_iid,
+            t_stat=pl.col("mean_bps") / pl.col("se_bps"),
+            excess_vs_baseline_bps=pl.col("mean_bps") - pl.col("baseline_mean_bps"),
             after_cost_bps=pl.col("mean_bps") - pl.col("round_trip_cost_bps"),
             after_cost_conservative_bps=pl.col("mean_bps") - mult * pl.col("round_trip_cost_bps"),
             sign_first_half=pl.col("first_half_mean_bps").sign().cast(pl.Int8),

@@ -13,22 +13,36 @@ from lake_assets.markdown import md_table
 def funnel_counts(
     candidates: pl.DataFrame, bridge: pl.DataFrame | None = None, n_blueprints: int | None = None
 ) -> pl.DataFrame:
-    """Per stage: rows passing that gate alone and rows passing it and every gate before it (the funnel)."""
+    """The discovery funnel, one row per stage in order: `passed` = rows passing that stage's own test alone,
+    `cumulative` = rows surviving that stage and every stage before it (never increases down the funnel).
+
+    Stages: hypotheses, each gate in spec order (the snooping gates spa / stepm last), promoted, then, when given,
+    bridge_pass (promoted rows that also pass the holdout bridge) and blueprints. The fallback-only track is a side
+    branch, not a funnel stage: it is reported in `fallback_only` on the promoted row.
+    """
     stages: list[tuple[str, int, int]] = [("hypotheses", candidates.height, candidates.height)]
     cumulative = pl.lit(True)
     for g in GATE_NAMES:
-        cumulative = cumulative & pl.col(f"gate_{g}")
-        alone = int(candidates[f"gate_{g}"].sum())
+        col = f"gate_{g}"
+        if col not in candidates.columns:
+            continue
+        cumulative = cumulative & pl.col(col)
+        alone = int(candidates[col].sum())
         stages.append((g, alone, int(candidates.select(cumulative.sum()).item())))
-    for track in ("standard", "fallback_only"):
-        k = int((candidates["promotion_track"] == track).sum())
-        stages.append((f"track_{track}", k, k))
+    promoted = int(candidates["promoted"].sum()) if "promoted" in candidates.columns else stages[-1][2]
+    stages.append(("promoted", promoted, min(promoted, stages[-1][2])))
     if bridge is not None:
         k = int(bridge["bridge_pass"].sum()) if bridge.height else 0
-        stages.append(("bridge_pass", k, k))
+        if bridge.height and "promoted" in bridge.columns:  # rows the bridge evaluated that are promoted now
+            k = int(bridge.filter(pl.col("promoted"))["bridge_pass"].sum())
+        stages.append(("bridge_pass", k, min(k, stages[-1][2])))
     if n_blueprints is not None:
-        stages.append(("blueprints", n_blueprints, n_blueprints))
-    return pl.DataFrame(stages, schema={"stage": pl.String, "passed": pl.Int64, "cumulative": pl.Int64}, orient="row")
+        stages.append(("blueprints", n_blueprints, min(n_blueprints, stages[-1][2])))
+    fallback = int((candidates["promotion_track"] == "fallback_only").sum()) if "promotion_track" in candidates else 0
+    return pl.DataFrame(stages, schema={"stage": pl.String, "passed": pl.Int64, "cumulative": pl.Int64},
+                        orient="row").with_columns(
+        fallback_only=pl.when(pl.col("stage") == "promoted").then(pl.lit(fallback, dtype=pl.Int64))
+    )  # fmt: skip
 
 
 def top_candidates_markdown(candidates: pl.DataFrame, k: int = 20) -> str:

@@ -35,6 +35,12 @@ CANDIDATE_KEYS = (EVENT_TYPE, INSTRUMENT, HORIZON, TEMPLATE, STATE_COL, STATE_VA
 def deflated_sharpe(cands: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     """Per-trade after-cost Sharpe and its DSR for the selected rows; trials = every tested hypothesis.
 
+    How the trials are counted: a promoted row was selected from every hypothesis that received a p-value in this
+    discovery run (the two-stage FDR ranks all groups against each other, so the whole search is the selection
+    universe, not the row's own group). `dsr_n_trials` is that count; it travels in each blueprint's evidence so
+    that a later walk-forward of the blueprint deflates by it plus its own configurations
+    (lake_assets.stats.sharpe.search_trials / deflated_sharpe_for_search).
+
     The trial Sharpe variance is a robust (MAD-based) variance of the per-trade gross Sharpe (mean / std) across
     tested rows: the plain variance would be inflated by the real effects and by their mirrored reversal rows,
     which would deflate every candidate against an expected maximum that skill-less trials do not reach.
@@ -85,7 +91,8 @@ def candidate_trades(cands: pl.DataFrame, samples: pl.DataFrame, spec: Discovery
 
 
 def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
-    """SPA p-values (set level) and StepM membership for every promoted row; one row per promoted hypothesis."""
+    """SPA p-values (set level) and StepM membership for every `promoted` row (the rows that passed every gate but
+    the snooping ones, when called from phase2_candidates); one row per such hypothesis."""
     cfg = spec.defaults.snooping
     schema = {"hypothesis_id": pl.String, "spa_pvalue": pl.Float64, "spa_pvalue_lower": pl.Float64,
               "spa_pvalue_upper": pl.Float64, "stepm_superior": pl.Boolean, "snooping_n_models": pl.Int64}  # fmt: skip
@@ -110,7 +117,7 @@ def snooping_tests(cands: pl.DataFrame, samples: pl.DataFrame, spec: DiscoverySp
     spa = SPA(bench, losses, block_size=cfg.block_size, reps=cfg.reps, bootstrap=cfg.bootstrap, seed=cfg.seed)
     spa.compute()
     pv = spa.pvalues  # read before the step-down below re-subsets the same bootstrap
-    superior = {ids[i] for i in _stepm(spa, len(ids), spec.gates.defaults.max_q_value)}
+    superior = {ids[i] for i in _stepm(spa, len(ids), spec.gates.snooping.stepm_size)}
     return pl.DataFrame(
         {
             "hypothesis_id": ids,

@@ -24,7 +24,9 @@ SPEC_FILES = (GLOBAL_DEFAULTS_FILE, FAMILIES_FILE, GATES_FILE)
 
 SPEC_HASH_COL = "spec_hash"
 STATE_ALL = "all"
-GATE_NAMES = ("sample", "fdr", "economic", "conservative", "stability", "state_information")
+# the snooping gates (spa, stepm) run last: SPA / StepM bootstrap the set that passed every other gate
+GATE_NAMES = ("sample", "fdr", "economic", "conservative", "stability", "state_information", "spa", "stepm")
+SNOOPING_GATES = ("spa", "stepm")
 INSTRUMENT_CLASSES = ("crypto", "equity")
 
 
@@ -35,10 +37,21 @@ class _Strict(BaseModel):
 # --- global_defaults.yaml ------------------------------------------------------------------------
 
 
+class BaselineSettings(_Strict):
+    """Random-entry baseline: per trade, `draws_per_trade` entries on the same instrument at the same time of day
+    (UTC) on random bars of the same window, traded in the same direction over the same horizon."""
+
+    draws_per_trade: int = Field(default=20, ge=1)
+    seed: int = 20240601
+    match: Literal["time_of_day"] = "time_of_day"
+
+
 class DiscoverySettings(_Strict):
     entry_lag_bars: int = 1
     horizons_bars: dict[str, tuple[int, ...]]
     estimator: Literal["non_overlapping"] = "non_overlapping"
+    standard_error: Literal["newey_west_fixed_b", "iid"] = "newey_west_fixed_b"
+    baseline: BaselineSettings = BaselineSettings()
     min_samples: int = Field(default=20, ge=2)
     undirected_events: Literal["detection_bar_body"] = "detection_bar_body"
 
@@ -114,7 +127,9 @@ class GlobalDefaults(_Strict):
 
 
 class FdrSettings(_Strict):
-    method: Literal["bh", "by"] = "bh"
+    # bb: Benjamini-Bogomolov two-stage (Simes-BH across groups, then BH within selected groups at q R/G);
+    # bh / by: the old per-group procedures (no control across groups), kept for comparison
+    method: Literal["bb", "bh", "by"] = "bb"
     group_by: tuple[str, ...] = ("family", "event_type", "verb", "horizon")
 
     @field_validator("group_by")
@@ -174,6 +189,8 @@ class GateThresholds(_Strict):
     min_after_cost_bps: float = 0.0
     min_state_weight: float = Field(default=0.2, ge=0, le=1)
     require_stable_sign: bool = True
+    max_spa_pvalue: float = Field(default=0.05, gt=0, le=1)
+    require_stepm: bool = True
 
 
 class GateOverride(_Strict):
@@ -181,6 +198,13 @@ class GateOverride(_Strict):
     min_after_cost_bps: float | None = None
     min_state_weight: float | None = Field(default=None, ge=0, le=1)
     require_stable_sign: bool | None = None
+    max_spa_pvalue: float | None = Field(default=None, gt=0, le=1)
+    require_stepm: bool | None = None
+
+
+class SnoopingGates(_Strict):
+    # family-wise size of the Romano-Wolf StepM step-down (a model is superior when rejected at this size)
+    stepm_size: float = Field(default=0.05, gt=0, lt=1)
 
 
 class Tracks(_Strict):
@@ -200,6 +224,7 @@ class Gates(_Strict):
     conservative_cost_multiplier: float = Field(default=2.0, ge=1.0)
     defaults: GateThresholds = GateThresholds()
     overrides: dict[str, GateOverride] = Field(default_factory=dict)
+    snooping: SnoopingGates = SnoopingGates()
     tracks: Tracks = Tracks()
 
     @model_validator(mode="after")

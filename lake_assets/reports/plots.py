@@ -120,16 +120,30 @@ def monthly_heatmap_png(equity: pl.DataFrame, max_rows: int = 16) -> bytes:
     return png_bytes(fig)
 
 
+def funnel_labels(funnel: pl.DataFrame) -> list[str]:
+    """Bar labels top-down: the stage as a survival condition ("+ fdr" = survived fdr and every stage above)."""
+    stages = funnel["stage"].to_list()
+    return [s if i == 0 else f"+ {s}" for i, s in enumerate(stages)]
+
+
 def funnel_png(funnel: pl.DataFrame) -> bytes:
-    """Discovery funnel: rows surviving each stage cumulatively (log scale)."""
+    """Discovery funnel: rows surviving each stage AND every stage above it (log scale); the number after each bar
+    is that cumulative count, with the count passing the stage's own test alone in brackets."""
+    cum = [max(int(v), 0) for v in funnel["cumulative"].to_list()]
+    if any(b > a for a, b in zip(cum, cum[1:], strict=False)):
+        raise ValueError(f"funnel: cumulative survivors must not increase down the stages, got {cum}")
     fig = new_figure(figsize=(7, 0.3 * max(4, funnel.height) + 1), dpi=80)
     ax = fig.subplots()
-    stages = funnel["stage"].to_list()[::-1]
-    values = [max(v, 0) for v in funnel["cumulative"].to_list()[::-1]]
-    ax.barh(stages, [v if v > 0 else 0.8 for v in values], color="tab:blue")
-    for y, v in enumerate(values):
-        ax.text(max(v, 1), y, f" {v}", va="center", fontsize=7)
+    labels = funnel_labels(funnel)[::-1]
+    values = cum[::-1]
+    alone = funnel["passed"].to_list()[::-1] if "passed" in funnel.columns else [None] * len(values)
+    ax.barh(range(len(values)), [v if v > 0 else 0.8 for v in values], color="tab:blue")
+    ax.set_yticks(range(len(values)), labels)
+    for y, (v, a) in enumerate(zip(values, alone, strict=True)):
+        extra = f"  [alone {a}]" if a is not None and a != v else ""
+        ax.text(max(v, 1), y, f" {v}{extra}", va="center", fontsize=7)
     ax.set_xscale("log")
+    ax.set_xlabel("cumulative survivors (passed this stage and every stage above)", fontsize=7)
     ax.set_title("discovery funnel (cumulative survivors)", fontsize=9)
     ax.tick_params(labelsize=7)
     return png_bytes(fig)

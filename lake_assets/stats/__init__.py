@@ -9,16 +9,19 @@ from lake_assets.stats.overfitting import (
     psi_table,
 )
 from lake_assets.stats.sharpe import (
+    deflated_sharpe_for_search,
     deflated_sharpe_from_returns,
     deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     return_moments,
+    search_trials,
     sharpe_ratio,
 )
 
 __all__ = [
     "PBOResult",
+    "deflated_sharpe_for_search",
     "deflated_sharpe_from_returns",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
@@ -29,5 +32,6 @@ __all__ = [
     "psi_status",
     "psi_table",
     "return_moments",
+    "search_trials",
     "sharpe_ratio",
 ]

@@ -132,3 +132,29 @@ def deflated_sharpe_from_returns(returns: Any, trial_sharpes: Sequence[float]) -
         "psr": probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt) if ok else float("nan"),
         "dsr": probabilistic_sharpe_ratio(sr, sr0, n_obs, skew, kurt) if ok else float("nan"),
     }
+
+
+def search_trials(discovery_trials: int | None, own_configurations: int = 1) -> int:
+    """Configurations tried for a result that came out of discovery: every hypothesis discovery tested (the
+    blueprint's `evidence.dsr_n_trials`) plus the configurations the later search tried besides the discovered one
+    (`own_configurations - 1`; a fixed-rule walk-forward tries one). Without discovery, just `own_configurations`."""
+    if own_configurations < 1:
+        raise ValueError(f"own_configurations must be at least 1, got {own_configurations}")
+    if not discovery_trials:
+        return own_configurations
+    return int(discovery_trials) + own_configurations - 1
+
+
+def deflated_sharpe_for_search(
+    sr: float, n_obs: int, skew: float, kurtosis: float, n_trials: int, trial_sr_variance: float | None = None
+) -> float:
+    """DSR of a per-period Sharpe `sr` chosen from `n_trials` configurations.
+
+    When the trials' own Sharpe ratios on this sample are unknown (a discovered blueprint re-measured out of sample:
+    the other hypotheses were never run on these bars), `trial_sr_variance` defaults to the sampling variance of a
+    skill-less Sharpe estimate over `n_obs` periods, 1 / (n_obs - 1): the dispersion the best of `n_trials` lucky
+    tries would show on this sample under the null.
+    """
+    _check_n_obs(n_obs)
+    var = 1.0 / (n_obs - 1) if trial_sr_variance is None else trial_sr_variance
+    return deflated_sharpe_ratio(sr, n_obs, skew, kurtosis, n_trials, var)

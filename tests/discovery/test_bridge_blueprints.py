@@ -19,9 +19,10 @@ from lake_assets.discovery.blueprints import (
 )
 from lake_assets.discovery.bridge import bridge_evaluation, stress_column
 from lake_assets.discovery.candidates import phase2_candidates
+from lake_assets.discovery.gates import BASE_GATES
 from lake_assets.discovery.hypotheses import aggregate_hypotheses, trade_samples
 from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdown, volcano_png
-from lake_assets.discovery.spec_model import GATES_FILE, SpecHashMismatchError, load_discovery_spec
+from lake_assets.discovery.spec_model import GATE_NAMES, GATES_FILE, SpecHashMismatchError, load_discovery_spec
 
 KINDS = [
     EventKind("PERSIST", "fam_a", "mixed", 0.012, effect_bps=45.0, effect_bars=12),
@@ -86,7 +87,12 @@ def test_snooping_and_dsr_reported_for_promoted(pipeline) -> None:
     assert p["spa_pvalue"].is_not_null().all() and p["spa_pvalue"].max() < 0.05
     assert p["stepm_superior"].any()
     assert p["dsr"].is_between(0.0, 1.0).all()
-    assert cands.filter(~pl.col("promoted"))["spa_pvalue"].is_null().all()
+    # SPA / StepM bootstrap exactly the rows that passed every other gate
+    tried = pl.all_horizontal([pl.col(f"gate_{g}") for g in BASE_GATES])
+    assert cands.filter(~tried)["spa_pvalue"].is_null().all()
+    assert cands.filter(tried)["spa_pvalue"].is_not_null().all()
+    assert (cands["promoted"] == (cands["gate_spa"] & cands["gate_stepm"] & cands.select(tried).to_series())).all()
+    assert cands["snooping_evaluated"].all()
     assert cands.filter(pl.col("promotion_track").is_null())["dsr"].is_null().all()
 
 
@@ -100,6 +106,10 @@ def test_blueprints_roundtrip_deterministic(pipeline, spec, tmp_path) -> None:
     assert bp.entry.lag_bars >= 1 and bp.exits.time_stop_bars in (3, 12, 48)
     assert bp.spec_hash == spec.spec_hash and bp.evidence.q_value <= 0.05
     assert set(bp.evidence.cost_stress_bps) == {"1x", "1.5x", "2x", "3x"}
+    # the DSR trial count discovery hands on: every hypothesis tested in the run, not the row's group
+    cands = pipeline[3]
+    assert bp.evidence.dsr_n_trials == cands.filter(pl.col("p_value").is_not_null()).height > 100
+    assert bp.evidence.t_df is not None and bp.evidence.baseline_mean_bps is not None
     path = write_blueprints_jsonl(bps, tmp_path / "out" / "blueprints.jsonl")
     assert [p.name for p in path.parent.iterdir()] == ["blueprints.jsonl"]  # no temp file left behind
     assert read_blueprints_jsonl(path) == bps
@@ -146,8 +156,7 @@ def test_gates_reasons_tracks_and_overrides(pipeline, spec_copy) -> None:
     _, _, samples, cands, _ = pipeline
     for r in cands.filter(pl.col("promotion_track").is_null() | ~pl.col("promoted")).head(200).iter_rows(named=True):
         failed = r["failed_gates"].split(",")
-        assert len(failed) >= 1 and set(failed) <= {"sample", "fdr", "economic", "conservative", "stability",
-                                                    "state_information"}  # fmt: skip
+        assert len(failed) >= 1 and set(failed) <= set(GATE_NAMES)
         assert all(r["fail_reasons"].count(g + ":") == 1 for g in failed)
     assert (cands.filter(pl.col("promoted"))["fail_reasons"] == "").all()
     fb = cands.filter(pl.col("promotion_track") == "fallback_only")
@@ -161,22 +170,44 @@ def test_gates_reasons_tracks_and_overrides(pipeline, spec_copy) -> None:
     assert c2.filter(pl.col("event_type") == "PERSIST")["fail_reasons"].str.contains("< 500.0").any()
 
 
-def test_fdr_method_by_is_more_conservative(pipeline, spec_copy) -> None:
+def test_fdr_methods_nest(pipeline, spec_copy) -> None:
+    """Per-group BY is more conservative than per-group BH; the two-stage bb q-value is never below per-group BH
+    (stage 3 is BH at q R / G <= q inside a selected group)."""
     _, _, samples, cands, _ = pipeline
-    s_by = load_discovery_spec(spec_copy({"multiplicity/families.yaml": {"fdr.method": "by"}}))
-    c_by = phase2_candidates(aggregate_hypotheses(samples.filter(pl.col("window") == "discovery"), s_by), s_by)
-    j = cands.select("hypothesis_id", q_bh="q_value").join(c_by.select("hypothesis_id", "q_value"), on="hypothesis_id")
+    disc = samples.filter(pl.col("window") == "discovery")
+    q = {"bb": cands.select("hypothesis_id", "q_value")}
+    for m in ("bh", "by"):
+        s_m = load_discovery_spec(spec_copy({"multiplicity/families.yaml": {"fdr.method": m}}))
+        c_m = phase2_candidates(aggregate_hypotheses(disc, s_m), s_m, with_dsr=False)
+        assert (c_m["fdr_method"] == m).all()
+        q[m] = c_m.select("hypothesis_id", "q_value")
+    assert (cands["fdr_method"] == "bb").all()
+    j = q["bb"].join(q["bh"], on="hypothesis_id", suffix="_bh").join(q["by"], on="hypothesis_id", suffix="_by")
     j = j.drop_nulls()
-    assert (j["q_value"] >= j["q_bh"] - 1e-15).all() and (c_by["fdr_method"] == "by").all()
+    assert j.height > 100
+    assert (j["q_value_by"] >= j["q_value_bh"] - 1e-15).all()
+    assert (j["q_value"] >= j["q_value_bh"] - 1e-15).all()
 
 
 def test_reports(pipeline, spec) -> None:
     _, _, _, cands, bridge = pipeline
     f = funnel_counts(cands, bridge, len(strategy_blueprints(bridge, spec)))
-    cum = f.filter(pl.col("stage").is_in(["hypotheses", "sample", "fdr", "economic", "conservative", "stability",
-                                          "state_information"]))["cumulative"].to_list()  # fmt: skip
-    assert cum == sorted(cum, reverse=True) and cum[0] == cands.height
-    assert cum[-1] == int(cands["promoted"].sum())
+    assert f["stage"].to_list() == ["hypotheses", *GATE_NAMES, "promoted", "bridge_pass", "blueprints"]
+    cum = f["cumulative"].to_list()
+    assert cum == sorted(cum, reverse=True) and cum[0] == cands.height  # cumulative: survivors never increase
+    assert cum[-4] == cum[-3] == int(cands["promoted"].sum())  # after the last gate = promoted
+    assert cum[-2] == int(bridge["bridge_pass"].sum()) and cum[-1] == len(strategy_blueprints(bridge, spec))
+    alone = dict(zip(f["stage"], f["passed"], strict=True))
+    assert all(alone[g] >= c for g, c in zip(GATE_NAMES, cum[1:], strict=False))
+    assert f.filter(pl.col("stage") == "promoted")["fallback_only"].item() == int(
+        (cands["promotion_track"] == "fallback_only").sum()
+    )
+    from lake_assets.reports.plots import funnel_labels, funnel_png
+
+    assert funnel_labels(f)[:3] == ["hypotheses", "+ sample", "+ fdr"]
+    assert funnel_png(f)[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="must not increase"):
+        funnel_png(f.with_columns(cumulative=pl.col("cumulative").reverse()))
     md = top_candidates_markdown(cands, 5)
     assert md.count("\n") == 7 and "hypothesis_id" in md
     png = volcano_png(cands)

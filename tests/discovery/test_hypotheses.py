@@ -91,7 +91,12 @@ def test_undirected_events_follow_the_detection_bar_body(spec, data) -> None:
     assert (j["base_sign"] == j["sign"]).all()
 
 
-def test_t_statistics_equal_scipy_on_the_same_samples(spec, data) -> None:
+def test_t_statistics_equal_statsmodels_hac_on_the_same_samples(spec, data) -> None:
+    """t = mean / Newey-West se (statsmodels OLS on a constant, HAC with bandwidth ceil(n/4)); the iid se is kept."""
+    import statsmodels.api as sm
+
+    from lake_assets.stats.hac import fixed_b_mean, nw_bandwidth, nw_dof
+
     bars, events = data
     s = trade_samples(events, bars, spec, CLASSES).filter(pl.col("window") == "discovery")
     hyp = aggregate_hypotheses(s, spec)
@@ -106,7 +111,12 @@ def test_t_statistics_equal_scipy_on_the_same_samples(spec, data) -> None:
         x = part["ret_bps"].to_numpy()
         ref = stats.ttest_1samp(x, 0.0)
         assert row["n"] == len(x)
-        np.testing.assert_allclose(row["t_stat"], ref.statistic, rtol=1e-10)
+        lags = int(nw_bandwidth(np.array([len(x)]))[0])
+        fit = sm.OLS(x, np.ones(len(x))).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": False})
+        # divided by the fixed-b mean of the Bartlett estimate, 1 - b + b^2/3 (b = lags / n)
+        np.testing.assert_allclose(row["t_stat"], fit.tvalues[0] * np.sqrt(fixed_b_mean(len(x), lags)), rtol=1e-10)
+        np.testing.assert_allclose(row["se_iid_bps"], x.mean() / ref.statistic, rtol=1e-10)
+        assert row["hac_lags"] == lags and row["t_df"] == nw_dof(np.array([len(x)]), np.array([lags]))[0]
         np.testing.assert_allclose(row["mean_bps"], x.mean(), rtol=1e-12)
         np.testing.assert_allclose(row["median_bps"], np.median(x), rtol=1e-12)
         np.testing.assert_allclose(row["hit_rate"], (x > 0).mean())

@@ -37,3 +37,56 @@ def test_ungrouped_and_validation() -> None:
         grouped_fdr(pl.DataFrame({"p_value": [1.2]}))
     with pytest.raises(ValueError, match="missing column"):
         grouped_fdr(df, group_by=["family"])
+
+
+def _bb_direct(p: np.ndarray, g: np.ndarray, alpha: float) -> np.ndarray:
+    """Benjamini-Bogomolov at level alpha, literally: Simes per group, BH across groups, BH within at alpha R / G."""
+    groups = np.unique(g)
+    simes = np.array([np.min(np.sort(p[g == k]) * (g == k).sum() / np.arange(1, (g == k).sum() + 1)) for k in groups])
+    sel = multipletests(simes, alpha=alpha, method="fdr_bh")[0]
+    r = int(sel.sum())
+    out = np.zeros(len(p), dtype=bool)
+    for k, s in zip(groups, sel, strict=True):
+        if s:
+            out[g == k] = multipletests(p[g == k], alpha=alpha * r / len(groups), method="fdr_bh")[0]
+    return out
+
+
+def test_two_stage_q_values_reproduce_the_procedure_at_every_level() -> None:
+    from lake_assets.discovery.multiplicity import two_stage_fdr
+
+    rng = np.random.default_rng(11)
+    n_groups = 40
+    g = rng.integers(0, n_groups, 3000)
+    p = rng.uniform(0, 1, len(g))
+    strong = np.isin(g, [1, 2, 3, 7, 30])
+    p = np.where(strong & (rng.random(len(g)) < 0.3), rng.uniform(0, 1e-3, len(g)), p)
+    p[::97] = np.nan  # untested rows
+    df = pl.DataFrame({"g": g, "p_value": p}).with_columns(pl.col("p_value").fill_nan(None))
+    out = two_stage_fdr(df, "p_value", ["g"])
+    q = out["q_value"].to_numpy().astype(float)
+    ok = np.isfinite(p)
+    assert (np.isnan(q) == ~ok).all()
+    assert (q[ok] >= p[ok] - 1e-15).all() and (q[ok] <= 1).all()
+    for alpha in (0.001, 0.01, 0.05, 0.1, 0.2):
+        direct = _bb_direct(p[ok], g[ok], alpha)
+        assert direct.sum() > 0 or alpha < 0.01
+        assert np.array_equal(q[ok] <= alpha, direct), alpha
+    # monotone in p inside each group
+    t = df.with_columns(q=out["q_value"]).drop_nulls().sort("g", "p_value")
+    assert t.filter(pl.col("q").diff().over("g") < -1e-15).height == 0
+    assert out["fdr_groups_tested"][0] == n_groups
+
+
+def test_two_stage_on_pure_noise_rarely_rejects() -> None:
+    from lake_assets.discovery.multiplicity import two_stage_fdr
+
+    any_reject_bb, any_reject_bh = 0, 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        g = np.repeat(np.arange(150), 40)
+        df = pl.DataFrame({"g": g, "p_value": rng.uniform(0, 1, len(g))})
+        any_reject_bb += bool((two_stage_fdr(df, "p_value", ["g"])["q_value"] <= 0.05).any())
+        any_reject_bh += bool((grouped_fdr(df, "p_value", ["g"]) <= 0.05).any())
+    assert any_reject_bb / 200 <= 0.05 + 3 * (0.05 * 0.95 / 200) ** 0.5  # Simes-BH: P(any) <= q under the null
+    assert any_reject_bh / 200 > 0.9  # per-group BH: ~1 - 0.95^150

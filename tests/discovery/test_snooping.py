@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 from arch.bootstrap import SPA, StepM
 
 from lake_assets.discovery.snooping import _stepm, deflated_sharpe
@@ -58,3 +59,25 @@ def test_dsr_uses_the_shared_helper() -> None:
     assert out["dsr"][i] == ref
     assert out.filter(pl.col("mean_bps") <= 2)["dsr"].is_null().all()
     assert out["dsr_n_trials"][0] == n
+
+
+def test_dsr_for_a_discovered_blueprint_deflates_by_the_whole_search() -> None:
+    """A walk-forward of a blueprint deflates by discovery's tested hypotheses plus its own configurations; with
+    only one trial (the old fixed-rule count) the DSR is just the PSR against zero."""
+    from lake_assets.stats.sharpe import (
+        deflated_sharpe_for_search,
+        deflated_sharpe_ratio,
+        probabilistic_sharpe_ratio,
+        search_trials,
+    )
+
+    assert search_trials(17_000, 1) == 17_000 and search_trials(17_000, 6) == 17_005
+    assert search_trials(None, 6) == 6 and search_trials(0, 1) == 1
+    with pytest.raises(ValueError):
+        search_trials(10, 0)
+    sr, n = 0.08, 2_000  # per-bar Sharpe of a decent strategy over 2,000 bars
+    one = deflated_sharpe_ratio(sr, n, 0.0, 3.0, 1, 0.0)
+    assert one == pytest.approx(probabilistic_sharpe_ratio(sr, 0.0, n))
+    honest = deflated_sharpe_for_search(sr, n, 0.0, 3.0, search_trials(17_000, 1))
+    assert honest < one and honest < 0.95  # the best of 17,000 skill-less tries reaches sr ~ 0.09 on 2,000 bars
+    assert deflated_sharpe_for_search(0.2, n, 0.0, 3.0, 17_000) > 0.95  # a real edge survives the deflation

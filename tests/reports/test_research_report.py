@@ -63,7 +63,7 @@ def test_report_from_backtest_tables(tmp_path: Path) -> None:
 
 
 def test_funnel_is_included_when_discovery_ran() -> None:
-    n = 50
+    n = 100  # every gate removes 10 more rows: enough rows that the last gate still has survivors
     cand = pl.DataFrame({f"gate_{g}": [i < n - 10 * k for i in range(n)] for k, g in enumerate(GATE_NAMES)})
     cand = cand.with_columns(pl.lit("standard").alias("promotion_track"))
     bridge = pl.DataFrame({"bridge_pass": [True, False, True]})
