@@ -31,7 +31,13 @@ from lake_assets.backtests.walkforward import return_metrics, walk_forward
 from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.settings import spec_dir
 from lake_assets.specs import Instrument, StrictModel, read_yaml, validate_model
-from lake_assets.stats.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, return_moments, sharpe_ratio
+from lake_assets.stats.sharpe import (
+    deflated_sharpe_for_search,
+    probabilistic_sharpe_ratio,
+    return_moments,
+    search_trials,
+    sharpe_ratio,
+)
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import WALKFORWARD, WALKFORWARD_FOLDS
 from lake_assets.vocabulary import (
@@ -215,13 +221,14 @@ def walkforward_blueprint(
     n_obs, skew, kurt = return_moments(stitched)
     sr = sharpe_ratio(stitched)
     ok = n_obs >= 2 and math.isfinite(sr)
+    trials = search_trials(bp.evidence.dsr_n_trials, 1)  # every hypothesis discovery tested, plus this fixed rule
     row = _summary_row(
         bp.blueprint_id, "blueprint", inst.market.value, h, mode="rolling-fixed-rule", n_bars=n,
         train_bars=sizes.train_bars, test_bars=sizes.test_bars, n_folds=k,
         **{f"oos_{a}": _finite_or_none(v) for a, v in m.items() if a != "sharpe"},
         oos_sharpe=annualise_sharpe(m["sharpe"], inst.base_timeframe),
         psr=probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt) if ok else None,
-        dsr=deflated_sharpe_ratio(sr, n_obs, skew, kurt, 1, 0.0) if ok else None, dsr_n_trials=1.0,
+        dsr=deflated_sharpe_for_search(sr, n_obs, skew, kurt, trials) if ok else None, dsr_n_trials=float(trials),
         reason="fixed rule: evaluated per fold without re-optimisation; PBO needs several configurations",
     )  # fmt: skip
     return _typed([row], WF_SUMMARY_SCHEMA), _typed(fold_rows, WF_FOLDS_SCHEMA)
