@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "events"))  # the synthetic event inputs of the tests
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 
 
@@ -31,10 +32,10 @@ def _peak_rss_mb() -> float:
 
 def run_scale(scale: int, n_bars: int) -> dict[str, object]:
     import polars as pl
+    from synthetic_inputs import synthetic_event_frame
 
     from lake_assets.events.registry import detect_events, prevalence_report
     from lake_assets.events.spec_model import load_event_specs
-    from lake_assets.events.synthetic_inputs import synthetic_event_frame
     from lake_assets.vocabulary import INSTRUMENT
 
     specs = load_event_specs()

@@ -34,10 +34,12 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "features"))  # the reference implementations
+
+from reference_features import expression_features, rolling_primitives  # noqa: E402
 
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars  # noqa: E402
-from lake_assets.features.core import compute_features  # noqa: E402
-from lake_assets.features.reference import expression_features, rolling_primitives  # noqa: E402
+from lake_assets.features.compute import compute_features  # noqa: E402
 from lake_assets.malloc_tuning import tune_malloc  # noqa: E402
 from lake_assets.months import month_bounds  # noqa: E402
 from lake_assets.storage.reader import warmup_start  # noqa: E402

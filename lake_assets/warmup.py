@@ -22,7 +22,7 @@ def warm_up() -> None:
     from lake_assets.events.registry import detect_events
     from lake_assets.events.spec_model import event_specs
     from lake_assets.features.catalog import load_feature_specs
-    from lake_assets.features.core import compute_features
+    from lake_assets.features.compute import compute_features
     from lake_assets.months import month_bounds
     from lake_assets.raw.ingest import validate_raw
     from lake_assets.specs import universe

@@ -22,7 +22,7 @@ from lake_assets.events.columns import ColumnKind
 from lake_assets.vocabulary import CLOSE, HIGH, IS_GAP, LOW
 
 
-class _Params(BaseModel):
+class DetectorParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
@@ -40,7 +40,7 @@ PredicateOp = Literal[
 Scalar = bool | int | float | str
 
 
-class Predicate(_Params):
+class Predicate(DetectorParams):
     """`column op value`, e.g. {column: funding_z, op: abs_gt, value: 2.5}."""
 
     column: str
@@ -162,7 +162,7 @@ _NUMERIC: tuple[ColumnKind, ...] = ("numeric",)
 # threshold crossing ---------------------------------------------------------------------------
 
 
-class ThresholdCrossParams(_Params):
+class ThresholdCrossParams(DetectorParams):
     """`column` crosses a level (`value`, or another column); `mode: level` fires whenever it is beyond it."""
 
     column: str
@@ -211,7 +211,7 @@ def threshold_cross(p: ThresholdCrossParams, ctx: Scratch) -> Detection:
 # z-score spike --------------------------------------------------------------------------------
 
 
-class ZScoreSpikeParams(_Params):
+class ZScoreSpikeParams(DetectorParams):
     """z of (a transform of) `column` against the previous `window` bars (the current bar excluded) beyond `z`."""
 
     column: str
@@ -252,7 +252,7 @@ def zscore_spike(p: ZScoreSpikeParams, ctx: Scratch) -> Detection:
 # regime shift -------------------------------------------------------------------------------
 
 
-class RegimeShiftParams(_Params):
+class RegimeShiftParams(DetectorParams):
     """A categorical state moves into `to` (from `from`) and holds for `persist` bars; fires on the last of them."""
 
     column: str
@@ -276,7 +276,7 @@ def regime_shift(p: RegimeShiftParams, ctx: Scratch) -> Detection:
     return Detection(cond, _one(), _zero(), needs_prev=True)
 
 
-class LevelShiftParams(_Params):
+class LevelShiftParams(DetectorParams):
     """The mean over the last `short` bars vs the mean of the `long` bars before them crosses `factor` (or 1/factor)."""
 
     column: str
@@ -305,7 +305,7 @@ def level_shift(p: LevelShiftParams, ctx: Scratch) -> Detection:
 # range breakout / false breakout --------------------------------------------------------------
 
 
-class _RangeParams(_Params):
+class _RangeParams(DetectorParams):
     window: int = Field(ge=2)
     side: Side = "both"
     high: str = HIGH
@@ -375,7 +375,7 @@ def false_breakout(p: FalseBreakoutParams, ctx: Scratch) -> Detection:
 # divergence -----------------------------------------------------------------------------------
 
 
-class DivergenceParams(_Params):
+class DivergenceParams(DetectorParams):
     """Price makes a new `window` high (low) while the oscillator stays `min_gap` below its own high (above its low)."""
 
     oscillator: str
@@ -405,7 +405,7 @@ def divergence(p: DivergenceParams, ctx: Scratch) -> Detection:
 # onset / normalisation / run length ---------------------------------------------------------
 
 
-class _PredicateParams(_Params):
+class _PredicateParams(DetectorParams):
     when: Predicate
 
     def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
@@ -460,7 +460,7 @@ def run_length(p: RunLengthParams, ctx: Scratch, kind: ColumnKind) -> Detection:
 # timestamp match ------------------------------------------------------------------------------
 
 
-class TimestampMatchParams(_Params):
+class TimestampMatchParams(DetectorParams):
     """Bars whose calendar/market-context column equals `equals` (default true): session opens, funding stamps."""
 
     column: str
@@ -480,12 +480,12 @@ def timestamp_match(p: TimestampMatchParams, ctx: Scratch) -> Detection:
 
 @dataclass(frozen=True)
 class Template:
-    params: type[_Params]
+    params: type[DetectorParams]
     compile: Callable[..., Detection]
     uses_predicate: bool = False  # compile(params, scratch, kind_of_predicate_column)
 
 
-TEMPLATES: dict[str, Template] = {
+DETECTORS: dict[str, Template] = {
     "threshold_cross": Template(ThresholdCrossParams, threshold_cross),
     "zscore_spike": Template(ZScoreSpikeParams, zscore_spike),
     "regime_shift": Template(RegimeShiftParams, regime_shift),

@@ -20,10 +20,10 @@ import polars as pl
 from lake_assets import tables
 from lake_assets.events.columns import STATE_COLUMNS
 from lake_assets.events.cooldown import apply_cooldown
-from lake_assets.events.detectors import TEMPLATES, Detection, Scratch, predicate_expr
+from lake_assets.events.detectors import DETECTORS, Detection, Scratch, predicate_expr
 from lake_assets.events.spec_model import EventSpec
 from lake_assets.features.catalog import BAR_COLUMNS, DEFAULT_TIMEFRAME, load_feature_specs
-from lake_assets.features.core import infer_timeframe
+from lake_assets.features.compute import infer_timeframe
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 
 EVENT_TYPE = "event_type"
@@ -66,7 +66,7 @@ class CompiledEvent:
 def compile_event(spec: EventSpec, prefix: str = "__ev_") -> CompiledEvent:
     """The spec's detector plus the registry-wide rules: no gap bars, no bar right after a gap when the detector
     reads the previous bar, every declared column known at the bar, and all filters true."""
-    template = TEMPLATES[spec.template]
+    template = DETECTORS[spec.template]
     ctx = Scratch(prefix)
     det: Detection
     if template.uses_predicate:

@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lake_assets.events.columns import ColumnKind, column_kind
-from lake_assets.events.detectors import TEMPLATES, Predicate, _Params, predicate_kind_problem
+from lake_assets.events.detectors import DETECTORS, DetectorParams, Predicate, predicate_kind_problem
 from lake_assets.features.catalog import DEFAULT_TIMEFRAME, bars_of
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
@@ -96,7 +96,7 @@ class EventSpec:
     name: str
     family: str
     template: str
-    params: _Params
+    params: DetectorParams
     columns: tuple[str, ...]
     direction: Direction
     cooldown: int
@@ -210,14 +210,14 @@ def event_spec_from_dict(data: Any, path: Path | str = "<memory>", *, timeframe:
         raise SpecError(
             path, "family", f"{raw.family!r} is not a canonical family; expected one of {CANONICAL_FAMILIES}"
         )
-    template = TEMPLATES.get(raw.detector.template)
+    template = DETECTORS.get(raw.detector.template)
     if template is None:
         raise SpecError(
             path,
             "detector.template",
-            f"unknown template {raw.detector.template!r}; expected one of {sorted(TEMPLATES)}",
+            f"unknown template {raw.detector.template!r}; expected one of {sorted(DETECTORS)}",
         )
-    params: _Params = validate_model(template.params, detector_params, path, prefix="detector.params")
+    params: DetectorParams = validate_model(template.params, detector_params, path, prefix="detector.params")
 
     seen: set[str] = set()
     for i, col in enumerate(raw.columns):

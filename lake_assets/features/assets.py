@@ -18,12 +18,12 @@ from lake_assets.asset_metadata import frame_metadata
 from lake_assets.automation import AUTOMATION
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
+from lake_assets.features.compute import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.context import (
     benchmarks_from_universe,
     compute_context_features,
     own_underlying_benchmark,
 )
-from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.markdown import md_table
 from lake_assets.months import month_bounds

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lake_assets.durations import parse_duration
 from lake_assets.features.indicators import INDICATORS
-from lake_assets.features.templates import TEMPLATES
+from lake_assets.features.templates import FEATURE_TEMPLATES
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
 from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TIMEFRAMES, TS
@@ -150,7 +150,7 @@ class FeatureDef:
             params = dict(self.params)
             outputs = INDICATORS[self.impl].build(params)
             return {c.name: outputs[c.output] for c in self.columns}
-        tmpl = TEMPLATES[self.impl]
+        tmpl = FEATURE_TEMPLATES[self.impl]
         return {self.columns[0].name: tmpl.build(list(self.inputs), tmpl.resolve(self.params))}
 
 
@@ -168,6 +168,9 @@ class FeatureCatalog:
     @property
     def columns(self) -> list[str]:
         return [c.name for f in self.features for c in f.columns]
+
+    def has_column(self, column: str) -> bool:
+        return column in self._by_column
 
     def feature_of(self, column: str) -> FeatureDef:
         return self._by_column[column]
@@ -355,11 +358,11 @@ def _entry_defs(
             tmpl_pit: Pit = "bar_close"
         else:
             impl = entry.template or ""
-            if impl not in TEMPLATES:
+            if impl not in FEATURE_TEMPLATES:
                 raise SpecError(
-                    file, f"{key}.template", f"unknown template {impl!r}; expected one of {sorted(TEMPLATES)}"
+                    file, f"{key}.template", f"unknown template {impl!r}; expected one of {sorted(FEATURE_TEMPLATES)}"
                 )
-            t = TEMPLATES[impl]
+            t = FEATURE_TEMPLATES[impl]
             try:
                 resolved = t.resolve(params)
                 own = t.lookback(resolved)

@@ -15,7 +15,7 @@ import polars as pl
 
 from lake_assets.features import kernels as K
 from lake_assets.features.catalog import FeatureCatalog
-from lake_assets.features.core import infer_timeframe
+from lake_assets.features.compute import infer_timeframe
 from lake_assets.features.indicators import min_count
 from lake_assets.specs import Universe
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS

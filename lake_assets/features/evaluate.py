@@ -21,7 +21,7 @@ from lake_assets.features import kernels as K
 from lake_assets.features.arrays import TS_US, Arrays, Labeled, Plan
 from lake_assets.features.catalog import FeatureCatalog, FeatureDef
 from lake_assets.features.indicators import INDICATORS
-from lake_assets.features.templates import TEMPLATES
+from lake_assets.features.templates import FEATURE_TEMPLATES
 from lake_assets.vocabulary import TS
 
 __all__ = ["PreparedColumn", "evaluate_catalog", "evaluation_plan", "output_series", "plan_for"]
@@ -50,7 +50,7 @@ def _array_impl(f: FeatureDef) -> Callable[[Arrays], dict[str, Value]] | None:
             return {c.name: out[c.output] for c in f.columns}
 
         return indicator
-    tmpl = TEMPLATES[f.impl]
+    tmpl = FEATURE_TEMPLATES[f.impl]
     if tmpl.compute is None:
         return None
     run_tmpl = tmpl.compute
@@ -69,7 +69,7 @@ def _fallback(f: FeatureDef, a: Arrays, catalog: FeatureCatalog, ts: pl.Series) 
         if name == TS:
             cols.append(ts)
             continue
-        dtype = catalog.column(name).dtype if name in catalog._by_column else pl.Float64()
+        dtype = catalog.column(name).dtype if catalog.has_column(name) else pl.Float64()
         cols.append(output_series(name, a.get(name), dtype, nan_to_null=False))
     frame = pl.DataFrame(cols, height=ts.len()) if cols else pl.DataFrame(height=ts.len())
     built = f.build()

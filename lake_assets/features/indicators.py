@@ -76,7 +76,7 @@ def apply_kernel(fn: Callable[..., np.ndarray], cols: list[str | pl.Expr], *args
     return pl.map_batches(exprs, run, return_dtype=pl.Float64)
 
 
-def _nan(e: pl.Expr) -> pl.Expr:
+def as_nan(e: pl.Expr) -> pl.Expr:
     """Missing as NaN so arithmetic and kernels see one marker."""
     return e.cast(pl.Float64).fill_null(float("nan"))
 
@@ -86,7 +86,7 @@ def _diff(e: pl.Expr, n: int = 1) -> pl.Expr:
     return e.diff(n).fill_null(float("nan"))
 
 
-def _safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+def safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return pl.when(b != 0).then(a / b).otherwise(float("nan"))
 
 

@@ -28,7 +28,7 @@ FUNDING_PERIODS_PER_YEAR = 3 * 365  # 8-hourly funding
 
 
 def _x(c: str) -> pl.Expr:
-    return ind._nan(pl.col(c))
+    return ind.as_nan(pl.col(c))
 
 
 def _valid(e: pl.Expr) -> pl.Expr:
@@ -116,7 +116,7 @@ def _check_regime(p: dict[str, Any]) -> str | None:
 
 def _rolling_cv(i: list[str], p: dict[str, Any]) -> pl.Expr:
     x = _x(i[0])
-    return ind._safe_div(ind.rolling_std(x, p["n"]), ind.rolling_mean(x, p["n"]))
+    return ind.safe_div(ind.rolling_std(x, p["n"]), ind.rolling_mean(x, p["n"]))
 
 
 def _zscore(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -161,11 +161,11 @@ def _carry_state(i: list[str], p: dict[str, Any]) -> pl.Expr:
 
 
 def _body_ratio(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    return ind._safe_div((_x(i[1]) - _x(i[0])).abs(), _x(i[2]))
+    return ind.safe_div((_x(i[1]) - _x(i[0])).abs(), _x(i[2]))
 
 
 def _range_ratio(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    return ind._safe_div(_x(i[0]) - _x(i[1]), _x(i[2]))
+    return ind.safe_div(_x(i[0]) - _x(i[1]), _x(i[2]))
 
 
 def _wick(upper: bool) -> Callable[[list[str], dict[str, Any]], pl.Expr]:
@@ -198,7 +198,7 @@ def _roll_spread(i: list[str], p: dict[str, Any]) -> pl.Expr:
 
 def _spread_bps(i: list[str], p: dict[str, Any]) -> pl.Expr:
     bid, ask = _x(i[0]), _x(i[1])
-    return ind._safe_div(ask - bid, (ask + bid) / 2.0) * 1e4
+    return ind.safe_div(ask - bid, (ask + bid) / 2.0) * 1e4
 
 
 def _imbalance_np(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
@@ -219,7 +219,7 @@ def _log_change(i: list[str], p: dict[str, Any]) -> pl.Expr:
 
 
 def _ratio_to_sum(i: list[str], p: dict[str, Any]) -> pl.Expr:
-    return ind._safe_div(_x(i[0]), ind.rolling_sum(_x(i[1]), p["n"]))
+    return ind.safe_div(_x(i[0]), ind.rolling_sum(_x(i[1]), p["n"]))
 
 
 def _liquidation_proxy(i: list[str], p: dict[str, Any]) -> pl.Expr:
@@ -430,7 +430,7 @@ def _a_holiday(a: Arrays, i: list[str], p: dict[str, Any]) -> np.ndarray:
     return K.in_sorted(days, _holiday_days(p["calendar"]))
 
 
-TEMPLATES: dict[str, TemplateDef] = {
+FEATURE_TEMPLATES: dict[str, TemplateDef] = {
     t.name: t
     for t in (
         TemplateDef(
@@ -711,4 +711,4 @@ _SPANS: dict[str, Callable[[dict[str, Any]], int]] = {
     "roll_spread": lambda p: int(p["n"]) + 1,
 }
 for _name, _span in _SPANS.items():
-    TEMPLATES[_name] = replace(TEMPLATES[_name], span_fn=_span)
+    FEATURE_TEMPLATES[_name] = replace(FEATURE_TEMPLATES[_name], span_fn=_span)

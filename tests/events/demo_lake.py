@@ -12,12 +12,12 @@ from lake_assets.cleaned.bars import build_bars, dedupe
 from lake_assets.events.inputs import join_event_inputs
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import load_feature_specs
+from lake_assets.features.compute import compute_features
 from lake_assets.features.context import (
     benchmarks_from_universe,
     compute_context_features,
     own_underlying_benchmark,
 )
-from lake_assets.features.core import compute_features
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.months import month_bounds, months_between
 from lake_assets.raw.ingest import validate_raw

@@ -11,7 +11,7 @@ from demo_lake import demo_event_frames
 from lake_assets.events.registry import bars_by_instrument, detect_events, prevalence_report, run_registry
 from lake_assets.events.spec_model import EventCatalog
 from lake_assets.features.catalog import load_feature_specs
-from lake_assets.features.core import compute_features
+from lake_assets.features.compute import compute_features
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, TS
 
 SPREAD_EVENTS = {"SPREAD_BLOWOUT", "SPREAD_REGIME_WIDENING_EVENT", "SPREAD_REGIME_NARROWING_EVENT"}

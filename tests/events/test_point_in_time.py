@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+from synthetic_inputs import synthetic_event_frame
 
 from lake_assets.events.registry import detect_events
 from lake_assets.events.spec_model import EventCatalog
-from lake_assets.events.synthetic_inputs import synthetic_event_frame
 from lake_assets.vocabulary import TS
 
 N_BARS = 3000

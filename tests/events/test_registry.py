@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 from event_helpers import START, fired, make_frame, make_spec, run_one
+from synthetic_inputs import synthetic_event_frame
 
 from lake_assets.events.cooldown import apply_cooldown
 from lake_assets.events.registry import (
@@ -22,7 +23,6 @@ from lake_assets.events.registry import (
     run_registry,
 )
 from lake_assets.events.spec_model import CANONICAL_FAMILIES, EventCatalog
-from lake_assets.events.synthetic_inputs import synthetic_event_frame
 from lake_assets.vocabulary import INSTRUMENT, TS
 
 ALWAYS = {"session_open": [True] * 12}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from synthetic_inputs import synthetic_event_frame
 
 from lake_assets.events.registry import detect_events
 from lake_assets.events.spec_model import EventCatalog
-from lake_assets.events.synthetic_inputs import synthetic_event_frame
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import load_feature_specs
+from lake_assets.features.compute import compute_features
 from lake_assets.features.context import compute_context_features
-from lake_assets.features.core import compute_features
 from lake_assets.features.market_context import compute_market_context
 from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TS, conform
 

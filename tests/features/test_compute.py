@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from lake_assets.features.catalog import FeatureCatalog, required_lookback_bars
-from lake_assets.features.core import compute_features, nan_ratio_report, window_embeddings
+from lake_assets.features.compute import compute_features, nan_ratio_report, window_embeddings
 
 CONTRACT_COLUMNS = [
     "ret_1", "rv_12", "rv_48", "rv_288", "vol_rank", "vol_regime", "vol_of_vol", "funding_z", "funding_carry_ann",

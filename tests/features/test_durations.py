@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from lake_assets.features.catalog import bars_of, load_feature_specs, required_lookback_bars
-from lake_assets.features.core import compute_features, infer_timeframe
+from lake_assets.features.compute import compute_features, infer_timeframe
 from lake_assets.specs import SpecError
 from lake_assets.vendors.packaged import load_dataset
 from lake_assets.vocabulary import BARS_SCHEMA, INSTRUMENT, IS_GAP, TS, conform

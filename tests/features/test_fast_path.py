@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from reference_features import expression_features, rolling_primitives
 
 from lake_assets.features import indicators as ind
 from lake_assets.features import kernels as K
 from lake_assets.features import templates as tmpl
 from lake_assets.features.arrays import Arrays, min_count
 from lake_assets.features.catalog import FeatureCatalog
-from lake_assets.features.core import available_inputs, compute_features
+from lake_assets.features.compute import available_inputs, compute_features
 from lake_assets.features.evaluate import plan_for
-from lake_assets.features.reference import expression_features, rolling_primitives
 from lake_assets.vocabulary import CLOSE
 
 
@@ -58,7 +58,8 @@ def test_entries_without_array_implementation_fall_back_to_expressions(
 ) -> None:
     fast = compute_features(book_bars, catalog)
     for name in ("zscore", "regime3", "extreme_flag", "carry_state", "weekday", "log_return"):
-        monkeypatch.setitem(tmpl.TEMPLATES, name, dataclasses.replace(tmpl.TEMPLATES[name], compute=None))
+        template = tmpl.FEATURE_TEMPLATES[name]
+        monkeypatch.setitem(tmpl.FEATURE_TEMPLATES, name, dataclasses.replace(template, compute=None))
     for name in ("BBANDS", "RSI", "ADX"):
         monkeypatch.setitem(ind.INDICATORS, name, dataclasses.replace(ind.INDICATORS[name], compute=None))
     slow = compute_features(book_bars, catalog)
@@ -180,7 +181,7 @@ def test_target_start_row_counts_the_bars_before_it(unit: str, tz: str | None) -
     """Both paths (binary search for aware us/ns columns, polars' cast otherwise) against Python's comparison."""
     from zoneinfo import ZoneInfo
 
-    from lake_assets.features.core import _start_row
+    from lake_assets.features.compute import _start_row
 
     base = datetime(2026, 3, 8, 4, 10, tzinfo=UTC)  # a DST change in New York within the range
     ts = pl.datetime_range(base, base + timedelta(hours=10), "5m", eager=True, time_unit=unit).alias("ts")
@@ -209,7 +210,7 @@ def test_ewm_lanes_over_different_inputs_equal_single_kernels_exactly() -> None:
 
 
 def test_loader_turns_nulls_into_nan_at_any_offset() -> None:
-    from lake_assets.features.core import _loader
+    from lake_assets.features.compute import _loader
 
     values = [None if i % 7 in (0, 3) or i in (20, 21, 22) else float(i) for i in range(150)]
     col = pl.concat([pl.Series("close", values[:40]), pl.Series("close", values[40:])], rechunk=False)
@@ -308,7 +309,7 @@ def test_benchmark_anchor_computes_the_same_rolling_primitives(
 def test_loader_clock_is_utc_epoch_microseconds(zone: str, unit: str) -> None:
     """The calendar features' clock: aware "us" timestamps are read as stored (UTC epoch), others converted."""
     from lake_assets.features.arrays import TS_US
-    from lake_assets.features.core import _loader
+    from lake_assets.features.compute import _loader
 
     ts = pl.datetime_range(datetime(2024, 3, 9, tzinfo=UTC), datetime(2024, 3, 12, tzinfo=UTC), "1h", eager=True)
     bars = pl.DataFrame([ts.dt.convert_time_zone(zone).dt.cast_time_unit(unit).alias("ts")])

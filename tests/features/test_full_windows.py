@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs
-from lake_assets.features.core import compute_features
+from lake_assets.features.compute import compute_features
 from lake_assets.vendors.packaged import load_dataset
 from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, INSTRUMENT, IS_GAP, TS, conform
 

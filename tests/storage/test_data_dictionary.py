@@ -139,8 +139,8 @@ def test_feature_and_event_outputs_match_their_declarations() -> None:
     from lake_assets.events.spec_model import event_specs
     from lake_assets.features.calendar import load_calendar_spec
     from lake_assets.features.catalog import load_feature_specs
+    from lake_assets.features.compute import compute_features, window_embeddings
     from lake_assets.features.context import compute_context_features
-    from lake_assets.features.core import compute_features, window_embeddings
     from lake_assets.features.market_context import compute_market_context
 
     catalog = load_feature_specs()

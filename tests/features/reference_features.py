@@ -7,7 +7,7 @@ import polars as pl
 
 from lake_assets.features.arrays import min_count
 from lake_assets.features.catalog import FeatureCatalog
-from lake_assets.features.core import available_inputs, bar_arrays
+from lake_assets.features.compute import available_inputs, bar_arrays
 from lake_assets.features.evaluate import evaluate_catalog, plan_for
 from lake_assets.vocabulary import CLOSE, INSTRUMENT, IS_GAP, TS
 
