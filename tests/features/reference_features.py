@@ -1,4 +1,4 @@
-"""The feature catalog as polars plans: the reference the numpy/numba fast path (`core.py`) is tested against, and
+"""The feature catalog as polars plans: the reference the numpy/numba fast path (`compute.py`) is tested against, and
 the anchors `benchmarks/bench_features.py` measures it by."""
 
 from __future__ import annotations

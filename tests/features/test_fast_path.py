@@ -258,7 +258,7 @@ def test_std_lanes_give_two_ddofs_of_one_window_exactly() -> None:
 def test_released_intermediates_are_never_needed_again(
     book_bars: pl.DataFrame, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lake_assets.features import core as core_mod
+    from lake_assets.features import compute as core_mod
     from lake_assets.features import evaluate as ev
 
     plan, releases = ev.evaluation_plan(catalog, available_inputs(book_bars, None))
