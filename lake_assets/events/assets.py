@@ -138,7 +138,7 @@ def event_flags_asset(lake: LakeResource, warehouse: WarehouseResource) -> dg.Ma
     events = store.read_all(GROUP, "event_registry")
     total, flagged = 0, dict.fromkeys(names, 0)
     for inst in universe().instruments:
-        bars = store.reader.instrument(tables.BARS, inst.id, columns=[TS, INSTRUMENT])
+        bars = store.reader.instrument(tables.BARS, inst.id, columns=[TS, INSTRUMENT], hold=False)
         bars_ts = bars.select(TS, INSTRUMENT) if bars.height else pl.DataFrame()
         inst_events = events.filter(pl.col(INSTRUMENT) == inst.id) if events.height else events
         flags = event_flags(inst_events, bars_ts, names) if bars_ts.height else pl.DataFrame()

@@ -29,10 +29,10 @@ def instrument_event_frame(store: Lake, inst: Instrument, context: pl.DataFrame 
     """Pass `context` (all of `context_features`) when building many instruments, so it is read once, not per one."""
     reader = store.reader
     months = reader.months(tables.BARS, inst.id)
-    bars = reader.instrument(tables.BARS, inst.id, months=months)
+    bars = reader.instrument(tables.BARS, inst.id, months=months, hold=False)
     if bars.is_empty():
         return bars
-    features = reader.instrument(tables.FEATURES, inst.id, months=months)
+    features = reader.instrument(tables.FEATURES, inst.id, months=months, hold=False)
     context = reader.table(tables.CONTEXT_FEATURES) if context is None else context
     context = context.filter(pl.col(INSTRUMENT) == inst.id).drop("month", strict=False) if context.height else context
     market = reader.read(tables.MARKET_CONTEXT, [{"month": m} for m in months])

@@ -57,8 +57,10 @@ class LakeReader:
 
     # --- partitions -----------------------------------------------------------------------------------------------
 
-    def partition(self, table: Table, dims: dict[str, str], columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """One partition's frame (empty, typed as declared where possible, when it does not exist)."""
+    def partition(
+        self, table: Table, dims: dict[str, str], columns: Sequence[str] | None = None, *, hold: bool = False
+    ) -> pl.DataFrame:
+        """One partition's frame (empty when it does not exist); `hold` keeps it for the next request."""
         path = self.store.partition_path(table.group, table.name, dims)
         stamp = _stamp(path)
         if stamp is None:
@@ -74,7 +76,8 @@ class LakeReader:
             have = pl.read_parquet_schema(path)
             frame = pl.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
         self.reads += 1
-        self._hold(key, stamp, frame)
+        if hold:
+            self._hold(key, stamp, frame)
         return frame
 
     def _hold(self, key: _Key, stamp: object, frame: pl.DataFrame) -> None:
@@ -97,16 +100,21 @@ class LakeReader:
         return sorted(d[MONTH] for d in listed if d.get(INSTRUMENT) == instrument)
 
     def read(
-        self, table: Table, dims_list: Iterable[dict[str, str]], columns: Sequence[str] | None = None
+        self,
+        table: Table,
+        dims_list: Iterable[dict[str, str]],
+        columns: Sequence[str] | None = None,
+        *,
+        hold: bool = False,
     ) -> pl.DataFrame:
         """The given partitions concatenated (missing ones skipped), in the order given."""
-        frames = [f for f in (self.partition(table, d, columns) for d in dims_list) if f.width]
+        frames = [f for f in (self.partition(table, d, columns, hold=hold) for d in dims_list) if f.width]
         if not frames:
             return pl.DataFrame(schema=table.schema) if columns is None and table.columns else pl.DataFrame()
         return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
     def table(self, table: Table, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """Every partition of a table."""
+        """Every partition of a table (read through: nothing is held)."""
         return self.read(table, self.store.partitions(table.group, table.name), columns)
 
     # --- an instrument over time ----------------------------------------------------------------------------------
@@ -117,9 +125,12 @@ class LakeReader:
         instrument: str,
         columns: Sequence[str] | None = None,
         months: Sequence[str] | None = None,
+        *,
+        hold: bool = True,
     ) -> pl.DataFrame:
-        """An instrument-month table's rows of one instrument (all its months, or `months`), sorted by ts; the same
-        frame again while none of its files changed."""
+        """An instrument-month table's rows of one instrument (all its months, or `months`), sorted by ts. With
+        `hold` the frame is kept (not its partitions) and returned again while none of its files changed: the
+        strategies of a run share their instruments' bars."""
         chosen = self.months(table, instrument) if months is None else list(months)
         dims = [{INSTRUMENT: instrument, MONTH: m} for m in chosen]
         stamps = tuple(_stamp(self.store.partition_path(table.group, table.name, d)) for d in dims)
@@ -131,15 +142,27 @@ class LakeReader:
         frame = self.read(table, dims, columns)
         if not frame.is_empty():
             frame = frame.drop(MONTH, strict=False).with_columns(pl.col(TS).cast(TS_DTYPE)).sort(TS)
-        self._hold(key, stamps, frame)
+        if hold:
+            self._hold(key, stamps, frame)
         return frame
 
     def with_warmup(self, table: Table, inst: Instrument, month: str, lookback_bars: int) -> pl.DataFrame:
-        """`inst`'s rows from `lookback_bars` base bars before `month` to the month's end, sorted by ts."""
-        frame = self.read(table, [{INSTRUMENT: inst.id, MONTH: m}
-                                  for m in warmup_month_keys(inst, month, lookback_bars)])  # fmt: skip
+        """`inst`'s rows from `lookback_bars` base bars before `month` to the month's end, sorted by ts.
+
+        Its month partitions are held for the next months' warm-ups; requests in month order per instrument (as
+        partition keys run) drop the months no later request reaches back to."""
+        months = warmup_month_keys(inst, month, lookback_bars)
+        self._release_before(table, inst.id, months[0])
+        frame = self.read(table, [{INSTRUMENT: inst.id, MONTH: m} for m in months], hold=True)
         if frame.is_empty():
             return pl.DataFrame(schema=table.schema)
         start = warmup_start(month, inst.base_timeframe, lookback_bars)
         return frame.filter(pl.col(TS) >= start).sort(TS)
 
+    def _release_before(self, table: Table, instrument: str, first_month: str) -> None:
+        prefix = str(self.store.asset_dir(table.group, table.name) / f"{INSTRUMENT}={instrument}") + "/"
+        for key in [k for k in self._held if k[0].startswith(prefix)]:
+            month = key[0][len(prefix):].split("/", 1)[0].removeprefix(f"{MONTH}=")
+            if month < first_month:
+                _, frame = self._held.pop(key)
+                self._bytes -= frame.estimated_size()
