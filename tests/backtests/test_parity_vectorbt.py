@@ -94,8 +94,8 @@ def test_batch_fast_path_matches_vectorbt_many_columns() -> None:
     np.testing.assert_allclose(res.final_equity, pf.final_value().to_numpy(), rtol=REL)
     ref = pf.trades.records
     assert res.trades.shape[0] == len(ref)
-    ours = res.trades[np.lexsort((res.trades[:, 2], res.trades[:, 0]))]
+    ours = np.sort(res.trades, order=["slot", "entry_bar"])
     ref = ref.sort_values(["col", "entry_idx"])
-    np.testing.assert_array_equal(ours[:, 2].astype(int), ref["entry_idx"].to_numpy())
-    np.testing.assert_array_equal(ours[:, 3].astype(int), ref["exit_idx"].to_numpy())
-    np.testing.assert_allclose(ours[:, 6], ref["size"].to_numpy(), rtol=REL)
+    np.testing.assert_array_equal(ours["entry_bar"], ref["entry_idx"].to_numpy())
+    np.testing.assert_array_equal(ours["exit_bar"], ref["exit_idx"].to_numpy())
+    np.testing.assert_allclose(ours["size"], ref["size"].to_numpy(), rtol=REL)
