@@ -12,6 +12,8 @@ Frames go in and out without per-row Python: grid and signal arrays come straigh
 only the ones the chosen path reads), result frames are one polars `select` each over the kernels' record arrays.
 
 Semantics shared with the peers (tested live against them in tests/backtests/test_engine_peer_semantics.py):
+- Equity-percent sizing (the default, 100% of equity) is cost-inclusive like vectorbt's size=inf: the fraction of
+  equity pays for units, slippage and fees, so all-in sizing never borrows under a 1.0 leverage cap.
 - All-cash (infinite notional) sells are sized as vectorbt 1.2 sizes them: the long is closed and a short opened
   with the free cash (cash minus twice the open shorts' entry value, plus the long's net proceeds).
 - A signal's order has one fill bar (its close, or the next open); without a price there it expires, as vectorbt
@@ -63,6 +65,53 @@ from lake_assets.vocabulary import CLOSE, FUNDING_RATE, HIGH, INSTRUMENT, LOW, O
 LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT = "long_entry", "long_exit", "short_entry", "short_exit"
 SIGNAL_COLUMNS = (LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT)
 DEFAULT_STRATEGY = "default"
+
+Accumulate = bool | Literal["both", "addonly", "removeonly"]
+OppositeEntry = Literal["ignore", "close", "closereduce", "reverse", "reversereduce"]
+Conflict = Literal["ignore", "entry", "exit", "adjacent", "opposite"]
+DirConflict = Literal["ignore", "long", "short", "adjacent", "opposite"]
+_ACCUMULATE = {False: core.ACC_DISABLED, True: core.ACC_BOTH, "both": core.ACC_BOTH,
+               "addonly": core.ACC_ADD_ONLY, "removeonly": core.ACC_REMOVE_ONLY}  # fmt: skip
+_OPPOSITE = {"ignore": core.OPP_IGNORE, "close": core.OPP_CLOSE, "closereduce": core.OPP_CLOSE_REDUCE,
+             "reverse": core.OPP_REVERSE, "reversereduce": core.OPP_REVERSE_REDUCE}  # fmt: skip
+_CONFLICT = {"ignore": core.CONFLICT_IGNORE, "entry": core.CONFLICT_ENTRY, "exit": core.CONFLICT_EXIT,
+             "adjacent": core.CONFLICT_ADJACENT, "opposite": core.CONFLICT_OPPOSITE}  # fmt: skip
+_DIR_CONFLICT = {"ignore": core.DIR_IGNORE, "long": core.DIR_LONG, "short": core.DIR_SHORT,
+                 "adjacent": core.DIR_ADJACENT, "opposite": core.DIR_OPPOSITE}  # fmt: skip
+
+
+def _code(table: dict, name: str, value: object) -> int:  # type: ignore[type-arg]
+    key = value.lower() if isinstance(value, str) else value
+    if key not in table:
+        raise ValueError(f"{name} must be one of {sorted(map(str, table))}, got {value!r}")
+    return int(table[key])
+
+
+def signal_rules(
+    accumulate: Accumulate = False,
+    upon_opposite_entry: OppositeEntry = "reversereduce",
+    upon_long_conflict: Conflict = "ignore",
+    upon_short_conflict: Conflict = "ignore",
+    upon_dir_conflict: DirConflict = "ignore",
+) -> core.SignalRules:
+    """vectorbt `Portfolio.from_signals` modes (same names, values and defaults) as the kernels' codes."""
+    return core.SignalRules(
+        accumulate=_code(_ACCUMULATE, "accumulate", accumulate),
+        opposite_entry=_code(_OPPOSITE, "upon_opposite_entry", upon_opposite_entry),
+        long_conflict=_code(_CONFLICT, "upon_long_conflict", upon_long_conflict),
+        short_conflict=_code(_CONFLICT, "upon_short_conflict", upon_short_conflict),
+        dir_conflict=_code(_DIR_CONFLICT, "upon_dir_conflict", upon_dir_conflict),
+    )
+
+
+def _stops(sl_stop: float | None, tp_stop: float | None, sl_trail: bool) -> tuple[float, float, bool]:
+    for name, v in (("sl_stop", sl_stop), ("tp_stop", tp_stop)):
+        if v is not None and not (0 < v < math.inf):
+            raise ValueError(f"{name} must be a positive fraction of the entry price or None, got {v!r}")
+    if sl_trail and sl_stop is None:
+        raise ValueError("sl_trail needs sl_stop")
+    return (math.nan if sl_stop is None else float(sl_stop), math.nan if tp_stop is None else float(tp_stop), sl_trail)
+
 
 REASONS: dict[int, str] = {
     core.R_NONPOSITIVE_SIZE: "size must be a positive number",
@@ -173,7 +222,13 @@ class EngineConfig:
     def dynamic_costs(self) -> bool:
         return self.default_spread_bps > 0 or self.vol_k > 0 or self.liquidity_k > 0 or self.impact_k > 0
 
-    def params(self, sig_size_type: SizeType) -> core.Params:
+    def params(
+        self,
+        sig_size_type: SizeType,
+        rules: core.SignalRules | None = None,
+        stops: tuple[float, float, bool] = (math.nan, math.nan, False),
+    ) -> core.Params:
+        """Kernel settings; `rules` and `stops` (sl_stop, tp_stop, sl_trail) are `run_signals`' signal modes."""
         r = self.risk
 
         def _opt(v: float | None) -> float:
@@ -206,6 +261,10 @@ class EngineConfig:
             sig_size_type=int(sig_size_type.code),
             sig_wait=bool(self.signals_wait_for_price),
             cap_reject=r.on_cap == "reject",
+            rules=rules or core.SignalRules(),
+            sl_stop=float(stops[0]),
+            tp_stop=float(stops[1]),
+            sl_trail=bool(stops[2]),
         )
 
 
@@ -408,11 +467,25 @@ def run_signals(
     sizing: Sizing | None = None,
     funding: pl.DataFrame | None = None,
     fast: bool | None = None,
+    accumulate: Accumulate = False,
+    upon_opposite_entry: OppositeEntry = "reversereduce",
+    upon_long_conflict: Conflict = "ignore",
+    upon_short_conflict: Conflict = "ignore",
+    upon_dir_conflict: DirConflict = "ignore",
+    sl_stop: float | None = None,
+    tp_stop: float | None = None,
+    sl_trail: bool = False,
 ) -> BacktestResult:
     """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
     `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
-    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible."""
+    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible.
+
+    Signal modes are vectorbt `Portfolio.from_signals`' (same names, values and defaults; see the module docstring):
+    `accumulate`, `upon_opposite_entry`, `upon_long_conflict` / `upon_short_conflict` / `upon_dir_conflict`, and
+    stops as fractions of the entry price: `sl_stop`, `tp_stop`, `sl_trail` (trailing stop-loss)."""
     config = config or EngineConfig()
+    rules = signal_rules(accumulate, upon_opposite_entry, upon_long_conflict, upon_short_conflict, upon_dir_conflict)
+    stops = _stops(sl_stop, tp_stop, sl_trail)
     sizing = sizing or Sizing(SizeType.EQUITY_PERCENT, 1.0)
     for c in (TS, INSTRUMENT):
         if c not in signals.columns:
@@ -477,12 +550,14 @@ def run_signals(
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
         and "size" not in signals.columns
         and not isinstance(sizing.size, pl.Expr)
+        and math.isnan(stops[0])
+        and math.isnan(stops[1])
     )
     if fast and not eligible:
         raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
     if fast or (fast is None and eligible):
         fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
-        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config)
+        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules)
     # per-bar size / stop distance grids are only needed by the full simulator
     size = np.full((n, ns), np.nan)
     if "size" in sig.columns:
@@ -494,7 +569,7 @@ def run_signals(
         stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if fund is None:
         fund = np.full((n, len(grid.instruments)), np.nan)
-    params = config.params(sizing.size_type)
+    params = config.params(sizing.size_type, rules, stops)
     signal_inputs = core.SignalInputs(flags, size, stop_dist)
     return _simulate(grid, slots, slot_inst, slot_strat, signal_inputs, core.empty_orders(0), fund, params, config, [])
 
@@ -881,11 +956,13 @@ def run_signals_batch(
     fill_at: Literal["next_open", "close"] = "close",
     allow_short: bool = True,
     wait_for_price: bool = False,
+    rules: core.SignalRules | None = None,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
     `size` is quote notional when `notional` (inf = all cash) else units. A signal whose fill price is NaN is dropped
-    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`)."""
+    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`). `rules` (`signal_rules`) are
+    vectorbt's accumulation / opposite-entry / conflict modes."""
     close = np.asarray(close, dtype=np.float64)
     if close.ndim == 1:
         close = close[:, None]
@@ -910,6 +987,7 @@ def run_signals_batch(
         next_bar=fill_at == "next_open",
         allow_short=bool(allow_short),
         wait=bool(wait_for_price),
+        rules=rules or core.SignalRules(),
     )
     fills, trades, cash, pos = core.fast_signals_nb(np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, fp)
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
@@ -927,6 +1005,7 @@ def _run_fast(
     size: float,
     size_type: SizeType,
     config: EngineConfig,
+    rules: core.SignalRules,
 ) -> BacktestResult:
     a = grid.arrays
     res = run_signals_batch(
@@ -942,6 +1021,7 @@ def _run_fast(
         fill_at=config.fill_at,
         allow_short=config.allow_short,
         wait_for_price=config.signals_wait_for_price,
+        rules=rules,
     )
     n = grid.ts.shape[0]
     fills = res.fills

@@ -51,6 +51,26 @@ R_EXIT_SIDE = 24
 # event kinds
 EV_REJECTED, EV_RESIZED, EV_KILL, EV_DAILY, EV_PARTIAL, EV_CANCELLED = 0, 1, 2, 3, 4, 5
 
+# signal bit flags
+SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
+
+# signal modes (vectorbt's enums: AccumulationMode, OppositeEntryMode, ConflictMode, DirectionConflictMode)
+ACC_DISABLED, ACC_BOTH, ACC_ADD_ONLY, ACC_REMOVE_ONLY = 0, 1, 2, 3
+OPP_IGNORE, OPP_CLOSE, OPP_CLOSE_REDUCE, OPP_REVERSE, OPP_REVERSE_REDUCE = 0, 1, 2, 3, 4
+CONFLICT_IGNORE, CONFLICT_ENTRY, CONFLICT_EXIT, CONFLICT_ADJACENT, CONFLICT_OPPOSITE = 0, 1, 2, 3, 4
+DIR_IGNORE, DIR_LONG, DIR_SHORT, DIR_ADJACENT, DIR_OPPOSITE = 0, 1, 2, 3, 4
+
+
+class SignalRules(NamedTuple):
+    """How signals become orders (vectorbt `from_signals` modes, codes above)."""
+
+    accumulate: int = ACC_DISABLED
+    opposite_entry: int = OPP_REVERSE_REDUCE
+    long_conflict: int = CONFLICT_IGNORE
+    short_conflict: int = CONFLICT_IGNORE
+    dir_conflict: int = DIR_IGNORE
+
+
 # --- record dtypes: every kernel output is a structured array, so a column is named where it is used ---------------
 _I, _F, _B = np.int64, np.float64, np.bool_
 
@@ -69,6 +89,7 @@ ORDER_DT = np.dtype(
         ("tif", _I),  # time in force in bars, -1 = good till cancelled
         ("ref", _I),  # MODIFY / CANCEL target (row), -1 = none
         ("reverse", _B),  # a signal's entry against a position: closes it and opens `size` the other way
+        ("reduce", _B),  # an EXIT of `size` (capped at the position) instead of the whole position
         ("status", _I),
         ("reason", _I),
         ("requested", _F),  # units, resolved at the first fill attempt
@@ -204,6 +225,10 @@ class Params(NamedTuple):
     sig_size_type: int
     sig_wait: bool  # a signal order whose fill bar has no price waits for the next priced bar (else it expires)
     cap_reject: bool  # an exposure cap rejects the opening part of an order it would cut (backtesting.py); else resize
+    rules: SignalRules  # how signals become orders
+    sl_stop: float  # signal stop-loss as a fraction of the entry price (NaN = none)
+    tp_stop: float  # signal take-profit as a fraction of the entry price (NaN = none)
+    sl_trail: bool  # the stop-loss trails the best high (long) / low (short) since the entry
 
 
 class FastParams(NamedTuple):
@@ -217,6 +242,7 @@ class FastParams(NamedTuple):
     next_bar: bool  # fill at the next bar's price rather than the signal bar's
     allow_short: bool
     wait: bool  # a signal whose fill price is NaN waits for the next priced bar (else it is dropped)
+    rules: SignalRules
 
 
 class Book(NamedTuple):
@@ -235,44 +261,94 @@ def new_book(ns: int) -> Book:
     return Book(np.zeros(ns), np.zeros(ns, dtype=np.int64), np.zeros(ns), np.zeros(ns), np.zeros(ns))
 
 
-# signal bit flags
-SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
+@njit(cache=True)
+def _resolve_conflict(pos: float, entry: bool, exit_: bool, mode: int) -> tuple[bool, bool]:
+    """An entry and an exit of one direction on the same bar (vectorbt's `resolve_signal_conflict_nb`)."""
+    if not (entry and exit_):
+        return entry, exit_
+    if mode == CONFLICT_ENTRY:
+        return True, False
+    if mode == CONFLICT_EXIT:
+        return False, True
+    if mode == CONFLICT_ADJACENT and pos != 0.0:
+        return True, False
+    if mode == CONFLICT_OPPOSITE and pos != 0.0:
+        return False, True
+    return False, False
 
 
 @njit(cache=True)
-def resolve_signal(flags: int, pos: float, allow_short: bool) -> tuple[int, int, int]:
-    """vectorbt's from_signals rules (accumulate=False, conflicts ignored).
+def _resolve_dir_conflict(pos: float, le: bool, se: bool, mode: int) -> tuple[bool, bool]:
+    """A long and a short entry on the same bar (vectorbt's `resolve_dir_conflict_nb`)."""
+    if not (le and se):
+        return le, se
+    if mode == DIR_LONG:
+        return True, False
+    if mode == DIR_SHORT:
+        return False, True
+    if mode == DIR_ADJACENT and pos != 0.0:
+        return pos > 0, pos < 0
+    if mode == DIR_OPPOSITE and pos != 0.0:
+        return pos < 0, pos > 0
+    return False, False
 
-    Returns (side, action, reverse); side -1 means no order."""
+
+@njit(cache=True)
+def resolve_signal(flags: int, pos: float, allow_short: bool, rules: SignalRules) -> tuple[int, int, int, bool]:
+    """vectorbt's `from_signals` rules against the current position: conflict resolution, opposite entries and
+    accumulation (its `resolve_*_nb` and `signals_to_size_nb`).
+
+    Returns (side, action, reverse, reduce); side -1 means no order. An ENTRY with `reverse` closes the position and
+    opens the signal's size the other way; one without it against a position trades the signal's size (reducing,
+    and flipping if larger). An EXIT with `reduce` sells/buys back the signal's size (capped at the position),
+    without it the whole position."""
     le = (flags & SIG_LONG_ENTRY) != 0
     lx = (flags & SIG_LONG_EXIT) != 0
     se = (flags & SIG_SHORT_ENTRY) != 0 and allow_short
     sx = (flags & SIG_SHORT_EXIT) != 0
-    if le and lx:
-        le = False
-        lx = False
-    if se and sx:
-        se = False
-        sx = False
-    if le and se:
-        le = False
-        se = False
+    acc = rules.accumulate
+    if le or se:
+        le, lx = _resolve_conflict(pos, le, lx, rules.long_conflict)
+        se, sx = _resolve_conflict(pos, se, sx, rules.short_conflict)
+        le, se = _resolve_dir_conflict(pos, le, se, rules.dir_conflict)
+        mode = rules.opposite_entry
+        if (pos > 0 and se) or (pos < 0 and le):
+            if mode == OPP_IGNORE:
+                se = se and pos < 0
+                le = le and pos > 0
+            elif mode in (OPP_CLOSE, OPP_CLOSE_REDUCE):
+                if pos > 0:
+                    se = False
+                    lx = True
+                else:
+                    le = False
+                    sx = True
+                if mode == OPP_CLOSE:
+                    acc = ACC_DISABLED
+            elif mode == OPP_REVERSE:
+                acc = ACC_DISABLED
+    remove = acc in (ACC_BOTH, ACC_REMOVE_ONLY)
+    add = acc in (ACC_BOTH, ACC_ADD_ONLY)
     if pos > 0:
         if se:
-            return SELL, ENTRY, 1
+            return SELL, ENTRY, 0 if remove else 1, False
         if lx:
-            return SELL, EXIT, 0
+            return SELL, EXIT, 0, remove
+        if le and add:
+            return BUY, ENTRY, 0, False
     elif pos < 0:
         if le:
-            return BUY, ENTRY, 1
+            return BUY, ENTRY, 0 if remove else 1, False
         if sx:
-            return BUY, EXIT, 0
+            return BUY, EXIT, 0, remove
+        if se and add:
+            return SELL, ENTRY, 0, False
     else:
         if le:
-            return BUY, ENTRY, 0
+            return BUY, ENTRY, 0, False
         if se:
-            return SELL, ENTRY, 0
-    return -1, -1, 0
+            return SELL, ENTRY, 0, False
+    return -1, -1, 0, False
 
 
 @njit(cache=True)
@@ -459,12 +535,12 @@ def _fast_column(
             if priced or not fp.wait:
                 pending = False
         if f != 0:
-            side, action, rev = resolve_signal(f, book.pos[0], fp.allow_short)
+            side, action, rev, reduce = resolve_signal(f, book.pos[0], fp.allow_short, fp.rules)
             if side >= 0:
                 pending = True
                 p_side = side
                 p_action = action
-                p_rev = rev
+                p_rev = 2 if reduce else rev  # 1: reverse, 2: exit of the signal's size
         if not fp.next_bar and pending:
             if priced:
                 cash, nf, nt = _fast_exec(c, i, p_side, p_action, p_rev, px, sz, fp, cash, book, fills, nf, trades, nt)
@@ -505,11 +581,14 @@ def _fast_exec(
     sgn = 1.0 if side == BUY else -1.0
     p = book.pos[0]
     fees = fp.fees
+    all_in = False
     adj = px * (1.0 + sgn * fp.slippage)
     if action == EXIT:
         if p == 0.0 or (p > 0) == (sgn > 0):
             return cash, nf, nt
         units = abs(p)
+        if rev == 2:  # reduce by the signal's size
+            units = min(sz / px if fp.notional else sz, units)
         fee = units * adj * fees + fp.fixed_fees
     elif fp.notional and np.isinf(sz) and sgn < 0:
         # all-cash short (vectorbt 1.2's sell with size=inf): close the long, then short what free cash allows
@@ -523,6 +602,7 @@ def _fast_exec(
             return cash, nf, nt
         units = max_req / adj
         fee = cash - max_req
+        all_in = True
     else:
         units = sz / px if fp.notional else sz
         if rev == 1 and p != 0.0 and (p > 0) != (sgn > 0):
@@ -530,7 +610,7 @@ def _fast_exec(
         fee = units * adj * fees + fp.fixed_fees
     if not units > 0.0:
         return cash, nf, nt
-    cash -= sgn * units * adj + fee
+    cash = 0.0 if all_in else cash - (sgn * units * adj + fee)  # all in: all the cash, exactly
     if nf < fills.shape[0]:
         fl = fills[nf]
         fl.bar = i
@@ -634,6 +714,26 @@ def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 
 R_ALL_CASH_SHORT = 25
+STOP_EXIT_ID = -3  # input_id of the EXIT a signal stop (sl_stop / tp_stop) makes
+
+
+@njit(cache=True)
+def _stop_fill_price(hit_below: bool, level: float, o: float, h: float, lw: float) -> float:
+    """Fill price of a stop at `level` in a bar (vectorbt's `get_stop_price_nb`): the open when the bar opens
+    through it, the level when the bar touches it, NaN when it does not."""
+    if hit_below:
+        if o <= level:
+            return o
+        if lw <= level <= h:
+            return level
+    else:
+        if level <= o:
+            return o
+        if lw <= level <= h:
+            return level
+    return np.nan
+
+
 R_NO_PRICE = 26
 R_CAP_REJECT_OFFSET = 24  # + R_STRATEGY_CAP .. R_NEW_EXPOSURE_CAP (27..30): that cap rejected instead of resizing
 
@@ -707,6 +807,19 @@ def empty_orders(n: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def _units(o: Any, ref: float, eq: float) -> float:
+    """Units of an order's `size` at price `ref` and equity `eq`, by its size type (no cost netting)."""
+    sz = o.size
+    if o.size_type == NOTIONAL:
+        return sz / ref
+    if o.size_type == EQUITY_PERCENT:
+        return sz * eq / ref
+    if o.size_type == RISK_PERCENT:
+        return sz * eq / o.stop_distance
+    return sz
+
+
+@njit(cache=True)
 def _blank_order(o: Any) -> None:
     """No-value defaults of a generated order's fields (as `empty_orders`)."""
     o.bar = -1
@@ -722,6 +835,7 @@ def _blank_order(o: Any) -> None:
     o.tif = -1
     o.ref = -1
     o.reverse = False
+    o.reduce = False
     o.status = -1
     o.reason = -1
     o.requested = np.nan
@@ -835,6 +949,11 @@ def _simulate_pass(
     sig_size_type = params.sig_size_type
     sig_wait = params.sig_wait
     cap_reject = params.cap_reject
+    rules = params.rules
+    sl_stop = params.sl_stop
+    tp_stop = params.tp_stop
+    sl_trail = params.sl_trail and np.isfinite(sl_stop)
+    has_stops = np.isfinite(sl_stop) or np.isfinite(tp_stop)
 
     fills = np.empty(cap_f, dtype=FILL_DT)
     nf = 0
@@ -855,6 +974,12 @@ def _simulate_pass(
     used_vol = np.zeros(nj)
     n_open = np.zeros(ns, dtype=np.int64)  # positions opened per slot (from flat or by a flip)
     intra_bar = np.full(ns, -1)  # bar in which the slot's position was opened inside the bar (not at the open)
+    # signal stops (vectorbt's sl_stop / tp_stop / sl_trail): per slot the stop-loss anchor (the entry's reference
+    # price, or the best price since when trailing) and the take-profit anchor; the bar and fill price of a stop exit
+    sl_anchor = np.full(ns, np.nan)
+    tp_anchor = np.full(ns, np.nan)
+    stopped_bar = np.full(ns, -1)
+    stop_px = np.full(ns, np.nan)
     fees_cum = 0.0
     funding_cum = 0.0
     killed = False
@@ -903,7 +1028,7 @@ def _simulate_pass(
         busy = npend > 0 or (next_in < n_in and orders[next_in].bar <= i)
         if not busy:
             for s in range(ns):
-                if sig_flags[i, s] != 0:
+                if sig_flags[i, s] != 0 or (has_stops and pos[s] != 0.0):
                     busy = True
                     break
         if not busy:
@@ -974,7 +1099,9 @@ def _simulate_pass(
                     f = sig_flags[i, s]
                     if f == 0:
                         continue
-                    side, action, rev = resolve_signal(f, pos[s], allow_short)
+                    if fill_close and stopped_bar[s] == i:
+                        continue  # a stop closed the position at this bar: its signals are ignored (vectorbt)
+                    side, action, rev, reduce = resolve_signal(f, pos[s], allow_short, rules)
                     if side < 0:
                         continue
                     for q in range(npend):
@@ -992,11 +1119,12 @@ def _simulate_pass(
                     orders[k].action = action
                     orders[k].order_type = MARKET
                     orders[k].size_type = sig_size_type
-                    orders[k].size = sig_size[i, s] if action == ENTRY else np.nan
+                    orders[k].size = sig_size[i, s] if (action == ENTRY or reduce) else np.nan
                     orders[k].stop_distance = sig_stop_dist[i, s]
                     orders[k].tif = -1
                     orders[k].ref = -1
                     orders[k].reverse = rev == 1
+                    orders[k].reduce = reduce
                     orders[k].input_id = -1
                     orders[k].status = ST_NEW
                     orders[k].reason = R_NONE
@@ -1022,6 +1150,54 @@ def _simulate_pass(
             # (market orders, orders gapped through), in submission order; then orders touched only inside the bar,
             # stop-triggered before limit (pessimistic: a bracket's stop-loss before its take-profit)
             for sub in range(3 if phase == 0 else 1):
+                if phase == 0 and sub == 1 and has_stops:
+                    # signal stops, after the fills at the open (vectorbt checks them before the bar's signals):
+                    # the stop-loss first, then the take-profit; a hit makes an EXIT that fills in this pass
+                    for s in range(ns):
+                        p = pos[s]
+                        j = slot_inst[s]
+                        if p == 0.0 or not valid[j] or intra_bar[s] == i:
+                            continue
+                        lvl = np.nan
+                        spx = np.nan
+                        is_sl = False
+                        if np.isfinite(sl_stop):
+                            lvl = sl_anchor[s] * (1.0 - sl_stop) if p > 0 else sl_anchor[s] * (1.0 + sl_stop)
+                            spx = _stop_fill_price(p > 0, lvl, op[i, j], hi[i, j], lo[i, j])
+                            is_sl = np.isfinite(spx)
+                        if not is_sl and np.isfinite(tp_stop):
+                            lvl = tp_anchor[s] * (1.0 + tp_stop) if p > 0 else tp_anchor[s] * (1.0 - tp_stop)
+                            spx = _stop_fill_price(p < 0, lvl, op[i, j], hi[i, j], lo[i, j])
+                        if sl_trail:
+                            if p > 0 and hi[i, j] > sl_anchor[s]:
+                                sl_anchor[s] = hi[i, j]
+                            elif p < 0 and lo[i, j] < sl_anchor[s]:
+                                sl_anchor[s] = lo[i, j]
+                        if not np.isfinite(spx):
+                            continue
+                        k = no
+                        no += 1
+                        _blank_order(orders[k])
+                        orders[k].bar = i
+                        orders[k].slot = s
+                        orders[k].side = SELL if p > 0 else BUY
+                        orders[k].action = EXIT
+                        orders[k].order_type = STOP if is_sl else LIMIT
+                        if is_sl:
+                            orders[k].stop_price = lvl
+                        else:
+                            orders[k].limit_price = lvl
+                        orders[k].input_id = STOP_EXIT_ID
+                        orders[k].status = ST_NEW
+                        orders[k].reason = R_NONE
+                        orders[k].filled = 0.0
+                        orders[k].last_bar = i
+                        orders[k].active_bar = i
+                        orders[k].armed = n_open[s] - 1
+                        pending[npend] = k
+                        npend += 1
+                        stopped_bar[s] = i
+                        stop_px[s] = spx
                 for q in range(npend):
                     k = pending[q]
                     st = orders[k].status
@@ -1055,7 +1231,13 @@ def _simulate_pass(
                     maker = False
                     trig = orders[k].triggered_bar
                     klass = 0  # pass of this fill: 0 at the open, 1 stop touched inside the bar, 2 limit inside
-                    if typ == MARKET:
+                    if orders[k].input_id == STOP_EXIT_ID:
+                        # a signal stop: at the stop price (the open if the bar gapped through it), without slippage
+                        # as vectorbt's default stop_exit_price="stoplimit"
+                        ref = stop_px[s]
+                        maker = True
+                        klass = sub
+                    elif typ == MARKET:
                         ref = o if phase == 0 else c
                     elif typ == LIMIT or (typ == STOP_LIMIT and trig >= 0 and trig < i):
                         maker = True
@@ -1105,6 +1287,7 @@ def _simulate_pass(
                     all_cash_short = False
                     short_free = 0.0
                     max_req = 0.0
+                    spend = 0.0  # all_cash: the cash the fill takes, fees included
                     fee_rate = maker_fee if maker else taker_fee
                     base = 0.0 if maker else fixed_slip
                     if not maker:
@@ -1128,8 +1311,13 @@ def _simulate_pass(
                             continue
                         want = abs(p)
                         if not orders[k].resolved:
+                            if orders[k].reduce:
+                                # reduce by the order's size (vectorbt's accumulation exits), capped at the position
+                                want = min(_units(orders[k], ref, _equity(cash, pos, mark, slot_inst)), want)
                             orders[k].requested = want
                             orders[k].resolved = True
+                        elif orders[k].reduce:
+                            want = min(orders[k].requested - orders[k].filled, want)
                     else:
                         if not orders[k].resolved:
                             sz = orders[k].size
@@ -1138,7 +1326,19 @@ def _simulate_pass(
                             if stype == NOTIONAL:
                                 u = sz / ref
                             elif stype == EQUITY_PERCENT:
-                                u = sz * eq / ref
+                                # cost-inclusive (vectorbt's size=inf arithmetic): `sz` of equity pays for the units,
+                                # their slippage and the fees, so all-in sizing under a 1.0 leverage cap never borrows
+                                budget = sz * eq
+                                if orders[k].reverse and opposite:
+                                    # what closing the position costs comes out of the equity first
+                                    budget = sz * (
+                                        eq - abs(p) * ref * abs((1.0 + sgn * base) * (1.0 + sgn * fee_rate) - 1.0)
+                                    )
+                                u = max((budget - fixed_fee) / (ref * (1.0 + sgn * base) * (1.0 + fee_rate)), 0.0)
+                                if sgn > 0 and not opposite and orders[k].filled == 0.0:
+                                    all_cash = True  # filled as an all-cash buy of `budget`
+                                    spend = budget
+                                    max_req = (budget - fixed_fee) / (1.0 + fee_rate)
                             elif stype == RISK_PERCENT:
                                 u = sz * eq / orders[k].stop_distance
                             else:
@@ -1168,6 +1368,7 @@ def _simulate_pass(
                                 ne = _event_into(events, ne, i, k, s, j, EV_REJECTED, R_NO_EQUITY, want, 0.0)
                                 continue
                             all_cash = True
+                            spend = cash
                             want = max_req / (ref * (1.0 + sgn * base))
                     close_part = min(want, abs(p)) if opposite else 0.0
                     open_part = want - close_part
@@ -1280,7 +1481,7 @@ def _simulate_pass(
                         px = min(px, cap_px) if sgn > 0 else max(px, cap_px)
                     if all_cash:
                         units = max_req / px
-                        fee = cash - max_req
+                        fee = spend - max_req
                         orders[k].requested = orders[k].filled + units
                     elif all_cash_short:
                         units = _all_cash_short_units(p, short_free, px, fee_rate, fixed_fee)
@@ -1289,13 +1490,26 @@ def _simulate_pass(
                     else:
                         fee = units * px * fee_rate + fixed_fee
                     close_done = min(units, abs(p)) if opposite else 0.0
-                    cash -= sgn * units * px + fee
+                    if all_cash:
+                        cash -= spend  # exactly the budget: never below zero when it is at most the cash
+                    else:
+                        cash -= sgn * units * px + fee
                     fees_cum += fee
                     nt = _book_fill_into(trades, nt, s, i, sgn, units, px, fee, book)
                     if pos[s] != 0.0 and (p == 0.0 or (p > 0) != (pos[s] > 0)):
                         n_open[s] += 1  # a new position (from flat or flipped)
                         if klass > 0:
                             intra_bar[s] = i
+                    if has_stops:
+                        if pos[s] == 0.0:
+                            sl_anchor[s] = np.nan
+                            tp_anchor[s] = np.nan
+                        elif p == 0.0 or (p > 0) != (pos[s] > 0) or abs(pos[s]) > abs(p):
+                            # a new or increased position: the stops restart from this fill's reference price
+                            # (vectorbt's stop_entry_price: its default "close" in fill_at="close"; the open here
+                            # in fill_at="next_open") and upon_stop_update="override"
+                            sl_anchor[s] = ref
+                            tp_anchor[s] = ref
                     slip_cost = sgn * (px - ref) * units
                     exp_cost = 0.0 if maker else base * ref * units
                     if nf < fills.shape[0]:
@@ -1321,7 +1535,7 @@ def _simulate_pass(
                     orders[k].last_bar = i
                     used_vol[j] += units
                     new_exp += max(units - close_done, 0.0) * ref
-                    done = pos[s] == 0.0 if action == EXIT else orders[k].filled >= orders[k].requested * (1.0 - 1e-12)
+                    done = (action == EXIT and pos[s] == 0.0) or orders[k].filled >= orders[k].requested * (1.0 - 1e-12)
                     orders[k].status = ST_FILLED if done else ST_PARTIAL
 
         # ---- close: mark to market, kill switches, daily loss cap, expiry ----

@@ -78,7 +78,9 @@ def fixed_units(units: float) -> Sizing:
 
 
 def percent_equity(fraction: float) -> Sizing:
-    """Position notional = fraction × equity at the fill."""
+    """Commit `fraction` × equity at the fill, slippage and fees included (units = (fraction·equity − fixed fee) /
+    (price·(1 ± slippage)·(1 + fee)), vectorbt's all-cash arithmetic): all-in (1.0) never borrows under a 1.0
+    leverage cap."""
     if not fraction > 0:
         raise ValueError(f"percent_equity: fraction must be > 0, got {fraction!r}")
     return Sizing(SizeType.EQUITY_PERCENT, float(fraction))
