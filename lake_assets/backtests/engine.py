@@ -550,14 +550,14 @@ def run_signals(
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
         and "size" not in signals.columns
         and not isinstance(sizing.size, pl.Expr)
-        and math.isnan(stops[0])
-        and math.isnan(stops[1])
+        # a signal stop fills without slippage at the maker fee (the fast path has one fee)
+        and ((math.isnan(stops[0]) and math.isnan(stops[1])) or config.maker_fee == config.taker_fee)
     )
     if fast and not eligible:
         raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
     if fast or (fast is None and eligible):
         fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
-        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules)
+        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules, stops)
     # per-bar size / stop distance grids are only needed by the full simulator
     size = np.full((n, ns), np.nan)
     if "size" in sig.columns:
@@ -957,12 +957,18 @@ def run_signals_batch(
     allow_short: bool = True,
     wait_for_price: bool = False,
     rules: core.SignalRules | None = None,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+    sl_stop: float | None = None,
+    tp_stop: float | None = None,
+    sl_trail: bool = False,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
     `size` is quote notional when `notional` (inf = all cash) else units. A signal whose fill price is NaN is dropped
     (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`). `rules` (`signal_rules`) are
-    vectorbt's accumulation / opposite-entry / conflict modes."""
+    vectorbt's accumulation / opposite-entry / conflict modes; `sl_stop` / `tp_stop` / `sl_trail` its stops (they
+    need `open_`, `high` and `low`, and fill without slippage at the stop price or the open gapped through it)."""
     close = np.asarray(close, dtype=np.float64)
     if close.ndim == 1:
         close = close[:, None]
@@ -989,7 +995,23 @@ def run_signals_batch(
         wait=bool(wait_for_price),
         rules=rules or core.SignalRules(),
     )
-    fills, trades, cash, pos = core.fast_signals_nb(np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, fp)
+    sl, tp, trail = _stops(sl_stop, tp_stop, sl_trail)
+    if math.isnan(sl) and math.isnan(tp):
+        none = np.full((1, 1), np.nan)
+        stop_in = core.StopInputs(none, none, none, none, sl, tp, trail)
+    else:
+        if open_ is None or high is None or low is None:
+            raise ValueError("run_signals_batch: sl_stop / tp_stop need open_, high and low")
+
+        def _cols(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            a = a[:, None] if a.ndim == 1 else a
+            return np.ascontiguousarray(np.broadcast_to(a, (a.shape[0], m)))
+
+        stop_in = core.StopInputs(_cols(open_), _cols(high), _cols(low), _cols(close), sl, tp, trail)
+    fills, trades, cash, pos = core.fast_signals_nb(
+        np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, fp, stop_in
+    )
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
     last = _last_valid(np.asarray(closes))
     still_open = trades["is_open"]
@@ -1006,8 +1028,10 @@ def _run_fast(
     size_type: SizeType,
     config: EngineConfig,
     rules: core.SignalRules,
+    stops: tuple[float, float, bool],
 ) -> BacktestResult:
     a = grid.arrays
+    with_stops = not (math.isnan(stops[0]) and math.isnan(stops[1]))
     res = run_signals_batch(
         a[CLOSE],
         flags,
@@ -1022,17 +1046,23 @@ def _run_fast(
         allow_short=config.allow_short,
         wait_for_price=config.signals_wait_for_price,
         rules=rules,
+        high=a[HIGH] if with_stops else None,
+        low=a[LOW] if with_stops else None,
+        sl_stop=None if math.isnan(stops[0]) else stops[0],
+        tp_stop=None if math.isnan(stops[1]) else stops[1],
+        sl_trail=stops[2],
     )
     n = grid.ts.shape[0]
     fills = res.fills
     nfl = fills.shape[0]
-    # one filled market order per fill
+    # one filled market order per fill (a signal stop's: a STOP exit submitted and filled at its bar)
+    is_stop = fills["order"] == core.STOP_EXIT_ID
     orders = core.empty_orders(nfl)
-    orders["bar"] = fills["bar"] - (1 if config.fill_at == "next_open" else 0)
+    orders["bar"] = fills["bar"] - np.where(is_stop, 0, 1 if config.fill_at == "next_open" else 0)
     orders["slot"] = 0
     orders["side"] = fills["side"]
-    orders["action"] = Action.ENTRY.code
-    orders["order_type"] = OrderType.MARKET.code
+    orders["action"] = np.where(is_stop, Action.EXIT.code, Action.ENTRY.code)
+    orders["order_type"] = np.where(is_stop, OrderType.STOP.code, OrderType.MARKET.code)
     orders["size_type"] = size_type.code
     orders["size"] = size
     orders["requested"] = fills["size"]

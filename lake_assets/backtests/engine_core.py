@@ -245,6 +245,19 @@ class FastParams(NamedTuple):
     rules: SignalRules
 
 
+class StopInputs(NamedTuple):
+    """Signal stops of the fast path: OHLC (n_bars, n_columns) and the stop settings of `Params`. Without stops
+    (both NaN) the arrays are never read."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    sl_stop: float
+    tp_stop: float
+    sl_trail: bool
+
+
 class Book(NamedTuple):
     """Per-slot position and open-trade state: position, entry bar, average entry price, entry fees and funding
     not yet booked to a closed trade."""
@@ -467,7 +480,7 @@ def _ensure_rows(arr: np.ndarray, rows: int) -> np.ndarray:
 
 @njit(cache=True)
 def fast_signals_nb(
-    fill_price: np.ndarray, flags: np.ndarray, size: np.ndarray, fp: FastParams
+    fill_price: np.ndarray, flags: np.ndarray, size: np.ndarray, fp: FastParams, stops: StopInputs
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per column: signals at bar i fill at `fill_price[i]` (close mode) or `fill_price[i+1]` (next-open mode).
 
@@ -475,8 +488,10 @@ def fast_signals_nb(
     is NaN is dropped (vectorbt), unless `fp.wait`: then it fills at the next valid price. Returns fills
     (FILL_DT), trades (TRADE_DT), final cash and final position per column. Mirrors `simulate_nb` on the same case
     exactly (tested). Each signal makes at most one order and so at most one fill, and each fill closes at most one
-    trade: the record buffers are sized per column before its bar loop runs, so the loop itself never reallocates.
+    trade: the record buffers are sized per column before its bar loop runs, so the loop itself never reallocates
+    (a signal stop's exit is a second fill per signal at most: it needs a position a signal opened).
     """
+    has_stops = np.isfinite(stops.sl_stop) or np.isfinite(stops.tp_stop)
     n, m = fill_price.shape
     fills = np.empty(64, dtype=FILL_DT)
     trades = np.empty(64, dtype=TRADE_DT)
@@ -490,9 +505,10 @@ def fast_signals_nb(
         for i in range(n):
             if flags[i, c] != 0:
                 n_sig += 1
-        fills = _ensure_rows(fills, nf + n_sig)
-        trades = _ensure_rows(trades, nt + n_sig + 1)
-        cash, nf, nt = _fast_column(c, fill_price, flags, size[c], fp, book, fills, nf, trades, nt)
+        per_sig = 2 if has_stops else 1
+        fills = _ensure_rows(fills, nf + per_sig * n_sig)
+        trades = _ensure_rows(trades, nt + per_sig * n_sig + 1)
+        cash, nf, nt = _fast_column(c, fill_price, flags, size[c], fp, stops, book, fills, nf, trades, nt)
         if nf > fills.shape[0] or nt > trades.shape[0]:
             raise RuntimeError("fast_signals_nb: record buffer bound violated")
         cash_out[c] = cash
@@ -507,6 +523,7 @@ def _fast_column(
     flags: np.ndarray,
     sz: float,
     fp: FastParams,
+    stops: StopInputs,
     book: Book,
     fills: np.ndarray,
     nf: int,
@@ -521,9 +538,12 @@ def _fast_column(
     p_side = -1
     p_action = 0
     p_rev = 0
+    has_stops = np.isfinite(stops.sl_stop) or np.isfinite(stops.tp_stop)
+    sl_anchor = np.nan
+    tp_anchor = np.nan
     for i in range(n):
         f = flags[i, c]
-        if f == 0 and not pending:
+        if f == 0 and not pending and not (has_stops and book.pos[0] != 0.0):
             continue
         px = fill_price[i, c]
         priced = not np.isnan(px)
@@ -531,9 +551,43 @@ def _fast_column(
         # price it is dropped (or, when `wait`, kept for the next priced bar)
         if fp.next_bar and pending:
             if priced:
-                cash, nf, nt = _fast_exec(c, i, p_side, p_action, p_rev, px, sz, fp, cash, book, fills, nf, trades, nt)
+                p0 = book.pos[0]
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, fp, fp.slippage, cash, book, fills, nf, trades, nt
+                )
+                if has_stops:
+                    sl_anchor, tp_anchor = _restart_stops(p0, book.pos[0], px, sl_anchor, tp_anchor)
             if priced or not fp.wait:
                 pending = False
+        stopped = False
+        if has_stops and book.pos[0] != 0.0:
+            # signal stops after the fills at the open, before the bar's signals (as `simulate_nb`)
+            p = book.pos[0]
+            o, h, lw, cl = stops.open[i, c], stops.high[i, c], stops.low[i, c], stops.close[i, c]
+            if np.isfinite(o) and np.isfinite(h) and np.isfinite(lw) and np.isfinite(cl):
+                spx = np.nan
+                if np.isfinite(stops.sl_stop):
+                    lvl = sl_anchor * (1.0 - stops.sl_stop) if p > 0 else sl_anchor * (1.0 + stops.sl_stop)
+                    spx = _stop_fill_price(p > 0, lvl, o, h, lw)
+                if np.isnan(spx) and np.isfinite(stops.tp_stop):
+                    lvl = tp_anchor * (1.0 + stops.tp_stop) if p > 0 else tp_anchor * (1.0 - stops.tp_stop)
+                    spx = _stop_fill_price(p < 0, lvl, o, h, lw)
+                if stops.sl_trail and np.isfinite(stops.sl_stop):
+                    if p > 0 and h > sl_anchor:
+                        sl_anchor = h
+                    elif p < 0 and lw < sl_anchor:
+                        sl_anchor = lw
+                if np.isfinite(spx):
+                    side = SELL if p > 0 else BUY
+                    cash, nf, nt = _fast_exec(c, i, side, EXIT, 0, spx, sz, fp, 0.0, cash, book, fills, nf, trades, nt)
+                    if nf > 0 and nf <= fills.shape[0]:
+                        fills[nf - 1].order = STOP_EXIT_ID  # tells the stop's fill from the signals' ones
+                        fills[nf - 1].maker = True  # at the stop price, without slippage (as `simulate_nb`)
+                    sl_anchor = np.nan
+                    tp_anchor = np.nan
+                    stopped = True
+        if stopped and not fp.next_bar:
+            continue  # a stop closed the position at this bar: its signals are ignored (vectorbt)
         if f != 0:
             side, action, rev, reduce = resolve_signal(f, book.pos[0], fp.allow_short, fp.rules)
             if side >= 0:
@@ -543,7 +597,12 @@ def _fast_column(
                 p_rev = 2 if reduce else rev  # 1: reverse, 2: exit of the signal's size
         if not fp.next_bar and pending:
             if priced:
-                cash, nf, nt = _fast_exec(c, i, p_side, p_action, p_rev, px, sz, fp, cash, book, fills, nf, trades, nt)
+                p0 = book.pos[0]
+                cash, nf, nt = _fast_exec(
+                    c, i, p_side, p_action, p_rev, px, sz, fp, fp.slippage, cash, book, fills, nf, trades, nt
+                )
+                if has_stops:
+                    sl_anchor, tp_anchor = _restart_stops(p0, book.pos[0], px, sl_anchor, tp_anchor)
             if priced or not fp.wait:
                 pending = False
     last = np.nan  # last valid price of the column marks still-open trades
@@ -571,6 +630,7 @@ def _fast_exec(
     px: float,
     sz: float,
     fp: FastParams,
+    slippage: float,
     cash: float,
     book: Book,
     fills: np.ndarray,
@@ -582,7 +642,7 @@ def _fast_exec(
     p = book.pos[0]
     fees = fp.fees
     all_in = False
-    adj = px * (1.0 + sgn * fp.slippage)
+    adj = px * (1.0 + sgn * slippage)
     if action == EXIT:
         if p == 0.0 or (p > 0) == (sgn > 0):
             return cash, nf, nt
@@ -620,8 +680,8 @@ def _fast_exec(
         fl.price = adj
         fl.size = units
         fl.fee = fee
-        fl.slippage_cost = units * px * fp.slippage
-        fl.expected_slippage_cost = units * px * fp.slippage
+        fl.slippage_cost = units * px * slippage
+        fl.expected_slippage_cost = units * px * slippage
         fl.maker = False
     nf += 1
     nt0 = nt
@@ -629,6 +689,17 @@ def _fast_exec(
     for k in range(nt0, min(nt, trades.shape[0])):
         trades[k].slot = c
     return cash, nf, nt
+
+
+@njit(cache=True)
+def _restart_stops(p0: float, p1: float, ref: float, sl_anchor: float, tp_anchor: float) -> tuple[float, float]:
+    """Stop anchors after a fill took the position from `p0` to `p1` at reference price `ref` (as `simulate_nb`):
+    cleared when flat, restarted at `ref` for a new, flipped or increased position, else kept."""
+    if p1 == 0.0:
+        return np.nan, np.nan
+    if p0 == 0.0 or (p0 > 0) != (p1 > 0) or abs(p1) > abs(p0):
+        return ref, ref
+    return sl_anchor, tp_anchor
 
 
 @njit(cache=True)
@@ -866,10 +937,12 @@ def simulate_nb(
                 n_sig += 1
             if np.isfinite(market.funding[i, slots.instrument[s]]):
                 n_fund += 1
-    # orders: every input order, one per signal, one flatten order per slot on a kill switch (exact bound);
+    # orders: every input order, one per signal (two with signal stops: a stop exit needs a position a signal
+    # opened), one flatten order per slot on a kill switch (exact bound);
     # funding payments: at most one per finite rate per slot (exact bound); fills: one per order unless partial
     # fills spread an order over several bars; trades: at most one closed per fill plus the open ones at the end.
-    cap = orders_in.shape[0] + n_sig + ns + 1
+    has_stops = np.isfinite(params.sl_stop) or np.isfinite(params.tp_stop)
+    cap = orders_in.shape[0] + n_sig * (2 if has_stops else 1) + ns + 1
     cap_f = cap + 16
     cap_t = cap_f + ns
     cap_e = cap + 16
