@@ -1,8 +1,23 @@
 """Backtest engine: bars + signals (or explicit orders) -> orders, fills, trades, equity, risk events.
 
 Two entry points share one simulator (`engine_core.simulate_nb`):
-- `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics
-  (accumulate=False, opposite entry reverses, conflicting signals ignored), sized by a `risk.Sizing`.
+- `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics, sized by
+  a `risk.Sizing`. vectorbt's signal modes, same names, values and defaults (parity per mode, both paths, in
+  tests/backtests/test_parity_modes.py):
+  - `accumulate`: False (an entry while in the same direction is ignored), True / "both" (entries add `size`, exits
+    and opposite entries remove `size`), "addonly", "removeonly".
+  - `upon_opposite_entry` (an entry against the position): "ignore", "close" (close only), "closereduce" (close, or
+    reduce by `size` when accumulating), "reverse" (close and open `size` the other way), "reversereduce" (default:
+    reverse, or reduce by `size` when accumulating, flipping if larger).
+  - `upon_long_conflict` / `upon_short_conflict` (entry and exit of one direction on one bar): "ignore" (default),
+    "entry", "exit", "adjacent" (the one of the held direction), "opposite"; `upon_dir_conflict` (long and short
+    entry on one bar): "ignore" (default), "long", "short", "adjacent", "opposite".
+  - `sl_stop` / `tp_stop` (fractions of the entry price) and `sl_trail` (the stop-loss follows the best high/low):
+    checked each bar after the fills at the open, stop-loss before take-profit, filled at the level (the open if
+    the bar opened through it) without slippage at the maker fee (vectorbt's stop_exit_price="stoplimit"), anchored
+    at the entry fill's reference price (the close in fill_at="close", vectorbt's stop_entry_price="close"; the open
+    in "next_open"), restarted when the position grows; in fill_at="close" a bar whose stop fired ignores its
+    signals (vectorbt). A sale whose proceeds cannot pay its fixed fee fills (vectorbt rejects it).
 - `run_orders`: explicit MARKET / LIMIT / STOP / STOP_LIMIT orders with ENTRY / EXIT / MODIFY / CANCEL actions.
 Timing: an order submitted at bar i (known at its close) fills at the open of bar i+1+latency ("next_open",
 default) or for market orders at the close of bar i+latency ("close"; vectorbt's default price=close).
@@ -30,8 +45,9 @@ Different by design (ENGINE_NOTES.md has the reasons):
   bar's open (`finalize_trades`).
 - An order whose opening part exceeds an exposure cap is resized with a RESIZED risk event (default); backtesting.py
   cancels it: `RiskLimits(on_cap="reject")` does that (REJECTED event; a reversal's closing part still fills).
-- A bar that opens above a long's take-profit fills the take-profit at the open, even if the bar later touches the
-  stop; vectorbt and backtesting.py check the stop first and fill it there.
+- A bar that opens above a long's take-profit order fills it at the open, even if the bar later touches the stop
+  order; vectorbt and backtesting.py check the stop first and fill it there (explicit orders; the signal stops
+  `sl_stop` / `tp_stop` check the stop-loss first, as vectorbt).
 """
 
 from __future__ import annotations
