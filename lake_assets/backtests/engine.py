@@ -195,6 +195,9 @@ class EngineConfig:
     # order expires, as vectorbt drops it (a fill a bar later would be at a price the signal never saw). True keeps
     # it pending until the next priced bar (qlake's behaviour before). Explicit orders always follow their TIF.
     signals_wait_for_price: bool = False
+    # backtesting.py's `spread`: an opening fill pays price * (1 + spread) (buy) / (1 - spread) (sell short), a
+    # closing fill is at the unadjusted price; a signal reversal becomes an exit and an entry (its exclusive orders)
+    entry_spread: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.init_cash > 0:
@@ -203,7 +206,8 @@ class EngineConfig:
             raise ValueError(f"EngineConfig.fill_at must be 'next_open' or 'close', got {self.fill_at!r}")
         if self.latency_bars < 0:
             raise ValueError("EngineConfig.latency_bars must be >= 0")
-        for name in ("maker_fee", "taker_fee", "fixed_fee", "slippage", "vol_k", "liquidity_k", "impact_k"):
+        names = ("maker_fee", "taker_fee", "fixed_fee", "slippage", "vol_k", "liquidity_k", "impact_k", "entry_spread")
+        for name in names:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"EngineConfig.{name} must be >= 0")
         if self.participation_rate is not None and not 0 < self.participation_rate <= 1:
@@ -243,6 +247,7 @@ class EngineConfig:
         sig_size_type: SizeType,
         rules: core.SignalRules | None = None,
         stops: tuple[float, float, bool] = (math.nan, math.nan, False),
+        whole_units: bool = False,
     ) -> core.Params:
         """Kernel settings; `rules` and `stops` (sl_stop, tp_stop, sl_trail) are `run_signals`' signal modes."""
         r = self.risk
@@ -281,6 +286,8 @@ class EngineConfig:
             sl_stop=float(stops[0]),
             tp_stop=float(stops[1]),
             sl_trail=bool(stops[2]),
+            entry_spread=float(self.entry_spread),
+            sig_whole_units=bool(whole_units),
         )
 
 
@@ -561,6 +568,8 @@ def run_signals(
         and not config.dynamic_costs
         and config.participation_rate is None
         and config.latency_bars == 0
+        and config.entry_spread == 0.0
+        and not sizing.whole_units
         and (fund is None or bool(np.all(np.isnan(fund))))
         and config.risk == RiskLimits.disabled()
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
@@ -585,7 +594,7 @@ def run_signals(
         stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if fund is None:
         fund = np.full((n, len(grid.instruments)), np.nan)
-    params = config.params(sizing.size_type, rules, stops)
+    params = config.params(sizing.size_type, rules, stops, sizing.whole_units)
     signal_inputs = core.SignalInputs(flags, size, stop_dist)
     return _simulate(grid, slots, slot_inst, slot_strat, signal_inputs, core.empty_orders(0), fund, params, config, [])
 

@@ -229,6 +229,8 @@ class Params(NamedTuple):
     sl_stop: float  # signal stop-loss as a fraction of the entry price (NaN = none)
     tp_stop: float  # signal take-profit as a fraction of the entry price (NaN = none)
     sl_trail: bool  # the stop-loss trails the best high (long) / low (short) since the entry
+    entry_spread: float  # backtesting.py's `spread`: opening fills pay price * (1 +- spread), closing fills do not
+    sig_whole_units: bool  # signal entries are whole units, sized as backtesting.py sizes a fraction of equity
 
 
 class FastParams(NamedTuple):
@@ -941,8 +943,9 @@ def simulate_nb(
     # opened), one flatten order per slot on a kill switch (exact bound);
     # funding payments: at most one per finite rate per slot (exact bound); fills: one per order unless partial
     # fills spread an order over several bars; trades: at most one closed per fill plus the open ones at the end.
-    has_stops = np.isfinite(params.sl_stop) or np.isfinite(params.tp_stop)
-    cap = orders_in.shape[0] + n_sig * (2 if has_stops else 1) + ns + 1
+    per_sig = 1 + (1 if np.isfinite(params.sl_stop) or np.isfinite(params.tp_stop) else 0)
+    per_sig += 1 if params.entry_spread > 0.0 else 0  # a reversal splits into an exit and an entry
+    cap = orders_in.shape[0] + n_sig * per_sig + ns + 1
     cap_f = cap + 16
     cap_t = cap_f + ns
     cap_e = cap + 16
@@ -1026,6 +1029,8 @@ def _simulate_pass(
     sl_stop = params.sl_stop
     tp_stop = params.tp_stop
     sl_trail = params.sl_trail and np.isfinite(sl_stop)
+    entry_spread = params.entry_spread
+    whole_units = params.sig_whole_units
     has_stops = np.isfinite(sl_stop) or np.isfinite(tp_stop)
 
     fills = np.empty(cap_f, dtype=FILL_DT)
@@ -1184,37 +1189,42 @@ def _simulate_pass(
                             orders[kk].status = ST_CANCELLED
                             orders[kk].reason = R_REPLACED
                             orders[kk].last_bar = i
-                    k = no
-                    no += 1
-                    orders[k].bar = i
-                    orders[k].slot = s
-                    orders[k].side = side
-                    orders[k].action = action
-                    orders[k].order_type = MARKET
-                    orders[k].size_type = sig_size_type
-                    orders[k].size = sig_size[i, s] if (action == ENTRY or reduce) else np.nan
-                    orders[k].stop_distance = sig_stop_dist[i, s]
-                    orders[k].tif = -1
-                    orders[k].ref = -1
-                    orders[k].reverse = rev == 1
-                    orders[k].reduce = reduce
-                    orders[k].input_id = -1
-                    orders[k].status = ST_NEW
-                    orders[k].reason = R_NONE
-                    orders[k].filled = 0.0
-                    orders[k].resolved = False
-                    orders[k].triggered_bar = -1
-                    orders[k].last_bar = i
-                    orders[k].armed = n_open[s] - (1 if pos[s] != 0.0 else 0)
-                    bad = _admit_check(orders, k)
-                    if bad != R_NONE:
-                        orders[k].status = ST_REJECTED
-                        orders[k].reason = bad
-                        ne = _event_into(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k].size, 0.0)
-                        continue
-                    orders[k].active_bar = i + lat + (0 if fill_close else 1)
-                    pending[npend] = k
-                    npend += 1
+                    # with an entry-only spread a reversal is two orders, as backtesting.py's exclusive orders: the
+                    # close at the unadjusted price, then the entry at the spread-adjusted one
+                    split = rev == 1 and entry_spread > 0.0
+                    for leg in range(2 if split else 1):
+                        act = EXIT if split and leg == 0 else action
+                        k = no
+                        no += 1
+                        orders[k].bar = i
+                        orders[k].slot = s
+                        orders[k].side = side
+                        orders[k].action = act
+                        orders[k].order_type = MARKET
+                        orders[k].size_type = sig_size_type
+                        orders[k].size = sig_size[i, s] if (act == ENTRY or reduce) else np.nan
+                        orders[k].stop_distance = sig_stop_dist[i, s]
+                        orders[k].tif = -1
+                        orders[k].ref = -1
+                        orders[k].reverse = rev == 1 and not split
+                        orders[k].reduce = reduce
+                        orders[k].input_id = -1
+                        orders[k].status = ST_NEW
+                        orders[k].reason = R_NONE
+                        orders[k].filled = 0.0
+                        orders[k].resolved = False
+                        orders[k].triggered_bar = -1
+                        orders[k].last_bar = i
+                        orders[k].armed = n_open[s] - (1 if pos[s] != 0.0 else 0)
+                        bad = _admit_check(orders, k)
+                        if bad != R_NONE:
+                            orders[k].status = ST_REJECTED
+                            orders[k].reason = bad
+                            ne = _event_into(events, ne, i, k, s, slot_inst[s], EV_REJECTED, bad, orders[k].size, 0.0)
+                            continue
+                        orders[k].active_bar = i + lat + (0 if fill_close else 1)
+                        pending[npend] = k
+                        npend += 1
                 if not fill_close:
                     break
 
@@ -1401,14 +1411,22 @@ def _simulate_pass(
                             elif stype == EQUITY_PERCENT:
                                 # cost-inclusive (vectorbt's size=inf arithmetic): `sz` of equity pays for the units,
                                 # their slippage and the fees, so all-in sizing under a 1.0 leverage cap never borrows
+                                spr = 0.0 if opposite else entry_spread
                                 budget = sz * eq
                                 if orders[k].reverse and opposite:
                                     # what closing the position costs comes out of the equity first
                                     budget = sz * (
                                         eq - abs(p) * ref * abs((1.0 + sgn * base) * (1.0 + sgn * fee_rate) - 1.0)
                                     )
-                                u = max((budget - fixed_fee) / (ref * (1.0 + sgn * base) * (1.0 + fee_rate)), 0.0)
-                                if sgn > 0 and not opposite and orders[k].filled == 0.0:
+                                u = max(
+                                    (budget - fixed_fee) / (ref * (1.0 + sgn * (base + spr)) * (1.0 + fee_rate)), 0.0
+                                )
+                                if whole_units and orders[k].input_id == -1:
+                                    # backtesting.py's units for a fraction of equity: floor(fraction * equity /
+                                    # (price adjusted for spread + commission per unit, the fixed part per fraction))
+                                    unit_cost = ref * (1.0 + sgn * (base + spr)) + ref * fee_rate + fixed_fee / sz
+                                    u = max(np.floor(budget / unit_cost), 0.0)
+                                elif sgn > 0 and not opposite and orders[k].filled == 0.0:
                                     all_cash = True  # filled as an all-cash buy of `budget`
                                     spend = budget
                                     max_req = (budget - fixed_fee) / (1.0 + fee_rate)
@@ -1416,6 +1434,8 @@ def _simulate_pass(
                                 u = sz * eq / orders[k].stop_distance
                             else:
                                 u = sz
+                            if whole_units and orders[k].input_id == -1 and stype != EQUITY_PERCENT:
+                                u = np.floor(u)
                             if orders[k].reverse and opposite:
                                 u += abs(p)
                             orders[k].requested = u
@@ -1549,7 +1569,8 @@ def _simulate_pass(
                             dyn += liq_k * units * ref / adv[i, j]
                         if imp_k > 0.0 and vol[i, j] > 0.0 and np.isfinite(sigma[i, j]):
                             dyn += imp_k * sigma[i, j] * np.sqrt(units / vol[i, j])
-                    px = ref * (1.0 + sgn * (base + dyn))
+                    # backtesting.py's spread: on opening fills only (a closing one is at the unadjusted price)
+                    px = ref * (1.0 + sgn * (base + dyn + (0.0 if opposite else entry_spread)))
                     if np.isfinite(cap_px):
                         px = min(px, cap_px) if sgn > 0 else max(px, cap_px)
                     if all_cash:

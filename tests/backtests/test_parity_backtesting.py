@@ -12,7 +12,7 @@ from backtesting.test import SMA
 from bt_helpers import sma_cross, sp500_bars
 
 from lake_assets.backtests.engine import EngineConfig, run_signals
-from lake_assets.backtests.risk import RiskLimits, fixed_units
+from lake_assets.backtests.risk import RiskLimits, fixed_units, percent_equity
 
 
 class SmaCross(Strategy):
@@ -56,3 +56,70 @@ def test_sma_crossover_trades_match_backtesting_py() -> None:
     signed = np.where(ours["direction"].to_numpy() == "LONG", 1.0, -1.0) * ours["size"].to_numpy()
     np.testing.assert_allclose(signed, ref["Size"].to_numpy(dtype=float))
     np.testing.assert_allclose(ours["pnl"].to_numpy(), ref["PnL"].to_numpy(), rtol=1e-9)
+
+
+class FractionCross(Strategy):
+    """All-equity style orders: `buy(size=fraction)` buys whole units worth that fraction of the margin available."""
+
+    fraction = 0.5
+    fast = 10
+    slow = 30
+
+    def init(self) -> None:
+        self.s1 = self.I(SMA, self.data.Close, self.fast)
+        self.s2 = self.I(SMA, self.data.Close, self.slow)
+
+    def next(self) -> None:
+        if crossover(self.s1, self.s2):
+            self.buy(size=self.fraction)
+        elif crossover(self.s2, self.s1):
+            self.sell(size=self.fraction)
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.parametrize(
+    ("fraction", "spread", "commission", "fast", "slow"),
+    [
+        (0.5, 0.001, 0.002, 10, 30),
+        (0.9999, 0.0005, 0.001, 20, 50),
+        (0.3, 0.002, 0.0, 5, 20),
+        (0.7, 0.0, 0.0015, 8, 40),
+    ],
+)
+def test_whole_unit_fraction_sizing_and_entry_spread_match_backtesting_py(
+    fraction: float, spread: float, commission: float, fast: int, slow: int
+) -> None:
+    """backtesting.py's fraction-of-equity orders (whole units: floor(fraction * margin / (price * (1 + spread) +
+    commission per unit))), its entry-only `spread` (exits at the unadjusted price) and exclusive-order reversals
+    (a close, then an entry sized on the cash after it), long and short, live on the S&P 500."""
+    bars = sp500_bars(1500)
+    df = pd.DataFrame(
+        {c.capitalize(): bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+        index=pd.DatetimeIndex(bars["ts"].dt.replace_time_zone(None).to_numpy()),
+    )
+    bt = Backtest(
+        df, FractionCross, cash=1_000_000, commission=commission, spread=spread, exclusive_orders=True,
+        trade_on_close=False,
+    )  # fmt: skip
+    stats = bt.run(fraction=fraction, fast=fast, slow=slow)
+    ref = stats["_trades"].sort_values(["EntryBar", "ExitBar"]).reset_index(drop=True)
+    ref = ref[ref["ExitBar"] < len(df) - 1].reset_index(drop=True)  # closed by signals, not by the end of data
+
+    up, down = sma_cross(bars["close"].to_numpy(), fast, slow)
+    signals = bars.select("ts", "instrument").with_columns(long_entry=pl.Series(up), short_entry=pl.Series(down))
+    cfg = EngineConfig(
+        init_cash=1_000_000.0, fill_at="next_open", taker_fee=commission, maker_fee=commission, entry_spread=spread,
+        risk=RiskLimits.disabled(),
+    )  # fmt: skip
+    res = run_signals(bars, signals, cfg, sizing=percent_equity(fraction, whole_units=True))
+    assert not res.used_fast_path
+    ours = res.trades.filter(pl.col("status") == "CLOSED").sort("entry_bar", "exit_bar")
+    assert ours.height == len(ref) > 10
+    assert (ours["direction"] == "SHORT").sum() > 3
+    np.testing.assert_array_equal(ours["entry_bar"].to_numpy(), ref["EntryBar"].to_numpy())
+    np.testing.assert_array_equal(ours["exit_bar"].to_numpy(), ref["ExitBar"].to_numpy())
+    signed = np.where(ours["direction"].to_numpy() == "LONG", 1.0, -1.0) * ours["size"].to_numpy()
+    np.testing.assert_array_equal(signed, ref["Size"].to_numpy(dtype=float))
+    np.testing.assert_allclose(ours["entry_price"].to_numpy(), ref["EntryPrice"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours["exit_price"].to_numpy(), ref["ExitPrice"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours["pnl"].to_numpy(), ref["PnL"].to_numpy(), rtol=1e-9, atol=1e-6)
