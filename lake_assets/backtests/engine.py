@@ -500,7 +500,9 @@ def run_signals(
     sl_trail: bool = False,
 ) -> BacktestResult:
     """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
-    `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
+    `strategy`, `size`, `stop_distance` columns override `sizing`; an optional `exit_portion` column in (0, 1] makes
+    an exit signal close that fraction of the position, as backtesting.py's `position.close(portion)`: whole units,
+    at least one, with `Sizing(whole_units=True)`). Shared cash across all (strategy, instrument)
     slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible.
 
     Signal modes are vectorbt `Portfolio.from_signals`' (same names, values and defaults; see the module docstring):
@@ -574,6 +576,7 @@ def run_signals(
         and config.risk == RiskLimits.disabled()
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
         and "size" not in signals.columns
+        and "exit_portion" not in signals.columns
         and not isinstance(sizing.size, pl.Expr)
         # a signal stop fills without slippage at the maker fee (the fast path has one fee)
         and ((math.isnan(stops[0]) and math.isnan(stops[1])) or config.maker_fee == config.taker_fee)
@@ -595,7 +598,13 @@ def run_signals(
     if fund is None:
         fund = np.full((n, len(grid.instruments)), np.nan)
     params = config.params(sizing.size_type, rules, stops, sizing.whole_units)
-    signal_inputs = core.SignalInputs(flags, size, stop_dist)
+    portion = np.full((n, ns), np.nan)
+    if "exit_portion" in sig.columns:
+        part_col = sig["exit_portion"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if bool(np.any(~((part_col > 0) & (part_col <= 1)) & ~np.isnan(part_col))):
+            raise ValueError("signals: exit_portion must be in (0, 1] (or null for the whole position)")
+        portion[idx, sidx] = part_col
+    signal_inputs = core.SignalInputs(flags, size, stop_dist, portion)
     return _simulate(grid, slots, slot_inst, slot_strat, signal_inputs, core.empty_orders(0), fund, params, config, [])
 
 
@@ -670,7 +679,7 @@ def run_orders(
     arr["input_id"] = ids
     n, ns = grid.ts.shape[0], len(slots)
     nan2 = np.full((n, ns), np.nan)
-    no_signals = core.SignalInputs(np.zeros((n, ns), dtype=np.int64), nan2, nan2)
+    no_signals = core.SignalInputs(np.zeros((n, ns), dtype=np.int64), nan2, nan2, nan2)
     params = config.params(SizeType.SHARES)
     return _simulate(grid, slots, slot_inst, slot_strat, no_signals, arr, _funding(grid, funding), params, config, ids)
 

@@ -90,6 +90,7 @@ ORDER_DT = np.dtype(
         ("ref", _I),  # MODIFY / CANCEL target (row), -1 = none
         ("reverse", _B),  # a signal's entry against a position: closes it and opens `size` the other way
         ("reduce", _B),  # an EXIT of `size` (capped at the position) instead of the whole position
+        ("portion", _F),  # an EXIT of this fraction of the position (backtesting.py's close(portion)); NaN = all
         ("status", _I),
         ("reason", _I),
         ("requested", _F),  # units, resolved at the first fill attempt
@@ -194,6 +195,7 @@ class SignalInputs(NamedTuple):
     flags: np.ndarray
     size: np.ndarray
     stop_distance: np.ndarray
+    exit_portion: np.ndarray  # fraction of the position an exit signal closes (NaN = all)
 
 
 class Params(NamedTuple):
@@ -909,6 +911,7 @@ def _blank_order(o: Any) -> None:
     o.ref = -1
     o.reverse = False
     o.reduce = False
+    o.portion = np.nan
     o.status = -1
     o.reason = -1
     o.requested = np.nan
@@ -987,6 +990,7 @@ def _simulate_pass(
     new_day, next_day = market.new_day, market.next_day
     slot_inst, slot_strat = slots.instrument, slots.strategy
     sig_flags, sig_size, sig_stop_dist = signals.flags, signals.size, signals.stop_distance
+    sig_portion = signals.exit_portion
     n, nj = cl.shape
     ns = slot_inst.shape[0]
     n_in = orders_in.shape[0]
@@ -1208,6 +1212,7 @@ def _simulate_pass(
                         orders[k].ref = -1
                         orders[k].reverse = rev == 1 and not split
                         orders[k].reduce = reduce
+                        orders[k].portion = sig_portion[i, s] if act == EXIT and not reduce else np.nan
                         orders[k].input_id = -1
                         orders[k].status = ST_NEW
                         orders[k].reason = R_NONE
@@ -1397,9 +1402,14 @@ def _simulate_pass(
                             if orders[k].reduce:
                                 # reduce by the order's size (vectorbt's accumulation exits), capped at the position
                                 want = min(_units(orders[k], ref, _equity(cash, pos, mark, slot_inst)), want)
+                            elif orders[k].portion < 1.0:
+                                # a portion of the position (backtesting.py's close(portion): whole units, at least 1)
+                                want = orders[k].portion * abs(p)
+                                if whole_units:
+                                    want = min(max(1.0, np.round(want)), abs(p))
                             orders[k].requested = want
                             orders[k].resolved = True
-                        elif orders[k].reduce:
+                        elif orders[k].reduce or orders[k].portion < 1.0:
                             want = min(orders[k].requested - orders[k].filled, want)
                     else:
                         if not orders[k].resolved:

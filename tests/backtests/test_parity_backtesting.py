@@ -123,3 +123,69 @@ def test_whole_unit_fraction_sizing_and_entry_spread_match_backtesting_py(
     np.testing.assert_allclose(ours["entry_price"].to_numpy(), ref["EntryPrice"].to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours["exit_price"].to_numpy(), ref["ExitPrice"].to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours["pnl"].to_numpy(), ref["PnL"].to_numpy(), rtol=1e-9, atol=1e-6)
+
+
+class PartialClose(Strategy):
+    """Long-only: enter on a cross up, close a portion of the position on the marked bars, all of it on a cross down
+    (signals precomputed, read by bar)."""
+
+    fraction = 0.6
+    portion = 0.5
+    up: np.ndarray = np.zeros(0, dtype=bool)
+    down: np.ndarray = np.zeros(0, dtype=bool)
+    part: np.ndarray = np.zeros(0, dtype=bool)
+
+    def init(self) -> None:
+        pass
+
+    def next(self) -> None:
+        i = len(self.data) - 1
+        if self.up[i] and not self.position:
+            self.buy(size=self.fraction)
+        elif self.down[i] and self.position:
+            self.position.close()
+        elif self.part[i] and self.position:
+            self.position.close(self.portion)
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.parametrize(("portion", "seed"), [(0.5, 1), (0.3, 2), (0.75, 3), (0.5, 4)])
+def test_partial_close_by_portion_matches_backtesting_py(portion: float, seed: int) -> None:
+    """`exit_portion` on an exit signal closes that fraction of the position in whole units (at least one, rounded
+    half to even), as backtesting.py's `position.close(portion)`; at the signal bar's close (`trade_on_close`)."""
+    bars = sp500_bars(1200)
+    n = bars.height
+    df = pd.DataFrame(
+        {c.capitalize(): bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+        index=pd.DatetimeIndex(bars["ts"].dt.replace_time_zone(None).to_numpy()),
+    )
+    up, down = sma_cross(bars["close"].to_numpy(), 10, 30)
+    # partial-close bars apart from the crosses (a bar with an entry and an exit is a conflict, ignored by default)
+    part = (np.random.default_rng(seed).random(n) < 0.08) & ~up & ~down
+    bt = Backtest(
+        df, PartialClose, cash=1_000_000, commission=0.001, spread=0.0005, exclusive_orders=False, trade_on_close=True
+    )
+    stats = bt.run(portion=portion, up=up, down=down, part=part)
+    ref = stats["_trades"].sort_values(["EntryBar", "ExitBar"]).reset_index(drop=True)
+    ref = ref[ref["ExitBar"] < n - 1].reset_index(drop=True)
+
+    exit_any = down | part
+    signals = bars.select("ts", "instrument").with_columns(
+        long_entry=pl.Series(up),
+        long_exit=pl.Series(exit_any),
+        exit_portion=pl.Series(np.where(part & ~down, portion, np.nan)).fill_nan(None),
+    )
+    cfg = EngineConfig(
+        init_cash=1_000_000.0, fill_at="close", taker_fee=0.001, maker_fee=0.001, entry_spread=0.0005,
+        risk=RiskLimits.disabled(),
+    )  # fmt: skip
+    res = run_signals(bars, signals, cfg, sizing=percent_equity(0.6, whole_units=True))
+    ours = res.trades.filter(pl.col("status") == "CLOSED").sort("entry_bar", "exit_bar")
+    assert ours.height == len(ref) > 10
+    assert (ours.group_by("entry_bar").len()["len"] > 1).sum() > 3  # positions closed in several parts
+    np.testing.assert_array_equal(ours["entry_bar"].to_numpy(), ref["EntryBar"].to_numpy())
+    np.testing.assert_array_equal(ours["exit_bar"].to_numpy(), ref["ExitBar"].to_numpy())
+    np.testing.assert_array_equal(ours["size"].to_numpy(), ref["Size"].to_numpy(dtype=float))
+    np.testing.assert_allclose(ours["entry_price"].to_numpy(), ref["EntryPrice"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours["exit_price"].to_numpy(), ref["ExitPrice"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours["pnl"].to_numpy(), ref["PnL"].to_numpy(), rtol=1e-9, atol=1e-6)
