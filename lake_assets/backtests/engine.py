@@ -248,6 +248,7 @@ class EngineConfig:
         rules: core.SignalRules | None = None,
         stops: tuple[float, float, bool] = (math.nan, math.nan, False),
         whole_units: bool = False,
+        stop_ignores_signals: bool = True,
     ) -> core.Params:
         """Kernel settings; `rules` and `stops` (sl_stop, tp_stop, sl_trail) are `run_signals`' signal modes."""
         r = self.risk
@@ -288,6 +289,7 @@ class EngineConfig:
             sl_trail=bool(stops[2]),
             entry_spread=float(self.entry_spread),
             sig_whole_units=bool(whole_units),
+            stop_ignores_signals=bool(stop_ignores_signals),
         )
 
 
@@ -498,6 +500,7 @@ def run_signals(
     sl_stop: float | None = None,
     tp_stop: float | None = None,
     sl_trail: bool = False,
+    stop_ignores_signals: bool = True,
 ) -> BacktestResult:
     """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
     `strategy`, `size`, `stop_distance` columns override `sizing`; an optional `exit_portion` column in (0, 1] makes
@@ -507,7 +510,9 @@ def run_signals(
 
     Signal modes are vectorbt `Portfolio.from_signals`' (same names, values and defaults; see the module docstring):
     `accumulate`, `upon_opposite_entry`, `upon_long_conflict` / `upon_short_conflict` / `upon_dir_conflict`, and
-    stops as fractions of the entry price: `sl_stop`, `tp_stop`, `sl_trail` (trailing stop-loss)."""
+    stops as fractions of the entry price: `sl_stop`, `tp_stop`, `sl_trail` (trailing stop-loss). In fill_at="close"
+    a bar whose stop fired ignores its signals, as vectorbt; `stop_ignores_signals=False` trades them at its close,
+    as backtesting.py (trade_on_close) does."""
     config = config or EngineConfig()
     rules = signal_rules(accumulate, upon_opposite_entry, upon_long_conflict, upon_short_conflict, upon_dir_conflict)
     stops = _stops(sl_stop, tp_stop, sl_trail)
@@ -585,7 +590,7 @@ def run_signals(
         raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
     if fast or (fast is None and eligible):
         fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
-        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules, stops)
+        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules, stops, stop_ignores_signals)
     # per-bar size / stop distance grids are only needed by the full simulator
     size = np.full((n, ns), np.nan)
     if "size" in sig.columns:
@@ -597,7 +602,7 @@ def run_signals(
         stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if fund is None:
         fund = np.full((n, len(grid.instruments)), np.nan)
-    params = config.params(sizing.size_type, rules, stops, sizing.whole_units)
+    params = config.params(sizing.size_type, rules, stops, sizing.whole_units, stop_ignores_signals)
     portion = np.full((n, ns), np.nan)
     if "exit_portion" in sig.columns:
         part_col = sig["exit_portion"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -996,6 +1001,7 @@ def run_signals_batch(
     sl_stop: float | None = None,
     tp_stop: float | None = None,
     sl_trail: bool = False,
+    stop_ignores_signals: bool = True,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
@@ -1032,7 +1038,7 @@ def run_signals_batch(
     sl, tp, trail = _stops(sl_stop, tp_stop, sl_trail)
     if math.isnan(sl) and math.isnan(tp):
         none = np.full((1, 1), np.nan)
-        stop_in = core.StopInputs(none, none, none, none, sl, tp, trail)
+        stop_in = core.StopInputs(none, none, none, none, sl, tp, trail, stop_ignores_signals)
     else:
         if open_ is None or high is None or low is None:
             raise ValueError("run_signals_batch: sl_stop / tp_stop need open_, high and low")
@@ -1042,7 +1048,9 @@ def run_signals_batch(
             a = a[:, None] if a.ndim == 1 else a
             return np.ascontiguousarray(np.broadcast_to(a, (a.shape[0], m)))
 
-        stop_in = core.StopInputs(_cols(open_), _cols(high), _cols(low), _cols(close), sl, tp, trail)
+        stop_in = core.StopInputs(
+            _cols(open_), _cols(high), _cols(low), _cols(close), sl, tp, trail, stop_ignores_signals
+        )
     fills, trades, cash, pos = core.fast_signals_nb(
         np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, fp, stop_in
     )
@@ -1063,6 +1071,7 @@ def _run_fast(
     config: EngineConfig,
     rules: core.SignalRules,
     stops: tuple[float, float, bool],
+    stop_ignores_signals: bool,
 ) -> BacktestResult:
     a = grid.arrays
     with_stops = not (math.isnan(stops[0]) and math.isnan(stops[1]))
@@ -1085,6 +1094,7 @@ def _run_fast(
         sl_stop=None if math.isnan(stops[0]) else stops[0],
         tp_stop=None if math.isnan(stops[1]) else stops[1],
         sl_trail=stops[2],
+        stop_ignores_signals=stop_ignores_signals,
     )
     n = grid.ts.shape[0]
     fills = res.fills

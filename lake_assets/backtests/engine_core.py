@@ -233,6 +233,7 @@ class Params(NamedTuple):
     sl_trail: bool  # the stop-loss trails the best high (long) / low (short) since the entry
     entry_spread: float  # backtesting.py's `spread`: opening fills pay price * (1 +- spread), closing fills do not
     sig_whole_units: bool  # signal entries are whole units, sized as backtesting.py sizes a fraction of equity
+    stop_ignores_signals: bool  # fill_at="close": a bar whose signal stop fired ignores its signals (vectorbt)
 
 
 class FastParams(NamedTuple):
@@ -260,6 +261,7 @@ class StopInputs(NamedTuple):
     sl_stop: float
     tp_stop: float
     sl_trail: bool
+    ignores_signals: bool  # as `Params.stop_ignores_signals`
 
 
 class Book(NamedTuple):
@@ -590,7 +592,7 @@ def _fast_column(
                     sl_anchor = np.nan
                     tp_anchor = np.nan
                     stopped = True
-        if stopped and not fp.next_bar:
+        if stopped and not fp.next_bar and stops.ignores_signals:
             continue  # a stop closed the position at this bar: its signals are ignored (vectorbt)
         if f != 0:
             side, action, rev, reduce = resolve_signal(f, book.pos[0], fp.allow_short, fp.rules)
@@ -1181,7 +1183,7 @@ def _simulate_pass(
                     f = sig_flags[i, s]
                     if f == 0:
                         continue
-                    if fill_close and stopped_bar[s] == i:
+                    if fill_close and stopped_bar[s] == i and params.stop_ignores_signals:
                         continue  # a stop closed the position at this bar: its signals are ignored (vectorbt)
                     side, action, rev, reduce = resolve_signal(f, pos[s], allow_short, rules)
                     if side < 0:
