@@ -18,6 +18,11 @@ Two entry points share one simulator (`engine_core.simulate_nb`):
     at the entry fill's reference price (the close in fill_at="close", vectorbt's stop_entry_price="close"; the open
     in "next_open"), restarted when the position grows; in fill_at="close" a bar whose stop fired ignores its
     signals (vectorbt). A sale whose proceeds cannot pay its fixed fee fills (vectorbt rejects it).
+  backtesting.py's modes (parity in tests/backtests/test_parity_backtesting.py): whole-unit orders for a fraction of
+  equity (`percent_equity(f, whole_units=True)`, its `buy(size=f)`), an entry-only spread
+  (`EngineConfig.entry_spread`, its `spread`; a signal reversal becomes an exit then an entry, as its exclusive
+  orders), partial closes (an `exit_portion` signals column, its `position.close(portion)`), and its trade_on_close
+  handling of a stopped bar's signals (`stop_ignores_signals=False`).
 - `run_orders`: explicit MARKET / LIMIT / STOP / STOP_LIMIT orders with ENTRY / EXIT / MODIFY / CANCEL actions.
 Timing: an order submitted at bar i (known at its close) fills at the open of bar i+1+latency ("next_open",
 default) or for market orders at the close of bar i+latency ("close"; vectorbt's default price=close).
