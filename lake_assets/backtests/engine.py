@@ -896,12 +896,12 @@ def _assemble(
     equity_df = pl.DataFrame(
         {
             TS: grid.ts_series,
-            "cash": np.ascontiguousarray(state["cash"]),
-            "positions_value": np.ascontiguousarray(state["positions_value"]),
+            "cash": state.cash,
+            "positions_value": state.positions_value,
             "equity": eq_dd[0],
-            "gross_exposure": np.ascontiguousarray(state["gross_exposure"]),
-            "fees_cum": np.ascontiguousarray(state["fees_cum"]),
-            "funding_cum": np.ascontiguousarray(state["funding_cum"]),
+            "gross_exposure": state.gross_exposure,
+            "fees_cum": state.fees_cum,
+            "funding_cum": state.funding_cum,
             "drawdown": eq_dd[1],
         },
         schema=EQUITY_SCHEMA,

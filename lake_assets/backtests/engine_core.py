@@ -1,10 +1,11 @@
 """Numba kernels of the backtest engine: the full event simulator and the fast signal path.
 
 Kept free of polars/pandas so the kernels compile once (cache=True) and are called with plain numpy arrays.
-Inputs and settings travel as NamedTuples (`Market`, `Slots`, `SignalInputs`, `Params`, `FastParams`, `Book`) and
-records come out as numpy structured arrays (`ORDER_DT`, `FILL_DT`, `TRADE_DT`, `EVENT_DT`, `FUNDING_DT`,
-`STATE_DT`), vectorbt-style: a field is named where it is read or written. The Python wrapper (`engine.py`) turns
-codes, bar indices and slots into names and timestamps.
+Inputs and settings travel as NamedTuples (`Market`, `Slots`, `SignalInputs`, `Params`, `FastParams`, `Book`),
+records come out as numpy structured arrays (`ORDER_DT`, `FILL_DT`, `TRADE_DT`, `EVENT_DT`, `FUNDING_DT`) and the
+per-bar account as `State` (one array per field, the equity frame's columns without a copy), vectorbt-style: a field
+is named where it is read or written. The Python wrapper (`engine.py`) turns codes, bar indices and slots into names
+and timestamps.
 """
 
 from __future__ import annotations
@@ -152,18 +153,22 @@ FUNDING_DT = np.dtype(
     [("bar", _I), ("slot", _I), ("rate", _F), ("mark_price", _F), ("payment", _F)],
     align=True,
 )
-# per-bar account state (one record per bar)
-STATE_DT = np.dtype(
-    [
-        ("cash", _F),
-        ("positions_value", _F),
-        ("gross_exposure", _F),
-        ("fees_cum", _F),
-        ("funding_cum", _F),
-        ("killed", _B),
-    ],
-    align=True,
-)
+
+
+class State(NamedTuple):
+    """Per-bar account state, one array per field (n_bars each): the equity frame's columns, without a copy."""
+
+    cash: np.ndarray
+    positions_value: np.ndarray
+    gross_exposure: np.ndarray
+    fees_cum: np.ndarray
+    funding_cum: np.ndarray
+    killed: np.ndarray  # bool
+
+
+@njit(cache=True)
+def new_state(n: int) -> State:
+    return State(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.bool_))
 
 
 class Market(NamedTuple):
@@ -709,11 +714,11 @@ def _restart_stops(p0: float, p1: float, ref: float, sl_anchor: float, tp_anchor
 
 
 @njit(cache=True)
-def fills_state_nb(n: int, fills: np.ndarray, mark: np.ndarray, init_cash: float) -> np.ndarray:
-    """Per-bar state (STATE_DT, n records) of one slot rebuilt from its fills (FILL_DT, sorted by bar) in one pass:
+def fills_state_nb(n: int, fills: np.ndarray, mark: np.ndarray, init_cash: float) -> State:
+    """Per-bar `State` of one slot rebuilt from its fills (FILL_DT, sorted by bar) in one pass:
     cash, position value at `mark` (forward-filled close), gross exposure, cumulative fees; funding and the kill
     flag stay 0 on the fast path. The fills of a bar are summed in fill order first, then accumulated bar by bar."""
-    state = np.zeros(n, dtype=STATE_DT)
+    state = new_state(n)
     nf = fills.shape[0]
     k = 0
     c = 0.0
@@ -737,11 +742,10 @@ def fills_state_nb(n: int, fills: np.ndarray, mark: np.ndarray, init_cash: float
         if np.isfinite(mark[i]):
             last = mark[i]
         pv = p * last if p != 0 else 0.0
-        st = state[i]
-        st.cash = init_cash + c
-        st.positions_value = pv
-        st.gross_exposure = abs(pv)
-        st.fees_cum = f
+        state.cash[i] = init_cash + c
+        state.positions_value[i] = pv
+        state.gross_exposure[i] = abs(pv)
+        state.fees_cum[i] = f
     if k != nf:
         raise ValueError("fills_state_nb: fills must be sorted by bar and inside the grid")
     return state
@@ -769,14 +773,14 @@ def day_bounds_nb(ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def equity_drawdown_nb(state: np.ndarray) -> np.ndarray:
-    """Rows (equity, drawdown) from a per-bar state (STATE_DT): equity = cash + positions value, drawdown =
+def equity_drawdown_nb(state: State) -> np.ndarray:
+    """Rows (equity, drawdown) from a per-bar `State`: equity = cash + positions value, drawdown =
     equity / running peak - 1 (a NaN equity makes the peak NaN from there on, as numpy's maximum.accumulate does)."""
-    n = state.shape[0]
+    n = state.cash.shape[0]
     out = np.empty((2, n))
     peak = np.nan
     for i in range(n):
-        eq = state[i].cash + state[i].positions_value
+        eq = state.cash[i] + state.positions_value[i]
         if i == 0:
             peak = eq
         elif not np.isnan(peak):
@@ -868,7 +872,7 @@ class SimResult(NamedTuple):
     trades: np.ndarray  # TRADE_DT
     events: np.ndarray  # EVENT_DT
     funding: np.ndarray  # FUNDING_DT
-    state: np.ndarray  # STATE_DT, one record per bar
+    state: State
     position: np.ndarray  # final units per slot
 
 
@@ -1047,7 +1051,7 @@ def _simulate_pass(
     ne = 0
     funds = np.empty(cap_fu, dtype=FUNDING_DT)
     nfu = 0
-    state = np.zeros(n, dtype=STATE_DT)
+    state = new_state(n)
 
     cash = init_cash
     book = new_book(ns)
@@ -1730,13 +1734,12 @@ def _simulate_pass(
                 w += 1
         npend = w
         last_eq = eq
-        st = state[i]
-        st.cash = cash
-        st.positions_value = posval
-        st.gross_exposure = gross
-        st.fees_cum = fees_cum
-        st.funding_cum = funding_cum
-        st.killed = killed
+        state.cash[i] = cash
+        state.positions_value[i] = posval
+        state.gross_exposure[i] = gross
+        state.fees_cum[i] = fees_cum
+        state.funding_cum[i] = funding_cum
+        state.killed[i] = killed
 
     for q in range(npend):
         kk = pending[q]

@@ -162,27 +162,27 @@ def test_fills_state_matches_numpy_reference() -> None:
     ffill[~np.isfinite(ffill)] = np.nan
     position = np.cumsum(dpos)
     posval = np.where(position != 0, position * ffill, 0.0)
-    assert np.array_equal(state["cash"], 12_345.0 + np.cumsum(dcash))
-    assert np.array_equal(state["positions_value"], posval, equal_nan=True)
-    assert np.array_equal(state["gross_exposure"], np.abs(posval), equal_nan=True)
-    assert np.array_equal(state["fees_cum"], np.cumsum(dfee))
-    assert not state["funding_cum"].any() and not state["killed"].any()
+    assert np.array_equal(state.cash, 12_345.0 + np.cumsum(dcash))
+    assert np.array_equal(state.positions_value, posval, equal_nan=True)
+    assert np.array_equal(state.gross_exposure, np.abs(posval), equal_nan=True)
+    assert np.array_equal(state.fees_cum, np.cumsum(dfee))
+    assert not state.funding_cum.any() and not state.killed.any()
     with pytest.raises(ValueError, match="sorted by bar"):
         core.fills_state_nb(n, fills[::-1].copy(), mark, 1.0)
 
 
 def test_equity_drawdown_matches_numpy_reference() -> None:
     rng = np.random.default_rng(6)
-    state = np.zeros(300, dtype=core.STATE_DT)
-    state["cash"] = 1000 + np.cumsum(rng.normal(0, 5, 300))
-    state["positions_value"] = rng.normal(0, 20, 300)
+    state = core.new_state(300)
+    state.cash[:] = 1000 + np.cumsum(rng.normal(0, 5, 300))
+    state.positions_value[:] = rng.normal(0, 20, 300)
     out = core.equity_drawdown_nb(state)
-    eq = state["cash"] + state["positions_value"]
+    eq = state.cash + state.positions_value
     assert np.array_equal(out[0], eq)
     assert np.array_equal(out[1], eq / np.maximum.accumulate(eq) - 1.0)
-    state["positions_value"][150] = np.nan  # NaN equity poisons the running peak from there on, as numpy does
+    state.positions_value[150] = np.nan  # NaN equity poisons the running peak from there on, as numpy does
     out = core.equity_drawdown_nb(state)
-    eq = state["cash"] + state["positions_value"]
+    eq = state.cash + state.positions_value
     assert np.array_equal(out[1], eq / np.maximum.accumulate(eq) - 1.0, equal_nan=True)
     assert np.isnan(out[1, 150:]).all() and np.isfinite(out[1, :150]).all()
 
