@@ -94,13 +94,13 @@ def main() -> dict[str, object]:
     vbt_warm, (pf, ref) = _timed(theirs)
 
     # identical trades and final equity
-    ours_t = res.trades[np.lexsort((res.trades[:, 2], res.trades[:, 0]))]
+    ours_t = res.trades[np.lexsort((res.trades["entry_bar"], res.trades["slot"]))]
     ref = ref.sort_values(["col", "entry_idx"])
     assert ours_t.shape[0] == len(ref), (ours_t.shape[0], len(ref))
-    assert np.array_equal(ours_t[:, 0].astype(int), ref["col"].to_numpy())
-    assert np.array_equal(ours_t[:, 2].astype(int), ref["entry_idx"].to_numpy())
-    assert np.array_equal(ours_t[:, 3].astype(int), ref["exit_idx"].to_numpy())
-    assert np.allclose(ours_t[:, 6], ref["size"].to_numpy(), rtol=1e-9, atol=0)
+    assert np.array_equal(ours_t["slot"], ref["col"].to_numpy())
+    assert np.array_equal(ours_t["entry_bar"], ref["entry_idx"].to_numpy())
+    assert np.array_equal(ours_t["exit_bar"], ref["exit_idx"].to_numpy())
+    assert np.allclose(ours_t["size"], ref["size"].to_numpy(), rtol=1e-9, atol=0)
     assert np.allclose(res.final_equity, pf.final_value().to_numpy(), rtol=1e-9, atol=0)
 
     # single SMA strategy: bars/s of qlake (full simulator and fast path) vs backtesting.py
@@ -154,7 +154,7 @@ def main() -> dict[str, object]:
     # the timed end-to-end runs produce the same trades as the compiled core (and as each other)
     for r in (full_res, fast_res, e2e_res):
         assert r.trades.height == core_res.trades.shape[0], (r.trades.height, core_res.trades.shape[0])
-        assert np.array_equal(r.trades["entry_bar"].to_numpy(), core_res.trades[:, 2].astype(np.int64))
+        assert np.array_equal(r.trades["entry_bar"].to_numpy(), core_res.trades["entry_bar"])
         assert np.isclose(r.final_equity, core_res.final_equity[0], rtol=1e-12, atol=0)
     assert e2e_res.used_fast_path and not full_res.used_fast_path
     full_rate, fast_rate, core_rate = N_BARS / full_s, N_BARS / fast_s, N_BARS / core_s

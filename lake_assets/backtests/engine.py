@@ -1,8 +1,28 @@
 """Backtest engine: bars + signals (or explicit orders) -> orders, fills, trades, equity, risk events.
 
 Two entry points share one simulator (`engine_core.simulate_nb`):
-- `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics
-  (accumulate=False, opposite entry reverses, conflicting signals ignored), sized by a `risk.Sizing`.
+- `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics, sized by
+  a `risk.Sizing`. vectorbt's signal modes, same names, values and defaults (parity per mode, both paths, in
+  tests/backtests/test_parity_modes.py):
+  - `accumulate`: False (an entry while in the same direction is ignored), True / "both" (entries add `size`, exits
+    and opposite entries remove `size`), "addonly", "removeonly".
+  - `upon_opposite_entry` (an entry against the position): "ignore", "close" (close only), "closereduce" (close, or
+    reduce by `size` when accumulating), "reverse" (close and open `size` the other way), "reversereduce" (default:
+    reverse, or reduce by `size` when accumulating, flipping if larger).
+  - `upon_long_conflict` / `upon_short_conflict` (entry and exit of one direction on one bar): "ignore" (default),
+    "entry", "exit", "adjacent" (the one of the held direction), "opposite"; `upon_dir_conflict` (long and short
+    entry on one bar): "ignore" (default), "long", "short", "adjacent", "opposite".
+  - `sl_stop` / `tp_stop` (fractions of the entry price) and `sl_trail` (the stop-loss follows the best high/low):
+    checked each bar after the fills at the open, stop-loss before take-profit, filled at the level (the open if
+    the bar opened through it) without slippage at the maker fee (vectorbt's stop_exit_price="stoplimit"), anchored
+    at the entry fill's reference price (the close in fill_at="close", vectorbt's stop_entry_price="close"; the open
+    in "next_open"), restarted when the position grows; in fill_at="close" a bar whose stop fired ignores its
+    signals (vectorbt). A sale whose proceeds cannot pay its fixed fee fills (vectorbt rejects it).
+  backtesting.py's modes (parity in tests/backtests/test_parity_backtesting.py): whole-unit orders for a fraction of
+  equity (`percent_equity(f, whole_units=True)`, its `buy(size=f)`), an entry-only spread
+  (`EngineConfig.entry_spread`, its `spread`; a signal reversal becomes an exit then an entry, as its exclusive
+  orders), partial closes (an `exit_portion` signals column, its `position.close(portion)`), and its trade_on_close
+  handling of a stopped bar's signals (`stop_ignores_signals=False`).
 - `run_orders`: explicit MARKET / LIMIT / STOP / STOP_LIMIT orders with ENTRY / EXIT / MODIFY / CANCEL actions.
 Timing: an order submitted at bar i (known at its close) fills at the open of bar i+1+latency ("next_open",
 default) or for market orders at the close of bar i+latency ("close"; vectorbt's default price=close).
@@ -12,6 +32,8 @@ Frames go in and out without per-row Python: grid and signal arrays come straigh
 only the ones the chosen path reads), result frames are one polars `select` each over the kernels' record arrays.
 
 Semantics shared with the peers (tested live against them in tests/backtests/test_engine_peer_semantics.py):
+- Equity-percent sizing (the default, 100% of equity) is cost-inclusive like vectorbt's size=inf: the fraction of
+  equity pays for units, slippage and fees, so all-in sizing never borrows under a 1.0 leverage cap.
 - All-cash (infinite notional) sells are sized as vectorbt 1.2 sizes them: the long is closed and a short opened
   with the free cash (cash minus twice the open shorts' entry value, plus the long's net proceeds).
 - A signal's order has one fill bar (its close, or the next open); without a price there it expires, as vectorbt
@@ -28,8 +50,9 @@ Different by design (ENGINE_NOTES.md has the reasons):
   bar's open (`finalize_trades`).
 - An order whose opening part exceeds an exposure cap is resized with a RESIZED risk event (default); backtesting.py
   cancels it: `RiskLimits(on_cap="reject")` does that (REJECTED event; a reversal's closing part still fills).
-- A bar that opens above a long's take-profit fills the take-profit at the open, even if the bar later touches the
-  stop; vectorbt and backtesting.py check the stop first and fill it there.
+- A bar that opens above a long's take-profit order fills it at the open, even if the bar later touches the stop
+  order; vectorbt and backtesting.py check the stop first and fill it there (explicit orders; the signal stops
+  `sl_stop` / `tp_stop` check the stop-loss first, as vectorbt).
 """
 
 from __future__ import annotations
@@ -63,6 +86,53 @@ from lake_assets.vocabulary import CLOSE, FUNDING_RATE, HIGH, INSTRUMENT, LOW, O
 LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT = "long_entry", "long_exit", "short_entry", "short_exit"
 SIGNAL_COLUMNS = (LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT)
 DEFAULT_STRATEGY = "default"
+
+Accumulate = bool | Literal["both", "addonly", "removeonly"]
+OppositeEntry = Literal["ignore", "close", "closereduce", "reverse", "reversereduce"]
+Conflict = Literal["ignore", "entry", "exit", "adjacent", "opposite"]
+DirConflict = Literal["ignore", "long", "short", "adjacent", "opposite"]
+_ACCUMULATE = {False: core.ACC_DISABLED, True: core.ACC_BOTH, "both": core.ACC_BOTH,
+               "addonly": core.ACC_ADD_ONLY, "removeonly": core.ACC_REMOVE_ONLY}  # fmt: skip
+_OPPOSITE = {"ignore": core.OPP_IGNORE, "close": core.OPP_CLOSE, "closereduce": core.OPP_CLOSE_REDUCE,
+             "reverse": core.OPP_REVERSE, "reversereduce": core.OPP_REVERSE_REDUCE}  # fmt: skip
+_CONFLICT = {"ignore": core.CONFLICT_IGNORE, "entry": core.CONFLICT_ENTRY, "exit": core.CONFLICT_EXIT,
+             "adjacent": core.CONFLICT_ADJACENT, "opposite": core.CONFLICT_OPPOSITE}  # fmt: skip
+_DIR_CONFLICT = {"ignore": core.DIR_IGNORE, "long": core.DIR_LONG, "short": core.DIR_SHORT,
+                 "adjacent": core.DIR_ADJACENT, "opposite": core.DIR_OPPOSITE}  # fmt: skip
+
+
+def _code(table: dict, name: str, value: object) -> int:  # type: ignore[type-arg]
+    key = value.lower() if isinstance(value, str) else value
+    if key not in table:
+        raise ValueError(f"{name} must be one of {sorted(map(str, table))}, got {value!r}")
+    return int(table[key])
+
+
+def signal_rules(
+    accumulate: Accumulate = False,
+    upon_opposite_entry: OppositeEntry = "reversereduce",
+    upon_long_conflict: Conflict = "ignore",
+    upon_short_conflict: Conflict = "ignore",
+    upon_dir_conflict: DirConflict = "ignore",
+) -> core.SignalRules:
+    """vectorbt `Portfolio.from_signals` modes (same names, values and defaults) as the kernels' codes."""
+    return core.SignalRules(
+        accumulate=_code(_ACCUMULATE, "accumulate", accumulate),
+        opposite_entry=_code(_OPPOSITE, "upon_opposite_entry", upon_opposite_entry),
+        long_conflict=_code(_CONFLICT, "upon_long_conflict", upon_long_conflict),
+        short_conflict=_code(_CONFLICT, "upon_short_conflict", upon_short_conflict),
+        dir_conflict=_code(_DIR_CONFLICT, "upon_dir_conflict", upon_dir_conflict),
+    )
+
+
+def _stops(sl_stop: float | None, tp_stop: float | None, sl_trail: bool) -> tuple[float, float, bool]:
+    for name, v in (("sl_stop", sl_stop), ("tp_stop", tp_stop)):
+        if v is not None and not (0 < v < math.inf):
+            raise ValueError(f"{name} must be a positive fraction of the entry price or None, got {v!r}")
+    if sl_trail and sl_stop is None:
+        raise ValueError("sl_trail needs sl_stop")
+    return (math.nan if sl_stop is None else float(sl_stop), math.nan if tp_stop is None else float(tp_stop), sl_trail)
+
 
 REASONS: dict[int, str] = {
     core.R_NONPOSITIVE_SIZE: "size must be a positive number",
@@ -130,6 +200,9 @@ class EngineConfig:
     # order expires, as vectorbt drops it (a fill a bar later would be at a price the signal never saw). True keeps
     # it pending until the next priced bar (qlake's behaviour before). Explicit orders always follow their TIF.
     signals_wait_for_price: bool = False
+    # backtesting.py's `spread`: an opening fill pays price * (1 + spread) (buy) / (1 - spread) (sell short), a
+    # closing fill is at the unadjusted price; a signal reversal becomes an exit and an entry (its exclusive orders)
+    entry_spread: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.init_cash > 0:
@@ -138,7 +211,8 @@ class EngineConfig:
             raise ValueError(f"EngineConfig.fill_at must be 'next_open' or 'close', got {self.fill_at!r}")
         if self.latency_bars < 0:
             raise ValueError("EngineConfig.latency_bars must be >= 0")
-        for name in ("maker_fee", "taker_fee", "fixed_fee", "slippage", "vol_k", "liquidity_k", "impact_k"):
+        names = ("maker_fee", "taker_fee", "fixed_fee", "slippage", "vol_k", "liquidity_k", "impact_k", "entry_spread")
+        for name in names:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"EngineConfig.{name} must be >= 0")
         if self.participation_rate is not None and not 0 < self.participation_rate <= 1:
@@ -173,40 +247,55 @@ class EngineConfig:
     def dynamic_costs(self) -> bool:
         return self.default_spread_bps > 0 or self.vol_k > 0 or self.liquidity_k > 0 or self.impact_k > 0
 
-    def params(self, sig_size_type: SizeType) -> np.ndarray:
+    def params(
+        self,
+        sig_size_type: SizeType,
+        rules: core.SignalRules | None = None,
+        stops: tuple[float, float, bool] = (math.nan, math.nan, False),
+        whole_units: bool = False,
+        stop_ignores_signals: bool = True,
+    ) -> core.Params:
+        """Kernel settings; `rules` and `stops` (sl_stop, tp_stop, sl_trail) are `run_signals`' signal modes."""
         r = self.risk
-        p = np.full(core.N_P, np.inf)
 
         def _opt(v: float | None) -> float:
             return math.inf if v is None else float(v)
 
-        p[core.P_INIT_CASH] = self.init_cash
-        p[core.P_FILL_CLOSE] = 1.0 if self.fill_at == "close" else 0.0
-        p[core.P_LATENCY] = self.latency_bars
-        p[core.P_MAKER_FEE] = self.maker_fee
-        p[core.P_TAKER_FEE] = self.taker_fee
-        p[core.P_FIXED_FEE] = self.fixed_fee
-        p[core.P_SLIPPAGE] = self.slippage
-        p[core.P_VOL_K] = self.vol_k
-        p[core.P_LIQ_K] = self.liquidity_k
-        p[core.P_IMPACT_K] = self.impact_k
-        p[core.P_PARTICIPATION] = _opt(self.participation_rate)
-        p[core.P_MAX_LEVERAGE] = _opt(r.max_leverage)
-        p[core.P_MAX_STRATEGY] = _opt(r.max_strategy_exposure)
-        p[core.P_MAX_INSTRUMENT] = _opt(r.max_instrument_exposure)
-        p[core.P_MAX_NEW] = _opt(r.max_new_exposure_per_bar)
-        p[core.P_DAILY_LOSS] = _opt(r.daily_loss_cap)
-        p[core.P_COOLDOWN] = r.cooldown_bars
-        p[core.P_MAX_STALE] = _opt(r.max_stale_bars)
-        p[core.P_MAX_DD] = _opt(r.max_drawdown)
-        p[core.P_MAX_SLIP_RATIO] = _opt(r.max_slippage_ratio)
-        p[core.P_MIN_SLIP_FILLS] = r.min_fills_for_slippage
-        p[core.P_FLATTEN_ON_KILL] = 1.0 if r.flatten_on_kill else 0.0
-        p[core.P_ALLOW_SHORT] = 1.0 if self.allow_short else 0.0
-        p[core.P_SIG_SIZE_TYPE] = sig_size_type.code
-        p[core.P_SIG_WAIT] = 1.0 if self.signals_wait_for_price else 0.0
-        p[core.P_CAP_REJECT] = 1.0 if r.on_cap == "reject" else 0.0
-        return p
+        return core.Params(
+            init_cash=float(self.init_cash),
+            fill_close=self.fill_at == "close",
+            latency=int(self.latency_bars),
+            maker_fee=float(self.maker_fee),
+            taker_fee=float(self.taker_fee),
+            fixed_fee=float(self.fixed_fee),
+            slippage=float(self.slippage),
+            vol_k=float(self.vol_k),
+            liq_k=float(self.liquidity_k),
+            impact_k=float(self.impact_k),
+            participation=_opt(self.participation_rate),
+            max_leverage=_opt(r.max_leverage),
+            max_strategy=_opt(r.max_strategy_exposure),
+            max_instrument=_opt(r.max_instrument_exposure),
+            max_new=_opt(r.max_new_exposure_per_bar),
+            daily_loss=_opt(r.daily_loss_cap),
+            cooldown=int(r.cooldown_bars),
+            max_stale=_opt(r.max_stale_bars),
+            max_dd=_opt(r.max_drawdown),
+            max_slip_ratio=_opt(r.max_slippage_ratio),
+            min_slip_fills=int(r.min_fills_for_slippage),
+            flatten_on_kill=bool(r.flatten_on_kill),
+            allow_short=bool(self.allow_short),
+            sig_size_type=int(sig_size_type.code),
+            sig_wait=bool(self.signals_wait_for_price),
+            cap_reject=r.on_cap == "reject",
+            rules=rules or core.SignalRules(),
+            sl_stop=float(stops[0]),
+            tp_stop=float(stops[1]),
+            sl_trail=bool(stops[2]),
+            entry_spread=float(self.entry_spread),
+            sig_whole_units=bool(whole_units),
+            stop_ignores_signals=bool(stop_ignores_signals),
+        )
 
 
 @dataclass(frozen=True)
@@ -408,11 +497,30 @@ def run_signals(
     sizing: Sizing | None = None,
     funding: pl.DataFrame | None = None,
     fast: bool | None = None,
+    accumulate: Accumulate = False,
+    upon_opposite_entry: OppositeEntry = "reversereduce",
+    upon_long_conflict: Conflict = "ignore",
+    upon_short_conflict: Conflict = "ignore",
+    upon_dir_conflict: DirConflict = "ignore",
+    sl_stop: float | None = None,
+    tp_stop: float | None = None,
+    sl_trail: bool = False,
+    stop_ignores_signals: bool = True,
 ) -> BacktestResult:
     """Backtest boolean signals (columns long_entry/long_exit/short_entry/short_exit, any subset; optional
-    `strategy`, `size`, `stop_distance` columns override `sizing`). Shared cash across all (strategy, instrument)
-    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible."""
+    `strategy`, `size`, `stop_distance` columns override `sizing`; an optional `exit_portion` column in (0, 1] makes
+    an exit signal close that fraction of the position, as backtesting.py's `position.close(portion)`: whole units,
+    at least one, with `Sizing(whole_units=True)`). Shared cash across all (strategy, instrument)
+    slots. Default sizing: 100% of equity per entry. `fast=None` picks the compiled fast path when eligible.
+
+    Signal modes are vectorbt `Portfolio.from_signals`' (same names, values and defaults; see the module docstring):
+    `accumulate`, `upon_opposite_entry`, `upon_long_conflict` / `upon_short_conflict` / `upon_dir_conflict`, and
+    stops as fractions of the entry price: `sl_stop`, `tp_stop`, `sl_trail` (trailing stop-loss). In fill_at="close"
+    a bar whose stop fired ignores its signals, as vectorbt; `stop_ignores_signals=False` trades them at its close,
+    as backtesting.py (trade_on_close) does."""
     config = config or EngineConfig()
+    rules = signal_rules(accumulate, upon_opposite_entry, upon_long_conflict, upon_short_conflict, upon_dir_conflict)
+    stops = _stops(sl_stop, tp_stop, sl_trail)
     sizing = sizing or Sizing(SizeType.EQUITY_PERCENT, 1.0)
     for c in (TS, INSTRUMENT):
         if c not in signals.columns:
@@ -472,17 +580,22 @@ def run_signals(
         and not config.dynamic_costs
         and config.participation_rate is None
         and config.latency_bars == 0
+        and config.entry_spread == 0.0
+        and not sizing.whole_units
         and (fund is None or bool(np.all(np.isnan(fund))))
         and config.risk == RiskLimits.disabled()
         and sizing.size_type in (SizeType.SHARES, SizeType.CONTRACTS, SizeType.NOTIONAL)
         and "size" not in signals.columns
+        and "exit_portion" not in signals.columns
         and not isinstance(sizing.size, pl.Expr)
+        # a signal stop fills without slippage at the maker fee (the fast path has one fee)
+        and ((math.isnan(stops[0]) and math.isnan(stops[1])) or config.maker_fee == config.taker_fee)
     )
     if fast and not eligible:
         raise ValueError("fast=True but the case needs the full simulator (one slot, fixed size, no risk/costs)")
     if fast or (fast is None and eligible):
         fixed = sizing.size if isinstance(sizing.size, float | int) else math.nan
-        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config)
+        return _run_fast(grid, slots, flags, float(fixed), sizing.size_type, config, rules, stops, stop_ignores_signals)
     # per-bar size / stop distance grids are only needed by the full simulator
     size = np.full((n, ns), np.nan)
     if "size" in sig.columns:
@@ -494,9 +607,15 @@ def run_signals(
         stop_dist[idx, sidx] = sig["stop_distance"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if fund is None:
         fund = np.full((n, len(grid.instruments)), np.nan)
-    params = config.params(sizing.size_type)
-    orders_in = np.full((0, core.N_O), np.nan)
-    return _simulate(grid, slots, slot_inst, slot_strat, flags, size, stop_dist, orders_in, fund, params, config, [])
+    params = config.params(sizing.size_type, rules, stops, sizing.whole_units, stop_ignores_signals)
+    portion = np.full((n, ns), np.nan)
+    if "exit_portion" in sig.columns:
+        part_col = sig["exit_portion"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if bool(np.any(~((part_col > 0) & (part_col <= 1)) & ~np.isnan(part_col))):
+            raise ValueError("signals: exit_portion must be in (0, 1] (or null for the whole position)")
+        portion[idx, sidx] = part_col
+    signal_inputs = core.SignalInputs(flags, size, stop_dist, portion)
+    return _simulate(grid, slots, slot_inst, slot_strat, signal_inputs, core.empty_orders(0), fund, params, config, [])
 
 
 def run_orders(
@@ -543,7 +662,7 @@ def run_orders(
     slots, slot_inst, slot_strat = _slots(pairs, grid)
     slot_of = {p: k for k, p in enumerate(slots)}
     m = o.height
-    arr = np.full((m, core.N_O), np.nan)
+    arr = core.empty_orders(m)
 
     def _codes(col: str, enum: type[Side] | type[Action] | type[OrderType] | type[SizeType]) -> np.ndarray:
         vals = [str(v).upper() if v is not None else None for v in o[col].to_list()]
@@ -551,36 +670,28 @@ def run_orders(
         bad = sorted({str(v) for v in vals if v not in names})
         if bad:
             raise ValueError(f"orders: column {col!r} has unknown values {bad}; expected {sorted(names)}")
-        return np.array([names[str(v)] for v in vals], dtype=np.float64)
+        return np.array([names[str(v)] for v in vals], dtype=np.int64)
 
-    arr[:, core.O_BAR] = idx
-    arr[:, core.O_SLOT] = [slot_of[p] for p in pairs]
-    arr[:, core.O_SIDE] = _codes("side", Side)
-    arr[:, core.O_ACTION] = _codes("action", Action)
-    arr[:, core.O_TYPE] = _codes("order_type", OrderType)
-    arr[:, core.O_SIZE_TYPE] = _codes("size_type", SizeType)
-    for col, k in (
-        ("size", core.O_SIZE),
-        ("limit_price", core.O_LIMIT),
-        ("stop_price", core.O_STOP),
-        ("stop_distance", core.O_STOP_DIST),
-    ):
-        arr[:, k] = o[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    arr[:, core.O_TIF] = o["time_in_force_bars"].cast(pl.Int64).fill_null(-1).to_numpy()
+    arr["bar"] = idx
+    arr["slot"] = [slot_of[p] for p in pairs]
+    arr["side"] = _codes("side", Side)
+    arr["action"] = _codes("action", Action)
+    arr["order_type"] = _codes("order_type", OrderType)
+    arr["size_type"] = _codes("size_type", SizeType)
+    for col in ("size", "limit_price", "stop_price", "stop_distance"):
+        arr[col] = o[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    arr["tif"] = o["time_in_force_bars"].cast(pl.Int64).fill_null(-1).to_numpy()
     ids = o[ORDER_ID].cast(pl.Int64).to_list()
     pos_of = {oid: k for k, oid in enumerate(ids)}
-    arr[:, core.O_REF] = [
+    arr["ref"] = [
         pos_of.get(r, -1) if r is not None and r >= 0 else -1 for r in o["ref_order_id"].cast(pl.Int64).to_list()
     ]
-    arr[:, core.O_REVERSE] = 0.0
-    arr[:, core.O_INPUT_ID] = ids
+    arr["input_id"] = ids
     n, ns = grid.ts.shape[0], len(slots)
-    zeros = np.zeros((n, ns), dtype=np.int64)
     nan2 = np.full((n, ns), np.nan)
+    no_signals = core.SignalInputs(np.zeros((n, ns), dtype=np.int64), nan2, nan2, nan2)
     params = config.params(SizeType.SHARES)
-    return _simulate(
-        grid, slots, slot_inst, slot_strat, zeros, nan2, nan2, arr, _funding(grid, funding), params, config, ids
-    )
+    return _simulate(grid, slots, slot_inst, slot_strat, no_signals, arr, _funding(grid, funding), params, config, ids)
 
 
 def _simulate(
@@ -588,28 +699,36 @@ def _simulate(
     slots: list[tuple[str, str]],
     slot_inst: np.ndarray,
     slot_strat: np.ndarray,
-    flags: np.ndarray,
-    size: np.ndarray,
-    stop_dist: np.ndarray,
+    signals: core.SignalInputs,
     orders_in: np.ndarray,
     fund: np.ndarray,
-    params: np.ndarray,
+    params: core.Params,
     config: EngineConfig,
     input_ids: list[int],
 ) -> BacktestResult:
     a = grid.arrays
     new_day, next_day = _days(grid)
-    orders, fills, trades, events, funds, state, pos = core.simulate_nb(
-        a[OPEN], a[HIGH], a[LOW], a[CLOSE], a[VOLUME], a[HALF_SPREAD], a[SIGMA], a[ADV_NOTIONAL], fund,
-        new_day, next_day, slot_inst, slot_strat, flags, size, stop_dist, orders_in, params,
-    )  # fmt: skip
+    market = core.Market(
+        open=a[OPEN],
+        high=a[HIGH],
+        low=a[LOW],
+        close=a[CLOSE],
+        volume=a[VOLUME],
+        half_spread=a[HALF_SPREAD],
+        sigma=a[SIGMA],
+        adv=a[ADV_NOTIONAL],
+        funding=fund,
+        new_day=new_day,
+        next_day=next_day,
+    )
+    r = core.simulate_nb(market, core.Slots(slot_inst, slot_strat), signals, orders_in, params)
     # order ids: user ids for input orders, then fresh ids after the largest one for generated orders
     next_id = (max(input_ids) + 1) if input_ids else 0
-    oid = np.empty(orders.shape[0], dtype=np.int64)
+    oid = np.empty(r.orders.shape[0], dtype=np.int64)
     n_in = orders_in.shape[0]
     oid[:n_in] = input_ids
-    oid[n_in:] = np.arange(next_id, next_id + orders.shape[0] - n_in)
-    return _assemble(grid, slots, orders, oid, fills, trades, events, funds, state, pos, config, fast=False)
+    oid[n_in:] = np.arange(next_id, next_id + r.orders.shape[0] - n_in)
+    return _assemble(grid, slots, r, oid, config, fast=False)
 
 
 # BacktestResult.funding_payments: one row per (bar, slot) where a held position paid or received funding
@@ -694,104 +813,95 @@ def _nullable_ids(oid: np.ndarray, k: np.ndarray) -> pl.Series:
 
 
 def _orders_frame(grid: _Grid, slots: list[tuple[str, str]], orders: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
-    o = np.asfortranarray(orders)  # contiguous columns
     fb = _FrameBuilder()
     fb.values(ORDER_ID, oid)
-    fb.ts(TS, grid, o[:, core.O_BAR])
-    fb.names(INSTRUMENT, [i for _, i in slots], o[:, core.O_SLOT])
-    fb.names(STRATEGY, [s for s, _ in slots], o[:, core.O_SLOT])
-    fb.names("side", _enum_table(Side), o[:, core.O_SIDE])
-    fb.names("action", _enum_table(Action), o[:, core.O_ACTION])
-    fb.names("order_type", _enum_table(OrderType), o[:, core.O_TYPE])
-    fb.names("size_type", _enum_table(SizeType), o[:, core.O_SIZE_TYPE])
-    fb.values("size", o[:, core.O_SIZE], nan_to_null=True)
-    fb.values("limit_price", o[:, core.O_LIMIT], nan_to_null=True)
-    fb.values("stop_price", o[:, core.O_STOP], nan_to_null=True)
-    fb.values("requested_units", o[:, core.O_REQ], nan_to_null=True)
-    fb.values("filled_units", np.nan_to_num(o[:, core.O_FILLED]))
-    fb.values("avg_fill_price", o[:, core.O_AVG_PX], nan_to_null=True)
-    fb.names("status", _enum_table(OrderStatus), o[:, core.O_STATUS])
-    fb.names("reason", _REASON_TABLE, o[:, core.O_REASON])
-    fb.ts("last_update_ts", grid, o[:, core.O_LAST_BAR])
+    fb.ts(TS, grid, orders["bar"])
+    fb.names(INSTRUMENT, [i for _, i in slots], orders["slot"])
+    fb.names(STRATEGY, [s for s, _ in slots], orders["slot"])
+    fb.names("side", _enum_table(Side), orders["side"])
+    fb.names("action", _enum_table(Action), orders["action"])
+    fb.names("order_type", _enum_table(OrderType), orders["order_type"])
+    fb.names("size_type", _enum_table(SizeType), orders["size_type"])
+    fb.values("size", np.ascontiguousarray(orders["size"]), nan_to_null=True)
+    fb.values("limit_price", np.ascontiguousarray(orders["limit_price"]), nan_to_null=True)
+    fb.values("stop_price", np.ascontiguousarray(orders["stop_price"]), nan_to_null=True)
+    fb.values("requested_units", np.ascontiguousarray(orders["requested"]), nan_to_null=True)
+    fb.values("filled_units", np.nan_to_num(orders["filled"]))
+    fb.values("avg_fill_price", np.ascontiguousarray(orders["avg_price"]), nan_to_null=True)
+    fb.names("status", _enum_table(OrderStatus), orders["status"])
+    fb.names("reason", _REASON_TABLE, orders["reason"])
+    fb.ts("last_update_ts", grid, orders["last_bar"])
     return fb.frame()
 
 
 def _fills_frame(grid: _Grid, slots: list[tuple[str, str]], fills: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
-    f = np.asfortranarray(fills)
-    ford = f[:, core.F_ORDER].astype(np.int64)
+    ford = fills["order"]
     fb = _FrameBuilder()
     fb.row_index("fill_id")
-    fb.values(ORDER_ID, oid[ford] if oid.shape[0] else ford)
-    fb.ts(TS, grid, f[:, core.F_BAR])
-    fb.names(INSTRUMENT, [i for _, i in slots], f[:, core.F_SLOT])
-    fb.names(STRATEGY, [s for s, _ in slots], f[:, core.F_SLOT])
-    fb.names("side", _enum_table(Side), f[:, core.F_SIDE])
-    fb.values("price", f[:, core.F_PRICE])
-    fb.values("size", f[:, core.F_UNITS])
-    fb.values("fee", f[:, core.F_FEE])
-    fb.values("slippage_cost", f[:, core.F_SLIP])
-    fb.values("expected_slippage_cost", f[:, core.F_EXP_SLIP])
-    fb.names("liquidity", [Liquidity.TAKER.value, Liquidity.MAKER.value], f[:, core.F_MAKER] > 0.5)
+    fb.values(ORDER_ID, oid[ford] if oid.shape[0] else np.ascontiguousarray(ford))
+    fb.ts(TS, grid, fills["bar"])
+    fb.names(INSTRUMENT, [i for _, i in slots], fills["slot"])
+    fb.names(STRATEGY, [s for s, _ in slots], fills["slot"])
+    fb.names("side", _enum_table(Side), fills["side"])
+    fb.values("price", np.ascontiguousarray(fills["price"]))
+    fb.values("size", np.ascontiguousarray(fills["size"]))
+    fb.values("fee", np.ascontiguousarray(fills["fee"]))
+    fb.values("slippage_cost", np.ascontiguousarray(fills["slippage_cost"]))
+    fb.values("expected_slippage_cost", np.ascontiguousarray(fills["expected_slippage_cost"]))
+    fb.names("liquidity", [Liquidity.TAKER.value, Liquidity.MAKER.value], fills["maker"])
     return fb.frame()
 
 
 def _events_frame(grid: _Grid, slots: list[tuple[str, str]], events: np.ndarray, oid: np.ndarray) -> pl.DataFrame:
     if events.shape[0] == 0:
         return pl.DataFrame(schema=RISK_EVENTS_SCHEMA)
-    e = np.asfortranarray(events)
     fb = _FrameBuilder()
-    fb.ts(TS, grid, e[:, core.E_BAR])
-    fb.values(ORDER_ID, _nullable_ids(oid, e[:, core.E_ORDER].astype(np.int64)))
-    fb.names(INSTRUMENT, grid.instruments, e[:, core.E_INST])
-    fb.names(STRATEGY, [s for s, _ in slots], e[:, core.E_SLOT])
-    fb.names("event", _EVENT_TABLE, e[:, core.E_KIND])
-    fb.names("reason", _REASON_TABLE, e[:, core.E_REASON])
-    fb.values("requested_units", e[:, core.E_REQ])
-    fb.values("allowed_units", e[:, core.E_ALLOWED])
+    fb.ts(TS, grid, events["bar"])
+    fb.values(ORDER_ID, _nullable_ids(oid, events["order"]))
+    fb.names(INSTRUMENT, grid.instruments, events["instrument"])
+    fb.names(STRATEGY, [s for s, _ in slots], events["slot"])
+    fb.names("event", _EVENT_TABLE, events["kind"])
+    fb.names("reason", _REASON_TABLE, events["reason"])
+    fb.values("requested_units", np.ascontiguousarray(events["requested"]))
+    fb.values("allowed_units", np.ascontiguousarray(events["allowed"]))
     return fb.frame()
 
 
 def _funding_frame(grid: _Grid, slots: list[tuple[str, str]], funds: np.ndarray) -> pl.DataFrame:
     if funds.shape[0] == 0:
         return pl.DataFrame(schema=FUNDING_PAYMENTS_SCHEMA)
-    fu = np.asfortranarray(funds)
     fb = _FrameBuilder()
-    fb.ts(TS, grid, fu[:, 0])
-    fb.names(INSTRUMENT, [i for _, i in slots], fu[:, 1])
-    fb.names(STRATEGY, [s for s, _ in slots], fu[:, 1])
-    fb.values(FUNDING_RATE, fu[:, 2])
-    fb.values("mark_price", fu[:, 3])
-    fb.values("payment", fu[:, 4])
+    fb.ts(TS, grid, funds["bar"])
+    fb.names(INSTRUMENT, [i for _, i in slots], funds["slot"])
+    fb.names(STRATEGY, [s for s, _ in slots], funds["slot"])
+    fb.values(FUNDING_RATE, np.ascontiguousarray(funds["rate"]))
+    fb.values("mark_price", np.ascontiguousarray(funds["mark_price"]))
+    fb.values("payment", np.ascontiguousarray(funds["payment"]))
     return fb.frame()
 
 
 def _assemble(
     grid: _Grid,
     slots: list[tuple[str, str]],
-    orders: np.ndarray,
+    r: core.SimResult,
     oid: np.ndarray,
-    fills: np.ndarray,
-    trades: np.ndarray,
-    events: np.ndarray,
-    funds: np.ndarray,
-    state: np.ndarray,
-    pos: np.ndarray,
     config: EngineConfig,
     fast: bool,
 ) -> BacktestResult:
-    """Result frames from the kernel's record arrays; `state` is (N_STATE, n_bars), one row per field."""
+    """Result frames from the kernel's record arrays."""
     strat_of = [s for s, _ in slots]
     inst_of = [i for _, i in slots]
+    state = r.state
     eq_dd = core.equity_drawdown_nb(state)
     equity_df = pl.DataFrame(
         {
             TS: grid.ts_series,
-            "cash": state[0],
-            "positions_value": state[1],
+            "cash": state.cash,
+            "positions_value": state.positions_value,
             "equity": eq_dd[0],
-            "gross_exposure": state[2],
-            "fees_cum": state[3],
-            "funding_cum": state[4],
+            "gross_exposure": state.gross_exposure,
+            "fees_cum": state.fees_cum,
+            "funding_cum": state.funding_cum,
             "drawdown": eq_dd[1],
         },
         schema=EQUITY_SCHEMA,
@@ -801,17 +911,17 @@ def _assemble(
         {
             INSTRUMENT: inst_of,
             STRATEGY: strat_of,
-            "size": pos,
+            "size": r.position,
             "mark_price": [last_close[grid.instruments.index(i)] for i in inst_of],
         }
     )
     return BacktestResult(
-        orders=_orders_frame(grid, slots, orders, oid),
-        fills=_fills_frame(grid, slots, fills, oid),
-        trades=trades_frame(grid, slots, trades),
+        orders=_orders_frame(grid, slots, r.orders, oid),
+        fills=_fills_frame(grid, slots, r.fills, oid),
+        trades=trades_frame(grid, slots, r.trades),
         equity=equity_df,
-        risk_events=_events_frame(grid, slots, events, oid),
-        funding_payments=_funding_frame(grid, slots, funds),
+        risk_events=_events_frame(grid, slots, r.events, oid),
+        funding_payments=_funding_frame(grid, slots, r.funding),
         positions=positions_df,
         init_cash=config.init_cash,
         used_fast_path=fast,
@@ -832,37 +942,42 @@ def _last_valid(arr: np.ndarray) -> np.ndarray:
 
 
 def trades_frame(grid: _Grid, slots: list[tuple[str, str]], trades: np.ndarray) -> pl.DataFrame:
-    """TRADES_SCHEMA frame from the kernel's trade records (T_* columns)."""
-    t = np.asfortranarray(trades)
-    short = t[:, core.T_DIR] > 0.5
+    """TRADES_SCHEMA frame from the kernel's trade records (TRADE_DT)."""
+    short = trades["short"]
+    entry_px = np.ascontiguousarray(trades["entry_price"])
+    exit_px = np.ascontiguousarray(trades["exit_price"])
+    size = np.ascontiguousarray(trades["size"])
+    fees = np.ascontiguousarray(trades["fees"])
+    funding = np.ascontiguousarray(trades["funding"])
     direction = np.where(short, -1.0, 1.0)
-    gross = direction * (t[:, core.T_EXIT_PX] - t[:, core.T_ENTRY_PX]) * t[:, core.T_SIZE]
-    pnl = gross - t[:, core.T_FEES] - t[:, core.T_FUNDING]
-    notional = t[:, core.T_ENTRY_PX] * t[:, core.T_SIZE]
+    gross = direction * (exit_px - entry_px) * size
+    pnl = gross - fees - funding
+    notional = entry_px * size
     fb = _FrameBuilder()
     fb.row_index("trade_id")
-    fb.names(INSTRUMENT, [i for _, i in slots], t[:, core.T_SLOT])
-    fb.names(STRATEGY, [s for s, _ in slots], t[:, core.T_SLOT])
+    fb.names(INSTRUMENT, [i for _, i in slots], trades["slot"])
+    fb.names(STRATEGY, [s for s, _ in slots], trades["slot"])
     fb.names("direction", ["LONG", "SHORT"], short)
-    fb.ts("entry_ts", grid, t[:, core.T_ENTRY_BAR])
-    fb.ts("exit_ts", grid, t[:, core.T_EXIT_BAR])
-    fb.values("entry_bar", t[:, core.T_ENTRY_BAR].astype(np.int64))
-    fb.values("exit_bar", t[:, core.T_EXIT_BAR].astype(np.int64))
-    fb.values("entry_price", t[:, core.T_ENTRY_PX])
-    fb.values("exit_price", t[:, core.T_EXIT_PX])
-    fb.values("size", t[:, core.T_SIZE])
+    fb.ts("entry_ts", grid, trades["entry_bar"])
+    fb.ts("exit_ts", grid, trades["exit_bar"])
+    fb.values("entry_bar", np.ascontiguousarray(trades["entry_bar"]))
+    fb.values("exit_bar", np.ascontiguousarray(trades["exit_bar"]))
+    fb.values("entry_price", entry_px)
+    fb.values("exit_price", exit_px)
+    fb.values("size", size)
     fb.values("gross_pnl", gross)
-    fb.values("fees", t[:, core.T_FEES])
-    fb.values("funding", t[:, core.T_FUNDING])
+    fb.values("fees", fees)
+    fb.values("funding", funding)
     fb.values("pnl", pnl)
     fb.values("return", np.divide(pnl, notional, out=np.full_like(pnl, np.nan), where=notional != 0))
-    fb.names("status", ["CLOSED", "OPEN"], t[:, core.T_OPEN] > 0.5)
+    fb.names("status", ["CLOSED", "OPEN"], trades["is_open"])
     return fb.frame()
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Output of the fast path: raw record arrays (engine_core F_*/T_* columns) and final state per column."""
+    """Output of the fast path: fill (FILL_DT) and trade (TRADE_DT) records, their `slot` the column, and the
+    final state per column."""
 
     fills: np.ndarray
     trades: np.ndarray
@@ -885,11 +1000,20 @@ def run_signals_batch(
     fill_at: Literal["next_open", "close"] = "close",
     allow_short: bool = True,
     wait_for_price: bool = False,
+    rules: core.SignalRules | None = None,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+    sl_stop: float | None = None,
+    tp_stop: float | None = None,
+    sl_trail: bool = False,
+    stop_ignores_signals: bool = True,
 ) -> BatchResult:
     """Compiled fast path: each column of `flags` (see `signal_flags`) is an independent single-instrument backtest
     on the matching column of `close` (broadcast if 1 column). Market orders only, no partial fills, no risk layer.
     `size` is quote notional when `notional` (inf = all cash) else units. A signal whose fill price is NaN is dropped
-    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`)."""
+    (vectorbt) unless `wait_for_price` (see `EngineConfig.signals_wait_for_price`). `rules` (`signal_rules`) are
+    vectorbt's accumulation / opposite-entry / conflict modes; `sl_stop` / `tp_stop` / `sl_trail` its stops (they
+    need `open_`, `high` and `low`, and fill without slippage at the stop price or the open gapped through it)."""
     close = np.asarray(close, dtype=np.float64)
     if close.ndim == 1:
         close = close[:, None]
@@ -905,14 +1029,40 @@ def run_signals_batch(
     if price.shape[1] == 1 and m > 1:
         price = np.broadcast_to(price, (price.shape[0], m))
     sizes = np.broadcast_to(np.asarray(size, dtype=np.float64), (m,)).copy()
+    fp = core.FastParams(
+        notional=bool(notional),
+        fees=float(fees),
+        fixed_fees=float(fixed_fees),
+        slippage=float(slippage),
+        init_cash=float(init_cash),
+        next_bar=fill_at == "next_open",
+        allow_short=bool(allow_short),
+        wait=bool(wait_for_price),
+        rules=rules or core.SignalRules(),
+    )
+    sl, tp, trail = _stops(sl_stop, tp_stop, sl_trail)
+    if math.isnan(sl) and math.isnan(tp):
+        none = np.full((1, 1), np.nan)
+        stop_in = core.StopInputs(none, none, none, none, sl, tp, trail, stop_ignores_signals)
+    else:
+        if open_ is None or high is None or low is None:
+            raise ValueError("run_signals_batch: sl_stop / tp_stop need open_, high and low")
+
+        def _cols(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            a = a[:, None] if a.ndim == 1 else a
+            return np.ascontiguousarray(np.broadcast_to(a, (a.shape[0], m)))
+
+        stop_in = core.StopInputs(
+            _cols(open_), _cols(high), _cols(low), _cols(close), sl, tp, trail, stop_ignores_signals
+        )
     fills, trades, cash, pos = core.fast_signals_nb(
-        np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, notional, fees, fixed_fees, slippage,
-        init_cash, fill_at == "next_open", allow_short, wait_for_price,
-    )  # fmt: skip
+        np.ascontiguousarray(price), np.ascontiguousarray(flags), sizes, fp, stop_in
+    )
     closes = close if close.shape[1] == m else np.broadcast_to(close, (close.shape[0], m))
     last = _last_valid(np.asarray(closes))
-    still_open = trades[:, core.T_OPEN] > 0.5
-    trades[still_open, core.T_EXIT_PX] = last[trades[still_open, core.T_SLOT].astype(np.int64)]
+    still_open = trades["is_open"]
+    trades["exit_price"][still_open] = last[trades["slot"][still_open]]
     final_eq = cash + np.where(pos != 0, pos * last, 0.0)
     return BatchResult(fills, trades, cash, pos, final_eq)
 
@@ -924,8 +1074,12 @@ def _run_fast(
     size: float,
     size_type: SizeType,
     config: EngineConfig,
+    rules: core.SignalRules,
+    stops: tuple[float, float, bool],
+    stop_ignores_signals: bool,
 ) -> BacktestResult:
     a = grid.arrays
+    with_stops = not (math.isnan(stops[0]) and math.isnan(stops[1]))
     res = run_signals_batch(
         a[CLOSE],
         flags,
@@ -939,32 +1093,45 @@ def _run_fast(
         fill_at=config.fill_at,
         allow_short=config.allow_short,
         wait_for_price=config.signals_wait_for_price,
+        rules=rules,
+        high=a[HIGH] if with_stops else None,
+        low=a[LOW] if with_stops else None,
+        sl_stop=None if math.isnan(stops[0]) else stops[0],
+        tp_stop=None if math.isnan(stops[1]) else stops[1],
+        sl_trail=stops[2],
+        stop_ignores_signals=stop_ignores_signals,
     )
     n = grid.ts.shape[0]
     fills = res.fills
     nfl = fills.shape[0]
-    orders = np.full((nfl, core.N_O), np.nan)
-    orders[:, core.O_BAR] = fills[:, core.F_BAR] - (1 if config.fill_at == "next_open" else 0)
-    orders[:, core.O_SLOT] = 0
-    orders[:, core.O_SIDE] = fills[:, core.F_SIDE]
-    orders[:, core.O_ACTION] = Action.ENTRY.code
-    orders[:, core.O_TYPE] = OrderType.MARKET.code
-    orders[:, core.O_SIZE_TYPE] = size_type.code
-    orders[:, core.O_SIZE] = size
-    orders[:, core.O_REQ] = fills[:, core.F_UNITS]
-    orders[:, core.O_FILLED] = fills[:, core.F_UNITS]
-    orders[:, core.O_AVG_PX] = fills[:, core.F_PRICE]
-    orders[:, core.O_STATUS] = OrderStatus.FILLED.code
-    orders[:, core.O_REASON] = core.R_NONE
-    orders[:, core.O_LAST_BAR] = fills[:, core.F_BAR]
-    fills = fills.copy()
-    fills[:, core.F_ORDER] = np.arange(nfl)
-    fills[:, core.F_SLOT] = 0
-    trades = res.trades.copy()
-    trades[:, core.T_SLOT] = 0
+    # one filled market order per fill (a signal stop's: a STOP exit submitted and filled at its bar)
+    is_stop = fills["order"] == core.STOP_EXIT_ID
+    orders = core.empty_orders(nfl)
+    orders["bar"] = fills["bar"] - np.where(is_stop, 0, 1 if config.fill_at == "next_open" else 0)
+    orders["slot"] = 0
+    orders["side"] = fills["side"]
+    orders["action"] = np.where(is_stop, Action.EXIT.code, Action.ENTRY.code)
+    orders["order_type"] = np.where(is_stop, OrderType.STOP.code, OrderType.MARKET.code)
+    orders["size_type"] = size_type.code
+    orders["size"] = size
+    orders["requested"] = fills["size"]
+    orders["filled"] = fills["size"]
+    orders["avg_price"] = fills["price"]
+    orders["status"] = OrderStatus.FILLED.code
+    orders["reason"] = core.R_NONE
+    orders["last_bar"] = fills["bar"]
+    fills["order"] = np.arange(nfl)
+    fills["slot"] = 0
+    trades = res.trades
+    trades["slot"] = 0
     state = core.fills_state_nb(n, fills, np.ascontiguousarray(a[CLOSE][:, 0]), config.init_cash)
-    empty = np.zeros((0, core.N_E))
-    oid = np.arange(nfl, dtype=np.int64)
-    return _assemble(
-        grid, slots, orders, oid, fills, trades, empty, np.zeros((0, 5)), state, res.final_position, config, fast=True
+    r = core.SimResult(
+        orders,
+        fills,
+        trades,
+        np.empty(0, dtype=core.EVENT_DT),
+        np.empty(0, dtype=core.FUNDING_DT),
+        state,
+        res.final_position,
     )
+    return _assemble(grid, slots, r, np.arange(nfl, dtype=np.int64), config, fast=True)

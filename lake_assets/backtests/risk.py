@@ -62,6 +62,9 @@ class Sizing:
     size_type: SizeType
     size: float | pl.Expr
     stop_distance: pl.Expr | None = None  # price distance to the protective stop (RISK_PERCENT)
+    # whole units, as backtesting.py sizes orders: a fraction of equity becomes floor(fraction * equity / (price
+    # adjusted for spread + commission per unit)), other sizes are floored
+    whole_units: bool = False
 
 
 def fixed_notional(amount: float) -> Sizing:
@@ -77,11 +80,13 @@ def fixed_units(units: float) -> Sizing:
     return Sizing(SizeType.SHARES, float(units))
 
 
-def percent_equity(fraction: float) -> Sizing:
-    """Position notional = fraction × equity at the fill."""
+def percent_equity(fraction: float, whole_units: bool = False) -> Sizing:
+    """Commit `fraction` × equity at the fill, slippage and fees included (units = (fraction·equity − fixed fee) /
+    (price·(1 ± slippage)·(1 + fee)), vectorbt's all-cash arithmetic): all-in (1.0) never borrows under a 1.0
+    leverage cap. `whole_units`: backtesting.py's `buy(size=fraction)` units (see `Sizing.whole_units`)."""
     if not fraction > 0:
         raise ValueError(f"percent_equity: fraction must be > 0, got {fraction!r}")
-    return Sizing(SizeType.EQUITY_PERCENT, float(fraction))
+    return Sizing(SizeType.EQUITY_PERCENT, float(fraction), whole_units=whole_units)
 
 
 def risk_percent_atr(risk_fraction: float, atr: pl.Expr | str, atr_multiple: float = 2.0) -> Sizing:

@@ -139,50 +139,50 @@ def test_fills_state_matches_numpy_reference() -> None:
     rng = np.random.default_rng(5)
     n = 500
     bars = np.sort(rng.integers(0, n, 120))
-    fills = np.full((bars.shape[0], core.N_F), np.nan)
-    fills[:, core.F_BAR] = bars
-    fills[:, core.F_SIDE] = rng.integers(0, 2, bars.shape[0])
-    fills[:, core.F_UNITS] = rng.uniform(0.1, 5.0, bars.shape[0])
-    fills[:, core.F_PRICE] = rng.uniform(90, 110, bars.shape[0])
-    fills[:, core.F_FEE] = rng.uniform(0, 0.3, bars.shape[0])
+    fills = np.zeros(bars.shape[0], dtype=core.FILL_DT)
+    fills["bar"] = bars
+    fills["side"] = rng.integers(0, 2, bars.shape[0])
+    fills["size"] = rng.uniform(0.1, 5.0, bars.shape[0])
+    fills["price"] = rng.uniform(90, 110, bars.shape[0])
+    fills["fee"] = rng.uniform(0, 0.3, bars.shape[0])
     mark = rng.uniform(90, 110, n)
     mark[[0, 1, 40, 41, 42, 300]] = np.nan
     mark[77] = np.inf
     state = core.fills_state_nb(n, fills, mark, 12_345.0)
 
-    sgn = np.where(fills[:, core.F_SIDE] < 0.5, 1.0, -1.0)
+    sgn = np.where(fills["side"] == core.BUY, 1.0, -1.0)
     b = bars.astype(np.int64)
     dcash, dpos, dfee = np.zeros(n), np.zeros(n), np.zeros(n)
-    np.add.at(dcash, b, -(sgn * fills[:, core.F_UNITS] * fills[:, core.F_PRICE] + fills[:, core.F_FEE]))
-    np.add.at(dpos, b, sgn * fills[:, core.F_UNITS])
-    np.add.at(dfee, b, fills[:, core.F_FEE])
+    np.add.at(dcash, b, -(sgn * fills["size"] * fills["price"] + fills["fee"]))
+    np.add.at(dpos, b, sgn * fills["size"])
+    np.add.at(dfee, b, fills["fee"])
     ok = np.isfinite(mark)
     idx = np.maximum.accumulate(np.where(ok, np.arange(n), 0))
     ffill = mark[idx]
     ffill[~np.isfinite(ffill)] = np.nan
     position = np.cumsum(dpos)
     posval = np.where(position != 0, position * ffill, 0.0)
-    assert np.array_equal(state[0], 12_345.0 + np.cumsum(dcash))
-    assert np.array_equal(state[1], posval, equal_nan=True)
-    assert np.array_equal(state[2], np.abs(posval), equal_nan=True)
-    assert np.array_equal(state[3], np.cumsum(dfee))
-    assert not state[4:].any()
+    assert np.array_equal(state.cash, 12_345.0 + np.cumsum(dcash))
+    assert np.array_equal(state.positions_value, posval, equal_nan=True)
+    assert np.array_equal(state.gross_exposure, np.abs(posval), equal_nan=True)
+    assert np.array_equal(state.fees_cum, np.cumsum(dfee))
+    assert not state.funding_cum.any() and not state.killed.any()
     with pytest.raises(ValueError, match="sorted by bar"):
         core.fills_state_nb(n, fills[::-1].copy(), mark, 1.0)
 
 
 def test_equity_drawdown_matches_numpy_reference() -> None:
     rng = np.random.default_rng(6)
-    state = np.zeros((core.N_STATE, 300))
-    state[0] = 1000 + np.cumsum(rng.normal(0, 5, 300))
-    state[1] = rng.normal(0, 20, 300)
+    state = core.new_state(300)
+    state.cash[:] = 1000 + np.cumsum(rng.normal(0, 5, 300))
+    state.positions_value[:] = rng.normal(0, 20, 300)
     out = core.equity_drawdown_nb(state)
-    eq = state[0] + state[1]
+    eq = state.cash + state.positions_value
     assert np.array_equal(out[0], eq)
     assert np.array_equal(out[1], eq / np.maximum.accumulate(eq) - 1.0)
-    state[1, 150] = np.nan  # NaN equity poisons the running peak from there on, as numpy does
+    state.positions_value[150] = np.nan  # NaN equity poisons the running peak from there on, as numpy does
     out = core.equity_drawdown_nb(state)
-    eq = state[0] + state[1]
+    eq = state.cash + state.positions_value
     assert np.array_equal(out[1], eq / np.maximum.accumulate(eq) - 1.0, equal_nan=True)
     assert np.isnan(out[1, 150:]).all() and np.isfinite(out[1, :150]).all()
 

@@ -94,8 +94,31 @@ def test_batch_fast_path_matches_vectorbt_many_columns() -> None:
     np.testing.assert_allclose(res.final_equity, pf.final_value().to_numpy(), rtol=REL)
     ref = pf.trades.records
     assert res.trades.shape[0] == len(ref)
-    ours = res.trades[np.lexsort((res.trades[:, 2], res.trades[:, 0]))]
+    ours = np.sort(res.trades, order=["slot", "entry_bar"])
     ref = ref.sort_values(["col", "entry_idx"])
-    np.testing.assert_array_equal(ours[:, 2].astype(int), ref["entry_idx"].to_numpy())
-    np.testing.assert_array_equal(ours[:, 3].astype(int), ref["exit_idx"].to_numpy())
-    np.testing.assert_allclose(ours[:, 6], ref["size"].to_numpy(), rtol=REL)
+    np.testing.assert_array_equal(ours["entry_bar"], ref["entry_idx"].to_numpy())
+    np.testing.assert_array_equal(ours["exit_bar"], ref["exit_idx"].to_numpy())
+    np.testing.assert_allclose(ours["size"], ref["size"].to_numpy(), rtol=REL)
+
+
+@pytest.mark.parametrize("fill_at", ["close", "next_open"])
+def test_all_in_sizing_nets_costs_and_never_borrows_sp500(fill_at: str) -> None:
+    """Default sizing (100% of equity) under the default 1.0 leverage cap pays fees and slippage out of the equity it
+    commits: cash never goes below zero (it went to about -120 on this case when the fee was paid on top)."""
+    bars = sp500_bars(1500)
+    close = bars["close"].to_numpy()
+    up, down = sma_cross(close, 20, 50)
+    signals = bars.select("ts", "instrument").with_columns(long_entry=pl.Series(up), long_exit=pl.Series(down))
+    cfg = EngineConfig(init_cash=100_000.0, fill_at=fill_at, taker_fee=0.001, slippage=0.0005)  # type: ignore[arg-type]
+    assert cfg.risk.max_leverage == 1.0
+    res = run_signals(bars, signals, cfg)
+    assert not res.used_fast_path and res.trades.height > 10
+    assert res.equity["cash"].min() >= 0.0
+    assert res.risk_events.height == 0  # the netted size never reaches the cap
+    if fill_at == "close":
+        # the same arithmetic as vectorbt's all-cash order (size=inf): cash / (price * (1 + slippage) * (1 + fees))
+        pf = vbt.Portfolio.from_signals(
+            pd.Series(close), pd.Series(up), pd.Series(down), size=np.inf, fees=0.001, slippage=0.0005, init_cash=1e5
+        )
+        _compare(res.trades, pf, res.final_equity)
+        assert float(pf.cash().min()) >= 0.0
