@@ -3,7 +3,7 @@
 The planner walks every bar, so in Python it dominated bracketed backtests and walk-forward trials. The kernel
 replays the same state machine on numpy arrays and writes one record per order into caller-owned arrays; the
 wrapper turns them into the ORDER_INPUT_SCHEMA frame. Order ids are record indices (the wrapper adds the first id),
-so a CANCEL's `ref` is the index of the leg it cancels. Codes are engine_core's (schema.py's `code`).
+so a CANCEL's `ref` is the index of the leg it cancels. Codes are engine_kernels's (schema.py's `code`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lake_assets.backtests.engine_core import BUY, CANCEL, ENTRY, EXIT, LIMIT, MARKET, SELL, STOP
+from lake_assets.backtests.engine_kernels import BUY, CANCEL, ENTRY, EXIT, LIMIT, MARKET, SELL, STOP
 
 NO_ORDER = -1  # no leg / no order type / no ref
 

@@ -1,6 +1,6 @@
 """Backtest engine: bars + signals (or explicit orders) -> orders, fills, trades, equity, risk events.
 
-Two entry points share one simulator (`engine_core.simulate_nb`):
+Two entry points share one simulator (`engine_kernels.simulate_nb`):
 - `run_signals`: boolean entry/exit columns per (strategy, instrument), vectorbt `from_signals` semantics, sized by
   a `risk.Sizing`. vectorbt's signal modes, same names, values and defaults (parity per mode, both paths, in
   tests/backtests/test_parity_modes.py):
@@ -65,7 +65,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from lake_assets.backtests import engine_core as core
+from lake_assets.backtests import engine_kernels as core
 from lake_assets.backtests.costs import ADV_NOTIONAL, HALF_SPREAD, SIGMA, CostProfile, cost_inputs
 from lake_assets.backtests.risk import RiskLimits, Sizing
 from lake_assets.backtests.schema import (

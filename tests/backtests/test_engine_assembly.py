@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from bt_helpers import random_walk_bars
 
-from lake_assets.backtests import engine_core as core
+from lake_assets.backtests import engine_kernels as core
 from lake_assets.backtests.engine import (
     FUNDING_PAYMENTS_SCHEMA,
     BacktestResult,
