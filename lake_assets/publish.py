@@ -18,7 +18,7 @@ for blocking checks, what depends on it), never the other partitions of the run 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from lake_assets.asset_metadata import metadata_value
+from lake_assets.automation import AUTOMATION
 from lake_assets.checks.expectations import SuiteResult
 from lake_assets.checks.quality import CheckOutcome
 from lake_assets.markdown import md_table
@@ -183,6 +184,31 @@ class PartitionPublisher:
                     ),
                 )
         return out
+
+
+def partitioned_asset(
+    *,
+    partitions_def: dg.PartitionsDefinition,
+    checks: list[tuple[str, bool, str]],
+    name: str | None = None,
+    automation_condition: dg.AutomationCondition | None = AUTOMATION,
+    **kwargs: Any,
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`dg.asset` for a partitioned lake asset: backfills of any range run as one run, the lake's automation
+    condition, and its checks evaluated per partition ((name, blocking, description) each)."""
+
+    def wrap(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        asset_name = name or fn.__name__
+        return dg.asset(
+            name=asset_name,
+            partitions_def=partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            automation_condition=automation_condition,
+            check_specs=partition_checks(asset_name, checks, partitions_def),
+            **kwargs,
+        )(fn)
+
+    return wrap
 
 
 def partition_checks(asset: str, specs: list[tuple[str, bool, str]], partitions_def: dg.PartitionsDefinition

@@ -14,7 +14,6 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from lake_assets.automation import AUTOMATION
 from lake_assets.backtests import strategies
 from lake_assets.backtests.partition_work import (
     NoData,
@@ -27,7 +26,7 @@ from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
 from lake_assets.markdown import md_table
 from lake_assets.parallel import process_map
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.specs import spec_hash
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource, WarehouseResource
@@ -57,24 +56,22 @@ def _strategy_hash(key: str, table: pl.DataFrame | None, catalog: dict[str, str]
     return str(hashes[0]) if hashes is not None and hashes.len() == 1 else catalog.get(key)
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=strategy_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version("backtests"),
     deps=[
         # every strategy reads all of its instruments' history: each partition depends on all upstream partitions
         *(dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping()) for a in UPSTREAM_PARTITIONED),
         "strategy_blueprints",
     ],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars", "numba"},
-    check_specs=partition_checks("backtests", [
+    checks=[
         ("accounting_identity", True, "final equity = initial + sum trade PnL - fees - funding; cash + positions = "
                                       "equity at every bar (recomputed from the fills)"),
         ("has_data", True, "the strategy had bars (and events) to trade: no silent zero-return runs"),
         ("has_trades", False, "warns when a strategy never traded"),
-    ], strategy_partitions),
+    ],
 )  # fmt: skip
 def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Realistic backtests (spec/costs.yaml cost model, risk caps, funding for perps) of each strategy partition:
@@ -123,18 +120,16 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
     yield from publisher.finish()
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=strategy_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version("walkforward"),
     deps=["backtests"],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "optuna"},
-    check_specs=partition_checks("walkforward", [
+    checks=[
         ("statistics_valid", True, "PBO, PSR and DSR in [0, 1]; test windows after their train windows, disjoint; "
                                    "the strategy had data"),
-    ], strategy_partitions),
+    ],
 )  # fmt: skip
 def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Rolling walk-forward per strategy and book: in-sample re-optimisation (JSON strategies with parameters) or

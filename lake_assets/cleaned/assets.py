@@ -9,7 +9,6 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from lake_assets.asset_metadata import frame_metadata, png_metadata
-from lake_assets.automation import AUTOMATION
 from lake_assets.checks.expectations import run_expectations_by_partition
 from lake_assets.checks.quality import (
     gap_ratio_check,
@@ -27,7 +26,7 @@ from lake_assets.partitions import (
     instrument_months,
     split_key,
 )
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
 from lake_assets.trades import trades_to_bars
@@ -119,21 +118,19 @@ def _as_of(market_data: MarketDataResource) -> datetime:
 
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=instrument_month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSION,
     deps=[dg.AssetDep(k, partition_mapping=bars_inputs_mapping(k))
           for k in ("raw_ohlcv", "raw_funding", "raw_open_interest", "raw_trades")],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("bars", [
+    checks=[
         ("expectations", True, "GX suite spec/expectations/cleaned"),
         ("unique_increasing_ts", True, "unique, increasing timestamps"),
         ("gap_ratio", True, "gap ratio within thresholds.yaml"),
         ("staleness", False, "latest bar of an open month is recent"),
-    ], instrument_month_partitions),
+    ],
 )  # fmt: skip
 def bars(
     context: AssetExecutionContext,
@@ -202,20 +199,18 @@ def _staleness(data: pl.DataFrame, inst: Instrument, as_of: datetime) -> Verdict
 
 
 def _resampled(name: str, timeframe: str) -> dg.AssetsDefinition:
-    @dg.asset(
+    @partitioned_asset(
         name=name,
         group_name=GROUP,
         partitions_def=instrument_month_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         code_version=CODE_VERSION,
         deps=["bars"],
-        automation_condition=AUTOMATION,
         kinds={"parquet", "polars"},
         description=f"`bars` resampled to {timeframe}; a coarse bar is a gap only if all its base bars are.",
-        check_specs=partition_checks(name, [
+        checks=[
             ("expectations", True, "GX suite spec/expectations/cleaned"),
             ("unique_increasing_ts", True, "unique, increasing timestamps"),
-        ], instrument_month_partitions),
+        ],
     )  # fmt: skip
     def _asset(
         context: AssetExecutionContext,

@@ -21,7 +21,7 @@ from lake_assets.discovery.reporting import funnel_counts, top_candidates_markdo
 from lake_assets.discovery.spec_model import load_discovery_spec
 from lake_assets.events.assets import event_type_partitions
 from lake_assets.markdown import md_table
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.storage.lake import Lake
 from resources.lake import LakeResource, WarehouseResource
 
@@ -57,17 +57,15 @@ def blueprint_table(blueprints: list[Blueprint]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=BLUEPRINT_SCHEMA)
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=event_type_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
     deps=["event_registry", dg.AssetDep("bars", partition_mapping=dg.AllPartitionMapping())],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("phase2_hypotheses", [
+    checks=[
         ("statistics_sane", True, "n >= 0, hit rate in [0, 1], entries after the lag, spec hash present"),
-    ], event_type_partitions),
+    ],
 )  # fmt: skip
 def phase2_hypotheses(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource

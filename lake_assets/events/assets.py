@@ -14,7 +14,7 @@ from lake_assets.events.inputs import instrument_event_frame
 from lake_assets.events.registry import EVENT_REGISTRY_SCHEMA, detect_events, event_flags, prevalence_report
 from lake_assets.events.spec_model import EventCatalog, event_specs
 from lake_assets.markdown import md_table
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.specs import universe
 from lake_assets.vocabulary import INSTRUMENT, IS_GAP, TS
 from resources.lake import LakeResource, WarehouseResource
@@ -45,22 +45,20 @@ def _lookahead(
     return differing
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=event_type_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version="events-2",  # each partition's spec version is its own (spec_version metadata, spec_sensor)
     deps=[dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
           for a in ("bars", "features", "context_features", "market_context")],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("event_registry", [
+    checks=[
         ("prevalence", True, "events per 1,000 bars within the event spec's bounds, per 5m instrument"),
         ("no_lookahead", True, "events before a cut are identical when the data after it is removed"),
         ("on_grid_not_in_gaps", True, "every event sits on a bar of the grid that is not a gap"),
         ("spec_current", False, "written from the event type's current spec (spec_sensor fails it when the spec "
                                 "changes and re-runs the partition)"),
-    ], event_type_partitions),
+    ],
 )  # fmt: skip
 def event_registry(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """One row per detected event: id, type, family, instrument, ts (bar completing the condition), direction,

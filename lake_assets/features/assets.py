@@ -15,7 +15,6 @@ from dagster import AssetExecutionContext
 
 from lake_assets import tables
 from lake_assets.asset_metadata import frame_metadata
-from lake_assets.automation import AUTOMATION
 from lake_assets.features.calendar import load_calendar_spec
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars
 from lake_assets.features.compute import compute_features, nan_ratio_report, window_embeddings
@@ -36,7 +35,7 @@ from lake_assets.partitions import (
     month_instruments,
     month_partitions,
 )
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.specs import universe
 from lake_assets.vocabulary import INSTRUMENT, TIMEFRAMES, TS
 from resources.lake import LakeResource, WarehouseResource
@@ -69,19 +68,17 @@ def lookahead_check(bars: pl.DataFrame, catalog: FeatureCatalog, month: str, ful
     return {"identical": same, "rows_compared": truncated.height, "cut": cut.isoformat(), "differing": diff_cols[:10]}
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=instrument_month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
     deps=[dg.AssetDep("bars", partition_mapping=lookback_mapping(FEATURE_LOOKBACK))],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("features", [
+    checks=[
         ("no_lookahead", True, "features of a window are identical when later data is removed (judged on each "
                                "instrument's last month of the run)"),
         ("nan_ratio", True, "null share of each feature (outside warm-up and gaps) within spec bounds"),
-    ], instrument_month_partitions),
+    ],
 )  # fmt: skip
 def features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Vol regime, carry, funding persistence, microstructure, positioning, basis, TA catalogue and calendar."""
@@ -120,18 +117,16 @@ def features(context: AssetExecutionContext, lake: LakeResource, warehouse: Ware
     yield from publisher.finish()
 
 
-@dg.asset(
+@partitioned_asset(
     name="window_embeddings",
     group_name=GROUP,
     partitions_def=instrument_month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version="embeddings-1",
     deps=[dg.AssetDep("bars", partition_mapping=lookback_mapping(EMBEDDING_LOOKBACK))],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "numpy"},
-    check_specs=partition_checks("window_embeddings", [
+    checks=[
         ("one_row_per_bar", True, "an embedding row for every bar, none on gap bars"),
-    ], instrument_month_partitions),
+    ],
 )  # fmt: skip
 def window_embeddings_asset(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
@@ -158,17 +153,15 @@ def window_embeddings_asset(
     yield from publisher.finish()
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=_code_version(),
     deps=[dg.AssetDep("bars", partition_mapping=month_context_mapping(FEATURE_LOOKBACK))],
-    automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("context_features", [
+    checks=[
         ("bounded", True, "correlations in [-1, 1]; one row per instrument bar"),
-    ], month_partitions),
+    ],
 )  # fmt: skip
 def context_features(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Rolling correlation and beta to each instrument's benchmark, dispersion, correlation breakdown."""
@@ -197,16 +190,15 @@ def context_features(context: AssetExecutionContext, lake: LakeResource, warehou
     yield from publisher.finish()
 
 
-@dg.asset(
+@partitioned_asset(
     group_name=GROUP,
     partitions_def=month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=f"market-context-1-{load_calendar_spec().spec_hash}",
     automation_condition=dg.AutomationCondition.on_missing(),
     kinds={"parquet", "polars"},
-    check_specs=partition_checks("market_context", [
+    checks=[
         ("complete_grid", True, "one row per 5m bar of the month, every bar in a known session"),
-    ], month_partitions),
+    ],
 )  # fmt: skip
 def market_context(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """Session (Asia/Europe/US), session open/close, funding timestamps, calendar flags, macro windows (5m grid)."""

@@ -15,7 +15,7 @@ from lake_assets.checks.quality import timestamps_unique_increasing
 from lake_assets.markdown import md_table
 from lake_assets.months import instrument_window
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
-from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
+from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
 from lake_assets.raw.ingest import RAW_ASSET, RawBatch, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
@@ -145,19 +145,18 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
     name = RAW_ASSET[kind]
     schema = RAW_SCHEMAS[kind]
 
-    @dg.asset(
+    @partitioned_asset(
         name=name,
         group_name=GROUP,
         partitions_def=instrument_month_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         code_version=f"{LAYER_CODE_VERSION}-{spec_hash('universe.yaml', 'expectations/raw.yaml')}",
         automation_condition=RAW_AUTOMATION,
         kinds={"parquet", "polars"},
         description=f"Vendor {kind.value} rows as delivered, typed, with vendor and ingested_at.",
-        check_specs=partition_checks(name, [
+        checks=[
             ("expectations", True, "Great Expectations suite spec/expectations/raw"),
             ("ordering", False, "unique, increasing timestamps per instrument"),
-        ], instrument_month_partitions),
+        ],
     )  # fmt: skip
     def _raw(
         context: AssetExecutionContext,
