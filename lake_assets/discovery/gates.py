@@ -97,11 +97,7 @@ def _tracks(df: pl.DataFrame, spec: DiscoverySpec, names: tuple[str, ...]) -> pl
     return df.with_columns(
         failed_gates=pl.concat_str(failed, separator=",", ignore_nulls=True),
         fail_reasons=pl.concat_str(why, separator="; ", ignore_nulls=True),
-        promotion_track=pl.when(all_pass)
-        .then(pl.lit("standard"))
-        .when(fallback)
-        .then(pl.lit("fallback_only"))
-        .otherwise(None),
+        promotion_track=promotion_track(all_pass, fallback),
         promoted=all_pass,
     ).drop([f"_why_{g}" for g in names])
 
@@ -157,10 +153,11 @@ def apply_snooping_gates(cands: pl.DataFrame, snoop: pl.DataFrame | None, spec: 
             [blank_why, *[pl.when(~pl.col(f"gate_{g}")).then(why[g]) for g in SNOOPING_GATES]],
             separator="; ", ignore_nulls=True,
         ),
-        promotion_track=pl.when(all_pass)
-        .then(pl.lit("standard"))
-        .when(fallback)
-        .then(pl.lit("fallback_only"))
-        .otherwise(None),
+        promotion_track=promotion_track(all_pass, fallback),
         promoted=all_pass,
     )  # fmt: skip
+
+
+def promotion_track(all_pass: pl.Expr, fallback: pl.Expr) -> pl.Expr:
+    """"standard" when every gate passed, "fallback_only" when the fallback track's gates did, else null."""
+    return pl.when(all_pass).then(pl.lit("standard")).when(fallback).then(pl.lit("fallback_only")).otherwise(None)

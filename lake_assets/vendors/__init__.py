@@ -9,13 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from lake_assets.specs import Instrument
+from lake_assets.specs import VENDORS, Instrument
 from lake_assets.vendors.base import Vendor, VendorError
 
 __all__ = ["VENDORS", "Vendor", "VendorError", "vendor_for"]
-
-VENDORS = ("synthetic", "packaged", "trade_files", "ccxt", "yfinance")
-
 
 def vendor_for(instrument: Instrument, *, as_of: datetime | None = None, landing_dir: Path | None = None,
                max_retries: int = 5) -> Vendor:
