@@ -94,7 +94,8 @@ def test_run_directory_rerun_compare_history(spx_lake: Lake, data_root: Path) ->
     # a changed input is named, not silently re-run
     path = spx_lake.partition_path("cleaned", "bars", {"instrument": "SPX", "month": "2018-03"})
     bars = pl.read_parquet(path)
-    spx_lake.write(bars.with_columns(pl.col("close") * 1.01), "cleaned", "bars", {"instrument": "SPX", "month": "2018-03"})
+    spx_lake.write(bars.with_columns(pl.col("close") * 1.01), "cleaned", "bars",
+                   {"instrument": "SPX", "month": "2018-03"})
     changed = rerun(out.run_id, spx_lake)
     assert not changed.identical and any("month=2018-03" in c for c in changed.changed_inputs)
 
