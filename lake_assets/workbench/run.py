@@ -470,6 +470,16 @@ def compare_runs(run_a: str, run_b: str) -> pl.DataFrame:
                            .alias("differs"))  # fmt: skip
 
 
+def previous_run(name: str) -> str | None:
+    """The latest finished run (meta.json) of a config named `name`, if any."""
+    best: tuple[str, str] | None = None
+    for meta in runs_root().glob(f"{name}-*/{META_FILE}"):
+        finished = json.loads(meta.read_text()).get("finished_at", "")
+        if best is None or finished > best[0]:
+            best = (finished, meta.parent.name)
+    return best[1] if best else None
+
+
 def _flatten(obj: Any, prefix: str) -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(obj, dict):
