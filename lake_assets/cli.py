@@ -285,6 +285,27 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
     return results
 
 
+DEMO_WORKBENCH_RUNS = ("demo_spx_blend_tuned.yaml", "demo_spx_options.yaml")  # spec/workbench/
+
+
+def demo_workbench_runs() -> list[tuple[str, str | None, float, str | None]]:
+    """The demo's workbench runs (after the first phase, so the research report shows their metrics): (config,
+    run id or None, seconds, error or None); a failure is reported, never raised."""
+    from lake_assets.settings import spec_dir
+    from lake_assets.workbench.config import load_run_config
+    from lake_assets.workbench.run import execute_run
+
+    out: list[tuple[str, str | None, float, str | None]] = []
+    for name in DEMO_WORKBENCH_RUNS:
+        t0 = time.perf_counter()
+        try:
+            outcome = execute_run(load_run_config(spec_dir() / "workbench" / name))
+            out.append((name, outcome.run_id, time.perf_counter() - t0, None))
+        except Exception as exc:  # noqa: BLE001 (the demo goes on and says what failed)
+            out.append((name, None, time.perf_counter() - t0, _one_line(exc)))
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -294,26 +315,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     warmup = subprocess.Popen([sys.executable, "-m", "lake_assets.warmup"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
 
+    workbench: list[tuple[str, str | None, float, str | None]] = []
+
     def warmed_up() -> None:
         if warmup.wait() != 0:
             print("note: kernel warm-up failed; kernels are compiled on first use instead", file=sys.stderr)
+        workbench.extend(demo_workbench_runs())
 
     try:
         results = plan_and_execute(between_phases=warmed_up)
     finally:
         if warmup.poll() is None:
             warmup.wait()
-    failed = [r for r, ok, _ in results if not ok]
+    failed: list[object] = [r for r, ok, _ in results if not ok]
+    failed += [name for name, run_id, _, _ in workbench if run_id is None]
     from lake_assets.storage.warehouse import build_catalog, query
 
     build_catalog()
     print(f"\nqlake demo: {len(results)} runs in {time.perf_counter() - t0:.1f}s, {len(failed)} failed")
     for run, ok, secs in results:
         print(f"  {'ok    ' if ok else 'FAILED'} {secs:6.1f}s  {run.label}")
+    for name, run_id, secs, error in workbench:
+        print(f"  {'ok    ' if run_id else 'FAILED'} {secs:6.1f}s  workbench {name}: {run_id or error}")
     print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
         'Query:      qlake sql "select instrument, count(*) from bars group by 1"\n'
+        "Runs:       qlake sql \"select * from run_history\"; qlake strategies\n"
         "UI:         qlake ui   (dagster dev -w workspace.yaml with DAGSTER_HOME="
         f"{os.environ['DAGSTER_HOME']})"
     )

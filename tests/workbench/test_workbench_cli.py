@@ -68,3 +68,22 @@ def test_strategies_status_and_new(spx_lake: Lake, data_root: Path, tmp_path: Pa
     assert {"json", "workbench"} <= set(status["source"])
     assert all(f"json.{p.stem}" in rows for p in (spec / "strategy_templates").glob("*.json"))
     assert "json.broken" in out and "invalid" in out
+
+
+def test_demo_workbench_runs_reach_the_report(spx_lake: Lake, data_root: Path) -> None:
+    import time
+
+    from lake_assets.cli import demo_workbench_runs
+    from lake_assets.reports.research import build_report, gather
+
+    t0 = time.perf_counter()
+    runs = demo_workbench_runs()
+    assert time.perf_counter() - t0 < 15.0  # the demo's added time budget (kernels already compiled here)
+    assert [err for _, _, _, err in runs] == [None, None]
+    tuned, options = (json.loads((data_root / "runs" / rid / "results.json").read_text()) for _, rid, _, _ in runs)
+    assert tuned["tuning"]["n_trials"] == 30 and tuned["tuning"]["dsr"] is not None
+    assert options["mode"] == "options" and options["metrics"]["n_trades"] > 0
+    report = build_report(gather(spx_lake))
+    assert "## Workbench runs" in report.markdown
+    assert all(rid in report.markdown for _, rid, _, _ in runs)
+    assert {r["run_id"] for r in report.data["workbench_runs"]} == {rid for _, rid, _, _ in runs}
