@@ -71,7 +71,7 @@ def example_run_config() -> dict[str, Any]:
     return parse_run_config(read_yaml(path), path).model_dump(mode="json")
 
 
-@dg.op(name="workbench_run", description=__doc__)
+@dg.op(name="run_workbench", description=__doc__)
 def workbench_run_op(context: dg.OpExecutionContext, config: WorkbenchRunConfig, lake: LakeResource) -> str:  # type: ignore[valid-type]
     from lake_assets.markdown import md_table
     from lake_assets.storage.warehouse import refresh_catalog
@@ -104,7 +104,7 @@ def workbench_run_op(context: dg.OpExecutionContext, config: WorkbenchRunConfig,
     return outcome.run_id
 
 
-@dg.job(name="workbench_run", config={"ops": {"workbench_run": {"config": example_run_config()}}},
+@dg.job(name="workbench_run", config={"ops": {"run_workbench": {"config": example_run_config()}}},
         description="A research workbench run (RunConfig): indicators, blend, auto-tuning, equities or options; "
                     "writes <data root>/runs/<run_id>/ and a run_history row.")  # fmt: skip
 def workbench_run_job() -> None:

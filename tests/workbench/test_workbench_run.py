@@ -152,23 +152,24 @@ def test_workbench_run_job_in_process(spx_lake: Lake, data_root: Path) -> None:
     from lake_assets.definitions import defs
     from lake_assets.workbench.assets import example_run_config
 
+    defs.get_repository_def()  # the whole code location loads (op and job names do not collide)
     job = defs.resolve_job_def("workbench_run")
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(instance=instance)  # the default config: spec/workbench/example_run.yaml
     assert result.success
-    run_id = result.output_for_node("workbench_run")
+    run_id = result.output_for_node("run_workbench")
     assert (data_root / "runs" / run_id / "results.json").is_file()
     assert (data_root / "lake" / "workbench" / "run_history" / f"run={run_id}" / "part-0.parquet").is_file()
     # a second run of the same name: the materialization's Markdown compares it with the first
     cfg = example_run_config() | {"initial_capital": 50_000.0}
-    second = job.execute_in_process(run_config={"ops": {"workbench_run": {"config": cfg}}}, instance=instance)
+    second = job.execute_in_process(run_config={"ops": {"run_workbench": {"config": cfg}}}, instance=instance)
     assert second.success
     mats = [e.materialization for e in second.all_events if e.is_step_materialization]
     md = mats[0].metadata["compare"].value
     assert f"Compared with {run_id}" in md and "config.initial_capital" in md
     # a bad launchpad config fails with the field and the problem
     bad = example_run_config() | {"end": "2016-01-01"}
-    failed = job.execute_in_process(run_config={"ops": {"workbench_run": {"config": bad}}}, instance=instance,
+    failed = job.execute_in_process(run_config={"ops": {"run_workbench": {"config": bad}}}, instance=instance,
                                     raise_on_error=False)  # fmt: skip
     assert not failed.success
     failure = next(e for e in failed.all_events if e.is_step_failure)
