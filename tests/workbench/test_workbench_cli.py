@@ -87,3 +87,7 @@ def test_demo_workbench_runs_reach_the_report(spx_lake: Lake, data_root: Path) -
     assert "## Workbench runs" in report.markdown
     assert all(rid in report.markdown for _, rid, _, _ in runs)
     assert {r["run_id"] for r in report.data["workbench_runs"]} == {rid for _, rid, _, _ in runs}
+    assert "## Strategy status" in report.markdown  # the UI table (research_report's metadata)
+    status = {r["strategy"]: r["status"] for r in report.data["strategy_status"]}
+    assert status["json.rsi_reversal"] == "never run"
+    assert all(status[f"run.{rid}"] == "current" for _, rid, _, _ in runs)
