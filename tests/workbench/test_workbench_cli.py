@@ -59,12 +59,23 @@ def test_strategies_status_and_new(spx_lake: Lake, data_root: Path, tmp_path: Pa
     # a run directory is a strategy source too
     assert main(["run", str(spec / "workbench" / "example_run.yaml")]) == 0
     capsys.readouterr()
+    # backtests recorded the hash they ran: equal to the strategy's hash now -> current, different -> stale
+    import polars as pl
+
+    from lake_assets.backtests.strategies import strategy_catalog
+    from lake_assets.backtests.strategy_spec import load_strategies
+
+    hashes = strategy_catalog(load_strategies(), [])
+    for key, recorded in (("json.rsi_reversal", hashes["json.rsi_reversal"]), ("json.sma_crossover", "0" * 16)):
+        spx_lake.write(pl.DataFrame({"strategy": [key], "spec_hash": [recorded], "sharpe": [0.5],
+                                     "total_return": [0.1]}), "backtests", "metrics", {"strategy": key})  # fmt: skip
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
     status = query("select strategy, source, status, error from strategy_status order by strategy")
     rows = {r[0]: r for r in status.iter_rows()}
     assert rows["json.broken"][2] == "invalid" and "broken.json" in rows["json.broken"][3]
     assert rows["json.my_rsi"][2] == "never run"
+    assert rows["json.rsi_reversal"][2] == "current" and rows["json.sma_crossover"][2] == "stale"
     assert {"json", "workbench"} <= set(status["source"])
     assert all(f"json.{p.stem}" in rows for p in (spec / "strategy_templates").glob("*.json"))
     assert "json.broken" in out and "invalid" in out
