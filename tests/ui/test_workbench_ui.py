@@ -83,6 +83,7 @@ def webserver_direct_runs(data_root: Path, tmp_path: Path) -> Iterator[Webserver
                 proc.wait(timeout=10)
 
 
+@pytest.mark.timeout(1500)  # webserver start-up, then a run worker that imports the whole graph
 def test_launchpad_default_config_and_a_launched_run(webserver_direct_runs: Webserver, data_root: Path,
                                                      tmp_path: Path) -> None:  # fmt: skip
     server = webserver_direct_runs
