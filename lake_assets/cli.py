@@ -1,4 +1,4 @@
-"""`qlake`: demo, sql, materialize, report — the front door for people who are not in the Dagster UI.
+"""`qlake`: demo, sql, materialize, report, run, compare, strategies: the front door for people outside the UI.
 
 History is loaded in a few runs, not one per partition: each contiguous range of instrument-month keys (the whole
 universe, for the demo) is one single-run backfill of every instrument-month asset, month assets run as one range per
@@ -285,6 +285,27 @@ def execute(runs: Sequence[PlannedRun], progress: bool = True) -> list[tuple[Pla
     return results
 
 
+DEMO_WORKBENCH_RUNS = ("demo_spx_blend_tuned.yaml", "demo_spx_options.yaml")  # spec/workbench/
+
+
+def demo_workbench_runs() -> list[tuple[str, str | None, float, str | None]]:
+    """The demo's workbench runs (after the first phase, so the research report shows their metrics): (config,
+    run id or None, seconds, error or None); a failure is reported, never raised."""
+    from lake_assets.settings import spec_dir
+    from lake_assets.workbench.config import load_run_config
+    from lake_assets.workbench.run import execute_run
+
+    out: list[tuple[str, str | None, float, str | None]] = []
+    for name in DEMO_WORKBENCH_RUNS:
+        t0 = time.perf_counter()
+        try:
+            outcome = execute_run(load_run_config(spec_dir() / "workbench" / name))
+            out.append((name, outcome.run_id, time.perf_counter() - t0, None))
+        except Exception as exc:  # noqa: BLE001 (the demo goes on and says what failed)
+            out.append((name, None, time.perf_counter() - t0, _one_line(exc)))
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -294,26 +315,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     warmup = subprocess.Popen([sys.executable, "-m", "lake_assets.warmup"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
 
+    workbench: list[tuple[str, str | None, float, str | None]] = []
+
     def warmed_up() -> None:
         if warmup.wait() != 0:
             print("note: kernel warm-up failed; kernels are compiled on first use instead", file=sys.stderr)
+        workbench.extend(demo_workbench_runs())
 
     try:
         results = plan_and_execute(between_phases=warmed_up)
     finally:
         if warmup.poll() is None:
             warmup.wait()
-    failed = [r for r, ok, _ in results if not ok]
+    failed: list[object] = [r for r, ok, _ in results if not ok]
+    failed += [name for name, run_id, _, _ in workbench if run_id is None]
     from lake_assets.storage.warehouse import build_catalog, query
 
     build_catalog()
     print(f"\nqlake demo: {len(results)} runs in {time.perf_counter() - t0:.1f}s, {len(failed)} failed")
     for run, ok, secs in results:
         print(f"  {'ok    ' if ok else 'FAILED'} {secs:6.1f}s  {run.label}")
+    for name, run_id, secs, error in workbench:
+        print(f"  {'ok    ' if run_id else 'FAILED'} {secs:6.1f}s  workbench {name}: {run_id or error}")
     print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
         'Query:      qlake sql "select instrument, count(*) from bars group by 1"\n'
+        "Runs:       qlake sql \"select * from run_history\"; qlake strategies\n"
         "UI:         qlake ui   (dagster dev -w workspace.yaml with DAGSTER_HOME="
         f"{os.environ['DAGSTER_HOME']})"
     )
@@ -467,6 +495,73 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`qlake run CONFIG.yaml`: a workbench run (lake_assets/workbench); `--rerun RUN_ID` reproduces a stored one."""
+    from lake_assets.storage.warehouse import refresh_catalog
+    from lake_assets.workbench.run import execute_run, rerun
+
+    if args.rerun:
+        result = rerun(args.rerun)
+        if result.changed_inputs:
+            print(f"qlake run --rerun {args.rerun}: inputs changed since the run, not reproducible as stored:")
+            for line in result.changed_inputs:
+                print(f"  {line}")
+            return 1
+        if result.identical:
+            print(f"{args.rerun}: reproduced byte-identically (every file but meta.json, which holds the wall time)")
+            return 0
+        print(f"{args.rerun}: re-run differs in {', '.join(result.differing_files)}")
+        return 1
+    if not args.config:
+        raise PlanError("qlake run: give a RunConfig YAML (e.g. spec/workbench/example_run.yaml) or --rerun RUN_ID")
+    from lake_assets.workbench.config import load_run_config
+
+    outcome = execute_run(load_run_config(args.config))
+    refresh_catalog()
+    m = outcome.results["metrics"]
+    print(f"run {outcome.run_id} in {outcome.seconds:.1f}s: {outcome.directory}")
+    print("  " + "  ".join(f"{k}={m[k]:.4g}" for k in ("total_return", "sharpe", "max_drawdown", "n_trades")
+                           if isinstance(m.get(k), float)))  # fmt: skip
+    tuning = outcome.results.get("tuning")
+    if tuning:
+        test = tuning.get("test") or {}
+        print(f"  tuned ({tuning['method']}): {tuning['n_trials']} trials, {tuning['n_feasible']} feasible, "
+              f"DSR {tuning.get('dsr')}, out-of-sample sharpe {test.get('sharpe')}")  # fmt: skip
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lake_assets.workbench.run import compare_runs
+
+    table = compare_runs(args.run_a, args.run_b)
+    if args.only_differences:
+        import polars as pl
+
+        table = table.filter(pl.col("differs") == "*")
+    print(_render_table(table, 0, 0, markdown=args.format == "markdown", str_lengths=80))
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from lake_assets.workbench.status import new_strategy, templates, write_strategy_status
+
+    if args.action == "new":
+        if not args.name or not args.template:
+            raise PlanError(f"qlake strategies new NAME --template TEMPLATE (templates: {', '.join(templates())})")
+        print(new_strategy(args.name, args.template))
+        return 0
+    if args.action == "templates":
+        print("\n".join(templates()))
+        return 0
+    from lake_assets.storage.warehouse import refresh_catalog
+
+    frame = write_strategy_status()
+    refresh_catalog()
+    cols = ["strategy", "source", "status", "last_backtest", "sharpe", "total_return", "error"]
+    print(_render_table(frame.select(cols), 0, 0, markdown=args.format == "markdown", str_lengths=100))
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` on this project's workspace and DAGSTER_HOME, with the environment `main` set (malloc tuning,
     numba cache): the webserver's run workers inherit it."""
@@ -501,6 +596,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="print the path of the latest research report")
     p_rep.add_argument("--show", action="store_true", help="also print the report's Markdown")
     p_rep.set_defaults(fn=cmd_report)
+    p_run = sub.add_parser("run", help="a research workbench run from a RunConfig YAML, or --rerun a stored one")
+    p_run.add_argument("config", nargs="?", help="RunConfig YAML (see spec/workbench/example_run.yaml)")
+    p_run.add_argument("--rerun", metavar="RUN_ID", help="reproduce <data root>/runs/RUN_ID and compare byte for byte")
+    p_run.set_defaults(fn=cmd_run)
+    p_cmp = sub.add_parser("compare", help="two workbench runs' configs and metrics side by side")
+    p_cmp.add_argument("run_a")
+    p_cmp.add_argument("run_b")
+    p_cmp.add_argument("--only-differences", action="store_true")
+    p_cmp.add_argument("--format", choices=["table", "markdown"], default="table")
+    p_cmp.set_defaults(fn=cmd_compare)
+    p_str = sub.add_parser("strategies", help="every strategy's status (also the strategy_status view); "
+                                              "`strategies new NAME --template T` writes a spec from a template")
+    p_str.add_argument("action", nargs="?", choices=["list", "new", "templates"], default="list")
+    p_str.add_argument("name", nargs="?", help="new: the strategy's name")
+    p_str.add_argument("--template", help="new: a template from spec/strategy_templates/ (qlake strategies templates)")
+    p_str.add_argument("--format", choices=["table", "markdown"], default="table")
+    p_str.set_defaults(fn=cmd_strategies)
     p_ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this lake's DAGSTER_HOME")
     p_ui.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed to `dagster dev` (e.g. -p 3001)")
     p_ui.set_defaults(fn=cmd_ui)

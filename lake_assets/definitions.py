@@ -12,6 +12,7 @@ from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
+from lake_assets.workbench.assets import workbench_jobs
 from resources import resources_for
 from sensors.landing import landing_job, landing_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
@@ -33,7 +34,7 @@ all_assets: list[dg.AssetsDefinition] = [
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[refresh_current_month_job, landing_job],
+    jobs=[refresh_current_month_job, landing_job, *workbench_jobs],
     schedules=[daily_refresh_schedule],
     sensors=[landing_sensor, automation_sensor, strategy_sensor, spec_sensor],
     resources=resources_for(),

@@ -888,6 +888,58 @@ WALKFORWARD_FOLDS: Final = Table(
     ),
 )  # fmt: skip
 
+# --- workbench --------------------------------------------------------------------------------------------------
+
+RUN_HISTORY: Final = Table(
+    "run_history", "workbench", "workbench_run",
+    "One row per research workbench run (`qlake run`, the workbench_run job): its config, inputs and key metrics; "
+    "the run's files are in <data root>/runs/<run_id>/ (lake_assets/workbench/run.py).",
+    (_c("run", pl.String, "the run id: <name>-<hash of config and inputs>"),),
+    (
+        _c("run_id", pl.String, "the run id: <name>-<hash of config and inputs>"),
+        _c("name", pl.String, "the RunConfig's name"),
+        _c("mode", pl.String, "equities | options"),
+        INSTRUMENT_COL.renamed("instruments", "instrument ids, comma-separated"),
+        _c("start", pl.Date, "first day of the run's window"),
+        _c("end", pl.Date, "last day of the run's window"),
+        _c("timeframe", pl.String, "bar timeframe of the run"),
+        _c("blend", pl.String, "blend method: weighted | vote | regime"),
+        _c("indicators", pl.String, "catalogue indicators blended, comma-separated"),
+        _c("tuned", pl.Boolean, "auto-tuned"),
+        _c("tune_method", pl.String, "grid | random | tpe (null when not tuned)"),
+        _c("n_trials", pl.Int64, "tuning trials tried (feasible or not)", "count"),
+        _c("total_return", pl.Float64, "compounded return over the whole window", "fraction"),
+        _c("sharpe", pl.Float64, "Sharpe ratio over the whole window", SHARPE_UNIT),
+        _c("max_drawdown", pl.Float64, "maximum drawdown", "fraction"),
+        _c("n_trades", pl.Float64, "closed trades", "count"),
+        _c("exposure", pl.Float64, "share of bars with a position", "fraction"),
+        _c("final_equity", pl.Float64, "equity at the end", CASH_UNIT),
+        _c("oos_sharpe", pl.Float64, "tuned runs: Sharpe on the test window after the training window",
+           SHARPE_UNIT),
+        _c("dsr", pl.Float64, "tuned runs: deflated Sharpe ratio of the chosen trial for n_trials trials",
+           "probability"),
+        _c("config_hash", pl.String, "hash of the canonical config"),
+        _c("inputs_hash", pl.String, "hash of the spec and data hashes the run read (inputs.json)"),
+    ),
+)  # fmt: skip
+STRATEGY_STATUS: Final = Table(
+    "strategy_status", "workbench", "qlake strategies",
+    "Every strategy source (JSON spec, blueprint, workbench run) with its last backtest, whether that backtest is "
+    "stale (its recorded hash differs from the strategy's current content hash) and its validation error. "
+    "Rewritten by `qlake strategies` (lake_assets/workbench/status.py).", (),
+    (
+        _c("strategy", pl.String, "strategy key: json.<name>, bp_<hex> or run.<run_id>"),
+        _c("source", pl.String, "json | blueprint | workbench"),
+        _c("current_hash", pl.String, "content hash of the strategy now (of its error when it does not load)"),
+        _c("backtest_hash", pl.String, "hash recorded by its last backtest (null: never backtested)"),
+        _c("last_backtest", TS_DTYPE, "when its last backtest was written", UTC_TS),
+        _c("status", pl.String, "current | stale | never run | invalid"),
+        _c("sharpe", pl.Float64, "Sharpe of its last backtest (first book)", SHARPE_UNIT),
+        _c("total_return", pl.Float64, "total return of its last backtest (first book)", "fraction"),
+        _c("error", pl.String, "validation error (file: key: problem), null when valid"),
+    ),
+)  # fmt: skip
+
 # --- the dictionary ----------------------------------------------------------------------------------------------
 
 TABLES: Final[tuple[Table, ...]] = (
@@ -899,6 +951,7 @@ TABLES: Final[tuple[Table, ...]] = (
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,
     TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS,
     WALKFORWARD, WALKFORWARD_FOLDS,
+    RUN_HISTORY, STRATEGY_STATUS,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}
 # the table an asset's column schema describes when it writes several (or one under another name)

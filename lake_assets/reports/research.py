@@ -22,11 +22,16 @@ import polars as pl
 from lake_assets.markdown import md_table
 from lake_assets.reports.plots import drawdowns_png, equity_curves_png, funnel_png, monthly_heatmap_png
 from lake_assets.storage.lake import Lake
+from lake_assets.tables import RUN_HISTORY
+from lake_assets.workbench.status import strategy_status
 
 STRATEGY, BOOK = "strategy", "book"
 METRIC_COLS = ("strategy", "kind", "book", "instruments", "execution", "total_return", "cagr", "sharpe", "sortino",
                "max_drawdown", "calmar", "n_trades", "win_rate", "profit_factor", "exposure", "fees_paid",
                "funding_paid", "identity_ok")  # fmt: skip
+WORKBENCH_COLS = ("run_id", "mode", "instruments", "blend", "indicators", "tune_method", "n_trials", "total_return",
+                  "sharpe", "max_drawdown", "n_trades", "oos_sharpe", "dsr")  # fmt: skip
+STATUS_COLS = ("strategy", "source", "status", "last_backtest", "sharpe", "error")
 WF_COLS = ("strategy", "book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "oos_max_drawdown", "pbo",
            "psr", "dsr", "max_psi", "reason")  # fmt: skip
 
@@ -40,6 +45,8 @@ class ReportInputs:
     candidates: pl.DataFrame = field(default_factory=pl.DataFrame)
     bridge: pl.DataFrame = field(default_factory=pl.DataFrame)
     blueprints: pl.DataFrame = field(default_factory=pl.DataFrame)
+    workbench: pl.DataFrame = field(default_factory=pl.DataFrame)  # run_history: workbench runs
+    status: pl.DataFrame = field(default_factory=pl.DataFrame)  # strategy_status: every strategy source
 
 
 @dataclass
@@ -67,6 +74,8 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
         candidates=store.read_all("discovery", "phase2_candidates"),
         bridge=store.read_all("discovery", "bridge_evaluation"),
         blueprints=store.read_all("discovery", "strategy_blueprints"),
+        workbench=store.read_all(RUN_HISTORY.group, RUN_HISTORY.name),
+        status=strategy_status(store),
     )
 
 
@@ -146,6 +155,20 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
               "number of trials, PSI drift between train and test features.", "", _md(wf, WF_COLS), ""]  # fmt: skip
     if f is not None:
         lines += ["## Discovery funnel", "", _md(f), "", "![discovery funnel](discovery_funnel.png)", ""]
+    if inputs.workbench.height:
+        wb = inputs.workbench.sort("run_id")
+        lines += ["## Workbench runs", "",
+                  "Research workbench runs (`qlake run`, the workbench_run job; files in <data root>/runs/<run_id>/): "
+                  "blended indicator signals through the same engine and costs; tuned runs report the Sharpe on the "
+                  "test window after tuning (oos_sharpe) and the deflated Sharpe for the trials tried (dsr); options "
+                  "runs are priced by Black-Scholes.", "", _md(wb, WORKBENCH_COLS), ""]  # fmt: skip
+    if inputs.status.height:
+        lines += ["## Strategy status", "",
+                  "Every strategy source (JSON specs, blueprints, workbench runs): `current` when its last backtest "
+                  "was computed from the strategy as it is now, `stale` when the strategy (or a run's inputs) "
+                  "changed since, `never run`, or `invalid` with the validation error (also `qlake strategies` and "
+                  "the strategy_status view).", "",
+                  _md(inputs.status, STATUS_COLS, n=60), ""]  # fmt: skip
     if inputs.blueprints.height:
         cols = [c for c in ("blueprint_id", "event_type", "instrument", "template", "direction")
                 if c in inputs.blueprints.columns]  # fmt: skip
@@ -159,6 +182,8 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         "walkforward_folds": _records(inputs.folds),
         "funnel": _records(f) if f is not None else None,
         "blueprints": _records(inputs.blueprints.select(cols)) if inputs.blueprints.height else [],
+        "workbench_runs": _records(inputs.workbench.sort("run_id")) if inputs.workbench.height else [],
+        "strategy_status": _records(inputs.status),
         "plots": sorted(pngs),
     }
     return Report("\n".join(lines) + "\n", data, pngs)
