@@ -42,7 +42,7 @@ def test_funding_every_8h_and_spot_has_none() -> None:
     assert SyntheticVendor(as_of=MAR).fetch(spot, JAN, MAR, DataKind.FUNDING).is_empty()
 
 
-def _post_onset_drift(null: bool) -> tuple[float, int]:
+def _post_onset_drift(null: bool) -> np.ndarray:
     """Mean signed return (against the funding sign) over the planted window after extreme-funding onsets."""
     v = SyntheticVendor(as_of=JUL)
     bars = v.fetch(perp(null, seed=9), JAN, JUL, DataKind.OHLCV).unique(TS).sort(TS)
@@ -57,15 +57,18 @@ def _post_onset_drift(null: bool) -> tuple[float, int]:
         if i is None or i + EFFECT_DELAY + 48 >= len(c):
             continue
         moves.append(-np.sign(r) * np.log(c[i + EFFECT_DELAY + 47] / o[i + EFFECT_DELAY]))
-    return float(np.mean(moves)), len(moves)
+    return np.array(moves)
 
 
 def test_planted_funding_effect_present_and_absent_in_null_control() -> None:
-    planted, n = _post_onset_drift(null=False)
-    null, _ = _post_onset_drift(null=True)
-    assert n >= 10
-    assert planted > 0.008  # ~150 bps planted, minus noise
-    assert abs(null) < planted / 2
+    planted, null = _post_onset_drift(null=False), _post_onset_drift(null=True)
+    assert len(planted) == len(null) >= 30
+    assert planted.mean() > 0.006  # ~150 bps planted, plus the noise of the windows
+    # the null control draws the same noise (same seed), only without the drift: the difference is the planted drift
+    # (on average: a window may also hold part of another onset's drift)
+    assert abs(float(np.mean(planted - null)) - 0.015) < 0.002
+    # and the null control's own post-onset moves are noise around zero
+    assert abs(null.mean()) < 3 * null.std(ddof=1) / np.sqrt(len(null))
 
 
 def _returns(inst: Instrument) -> pl.DataFrame:
@@ -81,6 +84,7 @@ def test_crypto_underlyings_share_a_market_factor_with_occasional_breakdowns() -
     r = _returns(btc).join(_returns(eth), on=TS).join(_returns(sol), on=TS).drop_nulls()
     corr = r.drop(TS).corr()
     assert 0.7 < corr["ETHUSDT-PERP"][0] < 0.9 and 0.7 < corr["SOLUSDT-PERP"][0] < 0.9  # vs BTC
-    # day-long (288-bar) correlations to BTC mostly stay high, but some days break down
+    # day-long (288-bar) correlations to BTC mostly stay high, but some days break down (the median day is ~0.75:
+    # each perp's own OI flushes, a -1.5% jump every ~2 days, are idiosyncratic)
     daily = r.group_by_dynamic(TS, every="1d").agg(pl.corr("ETHUSDT-PERP", "BTCUSDT-PERP").alias("c"))["c"]
-    assert daily.median() > 0.75 and daily.min() < 0.6
+    assert daily.median() > 0.7 and daily.min() < 0.6
