@@ -540,7 +540,7 @@ _HYPOTHESIS_COLUMNS: Final = (
        "divided by its fixed-b mean", _BPS_PER_TRADE),
     _c("t_stat", pl.Float64, "mean_bps / se_bps (null when se is 0)", "t statistic"),
     _c("se_iid_bps", pl.Float64, "iid standard error std_bps / sqrt(n), for comparison", _BPS_PER_TRADE),
-    _c("hac_lags", pl.Int64, "Newey-West bandwidth ceil(n / 4) (0: iid standard error)", "trades"),
+    _c("hac_lags", pl.Int64, "Newey-West bandwidth ceil(1.3 sqrt(n)) (0: iid standard error)", "trades"),
     _c("t_df", pl.Float64, "equivalent degrees of freedom of se_bps, 3n / (2 hac_lags) (n - 1 if iid); p-values "
        "use the exact fixed-b null instead", "count"),
     _c("baseline_n", pl.Int64, "valid random entries (same instrument, time of day, direction, horizon)", "count"),

@@ -8,9 +8,10 @@ Point-in-time rules (why the code looks the way it does):
 - windows of the same event type on the same instrument and horizon may overlap; overlapping samples would inflate
   the t-statistic, so entries are thinned greedily to non-overlapping windows;
 - non-overlapping trades are still dependent when the market's mean drifts slowly (a trend regime moves consecutive
-  trades together), so the standard error is Newey-West over the trades in time order with the fixed-b bandwidth
-  ceil(n / 4), divided by its fixed-b mean 1 - b + b^2/3, and the t-statistic is referred to Student-t with the
-  kernel's equivalent degrees of freedom (`t_df` ~ 6; see lake_assets.stats.hac); `se_iid_bps` keeps std / sqrt(n);
+  trades together), so the standard error is Newey-West over the trades in time order with the bandwidth
+  ceil(1.3 sqrt(n)), divided by its fixed-b mean 1 - b + b^2/3 (b = lags / n), and p-values come from the exact
+  fixed-b null at that b (`t_df` = 3n / (2 lags) ~ 1.15 sqrt(n) is its equivalent degrees of freedom; see
+  lake_assets.stats.hac); `se_iid_bps` keeps std / sqrt(n);
 - every trade is paired with `draws_per_trade` random entries on the same instrument at the same time of day on
   random bars of the same window (same direction, horizon and state), seeded from the event id: `baseline_mean_bps`
   is what entering at random times would have earned, reported next to each effect.

@@ -6,26 +6,32 @@ drift in the market's mean (a trend regime) moves consecutive trades together, a
 is then too small. The standard error used here is Newey-West (Bartlett kernel) of the trade sequence in time
 order, with
 
-- a fixed-b bandwidth S = ceil(T / 4) lags (b = S/T = 1/4, capped at T - 1). The usual rules grow slower than T
-  (floor(4 (T/100)^(2/9)); Lazarus-Lewis-Stock-Watson 2018's 1.3 sqrt(T)) and under-cover when the drift is
-  persistent relative to the number of trades (measured below); a bandwidth proportional to T keeps the size;
-- the fixed-b view of that bandwidth (Kiefer & Vogelsang 2002, 2005): the Bartlett estimate is biased towards zero
-  by the factor E = 1 - b + b^2/3 (the mean of its fixed-b limit), so the variance is divided by E
-  (`fixed_b_mean`), and the t-statistic is referred to Student-t with the kernel's equivalent degrees of freedom
-  nu = 1 / (b int k^2) = 3T / (2S) ~ 6  (int_{-1}^{1} (1-|x|)^2 dx = 2/3) for the estimate's own noise
-  (`nw_dof`, reported as `t_df`). p-values do not use that approximation, because its tails are ~10x too heavy at
-  the 1e-4 level where multiple testing decides: `fixed_b_pvalue` evaluates the exact finite-T Gaussian fixed-b
-  null of the statistic (a ratio of quadratic forms in normals) by a saddlepoint approximation, checked against
-  Monte Carlo (tests/discovery/test_hac.py).
+- the bandwidth S = ceil(1.3 sqrt(T)) lags (Lazarus, Lewis, Stock & Watson 2018; capped at T - 1), so b = S/T
+  = 1.3 / sqrt(T) shrinks as trades accumulate and the test gains power with T (a fixed fraction b = 1/4 keeps
+  ~6 equivalent degrees of freedom whatever T is);
+- the fixed-b view of that bandwidth (Kiefer & Vogelsang 2002, 2005), at the row's own b: the Bartlett estimate is
+  biased towards zero by the factor E = 1 - b + b^2/3 (the mean of its fixed-b limit), so the variance is divided by
+  E (`fixed_b_mean`); its equivalent degrees of freedom are nu = 1 / (b int k^2) = 3T / (2S) = 1.15 sqrt(T)
+  (int_{-1}^{1} (1-|x|)^2 dx = 2/3; `nw_dof`, reported as `t_df`: ~12 at T = 100). p-values do not use the Student-t
+  (nu) approximation, because its tails are far too heavy at the 1e-4 level where multiple testing decides:
+  `fixed_b_pvalue` evaluates the exact finite-T Gaussian fixed-b null of the statistic at (T, S) (a ratio of
+  quadratic forms in normals) by a saddlepoint approximation, checked against Monte Carlo
+  (tests/discovery/test_hac.py).
 
-Bandwidth chosen by measurement on the AR(1) drift null of tests/discovery/validity_sim.py (phi = 0.995 in the
-per-bar mean, long-only events, ~90-140 trades per hypothesis, 1,600 replications per horizon, drift sd 1 / 2.5 / 4
-bps per bar against 10 bps noise), one-sided 5%, all with the E correction and t_nu: iid t 5.7-18.4%; Newey-West
-with 1.3 sqrt(T) lags 5.3-6.8%; with T^(2/3) lags 4.9-6.5%; with T/4 lags 4.8-6.3%. On iid trades (T = 20..200) the
-E correction brings raw NW + t_nu from 5.9-7.9% to ~5%. Through the real pipeline with the exact fixed-b p-values
-(benchmarks/bench_discovery.py --validity, 2,000 replications per horizon, drift sd 2.5): 5.65 / 5.4 / 4.95% at
-horizons 3 / 12 / 48 (se 0.5 pp). The price is power: ~6 equivalent degrees of freedom and a standard error
-~1/sqrt(E) = 1.14x wider.
+Why a bandwidth in trades, not in time: the dependence between thinned trades is a function of the calendar time
+between them (a drift with a memory of so many hours), and a Bartlett kernel in time (weights (1 - |t_i - t_j| /
+L)_+) is a valid estimator, but it needs the memory L as an assumption: a fixed L fails as soon as the market's
+drift outlives it, and an L scaled to the sample like LLSW's (1.3 span / sqrt(T)) is the same 1.3 sqrt(T) lags for
+evenly spread events. Its fixed-b reference would also depend on every row's event times, not on (T, S).
+
+Measured on the AR(1) drift null of tests/discovery/validity_sim.py (phi = 0.995 in the per-bar mean, 2.5 bps sd
+against 10 bps noise, long-only events, ~90-140 trades per hypothesis), one-sided 5%, through the real pipeline
+(benchmarks/bench_discovery.py --validity, 2,000 replications per horizon, se 0.5 pp), at horizons 3 / 12 / 48:
+this rule with the exact fixed-b p-values 5.25 / 5.85 / 5.6%; the former ceil(T/4) 5.65 / 5.4 / 4.95%;
+classic Newey-West (floor(4 (T/100)^(2/9)) lags, normal critical values) 8.3 / 9.2 / 9.5%; the iid t 10.1 / 14.9 /
+16.3%. Earlier measurements with Student-t(nu) references over drift sd 1 / 2.5 / 4 bps (1,600 replications):
+1.3 sqrt(T) 5.3-6.8%, T/4 4.8-6.3%, iid 5.7-18.4%. On iid trades (T = 20..200) the E correction brings raw NW +
+t_nu from 5.9-7.9% to ~5%. The price against the iid t: a standard error ~1/sqrt(E) wider (1.07x at T = 100).
 
 `grouped_nw_variance` is exactly statsmodels' `cov_hac(OLS(x, 1).fit(), nlags=S)` (no small-sample correction):
   var(mean) = (gamma_0 + 2 sum_{l=1..S} (1 - l/(S+1)) gamma_l) / T,  gamma_l = sum_t e_t e_{t-l} / T,
@@ -36,11 +42,13 @@ from __future__ import annotations
 
 import numpy as np
 
+BANDWIDTH_COEF = 1.3  # S = ceil(1.3 sqrt(T)): Lazarus, Lewis, Stock & Watson (2018)
+
 
 def nw_bandwidth(n: np.ndarray) -> np.ndarray:
-    """Lags S = ceil(T / 4), at most T - 1 (0 for T <= 1)."""
+    """Lags S = ceil(1.3 sqrt(T)), at most T - 1 (0 for T <= 1)."""
     n = np.asarray(n, dtype=np.int64)
-    s = -(-np.maximum(n, 0) // 4)
+    s = np.ceil(BANDWIDTH_COEF * np.sqrt(np.maximum(n, 0).astype(np.float64))).astype(np.int64)
     return np.clip(s, 0, np.maximum(n - 1, 0))
 
 
@@ -89,7 +97,7 @@ def grouped_nw_variance(x: np.ndarray, starts: np.ndarray, lags: np.ndarray | No
     return out
 
 
-_EIG_CAP = 200  # beyond this many trades the fixed-b reference is taken at T = 200 (b = 1/4 either way)
+_EIG_CAP = 200  # beyond this many trades the fixed-b reference is taken at T = 200 with the same b = S/T
 _eig_cache: dict[tuple[int, int], np.ndarray] = {}
 
 
@@ -114,8 +122,8 @@ def fixed_b_pvalue(t: np.ndarray, n: np.ndarray, lags: np.ndarray) -> np.ndarray
     P(t > c) = P(T E Z^2 - c^2 sum_j l_j X_j > 0) / 2: a quadratic form in normals, evaluated by the Lugannani-Rice
     saddlepoint approximation (checked against simulation: 0-10% too large, i.e. conservative, from 5% to 1e-4).
     This is Kiefer & Vogelsang's fixed-b reference at finite T; the Student-t(3T/2S) approximation matches it at 5%
-    but is ~10x too heavy at 1e-4, where multiple testing works. T above 200 uses T = 200 (the distribution depends
-    on b, which stays 1/4).
+    but is ~10x too heavy at 1e-4, where multiple testing works. T above 200 uses T = 200 and the lags that keep
+    b = S/T (the fixed-b distribution depends on b; it tends to the normal as b -> 0).
     """
     from scipy import stats
 
@@ -128,7 +136,8 @@ def fixed_b_pvalue(t: np.ndarray, n: np.ndarray, lags: np.ndarray) -> np.ndarray
     plain = np.isfinite(t) & ~ok & (n >= 2)
     out[plain] = stats.t.sf(t[plain], np.maximum(n[plain] - 1, 1))
     cap_n = np.minimum(n, _EIG_CAP)
-    cap_lags = np.where(n > _EIG_CAP, -(-cap_n // 4), lags)
+    ref_lags = np.maximum(np.rint(lags * (_EIG_CAP / np.maximum(n, 1))).astype(np.int64), 1)
+    cap_lags = np.where(n > _EIG_CAP, ref_lags, lags)
     keys = np.stack([cap_n, cap_lags], axis=1)
     for tn, tl in {(int(a), int(b)) for a, b in keys[ok]}:
         rows = np.flatnonzero(ok & (cap_n == tn) & (cap_lags == tl))

@@ -8,9 +8,13 @@ interest with flushes, trades, and a little dirt the cleaned layer must handle (
 tick, an OHLC violation).
 
 Planted effects (absent when `params.null_effects` is true, which makes the instrument a null control):
-- funding extreme onset (|funding| crosses 7 bps): price drifts against the funding sign by FUNDING_EFFECT over the
-  FUNDING_EFFECT_BARS bars starting two bars after the funding bar;
-- open-interest flush (OI falls ~15% with a -1.5% price jump): price drifts up by FLUSH_EFFECT over the following bars.
+- funding extreme onset (|funding| crosses 7 bps; an episode starts at FUNDING_EXTREME_START of the quiet funding
+  prints): price drifts against the funding sign by FUNDING_EFFECT over the FUNDING_EFFECT_BARS bars starting two
+  bars after the funding bar;
+- open-interest flush (OI falls ~15% with a -1.5% price jump, FLUSH_RATE per bar): price drifts up by FLUSH_EFFECT
+  over the following bars.
+Null controls get the same funding episodes and flushes (same draws), only without the drifts. OI surges and short
+squeezes (OI_SURGE_RATE, SQUEEZE_RATE) carry no effect anywhere.
 
 Every month is generated from its own seeded generator plus the state carried from the previous month, so the data
 for a month never depends on when it is asked for or on how much later data exists.
@@ -55,6 +59,15 @@ FUNDING_EFFECT = 0.0150  # 150 bps total drift after a funding extreme onset
 FUNDING_EFFECT_BARS = 48
 FLUSH_EFFECT = 0.0150
 FLUSH_EFFECT_BARS = 24
+# How often the OI flush occurs: often enough that a test honest about dependence and multiplicity can find its
+# effect in the demo's ~8 months of discovery window (~110-125 trades per perp; at the former 1 / 2500 a perp had
+# ~26, too few for a test that controls FDR over ~18,000 hypotheses).
+FLUSH_RATE = 1 / 500  # per bar: open interest flushes (with their price jump)
+FUNDING_EXTREME_START = 0.06  # per funding print outside an episode: an extreme-funding episode starts
+# OI shocks without any planted effect (own seeded stream), so that the 7-day OI-change z-score, which the frequent
+# flushes widen, still sees bursts of new positions and short squeezes:
+OI_SURGE_RATE = 1 / 2000  # per bar: open interest jumps +15%, the price does nothing special
+SQUEEZE_RATE = 1 / 8000  # per bar: open interest falls ~15% with a +1.5% price jump (shorts covering)
 EFFECT_DELAY = 2  # the drift starts this many bars after the detection bar: never inside the detection bar
 BETA = 0.95  # default loading of every underlying on the market factor
 DECOUPLE_RATE = 1 / 4000  # per bar: an underlying starts trading on its own (beta 0) ...
@@ -139,6 +152,13 @@ def _decoupled(seed: int, month_idx: int, n: int) -> np.ndarray:
     return out
 
 
+def _oi_shocks(seed: int, month_idx: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bars of effect-free OI surges and short squeezes (own seeded stream: the main draws stay as they were)."""
+    m = _from_index(month_idx)
+    u = np.random.default_rng([seed, m.year, m.month, 6]).random((2, n))
+    return u[0] < OI_SURGE_RATE, u[1] < SQUEEZE_RATE
+
+
 @lru_cache(maxsize=512)
 def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_idx: int, month_idx: int) -> _Chunk:
     if month_idx > start_idx:
@@ -179,7 +199,7 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
         if left > 0:
             left -= 1
             f = level
-        elif f_starts[k] < 0.06:
+        elif f_starts[k] < FUNDING_EXTREME_START:
             left = int(f_lengths[k])
             f = level = float(f_levels[k])
         else:
@@ -191,9 +211,15 @@ def _chunk(seed: int, base_price: float, beta: float, null_effects: bool, start_
 
     # open interest with flushes that carry a price jump
     oi_steps = rng.normal(0.0, 0.002, n)
-    flush = rng.random(n) < 1 / 2500
+    flush = rng.random(n) < FLUSH_RATE
     oi_steps[flush] = np.log(0.85)
     r[flush] += -0.015
+    surge, squeeze = _oi_shocks(seed, month_idx, n)
+    surge &= ~flush
+    squeeze &= ~flush & ~surge
+    oi_steps[surge] = np.log(1.15)
+    oi_steps[squeeze] = np.log(0.85)
+    r[squeeze] += 0.015
     if not null_effects:
         for bar in np.flatnonzero(flush):
             s = bar + EFFECT_DELAY

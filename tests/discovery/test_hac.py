@@ -15,7 +15,7 @@ def test_grouped_newey_west_equals_statsmodels() -> None:
     x = np.concatenate([np.cumsum(rng.normal(0, 1, n)) * 0.1 + rng.normal(0, 1, n) for n in sizes])
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     lags = nw_bandwidth(sizes)
-    assert (lags == np.minimum(np.ceil(sizes / 4), sizes - 1)).all()
+    assert (lags == np.minimum(np.ceil(1.3 * np.sqrt(sizes)), sizes - 1)).all()
     var = grouped_nw_variance(x, starts, lags)
     for k, (s, n) in enumerate(zip(starts, sizes, strict=True)):
         y = x[s : s + n]
@@ -70,3 +70,19 @@ def test_fixed_b_pvalue_matches_monte_carlo_in_the_tails() -> None:
     np.testing.assert_allclose(p + p[::-1], 1.0, atol=1e-12)
     np.testing.assert_allclose(fixed_b_pvalue(np.array([2.0]), np.array([30]), np.array([0])),
                                stats.t.sf(2.0, 29))  # fmt: skip
+
+
+def test_fixed_b_reference_tightens_as_trades_accumulate() -> None:
+    """b = S/T = 1.3 / sqrt(T) shrinks with T, so the same t is stronger evidence on more trades (a fixed b = 1/4
+    kept ~6 equivalent degrees of freedom whatever T was); above 200 trades the reference is taken at T = 200 with
+    the same b, and it stays between the normal and the smaller samples' references."""
+    from scipy import stats
+
+    from lake_assets.stats.hac import fixed_b_pvalue
+
+    n = np.array([26, 100, 400, 2000])
+    p = fixed_b_pvalue(np.full(4, 4.0), n, nw_bandwidth(n))
+    assert np.all(np.diff(p) < 0) and p[-1] > stats.norm.sf(4.0)
+    big = fixed_b_pvalue(np.array([4.0]), np.array([800]), nw_bandwidth(np.array([800])))
+    ref = fixed_b_pvalue(np.array([4.0]), np.array([200]), np.array([round(37 * 200 / 800)]))
+    assert int(nw_bandwidth(np.array([800]))[0]) == 37 and big[0] == ref[0]

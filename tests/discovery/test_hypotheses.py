@@ -92,7 +92,8 @@ def test_undirected_events_follow_the_detection_bar_body(spec, data) -> None:
 
 
 def test_t_statistics_equal_statsmodels_hac_on_the_same_samples(spec, data) -> None:
-    """t = mean / Newey-West se (statsmodels OLS on a constant, HAC with bandwidth ceil(n/4)); the iid se is kept."""
+    """t = mean / Newey-West se (statsmodels OLS on a constant, HAC with bandwidth ceil(1.3 sqrt(n))); the iid se is
+    kept."""
     import statsmodels.api as sm
 
     from lake_assets.stats.hac import fixed_b_mean, nw_bandwidth, nw_dof

@@ -148,8 +148,8 @@ def test_fdr_of_the_promoted_list_on_mixtures_of_real_and_null_effects(spec) -> 
 
 def test_hac_t_keeps_its_size_under_persistent_drift(spec) -> None:
     """Zero-mean AR(1) drift (phi 0.995) in the bars' mean and long-only events: every hypothesis is null. The
-    discovery t (Newey-West, bandwidth n/4, fixed-b mean, exact fixed-b p-value) rejects about 5%; the iid t does
-    not. Full run with more replications: benchmarks/bench_discovery.py --validity."""
+    discovery t (Newey-West, bandwidth 1.3 sqrt(n), fixed-b mean, exact fixed-b p-value) rejects about 5%; the iid
+    t does not. Full run with more replications: benchmarks/bench_discovery.py --validity."""
     from validity_sim import ar1_run, summarise_ar1
 
     frame = pl.concat([ar1_run(900 + seed, spec) for seed in range(40)])

