@@ -187,11 +187,26 @@ def blueprint_from_row(row: dict[str, Any], spec: DiscoverySpec) -> Blueprint:
     )
 
 
+EFFECT_KEYS = ("event_type", "instrument", "verb", "horizon")
+
+
+def select_bridge_rows(bridge: pl.DataFrame, spec: DiscoverySpec) -> pl.DataFrame:
+    """The rows that become blueprints: passed the bridge; with `one_per_effect`, the best row (lowest q, then highest
+    holdout after-cost expectancy, then id) of each (event type, instrument, verb, horizon); at most `max_total`."""
+    settings = spec.defaults.blueprints
+    order = ["q_value", "holdout_after_cost_bps", "hypothesis_id"]
+    rows = bridge.filter(pl.col("bridge_pass")).sort(order, descending=[False, True, False], nulls_last=True)
+    keys = [k for k in EFFECT_KEYS if k in rows.columns]
+    if settings.one_per_effect and keys:
+        rows = rows.unique(keys, keep="first", maintain_order=True)
+    return rows.head(settings.max_total)
+
+
 def strategy_blueprints(bridge: pl.DataFrame, spec: DiscoverySpec | None = None) -> list[Blueprint]:
-    """One blueprint per candidate that passed the bridge, ordered by id (deterministic)."""
+    """One blueprint per selected bridge row (`select_bridge_rows`), ordered by id (deterministic)."""
     spec = spec or load_discovery_spec()
     require_current_spec(bridge, spec, "bridge_evaluation")
-    rows = bridge.filter(pl.col("bridge_pass")).to_dicts()
+    rows = select_bridge_rows(bridge, spec).to_dicts()
     blueprints = {bp.blueprint_id: bp for bp in (blueprint_from_row(r, spec) for r in rows)}
     return [blueprints[k] for k in sorted(blueprints)]
 

@@ -106,6 +106,10 @@ class SizingSettings(_Strict):
 class BlueprintSettings(_Strict):
     exits: ExitSettings = ExitSettings()
     sizing: SizingSettings = SizingSettings()
+    # State-conditioned rows of one effect are one trade idea: of the rows that passed the bridge, one blueprint per
+    # (event type, instrument, direction, horizon) -- its lowest q, then best holdout after-cost -- at most `max_total`.
+    one_per_effect: bool = True
+    max_total: int = Field(default=12, ge=1)
 
 
 class SnoopingSettings(_Strict):

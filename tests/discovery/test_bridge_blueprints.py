@@ -99,7 +99,12 @@ def test_snooping_and_dsr_reported_for_promoted(pipeline) -> None:
 def test_blueprints_roundtrip_deterministic(pipeline, spec, tmp_path) -> None:
     _, _, _, _, bridge = pipeline
     bps = strategy_blueprints(bridge, spec)
-    assert len(bps) == int(bridge["bridge_pass"].sum()) > 0
+    passed = bridge.filter(pl.col("bridge_pass"))
+    effects = passed.select("event_type", "instrument", "verb", "horizon").unique().height
+    assert len(bps) == min(effects, spec.defaults.blueprints.max_total) > 0  # one per effect, its best row
+    ranked = passed.sort(["q_value", "holdout_after_cost_bps"], descending=[False, True], nulls_last=True)
+    best = ranked.row(0, named=True)
+    assert best["q_value"] in {b.evidence.q_value for b in bps}
     assert [b.blueprint_id for b in bps] == [b.blueprint_id for b in strategy_blueprints(bridge, spec)]
     assert len({b.blueprint_id for b in bps}) == len(bps)
     bp = bps[0]
