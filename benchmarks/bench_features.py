@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lake_assets.features.catalog import FeatureCatalog, load_feature_specs, required_lookback_bars  # noqa: E402
 from lake_assets.features.core import compute_features  # noqa: E402
-from lake_assets.features.history import warmup_start  # noqa: E402
 from lake_assets.features.reference import expression_features, rolling_primitives  # noqa: E402
 from lake_assets.malloc_tuning import tune_malloc  # noqa: E402
 from lake_assets.months import month_bounds  # noqa: E402
+from lake_assets.storage.reader import warmup_start  # noqa: E402
 from lake_assets.vocabulary import TS  # noqa: E402
 
 

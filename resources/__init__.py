@@ -19,7 +19,9 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
         # production: lake root and warehouse from the deployment's environment
         "PROD": {
             "lake": LakeResource(root=dg.EnvVar("QLAKE_LAKE_ROOT")),
-            "warehouse": WarehouseResource(database=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")),
+            "warehouse": WarehouseResource(
+                database=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")
+            ),
             "market_data": MarketDataResource(max_retries=8),
         },
     }

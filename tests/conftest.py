@@ -22,3 +22,18 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     (tmp_path / "dagster_home").mkdir()
     yield root
 
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster for the session (tests/services.py); each test creates its own database.
+    Skipped only when the binaries are absent (scripts/test.sh installs them as root)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from services import postgres_bin_dir, postgres_server
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) are not installed: apt-get install postgresql")
+    with postgres_server() as pg:
+        yield pg
