@@ -11,6 +11,8 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -57,6 +59,21 @@ def _writer_alive(tmp: Path) -> bool:
     except (IndexError, ValueError):
         return False
     return alive(pid)
+
+
+DELIVERIES = "_deliveries"  # <root>/_deliveries/<group>/<asset>/<dims>/<ingested_at>-<open|closed>.parquet
+_DELIVERY_NAME = re.compile(r"^(\d{8}T\d{12})Z-(open|closed)\.parquet$")
+_DELIVERY_TS = "%Y%m%dT%H%M%S%f"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One vendor delivery of a partition, kept as delivered: when it was ingested and whether the period it covers
+    had closed by then (a closed delivery is complete; an open one was cut at its ingestion time)."""
+
+    ingested_at: datetime
+    closed: bool
+    path: Path
 
 
 class Lake:
@@ -164,6 +181,61 @@ class Lake:
             parts = f.relative_to(base).parts[:-1]
             out.append(dict(p.split("=", 1) for p in parts))
         return out
+
+    # --- deliveries: every vendor delivery of a raw partition, kept beside the published partition ---------------
+
+    def delivery_dir(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> Path:
+        """Where a partition's deliveries are kept: outside the table's directory, so views, globs and partition
+        listings see only the published `part-0.parquet`."""
+        rel = self.partition_path(group, asset, dims).parent.relative_to(self.root)
+        return self.root / DELIVERIES / rel
+
+    def write_delivery(
+        self,
+        df: pl.DataFrame,
+        group: str,
+        asset: str,
+        dims: Mapping[str, str] | None,
+        ingested_at: datetime,
+        closed: bool,
+    ) -> Delivery:
+        """Keep `df` as one delivery (atomically, never overwritten: a second delivery at the same instant waits a
+        microsecond)."""
+        folder = self.delivery_dir(group, asset, dims)
+        folder.mkdir(parents=True, exist_ok=True)
+        at = ingested_at.astimezone(UTC)
+        while True:
+            final = folder / f"{at.strftime(_DELIVERY_TS)}Z-{'closed' if closed else 'open'}.parquet"
+            if not any(d.ingested_at == at for d in self.deliveries(group, asset, dims)):
+                break
+            at += timedelta(microseconds=1)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            df.write_parquet(tmp, compression=COMPRESSION, statistics=True)
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Delivery(at, closed, final)
+
+    def deliveries(self, group: str, asset: str, dims: Mapping[str, str] | None = None) -> list[Delivery]:
+        """A partition's deliveries, oldest first."""
+        folder = self.delivery_dir(group, asset, dims)
+        out = []
+        for f in folder.iterdir() if folder.is_dir() else []:
+            m = _DELIVERY_NAME.fullmatch(f.name)
+            if m:
+                at = datetime.strptime(m.group(1), _DELIVERY_TS).replace(tzinfo=UTC)
+                out.append(Delivery(at, m.group(2) == "closed", f))
+        return sorted(out, key=lambda d: d.ingested_at)
+
+    def delivery_as_of(
+        self, group: str, asset: str, dims: Mapping[str, str] | None, as_of: datetime
+    ) -> Delivery | None:
+        """The delivery in force at `as_of`: the latest ingested at or before it (None: nothing delivered yet)."""
+        known = [d for d in self.deliveries(group, asset, dims) if d.ingested_at <= as_of]
+        return known[-1] if known else None
 
     def _sweep_table(self, table_dir: Path) -> None:
         """Before a process first writes to a table, remove the temp files writers that died left there."""
