@@ -83,7 +83,7 @@ def bars_for_partition(
     trades_path = store.partition_path("raw", "raw_trades", dims)
     trade_bars = None
     if trades_path.is_file():
-        trade_bars = trades_to_bars(pl.scan_parquet(trades_path).select(RAW_TRADES_SCHEMA.names()), inst.base_timeframe)
+        trade_bars = trades_to_bars(store.scan(trades_path).select(RAW_TRADES_SCHEMA.names()), inst.base_timeframe)
         trade_bars = trade_bars if trade_bars.height else None
     start, end = window
     step = TIMEFRAMES[inst.base_timeframe]

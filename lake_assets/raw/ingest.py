@@ -158,7 +158,7 @@ def delivery_for_run(
     latest = deliveries[-1] if deliveries else None
     settled = latest is not None and latest.closed and not refetch_closed
     if settled and latest is not None and not vendor_revised(vendor, inst, window, kind, latest.ingested_at):
-        return conform(pl.read_parquet(latest.path), RAW_SCHEMAS[kind]), latest, False
+        return conform(store.read_frame(latest.path), RAW_SCHEMAS[kind]), latest, False
     raw = conform(vendor.fetch(inst, window[0], window[1], kind), RAW_SCHEMAS[kind])
     stamped = raw[INGESTED_AT].drop_nulls()
     ingested_at = stamped.max() if stamped.len() else datetime.now().astimezone()
@@ -174,4 +174,4 @@ def raw_as_of(store: Lake, kind: DataKind, instrument: str, month: str, as_of: d
     delivery = store.delivery_as_of(RAW_GROUP, RAW_ASSET[kind], {INSTRUMENT: instrument, MONTH: month}, as_of)
     if delivery is None:
         return pl.DataFrame(schema=RAW_SCHEMAS[kind])
-    return validate_raw(conform(pl.read_parquet(delivery.path), RAW_SCHEMAS[kind]), kind).accepted
+    return validate_raw(conform(store.read_frame(delivery.path), RAW_SCHEMAS[kind]), kind).accepted
