@@ -30,15 +30,18 @@ _LEGACY_DAGSTER_YAML = re.compile(
 
 def _dagster_home() -> Path:
     """$DAGSTER_HOME (default `<data root>/dagster_home`) with qlake's `dagster.yaml`: written when missing, and
-    rewritten when it is exactly what an older qlake wrote (one that pinned the event log to an absolute path); a
-    file anyone else wrote or edited is left alone."""
+    rewritten when it is exactly what an older qlake wrote (one that pinned the event log to an absolute path) or what
+    qlake writes for another storage than the environment now selects (sqlite locally, Postgres when
+    `QLAKE_DAGSTER_PG_URL` or `DAGSTER_PG_*` is set); a file anyone else wrote or edited is left alone."""
+    from lake_assets.event_log import dagster_yaml, qlake_yamls
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_root() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists() or _LEGACY_DAGSTER_YAML.fullmatch(cfg.read_text()):
-        from lake_assets.event_log import dagster_yaml
-
-        cfg.write_text(dagster_yaml())
+    wanted = dagster_yaml()
+    text = cfg.read_text() if cfg.exists() else None
+    if text != wanted and (text is None or _LEGACY_DAGSTER_YAML.fullmatch(text) or text in qlake_yamls()):
+        cfg.write_text(wanted)
     return home
 
 

@@ -7,7 +7,9 @@ shard (the index plus the most recent run shards) with a small connection pool, 
 `synchronous=NORMAL` (durable across process crashes; an OS crash can lose the last commits, never corrupt the
 file): ~2.6 ms per event. Readers (`dagster dev`, the daemon) use the files exactly as before.
 
-`qlake` writes it into the `dagster.yaml` it creates; an existing `dagster.yaml` is left alone.
+`qlake` writes it into the `dagster.yaml` it creates; an existing `dagster.yaml` is left alone. When the environment
+names a Postgres database (`QLAKE_DAGSTER_PG_URL`, or `DAGSTER_PG_*`), the yaml selects Dagster's Postgres storage
+instead, with its event log holding a connection pool (`PooledPostgresEventLogStorage`).
 
 Why a subclass of private API is kept: Dagster has no supported setting for pooled sqlite connections (its supported
 alternative is the Postgres event log, which a deployment should use). `benchmarks/bench_event_log.py` measures 10.2
@@ -23,7 +25,7 @@ import logging
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,15 +38,25 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
 )
 from dagster._serdes import ConfigurableClassData
+from dagster_postgres import PostgresEventLogStorage
+from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-__all__ = ["VERIFIED_DAGSTER", "PooledSqliteEventLogStorage", "dagster_yaml"]
+__all__ = [
+    "VERIFIED_DAGSTER",
+    "PooledPostgresEventLogStorage",
+    "PooledSqliteEventLogStorage",
+    "dagster_yaml",
+    "instance_storage",
+    "qlake_yamls",
+]
 
 log = logging.getLogger(__name__)
 
 VERIFIED_DAGSTER = "1.13.27"  # the Dagster version whose private sqlite event log this subclass was checked against
+PG_POOL_OVERFLOW = 4  # connections beyond the one held, for concurrent writers in one process (threads)
 RUN_SHARDS_KEPT = 8  # run databases with an open engine; older ones are disposed (a daemon sees thousands of runs)
 
 
@@ -125,11 +137,81 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-def dagster_yaml(home: str | None = None) -> str:
+PG_URL_ENV = "QLAKE_DAGSTER_PG_URL"  # a whole postgresql+psycopg2:// URL
+PG_SCHEME = "postgresql+psycopg2"  # dagster-postgres's driver; SQLAlchemy 2.1's plain postgresql:// means psycopg 3
+# or its parts (the names Dagster's own Helm chart and docs use); DAGSTER_PG_HOST selects them
+PG_PART_ENVS = {"hostname": "DAGSTER_PG_HOST", "username": "DAGSTER_PG_USERNAME", "password": "DAGSTER_PG_PASSWORD",
+                "db_name": "DAGSTER_PG_DB", "port": "DAGSTER_PG_PORT"}  # fmt: skip
+_PG_REQUIRED = ("hostname", "username", "db_name")
+
+
+def instance_storage(environ: Mapping[str, str] | None = None) -> str:
+    """Which storage the environment selects for the instance: "postgres_url" ($QLAKE_DAGSTER_PG_URL), "postgres_db"
+    ($DAGSTER_PG_HOST, _USERNAME, _DB, optional _PASSWORD and _PORT) or "sqlite" (the local default)."""
+    env = os.environ if environ is None else environ
+    if env.get(PG_URL_ENV):
+        scheme = env[PG_URL_ENV].split(":", 1)[0]
+        if scheme != PG_SCHEME:  # only the scheme is named: the URL may hold a password
+            raise DagsterInvariantViolationError(
+                f"{PG_URL_ENV} must start with {PG_SCHEME}:// (got {scheme}://): SQLAlchemy 2.1 reads postgresql:// "
+                "as psycopg 3, and Dagster's Postgres storage runs on psycopg2"
+            )
+        return "postgres_url"
+    if env.get(PG_PART_ENVS["hostname"]):
+        missing = [PG_PART_ENVS[k] for k in _PG_REQUIRED if not env.get(PG_PART_ENVS[k])]
+        if missing:
+            raise DagsterInvariantViolationError(f"DAGSTER_PG_HOST is set but not {', '.join(missing)}")
+        return "postgres_db"
+    return "sqlite"
+
+
+class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+    """Dagster's Postgres event log holding a small connection pool, as it does in the webserver
+    (`optimize_for_webserver`, public), instead of opening a connection per statement (its default, `NullPool`):
+    a run process writes thousands of events. `benchmarks/bench_event_log.py` measures both."""
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> PooledPostgresEventLogStorage:
+        storage = cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+        )
+        # statement_timeout 0: none (the webserver sets one for its reads; a run's writes must not time out)
+        storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=PG_POOL_OVERFLOW)
+        return storage
+
+
+def _storage_yaml(kind: str, environ: Mapping[str, str]) -> str:
+    """The yaml of the storage: Postgres settings are `env:` references, so the file holds no credential. Runs and
+    schedules in Dagster's Postgres storages, the event log in the pooled one above."""
+    if kind in ("postgres_url", "postgres_db"):
+        if kind == "postgres_url":
+            config = f"    postgres_url:\n      env: {PG_URL_ENV}\n"
+        else:
+            keys = [k for k in PG_PART_ENVS if k in _PG_REQUIRED or environ.get(PG_PART_ENVS[k])]
+            parts = "".join(f"        {k}:\n          env: {PG_PART_ENVS[k]}\n" for k in keys)
+            config = f"    postgres_db:\n{parts}        scheme: {PG_SCHEME}\n"
+        return "".join(
+            f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n{config}"
+            for key, module, cls in (
+                ("run_storage", "dagster_postgres.run_storage", "PostgresRunStorage"),
+                ("event_log_storage", "lake_assets.event_log", "PooledPostgresEventLogStorage"),
+                ("schedule_storage", "dagster_postgres.schedule_storage", "PostgresScheduleStorage"),
+            )
+        )
+    return "event_log_storage:\n  module: lake_assets.event_log\n  class: PooledSqliteEventLogStorage\n  config: {}\n"
+
+
+def dagster_yaml(home: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """The `dagster.yaml` qlake writes into a new DAGSTER_HOME. It names no path (`home` is not used): the event log
     defaults to `$DAGSTER_HOME/history/runs` like every other store of the instance, so a copied home is self-contained.
 
-    - telemetry off; the pooled event log (above).
+    - telemetry off; the instance's storage chosen from the environment (`instance_storage`): Dagster's Postgres
+      storage (runs, event log, schedules) when `QLAKE_DAGSTER_PG_URL` or `DAGSTER_PG_*` is set, as CI and PROD do;
+      otherwise sqlite with the pooled event log (above). The yaml names the variables, never their values.
     - run monitoring: the daemon fails runs stuck starting or cancelling (a run worker that died before it started,
       a termination that never finished) instead of showing them in progress forever; nothing is resumed (the default
       run launcher cannot). A run worker that dies mid-run is failed by its code server, which watches its process.
@@ -138,6 +220,7 @@ def dagster_yaml(home: str | None = None) -> str:
       daemon counts them as in progress.
     """
     del home
+    env = os.environ if environ is None else environ
     return """\
 # Written by qlake (lake_assets.event_log.dagster_yaml); qlake leaves an existing dagster.yaml alone.
 telemetry:
@@ -157,8 +240,16 @@ concurrency:
     tag_concurrency_limits:
       - key: dagster/backfill
         limit: 1
-event_log_storage:
-  module: lake_assets.event_log
-  class: PooledSqliteEventLogStorage
-  config: {}
-"""
+""" + _storage_yaml(instance_storage(env), env)
+
+
+def qlake_yamls(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Every `dagster.yaml` this qlake writes, for any storage the environment may select (a home whose file is one of
+    them is qlake's own, so qlake may rewrite it when the environment selects another storage)."""
+    env = dict(os.environ if environ is None else environ)
+    base = {k: v for k, v in env.items() if k != PG_URL_ENV and not k.startswith("DAGSTER_PG_")}
+    variants = [base, {**base, PG_URL_ENV: f"{PG_SCHEME}://x"}]
+    for extra in ([], ["password"], ["port"], ["password", "port"]):
+        parts = {PG_PART_ENVS[k]: "x" for k in (*_PG_REQUIRED, *extra)}
+        variants.append({**base, **parts})
+    return {dagster_yaml(environ=v) for v in variants}

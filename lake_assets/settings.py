@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +17,22 @@ def get_environment() -> str:
     return env
 
 
+def is_url(root: object) -> bool:
+    """Whether a root names object storage (`s3://bucket/prefix`) rather than a local directory."""
+    return "://" in str(root)
+
+
+def data_root_url() -> str | None:
+    """$QLAKE_DATA_ROOT when it is an object-storage URL (the lake lives there), else None."""
+    root = os.environ.get("QLAKE_DATA_ROOT", "")
+    return root.rstrip("/") if is_url(root) else None
+
+
 def data_root() -> Path:
+    """The local data directory: $QLAKE_DATA_ROOT, or, when that is an object-storage URL, $QLAKE_LOCAL_DATA_ROOT
+    (default ./data) for what stays on the machine (landing files, reports, the Dagster home)."""
+    if data_root_url() is not None:
+        return Path(os.environ.get("QLAKE_LOCAL_DATA_ROOT", PROJECT_ROOT / "data")).resolve()
     return Path(os.environ.get("QLAKE_DATA_ROOT", PROJECT_ROOT / "data")).resolve()
 
 
@@ -34,6 +50,13 @@ def warehouse_sql_dir() -> Path:
 
 
 def lake_root() -> Path:
+    """The lake's root: `<data root>/lake`, on object storage when $QLAKE_DATA_ROOT is a URL (a `upath.UPath`, which
+    has Path's interface; `storage.lake.Lake` reads and writes it through fsspec)."""
+    url = data_root_url()
+    if url is not None:
+        from upath import UPath
+
+        return cast(Path, UPath(f"{url}/lake"))
     return data_root() / "lake"
 
 

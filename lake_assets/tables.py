@@ -280,6 +280,19 @@ CHECK_FAILURES: Final = Table(
     ),
 )  # fmt: skip
 
+LAKE_RETENTION: Final = Table(
+    "lake_retention", "maintenance", "lake_retention",
+    "What the latest retention run removed (spec/retention.yaml): orphan temp files of dead writers and vendor "
+    "deliveries beyond the versions kept, one row each. Rewritten by every lake_retention run.", (),
+    (
+        _c("action", pl.String, "removed_temp_file or pruned_delivery"),
+        _c("path", pl.String, "the file removed"),
+        _c("bytes", pl.Int64, "its size", "bytes"),
+        _c("reason", pl.String, "why (the rule of spec/retention.yaml, and whether the disk guard triggered)"),
+        _c("at", TS_DTYPE, "when the run removed it", UTC_TS),
+    ),
+)  # fmt: skip
+
 SPEC_ERRORS: Final = Table(
     "spec_errors", "quality", "backtests",
     "Strategy files in spec/strategies that failed to load (invalid JSON, an invalid spec, a rule that does not "
@@ -945,7 +958,7 @@ STRATEGY_STATUS: Final = Table(
 TABLES: Final[tuple[Table, ...]] = (
     RAW_OHLCV, RAW_FUNDING, RAW_OPEN_INTEREST, RAW_TRADES,
     BARS, BARS_1H, BARS_1D,
-    QUARANTINE, CHECK_FAILURES, SPEC_ERRORS,
+    QUARANTINE, CHECK_FAILURES, SPEC_ERRORS, LAKE_RETENTION,
     FEATURES, WINDOW_EMBEDDINGS, CONTEXT_FEATURES, MARKET_CONTEXT,
     EVENT_REGISTRY, EVENT_APPLICABILITY, EVENT_FLAGS,
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,

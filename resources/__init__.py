@@ -13,16 +13,17 @@ from resources.market_data import MarketDataResource
 
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or get_environment()
+    kept = MarketDataResource(refetch_closed_months=False)  # closed months are not fetched again (raw.ingest)
     by_env: dict[str, dict[str, Any]] = {
-        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
-        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
+        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": kept},
+        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": kept},
         # production: lake root and warehouse from the deployment's environment
         "PROD": {
             "lake": LakeResource(root=dg.EnvVar("QLAKE_LAKE_ROOT")),
             "warehouse": WarehouseResource(
                 database=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")
             ),
-            "market_data": MarketDataResource(max_retries=8),
+            "market_data": MarketDataResource(max_retries=8, refetch_closed_months=False),
         },
     }
     return by_env[env]

@@ -19,6 +19,10 @@ class MarketDataResource(dg.ConfigurableResource):
     as_of: str | None = None
     landing_dir: str | None = None
     max_retries: int = 5  # vendor calls retried with exponential backoff on network errors
+    # True: every requested raw partition is fetched again (a bare resource: tests, scripts). The graph's resources
+    # (resources_for) set False: a month whose latest delivery is closed is reused, unless the run is tagged
+    # qlake/refetch=true or the vendor says it changed (lake_assets.raw.ingest.delivery_for_run)
+    refetch_closed_months: bool = True
 
     def as_of_time(self) -> datetime | None:
         if self.as_of is None:

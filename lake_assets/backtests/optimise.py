@@ -12,6 +12,7 @@ adapter over the full event engine) can be passed as `runner`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -356,13 +357,23 @@ def optimise(
     n_folds: int = 4,
     runner: Runner = signal_returns,
     keep_returns: bool = False,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> OptimisationResult:
     """Best parameters of `spec` on the in-sample window [start, end) of `frame` (bars + features).
 
     Grid search when the declared grid has at most `max_grid` points (or method="grid"), otherwise Optuna TPE
     (seeded) with a MedianPruner(n_warmup_steps=3) fed by the running score after each instrument x time fold.
     Trials whose score is undefined (no trades, flat returns) never win.
+
+    `storage` (an Optuna RDB URL, e.g. `postgresql+psycopg2://host/optuna`; default: in memory, as before) shares one
+    study, `study_name` (default: the strategy's name), between processes: each runs `n_trials` of its own (give each
+    a different `seed`), the sampler and the pruner see every process's trials, and the result (`trials`,
+    `best_params`) is the whole study's when this process finishes. Returns of other processes' trials are not
+    shared, so `keep_returns` needs the in-memory study.
     """
+    if storage is not None and keep_returns:
+        raise ValueError("keep_returns needs an in-memory study: a shared study does not hold other trials' returns")
     score_fn = OBJECTIVES[objective] if isinstance(objective, str) else objective
     window = slice_window(frame, start, end)
     if window.height == 0:
@@ -404,7 +415,9 @@ def optimise(
             record(params, rets, "complete")
         result_method: Literal["grid", "optuna"] = "grid"
     else:
-        _run_optuna(spec, parts, run_parts, score_fn, n_trials, seed, n_folds, record)
+        shared = _run_optuna(spec, parts, run_parts, score_fn, n_trials, seed, n_folds, record, storage, study_name)
+        if shared is not None:
+            rows = shared
         result_method = "optuna"
 
     trials = pl.DataFrame(rows, infer_schema_length=None)
@@ -440,15 +453,24 @@ def _run_optuna(
     seed: int,
     n_folds: int,
     record: Callable[..., float],
-) -> None:
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> list[dict[str, Any]] | None:
+    """Run the study; with a shared `storage`, return the rows of every trial of the study (all processes')."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed (NaN) trials are expected, not news
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_warmup_steps=3),
-    )
+    study = _create_study(storage, (study_name or spec.name) if storage is not None else None, seed)
+
+    def record_and_share(trial: optuna.Trial, params: Mapping[str, Any], rets: list[np.ndarray] | None,
+                         state: str, error: str = "") -> float:  # fmt: skip
+        score = record(params, rets, state, error)
+        if storage is not None:
+            full = np.concatenate(rets) if rets else np.array([])
+            trial.set_user_attr("qlake", {"score": score if math.isfinite(score) else None,
+                                          "sharpe": _finite_or_none(sharpe_ratio(full)), "state": state,
+                                          "error": error or None})  # fmt: skip
+        return score
 
     def suggest(trial: optuna.Trial) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -472,7 +494,7 @@ def _run_optuna(
             try:
                 r = run_part(compile_signals(part, spec, params))
             except SpecError as exc:  # an infeasible combination: recorded, and the study moves on
-                record(params, None, "invalid", str(exc))
+                record_and_share(trial, params, None, "invalid", str(exc))
                 raise optuna.TrialPruned() from exc
             for chunk in np.array_split(r, max(1, n_folds)):
                 rets.append(chunk)
@@ -480,9 +502,49 @@ def _run_optuna(
                 trial.report(value if math.isfinite(value) else 0.0, step)  # no trades yet: flat, zero
                 step += 1
                 if trial.should_prune():
-                    record(params, rets, "pruned")
+                    record_and_share(trial, params, rets, "pruned")
                     raise optuna.TrialPruned()
-        score = record(params, rets, "complete")
+        score = record_and_share(trial, params, rets, "complete")
         return score if math.isfinite(score) else float("nan")
 
     study.optimize(run, n_trials=n_trials, catch=())
+    if storage is None:
+        return None
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        said = t.user_attrs.get("qlake")
+        if said is None:  # still running in another process, or failed before it was recorded
+            continue
+        nan = float("nan")
+        rows.append({"trial": t.number, **{k: t.params.get(k) for k in spec.parameters},
+                     "score": nan if said["score"] is None else float(said["score"]),
+                     "sharpe": nan if said["sharpe"] is None else float(said["sharpe"]),
+                     "state": said["state"], "error": said["error"]})  # fmt: skip
+    return rows
+
+
+def _create_study(storage: str | None, name: str | None, seed: int, attempts: int = 5) -> Any:
+    """An in-memory study, or the shared one in `storage` (created by whichever process comes first). Workers that
+    start together race to create Optuna's schema in a new database; the loser's DDL fails once and is retried."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=optuna.pruners.MedianPruner(n_warmup_steps=3),
+                storage=storage,
+                study_name=name,
+                load_if_exists=storage is not None,
+            )
+        except SQLAlchemyError:
+            if storage is None or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None

@@ -33,6 +33,7 @@ from lake_assets.trades import trades_to_bars
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     CLOSE,
+    INGESTED_AT,
     INSTRUMENT,
     IS_GAP,
     IS_OUTLIER,
@@ -81,7 +82,7 @@ def bars_for_partition(
     trades_path = store.partition_path("raw", "raw_trades", dims)
     trade_bars = None
     if trades_path.is_file():
-        trade_bars = trades_to_bars(pl.scan_parquet(trades_path).select(RAW_TRADES_SCHEMA.names()), inst.base_timeframe)
+        trade_bars = trades_to_bars(store.scan(trades_path).select(RAW_TRADES_SCHEMA.names()), inst.base_timeframe)
         trade_bars = trade_bars if trade_bars.height else None
     start, end = window
     step = TIMEFRAMES[inst.base_timeframe]
@@ -100,9 +101,13 @@ def bars_for_partition(
         trade_bars=trade_bars,
         is_trading_day=trading_day_rule(inst),
     )
+    used = [("raw_ohlcv", inst.id, ohlcv), ("raw_funding", inst.id, funding), ("raw_open_interest", inst.id, oi)]
+    if spot is not None and inst.spot:
+        used.append(("raw_ohlcv", inst.spot, spot))
     counts = {
         "instrument": inst.id,
         "month": month,
+        RAW_DELIVERIES: raw_deliveries(used),
         "bars": bars.height,
         "gaps": int(bars[IS_GAP].sum()),
         "duplicates_removed": n_dupes,
@@ -112,10 +117,25 @@ def bars_for_partition(
     return bars, counts
 
 
+RAW_DELIVERIES = "raw_deliveries"
+
+
+def raw_deliveries(used: list[tuple[str, str, pl.DataFrame]]) -> dict[str, str]:
+    """Which delivery of each raw partition a bars partition was built from: `asset/instrument|month` -> the
+    delivery's `ingested_at` (every row of one delivery carries it; `Lake.deliveries` lists them)."""
+    out: dict[str, str] = {}
+    for asset, inst_id, frame in used:
+        if frame.is_empty() or INGESTED_AT not in frame.columns:
+            continue
+        months = frame.group_by(pl.col(TS).dt.strftime("%Y-%m").alias("m")).agg(pl.col(INGESTED_AT).max())
+        for m, at in months.sort("m").iter_rows():
+            if at is not None:
+                out[f"{asset}/{inst_id}|{m}"] = at.isoformat()
+    return out
+
+
 def _as_of(market_data: MarketDataResource) -> datetime:
     return market_data.as_of_time() or datetime.now(UTC)
-
-
 
 
 @partitioned_asset(
@@ -174,7 +194,11 @@ def _bars_metadata(data: pl.DataFrame, counts: dict[str, Any], asset: str) -> di
     meta = frame_metadata(data, PREVIEW)
     gap_ratio: float = data.select(pl.col(IS_GAP).cast(pl.Float64).mean()).item() if data.height else 0.0
     meta["gap_ratio"] = dg.MetadataValue.float(round(gap_ratio, 6))
-    meta["counts"] = dg.MetadataValue.json({k: v for k, v in counts.items() if k not in ("instrument", "month")})
+    meta["counts"] = dg.MetadataValue.json(
+        {k: v for k, v in counts.items() if k not in ("instrument", "month", RAW_DELIVERIES)}
+    )
+    if counts.get(RAW_DELIVERIES):  # the raw deliveries it was built from (point-in-time raw)
+        meta[RAW_DELIVERIES] = dg.MetadataValue.json(counts[RAW_DELIVERIES])
     if asset == "bars" and data.height:
         meta["price_and_gaps"] = png_metadata(price_and_gaps_png(data))
     return meta

@@ -16,12 +16,13 @@ from lake_assets.markdown import md_table
 from lake_assets.months import instrument_window
 from lake_assets.partitions import instrument_month_key, instrument_month_partitions, instrument_months, split_key
 from lake_assets.publish import PartitionPublisher, Verdict, partitioned_asset
-from lake_assets.raw.ingest import RAW_ASSET, RawBatch, validate_raw
+from lake_assets.raw.ingest import RAW_ASSET, REFETCH_TAG, RawBatch, delivery_for_run, validate_raw
 from lake_assets.specs import Instrument, spec_hash, universe
 from lake_assets.storage.lake import Lake
 from lake_assets.storage.quarantine import quarantine_rows, write_quarantine
 from lake_assets.vocabulary import (
     INSTRUMENT,
+    MONTH,
     QUARANTINE_SCHEMA,
     RAW_SCHEMAS,
     RAW_TRADES_SCHEMA,
@@ -176,6 +177,8 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 publisher.audit(key, frame, {INSTRUMENT: inst_id, "month": month}, verdicts, meta)
             staged.clear()
 
+        deliveries: dict[str, dict[str, Any]] = {}
+        refetch = market_data.refetch_closed_months or context.run.tags.get(REFETCH_TAG) == "true"
         for inst_id, month in instrument_months(context):
             inst = universe().get(inst_id)
             window = instrument_window(inst, month)
@@ -189,7 +192,14 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
                 _publish_streamed(publisher, store, name, inst_id, month, scan, scan.quarantine, list(scan.files))
                 continue
             else:
-                raw = market_data.vendor_for(inst).fetch(inst, window[0], window[1], kind)
+                raw, delivery, fetched = delivery_for_run(
+                    store, market_data.vendor_for(inst), inst, month, window, kind,
+                    vendor_clock=market_data.as_of_time(), refetch_closed=refetch,
+                )  # fmt: skip
+                deliveries[instrument_month_key(inst_id, month)] = {
+                    "delivery": delivery.ingested_at.isoformat(), "closed": delivery.closed, "fetched": fetched,
+                    "deliveries_kept": len(store.deliveries(GROUP, name, {INSTRUMENT: inst_id, MONTH: month})),
+                }  # fmt: skip
             batch = validate_raw(conform(raw, schema), kind)
             rejected = quarantine_rows(
                 batch.rejected.drop("reason"),
@@ -203,7 +213,10 @@ def build_raw_asset(kind: DataKind) -> dg.AssetsDefinition:
             meta = frame_metadata(batch.accepted)
             meta["quarantined_rows"] = dg.MetadataValue.int(counts["quarantined"])
             meta["counts"] = dg.MetadataValue.json(counts)
-            staged.append((instrument_month_key(inst_id, month), batch.accepted, meta))
+            key = instrument_month_key(inst_id, month)
+            if key in deliveries:  # which delivery this partition holds (its rows' ingested_at), and if it is new
+                meta["delivery"] = dg.MetadataValue.json(deliveries[key])
+            staged.append((key, batch.accepted, meta))
             context.log.debug(f"{name} {inst_id} {month}: {counts}")
             if sum(f.estimated_size() for _, f, _ in staged) > STAGED_BYTES:
                 judge_and_publish()

@@ -4,9 +4,10 @@ each partition file read once while it is held.
 Every layer reads bars (and features, funding, ...) for an instrument and a time range: features read a month plus its
 warm-up, events and backtests an instrument's whole history, discovery every instrument. `LakeReader` serves them all
 from the table declarations in `lake_assets.tables` (so a table's group and asset are spelled once) and keeps the
-partition frames it has read, keyed by the file's (path, mtime, size): a rewritten partition is read afresh, and the
-frames held are bounded by `max_bytes` (least recently used dropped first). A reader lives as long as its `Lake`
-(`Lake.reader`), which an asset opens once per run, so a run reads each file once however many steps need it.
+partition frames it has read, keyed by the file's (path, mtime, size) (on object storage: path, ETag, size), so a
+rewritten partition is read afresh, and the frames held are bounded by `max_bytes` (least recently used dropped
+first). A reader lives as long as its `Lake` (`Lake.reader`), which an asset opens once per run, so a run reads each
+file once however many steps need it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
@@ -28,16 +28,7 @@ __all__ = ["LakeReader", "warmup_start"]
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 
-_Stamp = tuple[int, int]
 _Key = tuple[str, tuple[str, ...] | None]  # (file path or instrument range, column selection)
-
-
-def _stamp(path: Path) -> _Stamp | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
 
 
 def warmup_start(month: str, timeframe: str, lookback_bars: int) -> datetime:
@@ -62,7 +53,7 @@ class LakeReader:
     ) -> pl.DataFrame:
         """One partition's frame (empty when it does not exist); `hold` keeps it for the next request."""
         path = self.store.partition_path(table.group, table.name, dims)
-        stamp = _stamp(path)
+        stamp = self.store.stamp(path)  # (mtime, size) of a file, (ETag, size) of an object
         if stamp is None:
             return pl.DataFrame()
         key = (str(path), tuple(columns) if columns is not None else None)
@@ -70,11 +61,7 @@ class LakeReader:
         if held is not None and held[0] == stamp:
             self._held.move_to_end(key)
             return held[1]
-        if columns is None:
-            frame = pl.read_parquet(path)
-        else:
-            have = pl.read_parquet_schema(path)
-            frame = pl.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
+        frame = self.store.read_frame(path, columns)
         self.reads += 1
         if hold:
             self._hold(key, stamp, frame)
@@ -133,7 +120,7 @@ class LakeReader:
         strategies of a run share their instruments' bars."""
         chosen = self.months(table, instrument) if months is None else list(months)
         dims = [{INSTRUMENT: instrument, MONTH: m} for m in chosen]
-        stamps = tuple(_stamp(self.store.partition_path(table.group, table.name, d)) for d in dims)
+        stamps = tuple(self.store.stamp(self.store.partition_path(table.group, table.name, d)) for d in dims)
         key = (f"{table.group}/{table.name}@{instrument}:{','.join(chosen)}", tuple(columns) if columns else None)
         held = self._held.get(key)
         if held is not None and held[0] == stamps:

@@ -76,7 +76,10 @@ def _literal(text: str | Path) -> str:
 
 
 def _lake_dir(lake: Lake, root: Path) -> str:
-    """The lake's directory as the views name it: relative to the data root when inside it, else absolute."""
+    """The lake's directory as the views name it: relative to the data root when inside it, else absolute (an
+    object-storage lake: its URL)."""
+    if lake.remote:
+        return str(lake.root).rstrip("/")
     lake_root = lake.root.resolve()
     try:
         return lake_root.relative_to(root.resolve()).as_posix()
@@ -86,7 +89,20 @@ def _lake_dir(lake: Lake, root: Path) -> str:
 
 def _files(lake: Lake, table: Table) -> list[Path]:
     base = lake.asset_dir(table.group, table.name)  # also checks the group and table names
-    return sorted(base.rglob(PART_FILE)) if base.exists() else []
+    return lake._part_files(base)
+
+
+def register_object_storage(con: duckdb.DuckDBPyConnection, lake_dir: str) -> None:
+    """Views over an object-storage lake read it through fsspec (s3fs) registered on the connection: credentials and
+    endpoint come from the environment (AWS_* variables, as boto reads them), never from the catalog or a log.
+    (DuckDB's httpfs would do as well where its extension can be installed; fsspec needs no download.)"""
+    if "://" not in lake_dir:
+        return
+    import fsspec
+
+    protocol = lake_dir.split("://", 1)[0]
+    if not con.filesystem_is_registered(protocol):
+        con.register_filesystem(fsspec.filesystem(protocol))
 
 
 def _view_sql(lake: Lake, table: Table, root: Path, has_data: bool) -> str:
@@ -94,8 +110,8 @@ def _view_sql(lake: Lake, table: Table, root: Path, has_data: bool) -> str:
         raise ValueError(f"unsafe view name {table.name!r}")
     if not has_data:
         return _empty_view_sql(table)
-    base = lake.asset_dir(table.group, table.name)
-    glob = "/".join([_lake_dir(lake, root), base.relative_to(lake.root).as_posix(), *["*"] * table.depth, PART_FILE])
+    lake.asset_dir(table.group, table.name)  # checks the group and table names
+    glob = "/".join([_lake_dir(lake, root), table.group, table.name, *["*"] * table.depth, PART_FILE])
     return (
         f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet({_literal(glob)}, "
         f"hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
@@ -110,7 +126,7 @@ def _plan(lake: Lake, root: Path) -> list[tuple[Table, str, str]]:
         shape = "declared"
         if files:
             try:
-                shape = str(pl.read_parquet_schema(files[0]))
+                shape = str(lake.schema(files[0]))
             except (OSError, pl.exceptions.ComputeError):  # replaced or removed meanwhile: the glob still binds
                 shape = "unreadable"
         out.append((table, _view_sql(lake, table, root, bool(files)), shape))
@@ -200,6 +216,7 @@ def build_catalog(lake: Lake | None = None, path: Path | None = None) -> dict[st
         con = duckdb.connect()
         try:
             con.execute(f"SET file_search_path = {_literal(root)}")  # the views' relative globs bind here too
+            register_object_storage(con, _lake_dir(lake, root))
             con.execute(f"ATTACH {_literal(tmp)} AS {_CATALOG} (STORAGE_VERSION '{STORAGE_VERSION}')")
             con.execute(f"USE {_CATALOG}")
             for table, sql, _ in plan:  # one transaction per view and its comments: one commit, not hundreds
@@ -293,6 +310,7 @@ def connect_read_only(path: Path | None = None, *, sandbox: bool = False) -> duc
         con.execute(f"SET file_search_path = {_literal(root)}")
         con.execute(f"ATTACH {_literal(path)} AS {_CATALOG} (READ_ONLY)")
         con.execute(f"USE {_CATALOG}")
+        register_object_storage(con, _catalog_lake_dir(con))
         if sandbox:
             _sandbox(con, root)
     except BaseException:
@@ -301,12 +319,21 @@ def connect_read_only(path: Path | None = None, *, sandbox: bool = False) -> duc
     return con
 
 
-def _sandbox(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+def _catalog_lake_dir(con: duckdb.DuckDBPyConnection) -> str:
     try:
         row = con.execute(f"select lake_dir from {_META}").fetchone()
-        lake_dir = str(row[0]) if row else "lake"
+        return str(row[0]) if row else "lake"
     except duckdb.Error:  # a catalog from before lake_dir was recorded: its views read the default lake
-        lake_dir = "lake"
+        return "lake"
+
+
+def _sandbox(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    lake_dir = _catalog_lake_dir(con)
+    if "://" in lake_dir:  # object storage: reads confined to the lake's prefix
+        con.execute(f"SET allowed_directories = [{_literal(lake_dir + '/')}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return
     # DuckDB checks a relative glob against the working directory *before* resolving it through file_search_path,
     # and then checks each file it resolved to: both spellings of the lake must be allowed (reads only; `query`
     # refuses writes). An absolute lake_dir makes both the same.

@@ -25,3 +25,9 @@ class Vendor(Protocol):
         nothing is fabricated. Timestamps are UTC.
         """
         ...
+
+
+# Optional: a vendor that can tell whether history it delivered was revised implements
+#     revised_since(instrument, start, end, kind, since: datetime) -> bool
+# (True: data for [start, end) changed since `since`). A closed month is fetched again only when it says True, or
+# when the run forces it (lake_assets.raw.ingest.delivery_for_run); a vendor without it is never asked.

@@ -68,6 +68,11 @@ class PackagedVendor:
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
 
+    def revised_since(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind,
+                      since: datetime) -> bool:  # fmt: skip
+        """Never: its history is fixed once delivered (so a closed month is not fetched again)."""
+        return False
+
     def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
         kind = DataKind(kind)
         schema = RAW_SCHEMAS[kind]

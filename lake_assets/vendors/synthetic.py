@@ -280,6 +280,11 @@ class SyntheticVendor:
     def __init__(self, as_of: datetime | None = None) -> None:
         self.as_of = as_of
 
+    def revised_since(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind,
+                      since: datetime) -> bool:  # fmt: skip
+        """Never: its history is fixed once delivered (so a closed month is not fetched again)."""
+        return False
+
     def fetch(self, instrument: Instrument, start: datetime, end: datetime, kind: DataKind) -> pl.DataFrame:
         schema = RAW_SCHEMAS[kind]
         if not instrument.is_crypto or TIMEFRAMES[instrument.base_timeframe] != BAR:

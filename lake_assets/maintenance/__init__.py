@@ -1,0 +1,1 @@
+"""Lake maintenance: retention and the disk guard, as an asset with checks."""
