@@ -79,7 +79,7 @@ def test_blueprint_content_hash_ignores_float_noise_in_evidence(reference: tuple
     bp = read_blueprints_jsonl(reference[0] / "blueprints.jsonl")[0]
     ev = bp.evidence
     noisy = bp.model_copy(update={"evidence": ev.model_copy(update={
-        "shrunk_effect_bps": ev.shrunk_effect_bps * (1 + 3e-16) + 7e-15, "p_value": ev.p_value + 1e-17,
+        "shrunk_effect_bps": ev.shrunk_effect_bps * (1 + 3e-16) + 7e-15, "p_value": ev.p_value * (1 + 2e-16),
         "family_weight": ev.family_weight + 1.1e-16})})  # fmt: skip
     assert content_hash(noisy) == content_hash(bp)
     changed = bp.model_copy(update={"evidence": ev.model_copy(update={"n": ev.n + 1})})
