@@ -149,6 +149,13 @@ INSTRUMENT_MONTH: Final = (DIM_INSTRUMENT, DIM_MONTH)
 
 # --- raw ---------------------------------------------------------------------------------------------------------
 
+_TOP_OF_BOOK: Final = (
+    _c("bid", pl.Float64, "best bid at the bar close (vendors with top of book; null otherwise)", PRICE_UNIT),
+    _c("ask", pl.Float64, "best ask at the bar close (vendors with top of book; null otherwise)", PRICE_UNIT),
+    _c("bid_size", pl.Float64, "size resting at the best bid at the bar close", "base units"),
+    _c("ask_size", pl.Float64, "size resting at the best ask at the bar close", "base units"),
+)
+
 RAW_OHLCV: Final = Table(
     "raw_ohlcv",
     "raw",
@@ -163,6 +170,7 @@ RAW_OHLCV: Final = Table(
         _c("low", pl.Float64, "low price", PRICE_UNIT),
         _c("close", pl.Float64, "close price", PRICE_UNIT),
         _c("volume", pl.Float64, "traded volume", "base units (coins, contracts or shares)"),
+        *_TOP_OF_BOOK,
         VENDOR_COL,
         INGESTED_AT_COL,
     ),
@@ -231,6 +239,7 @@ _BAR_COLUMNS: Final = (
     _c("open_interest", pl.Float64, "latest open interest at or before the bar (as-of join)", "base units"),
     _c("spot_close", pl.Float64, "close of the perp's spot leg at the same bar", PRICE_UNIT),
     _c("basis_bps", pl.Float64, "perp premium over spot: (close / spot_close - 1) x 1e4", "bps"),
+    *_TOP_OF_BOOK,
 )
 BARS: Final = Table(
     "bars", "cleaned", "bars",
