@@ -840,6 +840,26 @@ METRICS: Final = Table(
     ),
     aliases=("backtest_metrics", "backtests"),
 )  # fmt: skip
+SIGNAL_REASONS: Final = Table(
+    "signal_reasons", "backtests", "backtests",
+    "Why each signal of a strategy that declares `reasons` fired: one row per signal bar, side, action and condition "
+    "(a top-level `and` term of the side's rules) with its value and threshold at that bar.", _BT_DIMS,
+    (
+        _c("ts", TS_DTYPE, "signal bar (known at its close)", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("side", pl.String, "long | short"),
+        _c("action", pl.String, "entry | exit"),
+        _c("rule", pl.String, "the rule: entry_rules|exit_rules.<side>.<index> in the strategy file"),
+        _c("condition", pl.String, "the condition's text in the rule"),
+        _c("fired", pl.Boolean, "the condition held at the bar"),
+        _c("value", pl.Float64, "the comparison's left side at the bar (null for a non-comparison)", "column units"),
+        _c("op", pl.String, "comparison operator (>, <, crosses above, ...); null for a non-comparison"),
+        _c("threshold", pl.Float64, "the comparison's right side at the bar (parameter, constant or column)",
+           "column units"),
+        BOOK_COL,
+    ),
+)  # fmt: skip
 _OOS: Final = "out-of-sample (test windows stitched)"
 WALKFORWARD: Final = Table(
     "walkforward", "backtests", "walkforward",
@@ -906,7 +926,7 @@ TABLES: Final[tuple[Table, ...]] = (
     FEATURES, WINDOW_EMBEDDINGS, CONTEXT_FEATURES, MARKET_CONTEXT,
     EVENT_REGISTRY, EVENT_APPLICABILITY, EVENT_FLAGS,
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,
-    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS,
+    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, SIGNAL_REASONS,
     WALKFORWARD, WALKFORWARD_FOLDS,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}

@@ -40,11 +40,12 @@ from lake_assets.backtests.schema import (
     SizeType,
 )
 from lake_assets.backtests.strategies import NoDataError, json_key
-from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals
+from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals, signal_reasons
 from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import EQUITY as EQUITY_TABLE
+from lake_assets.tables import SIGNAL_REASONS
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     FUNDING_RATE,
@@ -52,6 +53,7 @@ from lake_assets.vocabulary import (
     TS,
     TS_DTYPE,
     Market,
+    conform,
 )
 
 INIT_CASH = 100_000.0
@@ -106,6 +108,7 @@ class BookRun:
     result: BacktestResult
     execution: str  # signals | orders
     extra: dict[str, Any] = field(default_factory=dict)
+    reasons: pl.DataFrame | None = None  # signal_reasons rows, for strategies that declare `reasons`
 
     @property
     def periods_per_year(self) -> float:
@@ -227,7 +230,10 @@ def run_json_strategy(
             result = run_signals(bars, signals.select(TS, INSTRUMENT, STRATEGY, *SIGNAL_COLUMNS), config,
                                  sizing=sizing, funding=funding)  # fmt: skip
             execution = "signals"
-        runs.append(BookRun(key, "json", market.value, sorted(timeframes)[0], ids, bars, result, execution))
+        reasons = (signal_reasons(signals, spec, params).with_columns(pl.lit(key).alias(STRATEGY))
+                   if spec.reasons else None)  # fmt: skip
+        runs.append(BookRun(key, "json", market.value, sorted(timeframes)[0], ids, bars, result, execution,
+                            reasons=reasons))  # fmt: skip
     return runs
 
 
@@ -322,6 +328,9 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
                          ("risk_events", RISK_EVENTS_SCHEMA)):  # fmt: skip
         parts = [tag(getattr(r.result, name), r) for r in runs]
         tables[name] = pl.concat(parts) if parts else pl.DataFrame(schema={**dict(schema), BOOK: pl.String})
+    why = [tag(r.reasons, r) for r in runs if r.reasons is not None]
+    if why:
+        tables["signal_reasons"] = conform(pl.concat(why), SIGNAL_REASONS.schema)
     eq = [r.result.equity.with_columns(pl.lit(r.strategy).alias(STRATEGY), pl.lit(r.book).alias(BOOK)) for r in runs]
     tables["equity"] = pl.concat(eq) if eq else pl.DataFrame(schema={**dict(EQUITY_SCHEMA), STRATEGY: pl.String})
     rows = []
