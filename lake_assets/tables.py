@@ -840,6 +840,23 @@ METRICS: Final = Table(
     ),
     aliases=("backtest_metrics", "backtests"),
 )  # fmt: skip
+METRICS_BY_REGIME: Final = Table(
+    "metrics_by_regime", "backtests", "backtests",
+    "One row per strategy, book and regime (spec/regimes.yaml: trend/chop x low/mid/high volatility of the book's "
+    "lead instrument): the equity's bar returns and the trades entered in that regime.", _BT_DIMS,
+    (
+        STRATEGY_COL,
+        BOOK_COL,
+        _c("lead_instrument", pl.String, "the instrument whose regime labels the book's bars (its first)"),
+        _c("regime", pl.String, "<trend|chop>_<low|mid|high>, or unknown (inputs not yet known)"),
+        _c("bars", pl.UInt32, "bars in the regime", "bars"),
+        _c("mean_return", pl.Float64, "mean bar return of equity in the regime", "fraction per bar"),
+        _c("sharpe", pl.Float64, "Sharpe ratio of the regime's bar returns", SHARPE_UNIT),
+        _c("total_return", pl.Float64, "compounded return over the regime's bars", "fraction"),
+        _c("n_trades", pl.UInt32, "trades entered in the regime", "count"),
+        _c("trade_pnl", pl.Float64, "PnL of the trades entered in the regime", CASH_UNIT),
+    ),
+)  # fmt: skip
 SIGNAL_REASONS: Final = Table(
     "signal_reasons", "backtests", "backtests",
     "Why each signal of a strategy that declares `reasons` fired: one row per signal bar, side, action and condition "
@@ -926,7 +943,7 @@ TABLES: Final[tuple[Table, ...]] = (
     FEATURES, WINDOW_EMBEDDINGS, CONTEXT_FEATURES, MARKET_CONTEXT,
     EVENT_REGISTRY, EVENT_APPLICABILITY, EVENT_FLAGS,
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,
-    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, SIGNAL_REASONS,
+    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, METRICS_BY_REGIME, SIGNAL_REASONS,
     WALKFORWARD, WALKFORWARD_FOLDS,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}

@@ -28,7 +28,8 @@ from lake_assets.backtests.blueprint_signals import (
 from lake_assets.backtests.brackets import bracket_orders
 from lake_assets.backtests.costs import CostSpec, load_costs
 from lake_assets.backtests.engine import SIGNAL_COLUMNS, BacktestResult, EngineConfig, run_orders, run_signals
-from lake_assets.backtests.metrics import accounting_report, compute_metrics
+from lake_assets.backtests.metrics import accounting_report, compute_metrics, regime_breakdown
+from lake_assets.backtests.regimes import REGIME, RegimeSpec, label_regimes
 from lake_assets.backtests.risk import RiskLimits, Sizing
 from lake_assets.backtests.schema import (
     EQUITY_SCHEMA,
@@ -45,7 +46,7 @@ from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import EQUITY as EQUITY_TABLE
-from lake_assets.tables import SIGNAL_REASONS
+from lake_assets.tables import METRICS_BY_REGIME, SIGNAL_REASONS
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     FUNDING_RATE,
@@ -349,3 +350,20 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
 
 
 EQUITY_VIEW_SCHEMA = EQUITY_TABLE.schema
+
+
+def metrics_by_regime(store: Lake, runs: Sequence[BookRun], spec: RegimeSpec) -> pl.DataFrame:
+    """Each book's metrics per regime of its lead instrument (the book's first): bars, mean bar return, Sharpe,
+    compounded return, trades entered and their PnL (`metrics.regime_breakdown`)."""
+    parts = []
+    for run in runs:
+        lead = run.instruments[0]
+        feats = store.reader.instrument(tables.FEATURES, lead)
+        labels = label_regimes(feats, spec) if feats.height else pl.DataFrame(schema={TS: TS_DTYPE, REGIME: pl.String})
+        table = regime_breakdown(run.result, labels.select(TS, REGIME), REGIME, run.periods_per_year)
+        table = table.with_columns(pl.col(REGIME).fill_null(spec.unknown_label))
+        parts.append(table.with_columns(pl.lit(run.strategy).alias(STRATEGY), pl.lit(run.book).alias(BOOK),
+                                        pl.lit(lead).alias("lead_instrument")))  # fmt: skip
+    if not parts:
+        return pl.DataFrame(schema=METRICS_BY_REGIME.schema)
+    return conform(pl.concat(parts, how="diagonal_relaxed"), METRICS_BY_REGIME.schema)
