@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from lake_assets.settings import get_environment
+from resources.gate import GateResource
 from resources.lake import LakeResource, WarehouseResource
 from resources.market_data import MarketDataResource
 
@@ -14,8 +15,10 @@ from resources.market_data import MarketDataResource
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or get_environment()
     by_env: dict[str, dict[str, Any]] = {
-        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
-        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
+        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource(),
+                  "gate": GateResource()},
+        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource(),
+               "gate": GateResource()},
         # production: lake root and warehouse from the deployment's environment
         "PROD": {
             "lake": LakeResource(root=dg.EnvVar("QLAKE_LAKE_ROOT")),
@@ -23,9 +26,10 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
                 database=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")
             ),
             "market_data": MarketDataResource(max_retries=8),
+            "gate": GateResource(),
         },
     }
     return by_env[env]
 
 
-__all__ = ["LakeResource", "MarketDataResource", "WarehouseResource", "resources_for"]
+__all__ = ["GateResource", "LakeResource", "MarketDataResource", "WarehouseResource", "resources_for"]
