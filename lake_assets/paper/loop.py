@@ -149,7 +149,7 @@ class PaperLoop:
         bar; `now` (live) enables the staleness check."""
         timings = dict.fromkeys(STAGES, 0.0)
         log = self.store.read("paper_signals")
-        log = log.select(_empty_log().columns).cast(dict(_empty_log().schema)) if log.height else _empty_log()
+        log = log.select(_empty_log().columns).cast(_empty_log().schema) if log.height else _empty_log()
         state = self.store.read("paper_state")
         cursor: datetime | None = cast(datetime, state["cursor"].max()) if state.height else None
         frames = {i: b.sort(TS) for i, b in bars.items() if i in self.spec.instruments and b.height}
