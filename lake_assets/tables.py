@@ -934,6 +934,109 @@ WALKFORWARD_FOLDS: Final = Table(
     ),
 )  # fmt: skip
 
+# --- paper trading -----------------------------------------------------------------------------------------------
+
+DIM_SESSION: Final = _c("session", pl.String, "partition key: paper-trading session (spec/paper.yaml `session`)")
+_PAPER: Final = (DIM_SESSION,)
+_PT = "paper"
+PAPER_SIGNALS: Final = Table(
+    "paper_signals", _PT, "paper_trading",
+    "The paper loop's decision log (its state): per bar and instrument the strategy's signal flags after the gate "
+    "and risk, the decision, the entry's reasons and why an entry was rejected.", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar (decided at its close)", UTC_TS),
+        INSTRUMENT_COL,
+        _c("long_entry", pl.Boolean, "enter long (after gate and risk)"),
+        _c("long_exit", pl.Boolean, "exit long"),
+        _c("short_entry", pl.Boolean, "enter short (after gate and risk)"),
+        _c("short_exit", pl.Boolean, "exit short"),
+        _c("size", pl.Float64, "entry size as a fraction of equity (null: the strategy's sizing)", "fraction"),
+        _c("decision", pl.String, "long | short | rejected | none"),
+        _c("reasons", pl.String, "JSON list of the entry's conditions: condition, fired, value, op, threshold"),
+        _c("rejected_by", pl.String, "data | gate | risk (null unless rejected)"),
+        _c("reject_reason", pl.String, "why the entry was rejected"),
+    ),
+)  # fmt: skip
+GATE_DECISIONS: Final = Table(
+    "gate_decisions", _PT, "paper_trading",
+    "Every trade-gate call (spec/trade_gate.yaml): the prompt, the raw response, the parsed decision, confidence, "
+    "latency and error; a failed or malformed answer is a rejection (fail closed).", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar of the entry asked about", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("side", pl.String, "long | short"),
+        _c("gate", pl.String, "none | threshold | llm"),
+        _c("allowed", pl.Boolean, "the entry may go on to risk"),
+        _c("decision", pl.String, "take | skip | error"),
+        _c("confidence", pl.Float64, "the gate's confidence / probability (null when it gave none)", "probability"),
+        _c("reason", pl.String, "why allowed or rejected"),
+        _c("rationale", pl.String, "the model's rationale (llm gate)"),
+        _c("prompt", pl.String, "the prompt sent (llm gate)"),
+        _c("raw_response", pl.String, "the raw HTTP body received (llm gate)"),
+        _c("latency_ms", pl.Float64, "wall time of the call, retries included", "ms"),
+        _c("error", pl.String, "timeout, HTTP status, malformed answer, ... (null on success)"),
+        _c("attempts", pl.Int64, "HTTP attempts", "count"),
+    ),
+)  # fmt: skip
+RISK_CHECKS: Final = Table(
+    "risk_checks", _PT, "paper_trading",
+    "Every failed pre-trade check of the paper loop: data (missing/gap/previous bar, stale, features), reduce-only, "
+    "gate, daily loss cap, cooldown after a loss, open-position cap; with the action taken and the reason.", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("check", pl.String, "the check that failed"),
+        _c("passed", pl.Boolean, "always false: only failures are recorded"),
+        _c("action", pl.String, "block_entries (data) | reject_entry"),
+        _c("reason", pl.String, "why"),
+    ),
+)  # fmt: skip
+PAPER_ORDERS: Final = Table("paper_orders", _PT, "paper_trading", "The paper loop's orders (the backtests' engine; "
+                            "same columns as orders), latest status per order.", _PAPER,
+                            tuple(c for c in ORDERS.columns if c.name != "book"))  # fmt: skip
+PAPER_FILLS: Final = Table("paper_fills", _PT, "paper_trading", "The paper loop's fills, appended once each (keyed "
+                           "by fill_id: a restart never records a fill twice).", _PAPER,
+                           tuple(c for c in FILLS.columns if c.name != "book"))  # fmt: skip
+PAPER_POSITIONS: Final = Table(
+    "paper_positions", _PT, "paper_trading", "Position per instrument after every bar the loop processed.", _PAPER,
+    (_c("ts", TS_DTYPE, "bar", UTC_TS), INSTRUMENT_COL,
+     _c("position", pl.Float64, "signed units held after the bar's fills", "base units")),
+)  # fmt: skip
+PAPER_PNL: Final = Table(
+    "paper_pnl", _PT, "paper_trading", "The paper book's equity after every bar, and the day's PnL so far.", _PAPER,
+    (*(c for c in EQUITY.columns if c.name not in ("strategy", "book")),
+     _c("day_pnl", pl.Float64, "equity - the UTC day's first equity", CASH_UNIT)),
+)  # fmt: skip
+PAPER_TELEMETRY: Final = Table(
+    "paper_telemetry", _PT, "paper_trading", "Per bar processed: latency per stage (features, decision and execution "
+    "amortised over the run's bars; gate and risk measured per bar) and success / failure / rejection counts.",
+    _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar", UTC_TS),
+        _c("instruments", pl.Int64, "instruments of the session", "count"),
+        *(_c(f"{s}_ms", pl.Float64, f"{s} stage latency for the bar", "ms")
+          for s in ("features", "decision", "gate", "risk", "execution")),
+        _c("ok", pl.Int64, "instruments whose data checks passed", "count"),
+        _c("failed", pl.Int64, "failed checks (data, gate errors)", "count"),
+        _c("rejected", pl.Int64, "entries rejected (gate, risk)", "count"),
+    ),
+)  # fmt: skip
+PAPER_STATE: Final = Table(
+    "paper_state", _PT, "paper_trading", "The session's cursor: the last bar committed, the session start, "
+    "instruments in reduce-only mode (written last in a commit; a restart continues after the cursor).", _PAPER,
+    (
+        _c("session_start", TS_DTYPE, "first bar of the session", UTC_TS),
+        _c("cursor", TS_DTYPE, "last bar committed", UTC_TS),
+        STRATEGY_COL,
+        _c("reduce_only", pl.String, "JSON: instrument -> reduce-only until (ISO time)"),
+        _c("updated_at", TS_DTYPE, "when the commit was written", UTC_TS),
+    ),
+)  # fmt: skip
+PAPER_TABLES: Final = (PAPER_SIGNALS, GATE_DECISIONS, RISK_CHECKS, PAPER_ORDERS, PAPER_FILLS, PAPER_POSITIONS,
+                       PAPER_PNL, PAPER_TELEMETRY, PAPER_STATE)  # fmt: skip
+
 # --- the dictionary ----------------------------------------------------------------------------------------------
 
 TABLES: Final[tuple[Table, ...]] = (
@@ -945,12 +1048,14 @@ TABLES: Final[tuple[Table, ...]] = (
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,
     TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, METRICS_BY_REGIME, SIGNAL_REASONS,
     WALKFORWARD, WALKFORWARD_FOLDS,
+    *PAPER_TABLES,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}
 # the table an asset's column schema describes when it writes several (or one under another name)
 ASSET_TABLE: Final[dict[str, str]] = {
     **{t.asset: t.name for t in TABLES if t.asset == t.name},
     "backtests": "metrics",
+    "paper_trading": "paper_pnl",
 }
 
 

@@ -15,10 +15,8 @@ from resources.market_data import MarketDataResource
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or get_environment()
     by_env: dict[str, dict[str, Any]] = {
-        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource(),
-                  "gate": GateResource()},
-        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource(),
-               "gate": GateResource()},
+        "LOCAL": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
+        "CI": {"lake": LakeResource(), "warehouse": WarehouseResource(), "market_data": MarketDataResource()},
         # production: lake root and warehouse from the deployment's environment
         "PROD": {
             "lake": LakeResource(root=dg.EnvVar("QLAKE_LAKE_ROOT")),
@@ -26,7 +24,6 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
                 database=dg.EnvVar("QLAKE_WAREHOUSE"), lake_root=dg.EnvVar("QLAKE_LAKE_ROOT")
             ),
             "market_data": MarketDataResource(max_retries=8),
-            "gate": GateResource(),
         },
     }
     return by_env[env]

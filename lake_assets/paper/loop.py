@@ -265,7 +265,8 @@ class PaperLoop:
                     out["size"] = self._size(row)
                     entries += 1
                 new_log.append(out)
-            tele.append({TS: t, "instruments": len(self.spec.instruments), **{f"{s}_ms": v for s, v in tick_ms.items()},
+            tele.append({TS: t, "instruments": len(self.spec.instruments),
+                         **{f"{s}_ms": v for s, v in tick_ms.items() if s != "audit"},
                          "ok": counts["ok"], "failed": counts["failed"], "rejected": counts["rejected"]})  # fmt: skip
             if on_tick is not None:
                 on_tick(t)
@@ -278,6 +279,9 @@ class PaperLoop:
         timings["execution"] += (time.perf_counter() - e0) * 1e3
         for k in ("gate", "risk"):
             timings[k] += sum(r[f"{k}_ms"] for r in tele)
+        for r in tele:  # the stages run once for all of a run's bars, amortised per bar
+            for k in ("features", "decision", "execution"):
+                r[f"{k}_ms"] = timings[k] / len(tele)
         a0 = time.perf_counter()
         tables = self._commit(result, log, gate_rows, risk_rows, tele, ticks, start, reduce_only, crash_after)
         timings["audit"] += (time.perf_counter() - a0) * 1e3
