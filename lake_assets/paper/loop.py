@@ -182,18 +182,22 @@ class PaperLoop:
         timings["features"] += (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         for inst, frame in signals.items():
+            n_new = frame.filter(pl.col(TS) >= first).height
+            frame = frame.tail(n_new + self.spec.decision_window_bars)  # rules' own lookbacks before the new bars
             sig = compile_signals(frame, self.strategy, self.params).filter(pl.col(TS) >= first)
             signals[inst] = sig
             rows[inst] = {r[TS]: r for r in sig.iter_rows(named=True)}
         timings["decision"] += (time.perf_counter() - t0) * 1e3
 
-        logged = {(r[TS], r[INSTRUMENT]) for r in log.select(TS, INSTRUMENT).iter_rows(named=True)}
+        after = log.filter(pl.col(TS) >= first) if log.height else log  # decisions a crash left after the cursor
+        logged = {(r[TS], r[INSTRUMENT]) for r in after.select(TS, INSTRUMENT).iter_rows(named=True)}
         reduce_only: dict[str, datetime] = {}
         if state.height and "reduce_only" in state.columns and state["reduce_only"][-1]:
             reduce_only = {k: datetime.fromisoformat(v) for k, v in json.loads(state["reduce_only"][-1]).items()}
         new_log, gate_rows, risk_rows, tele = [], [], [], []
         session_bars = self._session_bars(frames, start)
         entries = rejections = 0
+        states: dict[datetime, _State] = {}  # the book at a bar's close: one engine replay per bar at most
         for t in ticks:
             tick_ms = dict.fromkeys(STAGES, 0.0)
             counts = {"ok": 0, "failed": 0, "rejected": 0}
@@ -252,7 +256,7 @@ class PaperLoop:
                     new_log.append(out)
                     continue
                 r0 = time.perf_counter()
-                verdict = self._risk(t, inst, session_bars, log, new_log, funding)
+                verdict = self._risk(t, inst, session_bars, log, new_log, funding, states)
                 tick_ms["risk"] += (time.perf_counter() - r0) * 1e3
                 if verdict is not None:
                     check, reason = verdict
@@ -273,8 +277,11 @@ class PaperLoop:
 
         # execution: the engine over the session with the whole decision log
         e0 = time.perf_counter()
-        log = pl.concat([log, pl.DataFrame(new_log, schema=_empty_log().schema)]) if new_log else log
-        log = log.unique([TS, INSTRUMENT], keep="first").sort(TS, INSTRUMENT)
+        if new_log and log.height and cursor is not None and not logged:  # the usual case: new bars appended
+            log = pl.concat([log, pl.DataFrame(new_log, schema=_empty_log().schema).sort(TS, INSTRUMENT)])
+        else:
+            log = pl.concat([log, pl.DataFrame(new_log, schema=_empty_log().schema)]) if new_log else log
+            log = log.unique([TS, INSTRUMENT], keep="first").sort(TS, INSTRUMENT)
         result = self._execute(session_bars.filter(pl.col(TS) <= last), log, funding)
         timings["execution"] += (time.perf_counter() - e0) * 1e3
         for k in ("gate", "risk"):
@@ -367,13 +374,16 @@ class PaperLoop:
                       float(day["equity"][0]) if day.height else init, pos, entry, losses)  # fmt: skip
 
     def _risk(self, t: datetime, inst: str, bars: pl.DataFrame, log: pl.DataFrame, new_log: Sequence[dict[str, Any]],
-              funding: pl.DataFrame | None) -> tuple[str, str] | None:  # fmt: skip
+              funding: pl.DataFrame | None, states: dict[datetime, _State]) -> tuple[str, str] | None:  # fmt: skip
         """(check, reason) when the entry must be rejected, from the book's state at the bar's close."""
         r = self.spec.risk
         if r.daily_loss_cap is None and not r.cooldown_bars_after_loss and r.max_open_positions is None:
             return None
-        so_far = pl.concat([log, pl.DataFrame(list(new_log), schema=_empty_log().schema)]) if new_log else log
-        state = self._state(self._execute(bars.filter(pl.col(TS) <= t), so_far.filter(pl.col(TS) < t), funding), t)
+        if t not in states:  # decisions at t fill at t + 1 at the earliest: the book at t is the log before t
+            so_far = pl.concat([log, pl.DataFrame(list(new_log), schema=_empty_log().schema)]) if new_log else log
+            states[t] = self._state(self._execute(bars.filter(pl.col(TS) <= t), so_far.filter(pl.col(TS) < t),
+                                                  funding), t)  # fmt: skip
+        state = states[t]
         if r.daily_loss_cap is not None and state.equity / state.day_start_equity - 1 <= -r.daily_loss_cap:
             return "daily_loss_cap", (f"equity {state.equity:,.2f} is {1 - state.equity / state.day_start_equity:.2%} "
                                       f"below the day's start: at or past the {r.daily_loss_cap:.2%} cap")  # fmt: skip
@@ -395,7 +405,11 @@ class PaperLoop:
                 reduce_only: Mapping[str, datetime], crash_after: str | None) -> dict[str, pl.DataFrame]:  # fmt: skip
         def keyed(df: pl.DataFrame, name: str, keys: list[str]) -> pl.DataFrame:
             old = self.store.read(name)
-            both = pl.concat([old, df], how="diagonal_relaxed") if old.height else df
+            if not old.height:
+                return df.unique(keys, keep="last", maintain_order=True).sort(keys)
+            if keys[0] == TS and df.height and cast(datetime, df[TS].min()) > cast(datetime, old[TS].max()):  # append
+                return pl.concat([old, df.sort(keys)], how="diagonal_relaxed")
+            both = pl.concat([old, df], how="diagonal_relaxed")
             return both.unique(keys, keep="last", maintain_order=True).sort(keys)
 
         tick_set = ticks.to_frame()

@@ -40,6 +40,7 @@ class PaperSpec(StrictModel):
     instruments: tuple[Annotated[str, Field(pattern=_ID)], ...] = Field(min_length=1, max_length=64)
     replay_days: int = Field(default=7, ge=1, le=366)
     feature_warmup_bars: int = Field(default=1200, ge=1, le=100_000)
+    decision_window_bars: int = Field(default=300, ge=1, le=100_000)  # bars before a new bar its rules may look at
     max_stale_minutes: float = Field(default=30.0, gt=0)
     block_entries_after_gap: bool = True  # the bar after a gap (or a missing bar) takes no entry
     risk: PaperRisk = PaperRisk()
