@@ -152,10 +152,14 @@ class PaperLoop:
         log = log.select(_empty_log().columns).cast(_empty_log().schema) if log.height else _empty_log()
         state = self.store.read("paper_state")
         cursor: datetime | None = cast(datetime, state["cursor"].max()) if state.height else None
-        frames = {i: b.sort(TS) for i, b in bars.items() if i in self.spec.instruments and b.height}
+        frames = {i: b if b[TS].is_sorted() else b.sort(TS) for i, b in bars.items()
+                  if i in self.spec.instruments and b.height}  # fmt: skip
         if not frames:
             return RunSummary(0, None, None, 0, 0, 0, 0, None, timings, {})
-        clock = pl.concat([f.select(TS) for f in frames.values()]).unique().sort(TS)[TS]
+        new = [f.select(TS) if cursor is None else f.select(TS).filter(pl.col(TS) > cursor) for f in frames.values()]
+        clock = pl.concat(new).unique().sort(TS)[TS]
+        if clock.is_empty():
+            return RunSummary(0, None, None, 0, 0, 0, 0, None, timings, {})
         start: datetime | None = cast(datetime, state["session_start"].min()) if state.height else None
         if start is None:
             start = cast(datetime, clock.max()) - timedelta(days=self.spec.replay_days) + self.step
@@ -171,6 +175,7 @@ class PaperLoop:
         # bars gives each bar exactly what a pass ending at that bar would
         t0 = time.perf_counter()
         rows: dict[str, dict[datetime, dict[str, Any]]] = {}
+        gaps: dict[str, dict[datetime, bool]] = {}  # is_gap of every bar of the window (the previous-bar check)
         signals: dict[str, pl.DataFrame] = {}
         for inst, f in frames.items():
             upto = f.filter(pl.col(TS) <= last)
@@ -179,6 +184,7 @@ class PaperLoop:
             feats = compute_features(window, self.catalog, timeframe=self.timeframe)
             extra = [c for c in self.feature_cols if c not in window.columns]
             signals[inst] = window.join(feats.select(TS, *extra), on=TS, how="left")
+            gaps[inst] = dict(zip(window[TS].to_list(), window[IS_GAP].to_list(), strict=True))
         timings["features"] += (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         for inst, frame in signals.items():
@@ -209,7 +215,7 @@ class PaperLoop:
                        "decision": "none", "reasons": None, "rejected_by": None, "reject_reason": None}  # fmt: skip
                 if row is not None:
                     out.update({c: bool(row.get(c) or False) for c in SIGNAL_COLUMNS})
-                failures = self._data_checks(inst, t, row, frames.get(inst), now)
+                failures = self._data_checks(inst, t, row, gaps.get(inst), now)
                 wants = out[ENTRY_LONG] or out[ENTRY_SHORT]
                 side = "long" if out[ENTRY_LONG] else "short"
                 for check, reason in failures:
@@ -304,15 +310,14 @@ class PaperLoop:
         parts = [f.filter(pl.col(TS) >= start).select([c for c in cols if c in f.columns]) for f in frames.values()]
         return pl.concat(parts, how="diagonal_relaxed").sort(INSTRUMENT, TS)
 
-    def _data_checks(self, inst: str, t: datetime, row: Mapping[str, Any] | None, frame: pl.DataFrame | None,
+    def _data_checks(self, inst: str, t: datetime, row: Mapping[str, Any] | None, frame: Mapping[datetime, bool] | None,
                      now: datetime | None) -> list[tuple[str, str]]:  # fmt: skip
         out: list[tuple[str, str]] = []
         if row is None or frame is None:
             return [("bar_present", f"no bar for {inst} at {t.isoformat()}")]
         if row.get(IS_GAP):
             out.append(("gap_bar", "the bar is a gap (no vendor data)"))
-        prev = frame.filter(pl.col(TS) == t - self.step) if self.spec.block_entries_after_gap else None
-        if prev is not None and (prev.height == 0 or bool(prev[IS_GAP][0])):
+        if self.spec.block_entries_after_gap and frame.get(t - self.step, True) is not False:
             out.append(("previous_bar", f"the previous bar ({(t - self.step).isoformat()}) is missing or a gap"))
         if now is not None and now - (t + self.step) > timedelta(minutes=self.spec.max_stale_minutes):
             out.append(("stale", f"bar closed at {(t + self.step).isoformat()}, now {now.isoformat()}: older than "
