@@ -37,7 +37,7 @@ from lake_assets.backtests.strategy_spec import (
     ENTRY_SHORT,
     SIGNAL_COLUMNS,
     StrategySpec,
-    compile_signals,
+    signal_exprs,
     signal_reasons,
 )
 from lake_assets.features.catalog import FeatureCatalog
@@ -187,12 +187,19 @@ class PaperLoop:
             gaps[inst] = dict(zip(window[TS].to_list(), window[IS_GAP].to_list(), strict=True))
         timings["features"] += (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        for inst, frame in signals.items():
-            n_new = frame.filter(pl.col(TS) >= first).height
-            frame = frame.tail(n_new + self.spec.decision_window_bars)  # rules' own lookbacks before the new bars
-            sig = compile_signals(frame, self.strategy, self.params).filter(pl.col(TS) >= first)
-            signals[inst] = sig
-            rows[inst] = {r[TS]: r for r in sig.iter_rows(named=True)}
+        # one pass over every instrument's window: the rules' expressions evaluated per instrument (`over`), so
+        # lookbacks and indicators never cross instruments (compile_signals' per-instrument loop, without its cost)
+        window_bars = self.spec.decision_window_bars
+        tails = [f.tail(f.filter(pl.col(TS) >= first).height + window_bars) for f in signals.values()]
+        joint = pl.concat(tails, how="diagonal_relaxed")
+        shared: dict[str, pl.Expr] = {}
+        exprs = signal_exprs(self.strategy, self.params, joint.schema, shared)
+        joint = joint.with_columns([e.over(INSTRUMENT).alias(k) for k, e in shared.items()])
+        joint = joint.with_columns([e.over(INSTRUMENT).alias(k) for k, e in exprs.items()]).drop(list(shared))
+        joint = joint.filter(pl.col(TS) >= first)
+        for key, sig in joint.partition_by(INSTRUMENT, as_dict=True, maintain_order=True).items():
+            signals[str(key[0])] = sig
+            rows[str(key[0])] = {r[TS]: r for r in sig.iter_rows(named=True)}
         timings["decision"] += (time.perf_counter() - t0) * 1e3
 
         after = log.filter(pl.col(TS) >= first) if log.height else log  # decisions a crash left after the cursor
