@@ -35,6 +35,8 @@ from lake_assets.backtests.strategies import json_key
 from lake_assets.backtests.strategy_spec import (
     ENTRY_LONG,
     ENTRY_SHORT,
+    EXIT_LONG,
+    EXIT_SHORT,
     SIGNAL_COLUMNS,
     StrategySpec,
     signal_exprs,
@@ -47,6 +49,7 @@ from lake_assets.paper.spec import PaperSpec
 from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, INSTRUMENT, IS_GAP, TIMEFRAMES, TS, TS_DTYPE, Market
 
 STRATEGY, SESSION = "strategy", "session"
+ATR = "atr_14"  # the ATR the stop is measured in
 PAPER_TABLES = ("paper_signals", "gate_decisions", "risk_checks", "paper_orders", "paper_fills", "paper_positions",
                 "paper_pnl", "paper_telemetry", "paper_state")  # the order a commit writes them in  # fmt: skip
 STAGES = ("features", "decision", "gate", "risk", "execution", "audit")
@@ -120,8 +123,9 @@ class PaperLoop:
         self.spec, self.strategy, self.gate, self.store = spec, strategy, gate, store
         self.key = json_key(strategy.name)
         self.params = strategy.profile_params(spec.profile)
-        self.catalog = catalog.restricted(strategy.required_columns())
-        self.feature_cols = [c for c in self.catalog.columns if c in strategy.required_columns()]
+        wanted = strategy.required_columns() | ({ATR} if spec.risk.atr_stop_multiple else set())
+        self.catalog = catalog.restricted(wanted)
+        self.feature_cols = [c for c in self.catalog.columns if c in wanted]
         self.required = sorted(strategy.required_columns())
         self.step = TIMEFRAMES[timeframe]
         self.timeframe = timeframe
@@ -237,6 +241,10 @@ class PaperLoop:
                     new_log.append(out)
                     continue
                 counts["ok"] += 1
+                if self.spec.risk.atr_stop_multiple and row is not None:
+                    r0 = time.perf_counter()
+                    self._atr_stop(t, inst, row, out, session_bars, log, new_log, funding, states, risk_rows)
+                    tick_ms["risk"] += (time.perf_counter() - r0) * 1e3
                 if not wants:
                     new_log.append(out)
                     continue
@@ -385,17 +393,39 @@ class PaperLoop:
         return _State(float(eq["equity"][-1]) if eq.height else init,
                       float(day["equity"][0]) if day.height else init, pos, entry, losses)  # fmt: skip
 
+    def _atr_stop(self, t: datetime, inst: str, row: Mapping[str, Any], out: dict[str, Any], bars: pl.DataFrame,
+                  log: pl.DataFrame, new_log: Sequence[dict[str, Any]], funding: pl.DataFrame | None,
+                  states: dict[datetime, _State], risk_rows: list[dict[str, Any]]) -> None:  # fmt: skip
+        """Exit an open position whose close moved `atr_stop_multiple` x ATR(14) against its entry price."""
+        k, atr, close = self.spec.risk.atr_stop_multiple, row.get(ATR), row.get(CLOSE)
+        if not k or atr is None or close is None:
+            return
+        state = self._state_at(t, bars, log, new_log, funding, states)
+        units, entry = state.open_positions.get(inst), state.entry_price.get(inst)
+        if not units or entry is None:
+            return
+        hit = close < entry - k * atr if units > 0 else close > entry + k * atr
+        if hit:
+            out[EXIT_LONG if units > 0 else EXIT_SHORT] = True
+            sign = "-" if units > 0 else "+"
+            reason = f"close {close:.6g} beyond entry {entry:.6g} {sign} {k} x ATR {atr:.6g}: exit"
+            risk_rows.append(self._risk_row(t, inst, "atr_stop", reason, "exit"))
+
+    def _state_at(self, t: datetime, bars: pl.DataFrame, log: pl.DataFrame, new_log: Sequence[dict[str, Any]],
+                  funding: pl.DataFrame | None, states: dict[datetime, _State]) -> _State:  # fmt: skip
+        if t not in states:  # decisions at t fill at t + 1 at the earliest: the book at t is the log before t
+            so_far = pl.concat([log, pl.DataFrame(list(new_log), schema=_empty_log().schema)]) if new_log else log
+            states[t] = self._state(self._execute(bars.filter(pl.col(TS) <= t), so_far.filter(pl.col(TS) < t),
+                                                  funding), t)  # fmt: skip
+        return states[t]
+
     def _risk(self, t: datetime, inst: str, bars: pl.DataFrame, log: pl.DataFrame, new_log: Sequence[dict[str, Any]],
               funding: pl.DataFrame | None, states: dict[datetime, _State]) -> tuple[str, str] | None:  # fmt: skip
         """(check, reason) when the entry must be rejected, from the book's state at the bar's close."""
         r = self.spec.risk
         if r.daily_loss_cap is None and not r.cooldown_bars_after_loss and r.max_open_positions is None:
             return None
-        if t not in states:  # decisions at t fill at t + 1 at the earliest: the book at t is the log before t
-            so_far = pl.concat([log, pl.DataFrame(list(new_log), schema=_empty_log().schema)]) if new_log else log
-            states[t] = self._state(self._execute(bars.filter(pl.col(TS) <= t), so_far.filter(pl.col(TS) < t),
-                                                  funding), t)  # fmt: skip
-        state = states[t]
+        state = self._state_at(t, bars, log, new_log, funding, states)
         if r.daily_loss_cap is not None and state.equity / state.day_start_equity - 1 <= -r.daily_loss_cap:
             return "daily_loss_cap", (f"equity {state.equity:,.2f} is {1 - state.equity / state.day_start_equity:.2%} "
                                       f"below the day's start: at or past the {r.daily_loss_cap:.2%} cap")  # fmt: skip

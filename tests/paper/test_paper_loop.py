@@ -149,3 +149,16 @@ def test_risk_rejections_are_recorded(bars: dict[str, pl.DataFrame]) -> None:
     assert checks["reason"].str.len_chars().min() > 10
     sig = store.read("paper_signals")
     assert sig.filter(pl.col("decision") == "rejected")["reject_reason"].is_not_null().all()
+
+
+def test_atr_stops_exit_and_sizing_sets_the_entry_size(bars: dict[str, pl.DataFrame]) -> None:
+    store = MemoryStore()
+    risk = PaperRisk(atr_stop_multiple=0.5, sizing={"kind": "vol_target", "fraction": 0.2, "target_vol": 0.0005})
+    loop(spec(risk=risk), store).run(bars, None, max_ticks=1500)
+    stops = store.read("risk_checks").filter(pl.col("check") == "atr_stop")
+    assert stops.height > 0 and (stops["action"] == "exit").all() and stops["reason"].str.contains("ATR").all()
+    sig = store.read("paper_signals")
+    stopped = sig.join(stops.select("ts", "instrument"), on=["ts", "instrument"])
+    assert (stopped["long_exit"] | stopped["short_exit"]).all()
+    sizes = sig.filter(pl.col("decision").is_in(["long", "short"]))["size"]
+    assert sizes.is_not_null().all() and (sizes > 0).all() and (sizes <= 0.2).all()
