@@ -488,6 +488,14 @@ class PaperLoop:
                .with_columns((pl.col("equity") - pl.col("_start")).alias("day_pnl"))
                .drop("_d", "_start", "day_pnl_partial"))  # fmt: skip
         session = pl.lit(self.spec.session).alias(SESSION)
+        # the engine's own risk events (resized / rejected orders, kill switches) on this run's bars, as checks
+        engine = result.risk_events.join(tick_set, on=TS, how="semi") if result.risk_events.height else None
+        if engine is not None and engine.height:
+            risk_rows = risk_rows + [
+                self._risk_row(r[TS], r[INSTRUMENT] or "", f"engine_{str(r['event']).lower()}", str(r["reason"]),
+                               "resize" if r["event"] == "RESIZED" else "reject_order")
+                for r in engine.iter_rows(named=True)
+            ]  # fmt: skip
         out: dict[str, pl.DataFrame] = {
             "paper_signals": log.with_columns(session),
             "gate_decisions": keyed(pl.DataFrame(gate_rows, infer_schema_length=None).with_columns(session)
