@@ -54,6 +54,10 @@ def test_paper_sensor_runs_on_new_bars_of_its_instruments() -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization("bars", partition="BTCUSDT-PERP|2026-01"))
     out = paper_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(out, dg.SensorResult) and len(out.run_requests or []) == 1
-    again = paper_sensor(dg.build_sensor_context(instance=instance, cursor=out.cursor))
-    assert isinstance(again, dg.SkipReason)
+    # once paper_trading has materialized after those bars, nothing to do (decided from the event log)
+    instance.report_runless_asset_event(dg.AssetMaterialization("paper_trading"))
+    assert isinstance(paper_sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+    instance.report_runless_asset_event(dg.AssetMaterialization("bars", partition="ETHUSDT-PERP|2026-02"))
+    again = paper_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(again, dg.SensorResult) and again.run_requests[0].run_key != out.run_requests[0].run_key
 
