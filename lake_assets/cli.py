@@ -341,6 +341,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name, run_id, secs, error in workbench:
         print(f"  {'ok    ' if run_id else 'FAILED'} {secs:6.1f}s  workbench {name}: {run_id or error}")
     print(query("select instrument, count(*) as bars, sum(is_gap::int) as gaps from bars group by 1 order by 1"))
+    _print_perp_automation(query)
     print(
         f"\nLake:       {data_root() / 'lake'}\nWarehouse:  {warehouse_path()}\n"
         'Query:      qlake sql "select instrument, count(*) from bars group by 1"\n'
@@ -354,6 +355,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if reports:
         print(f"Report:     {reports[-1]}   (qlake report)")
     return 1 if failed else 0
+
+
+DEMO_PERP_QUERIES = (
+    ("top of book on the perps", "select instrument, count(bid) as quoted_bars, "
+     "round(median((ask - bid) / ((ask + bid) / 2) * 1e4), 2) as median_spread_bps, "
+     "round(max((ask - bid) / ((ask + bid) / 2) * 1e4), 1) as max_spread_bps from bars "
+     "where instrument like '%-PERP' group by 1 order by 1"),
+    ("E3 backtest (json.e3_perp_flow)", "select book, instruments, n_trades, round(total_return, 4) as total_return, "
+     "round(sharpe, 2) as sharpe, (select count(distinct (ts, instrument)) from signal_reasons "
+     "where strategy = 'json.e3_perp_flow') as entries_with_reasons from metrics where strategy = 'json.e3_perp_flow'"),
+    ("E3 per regime", "select regime, bars, n_trades, round(total_return, 4) as total_return, "
+     "round(sharpe, 2) as sharpe from metrics_by_regime where strategy = 'json.e3_perp_flow' order by regime"),
+    ("paper trading (latest week replayed): select * from paper_overview", "select * from paper_overview"),
+)
+
+
+def _print_perp_automation(query: Callable[[str], Any]) -> None:
+    """The demo's perp-automation summary: top of book, E3 with reasons and per-regime metrics, the paper session."""
+    for title, sql in DEMO_PERP_QUERIES:
+        try:
+            print(f"\n{title}\n{query(sql)}")
+        except Exception as exc:  # a view without data yet: say so, never fail the demo's summary
+            print(f"\n{title}: not available ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
 
 
 def _render_table(

@@ -11,12 +11,14 @@ from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.maintenance.assets import maintenance_assets
+from lake_assets.paper.assets import paper_assets, paper_job
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
 from lake_assets.workbench.assets import workbench_jobs
 from resources import resources_for
 from sensors.landing import landing_job, landing_sensor
 from sensors.maintenance import disk_guard_sensor
+from sensors.paper import paper_sensor
 from sensors.refresh import automation_sensor, daily_refresh_schedule, refresh_current_month_job
 from sensors.specs import spec_sensor
 from sensors.strategies import strategy_sensor
@@ -32,13 +34,14 @@ all_assets: list[dg.AssetsDefinition] = [
         *backtest_assets,
         *report_assets,
         *maintenance_assets,
+        *paper_assets,
     ]
 ]
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[refresh_current_month_job, landing_job, *workbench_jobs],
+    jobs=[refresh_current_month_job, landing_job, *workbench_jobs, paper_job],
     schedules=[daily_refresh_schedule],
-    sensors=[landing_sensor, automation_sensor, strategy_sensor, spec_sensor, disk_guard_sensor],
+    sensors=[landing_sensor, automation_sensor, strategy_sensor, spec_sensor, disk_guard_sensor, paper_sensor],
     resources=resources_for(),
 )

@@ -149,6 +149,13 @@ INSTRUMENT_MONTH: Final = (DIM_INSTRUMENT, DIM_MONTH)
 
 # --- raw ---------------------------------------------------------------------------------------------------------
 
+_TOP_OF_BOOK: Final = (
+    _c("bid", pl.Float64, "best bid at the bar close (vendors with top of book; null otherwise)", PRICE_UNIT),
+    _c("ask", pl.Float64, "best ask at the bar close (vendors with top of book; null otherwise)", PRICE_UNIT),
+    _c("bid_size", pl.Float64, "size resting at the best bid at the bar close", "base units"),
+    _c("ask_size", pl.Float64, "size resting at the best ask at the bar close", "base units"),
+)
+
 RAW_OHLCV: Final = Table(
     "raw_ohlcv",
     "raw",
@@ -163,6 +170,7 @@ RAW_OHLCV: Final = Table(
         _c("low", pl.Float64, "low price", PRICE_UNIT),
         _c("close", pl.Float64, "close price", PRICE_UNIT),
         _c("volume", pl.Float64, "traded volume", "base units (coins, contracts or shares)"),
+        *_TOP_OF_BOOK,
         VENDOR_COL,
         INGESTED_AT_COL,
     ),
@@ -231,6 +239,7 @@ _BAR_COLUMNS: Final = (
     _c("open_interest", pl.Float64, "latest open interest at or before the bar (as-of join)", "base units"),
     _c("spot_close", pl.Float64, "close of the perp's spot leg at the same bar", PRICE_UNIT),
     _c("basis_bps", pl.Float64, "perp premium over spot: (close / spot_close - 1) x 1e4", "bps"),
+    *_TOP_OF_BOOK,
 )
 BARS: Final = Table(
     "bars", "cleaned", "bars",
@@ -844,6 +853,43 @@ METRICS: Final = Table(
     ),
     aliases=("backtest_metrics", "backtests"),
 )  # fmt: skip
+METRICS_BY_REGIME: Final = Table(
+    "metrics_by_regime", "backtests", "backtests",
+    "One row per strategy, book and regime (spec/regimes.yaml: trend/chop x low/mid/high volatility of the book's "
+    "lead instrument): the equity's bar returns and the trades entered in that regime.", _BT_DIMS,
+    (
+        STRATEGY_COL,
+        BOOK_COL,
+        _c("lead_instrument", pl.String, "the instrument whose regime labels the book's bars (its first)"),
+        _c("regime", pl.String, "<trend|chop>_<low|mid|high>, or unknown (inputs not yet known)"),
+        _c("bars", pl.UInt32, "bars in the regime", "bars"),
+        _c("mean_return", pl.Float64, "mean bar return of equity in the regime", "fraction per bar"),
+        _c("sharpe", pl.Float64, "Sharpe ratio of the regime's bar returns", SHARPE_UNIT),
+        _c("total_return", pl.Float64, "compounded return over the regime's bars", "fraction"),
+        _c("n_trades", pl.UInt32, "trades entered in the regime", "count"),
+        _c("trade_pnl", pl.Float64, "PnL of the trades entered in the regime", CASH_UNIT),
+    ),
+)  # fmt: skip
+SIGNAL_REASONS: Final = Table(
+    "signal_reasons", "backtests", "backtests",
+    "Why each signal of a strategy that declares `reasons` fired: one row per signal bar, side, action and condition "
+    "(a top-level `and` term of the side's rules) with its value and threshold at that bar.", _BT_DIMS,
+    (
+        _c("ts", TS_DTYPE, "signal bar (known at its close)", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("side", pl.String, "long | short"),
+        _c("action", pl.String, "entry | exit"),
+        _c("rule", pl.String, "the rule: entry_rules|exit_rules.<side>.<index> in the strategy file"),
+        _c("condition", pl.String, "the condition's text in the rule"),
+        _c("fired", pl.Boolean, "the condition held at the bar"),
+        _c("value", pl.Float64, "the comparison's left side at the bar (null for a non-comparison)", "column units"),
+        _c("op", pl.String, "comparison operator (>, <, crosses above, ...); null for a non-comparison"),
+        _c("threshold", pl.Float64, "the comparison's right side at the bar (parameter, constant or column)",
+           "column units"),
+        BOOK_COL,
+    ),
+)  # fmt: skip
 _OOS: Final = "out-of-sample (test windows stitched)"
 WALKFORWARD: Final = Table(
     "walkforward", "backtests", "walkforward",
@@ -953,6 +999,110 @@ STRATEGY_STATUS: Final = Table(
     ),
 )  # fmt: skip
 
+
+# --- paper trading -----------------------------------------------------------------------------------------------
+
+DIM_SESSION: Final = _c("session", pl.String, "partition key: paper-trading session (spec/paper.yaml `session`)")
+_PAPER: Final = (DIM_SESSION,)
+_PT = "paper"
+PAPER_SIGNALS: Final = Table(
+    "paper_signals", _PT, "paper_trading",
+    "The paper loop's decision log (its state): per bar and instrument the strategy's signal flags after the gate "
+    "and risk, the decision, the entry's reasons and why an entry was rejected.", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar (decided at its close)", UTC_TS),
+        INSTRUMENT_COL,
+        _c("long_entry", pl.Boolean, "enter long (after gate and risk)"),
+        _c("long_exit", pl.Boolean, "exit long"),
+        _c("short_entry", pl.Boolean, "enter short (after gate and risk)"),
+        _c("short_exit", pl.Boolean, "exit short"),
+        _c("size", pl.Float64, "entry size as a fraction of equity (null: the strategy's sizing)", "fraction"),
+        _c("decision", pl.String, "long | short | rejected | none"),
+        _c("reasons", pl.String, "JSON list of the entry's conditions: condition, fired, value, op, threshold"),
+        _c("rejected_by", pl.String, "data | gate | risk (null unless rejected)"),
+        _c("reject_reason", pl.String, "why the entry was rejected"),
+    ),
+)  # fmt: skip
+GATE_DECISIONS: Final = Table(
+    "gate_decisions", _PT, "paper_trading",
+    "Every trade-gate call (spec/trade_gate.yaml): the prompt, the raw response, the parsed decision, confidence, "
+    "latency and error; a failed or malformed answer is a rejection (fail closed).", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar of the entry asked about", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("side", pl.String, "long | short"),
+        _c("gate", pl.String, "none | threshold | llm"),
+        _c("allowed", pl.Boolean, "the entry may go on to risk"),
+        _c("decision", pl.String, "take | skip | error"),
+        _c("confidence", pl.Float64, "the gate's confidence / probability (null when it gave none)", "probability"),
+        _c("reason", pl.String, "why allowed or rejected"),
+        _c("rationale", pl.String, "the model's rationale (llm gate)"),
+        _c("prompt", pl.String, "the prompt sent (llm gate)"),
+        _c("raw_response", pl.String, "the raw HTTP body received (llm gate)"),
+        _c("latency_ms", pl.Float64, "wall time of the call, retries included", "ms"),
+        _c("error", pl.String, "timeout, HTTP status, malformed answer, ... (null on success)"),
+        _c("attempts", pl.Int64, "HTTP attempts", "count"),
+    ),
+)  # fmt: skip
+RISK_CHECKS: Final = Table(
+    "risk_checks", _PT, "paper_trading",
+    "Every failed pre-trade check of the paper loop: data (missing/gap/previous bar, stale, features), reduce-only, "
+    "gate, daily loss cap, cooldown after a loss, open-position cap; with the action taken and the reason.", _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar", UTC_TS),
+        INSTRUMENT_COL,
+        STRATEGY_COL,
+        _c("check", pl.String, "the check that failed"),
+        _c("passed", pl.Boolean, "always false: only failures are recorded"),
+        _c("action", pl.String, "block_entries (data) | reject_entry"),
+        _c("reason", pl.String, "why"),
+    ),
+)  # fmt: skip
+PAPER_ORDERS: Final = Table("paper_orders", _PT, "paper_trading", "The paper loop's orders (the backtests' engine; "
+                            "same columns as orders), latest status per order.", _PAPER,
+                            tuple(c for c in ORDERS.columns if c.name != "book"))  # fmt: skip
+PAPER_FILLS: Final = Table("paper_fills", _PT, "paper_trading", "The paper loop's fills, appended once each (keyed "
+                           "by fill_id: a restart never records a fill twice).", _PAPER,
+                           tuple(c for c in FILLS.columns if c.name != "book"))  # fmt: skip
+PAPER_POSITIONS: Final = Table(
+    "paper_positions", _PT, "paper_trading", "Position per instrument after every bar the loop processed.", _PAPER,
+    (_c("ts", TS_DTYPE, "bar", UTC_TS), INSTRUMENT_COL,
+     _c("position", pl.Float64, "signed units held after the bar's fills", "base units")),
+)  # fmt: skip
+PAPER_PNL: Final = Table(
+    "paper_pnl", _PT, "paper_trading", "The paper book's equity after every bar, and the day's PnL so far.", _PAPER,
+    (*(c for c in EQUITY.columns if c.name not in ("strategy", "book")),
+     _c("day_pnl", pl.Float64, "equity - the UTC day's first equity", CASH_UNIT)),
+)  # fmt: skip
+PAPER_TELEMETRY: Final = Table(
+    "paper_telemetry", _PT, "paper_trading", "Per bar processed: latency per stage (features, decision and execution "
+    "amortised over the run's bars; gate and risk measured per bar) and success / failure / rejection counts.",
+    _PAPER,
+    (
+        _c("ts", TS_DTYPE, "bar", UTC_TS),
+        _c("instruments", pl.Int64, "instruments of the session", "count"),
+        *(_c(f"{s}_ms", pl.Float64, f"{s} stage latency for the bar", "ms")
+          for s in ("features", "decision", "gate", "risk", "execution")),
+        _c("ok", pl.Int64, "instruments whose data checks passed", "count"),
+        _c("failed", pl.Int64, "failed checks (data, gate errors)", "count"),
+        _c("rejected", pl.Int64, "entries rejected (gate, risk)", "count"),
+    ),
+)  # fmt: skip
+PAPER_STATE: Final = Table(
+    "paper_state", _PT, "paper_trading", "The session's cursor: the last bar committed, the session start, "
+    "instruments in reduce-only mode (written last in a commit; a restart continues after the cursor).", _PAPER,
+    (
+        _c("session_start", TS_DTYPE, "first bar of the session", UTC_TS),
+        _c("cursor", TS_DTYPE, "last bar committed", UTC_TS),
+        STRATEGY_COL,
+        _c("reduce_only", pl.String, "JSON: instrument -> reduce-only until (ISO time)"),
+        _c("updated_at", TS_DTYPE, "when the commit was written", UTC_TS),
+    ),
+)  # fmt: skip
+PAPER_TABLES: Final = (PAPER_SIGNALS, GATE_DECISIONS, RISK_CHECKS, PAPER_ORDERS, PAPER_FILLS, PAPER_POSITIONS,
+                       PAPER_PNL, PAPER_TELEMETRY, PAPER_STATE)  # fmt: skip
+
 # --- the dictionary ----------------------------------------------------------------------------------------------
 
 TABLES: Final[tuple[Table, ...]] = (
@@ -962,15 +1112,19 @@ TABLES: Final[tuple[Table, ...]] = (
     FEATURES, WINDOW_EMBEDDINGS, CONTEXT_FEATURES, MARKET_CONTEXT,
     EVENT_REGISTRY, EVENT_APPLICABILITY, EVENT_FLAGS,
     PHASE2_HYPOTHESES, PHASE2_CANDIDATES, BRIDGE_EVALUATION, STRATEGY_BLUEPRINTS,
-    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS,
+    TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, METRICS_BY_REGIME, SIGNAL_REASONS,
     WALKFORWARD, WALKFORWARD_FOLDS,
     RUN_HISTORY, STRATEGY_STATUS,
+
+
+    *PAPER_TABLES,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}
 # the table an asset's column schema describes when it writes several (or one under another name)
 ASSET_TABLE: Final[dict[str, str]] = {
     **{t.asset: t.name for t in TABLES if t.asset == t.name},
     "backtests": "metrics",
+    "paper_trading": "paper_pnl",
 }
 
 

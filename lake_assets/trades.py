@@ -26,6 +26,7 @@ from lake_assets.vocabulary import (
     SIDE,
     SIZE,
     TIMEFRAMES,
+    TOP_OF_BOOK,
     TRADE_COUNT,
     TRADE_ID,
     TS,
@@ -44,8 +45,8 @@ _FLOW_COLUMNS: list[tuple[str, pl.DataType]] = [
 TRADE_BARS_SCHEMA = pl.Schema(
     [(k, v) for k, v in RAW_OHLCV_SCHEMA.items() if k in _PRICE_COLUMNS]
     + _FLOW_COLUMNS
-    + [(k, v) for k, v in RAW_OHLCV_SCHEMA.items() if k not in _PRICE_COLUMNS]
-)
+    + [(k, v) for k, v in RAW_OHLCV_SCHEMA.items() if k not in _PRICE_COLUMNS and k not in TOP_OF_BOOK]
+)  # (trades carry no quotes: top of book comes from book-ticker dumps, vendors/book_ticker_files.py)
 
 BUY = "buy"
 SELL = "sell"

@@ -84,6 +84,11 @@ OHLC_VIOLATION: Final = "ohlc_violation"
 BASIS_BPS: Final = "basis_bps"
 SPOT_CLOSE: Final = "spot_close"
 RETURN: Final = "ret"
+BID: Final = "bid"  # top of book at the bar close (vendors that have it; null otherwise)
+ASK: Final = "ask"
+BID_SIZE: Final = "bid_size"
+ASK_SIZE: Final = "ask_size"
+TOP_OF_BOOK: Final = (BID, ASK, BID_SIZE, ASK_SIZE)
 MONTH: Final = "month"
 
 TS_DTYPE: Final = tables.TS_DTYPE

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from lake_assets.settings import get_environment
+from resources.gate import GateResource
 from resources.lake import LakeResource, WarehouseResource
 from resources.market_data import MarketDataResource
 
@@ -29,4 +30,4 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
     return by_env[env]
 
 
-__all__ = ["LakeResource", "MarketDataResource", "WarehouseResource", "resources_for"]
+__all__ = ["GateResource", "LakeResource", "MarketDataResource", "WarehouseResource", "resources_for"]

@@ -41,7 +41,7 @@ METRIC_PREVIEW = ("strategy", "book", "instruments", "execution", "total_return"
 
 
 def _code_version(kind: str) -> str:
-    return f"{kind}-1-{spec_hash('costs.yaml', 'strategies', 'walkforward.yaml')}"
+    return f"{kind}-1-{spec_hash('costs.yaml', 'strategies', 'walkforward.yaml', 'regimes.yaml')}"
 
 
 def _catalog(store: Lake) -> dict[str, str]:

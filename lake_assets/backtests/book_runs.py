@@ -28,7 +28,8 @@ from lake_assets.backtests.blueprint_signals import (
 from lake_assets.backtests.brackets import bracket_orders
 from lake_assets.backtests.costs import CostSpec, load_costs
 from lake_assets.backtests.engine import SIGNAL_COLUMNS, BacktestResult, EngineConfig, run_orders, run_signals
-from lake_assets.backtests.metrics import accounting_report, compute_metrics
+from lake_assets.backtests.metrics import accounting_report, compute_metrics, regime_breakdown
+from lake_assets.backtests.regimes import REGIME, RegimeSpec, label_regimes
 from lake_assets.backtests.risk import RiskLimits, Sizing
 from lake_assets.backtests.schema import (
     EQUITY_SCHEMA,
@@ -40,11 +41,12 @@ from lake_assets.backtests.schema import (
     SizeType,
 )
 from lake_assets.backtests.strategies import NoDataError, json_key
-from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals
+from lake_assets.backtests.strategy_spec import StrategySpec, compile_signals, signal_reasons
 from lake_assets.discovery.blueprints import Blueprint
 from lake_assets.specs import Instrument
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import EQUITY as EQUITY_TABLE
+from lake_assets.tables import METRICS_BY_REGIME, SIGNAL_REASONS
 from lake_assets.vocabulary import (
     BARS_SCHEMA,
     FUNDING_RATE,
@@ -52,6 +54,7 @@ from lake_assets.vocabulary import (
     TS,
     TS_DTYPE,
     Market,
+    conform,
 )
 
 INIT_CASH = 100_000.0
@@ -106,6 +109,7 @@ class BookRun:
     result: BacktestResult
     execution: str  # signals | orders
     extra: dict[str, Any] = field(default_factory=dict)
+    reasons: pl.DataFrame | None = None  # signal_reasons rows, for strategies that declare `reasons`
 
     @property
     def periods_per_year(self) -> float:
@@ -227,7 +231,10 @@ def run_json_strategy(
             result = run_signals(bars, signals.select(TS, INSTRUMENT, STRATEGY, *SIGNAL_COLUMNS), config,
                                  sizing=sizing, funding=funding)  # fmt: skip
             execution = "signals"
-        runs.append(BookRun(key, "json", market.value, sorted(timeframes)[0], ids, bars, result, execution))
+        reasons = (signal_reasons(signals, spec, params).with_columns(pl.lit(key).alias(STRATEGY))
+                   if spec.reasons else None)  # fmt: skip
+        runs.append(BookRun(key, "json", market.value, sorted(timeframes)[0], ids, bars, result, execution,
+                            reasons=reasons))  # fmt: skip
     return runs
 
 
@@ -322,6 +329,9 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
                          ("risk_events", RISK_EVENTS_SCHEMA)):  # fmt: skip
         parts = [tag(getattr(r.result, name), r) for r in runs]
         tables[name] = pl.concat(parts) if parts else pl.DataFrame(schema={**dict(schema), BOOK: pl.String})
+    why = [tag(r.reasons, r) for r in runs if r.reasons is not None]
+    if why:
+        tables["signal_reasons"] = conform(pl.concat(why), SIGNAL_REASONS.schema)
     eq = [r.result.equity.with_columns(pl.lit(r.strategy).alias(STRATEGY), pl.lit(r.book).alias(BOOK)) for r in runs]
     tables["equity"] = pl.concat(eq) if eq else pl.DataFrame(schema={**dict(EQUITY_SCHEMA), STRATEGY: pl.String})
     rows = []
@@ -340,3 +350,20 @@ def result_tables(runs: Sequence[BookRun], spec_hash: str) -> dict[str, pl.DataF
 
 
 EQUITY_VIEW_SCHEMA = EQUITY_TABLE.schema
+
+
+def metrics_by_regime(store: Lake, runs: Sequence[BookRun], spec: RegimeSpec) -> pl.DataFrame:
+    """Each book's metrics per regime of its lead instrument (the book's first): bars, mean bar return, Sharpe,
+    compounded return, trades entered and their PnL (`metrics.regime_breakdown`)."""
+    parts = []
+    for run in runs:
+        lead = run.instruments[0]
+        feats = store.reader.instrument(tables.FEATURES, lead)
+        labels = label_regimes(feats, spec) if feats.height else pl.DataFrame(schema={TS: TS_DTYPE, REGIME: pl.String})
+        table = regime_breakdown(run.result, labels.select(TS, REGIME), REGIME, run.periods_per_year)
+        table = table.with_columns(pl.col(REGIME).fill_null(spec.unknown_label))
+        parts.append(table.with_columns(pl.lit(run.strategy).alias(STRATEGY), pl.lit(run.book).alias(BOOK),
+                                        pl.lit(lead).alias("lead_instrument")))  # fmt: skip
+    if not parts:
+        return pl.DataFrame(schema=METRICS_BY_REGIME.schema)
+    return conform(pl.concat(parts, how="diagonal_relaxed"), METRICS_BY_REGIME.schema)

@@ -2,6 +2,8 @@
 
 The per-bar inputs (half-spread, sigma, ADV) are computed here point-in-time (shifted one bar); the size-dependent
 parts (liquidity, participation impact) are applied by the engine at fill time, when the fill size is known.
+The half-spread is the real one where the bars carry top of book (`bid`/`ask`: the quote at the previous bar's close,
+the book a fill at the bar's open meets), else the `spread_bps` feature column, else the profile's default.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pydantic import Field, model_validator
 
 from lake_assets.settings import spec_dir
 from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
-from lake_assets.vocabulary import CLOSE, INSTRUMENT, TS, VOLUME
+from lake_assets.vocabulary import ASK, BID, CLOSE, INSTRUMENT, TS, VOLUME
 
 SPREAD_BPS = "spread_bps"  # feature column (top-of-book spread), null where no book data
 HALF_SPREAD = "half_spread"
@@ -70,6 +72,9 @@ def cost_inputs(bars: pl.DataFrame, profile: CostProfile) -> pl.DataFrame:
         if has_spread
         else pl.lit(default_half, dtype=pl.Float64)
     )
+    if BID in bars.columns and ASK in bars.columns:
+        quoted = ((pl.col(ASK) - pl.col(BID)) / (pl.col(ASK) + pl.col(BID))).cast(pl.Float64).shift(1).over(INSTRUMENT)
+        half = pl.when(quoted.is_finite() & (quoted >= 0)).then(quoted).otherwise(half)
     logret = (pl.col(CLOSE) / pl.col(CLOSE).shift(1)).log().over(INSTRUMENT)
     return (
         bars.sort(INSTRUMENT, TS)

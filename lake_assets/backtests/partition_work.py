@@ -13,6 +13,7 @@ import polars as pl
 
 from lake_assets.backtests import book_runs, strategies, walkforward_runs
 from lake_assets.backtests.costs import load_costs
+from lake_assets.backtests.regimes import load_regimes
 from lake_assets.backtests.strategies import NoDataError
 from lake_assets.backtests.strategy_spec import StrategySpec, load_strategies
 from lake_assets.discovery.blueprints import Blueprint, load_blueprints
@@ -74,7 +75,8 @@ def _strategy(store: Lake, key: str) -> StrategySpec | Blueprint:
 
 
 def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
-    """Tables (trades, orders, fills, equity, risk_events, metrics) of one strategy's realistic backtest."""
+    """Tables (trades, orders, fills, equity, risk_events, metrics, metrics_by_regime; signal_reasons for strategies
+    that declare reasons) of one strategy's realistic backtest."""
     store = task_lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
     try:
@@ -85,7 +87,9 @@ def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
         )  # fmt: skip
     except NoDataError as exc:
         return NoData(str(exc))
-    return book_runs.result_tables(runs, strategies.content_hash(strategy))
+    out = book_runs.result_tables(runs, strategies.content_hash(strategy))
+    out["metrics_by_regime"] = book_runs.metrics_by_regime(store, runs, load_regimes())
+    return out
 
 
 def walkforward_partition(task: StrategyTask) -> tuple[pl.DataFrame, pl.DataFrame] | NoData:

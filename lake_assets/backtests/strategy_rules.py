@@ -859,3 +859,53 @@ def compile_rule(
 def referenced_names(rule: str) -> set[str]:
     """Every bare name a rule mentions (parameters, columns, indicators without parentheses)."""
     return {n.name for n in _walk(parse_rule(rule)) if isinstance(n, Name)}
+
+
+# --- reasons: a rule's conditions, each with its value and threshold ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One top-level `and` term of a rule: its text and, for a comparison, the operator and both sides."""
+
+    text: str
+    node: Node
+    op: str | None = None  # the comparison operator (">", "crosses above", ...); None for other conditions
+    left: Node | None = None
+    right: Node | None = None
+
+
+def conditions(rule: str) -> list[Condition]:
+    """The top-level `and` terms of a rule, left to right, each with its source text (what a reason shows)."""
+    tree = parse_rule(rule)
+    terms: list[tuple[Node, int]] = []  # (term, position of the `and` after it, or the end)
+    node: Node = tree
+    end = len(rule)
+    while isinstance(node, Binary) and node.op == "and":
+        terms.append((node.right, end))
+        end = node.pos
+        node = node.left
+    terms.append((node, end))
+    terms.reverse()
+    out, start = [], 0
+    for term, stop in terms:
+        text = rule[start:stop].strip()
+        start = stop + 3  # past the `and`
+        if isinstance(term, Binary) and (term.op in COMPARATORS or term.op.startswith("crosses")):
+            out.append(Condition(text, term, term.op, term.left, term.right))
+        else:
+            out.append(Condition(text, term))
+    return out
+
+
+def compile_term(
+    node: Node,
+    source: str,
+    params: Mapping[str, Any] | None = None,
+    columns: Mapping[str, Any] | Collection[str] | None = None,
+    *,
+    indicators: Mapping[str, IndicatorInfo] | None = None,
+) -> pl.Expr:
+    """A sub-expression of a rule (a condition or one side of a comparison) as a polars expression of any kind."""
+    cols = dict.fromkeys(columns) if columns is not None and not isinstance(columns, Mapping) else columns
+    return _Compiler(source, params or {}, cols, indicators, None).compile(node)[0]

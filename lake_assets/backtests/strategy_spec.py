@@ -27,6 +27,8 @@ from lake_assets.backtests.strategy_rules import (
     KEYWORDS,
     RuleError,
     compile_rule,
+    compile_term,
+    conditions,
     indicator_catalogue,
     parse_rule,
     referenced_names,
@@ -64,6 +66,7 @@ FEATURE_COLUMNS = (
     "amihud",
     "roll_spread",
     "spread_bps",
+    "depth_imbalance",
     "ofi",
     "oi_change",
     "oi_z",
@@ -221,6 +224,11 @@ class StrategySpec(StrictModel):
     markets: tuple[Market, ...] = ()  # empty = every market
     timeframe: str | None = None
     tags: tuple[str, ...] = ()
+    # record why each entry/exit fired: every condition of the side's rules with its value and threshold
+    # (the backtests' `signal_reasons` table, the paper loop's `signals`)
+    reasons: bool = False
+    # named parameter sets (e.g. a "high_trade" test profile that loosens the thresholds); validated like overrides
+    profiles: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict, max_length=16)
 
     @field_validator("name")
     @classmethod
@@ -254,7 +262,22 @@ class StrategySpec(StrictModel):
                 parse_rule(rule)
             except RuleError as exc:
                 raise KeyedSpecError(key, str(exc)) from exc
+        for pname, overrides in self.profiles.items():
+            if not PARAM_NAME_PATTERN.fullmatch(pname):
+                raise KeyedSpecError(f"profiles.{pname}", "profile names must be lower-case identifiers")
+            try:
+                self.resolve_params(overrides)
+            except (KeyError, ValueError) as exc:
+                raise KeyedSpecError(f"profiles.{pname}", str(exc).strip('"')) from exc
         return self
+
+    def profile_params(self, profile: str | None) -> dict[str, Any]:
+        """The parameters of a named profile (None: the defaults)."""
+        if profile is None:
+            return self.defaults()
+        if profile not in self.profiles:
+            raise KeyError(f"strategy {self.name!r} has no profile {profile!r}; has {sorted(self.profiles)}")
+        return self.resolve_params(self.profiles[profile])
 
     def rules(self) -> list[tuple[str, str]]:
         """(dotted key, rule text) for every rule, for error messages."""
@@ -478,3 +501,60 @@ def compile_signals(frame: pl.DataFrame, spec: StrategySpec, params: Mapping[str
         sort_cols = [INSTRUMENT, TS] if TS in frame.columns else [INSTRUMENT]
         return pl.concat([one(g) for g in frame.sort(sort_cols, maintain_order=True).partition_by(INSTRUMENT)])
     return one(frame)
+
+
+# --- reasons -------------------------------------------------------------------------------
+
+REASON_COLUMNS = ("side", "action", "rule", "condition", "fired", "value", "op", "threshold")
+_SIGNAL_OF = {("entry_rules", "long"): ENTRY_LONG, ("entry_rules", "short"): ENTRY_SHORT,
+              ("exit_rules", "long"): EXIT_LONG, ("exit_rules", "short"): EXIT_SHORT}  # fmt: skip
+
+
+def signal_reasons(signals: pl.DataFrame, spec: StrategySpec, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Why each entry fired: one row per (entry bar, side, condition of the side's entry rules) with whether the
+    condition held, its value (left side) and threshold (right side) at that bar. `signals` is `compile_signals`'
+    output (per instrument when several). Conditions are the rules' top-level `and` terms, evaluated on the same
+    frame the signals were, so a reason row is exactly what the rule saw. Exit signals are not explained here: they
+    fire on most bars while flat (where they mean nothing); an exit's cause is its order's and trade's rows."""
+    resolved = spec.resolve_params(params)
+    catalogue = indicator_catalogue()
+    schema = signals.schema
+    exprs: list[pl.Expr] = []
+    specs: list[tuple[str, str, str, str, str, str | None]] = []  # (alias, side, action, key, text, op)
+    for group_name, group in (("entry_rules", spec.entry_rules),):
+        for side in ("long", "short"):
+            for i, rule in enumerate(getattr(group, side)):
+                key = f"{group_name}.{side}.{i}"
+                for cond in conditions(rule):
+                    alias = f"__r{len(specs)}"
+                    fired = compile_term(cond.node, rule, resolved, schema, indicators=catalogue)
+                    exprs.append(fired.cast(pl.Boolean, strict=False).fill_null(False).alias(f"{alias}_f"))
+                    for part, node in (("v", cond.left), ("t", cond.right)):
+                        value = (compile_term(node, rule, resolved, schema, indicators=catalogue)
+                                 .cast(pl.Float64, strict=False) if node is not None else pl.lit(None, pl.Float64))
+                        exprs.append(value.alias(f"{alias}_{part}"))
+                    specs.append((alias, side, group_name.split("_")[0], key, cond.text, cond.op))
+
+    def one(part: pl.DataFrame) -> pl.DataFrame:
+        return part.with_columns(exprs)
+
+    frames = (signals.sort(INSTRUMENT, TS).partition_by(INSTRUMENT, maintain_order=True)
+              if INSTRUMENT in signals.columns else [signals])  # fmt: skip
+    wide = pl.concat([one(f) for f in frames]) if frames else signals.with_columns(exprs)
+    out = []
+    for alias, side, action, key, text, op in specs:
+        col = _SIGNAL_OF[(f"{action}_rules", side)]
+        rows = wide.filter(pl.col(col).fill_null(False)).select(
+            TS, INSTRUMENT,
+            pl.lit(side).alias("side"), pl.lit(action).alias("action"), pl.lit(key).alias("rule"),
+            pl.lit(text).alias("condition"), pl.col(f"{alias}_f").alias("fired"), pl.col(f"{alias}_v").alias("value"),
+            pl.lit(op, pl.String).alias("op"), pl.col(f"{alias}_t").alias("threshold"),
+        )  # fmt: skip
+        out.append(rows)
+    ts_type: pl.DataType = signals.schema.get(TS) or pl.Datetime("us", "UTC")
+    schema_out = pl.Schema([(TS, ts_type), (INSTRUMENT, pl.String()), ("side", pl.String()), ("action", pl.String()),
+                            ("rule", pl.String()), ("condition", pl.String()), ("fired", pl.Boolean()),
+                            ("value", pl.Float64()), ("op", pl.String()), ("threshold", pl.Float64())])  # fmt: skip
+    if not out:
+        return pl.DataFrame(schema=schema_out)
+    return pl.concat(out).sort(INSTRUMENT, TS, "action", "side", "rule", maintain_order=True)

@@ -14,8 +14,10 @@ from datetime import date, datetime, timedelta
 import polars as pl
 
 from lake_assets.vocabulary import (
+    ASK,
     BARS_SCHEMA,
     BASIS_BPS,
+    BID,
     BUY_VOLUME,
     CLOSE,
     FUNDING_RATE,
@@ -32,6 +34,7 @@ from lake_assets.vocabulary import (
     SELL_VOLUME,
     SPOT_CLOSE,
     TIMEFRAMES,
+    TOP_OF_BOOK,
     TRADE_COUNT,
     TS,
     VOLUME,
@@ -89,7 +92,12 @@ def build_bars(
     candles (ts, trade_count, buy_volume, sell_volume).
     """
     grid = bar_grid(start, end, timeframe, is_trading_day).to_frame()
-    raw = ohlcv.filter((pl.col(TS) >= start) & (pl.col(TS) < end)).select(TS, *PRICE_COLS, VOLUME)
+    book = [c for c in TOP_OF_BOOK if c in ohlcv.columns]
+    raw = ohlcv.filter((pl.col(TS) >= start) & (pl.col(TS) < end)).select(TS, *PRICE_COLS, VOLUME, *book)
+    if book:  # a crossed or non-positive quote is no quote: null top of book, the bar itself stays
+        bad = (pl.col(BID) <= 0) | (pl.col(ASK) <= 0) | (pl.col(BID) > pl.col(ASK)) if {BID, ASK} <= set(book) else None
+        if bad is not None:
+            raw = raw.with_columns([pl.when(bad).then(None).otherwise(pl.col(c)).alias(c) for c in book])
     bars = grid.join(raw, on=TS, how="left").with_columns(pl.lit(instrument).alias(INSTRUMENT))
     bars = bars.with_columns(pl.col(CLOSE).is_null().alias(IS_GAP))
     prev_close = pl.col(CLOSE).shift(1)
@@ -146,6 +154,7 @@ def resample_bars(bars: pl.DataFrame, timeframe: str) -> pl.DataFrame:
             pl.col(FUNDING_RATE).last(),
             pl.col(OPEN_INTEREST).last(),
             pl.col(SPOT_CLOSE).drop_nulls().last(),
+            *[pl.col(c).last() for c in TOP_OF_BOOK],  # the book at the coarse bar's close
         )
     )
     out = out.with_columns(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,6 +181,23 @@ class FeatureCatalog:
     @property
     def max_lookback(self) -> int:
         return max((f.lookback for f in self.features), default=0)
+
+    def restricted(self, columns: Iterable[str]) -> FeatureCatalog:
+        """The catalogue of just the features producing `columns` and the features they read (transitively), in
+        the same order and levels: what a consumer of a few columns computes per bar (the paper-trading loop).
+        Names that are not feature columns (bar columns) are ignored."""
+        keep: set[int] = set()  # id() of the kept definitions (keys repeat across spec files)
+        todo = [self._by_column[c] for c in columns if c in self._by_column]
+        while todo:
+            f = todo.pop()
+            if id(f) in keep:
+                continue
+            keep.add(id(f))
+            todo.extend(self._by_column[i] for i in f.inputs if i in self._by_column)
+        feats = tuple(f for f in self.features if id(f) in keep)
+        levels = tuple(lv for lv in (tuple(f for f in level if id(f) in keep) for level in self.levels) if lv)
+        return replace(self, features=feats, levels=levels, _by_column={c.name: f for f in feats for c in f.columns},
+                       _variants={})  # fmt: skip
 
     def for_timeframe(self, timeframe: str) -> FeatureCatalog:
         """The same spec with its durations in bars of `timeframe` (same columns and spec hash; built once)."""

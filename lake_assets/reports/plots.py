@@ -66,6 +66,34 @@ def equity_curves_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int =
     )
 
 
+REGIME_COLORS = {"trend_low": "#c6dbef", "trend_mid": "#6baed6", "trend_high": "#2171b5", "chop_low": "#fdd0a2",
+                 "chop_mid": "#fd8d3c", "chop_high": "#d94801"}  # fmt: skip
+
+
+def equity_regimes_png(equity: pl.DataFrame, regimes: pl.DataFrame, max_lines: int = 4, max_books: int = 4,
+                       max_points: int = 2000) -> bytes:
+    """Equity (normalised) per book over its lead instrument's regime (background colour per regime label;
+    `regimes`: book, ts, regime)."""
+
+    def draw(ax: Any, thin: pl.DataFrame, strat: str) -> None:
+        ax.plot(thin[TS].to_list(), (thin["equity"] / float(thin["equity"][0])).to_list(), lw=0.9, label=strat)
+        book = thin[BOOK][0]
+        if getattr(ax, "_regimes_drawn", False) or regimes.is_empty():
+            return
+        ax._regimes_drawn = True
+        reg = (thin.select(TS).join_asof(regimes.filter(pl.col(BOOK) == book).select(TS, "regime").sort(TS), on=TS)
+               if regimes.height else thin.select(TS, pl.lit(None, pl.String).alias("regime")))  # fmt: skip
+        x, labels = reg[TS].to_list(), reg["regime"].to_list()
+        for label, color in REGIME_COLORS.items():
+            where = [lab == label for lab in labels]
+            if any(where):
+                ax.fill_between(x, 0, 1, where=where, step="post", color=color, alpha=0.35, lw=0,
+                                transform=ax.get_xaxis_transform(), label=label)  # fmt: skip
+
+    return _per_book_png(equity, draw, "equity over regimes", 2.6, "upper left", max_lines, max_books, max_points,
+                         baseline=1.0)  # fmt: skip
+
+
 def drawdowns_png(equity: pl.DataFrame, max_lines: int = 8, max_books: int = 4, max_points: int = 2000) -> bytes:
     """Drawdown below the running peak (fraction), one panel per book."""
 

@@ -19,8 +19,16 @@ from typing import Any
 
 import polars as pl
 
+from lake_assets import tables
+from lake_assets.backtests.regimes import REGIME, label_regimes, load_regimes
 from lake_assets.markdown import md_table
-from lake_assets.reports.plots import drawdowns_png, equity_curves_png, funnel_png, monthly_heatmap_png
+from lake_assets.reports.plots import (
+    drawdowns_png,
+    equity_curves_png,
+    equity_regimes_png,
+    funnel_png,
+    monthly_heatmap_png,
+)
 from lake_assets.storage.lake import Lake
 from lake_assets.tables import RUN_HISTORY
 from lake_assets.workbench.status import strategy_status
@@ -47,6 +55,8 @@ class ReportInputs:
     blueprints: pl.DataFrame = field(default_factory=pl.DataFrame)
     workbench: pl.DataFrame = field(default_factory=pl.DataFrame)  # run_history: workbench runs
     status: pl.DataFrame = field(default_factory=pl.DataFrame)  # strategy_status: every strategy source
+    metrics_by_regime: pl.DataFrame = field(default_factory=pl.DataFrame)
+    regimes: pl.DataFrame = field(default_factory=pl.DataFrame)  # book, ts, regime (the book's lead instrument)
 
 
 @dataclass
@@ -66,7 +76,10 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
             df = df.filter(pl.col(STRATEGY).is_in(sorted(keep)))
         return df
 
+    by_regime = read("backtests", "metrics_by_regime")
     return ReportInputs(
+        metrics_by_regime=by_regime,
+        regimes=_book_regimes(store, by_regime),
         metrics=read("backtests", "metrics"),
         equity=read("backtests", "equity"),
         walkforward=read("backtests", "walkforward"),
@@ -77,6 +90,19 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
         workbench=store.read_all(RUN_HISTORY.group, RUN_HISTORY.name),
         status=strategy_status(store),
     )
+
+
+def _book_regimes(store: Lake, by_regime: pl.DataFrame) -> pl.DataFrame:
+    """book, ts, regime: each book's lead instrument's regime labels (for the equity-over-regimes plot)."""
+    if by_regime.is_empty() or "lead_instrument" not in by_regime.columns:
+        return pl.DataFrame()
+    spec = load_regimes()
+    parts = []
+    for book, lead in by_regime.select(BOOK, "lead_instrument").unique(maintain_order=True).iter_rows():
+        feats = store.reader.instrument(tables.FEATURES, lead)
+        if feats.height:
+            parts.append(label_regimes(feats, spec).select("ts", REGIME).with_columns(pl.lit(book).alias(BOOK)))
+    return pl.concat(parts) if parts else pl.DataFrame()
 
 
 def _md(df: pl.DataFrame, cols: Iterable[str] | None = None, n: int = 30, digits: int = 4) -> str:
@@ -123,6 +149,8 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         "drawdowns.png": drawdowns_png(_ranked_equity(inputs.equity, m)),
         "monthly_returns.png": monthly_heatmap_png(_ranked_equity(inputs.equity, m)),
     }
+    if inputs.metrics_by_regime.height:
+        pngs["equity_regimes.png"] = equity_regimes_png(_ranked_equity(inputs.equity, m, top=4), inputs.regimes)
     if f is not None:
         pngs["discovery_funnel.png"] = funnel_png(f)
     n_strat = m[STRATEGY].n_unique() if m.height else 0
@@ -150,6 +178,13 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
     lines += ["", "## Backtests (realistic costs, ranked by Sharpe)", "", _md(m, METRIC_COLS), ""]
     lines += ["![equity curves](equity_curves.png)", "", "![drawdowns](drawdowns.png)", "",
               "![monthly returns](monthly_returns.png)", ""]  # fmt: skip
+    if inputs.metrics_by_regime.height:
+        lines += ["## Metrics per regime", "",
+                  "Each book's bar returns and trades (at entry) by the regime of its lead instrument "
+                  "(spec/regimes.yaml: trend/chop x low/mid/high volatility).", "",
+                  _md(inputs.metrics_by_regime.sort(STRATEGY, BOOK, REGIME),
+                      ("strategy", "book", "regime", "bars", "total_return", "sharpe", "n_trades", "trade_pnl"), n=60),
+                  "", "![equity over regimes](equity_regimes.png)", ""]  # fmt: skip
     lines += ["## Walk-forward (out-of-sample)", "",
               "Rolling train/test windows, parameters re-optimised in-sample; PBO by CSCV, DSR deflated by the "
               "number of trials, PSI drift between train and test features.", "", _md(wf, WF_COLS), ""]  # fmt: skip
@@ -180,6 +215,7 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         "metrics": _records(m),
         "walkforward": _records(wf),
         "walkforward_folds": _records(inputs.folds),
+        "metrics_by_regime": _records(inputs.metrics_by_regime),
         "funnel": _records(f) if f is not None else None,
         "blueprints": _records(inputs.blueprints.select(cols)) if inputs.blueprints.height else [],
         "workbench_runs": _records(inputs.workbench.sort("run_id")) if inputs.workbench.height else [],

@@ -6,6 +6,11 @@ Everything is converted to the canonical raw schemas: ms epochs -> tz-aware UTC,
 clipped to start <= ts < end. The exchange object can be injected, so tests answer ccxt's HTTP layer from
 recordings while pagination, request building and parsing run for real.
 
+Top of book is live only (Binance keeps no history of it): `top_of_book(instrument)` snapshots the book ticker
+(`fetch_ticker`: bid, bidVolume, ask, askVolume) or, with `depth_levels`, the order book (`fetch_order_book`), as
+one row in the raw OHLCV top-of-book columns (bid, ask, bid_size, ask_size) stamped with the exchange's time; the
+paper-trading loop or a recorder joins such snapshots onto the bar they close.
+
 Open interest is ccxt's `openInterestAmount` (Binance `sumOpenInterest`: base-asset units for USDT-M perps).
 Binance serves open-interest history for the last ~30 days only; older ranges are clipped (not an error).
 """
@@ -26,6 +31,10 @@ import polars as pl
 from lake_assets.specs import Instrument
 from lake_assets.vendors.base import VendorError
 from lake_assets.vocabulary import (
+    ASK,
+    ASK_SIZE,
+    BID,
+    BID_SIZE,
     CLOSE,
     FUNDING_RATE,
     HIGH,
@@ -178,6 +187,19 @@ class CcxtBinanceVendor:
         )
         log.info("%s: %d rows", context, df.height)
         return conform(df, schema)
+
+    def top_of_book(self, instrument: Instrument, depth_levels: int | None = None) -> pl.DataFrame:
+        """A live snapshot of the best bid/ask and their sizes (one row; see the module docstring)."""
+        symbol = instrument.vendor_symbol
+        context = f"vendor {self.name}: {symbol} ({instrument.id}) top of book"
+        self._market(instrument, symbol, context)
+        if depth_levels:
+            row = order_book_row(self._call(context, self.exchange.fetch_order_book, symbol, depth_levels))
+        else:
+            row = book_ticker_row(self._call(context, self.exchange.fetch_ticker, symbol))
+        if row[TS] is None:  # a spot depth snapshot carries no time: stamp it with when it was taken
+            row[TS] = _ms(self._clock())
+        return top_of_book_frame([row], instrument.id, self.name, self._clock())
 
     # --- kinds ------------------------------------------------------------------------------
 
@@ -347,3 +369,34 @@ class CcxtBinanceVendor:
             except ccxt.BaseError as exc:
                 raise VendorError(f"{context}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def book_ticker_row(ticker: dict[str, Any]) -> dict[str, Any]:
+    """ccxt's unified ticker (Binance bookTicker / 24hr ticker) -> ts (ms), bid, ask, bid_size, ask_size."""
+    return {TS: ticker.get("timestamp"), BID: ticker.get("bid"), ASK: ticker.get("ask"),
+            BID_SIZE: ticker.get("bidVolume"), ASK_SIZE: ticker.get("askVolume")}  # fmt: skip
+
+
+def order_book_row(book: dict[str, Any]) -> dict[str, Any]:
+    """ccxt's unified order book -> the best level: its prices, and the sizes summed over the levels fetched
+    (the depth the book shows on each side)."""
+    bids, asks = book.get("bids") or [], book.get("asks") or []
+    return {
+        TS: book.get("timestamp"),
+        BID: bids[0][0] if bids else None,
+        ASK: asks[0][0] if asks else None,
+        BID_SIZE: float(sum(level[1] for level in bids)) if bids else None,
+        ASK_SIZE: float(sum(level[1] for level in asks)) if asks else None,
+    }
+
+
+def top_of_book_frame(rows: list[dict[str, Any]], instrument: str, vendor: str, ingested_at: datetime) -> pl.DataFrame:
+    """Snapshot rows (ts in ms) -> a typed frame: ts, instrument, bid, ask, bid_size, ask_size, vendor, ingested_at."""
+    df = pl.DataFrame(rows, schema={TS: pl.Int64, BID: pl.Float64, ASK: pl.Float64, BID_SIZE: pl.Float64,
+                                    ASK_SIZE: pl.Float64}, strict=False)  # fmt: skip
+    return df.with_columns(
+        pl.col(TS).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(pl.Datetime("us", "UTC")),
+        pl.lit(instrument).alias(INSTRUMENT),
+        pl.lit(vendor).alias(VENDOR),
+        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias(INGESTED_AT),
+    ).select(TS, INSTRUMENT, BID, ASK, BID_SIZE, ASK_SIZE, VENDOR, INGESTED_AT)

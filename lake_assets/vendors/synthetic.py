@@ -16,6 +16,12 @@ Planted effects (absent when `params.null_effects` is true, which makes the inst
 Null controls get the same funding episodes and flushes (same draws), only without the drifts. OI surges and short
 squeezes (OI_SURGE_RATE, SQUEEZE_RATE) carry no effect anywhere.
 
+Top of book (bid, ask and their sizes at each bar's close) comes from its own seeded stream, so the OHLCV, funding,
+OI and trades series are exactly those of a vendor without it: a quoted spread around the close that widens with
+the volatility regime (x2.5 in high volatility) and with a persistent log-normal noise, occasional blowouts (one bar
+in SPREAD_BLOWOUT_BARS, 5-15x for 1-6 bars), and depth that thins in high volatility and collapses now and then
+(one bar in DEPTH_COLLAPSE_BARS, to 3-10% for 3-24 bars, the spread doubling meanwhile).
+
 Every month is generated from its own seeded generator plus the state carried from the previous month, so the data
 for a month never depends on when it is asked for or on how much later data exists.
 """
@@ -74,6 +80,9 @@ DECOUPLE_RATE = 1 / 4000  # per bar: an underlying starts trading on its own (be
 DECOUPLE_BARS = (96, 193)  # ... for 8 to 16 hours of 5m bars
 SWEEP_BARS = 4000  # one bar in this many is a one-sided sweep of the book (order-flow imbalance shock)
 BASIS_DISLOCATION_RATE = 1 / 2000  # per bar: the perp jumps 15-30 bps away from spot, whatever funding says
+SPREAD_BPS = {True: 1.0, False: 1.5}  # calm quoted spread of a perp / a spot pair (param `spread_bps` overrides)
+SPREAD_BLOWOUT_BARS = 3000
+DEPTH_COLLAPSE_BARS = 4000
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,38 @@ def _basis_dislocations(seed: int, month_idx: int, n: int) -> np.ndarray:
     return np.where(at, rng.uniform(0.0015, 0.003, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0), 0.0)
 
 
+def _top_of_book(
+    seed: int, month_idx: int, is_perp: bool, high_vol: np.ndarray, close: np.ndarray, volume: np.ndarray,
+    spread_bps: float,
+) -> dict[str, np.ndarray]:
+    """Bid, ask and sizes at each bar's close, from their own seeded stream (see the module docstring)."""
+    n = close.shape[0]
+    m = _from_index(month_idx)
+    rng = np.random.default_rng([seed, m.year, m.month, 8, int(is_perp)])
+    noise: np.ndarray = np.asarray(rng.normal(0.0, 0.08, n))
+    log_noise = np.empty(n)
+    level = 0.0
+    for i in range(n):  # AR(1) in logs: a spread that wanders a little around its regime level
+        level = 0.9 * level + float(noise[i])
+        log_noise[i] = level
+    spread = spread_bps * np.where(high_vol, 2.5, 1.0) * np.exp(log_noise)
+    blowout = np.zeros(n)
+    for s in np.flatnonzero(rng.random(n) < 1 / SPREAD_BLOWOUT_BARS):
+        blowout[s : s + int(rng.integers(1, 7))] = rng.uniform(5.0, 15.0)
+    collapse = np.zeros(n, dtype=bool)
+    for s in np.flatnonzero(rng.random(n) < 1 / DEPTH_COLLAPSE_BARS):
+        collapse[s : s + int(rng.integers(3, 25))] = True
+    spread = spread * np.where(blowout > 0, blowout, 1.0) * np.where(collapse, 2.0, 1.0)
+    depth = np.median(volume) * 0.05 * np.where(high_vol, 0.5, 1.0) * np.where(collapse, rng.uniform(0.03, 0.1), 1.0)
+    tilt = np.clip(rng.normal(0.0, 0.35, n), -0.95, 0.95)  # depth imbalance (bid - ask) / (bid + ask)
+    total = 2 * depth * np.exp(rng.normal(0.0, 0.3, n))
+    half = spread / 2e4
+    return {
+        "bid": close * (1 - half), "ask": close * (1 + half),
+        "bid_size": total * (1 + tilt) / 2, "ask_size": total * (1 - tilt) / 2,
+    }  # fmt: skip
+
+
 def _ffill(a: np.ndarray, first: float) -> np.ndarray:
     idx = np.where(np.isnan(a), 0, np.arange(len(a)))
     np.maximum.accumulate(idx, out=idx)
@@ -335,6 +376,13 @@ class SyntheticVendor:
                 VOLUME: chunk.volume,
             }
         ).with_columns(pl.lit(inst.id).alias(INSTRUMENT))
+        if kind == DataKind.OHLCV:
+            perp = inst.market == Market.PERP
+            high_vol = _market_regime(month_idx, chunk.ts.shape[0])
+            spread = float(p.get("spread_bps", SPREAD_BPS[perp]))
+            bars = bars.with_columns(
+                **_top_of_book(seed, month_idx, perp, high_vol, chunk.close * mult, chunk.volume, spread)
+            )
         rng = np.random.default_rng([int(p.get("seed", 1)), month_idx, 99, inst.market == Market.PERP])
         if kind == DataKind.TRADES:
             return _trades(bars, rng)

@@ -1,5 +1,8 @@
 """The `trade_files` vendor: exchange trade dumps dropped into the landing folder, parsed tolerantly with counts.
 
+Top of book for the candles comes from book-ticker dumps beside the trade dumps, `<landing>/book_ticker/<INSTRUMENT>/`
+(`vendors/book_ticker_files.py`).
+
 Layout: `<landing_dir>/<INSTRUMENT>/<anything>.csv|.jsonl|.csv.gz|.jsonl.gz`, where `landing_dir` is normally
 `<data_root>/landing/trade_files` and the folder name is the instrument id. Dumps are read line by line: one bad line
 never costs the file, a bad file never costs the others, and every line that is not kept lands in quarantine with a
@@ -56,6 +59,8 @@ from lake_assets.processes import alive
 from lake_assets.settings import landing_root
 from lake_assets.specs import Instrument
 from lake_assets.trades import BUY, SELL, in_slice, sort_trades, time_slices, trades_to_bars
+from lake_assets.vendors.book_ticker_files import FOLDER as BOOK_TICKER_FOLDER
+from lake_assets.vendors.book_ticker_files import book_ticker_bars
 from lake_assets.vocabulary import (
     INGESTED_AT,
     INSTRUMENT,
@@ -1578,6 +1583,10 @@ class TradeFilesVendor:
             scan = self.scan(instrument.id, lo, hi, life=life)
             bars = trades_to_bars(scan.lazy_trades(), instrument.base_timeframe)
             bars = bars.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
+            book = book_ticker_bars(self.landing_dir.parent / BOOK_TICKER_FOLDER, instrument.id,
+                                    instrument.base_timeframe, start, end)  # fmt: skip
+            if book.bars.height:  # top of book from the book-ticker dumps beside the trade dumps
+                bars = bars.join(book.bars, on=TS, how="left")
             return conform(bars, RAW_OHLCV_SCHEMA)
         return empty_frame(RAW_SCHEMAS[kind])
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lake_assets.trades import TRADE_BARS_SCHEMA, sort_trades, trades_to_bars
 from lake_assets.vendors.trade_files import ParseResult, parse_trade_file
-from lake_assets.vocabulary import RAW_OHLCV_SCHEMA, RAW_TRADES_SCHEMA, conform
+from lake_assets.vocabulary import RAW_OHLCV_SCHEMA, RAW_TRADES_SCHEMA, TOP_OF_BOOK, conform
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 INGESTED = datetime(2024, 6, 1, tzinfo=UTC)
@@ -129,7 +129,7 @@ def test_empty_input_and_errors() -> None:
     empty = trades_to_bars(pl.DataFrame(schema=RAW_TRADES_SCHEMA), "5m")
     assert empty.is_empty() and empty.schema == TRADE_BARS_SCHEMA
     assert list(TRADE_BARS_SCHEMA)[:7] == list(RAW_OHLCV_SCHEMA)[:7]
-    assert set(RAW_OHLCV_SCHEMA) <= set(TRADE_BARS_SCHEMA)
+    assert set(RAW_OHLCV_SCHEMA) - set(TOP_OF_BOOK) <= set(TRADE_BARS_SCHEMA)  # trades carry no quotes
     with pytest.raises(ValueError, match="unknown timeframe '7m'"):
         trades_to_bars(trades([(0, 1.0, 1.0, None, None)]), "7m")
     with pytest.raises(ValueError, match="lacks required column"):

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import synthetic_bars  # noqa: E402
 
 KEYS = {"instrument": "BTCUSDT", "month": "2026-01", "event_type": "ev", "strategy": "json.s", "asset": "raw_ohlcv",
-        "partition_dir": "p-1", "run": "r-1"}  # fmt: skip
+        "partition_dir": "p-1", "run": "r-1", "session": "s1"}  # fmt: skip
 OLD_NAMES = {"events": "event_registry", "hypotheses": "phase2_hypotheses", "candidates": "phase2_candidates",
              "blueprints": "strategy_blueprints", "equity_curves": "equity", "backtest_metrics": "metrics",
              "backtests": "metrics"}  # fmt: skip
@@ -61,7 +61,8 @@ def test_every_view_and_column_is_commented_with_and_without_data(tmp_path: Path
     assert result["skipped"] == []
     views, empty_cols = _catalog(empty_db)
     _assert_all_commented(views, empty_cols)
-    expected = {t.name for t in tables.TABLES} | set(OLD_NAMES) | {"strategy_leaderboard", "qlake_catalog"}
+    expected = {t.name for t in tables.TABLES} | set(OLD_NAMES) | {"strategy_leaderboard", "paper_overview",
+                                                                   "qlake_catalog"}
     assert set(views) == expected
     for old, new in OLD_NAMES.items():
         assert views[old].startswith(f"Alias of {new} ")  # type: ignore[union-attr]

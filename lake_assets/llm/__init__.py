@@ -1,0 +1,1 @@
+"""Clients of language-model servers (no Dagster): `ollama.OllamaClient` speaks the Ollama HTTP API."""
