@@ -10,6 +10,7 @@ from lake_assets.cleaned.assets import cleaned_assets
 from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
+from lake_assets.models.assets import model_assets
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
 from resources import resources_for
@@ -26,6 +27,7 @@ all_assets: list[dg.AssetsDefinition] = [
         *feature_assets,
         *event_assets,
         *discovery_assets,
+        *model_assets,
         *backtest_assets,
         *report_assets,
     ]
