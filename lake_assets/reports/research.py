@@ -29,6 +29,8 @@ METRIC_COLS = ("strategy", "kind", "book", "instruments", "execution", "total_re
                "funding_paid", "identity_ok")  # fmt: skip
 WF_COLS = ("strategy", "book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "oos_max_drawdown", "pbo",
            "psr", "dsr", "max_psi", "reason")  # fmt: skip
+LEADERBOARD_COLS = ("rank", "variant", "balanced_accuracy", "fast_sharpe", "sharpe", "total_return", "n_trades",
+                    "score", "kept", "n_trials")  # fmt: skip
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ReportInputs:
     candidates: pl.DataFrame = field(default_factory=pl.DataFrame)
     bridge: pl.DataFrame = field(default_factory=pl.DataFrame)
     blueprints: pl.DataFrame = field(default_factory=pl.DataFrame)
+    leaderboard: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass
@@ -67,6 +70,7 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
         candidates=store.read_all("discovery", "phase2_candidates"),
         bridge=store.read_all("discovery", "bridge_evaluation"),
         blueprints=store.read_all("discovery", "strategy_blueprints"),
+        leaderboard=store.read_all("models", "model_leaderboard"),
     )
 
 
@@ -150,6 +154,14 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         cols = [c for c in ("blueprint_id", "event_type", "instrument", "template", "direction")
                 if c in inputs.blueprints.columns]  # fmt: skip
         lines += ["## Blueprints", "", _md(inputs.blueprints, cols), ""]
+    board = inputs.leaderboard
+    if board.height:
+        kept = board.filter(pl.col("kept"))
+        lines += ["## Models", "",
+                  f"{board.height} model variants ranked by 0.4 x OOS balanced accuracy + 0.6 x min(realistic OOS "
+                  f"Sharpe / 3, 1) (purged walk-forward test folds only); **{kept.height}** kept (score >= 0.6) "
+                  "and traded above as `model.<variant>` strategies.", "",
+                  _md(board, LEADERBOARD_COLS), ""]  # fmt: skip
     data = {
         "title": title,
         "created": created,
@@ -160,6 +172,7 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         "funnel": _records(f) if f is not None else None,
         "blueprints": _records(inputs.blueprints.select(cols)) if inputs.blueprints.height else [],
         "plots": sorted(pngs),
+        "models": _records(inputs.leaderboard.select(LEADERBOARD_COLS)) if inputs.leaderboard.height else [],
     }
     return Report("\n".join(lines) + "\n", data, pngs)
 

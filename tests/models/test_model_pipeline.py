@@ -5,11 +5,13 @@ observable driver). The demo profile's trial count keeps it quick."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_lake import MONTHS, PERPS, build_model_lake  # noqa: E402
@@ -17,9 +19,12 @@ from model_lake import MONTHS, PERPS, build_model_lake  # noqa: E402
 from lake_assets import cli, tables  # noqa: E402
 from lake_assets.definitions import all_assets  # noqa: E402
 from lake_assets.models.assets import PROFILE_TAG  # noqa: E402
+from lake_assets.reports.research import build_report, gather  # noqa: E402
+from lake_assets.settings import PROJECT_ROOT  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 from lake_assets.storage.warehouse import query  # noqa: E402
 from resources import LakeResource, MarketDataResource, WarehouseResource  # noqa: E402
+from sensors.specs import stale_partitions  # noqa: E402
 
 VARIANTS = ["1h.B1.lightgbm", "1h.R.linear", "1h.T3.nlinear"]
 
@@ -89,3 +94,22 @@ def test_model_layer_end_to_end(data_root: Path) -> None:
     assert wf["n_folds"][0] >= 3
     assert json.loads(runs.filter(pl.col("variant") == "1h.B1.lightgbm")["best_params"][0])
     assert tables.MODEL_LEADERBOARD.name == "model_leaderboard"
+
+    # the research report's models section
+    report = build_report(gather(lake))
+    assert "## Models" in report.markdown and "1h.B1.lightgbm" in report.markdown
+
+    # a model spec edit marks exactly the variants (and training sets) whose settings changed stale
+    assert stale_partitions(instance) == {}
+    spec_dir = data_root.parent / "spec"
+    shutil.copytree(PROJECT_ROOT / "spec", spec_dir)
+    path = spec_dir / "models" / "models.yaml"
+    text = path.read_text().replace("embargo_bars: {5m: 12, 1h: 2, 1d: 1}", "embargo_bars: {5m: 12, 1h: 3, 1d: 1}")
+    path.write_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QLAKE_SPEC_DIR", str(spec_dir))
+        stale = stale_partitions(instance)
+    assert set(stale) == {"model_runs"} and set(stale["model_runs"]) == set(VARIANTS)
+    # retraining: on the spec's cron once inputs changed, not on every new bar
+    runs_def = next(a for a in all_assets if a.key == dg.AssetKey("model_runs"))
+    assert "retrain_on_spec_cron" in str(runs_def.automation_conditions_by_key[dg.AssetKey("model_runs")])
