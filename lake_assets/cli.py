@@ -187,8 +187,8 @@ def plan_runs(
     # the rest in graph order (all_assets is kept topologically sorted): a run per partitioned asset over all its
     # keys, consecutive unpartitioned assets together
     for key in [a.key.to_user_string() for a in selected]:
-        if key == "model_runs" and model_profile is not None:
-            runs.extend(_model_profile_runs(model_profile))
+        if key in ("training_sets", "model_runs") and model_profile is not None:
+            runs.extend(_model_profile_runs(model_profile, key))
         elif key in by_kind["other"]:
             runs.append(_other_run(key))
         elif key in by_kind["none"]:
@@ -218,17 +218,21 @@ def _other_run(asset_key: str) -> PlannedRun:
     return PlannedRun(f"{asset_key} {keys[0]}..{keys[-1]}", [asset_key], keys[0], keys[-1])
 
 
-def _model_profile_runs(profile: str) -> list[PlannedRun]:
-    """model_runs for a spec/models profile (the demo's): its variants, as contiguous key ranges, tagged with the
-    profile so each study runs the profile's trial count (a later run without the profile continues the studies)."""
-    from lake_assets.models.assets import PROFILE_TAG, model_variant_partitions
+def _model_profile_runs(profile: str, asset: str) -> list[PlannedRun]:
+    """training_sets / model_runs for a spec/models profile (the demo's): the profile's variants (and the training
+    sets they read), as contiguous key ranges, tagged with the profile so each study runs the profile's trial count
+    (a later run without the profile continues the studies)."""
+    from lake_assets.models.assets import PROFILE_TAG, model_variant_partitions, training_set_partitions
     from lake_assets.models.spec_model import model_spec
     from lake_assets.partitions import contiguous_ranges
 
     spec = model_spec()
-    wanted = spec.profiles[profile].variants if profile in spec.profiles else spec.variant_keys
-    ordered = model_variant_partitions.get_partition_keys()
-    return [PlannedRun(f"model_runs {lo}..{hi} ({profile})", ["model_runs"], lo, hi, {PROFILE_TAG: profile})
+    variants = spec.profiles[profile].variants if profile in spec.profiles else spec.variant_keys
+    if asset == "training_sets":
+        wanted, ordered = {v.rsplit(".", 1)[0] for v in variants}, training_set_partitions.get_partition_keys()
+    else:
+        wanted, ordered = set(variants), model_variant_partitions.get_partition_keys()
+    return [PlannedRun(f"{asset} {lo}..{hi} ({profile})", [asset], lo, hi, {PROFILE_TAG: profile})
             for lo, hi in contiguous_ranges(wanted, ordered)]  # fmt: skip
 
 

@@ -110,7 +110,9 @@ def labels(context: AssetExecutionContext, lake: LakeResource, warehouse: Wareho
         for freq, table in BAR_TABLES.items():
             if not has_frequency(inst, freq) or (freq == "5m" and inst.base_timeframe != "5m"):
                 continue
-            bars = store.reader.read(table, [{INSTRUMENT: inst_id, MONTH: m} for m in months])
+            # read directly (not through the reader's cache): this asset runs beside the feature layer in one process
+            bars = store.read(table.group, table.name, [{INSTRUMENT: inst_id, MONTH: m} for m in months],
+                              columns=[TS, INSTRUMENT, "close", "is_gap"])  # fmt: skip
             if bars.is_empty():
                 continue
             lab = compute_labels(bars.sort(TS), freq, spec.horizon_bars.of(freq), spec.t3_threshold_pct.of(freq))
@@ -181,14 +183,19 @@ def training_sets(context: AssetExecutionContext, lake: LakeResource, warehouse:
     catalog = load_feature_specs()
     feature_cols = columns_of(catalog)
     publisher = PartitionPublisher(context, store, GROUP, "training_sets")
+    held: dict[tuple[str, str], tuple[InstrumentInputs, Any]] = {}  # one frequency's inputs, shared by its schemes
     for key in context.partition_keys:
         freq, scheme = split_training_key(key)
         max_rows = spec.training.max_rows_per_instrument.of(freq)
+        if any(f != freq for _, f in held):
+            held.clear()
         parts, since = [], {}
         for inst in universe().instruments:
             if not has_frequency(inst, freq) or (freq == "5m" and inst.base_timeframe != "5m"):
                 continue
-            inputs, start = instrument_inputs(store, inst, freq, max_rows)
+            if (inst.id, freq) not in held:
+                held[inst.id, freq] = instrument_inputs(store, inst, freq, max_rows)
+            inputs, start = held[inst.id, freq]
             if inputs.labels.height and inputs.features.height:
                 parts.append(inputs)
                 if start is not None:
@@ -208,6 +215,8 @@ def training_sets(context: AssetExecutionContext, lake: LakeResource, warehouse:
                                 "exclusions": dg.MetadataValue.md(md_table(counts)) if counts.height else "none",
                                 "fingerprint": fingerprint(frame), SPEC_VERSION: spec.training_hash(key)}  # fmt: skip
         publisher.audit(key, frame if frame.height else None, {"training_set": key}, verdicts, meta)
+    held.clear()
+    store.reader.clear()
     warehouse.refresh()
     yield from publisher.finish()
 

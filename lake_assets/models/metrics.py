@@ -47,16 +47,9 @@ def auc(y01: np.ndarray, score: np.ndarray) -> float:
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(score.shape[0], dtype=np.float64)
-    s = score[order]
-    i = 0
-    while i < s.shape[0]:  # average ranks over ties
-        j = i
-        while j + 1 < s.shape[0] and s[j + 1] == s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)  # average ranks over ties
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
@@ -105,3 +98,8 @@ def fold_metrics(y_enc: np.ndarray, pred: np.ndarray, task: Task) -> dict[str, f
 def objective_of(metrics: dict[str, float], task: Task) -> float:
     """What a study minimises: log loss (B1, T3) or RMSE (R)."""
     return metrics["rmse"] if task == "regression" else metrics["log_loss"]
+
+
+def objective(y_enc: np.ndarray, pred: np.ndarray, task: Task) -> float:
+    """The objective alone (what a trial reports per fold), without the other metrics."""
+    return rmse(y_enc, pred) if task == "regression" else log_loss(y_enc, pred)

@@ -105,7 +105,7 @@ def objective(family: Family, a: Arrays, folds: Sequence[Fold], cfg: StudyConfig
         losses = []
         for k, fold in enumerate(folds):
             y, pred = evaluate_fold(family, a, fold, cfg.task, params, cfg.seed, cfg.threads)
-            losses.append(M.objective_of(M.fold_metrics(y, pred, cfg.task), cfg.task))
+            losses.append(M.objective(y, pred, cfg.task))
             running = float(np.mean(losses))
             if not math.isfinite(running):
                 raise optuna.TrialPruned(f"non-finite objective at fold {k}")
@@ -117,10 +117,24 @@ def objective(family: Family, a: Arrays, folds: Sequence[Fold], cfg: StudyConfig
     return run
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (the UI, a second run) never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")  # no fsync per trial update; a crash loses at most the last ones
+    cur.close()
+
+
 def storage_of(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage; a sqlite file in WAL mode with synchronous=NORMAL (each report of a trial is a transaction:
+    an fsync each would cost more than a small fold's fit)."""
     if url.startswith("sqlite:///"):
+        import sqlalchemy
+
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # connections made from now on get the pragmas
+        return storage
     return optuna.storages.RDBStorage(url)
 
 
