@@ -27,7 +27,7 @@ import optuna
 import polars as pl
 
 from lake_assets.models import metrics as M
-from lake_assets.models.families._base import Family, Task, load_family
+from lake_assets.models.families._base import Family, Task, load_family, prepared_inputs
 from lake_assets.models.training import EMB, Fold, bar_step, purged_walk_forward
 from lake_assets.vocabulary import INSTRUMENT, TS, TS_DTYPE
 
@@ -91,20 +91,30 @@ def make_folds(a: Arrays, cfg: StudyConfig) -> list[Fold]:
 
 
 def evaluate_fold(family: Family, a: Arrays, fold: Fold, task: Task, params: dict[str, Any], seed: int,
-                  threads: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(encoded test labels, predictions) of one fold."""
+                  threads: int, prepared: Any = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(encoded test labels, predictions) of one fold (`prepared`: the fold's `prepared_inputs`, if any)."""
     xin = a.inputs(family)
     y = M.encode_target(a.label, task)
-    model = family.fit(xin[fold.train], y[fold.train], task, params, seed, threads)
+    xs = None if prepared is not None else xin[fold.train]
+    model = family.fit(xs, y[fold.train], task, params, seed, threads, prepared)  # type: ignore[arg-type]
     return y[fold.test], family.predict(model, xin[fold.test], task)
 
 
 def objective(family: Family, a: Arrays, folds: Sequence[Fold], cfg: StudyConfig) -> Callable[[Any], float]:
+    """The trial function; each fold's training rows are prepared once (lazily) and shared by every trial."""
+    y_all = M.encode_target(a.label, cfg.task)
+    prepared: dict[int, Any] = {}
+
+    def fold_inputs(fold: Fold) -> Any:
+        if fold.fold not in prepared:
+            prepared[fold.fold] = prepared_inputs(family, a.inputs(family)[fold.train], y_all[fold.train])
+        return prepared[fold.fold]
+
     def run(trial: optuna.Trial) -> float:
         params = family.space(trial, cfg.task)
         losses = []
         for k, fold in enumerate(folds):
-            y, pred = evaluate_fold(family, a, fold, cfg.task, params, cfg.seed, cfg.threads)
+            y, pred = evaluate_fold(family, a, fold, cfg.task, params, cfg.seed, cfg.threads, fold_inputs(fold))
             losses.append(M.objective(y, pred, cfg.task))
             running = float(np.mean(losses))
             if not math.isfinite(running):

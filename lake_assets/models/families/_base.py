@@ -26,8 +26,10 @@ class Family(Protocol):
     def space(self, trial: Any, task: Task) -> dict[str, Any]:
         """Parameters for one Optuna trial (`trial.suggest_*`)."""
 
-    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int) -> Any:
-        """A fitted model (y: class codes 0..k-1 for classification, values for regression)."""
+    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int,
+            prepared: Any = None) -> Any:  # fmt: skip
+        """A fitted model (y: class codes 0..k-1 for classification, values for regression). `prepared` is what
+        `prepare(x, y)` returned for these rows, if the family has `prepare` (a study reuses it across trials)."""
 
     def predict(self, model: Any, x: np.ndarray, task: Task) -> np.ndarray:
         """P(1) (binary), class probabilities (n, 3) (multiclass) or values (regression)."""
@@ -38,6 +40,12 @@ class Family(Protocol):
     def dump(self, model: Any) -> str: ...
 
     def load(self, text: str) -> Any: ...
+
+
+def prepared_inputs(family: Family, x: np.ndarray, y: np.ndarray) -> Any:
+    """The family's reusable form of one fold's training rows (LightGBM: the binned Dataset), or None."""
+    prepare = getattr(family, "prepare", None)
+    return prepare(x, y) if prepare is not None else None
 
 
 def load_family(name: str) -> Family:

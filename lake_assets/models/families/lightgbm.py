@@ -13,6 +13,9 @@ from lake_assets.models.families._base import Task
 
 OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 MAX_BIN = 63
+# Dataset parameters fixed for a study, so one binned Dataset per fold serves every trial (feature_pre_filter off:
+# trials vary min_data_in_leaf, which pre-filtering would freeze into the Dataset)
+DATASET_PARAMS = {"max_bin": MAX_BIN, "feature_pre_filter": False, "verbosity": -1}
 
 
 def train_params(task: Task, params: dict[str, Any], seed: int, threads: int) -> dict[str, Any]:
@@ -47,10 +50,15 @@ class LightGBMFamily:
             "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
         }
 
-    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int) -> Any:
-        data = lgb.Dataset(x, label=y, params={"max_bin": MAX_BIN, "verbosity": -1}, free_raw_data=True)
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """One fold's binned training Dataset, built once and reused by every trial of a study."""
+        return lgb.Dataset(x, label=y, params=DATASET_PARAMS, free_raw_data=True).construct()
+
+    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int,
+            prepared: Any = None) -> Any:  # fmt: skip
+        data = prepared if prepared is not None else lgb.Dataset(x, label=y, params=DATASET_PARAMS)
         return lgb.train(train_params(task, params, seed, threads), data,
-                         num_boost_round=int(params["num_boost_round"]))  # fmt: skip
+                         num_boost_round=int(params["num_boost_round"]), keep_training_booster=True)  # fmt: skip
 
     def predict(self, model: Any, x: np.ndarray, task: Task) -> np.ndarray:
         return np.asarray(model.predict(x))

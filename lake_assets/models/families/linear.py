@@ -58,7 +58,8 @@ class LinearFamily:
     def space(self, trial: Any, task: Task) -> dict[str, Any]:
         return {"k": trial.suggest_int("k", 3, 30), "clip": trial.suggest_float("clip", 2.0, 8.0)}
 
-    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int) -> Any:
+    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int,
+            prepared: Any = None) -> Any:  # fmt: skip
         mean = np.nanmean(x, axis=0)
         std = np.nanstd(x, axis=0)
         usable = np.isfinite(mean) & np.isfinite(std) & (std > 0)

@@ -33,7 +33,8 @@ class NLinearFamily:
         return {"lookback": trial.suggest_categorical("lookback", [4, 8, 16, 32]),
                 "subtract_last": trial.suggest_categorical("subtract_last", [True, False])}  # fmt: skip
 
-    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int) -> Any:
+    def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int,
+            prepared: Any = None) -> Any:  # fmt: skip
         lookback, sub = int(params["lookback"]), bool(params["subtract_last"])
         z = nlinear_inputs(x, lookback, sub)
         scale = z.std(axis=0)
