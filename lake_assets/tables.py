@@ -137,7 +137,8 @@ INSTRUMENT_COL: Final = _c("instrument", pl.String, "instrument id from spec/uni
 BAR_TS: Final = _c("ts", TS_DTYPE, "bar open time", UTC_TS)
 VENDOR_COL: Final = _c("vendor", pl.String, "vendor the rows came from (spec/universe.yaml)")
 INGESTED_AT_COL: Final = _c("ingested_at", TS_DTYPE, "when the row was fetched from the vendor", UTC_TS)
-STRATEGY_COL: Final = _c("strategy", pl.String, "strategy key: json.<name> (spec/strategies) or blueprint id bp_<hex>")
+STRATEGY_COL: Final = _c("strategy", pl.String, "strategy key: json.<name> (spec/strategies), blueprint id bp_<hex> or "
+                          "model.<variant> (a kept model)")
 BOOK_COL: Final = _c("book", pl.String, "book: the market the strategy traded (perp, spot, equity, index)")
 SPEC_HASH_COL: Final = _c("spec_hash", pl.String, "hash of the spec the row was computed from")
 
@@ -770,7 +771,7 @@ METRICS: Final = Table(
     "accounting-identity check. The backtests asset's summary table.", _BT_DIMS,
     (
         STRATEGY_COL,
-        _c("kind", pl.String, "json | blueprint"),
+        _c("kind", pl.String, "json | blueprint | model"),
         BOOK_COL,
         _c("timeframe", pl.String, "bar timeframe of the book (sets the annualisation)"),
         _c("instruments", pl.String, "comma-separated instruments of the book"),
@@ -819,7 +820,7 @@ WALKFORWARD: Final = Table(
     "PSR/DSR and PSI drift.", _BT_DIMS,
     (
         STRATEGY_COL,
-        _c("kind", pl.String, "json | blueprint"),
+        _c("kind", pl.String, "json | blueprint | model"),
         BOOK_COL,
         _c("applicable", pl.Boolean, "walk-forward could run (else see reason)"),
         _c("reason", pl.String, "why not applicable, or how it was evaluated"),

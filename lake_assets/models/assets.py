@@ -7,6 +7,7 @@ metadata, compared by spec_sensor) and retrain on the spec's cron once their inp
 """
 
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from lake_assets.partitions import (
 )
 from lake_assets.publish import PartitionPublisher, Verdict, partition_checks
 from lake_assets.settings import data_root
-from lake_assets.specs import Instrument, spec_hash, universe
+from lake_assets.specs import Instrument, universe
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import INSTRUMENT, MONTH, TIMEFRAMES, TS
 from resources.lake import LakeResource, WarehouseResource
@@ -59,6 +60,12 @@ BARS_PER_MONTH = {"5m": 288 * 31, "1h": 24 * 31, "1d": 31}
 _SPEC = model_spec()
 training_set_partitions = dg.StaticPartitionsDefinition(_SPEC.training_keys)
 model_variant_partitions = dg.StaticPartitionsDefinition(_SPEC.variant_keys)
+
+
+def _part_hash(*parts: str) -> str:
+    """Hash of the named sections of spec/models (a trial-budget edit does not change the labels' code version)."""
+    dumped = json.dumps({p: getattr(_SPEC, p).model_dump(mode="json") for p in parts}, sort_keys=True)
+    return hashlib.sha256(dumped.encode()).hexdigest()[:12]
 
 
 def has_frequency(inst: Instrument, frequency: str) -> bool:
@@ -87,7 +94,7 @@ def _variant_mapping() -> dg.StaticPartitionMapping:
     group_name=GROUP,
     partitions_def=instrument_month_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=f"labels-1-{spec_hash('models')}",
+    code_version=f"labels-1-{_part_hash('labels')}",
     deps=[dg.AssetDep(a, partition_mapping=lookahead_mapping()) for a in ("bars", "bars_1h", "bars_1d")],
     automation_condition=AUTOMATION,
     kinds={"parquet", "polars"},
@@ -162,7 +169,7 @@ def instrument_inputs(store: Lake, inst: Instrument, frequency: str, max_rows: i
     group_name=GROUP,
     partitions_def=training_set_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=f"training-sets-1-{spec_hash('models')}",
+    code_version=f"training-sets-1-{_part_hash('labels', 'training')}",
     deps=[
         dg.AssetDep("labels", partition_mapping=_training_mapping()),
         dg.AssetDep("features", partition_mapping=_training_mapping()),
