@@ -24,8 +24,8 @@ from lake_assets.automation import AUTOMATION, WAITS_FOR_CHECKS
 from lake_assets.features.catalog import columns_of, load_feature_specs
 from lake_assets.markdown import md_table
 from lake_assets.models.labels import compute_labels
-from lake_assets.models.spec_model import TASK_OF_LABEL, model_spec, split_training_key, split_variant_key
-from lake_assets.models.study import StudyConfig, run_variant
+from lake_assets.models.runs import VariantTask, run_variant_task
+from lake_assets.models.spec_model import model_spec, split_training_key, split_variant_key
 from lake_assets.models.training import (
     InstrumentInputs,
     build_training_set,
@@ -35,6 +35,7 @@ from lake_assets.models.training import (
     fingerprint,
 )
 from lake_assets.months import month_bounds, month_key
+from lake_assets.parallel import process_map
 from lake_assets.partitions import (
     instrument_month_key,
     instrument_month_partitions,
@@ -264,31 +265,17 @@ def model_runs(context: AssetExecutionContext, lake: LakeResource, warehouse: Wa
     spec = model_spec()
     profile = context.run.tags.get(PROFILE_TAG)
     trials = spec.trials_for(profile)
-    feature_cols = columns_of(load_feature_specs())
     publisher = PartitionPublisher(context, store, GROUP, "model_runs")
-    for key in context.partition_keys:
+    url = storage_url(spec.study.storage)
+    tasks = [VariantTask(str(store.root), key, trials, url) for key in context.partition_keys]
+    for out in process_map(run_variant_task, tasks):  # one study per core
+        key, res, version, fp = out.variant, out.result, out.version, out.training_version
         freq, scheme, fam = split_variant_key(key)
         dims = {"variant": key}
-        frame = store.reader.partition(tables.TRAINING_SETS, {"training_set": f"{freq}.{scheme}"})
-        version = spec.variant_hash(key)
-        if frame.is_empty():
-            msg = f"variant {key}: training set {freq}.{scheme} is empty or missing (materialize training_sets)"
+        if res is None:
+            msg = out.error or f"variant {key}: no result"
             context.log.error(msg)
             publisher.audit(key, None, dims, [Verdict("study_complete", False, {"reason": msg}, msg)],
-                            {SPEC_VERSION: version})  # fmt: skip
-            continue
-        fp = fingerprint(frame)
-        s = spec.study
-        cfg = StudyConfig(variant=key, frequency=freq, task=TASK_OF_LABEL[scheme], family=fam,  # type: ignore[arg-type]
-                          folds=spec.splits.folds, min_train_fraction=spec.splits.min_train_fraction,
-                          embargo_bars=spec.splits.embargo_bars.of(freq), seed=s.seed, threads=s.threads,
-                          n_warmup_steps=s.n_warmup_steps, n_startup_trials=s.n_startup_trials,
-                          storage_url=storage_url(s.storage), study_name=f"{key}@{version}-{fp}")  # fmt: skip
-        try:
-            res = run_variant(cfg, frame, feature_cols, trials)
-        except ValueError as exc:
-            context.log.error(str(exc))
-            publisher.audit(key, None, dims, [Verdict("study_complete", False, {"reason": str(exc)}, str(exc))],
                             {SPEC_VERSION: version})  # fmt: skip
             continue
         folder = model_dir(key)
