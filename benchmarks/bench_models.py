@@ -29,12 +29,12 @@ import lightgbm as lgb  # noqa: E402
 import optuna  # noqa: E402
 import polars as pl  # noqa: E402
 
-from lake_assets import tables  # noqa: E402
-from lake_assets.features.catalog import columns_of, load_feature_specs  # noqa: E402
 from lake_assets.models import metrics as M  # noqa: E402
 from lake_assets.models.families.lightgbm import DATASET_PARAMS, train_params  # noqa: E402
-from lake_assets.models.spec_model import TASK_OF_LABEL, model_spec, split_variant_key  # noqa: E402
-from lake_assets.models.study import StudyConfig, arrays_of, make_folds, optimise, run_variant  # noqa: E402
+from lake_assets.models.runs import VariantTask, run_variant_task  # noqa: E402
+from lake_assets.models.spec_model import model_spec  # noqa: E402
+from lake_assets.models.study import StudyConfig, arrays_of, make_folds, optimise  # noqa: E402
+from lake_assets.parallel import process_map, worker_count  # noqa: E402
 from lake_assets.storage.lake import Lake  # noqa: E402
 
 PARAMS = {"num_boost_round": 60, "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50,
@@ -102,40 +102,30 @@ def overhead(n: int, p: int, k: int, repeats: int) -> dict[str, float]:
 
 
 def sweep(trials: int, variants: list[str] | None) -> dict[str, object]:
+    """The variants' studies as model_runs runs them: `run_variant_task` over `process_map` (one study per core),
+    each a fresh study in a temporary sqlite storage."""
     spec = model_spec()
     store = Lake()
-    cols = columns_of(load_feature_specs())
     chosen = variants or spec.variant_keys
-    tmp = Path(tempfile.mkdtemp())
-    per: list[dict[str, object]] = []
+    url = f"sqlite:///{tempfile.mkdtemp()}/sweep.db"
     t_all = time.perf_counter()
-    frames: dict[str, pl.DataFrame] = {}
-    for v in chosen:
-        freq, scheme, fam = split_variant_key(v)
-        key = f"{freq}.{scheme}"
-        if key not in frames:
-            frames[key] = store.reader.partition(tables.TRAINING_SETS, {"training_set": key})
-        frame = frames[key]
-        if frame.is_empty():
-            per.append({"variant": v, "skipped": "no training set (run qlake demo first)"})
-            continue
-        cfg = StudyConfig(v, freq, TASK_OF_LABEL[scheme], fam, spec.splits.folds,  # type: ignore[arg-type]
-                          spec.splits.min_train_fraction, spec.splits.embargo_bars.of(freq),
-                          storage_url=f"sqlite:///{tmp}/sweep.db", study_name=v)  # fmt: skip
-        t0 = time.perf_counter()
-        res = run_variant(cfg, frame, cols, trials)
-        per.append({"variant": v, "rows": frame.height, "seconds": round(time.perf_counter() - t0, 2),
-                    "trials": res.n_trials, "pruned": res.n_pruned,
-                    "oos_balanced_accuracy": round(res.oos["balanced_accuracy"], 4)})  # fmt: skip
+    outcomes = process_map(run_variant_task, [VariantTask(str(store.root), v, trials, url) for v in chosen])
     total = time.perf_counter() - t_all
+    per: list[dict[str, object]] = []
+    for out in outcomes:
+        res = out.result
+        if res is None:
+            per.append({"variant": out.variant, "skipped": out.error})
+            continue
+        per.append({"variant": out.variant, "rows": int(res.folds["train_rows"].max() + res.folds["test_rows"].max()),
+                    "seconds": round(res.oos.get("seconds", 0.0), 2), "trials": res.n_trials, "pruned": res.n_pruned,
+                    "oos_balanced_accuracy": round(res.oos["balanced_accuracy"], 4)})  # fmt: skip
     done = [r for r in per if "seconds" in r]
     n_trials = sum(int(r["trials"]) for r in done)  # type: ignore[call-overload]
     pruned = sum(int(r["pruned"]) for r in done)  # type: ignore[call-overload]
-    est = total * len(spec.variant_keys) / max(1, len(done))
-    return {"variants": len(done), "trials_per_variant": trials, "seconds": round(total, 1),
-            "trials_per_second": round(n_trials / total, 3) if total else None,
-            "pruned_fraction": round(pruned / n_trials, 3) if n_trials else None,
-            "estimated_seconds_all_27": round(est, 1), "target_seconds": 600, "ok": est < 600,
+    return {"variants": len(done), "trials_per_variant": trials, "workers": worker_count(len(chosen)),
+            "seconds": round(total, 1), "trials_per_second": round(n_trials / total, 3) if total else None,
+            "pruned_fraction": round(pruned / n_trials, 3) if n_trials else None, "target_seconds_all_27": 600,
             "load_average": os.getloadavg(), "per_variant": per}  # fmt: skip
 
 
