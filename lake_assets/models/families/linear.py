@@ -22,14 +22,16 @@ def fit_glm(z: np.ndarray, y: np.ndarray, task: Task) -> np.ndarray:
         warnings.simplefilter("ignore")
         if task == "regression":
             return np.asarray(sm.OLS(y, xc).fit().params)
-        model = sm.Logit(y, xc) if task == "binary" else sm.MNLogit(y.astype(int), xc)
+        # rank checked by the column selection (no near-collinear pair): statsmodels' own QR check is skipped
+        model = (sm.Logit(y, xc, check_rank=False) if task == "binary"
+                 else sm.MNLogit(y.astype(int), xc, check_rank=False))  # fmt: skip
         try:  # Newton: a handful of iterations for a few dozen coefficients
             res = model.fit(method="newton", disp=0, maxiter=35)
             params = np.asarray(res.params)
             if not np.all(np.isfinite(params)):
                 raise np.linalg.LinAlgError("non-finite coefficients")
         except (np.linalg.LinAlgError, ValueError):  # singular Hessian, perfect separation: the gradient method
-            params = np.asarray(model.fit(method="lbfgs", disp=0, maxiter=200).params)
+            params = np.asarray(model.fit(method="lbfgs", disp=0, maxiter=60).params)
         if task == "binary":
             return params
         if params.shape[1] < 2:  # a class never seen in training: no coefficients for it
@@ -50,6 +52,22 @@ def predict_glm(coef: np.ndarray, z: np.ndarray, task: Task) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _distinct_top(z: np.ndarray, score: np.ndarray, k: int, max_abs_corr: float = 0.95) -> np.ndarray:
+    """The k columns with the highest score, skipping any nearly collinear (|corr| > 0.95) with one already taken
+    (collinear inputs make the logit's Hessian singular)."""
+    order = [int(j) for j in np.argsort(-score, kind="stable") if score[j] >= 0]
+    cand = z[:, order[: 3 * k]]  # enough candidates for k distinct ones in practice
+    cand = cand - cand.mean(axis=0)
+    cand /= np.sqrt((cand * cand).sum(axis=0)) + 1e-12
+    taken: list[int] = []
+    for i in range(cand.shape[1]):
+        if len(taken) == k:
+            break
+        if not taken or np.max(np.abs(cand[:, taken].T @ cand[:, i])) <= max_abs_corr:
+            taken.append(i)
+    return np.asarray([order[i] for i in taken], dtype=int)
+
+
 class LinearFamily:
     name = "linear"
     inputs = "features"
@@ -60,8 +78,10 @@ class LinearFamily:
 
     def fit(self, x: np.ndarray, y: np.ndarray, task: Task, params: dict[str, Any], seed: int, threads: int,
             prepared: Any = None) -> Any:  # fmt: skip
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
+        with warnings.catch_warnings():  # an all-null column (a feature a market lacks) is not usable: said below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(x, axis=0)
+            std = np.nanstd(x, axis=0)
         usable = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         std = np.where(usable, std, 1.0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
@@ -69,7 +89,7 @@ class LinearFamily:
         yc = y - y.mean()
         corr = np.abs((z * yc[:, None]).mean(axis=0)) / (z.std(axis=0) * (yc.std() or 1.0) + 1e-12)
         corr[~usable] = -1
-        cols = np.sort(np.argsort(-corr, kind="stable")[: int(params["k"])])
+        cols = np.sort(_distinct_top(z, corr, int(params["k"])))
         coef = fit_glm(z[:, cols], y, task)
         return {"cols": cols.tolist(), "mean": mean[cols].tolist(), "std": std[cols].tolist(),
                 "clip": float(params["clip"]), "coef": np.asarray(coef).tolist(), "n_inputs": x.shape[1]}  # fmt: skip
