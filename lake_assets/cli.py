@@ -96,6 +96,7 @@ def plan_and_execute(
     months: tuple[str, str] | None = None,
     progress: bool = True,
     between_phases: Callable[[], None] | None = None,
+    model_profile: str | None = None,
 ) -> list[tuple[PlannedRun, bool, float]]:
     """Two phases: everything up to discovery, then (partitions re-synced from the fresh blueprints.jsonl) the
     strategy-partitioned backtests and the report. `between_phases` runs in between (the demo waits there for
@@ -105,7 +106,7 @@ def plan_and_execute(
     keys = list(asset_keys) if asset_keys is not None else [a.key.to_user_string() for a in all_assets]
     first = [k for k in keys if k not in STRATEGY_PHASE_ASSETS]
     second = [k for k in keys if k in STRATEGY_PHASE_ASSETS]
-    results = execute(plan_runs(first, instruments, months), progress) if first else []
+    results = execute(plan_runs(first, instruments, months, model_profile), progress) if first else []
     if between_phases is not None:
         between_phases()
     if second:
@@ -156,6 +157,7 @@ def plan_runs(
     asset_keys: Sequence[str] | None = None,
     instruments: Sequence[str] | None = None,
     months: tuple[str, str] | None = None,
+    model_profile: str | None = None,
 ) -> list[PlannedRun]:
     """Group the selected assets by partitioning and plan one run per contiguous key range (instrument-months are
     ordered instrument by instrument, so a whole history, or the whole universe, is one range), month range, or once."""
@@ -188,7 +190,9 @@ def plan_runs(
     # the rest in graph order (all_assets is kept topologically sorted): a run per partitioned asset over all its
     # keys, consecutive unpartitioned assets together
     for key in [a.key.to_user_string() for a in selected]:
-        if key in by_kind["other"]:
+        if key in ("training_sets", "model_runs") and model_profile is not None:
+            runs.extend(_model_profile_runs(model_profile, key))
+        elif key in by_kind["other"]:
             runs.append(_other_run(key))
         elif key in by_kind["none"]:
             if runs and runs[-1].label == "unpartitioned":
@@ -215,6 +219,24 @@ def _other_run(asset_key: str) -> PlannedRun:
     if not keys:
         return PlannedRun(f"{asset_key} (no partitions)", [])
     return PlannedRun(f"{asset_key} {keys[0]}..{keys[-1]}", [asset_key], keys[0], keys[-1])
+
+
+def _model_profile_runs(profile: str, asset: str) -> list[PlannedRun]:
+    """training_sets / model_runs for a spec/models profile (the demo's): the profile's variants (and the training
+    sets they read), as contiguous key ranges, tagged with the profile so each study runs the profile's trial count
+    (a later run without the profile continues the studies)."""
+    from lake_assets.models.assets import PROFILE_TAG, model_variant_partitions, training_set_partitions
+    from lake_assets.models.spec_model import model_spec
+    from lake_assets.partitions import contiguous_ranges
+
+    spec = model_spec()
+    variants = spec.profiles[profile].variants if profile in spec.profiles else spec.variant_keys
+    if asset == "training_sets":
+        wanted, ordered = {v.rsplit(".", 1)[0] for v in variants}, training_set_partitions.get_partition_keys()
+    else:
+        wanted, ordered = set(variants), model_variant_partitions.get_partition_keys()
+    return [PlannedRun(f"{asset} {lo}..{hi} ({profile})", [asset], lo, hi, {PROFILE_TAG: profile})
+            for lo, hi in contiguous_ranges(wanted, ordered)]  # fmt: skip
 
 
 def _instance():  # type: ignore[no-untyped-def]
@@ -326,7 +348,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workbench.extend(demo_workbench_runs())
 
     try:
-        results = plan_and_execute(between_phases=warmed_up)
+        results = plan_and_execute(between_phases=warmed_up, model_profile="demo")
     finally:
         if warmup.poll() is None:
             warmup.wait()

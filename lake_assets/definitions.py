@@ -11,6 +11,7 @@ from lake_assets.discovery.assets import discovery_assets
 from lake_assets.events.assets import event_assets
 from lake_assets.features.assets import feature_assets
 from lake_assets.maintenance.assets import maintenance_assets
+from lake_assets.models.assets import model_assets
 from lake_assets.paper.assets import paper_assets, paper_job
 from lake_assets.raw.assets import raw_assets
 from lake_assets.reports.assets import report_assets
@@ -31,6 +32,7 @@ all_assets: list[dg.AssetsDefinition] = [
         *feature_assets,
         *event_assets,
         *discovery_assets,
+        *model_assets,
         *backtest_assets,
         *report_assets,
         *maintenance_assets,

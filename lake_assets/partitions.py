@@ -104,6 +104,24 @@ def lookback_mapping(lookback_bars: int | Mapping[str, int]) -> dg.StaticPartiti
     return _mapping(edges)
 
 
+def lookahead_mapping() -> dg.StaticPartitionMapping:
+    """bars -> labels: a month's labels read the month and the first bars of the next one (a label window that
+    starts at the month's last bars ends in the next month), so a new month re-runs the month before it."""
+    edges = []
+    for key in instrument_month_partitions.get_partition_keys():
+        inst_id, month = split_key(key)
+        edges.append((key, key))
+        prev = instrument_month_key(inst_id, previous_month(month))
+        if prev in _KEYS:
+            edges.append((key, prev))
+    return _mapping(edges)
+
+
+def to_all_mapping(downstream_of: dict[str, list[str]]) -> dg.StaticPartitionMapping:
+    """An instrument-month asset -> a statically partitioned asset: upstream key -> the downstream keys reading it."""
+    return _mapping((up, down) for up, downs in downstream_of.items() for down in downs)
+
+
 def month_context_mapping(lookback_bars: int | Mapping[str, int]) -> dg.StaticPartitionMapping:
     """bars -> a month asset over every instrument living in the month, each read with its warm-up."""
     edges = []

@@ -137,7 +137,8 @@ INSTRUMENT_COL: Final = _c("instrument", pl.String, "instrument id from spec/uni
 BAR_TS: Final = _c("ts", TS_DTYPE, "bar open time", UTC_TS)
 VENDOR_COL: Final = _c("vendor", pl.String, "vendor the rows came from (spec/universe.yaml)")
 INGESTED_AT_COL: Final = _c("ingested_at", TS_DTYPE, "when the row was fetched from the vendor", UTC_TS)
-STRATEGY_COL: Final = _c("strategy", pl.String, "strategy key: json.<name> (spec/strategies) or blueprint id bp_<hex>")
+STRATEGY_COL: Final = _c("strategy", pl.String, "strategy key: json.<name> (spec/strategies), blueprint id bp_<hex> or "
+                          "model.<variant> (a kept model)")
 BOOK_COL: Final = _c("book", pl.String, "book: the market the strategy traded (perp, spot, equity, index)")
 SPEC_HASH_COL: Final = _c("spec_hash", pl.String, "hash of the spec the row was computed from")
 
@@ -811,7 +812,7 @@ METRICS: Final = Table(
     "accounting-identity check. The backtests asset's summary table.", _BT_DIMS,
     (
         STRATEGY_COL,
-        _c("kind", pl.String, "json | blueprint"),
+        _c("kind", pl.String, "json | blueprint | model"),
         BOOK_COL,
         _c("timeframe", pl.String, "bar timeframe of the book (sets the annualisation)"),
         _c("instruments", pl.String, "comma-separated instruments of the book"),
@@ -897,7 +898,7 @@ WALKFORWARD: Final = Table(
     "PSR/DSR and PSI drift.", _BT_DIMS,
     (
         STRATEGY_COL,
-        _c("kind", pl.String, "json | blueprint"),
+        _c("kind", pl.String, "json | blueprint | model"),
         BOOK_COL,
         _c("applicable", pl.Boolean, "walk-forward could run (else see reason)"),
         _c("reason", pl.String, "why not applicable, or how it was evaluated"),
@@ -1103,6 +1104,155 @@ PAPER_STATE: Final = Table(
 PAPER_TABLES: Final = (PAPER_SIGNALS, GATE_DECISIONS, RISK_CHECKS, PAPER_ORDERS, PAPER_FILLS, PAPER_POSITIONS,
                        PAPER_PNL, PAPER_TELEMETRY, PAPER_STATE)  # fmt: skip
 
+
+# --- models ------------------------------------------------------------------------------------------------------
+
+_FWD: Final = "LOOKS FORWARD (a label, never a feature): "
+DIM_TRAINING_SET: Final = _c("training_set", pl.String, "partition key: <frequency>.<label scheme> (e.g. 5m.B1)")
+DIM_VARIANT: Final = _c("variant", pl.String, "partition key: model variant <frequency>.<label>.<family>")
+VARIANT_COL: Final = _c("variant", pl.String, "model variant <frequency>.<label>.<family> (spec/models)")
+_FREQ_COL: Final = _c("frequency", pl.String, "bar frequency of the row: 5m (bars) | 1h (bars_1h) | 1d (bars_1d)")
+LABELS: Final = Table(
+    "labels", "models", "labels",
+    "Labels per bar and frequency (spec/models): the only columns of the lake that look forward. Only the training "
+    "sets read them.", INSTRUMENT_MONTH,
+    (
+        BAR_TS,
+        INSTRUMENT_COL,
+        _FREQ_COL,
+        _c("horizon_bars", pl.Int32, "label horizon h: the label window is (ts, ts + h bars]", "bars"),
+        _c("label_end_ts", TS_DTYPE, _FWD + "open of the bar whose close ends the label window (null: no label)",
+           UTC_TS),
+        _c("y_b1", pl.Int8, _FWD + "B1: 1 if the close h bars later is above this bar's close, else 0; null when "
+           "the window holds a gap or lies beyond the data"),
+        _c("y_t3", pl.Int8, _FWD + "T3: +1 if the close h bars later is more than x% above (spec t3_threshold_pct, "
+           "0.2), -1 if more than x% below, 0 within +-x% inclusive; null as y_b1"),
+        _c("y_r", pl.Float64, _FWD + "R: 100 x log(close h bars later / close); null as y_b1", "log return in %"),
+    ),
+)  # fmt: skip
+
+
+def _training_feature_columns() -> tuple[Column, ...]:
+    return tuple(Column(c.name, pl.Float32, c.description + " (as float32: flags 0/1, categories as the rank of "
+                        "the value among the column's sorted values)", c.unit) for c in feature_columns())  # fmt: skip
+
+
+TRAINING_SETS: Final = Table(
+    "training_sets", "models", "training_sets",
+    "Features and labels joined point in time per frequency x label scheme, after the row-exclusion rules "
+    "(gap rows, warm-up rows, labels whose window crosses a gap), most recent rows per instrument.",
+    (DIM_TRAINING_SET,),
+    (
+        BAR_TS,
+        INSTRUMENT_COL,
+        _c("label", pl.Float64, _FWD + "the label of the set's scheme (y_b1, y_t3 or y_r of labels)"),
+        _c("label_end_ts", TS_DTYPE, _FWD + "end of the row's label window (purging uses it)", UTC_TS),
+        _c("emb", pl.Array(pl.Float32, 32), "window embedding at the row's frequency: RMS-normalised 1-bar log "
+           "returns of the last 32 bars (as window_embeddings.emb_32), null entries as 0", "unitless"),
+    ),
+    dynamic=_training_feature_columns,
+)  # fmt: skip
+MODEL_RUNS: Final = Table(
+    "model_runs", "models", "model_runs",
+    "One row per model variant: its Optuna study, the best trial's parameters and out-of-sample metrics, and where "
+    "the best model is stored.", (DIM_VARIANT,),
+    (
+        VARIANT_COL,
+        _FREQ_COL,
+        _c("label_scheme", pl.String, "B1 | T3 | R"),
+        _c("family", pl.String, "model family (module of lake_assets/models/families)"),
+        _c("study_name", pl.String, "Optuna study name in the study storage"),
+        _c("n_trials", pl.Int64, "finished trials in the study (complete + pruned)", "count"),
+        _c("n_pruned", pl.Int64, "trials the median pruner stopped", "count"),
+        _c("best_trial", pl.Int64, "number of the best trial"),
+        _c("best_value", pl.Float64, "best objective: mean fold log loss (B1, T3) or RMSE in % (R)", "loss"),
+        _c("best_params", pl.String, "the best trial's parameters as JSON"),
+        _c("oos_balanced_accuracy", pl.Float64, "balanced accuracy of the best model on the OOS folds (R: of the "
+           "sign)", "fraction"),
+        _c("oos_log_loss", pl.Float64, "log loss on the OOS folds (B1, T3)", "nats"),
+        _c("oos_rmse", pl.Float64, "RMSE on the OOS folds (R)", "log return in %"),
+        _c("oos_auc", pl.Float64, "ROC AUC on the OOS folds (B1; T3: macro one-vs-rest; R: null)", "fraction"),
+        _c("oos_rows", pl.Int64, "OOS predictions", "rows"),
+        _c("model_path", pl.String, "best model refit on every row (LightGBM text format or JSON), under the data "
+           "root"),
+        _c("spec_version", pl.String, "hash of the spec parts the variant reads"),
+        _c("training_version", pl.String, "fingerprint of the training set the study ran on"),
+    ),
+)  # fmt: skip
+MODEL_FOLDS: Final = Table(
+    "model_folds", "models", "model_runs", "Per-fold metrics of each variant's best trial (purged walk-forward).",
+    (DIM_VARIANT,),
+    (
+        VARIANT_COL,
+        _c("fold", pl.Int64, "fold number from 0"),
+        _c("train_rows", pl.Int64, "training rows after purge and embargo", "rows"),
+        _c("purged_rows", pl.Int64, "rows before the test block dropped because their label window reaches it",
+           "rows"),
+        _c("test_rows", pl.Int64, "test rows", "rows"),
+        _c("test_start", TS_DTYPE, "test block start", UTC_TS),
+        _c("test_end", TS_DTYPE, "test block end (exclusive)", UTC_TS),
+        _c("balanced_accuracy", pl.Float64, "balanced accuracy on the test block", "fraction"),
+        _c("log_loss", pl.Float64, "log loss (B1, T3)", "nats"),
+        _c("rmse", pl.Float64, "RMSE (R)", "log return in %"),
+        _c("auc", pl.Float64, "ROC AUC (B1; T3 macro one-vs-rest)", "fraction"),
+    ),
+)  # fmt: skip
+MODEL_TRIALS: Final = Table(
+    "model_trials", "models", "model_runs", "Every trial of every variant's study: state, value, parameters.",
+    (DIM_VARIANT,),
+    (
+        VARIANT_COL,
+        _c("trial", pl.Int64, "trial number in the study"),
+        _c("state", pl.String, "COMPLETE | PRUNED | FAIL | RUNNING"),
+        _c("value", pl.Float64, "objective (mean fold loss) of a complete trial", "loss"),
+        _c("last_step", pl.Int64, "last fold reported (pruned trials stop early)"),
+        _c("params", pl.String, "parameters as JSON"),
+        _c("seconds", pl.Float64, "wall time", "seconds"),
+    ),
+)  # fmt: skip
+MODEL_IMPORTANCES: Final = Table(
+    "model_importances", "models", "model_runs", "Feature importances of each variant's best model (LightGBM: "
+    "gain; linear: |standardised coefficient|).", (DIM_VARIANT,),
+    (VARIANT_COL, _c("feature", pl.String, "input column"), _c("importance", pl.Float64, "importance", "")),
+)  # fmt: skip
+MODEL_PREDICTIONS: Final = Table(
+    "model_predictions", "models", "model_runs", "Out-of-sample predictions of each variant's best model on its "
+    "test blocks, and the position each implies (the model's signal).", (DIM_VARIANT,),
+    (
+        BAR_TS,
+        INSTRUMENT_COL,
+        VARIANT_COL,
+        _c("fold", pl.Int64, "fold whose test block holds the row"),
+        _c("label", pl.Float64, _FWD + "the realised label"),
+        _c("prediction", pl.Float64, "P(up) (B1), expected class (T3) or predicted log return in % (R)", ""),
+        _c("position", pl.Int8, "signal: +1 long, -1 short, 0 flat, known at the bar's close"),
+    ),
+)  # fmt: skip
+MODEL_LEADERBOARD: Final = Table(
+    "model_leaderboard", "models", "model_leaderboard", "Every model variant ranked by score = 0.4 x OOS balanced "
+    "accuracy + 0.6 x min(realistic OOS Sharpe / 3, 1) (spec/models leaderboard); kept models become strategies "
+    "model.<variant>.", (),
+    (
+        _c("rank", pl.Int64, "rank by score (1 = best)"),
+        VARIANT_COL,
+        _FREQ_COL,
+        _c("label_scheme", pl.String, "B1 | T3 | R"),
+        _c("family", pl.String, "model family"),
+        _c("balanced_accuracy", pl.Float64, "OOS balanced accuracy", "fraction"),
+        _c("fast_sharpe", pl.Float64, "OOS Sharpe of the vectorbt screen (0.01% slippage, no fee)", SHARPE_UNIT),
+        _c("sharpe", pl.Float64, "OOS Sharpe of qlake's engine (0.04% fee + 0.05% slippage, funding for perps)",
+           SHARPE_UNIT),
+        _c("total_return", pl.Float64, "OOS compounded return, realistic", "fraction"),
+        _c("n_trades", pl.Int64, "OOS trades, realistic", "count"),
+        _c("score", pl.Float64, "0.4 x balanced_accuracy + 0.6 x min(sharpe / 3, 1)", "score"),
+        _c("kept", pl.Boolean, "score >= keep_min_score (0.6): the model becomes strategy model.<variant>"),
+        _c("strategy", pl.String, "strategy partition key of a kept model (model.<variant>)"),
+        _c("n_trials", pl.Int64, "trials of the variant's study", "count"),
+        _c("model_path", pl.String, "the best model's file"),
+        _c("spec_hash", pl.String, "content hash of the model strategy (variant, its run and its predictions)"),
+    ),
+)  # fmt: skip
+
 # --- the dictionary ----------------------------------------------------------------------------------------------
 
 TABLES: Final[tuple[Table, ...]] = (
@@ -1115,9 +1265,9 @@ TABLES: Final[tuple[Table, ...]] = (
     TRADES, ORDERS, FILLS, RISK_EVENTS, EQUITY, METRICS, METRICS_BY_REGIME, SIGNAL_REASONS,
     WALKFORWARD, WALKFORWARD_FOLDS,
     RUN_HISTORY, STRATEGY_STATUS,
-
-
     *PAPER_TABLES,
+    LABELS, TRAINING_SETS, MODEL_RUNS, MODEL_FOLDS, MODEL_TRIALS, MODEL_IMPORTANCES, MODEL_PREDICTIONS,
+    MODEL_LEADERBOARD,
 )  # fmt: skip
 BY_NAME: Final[dict[str, Table]] = {t.name: t for t in TABLES}
 # the table an asset's column schema describes when it writes several (or one under another name)

@@ -18,9 +18,33 @@ from lake_assets.events.spec_model import event_specs
 from sensors.materialized import latest_recorded
 
 SPEC_CHECK = "spec_current"
+
+
+def _model_version(asset: str) -> Callable[[str], str]:
+    """The version of the spec/models parts a training set or model variant reads (KeyError: not in the spec)."""
+
+    def current(key: str) -> str:
+        from lake_assets.models.spec_model import model_spec
+
+        spec = model_spec()
+        if asset == "training_sets":
+            if key not in spec.training_keys:
+                raise KeyError(key)
+            return spec.training_hash(key)
+        if key not in spec.variant_keys:
+            raise KeyError(key)
+        return spec.variant_hash(key)
+
+    return current
+
+
 # asset -> (partition key -> the current version of the spec entry that partition reads)
 SPEC_VERSIONED: dict[str, Callable[[str], str]] = {
     "event_registry": lambda key: event_specs().entry_hash(key),
+    # a model spec edit re-runs exactly the training sets and variants whose settings changed (the trial budget and
+    # the retrain schedule are not part of a variant's version: more trials continue its study)
+    "training_sets": _model_version("training_sets"),
+    "model_runs": _model_version("model_runs"),
 }
 
 

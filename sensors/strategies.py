@@ -1,4 +1,5 @@
-"""Keeps the dynamic `strategy` partitions equal to spec/strategies/*.json + blueprints.jsonl and requests
+"""Keeps the dynamic `strategy` partitions equal to spec/strategies/*.json + blueprints.jsonl + the models the
+leaderboard keeps (`model.<variant>`) and requests
 `backtests` + `walkforward` for every strategy whose current content hash is not the one its latest materializations
 were computed from.
 
@@ -41,13 +42,15 @@ def current_strategies(lake: LakeResource, log: Any = None) -> dict[str, str]:
     A strategy file that does not load is skipped, never fatal: `log` (a logger, if given) gets a warning naming its
     file, key and problem, and its key stays in the catalog, hashed from its error, so its `backtests` partition
     runs once and reports the error as a failed `has_data` check (the `spec_errors` view lists it too)."""
+    from lake_assets.backtests.model_eval import kept_models
     from lake_assets.discovery.blueprints import load_blueprints
 
     specs = load_strategies()
     if log is not None:
         for key, err in spec_errors(specs).items():
             log.warning(f"strategy {key}: skipped, its spec does not load: {err}")
-    return strategy_catalog(specs, list(load_blueprints(lake.lake()).values()))
+    store = lake.lake()
+    return strategy_catalog(specs, list(load_blueprints(store).values()), kept_models(store))
 
 
 def strategy_changes(

@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from lake_assets.automation import AUTOMATION
 from lake_assets.backtests import strategies
 from lake_assets.backtests.partition_work import (
     NoData,
@@ -46,7 +47,9 @@ def _code_version(kind: str) -> str:
 
 def _catalog(store: Lake) -> dict[str, str]:
     """Every strategy key -> its current content hash (what a partition without output tables ran with)."""
-    return strategies.strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
+    from lake_assets.backtests.model_eval import kept_models
+
+    return strategies.strategy_catalog(load_strategies(), list(load_blueprints(store).values()), kept_models(store))
 
 
 def _strategy_hash(key: str, table: pl.DataFrame | None, catalog: dict[str, str]) -> str | None:
@@ -172,4 +175,47 @@ def walkforward(context: AssetExecutionContext, lake: LakeResource, warehouse: W
     yield from publisher.finish()
 
 
-backtest_assets = [backtests, walkforward]
+@dg.asset(
+    group_name="models",
+    code_version=f"model-leaderboard-1-{spec_hash('models')}",
+    deps=["model_runs"],
+    automation_condition=AUTOMATION,
+    kinds={"parquet", "vectorbt", "numba"},
+    check_specs=[dg.AssetCheckSpec("scores_valid", asset="model_leaderboard", blocking=True,
+                                   description="every score at most 1 (a negative Sharpe scores below 0.4 x BA); "
+                                               "kept exactly when score >= keep_min_score")],
+)  # fmt: skip
+def model_leaderboard(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Every model variant's best model backtested on its OOS folds (vectorbt screen, qlake's engine with realistic
+    costs) and ranked by 0.4 x balanced accuracy + 0.6 x min(Sharpe / 3, 1); models scoring >= 0.6 are kept and
+    become `strategy` partitions model.<variant>."""
+    from lake_assets.asset_metadata import check_result, png_metadata
+    from lake_assets.backtests import model_eval
+    from lake_assets.models.spec_model import model_spec
+
+    store = lake.lake()
+    spec = model_spec().leaderboard
+    runs = store.read_all("models", "model_runs")
+    rows = []
+    for run in runs.iter_rows(named=True) if runs.height else []:
+        preds = model_eval.model_predictions(store, run["variant"])
+        rows.append(model_eval.evaluate_variant(store, run, preds, spec))
+    board = model_eval.leaderboard(rows)
+    store.write(board, "models", "model_leaderboard")
+    warehouse.refresh()
+    scores = board["score"].drop_nulls()
+    bad = int((scores > 1).sum()) + board.filter(
+        pl.col("kept") != (pl.col("score").fill_null(0) >= spec.keep_min_score)).height  # fmt: skip
+    shown = board.select("rank", "variant", "balanced_accuracy", "fast_sharpe", "sharpe", "score", "kept")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": board.height,
+            "kept": int(board["kept"].sum()) if board.height else 0,
+            "leaderboard": dg.MetadataValue.md(md_table(shown, n=40) if board.height else "_no model runs_"),
+            "plot": png_metadata(model_eval.leaderboard_plot(board, spec.keep_min_score)),
+        },
+        check_results=[check_result("scores_valid", bad == 0, {"violations": bad, "rows": board.height})],
+    )
+
+
+backtest_assets = [backtests, walkforward, model_leaderboard]

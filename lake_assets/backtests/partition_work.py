@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lake_assets.backtests import book_runs, strategies, walkforward_runs
+from lake_assets.backtests import book_runs, model_eval, model_strategies, strategies, walkforward_runs
 from lake_assets.backtests.costs import load_costs
 from lake_assets.backtests.regimes import load_regimes
 from lake_assets.backtests.strategies import NoDataError
@@ -74,11 +74,25 @@ def _strategy(store: Lake, key: str) -> StrategySpec | Blueprint:
     return resolve(key, load_strategies(), load_blueprints(store))
 
 
+def _kept_model(store: Lake, key: str) -> str:
+    """The content hash of a model strategy the leaderboard keeps; NoDataError naming the key otherwise."""
+    h = model_eval.kept_models(store).get(key)
+    if h is None:
+        raise NoDataError(f"strategy {key}: not kept by models/model_leaderboard (any more)")
+    return h
+
+
 def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
     """Tables (trades, orders, fills, equity, risk_events, metrics, metrics_by_regime; signal_reasons for strategies
     that declare reasons) of one strategy's realistic backtest."""
     store = task_lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
+    if strategies.parse_key(task.key)[0] == "model":
+        try:
+            h = _kept_model(store, task.key)
+            return book_runs.result_tables(model_strategies.run_model_strategy(store, task.key, instruments, costs), h)
+        except NoDataError as exc:
+            return NoData(str(exc))
     try:
         strategy = _strategy(store, task.key)
         runs = (
@@ -96,6 +110,12 @@ def walkforward_partition(task: StrategyTask) -> tuple[pl.DataFrame, pl.DataFram
     """(summary, folds) of one strategy's rolling walk-forward."""
     store = task_lake(task.lake_root)
     instruments, costs = universe().instruments, load_costs()
+    if strategies.parse_key(task.key)[0] == "model":
+        try:
+            h = _kept_model(store, task.key)
+            return model_strategies.walkforward_model(store, task.key, instruments, h, costs)
+        except NoDataError as exc:
+            return NoData(str(exc))
     try:
         strategy = _strategy(store, task.key)
         return (

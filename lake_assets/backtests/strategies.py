@@ -23,6 +23,7 @@ from lake_assets.vocabulary import (
 
 JSON_PREFIX = "json."
 BLUEPRINT_PREFIX = "bp_"
+MODEL_PREFIX = "model."  # a model the leaderboard kept: model.<variant> (backtests/model_eval.py)
 
 
 class NoDataError(ValueError):
@@ -38,12 +39,14 @@ def json_key(name: str) -> str:
 
 
 def parse_key(key: str) -> tuple[str, str]:
-    """('json', name) or ('blueprint', blueprint_id); anything else is an error naming the key."""
+    """('json', name), ('blueprint', blueprint_id) or ('model', variant); anything else is an error naming the key."""
     if key.startswith(JSON_PREFIX) and len(key) > len(JSON_PREFIX):
         return "json", key[len(JSON_PREFIX) :]
     if key.startswith(BLUEPRINT_PREFIX):
         return "blueprint", key
-    raise ValueError(f"strategy key {key!r}: expected 'json.<name>' or 'bp_<hex>'")
+    if key.startswith(MODEL_PREFIX) and len(key) > len(MODEL_PREFIX):
+        return "model", key[len(MODEL_PREFIX) :]
+    raise ValueError(f"strategy key {key!r}: expected 'json.<name>', 'bp_<hex>' or 'model.<variant>'")
 
 
 EVIDENCE_DIGITS = 10  # significant digits of a blueprint's evidence floats that count towards its content hash
@@ -105,8 +108,11 @@ def record_spec_errors(store: Lake, specs: Mapping[str, StrategySpec]) -> pl.Dat
     return frame
 
 
-def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint]) -> dict[str, str]:
-    """Every strategy partition key -> content hash (JSON specs, then blueprints), sorted by key.
+def strategy_catalog(
+    specs: Mapping[str, StrategySpec], blueprints: Sequence[Blueprint], models: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Every strategy partition key -> content hash (JSON specs, blueprints, then the models the leaderboard kept:
+    `model_eval.kept_models`), sorted by key.
 
     A strategy file that failed to load (in `specs.errors`, see `load_strategies`) keeps its partition, hashed from
     its error, so its `backtests` partition can report the error as a failed `spec_valid` check.
@@ -114,6 +120,7 @@ def strategy_catalog(specs: Mapping[str, StrategySpec], blueprints: Sequence[Blu
     out = {json_key(name): content_hash(spec) for name, spec in specs.items()}
     out.update({key: error_hash(err) for key, err in spec_errors(specs).items() if key not in out})
     out.update({bp.blueprint_id: content_hash(bp) for bp in blueprints})
+    out.update(models or {})
     return dict(sorted(out.items()))
 
 

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext
 
 from lake_assets.asset_metadata import check_result
 from lake_assets.automation import AUTOMATION
+from lake_assets.backtests.model_eval import kept_models
 from lake_assets.backtests.strategies import strategy_catalog
 from lake_assets.backtests.strategy_spec import load_strategies
 from lake_assets.discovery.blueprints import load_blueprints
@@ -17,7 +18,7 @@ GROUP = "reports"
 
 @dg.asset(
     group_name=GROUP,
-    deps=["backtests", "walkforward", "strategy_blueprints", "phase2_candidates"],
+    deps=["backtests", "walkforward", "strategy_blueprints", "phase2_candidates", "model_leaderboard"],
     automation_condition=AUTOMATION,
     kinds={"markdown", "json"},
     check_specs=[dg.AssetCheckSpec("report_complete", asset="research_report", blocking=False,
@@ -26,7 +27,7 @@ GROUP = "reports"
 def research_report(context: AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Backtest ranking, walk-forward verdicts, discovery funnel and plots for the strategies that exist now."""
     store = lake.lake()
-    current = strategy_catalog(load_strategies(), list(load_blueprints(store).values()))
+    current = strategy_catalog(load_strategies(), list(load_blueprints(store).values()), kept_models(store))
     report = build_report(gather(store, current), run_id=context.run_id)
     out_dir = reports_root() / context.run_id
     paths = write_report(report, out_dir)

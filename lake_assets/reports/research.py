@@ -42,6 +42,8 @@ WORKBENCH_COLS = ("run_id", "mode", "instruments", "blend", "indicators", "tune_
 STATUS_COLS = ("strategy", "source", "status", "last_backtest", "sharpe", "error")
 WF_COLS = ("strategy", "book", "applicable", "n_folds", "oos_sharpe", "oos_total_return", "oos_max_drawdown", "pbo",
            "psr", "dsr", "max_psi", "reason")  # fmt: skip
+LEADERBOARD_COLS = ("rank", "variant", "balanced_accuracy", "fast_sharpe", "sharpe", "total_return", "n_trades",
+                    "score", "kept", "n_trials")  # fmt: skip
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ReportInputs:
     status: pl.DataFrame = field(default_factory=pl.DataFrame)  # strategy_status: every strategy source
     metrics_by_regime: pl.DataFrame = field(default_factory=pl.DataFrame)
     regimes: pl.DataFrame = field(default_factory=pl.DataFrame)  # book, ts, regime (the book's lead instrument)
+    leaderboard: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass
@@ -89,6 +92,7 @@ def gather(store: Lake, strategies: Iterable[str] | None = None) -> ReportInputs
         blueprints=store.read_all("discovery", "strategy_blueprints"),
         workbench=store.read_all(RUN_HISTORY.group, RUN_HISTORY.name),
         status=strategy_status(store),
+        leaderboard=store.read_all("models", "model_leaderboard"),
     )
 
 
@@ -208,6 +212,14 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         cols = [c for c in ("blueprint_id", "event_type", "instrument", "template", "direction")
                 if c in inputs.blueprints.columns]  # fmt: skip
         lines += ["## Blueprints", "", _md(inputs.blueprints, cols), ""]
+    board = inputs.leaderboard
+    if board.height:
+        kept = board.filter(pl.col("kept"))
+        lines += ["## Models", "",
+                  f"{board.height} model variants ranked by 0.4 x OOS balanced accuracy + 0.6 x min(realistic OOS "
+                  f"Sharpe / 3, 1) (purged walk-forward test folds only); **{kept.height}** kept (score >= 0.6) "
+                  "and traded above as `model.<variant>` strategies.", "",
+                  _md(board, LEADERBOARD_COLS), ""]  # fmt: skip
     data = {
         "title": title,
         "created": created,
@@ -221,6 +233,7 @@ def build_report(inputs: ReportInputs, *, title: str = "qlake research report", 
         "workbench_runs": _records(inputs.workbench.sort("run_id")) if inputs.workbench.height else [],
         "strategy_status": _records(inputs.status),
         "plots": sorted(pngs),
+        "models": _records(inputs.leaderboard.select(LEADERBOARD_COLS)) if inputs.leaderboard.height else [],
     }
     return Report("\n".join(lines) + "\n", data, pngs)
 

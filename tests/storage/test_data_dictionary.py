@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from small_lake import synthetic_bars  # noqa: E402
 
 KEYS = {"instrument": "BTCUSDT", "month": "2026-01", "event_type": "ev", "strategy": "json.s", "asset": "raw_ohlcv",
-        "partition_dir": "p-1", "run": "r-1", "session": "s1"}  # fmt: skip
+        "partition_dir": "p-1", "run": "r-1", "session": "s1", "training_set": "5m.B1",
+        "variant": "5m.B1.lightgbm"}  # fmt: skip
 OLD_NAMES = {"events": "event_registry", "hypotheses": "phase2_hypotheses", "candidates": "phase2_candidates",
              "blueprints": "strategy_blueprints", "equity_curves": "equity", "backtest_metrics": "metrics",
              "backtests": "metrics"}  # fmt: skip
