@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
-from lake_assets.features.compute import window_embeddings
 
 from lake_assets.cleaned.bars import resample_bars
 from lake_assets.features.catalog import columns_of, load_feature_specs
+from lake_assets.features.compute import window_embeddings
 from lake_assets.storage.lake import Lake
 from lake_assets.vocabulary import BARS_SCHEMA, RAW_FUNDING_SCHEMA, conform
 
