@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -1082,11 +1081,28 @@ def extreme_flag(z: np.ndarray, level: np.ndarray, z_min: float, abs_min: float)
 _STD_BLOCK = 512  # rows of Welford moments held (in L1) before the vectorised std pass turns them into outputs
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _four(a: np.ndarray) -> tuple[Any, Any, Any, Any]:
-    """A lane parameter for four lanes: lanes past the last given repeat it (and are skipped)."""
-    last = a.shape[0] - 1
-    return a[0], a[min(1, last)], a[min(2, last)], a[min(3, last)]
+@njit(cache=True, nogil=True)
+def _std_lane(
+    x: np.ndarray, n: int, ddof: int, ddof_b: int, min_count: int, out: np.ndarray, out_b: np.ndarray,
+    ss: np.ndarray, sa: np.ndarray, sb: np.ndarray,
+) -> None:
+    """One rolling_std lane: Welford moments per block of rows, then `std_from_moments` while the block is in L1;
+    out_b = the same window with ddof `ddof_b` when that is >= 0 (both from one set of moments)."""
+    rows = x.shape[0]
+    c, m, s, r = 0, 0.0, 0.0, 0.0
+    a = b = NAN
+    for start in range(0, rows, _STD_BLOCK):
+        stop = min(rows, start + _STD_BLOCK)
+        for i in range(start, stop):
+            was = c
+            c, m, s, r = _welford_step(x[i], x[i - n] if i >= n else NAN, i >= n, c, m, s, r)
+            if c != was:
+                a, b = _var_scale(c, min_count, ddof), _var_scale(c, min_count, ddof_b)
+            ss[i - start], sa[i - start], sb[i - start] = s, a, b
+        size = stop - start
+        std_from_moments(ss[:size], sa[:size], out[start:stop])
+        if ddof_b >= 0:
+            std_from_moments(ss[:size], sb[:size], out_b[start:stop])
 
 
 @njit(cache=True, nogil=True)
@@ -1100,62 +1116,16 @@ def rolling_std_lanes2(
     ddofs_b: np.ndarray,
     min_counts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to four rolling_std lanes over different inputs (lane k reads xk, window ns[k], ddof ddofs[k]) in one pass,
-    states in registers; out_b[k] = the same window with ddof ddofs_b[k] where that is >= 0 (both ddofs from one set
-    of moments; rows of out_b for other lanes are left untouched).
-
-    The loop only records each block's moments: the sum of squared deviations and the `_var_scale` of each ddof,
-    recomputed only when a lane's count changes (no division per row). A branch-free, vectorised pass
-    (`std_from_moments`) turns the block into standard deviations while it is still in L1.
-    """
+    """Up to four rolling_std lanes (lane k reads xk, window ns[k], ddof ddofs[k]; out_b[k] the same window with ddof
+    ddofs_b[k] where that is >= 0; rows of out_b for other lanes are left untouched), one lane after the other."""
     lanes = ns.shape[0]
     rows = x0.shape[0]
     out = np.empty((lanes, rows))
     out_b = np.empty((lanes, rows))  # pages of unused rows are never touched
-    ss = np.empty((4, _STD_BLOCK))
-    sa = np.empty((4, _STD_BLOCK))
-    sb = np.empty((4, _STD_BLOCK))
-    n0, n1, n2, n3 = _four(ns)
-    d0, d1, d2, d3 = _four(ddofs)
-    e0, e1, e2, e3 = _four(ddofs_b)
-    q0, q1, q2, q3 = _four(min_counts)
-    c0 = c1 = c2 = c3 = 0
-    m0 = m1 = m2 = m3 = 0.0
-    s0 = s1 = s2 = s3 = 0.0
-    r0 = r1 = r2 = r3 = 0.0
-    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = NAN
-    for start in range(0, rows, _STD_BLOCK):
-        stop = min(rows, start + _STD_BLOCK)
-        for i in range(start, stop):
-            j = i - start
-            was = c0
-            c0, m0, s0, r0 = _welford_step(x0[i], x0[i - n0] if i >= n0 else NAN, i >= n0, c0, m0, s0, r0)
-            if c0 != was:
-                a0, b0 = _var_scale(c0, q0, d0), _var_scale(c0, q0, e0)
-            ss[0, j], sa[0, j], sb[0, j] = s0, a0, b0
-            if lanes > 1:
-                was = c1
-                c1, m1, s1, r1 = _welford_step(x1[i], x1[i - n1] if i >= n1 else NAN, i >= n1, c1, m1, s1, r1)
-                if c1 != was:
-                    a1, b1 = _var_scale(c1, q1, d1), _var_scale(c1, q1, e1)
-                ss[1, j], sa[1, j], sb[1, j] = s1, a1, b1
-            if lanes > 2:
-                was = c2
-                c2, m2, s2, r2 = _welford_step(x2[i], x2[i - n2] if i >= n2 else NAN, i >= n2, c2, m2, s2, r2)
-                if c2 != was:
-                    a2, b2 = _var_scale(c2, q2, d2), _var_scale(c2, q2, e2)
-                ss[2, j], sa[2, j], sb[2, j] = s2, a2, b2
-            if lanes > 3:
-                was = c3
-                c3, m3, s3, r3 = _welford_step(x3[i], x3[i - n3] if i >= n3 else NAN, i >= n3, c3, m3, s3, r3)
-                if c3 != was:
-                    a3, b3 = _var_scale(c3, q3, d3), _var_scale(c3, q3, e3)
-                ss[3, j], sa[3, j], sb[3, j] = s3, a3, b3
-        size = stop - start
-        for k in range(lanes):
-            std_from_moments(ss[k, :size], sa[k, :size], out[k, start:stop])
-            if ddofs_b[k] >= 0:
-                std_from_moments(ss[k, :size], sb[k, :size], out_b[k, start:stop])
+    ss, sa, sb = np.empty(_STD_BLOCK), np.empty(_STD_BLOCK), np.empty(_STD_BLOCK)
+    xs = (x0, x1, x2, x3)
+    for k in range(lanes):
+        _std_lane(xs[k], ns[k], ddofs[k], ddofs_b[k], min_counts[k], out[k], out_b[k], ss, sa, sb)
     return out, out_b
 
 
@@ -1206,33 +1176,10 @@ def validity_bitmap(x: np.ndarray, gap_rows: np.ndarray, lead: int = 0) -> tuple
     return words.view(np.uint8), size - valid
 
 
-@intrinsic
-def _stream_pair(typingctx: Any, dst: Any, i: Any, src: Any, k: Any) -> Any:
-    """dst[i] = src[k] for 2-column uint64 C arrays, as one 16-byte non-temporal store: the row goes to memory
-    without its cache line being read first. dst rows must be 16-byte aligned (numba aligns arrays to 32 bytes)."""
-    sig = types.void(dst, i, src, k)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        d = context.make_array(signature.args[0])(context, builder, args[0])
-        s = context.make_array(signature.args[2])(context, builder, args[2])
-        pair = ir.VectorType(ir.IntType(64), 2)
-        two = ir.Constant(ir.IntType(64), 2)
-        src_ptr = builder.bitcast(builder.gep(s.data, [builder.mul(args[3], two)], inbounds=True), pair.as_pointer())
-        dst_ptr = builder.bitcast(builder.gep(d.data, [builder.mul(args[1], two)], inbounds=True), pair.as_pointer())
-        store = builder.store(builder.load(src_ptr, align=16), dst_ptr, align=16)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(cache=True, nogil=True)
 def label_views(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Arrow string-view structs (16 bytes: length + inlined bytes) of `table[code]` per row, all zeros where the
-    code is NaN: a label column's values built by copying two words per row instead of gathering strings.
-
-    Nothing reads the views back while features are computed, so they are streamed to memory (`_stream_pair`):
-    ~2x faster than ordinary stores into the column's cold memory."""
+    code is NaN: a label column's values built by copying two words per row instead of gathering strings."""
     rows = codes.shape[0]
     out = np.empty((rows, 2), dtype=np.uint64)
     labels = table.shape[0]
@@ -1245,7 +1192,8 @@ def label_views(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
             k = int(c)
             if k < 0 or k >= labels:
                 raise IndexError("label code out of range")
-        _stream_pair(out, i, padded, k)  # type: ignore[call-arg]
+        out[i, 0] = padded[k, 0]
+        out[i, 1] = padded[k, 1]
     return out
 
 
