@@ -17,6 +17,7 @@ from dagster import AssetExecutionContext
 from lake_assets.automation import AUTOMATION
 from lake_assets.backtests import strategies
 from lake_assets.backtests.partition_work import (
+    LOOKAHEAD,
     NoData,
     StrategyTask,
     backtest_partition,
@@ -74,6 +75,8 @@ def _strategy_hash(key: str, table: pl.DataFrame | None, catalog: dict[str, str]
                                       "equity at every bar (recomputed from the fills)"),
         ("has_data", True, "the strategy had bars (and events) to trade: no silent zero-return runs"),
         ("has_trades", False, "warns when a strategy never traded"),
+        ("no_lookahead", True, "re-run on its history cut at 70%: the same orders and fills before the cut (a "
+                               "strategy whose decisions read later bars changes its past)"),
     ],
 )  # fmt: skip
 def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> Iterator[Any]:
@@ -97,9 +100,11 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
             if isinstance(outcome, NoData):
                 context.log.error(outcome.message)
                 verdicts = [Verdict("has_data", False, {"reason": outcome.message}, outcome.message),
-                            Verdict("accounting_identity", True, {"books_checked": 0}, "nothing to check")]  # fmt: skip
+                            Verdict("accounting_identity", True, {"books_checked": 0}, "nothing to check"),
+                            Verdict("no_lookahead", True, {"judged": False}, "nothing to check")]  # fmt: skip
                 publisher.audit(key, None, {STRATEGY_DIM: key}, verdicts, {k: v for k, v in meta.items() if v})
                 continue
+            look = outcome.pop(LOOKAHEAD, None)  # a report, not a table
             m = outcome["metrics"]
             broken = m.filter(~pl.col("identity_ok"))
             no_trades = m.filter(pl.col("n_trades") == 0)
@@ -110,6 +115,10 @@ def backtests(context: AssetExecutionContext, lake: LakeResource, warehouse: War
                         samples=md_table(broken.select(identity_cols)) if broken.height else ""),
                 Verdict("has_trades", no_trades.height == 0, {"books_without_trades": no_trades.height,
                         "books": ", ".join(no_trades["book"].cast(pl.String).to_list()) or "none"}),
+                Verdict("no_lookahead", bool(look["identical"][0]), look.row(0, named=True))
+                if look is not None else
+                Verdict("no_lookahead", True, {"judged": False}, "model strategies trade out-of-sample predictions "
+                                                                 "of purged walk-forward folds"),
             ]  # fmt: skip
             meta[strategies.STRATEGY_HASH] = _strategy_hash(key, m, catalog)
             meta["dagster/row_count"] = dg.MetadataValue.int(m.height)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -177,8 +178,10 @@ def run_json_strategy(
     universe: Sequence[Instrument],
     costs: CostSpec | None = None,
     params: Mapping[str, Any] | None = None,
+    until: datetime | None = None,
 ) -> list[BookRun]:
-    """Backtest a JSON strategy on every applicable instrument with data, one shared-cash book per market."""
+    """Backtest a JSON strategy on every applicable instrument with data, one shared-cash book per market; `until`
+    cuts the history before that bar (the lookahead check's truncated runs)."""
     costs = costs or load_costs()
     key = json_key(spec.name)
     applicable = [i for i in universe if spec.applies_to(i.market)]
@@ -189,6 +192,8 @@ def run_json_strategy(
     frames: dict[str, pl.DataFrame] = {}
     for inst in applicable:
         frame = strategy_frame(store, spec, inst.id)
+        if until is not None and frame.height:
+            frame = frame.filter(pl.col(TS) < until)
         if frame.height:
             frames[inst.id] = frame
     if not frames:

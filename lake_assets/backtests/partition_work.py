@@ -7,18 +7,22 @@ itself (milliseconds) and returns the tables to write, or the reason there was n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
 from lake_assets.backtests import book_runs, model_eval, model_strategies, strategies, walkforward_runs
-from lake_assets.backtests.costs import load_costs
+from lake_assets.backtests.costs import CostSpec, load_costs
+from lake_assets.backtests.lookahead import LookaheadReport, strategy_lookahead
 from lake_assets.backtests.regimes import load_regimes
 from lake_assets.backtests.strategies import NoDataError
 from lake_assets.backtests.strategy_spec import StrategySpec, load_strategies
 from lake_assets.discovery.blueprints import Blueprint, load_blueprints
-from lake_assets.specs import universe
+from lake_assets.specs import Instrument, universe
 from lake_assets.storage.lake import Lake
+from lake_assets.vocabulary import TS
 
 __all__ = ["NoData", "StrategyTask", "backtest_partition", "release_lakes", "resolve", "task_lake",
            "walkforward_partition"]
@@ -103,7 +107,36 @@ def backtest_partition(task: StrategyTask) -> dict[str, pl.DataFrame] | NoData:
         return NoData(str(exc))
     out = book_runs.result_tables(runs, strategies.content_hash(strategy))
     out["metrics_by_regime"] = book_runs.metrics_by_regime(store, runs, load_regimes())
+    out[LOOKAHEAD] = pl.DataFrame([lookahead_of(store, strategy, instruments, costs, runs).metadata()])
     return out
+
+
+LOOKAHEAD = "lookahead"  # the outcome's one-row report of the truncation check (not a lake table)
+LOOKAHEAD_CUTS = (0.7,)  # where the history is cut: the run is repeated once per cut
+
+
+def lookahead_of(
+    store: Lake,
+    strategy: StrategySpec | Blueprint,
+    instruments: Sequence[Instrument],
+    costs: CostSpec,
+    runs: list[book_runs.BookRun],
+) -> LookaheadReport:
+    """The strategy re-run on its history cut at LOOKAHEAD_CUTS: the same orders and fills before each cut."""
+    full = {r.book: (r.result.orders, r.result.fills) for r in runs}
+    times = pl.concat([r.bars.select(TS) for r in runs])[TS]
+
+    def rerun(cut: datetime | None) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
+        try:
+            if isinstance(strategy, StrategySpec):
+                again = book_runs.run_json_strategy(store, strategy, instruments, costs, until=cut)
+            else:
+                again = book_runs.run_blueprint(store, strategy, instruments, costs, window=(times.min(), cut))
+        except NoDataError:
+            return {}
+        return {r.book: (r.result.orders, r.result.fills) for r in again}
+
+    return strategy_lookahead(rerun, full, times, LOOKAHEAD_CUTS)
 
 
 def walkforward_partition(task: StrategyTask) -> tuple[pl.DataFrame, pl.DataFrame] | NoData:

@@ -60,6 +60,7 @@ def test_backtests_walkforward_and_report_end_to_end(data_root: Path, capsys: py
     # every check of every strategy partition, each on its own partition
     assert set(evals) == {(a, f"{c}@{k}") for k in keys for a, c in (
         ("backtests", "accounting_identity"), ("backtests", "has_data"), ("backtests", "has_trades"),
+        ("backtests", "no_lookahead"),
         ("walkforward", "statistics_valid"))}  # fmt: skip
     assert all(e.passed for e in evals.values()), {k: e.metadata for k, e in evals.items() if not e.passed}
     mats = {str(e.materialization.partition): e.materialization for e in result.get_asset_materialization_events()
