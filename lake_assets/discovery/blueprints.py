@@ -18,44 +18,41 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from lake_assets.discovery.bridge import stress_column
 from lake_assets.discovery.spec_model import STATE_ALL, DiscoverySpec, load_discovery_spec, require_current_spec
+from lake_assets.specs import StrictModel
 from lake_assets.storage.lake import Lake
 
 BLUEPRINTS_GROUP, BLUEPRINTS_ASSET = "discovery", "strategy_blueprints"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StateCondition(_Strict):
+class StateCondition(StrictModel):
     column: str
     value: str
 
 
-class EntryRule(_Strict):
+class EntryRule(StrictModel):
     lag_bars: int = Field(ge=1)  # enter at the open of detection bar + lag_bars
     price: Literal["open"] = "open"
 
 
-class ExitRules(_Strict):
+class ExitRules(StrictModel):
     time_stop_bars: int = Field(ge=1)
     stop_loss_atr: float = Field(gt=0)
     take_profit_atr: float = Field(gt=0)
     atr_period: int = Field(ge=1)
 
 
-class Sizing(_Strict):
+class Sizing(StrictModel):
     method: Literal["vol_target", "fixed_fraction"]
     target_annual_vol: float = Field(gt=0)
     max_leverage: float = Field(gt=0)
     risk_per_trade: float = Field(gt=0, le=1)
 
 
-class Costs(_Strict):
+class Costs(StrictModel):
     instrument_class: Literal["crypto", "equity"]
     fee_bps: float = Field(ge=0)
     spread_bps: float = Field(ge=0)
@@ -64,7 +61,7 @@ class Costs(_Strict):
     conservative_multiplier: float = Field(ge=1)
 
 
-class Evidence(_Strict):
+class Evidence(StrictModel):
     n: int = Field(ge=1)
     raw_effect_bps: float
     shrunk_effect_bps: float
@@ -96,7 +93,7 @@ class Evidence(_Strict):
     discovery_last_entry: datetime | None = None
 
 
-class Blueprint(_Strict):
+class Blueprint(StrictModel):
     blueprint_id: str = Field(pattern=r"^bp_[0-9a-f]{16}$")
     name: str
     event_type: str

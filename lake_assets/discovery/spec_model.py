@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, spec_hash, validate_model
 from lake_assets.vocabulary import TIMEFRAMES
 
 GLOBAL_DEFAULTS_FILE = "global_defaults.yaml"
@@ -30,14 +30,10 @@ SNOOPING_GATES = ("spa", "stepm")
 INSTRUMENT_CLASSES = ("crypto", "equity")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --- global_defaults.yaml ------------------------------------------------------------------------
 
 
-class BaselineSettings(_Strict):
+class BaselineSettings(StrictModel):
     """Random-entry baseline: per trade, `draws_per_trade` entries on the same instrument at the same time of day
     (UTC) on random bars of the same window, traded in the same direction over the same horizon."""
 
@@ -46,7 +42,7 @@ class BaselineSettings(_Strict):
     match: Literal["time_of_day"] = "time_of_day"
 
 
-class DiscoverySettings(_Strict):
+class DiscoverySettings(StrictModel):
     entry_lag_bars: int = 1
     horizons_bars: dict[str, tuple[int, ...]]
     estimator: Literal["non_overlapping"] = "non_overlapping"
@@ -76,7 +72,7 @@ class DiscoverySettings(_Strict):
         return v
 
 
-class BridgeSettings(_Strict):
+class BridgeSettings(StrictModel):
     holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
     holdout_start: date | None = None
     min_holdout_samples: int = Field(default=10, ge=2)
@@ -90,20 +86,20 @@ class BridgeSettings(_Strict):
         return tuple(sorted(v))
 
 
-class ExitSettings(_Strict):
+class ExitSettings(StrictModel):
     atr_period: int = Field(default=14, ge=1)
     stop_loss_atr: float = Field(default=2.0, gt=0)
     take_profit_atr: float = Field(default=3.0, gt=0)
 
 
-class SizingSettings(_Strict):
+class SizingSettings(StrictModel):
     method: Literal["vol_target", "fixed_fraction"] = "vol_target"
     target_annual_vol: float = Field(default=0.15, gt=0)
     max_leverage: float = Field(default=2.0, gt=0)
     risk_per_trade: float = Field(default=0.005, gt=0, le=1)
 
 
-class BlueprintSettings(_Strict):
+class BlueprintSettings(StrictModel):
     exits: ExitSettings = ExitSettings()
     sizing: SizingSettings = SizingSettings()
     # State-conditioned rows of one effect are one trade idea: of the rows that passed the bridge, one blueprint per
@@ -112,7 +108,7 @@ class BlueprintSettings(_Strict):
     max_total: int = Field(default=12, ge=1)
 
 
-class SnoopingSettings(_Strict):
+class SnoopingSettings(StrictModel):
     reps: int = Field(default=500, ge=50)
     block_size: int = Field(default=10, ge=1)
     bootstrap: Literal["stationary", "circular", "moving block"] = "stationary"
@@ -120,7 +116,7 @@ class SnoopingSettings(_Strict):
     period: str = "1d"
 
 
-class GlobalDefaults(_Strict):
+class GlobalDefaults(StrictModel):
     discovery: DiscoverySettings
     bridge: BridgeSettings = BridgeSettings()
     blueprints: BlueprintSettings = BlueprintSettings()
@@ -130,7 +126,7 @@ class GlobalDefaults(_Strict):
 # --- multiplicity/families.yaml ------------------------------------------------------------------
 
 
-class FdrSettings(_Strict):
+class FdrSettings(StrictModel):
     # bb: Benjamini-Bogomolov two-stage (Simes-BH across groups, then BH within selected groups at q R/G);
     # bh / by: the old per-group procedures (no control across groups), kept for comparison
     method: Literal["bb", "bh", "by"] = "bb"
@@ -146,21 +142,21 @@ class FdrSettings(_Strict):
         return v
 
 
-class RuleTemplate(_Strict):
+class RuleTemplate(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     verb: Literal["continuation", "reversal"]
 
 
-class StateSettings(_Strict):
+class StateSettings(StrictModel):
     include_all: bool = True
     columns: tuple[str, ...] = ("vol_regime", "carry_state", "session", "trend_state")
 
 
-class ShrinkageSettings(_Strict):
+class ShrinkageSettings(StrictModel):
     cell_by: tuple[str, ...] = ("timeframe", "horizon", "template")
 
 
-class Families(_Strict):
+class Families(StrictModel):
     fdr: FdrSettings = FdrSettings()
     rule_templates: tuple[RuleTemplate, ...]
     states: StateSettings = StateSettings()
@@ -177,7 +173,7 @@ class Families(_Strict):
 # --- gates.yaml ----------------------------------------------------------------------------------
 
 
-class CostModel(_Strict):
+class CostModel(StrictModel):
     fee_bps: float = Field(ge=0)
     spread_bps: float = Field(ge=0)
     slippage_bps: float = Field(ge=0)
@@ -188,7 +184,7 @@ class CostModel(_Strict):
         return 2.0 * (self.fee_bps + self.spread_bps / 2.0 + self.slippage_bps)
 
 
-class GateThresholds(_Strict):
+class GateThresholds(StrictModel):
     max_q_value: float = Field(default=0.05, gt=0, le=1)
     min_after_cost_bps: float = 0.0
     min_state_weight: float = Field(default=0.2, ge=0, le=1)
@@ -197,7 +193,7 @@ class GateThresholds(_Strict):
     require_stepm: bool = True
 
 
-class GateOverride(_Strict):
+class GateOverride(StrictModel):
     max_q_value: float | None = Field(default=None, gt=0, le=1)
     min_after_cost_bps: float | None = None
     min_state_weight: float | None = Field(default=None, ge=0, le=1)
@@ -206,12 +202,12 @@ class GateOverride(_Strict):
     require_stepm: bool | None = None
 
 
-class SnoopingGates(_Strict):
+class SnoopingGates(StrictModel):
     # family-wise size of the Romano-Wolf StepM step-down (a model is superior when rejected at this size)
     stepm_size: float = Field(default=0.05, gt=0, lt=1)
 
 
-class Tracks(_Strict):
+class Tracks(StrictModel):
     fallback_requires: tuple[str, ...] = ("sample", "fdr", "economic")
 
     @field_validator("fallback_requires")
@@ -223,7 +219,7 @@ class Tracks(_Strict):
         return v
 
 
-class Gates(_Strict):
+class Gates(StrictModel):
     costs: dict[Literal["crypto", "equity"], CostModel]
     conservative_cost_multiplier: float = Field(default=2.0, ge=1.0)
     defaults: GateThresholds = GateThresholds()
@@ -248,7 +244,7 @@ class Gates(_Strict):
 # --- the whole spec ------------------------------------------------------------------------------
 
 
-class DiscoverySpec(_Strict):
+class DiscoverySpec(StrictModel):
     defaults: GlobalDefaults
     families: Families
     gates: Gates

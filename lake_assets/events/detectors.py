@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from lake_assets.events.columns import ColumnKind
+from lake_assets.specs import StrictModel
 from lake_assets.vocabulary import CLOSE, HIGH, IS_GAP, LOW
 
 
-class DetectorParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class DetectorParams(StrictModel):
+    model_config = ConfigDict(populate_by_name=True)  # merged with StrictModel's
 
     def column_refs(self) -> list[tuple[str, str, tuple[ColumnKind, ...] | None]]:
         """(key inside params, column name, allowed kinds or None for any) for every column the params read."""

@@ -19,13 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from lake_assets.events.columns import ColumnKind, column_kind
 from lake_assets.events.detectors import DETECTORS, DetectorParams, Predicate, predicate_kind_problem
 from lake_assets.features.catalog import DEFAULT_TIMEFRAME, bars_of
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, spec_hash, validate_model
 from lake_assets.vocabulary import TIMEFRAMES
 
 REGISTRY_FILE: Final = "canonical_event_registry.yaml"
@@ -47,11 +47,7 @@ Direction = Literal["long", "short", "both", "neutral"]
 EVENT_NAME_PATTERN: Final = r"^[A-Z][A-Z0-9_]{1,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Prevalence(_Strict):
+class Prevalence(StrictModel):
     """Expected events per 1,000 bars for one instrument; the asset check fails outside [min, max]. The minimum is
     positive, so an event type that never fires on an instrument it applies to fails the check (0.01: at least about
     one event per 100,000 bars) instead of passing silently; where it cannot fire, applicability says why."""
@@ -66,12 +62,12 @@ class Prevalence(_Strict):
         return self
 
 
-class DetectorSpec(_Strict):
+class DetectorSpec(StrictModel):
     template: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventSpecFile(_Strict):
+class EventSpecFile(StrictModel):
     name: str = Field(pattern=EVENT_NAME_PATTERN)
     family: str
     description: str = ""
@@ -85,7 +81,7 @@ class EventSpecFile(_Strict):
     sign_column: str | None = None
 
 
-class RegistryFile(_Strict):
+class RegistryFile(StrictModel):
     event_types: dict[str, str] = Field(min_length=1)
 
 

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lake_assets.calendars import HOLIDAY_CALENDARS
 from lake_assets.durations import parse_duration
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, spec_hash, validate_model
 
 # --- spec/calendar.yaml -----------------------------------------------------------------------
 
@@ -29,11 +29,7 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Session(_Strict):
+class Session(StrictModel):
     """A trading session as a UTC [start, end) clock interval; end < start wraps over midnight."""
 
     name: str
@@ -55,7 +51,7 @@ class Session(_Strict):
         return _minutes(self.end) % 1440
 
 
-class MacroEvent(_Strict):
+class MacroEvent(StrictModel):
     """A scheduled macro release; bars overlapping [time - before, time + after] are inside its window."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
@@ -84,7 +80,7 @@ class MacroEvent(_Strict):
         return [(t - b, t + a) for t in self.times]
 
 
-class CalendarSpec(_Strict):
+class CalendarSpec(StrictModel):
     holiday_calendar: str = "XNYS"
     bar_period: str = "5m"
     funding_hours_utc: tuple[int, ...] = (0, 8, 16)

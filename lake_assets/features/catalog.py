@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from lake_assets.durations import parse_duration
 from lake_assets.features.indicators import INDICATORS
 from lake_assets.features.templates import FEATURE_TEMPLATES
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, read_yaml, spec_hash, validate_model
+from lake_assets.specs import SpecError, StrictModel, read_yaml, spec_hash, validate_model
 from lake_assets.vocabulary import BARS_SCHEMA, CLOSE, TIMEFRAMES, TS
 
 # Top-of-book columns and the venue's taker fee a vendor may add to bars (not in BARS_SCHEMA yet).
@@ -37,18 +37,14 @@ DEFAULT_TIMEFRAME = "5m"  # a catalog loaded without a timeframe converts durati
 _NOT_WINDOWS = frozenset({"labels", "calendar", "col"})  # parameters that are never a window
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Defaults(_Strict):
+class _Defaults(StrictModel):
     family: str | None = None
     max_nan_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     pit: Pit = "bar_close"
     min_fill: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
-class _Entry(_Strict):
+class _Entry(StrictModel):
     name: str | None = None
     family: str | None = None
     template: str | None = None
@@ -71,7 +67,7 @@ class _Entry(_Strict):
 Window = int | str | dict[str, int | str]  # bars, a duration ('1d') or per timeframe ({default: 1d, 1d: 63})
 
 
-class ContextSpec(_Strict):
+class ContextSpec(StrictModel):
     """The `context:` block of one feature file as written: windows in bars or as durations."""
 
     corr_window: Window = 288
@@ -89,7 +85,7 @@ class ContextSpec(_Strict):
         return ContextParams(**data)
 
 
-class ContextParams(_Strict):
+class ContextParams(StrictModel):
     """Windows (in bars of one timeframe) and thresholds of the cross-instrument context features."""
 
     corr_window: int = Field(default=288, ge=2)  # bars of the short rolling correlation / beta to the benchmark
@@ -106,7 +102,7 @@ class ContextParams(_Strict):
         return self
 
 
-class _File(_Strict):
+class _File(StrictModel):
     family: str | None = None
     defaults: _Defaults = Field(default_factory=_Defaults)
     features: list[_Entry] = Field(default_factory=list)
