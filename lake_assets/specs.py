@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -188,13 +188,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def load_universe(path: Path | None = None) -> Universe:
-    path = path or spec_dir() / "universe.yaml"
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_spec_file(model: type[M], path: Path, expected: str) -> M:
+    """Read the YAML at `path` and validate it as `model`; any problem is a SpecError naming file, key and problem
+    (`expected` says what the root should hold when it is not a mapping)."""
     data = read_yaml(path)
     if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping with `instruments`")
-    universe: Universe = validate_model(Universe, data, path)
-    return universe
+        raise SpecError(path, "<root>", f"expected a mapping with {expected}")
+    spec: M = validate_model(model, data, path)
+    return spec
+
+
+def load_universe(path: Path | None = None) -> Universe:
+    return load_spec_file(Universe, path or spec_dir() / "universe.yaml", "`instruments`")
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
+from lake_assets.specs import StrictModel, load_spec_file
 from lake_assets.vocabulary import ASK, BID, CLOSE, INSTRUMENT, TS, VOLUME
 
 SPREAD_BPS = "spread_bps"  # feature column (top-of-book spread), null where no book data
@@ -55,12 +55,7 @@ class CostSpec(StrictModel):
 
 def load_costs(path: Path | None = None) -> CostSpec:
     """Read and validate spec/costs.yaml; any problem is a SpecError naming file, key and problem."""
-    path = path or spec_dir() / "costs.yaml"
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping with `default_profile` and `profiles`")
-    spec: CostSpec = validate_model(CostSpec, data, path)
-    return spec
+    return load_spec_file(CostSpec, path or spec_dir() / "costs.yaml", "`default_profile` and `profiles`")
 
 
 def cost_inputs(bars: pl.DataFrame, profile: CostProfile) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
+from lake_assets.specs import StrictModel, load_spec_file
 from lake_assets.vocabulary import INSTRUMENT, TS
 
 REGIME = "regime"
@@ -63,12 +63,7 @@ class RegimeSpec(StrictModel):
 
 def load_regimes(path: Path | None = None) -> RegimeSpec:
     """Read and validate spec/regimes.yaml; a problem is a SpecError naming file, key and problem."""
-    path = path or spec_dir() / "regimes.yaml"
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping with `trend` and `volatility`")
-    spec: RegimeSpec = validate_model(RegimeSpec, data, path)
-    return spec
+    return load_spec_file(RegimeSpec, path or spec_dir() / "regimes.yaml", "`trend` and `volatility`")
 
 
 def label_regimes(features: pl.DataFrame, spec: RegimeSpec) -> pl.DataFrame:

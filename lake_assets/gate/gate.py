@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lake_assets.llm.ollama import OllamaClient, parse_json_answer
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
+from lake_assets.specs import SpecError, StrictModel, load_spec_file
 
 GATE_KINDS = ("none", "threshold", "llm")
 MAX_PROMPT_CHARS = 8_000
@@ -70,10 +70,7 @@ class GateSpec(StrictModel):
 def load_gate_spec(path: Path | None = None) -> GateSpec:
     """Read and validate spec/trade_gate.yaml; a problem is a SpecError naming file, key and problem."""
     path = path or spec_dir() / "trade_gate.yaml"
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping with `kind`")
-    spec: GateSpec = validate_model(GateSpec, data, path)
+    spec = load_spec_file(GateSpec, path, "`kind`")
     if spec.kind == "llm" and spec.llm is None:
         raise SpecError(path, "llm", "kind is llm but there is no `llm` section")
     return spec

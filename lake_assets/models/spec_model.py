@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import KeyedSpecError, SpecError, StrictModel, read_yaml, validate_model
+from lake_assets.specs import KeyedSpecError, StrictModel, load_spec_file
 
 LabelScheme = Literal["B1", "T3", "R"]
 Frequency = Literal["5m", "1h", "1d"]
@@ -191,12 +191,7 @@ def models_spec_path() -> Path:
 
 
 def load_model_spec(path: Path | None = None) -> ModelSpec:
-    path = path or models_spec_path()
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping (frequencies, label_schemes, families, labels, ...)")
-    spec: ModelSpec = validate_model(ModelSpec, data, path)
-    return spec
+    return load_spec_file(ModelSpec, path or models_spec_path(), "(frequencies, label_schemes, families, labels, ...)")
 
 
 @lru_cache(maxsize=4)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from lake_assets.settings import spec_dir
-from lake_assets.specs import SpecError, StrictModel, read_yaml, validate_model
+from lake_assets.specs import StrictModel, load_spec_file
 
 _ID = r"^[A-Z0-9][A-Z0-9._-]{0,31}$"
 
@@ -48,9 +48,4 @@ class PaperSpec(StrictModel):
 
 def load_paper_spec(path: Path | None = None) -> PaperSpec:
     """Read and validate spec/paper.yaml; a problem is a SpecError naming file, key and problem."""
-    path = path or spec_dir() / "paper.yaml"
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(path, "<root>", "expected a mapping with `session`, `strategy`, `instruments`")
-    spec: PaperSpec = validate_model(PaperSpec, data, path)
-    return spec
+    return load_spec_file(PaperSpec, path or spec_dir() / "paper.yaml", "`session`, `strategy`, `instruments`")
