@@ -30,20 +30,11 @@ def random_walk_bars(n: int, seed: int, instrument: str = "SYN", start: datetime
 
 
 def sp500_bars(n_last: int = 1500) -> pl.DataFrame:
-    from arch.data import sp500
+    """The last `n_last` sessions of the S&P 500 as the packaged vendor delivers them (arch's bundled data)."""
+    from lake_assets.vendors.packaged import load_dataset
 
-    df = sp500.load().tail(n_last)
-    return pl.DataFrame(
-        {
-            "ts": df.index.to_numpy(),
-            "instrument": "SPX",
-            "open": df["Open"].to_numpy(dtype=float),
-            "high": df["High"].to_numpy(dtype=float),
-            "low": df["Low"].to_numpy(dtype=float),
-            "close": df["Close"].to_numpy(dtype=float),
-            "volume": df["Volume"].to_numpy(dtype=float),
-        }
-    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    return load_dataset("sp500").tail(n_last).select("ts", pl.lit("SPX").alias("instrument"), "open", "high", "low",
+                                                   "close", "volume")  # fmt: skip
 
 
 def sma_cross(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:

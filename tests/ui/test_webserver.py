@@ -3,11 +3,13 @@ global asset graph renders the assets in headless Chromium. Loopback only; every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -72,16 +74,17 @@ class Webserver:
         return dict(answer["data"])
 
 
-@pytest.fixture()
-def webserver(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
+@contextlib.contextmanager
+def running_webserver(yaml: str, log: Path) -> Iterator[Webserver]:
+    """`dagster-webserver` on this project's workspace and $DAGSTER_HOME (with `yaml` as its dagster.yaml), on a free
+    port, until the block ends (its process group is stopped, so its code servers and run workers are too)."""
     home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(dagster_yaml(str(home)))  # as `qlake` writes it
+    (home / "dagster.yaml").write_text(yaml)
     port = free_port()
-    log = tmp_path / "webserver.log"
+    binary = Path(sys.executable).parent / "dagster-webserver"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv/bin/dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
-            + ["-w", "workspace.yaml"],
+            [str(binary), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
             cwd=PROJECT_ROOT,
             env=os.environ.copy(),
             stdout=out,
@@ -109,6 +112,12 @@ def webserver(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def webserver(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
+    with running_webserver(dagster_yaml(), tmp_path / "webserver.log") as server:  # the yaml `qlake` writes
+        yield server
 
 
 def wait_for_location(server: Webserver, timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:

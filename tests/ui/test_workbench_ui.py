@@ -9,12 +9,8 @@ which this test does not start; everything else is as `qlake` writes it."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +19,13 @@ from playwright.sync_api import sync_playwright
 from test_webserver import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    STARTUP_TIMEOUT_S,
     Webserver,
-    free_port,
-    http,
+    running_webserver,
     screenshot,
     wait_for_location,
 )
 
 from lake_assets.event_log import dagster_yaml
-from lake_assets.settings import PROJECT_ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workbench"))
 from spx_lake import write_spx_lake  # noqa: E402
@@ -52,35 +45,8 @@ def _yaml_without_queue() -> str:
 @pytest.fixture()
 def webserver_direct_runs(data_root: Path, tmp_path: Path) -> Iterator[Webserver]:
     write_spx_lake(data_root)
-    home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(_yaml_without_queue())
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    binary = Path(sys.executable).parent / "dagster-webserver"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(binary), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                                cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-    server = Webserver(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"webserver exited:\n{log.read_text()[-4000:]}"
-            try:
-                http(f"{server.url}/server_info", timeout=5)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, f"no /server_info:\n{log.read_text()[-4000:]}"
-                time.sleep(0.5)
+    with running_webserver(_yaml_without_queue(), tmp_path / "webserver.log") as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 @pytest.mark.timeout(1500)  # webserver start-up, then a run worker that imports the whole graph

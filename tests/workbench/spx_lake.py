@@ -4,6 +4,7 @@ write them."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +14,11 @@ from lake_assets.storage.lake import Lake
 
 
 def spx_bars() -> pl.DataFrame:
-    from arch.data import sp500
+    from lake_assets.vendors.packaged import load_dataset
 
-    df = sp500.load()
-    df = df[(df.index >= "2016-06-01") & (df.index <= "2018-12-31")]
-    return pl.DataFrame(
-        {
-            "ts": df.index.to_numpy(),
-            "instrument": "SPX",
-            "open": df["Open"].to_numpy(dtype=float),
-            "high": df["High"].to_numpy(dtype=float),
-            "low": df["Low"].to_numpy(dtype=float),
-            "close": df["Close"].to_numpy(dtype=float),
-            "volume": df["Volume"].to_numpy(dtype=float),
-        }
-    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")), pl.lit(False).alias("is_gap"))
+    bars = load_dataset("sp500").filter(pl.col("ts").dt.date().is_between(date(2016, 6, 1), date(2018, 12, 31)))
+    return bars.select("ts", pl.lit("SPX").alias("instrument"), "open", "high", "low", "close", "volume",
+                       pl.lit(False).alias("is_gap"))  # fmt: skip
 
 
 def write_spx_lake(root: Path) -> Lake:
